@@ -1,0 +1,28 @@
+# Two commands do all the set-up on a fresh machine: `make demo` (the main job) and `make test`.
+# Both create .venv and install what they need (CPU torch from the local wheel index, pinned so pip
+# never pulls a multi-GB CUDA build; on a GPU machine install your CUDA torch first, see README).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_PIN ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_PIN)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+demo: $(STAMP)
+	$(BIN)/sinktrain experiment recipes/experiments/demo-cpu.yaml
+
+clean:
+	rm -rf $(VENV) runs

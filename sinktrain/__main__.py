@@ -1,0 +1,5 @@
+import sys
+
+from sinktrain.cli import main
+
+sys.exit(main())

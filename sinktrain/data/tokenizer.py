@@ -1,0 +1,47 @@
+"""Tokenizer loading: the bundled GPT-NeoX-20B / Pythia tokenizer by default, any tokenizer.json path or
+hub name otherwise. Always a `transformers` fast tokenizer backed by the `tokenizers` library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_TOKENIZER = REPO_ROOT / "data" / "tokenizers" / "gpt-neox-20b.json"
+EOD_TOKEN = "<|endoftext|>"
+
+
+def load_tokenizer(spec: str | Path | None = None) -> PreTrainedTokenizerFast:
+    """`spec`: None (bundled GPT-NeoX-20B), a tokenizer.json file, a folder saved by transformers, or a hub name."""
+    if spec is None or str(spec) in ("gpt-neox-20b", "pythia", "default"):
+        spec = DEFAULT_TOKENIZER
+    path = Path(spec)
+    if path.is_file():
+        tok = PreTrainedTokenizerFast(tokenizer_file=str(path))
+    elif path.is_dir():
+        tok = AutoTokenizer.from_pretrained(str(path))
+    elif str(spec).startswith((".", "/")) or str(spec).endswith(".json"):
+        raise FileNotFoundError(f"tokenizer {str(spec)!r} does not exist; pass a tokenizer.json path, a folder, or a hub name")
+    else:
+        tok = AutoTokenizer.from_pretrained(str(spec))  # hub name (needs internet or the HF cache)
+    if tok.eos_token is None and EOD_TOKEN in tok.get_vocab():
+        tok.eos_token = EOD_TOKEN
+    return tok
+
+
+def tokenizer_hash(tok: PreTrainedTokenizerFast) -> str:
+    """sha256 of the tokenizer's canonical JSON (vocab, merges, normalisers): same hash, same token ids."""
+    data = json.loads(tok.backend_tokenizer.to_str())
+    data.pop("added_tokens", None)  # sink tokens registered at export must not change the hash of the text vocab
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def eod_id(tok: PreTrainedTokenizerFast) -> int:
+    """Id of the end-of-document token put between documents."""
+    if tok.eos_token_id is None:
+        raise ValueError("tokenizer has no end-of-document (eos) token; use a tokenizer that defines one")
+    return int(tok.eos_token_id)

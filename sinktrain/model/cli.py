@@ -1,0 +1,31 @@
+"""`sinktrain info`: print a preset's resolved config and parameter counts."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("info", help="print a model preset's config and parameter counts")
+    p.add_argument("--preset", required=True, help="tiny, pythia-14m, -31m, -70m, -160m, -410m")
+    p.add_argument("--sink-kind", default="none", help="none | token | softmax1 | logit")
+    p.add_argument("--sink-tokens", type=int, default=None, help="number of sink tokens (kind=token; default 1)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from sinktrain.model import ModelConfig, SinkConfig, build_model, count_parameters, hf_config
+
+    n = args.sink_tokens if args.sink_tokens is not None else (1 if args.sink_kind == "token" else 0)
+    cfg = ModelConfig(preset=args.preset, sink=SinkConfig(kind=args.sink_kind, num_tokens=n))
+    # Count on the meta device: no memory, no init time, same shapes.
+    import torch
+
+    with torch.device("meta"):
+        model = build_model(cfg, seed=None)
+    counts = count_parameters(model)
+    print(json.dumps({"model": cfg.to_dict(), "sink_token_ids": cfg.sink_token_ids,
+                      "hf_config": hf_config(cfg).to_diff_dict()}, indent=2))
+    print(f"parameters: {counts['total']}")
+    print(f"non_embedding_parameters: {counts['non_embedding']}")
+    return 0

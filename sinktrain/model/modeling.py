@@ -1,0 +1,139 @@
+"""Build Pythia-family GPT-NeoX models with an attention-sink variant.
+
+- kind none / token: a stock `transformers.GPTNeoXForCausalLM`. The learnable sink token is only data
+  (ids prepended to every sample) plus ordinary embedding rows, so the model stays stock.
+- kind softmax1 / logit: `SinkGPTNeoXForCausalLM`, a thin subclass that routes attention through the
+  functions in `attention.py` (and, for `logit`, owns one learned scalar per head per layer). Its config
+  type `sinktrain_gpt_neox` is registered with the Auto classes on `import sinktrain.model`, so
+  `AutoModelForCausalLM.from_pretrained(folder)` loads it after that import.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM
+
+from sinktrain.model import attention
+from sinktrain.model.config import ModelConfig
+
+
+class SinkGPTNeoXConfig(GPTNeoXConfig):
+    """GPT-NeoX config plus `sink_kind` (softmax1 | logit)."""
+
+    model_type = "sinktrain_gpt_neox"
+
+    def __init__(self, sink_kind: str = "softmax1", **kwargs):
+        self.sink_kind = sink_kind
+        super().__init__(**kwargs)
+
+
+class SinkGPTNeoXForCausalLM(GPTNeoXForCausalLM):
+    """GPT-NeoX whose attention softmax has a sink column (see attention.py)."""
+
+    config_class = SinkGPTNeoXConfig
+
+    def __init__(self, config: SinkGPTNeoXConfig):
+        super().__init__(config)
+        if config.sink_kind not in attention.ATTN_IMPLEMENTATION:
+            raise ValueError(f"sink_kind must be softmax1 or logit, got {config.sink_kind!r}")
+        if config.sink_kind == "logit":
+            for layer in self.gpt_neox.layers:
+                layer.attention.sink_logit = nn.Parameter(torch.zeros(config.num_attention_heads))
+        # Set after the base class has picked its default implementation: every layer reads
+        # config._attn_implementation at call time.
+        self.config._attn_implementation = attention.ATTN_IMPLEMENTATION[config.sink_kind]
+        self.post_init()
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if hasattr(module, "sink_logit"):
+            nn.init.zeros_(module.sink_logit)
+
+
+AutoConfig.register(SinkGPTNeoXConfig.model_type, SinkGPTNeoXConfig, exist_ok=True)
+AutoModelForCausalLM.register(SinkGPTNeoXConfig, SinkGPTNeoXForCausalLM, exist_ok=True)
+
+
+def hf_config(cfg: ModelConfig) -> GPTNeoXConfig:
+    """The transformers config for `cfg` (stock GPTNeoXConfig unless the variant changes attention)."""
+    a = cfg.arch
+    kwargs = dict(
+        vocab_size=a.vocab_size,
+        hidden_size=a.hidden_size,
+        num_hidden_layers=a.num_layers,
+        num_attention_heads=a.num_heads,
+        intermediate_size=a.intermediate_size,
+        hidden_act="gelu",
+        max_position_embeddings=cfg.seq_len,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rotary_base, "partial_rotary_factor": cfg.rotary_pct},
+        use_parallel_residual=True,
+        layer_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        attention_dropout=0.0,
+        hidden_dropout=0.0,
+        initializer_range=cfg.init_std,
+        bos_token_id=0,
+        eos_token_id=0,
+        # A cache is built on every forward unless this is off (transformers 5.x); generation turns it on.
+        use_cache=False,
+    )
+    if cfg.sink.kind in attention.ATTN_IMPLEMENTATION:
+        return SinkGPTNeoXConfig(sink_kind=cfg.sink.kind, **kwargs)
+    return GPTNeoXConfig(**kwargs)
+
+
+def model_class(cfg: ModelConfig):
+    return SinkGPTNeoXForCausalLM if cfg.sink.kind in attention.ATTN_IMPLEMENTATION else GPTNeoXForCausalLM
+
+
+def init_pythia_weights(model: GPTNeoXForCausalLM, cfg: ModelConfig) -> None:
+    """Pythia initialisation: small_init N(0, sqrt(2/5d)) for every weight matrix and embedding,
+    wang_init N(0, 2/(L sqrt d)) for the attention-output and MLP-output projections, zero biases,
+    unit LayerNorms."""
+    small, wang = cfg.init_std, cfg.output_init_std
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                std = wang if name.endswith(("attention.dense", "mlp.dense_4h_to_h")) else small
+                module.weight.normal_(0.0, std)
+                if getattr(module, "bias", None) is not None:
+                    module.bias.zero_()
+            elif isinstance(module, nn.LayerNorm):
+                module.weight.fill_(1.0)
+                module.bias.zero_()
+
+
+def build_model(cfg: ModelConfig, seed: int | None = 1234, attn_implementation: str = "sdpa") -> GPTNeoXForCausalLM:
+    """A freshly initialised model for `cfg` (fp32). Same seed, same weights."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    hcfg = hf_config(cfg)
+    if cfg.sink.kind not in attention.ATTN_IMPLEMENTATION:
+        hcfg._attn_implementation = attn_implementation
+    model = model_class(cfg)(hcfg)
+    init_pythia_weights(model, cfg)
+    return model
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """Total and non-embedding parameters (Pythia's convention: both embedding matrices excluded)."""
+    total = sum(p.numel() for p in model.parameters())
+    emb = model.get_input_embeddings().weight.numel() + model.get_output_embeddings().weight.numel()
+    return {"total": total, "non_embedding": total - emb}
+
+
+def prepend_sink_tokens(input_ids: torch.Tensor, sink_ids: list[int]) -> torch.Tensor:
+    """[batch, n] -> [batch, len(sink_ids) + n] with the sink ids in front of every row."""
+    if not sink_ids:
+        return input_ids
+    sinks = torch.tensor(sink_ids, dtype=input_ids.dtype, device=input_ids.device)
+    return torch.cat([sinks.expand(input_ids.shape[0], -1), input_ids], dim=1)
+
+
+def lm_labels(input_ids: torch.Tensor, num_sink_tokens: int) -> torch.Tensor:
+    """Labels for transformers' causal-LM loss (it shifts internally): -100 at sink positions, so no loss
+    is taken on predicting a sink token. The first text token is predicted from the sink(s)."""
+    labels = input_ids.clone()
+    labels[:, :num_sink_tokens] = -100
+    return labels
