@@ -1,0 +1,47 @@
+"""Attention probabilities out of a model, for sink statistics (training's sink score, the evaluator's plots).
+
+sdpa and flash kernels never materialise attention weights, so the probe switches the model to transformers'
+eager attention for the one forward pass and switches it back. The sink variants' own attention functions
+(softmax1, logit) already return their weights and are left in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from sinktrain.model import attention
+
+
+@contextlib.contextmanager
+def eager_attention(model):
+    cfg = model.config
+    old = cfg._attn_implementation
+    if old not in attention.ATTN_IMPLEMENTATION.values():
+        cfg._attn_implementation = "eager"
+    try:
+        yield model
+    finally:
+        cfg._attn_implementation = old
+
+
+@torch.no_grad()
+def attention_probs(model, input_ids: torch.Tensor) -> list[torch.Tensor]:
+    """Per-layer attention probabilities [batch, heads, q, k] (fp32) of a causal forward over `input_ids`."""
+    with eager_attention(model):
+        out = model(input_ids=input_ids, output_attentions=True, use_cache=False)
+    return [a.float() for a in out.attentions]
+
+
+def sink_score(model, input_ids: torch.Tensor, first_k: int = 1) -> torch.Tensor:
+    """Mean attention weight on the first `first_k` positions, per layer [num_layers].
+
+    Averaged over batch, heads and the query positions that can see beyond the first k keys
+    (q >= first_k), so early queries that can only look at position 0 do not inflate it.
+    """
+    scores = []
+    for a in attention_probs(model, input_ids):
+        on_first = a[..., first_k:, :first_k].sum(-1)  # [b, h, q - k]
+        scores.append(on_first.mean())
+    return torch.stack(scores)
