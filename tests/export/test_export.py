@@ -1,0 +1,110 @@
+"""Export: a ZeRO-2 checkpoint becomes a Hugging Face folder that stock transformers loads."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPTNeoXForCausalLM
+
+from sinktrain.cli import main
+from sinktrain.export import ExportConfig, export_checkpoint, export_every, push_folder
+from sinktrain.model import ModelConfig, build_model
+
+
+def _deepspeed_module_weights(ckpt):
+    """Weights straight from DeepSpeed's model-states file (fp32 training keeps fp32 module parameters),
+    independent of the ZeRO converter the export uses."""
+    states = torch.load(next(ckpt.rglob("mp_rank_00_model_states.pt")), map_location="cpu", weights_only=False)
+    return {k.removeprefix("model."): v for k, v in states["module"].items()}
+
+
+@pytest.fixture(scope="module")
+def exported(zero2_token_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "tiny-sink"
+    return export_checkpoint(ExportConfig(str(zero2_token_run), str(out)))
+
+
+def test_export_loads_in_stock_transformers_with_training_logits(exported, zero2_token_run):
+    model = AutoModelForCausalLM.from_pretrained(exported).eval()
+    assert type(model) is GPTNeoXForCausalLM
+    ckpt = zero2_token_run / "checkpoints" / "step-00000008"
+    model_cfg = ModelConfig(preset="tiny", max_seq_len=64, sink={"kind": "token", "num_tokens": 1})
+    reference = build_model(model_cfg, seed=None).eval()
+    reference.load_state_dict(_deepspeed_module_weights(ckpt))
+    ids = torch.tensor([[50277, 12092, 13, 309, 717, 247, 1071, 15]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, reference(ids).logits, atol=1e-5, rtol=0)
+
+
+def test_tokenizer_prepends_the_sink_token(exported):
+    tok = AutoTokenizer.from_pretrained(exported)
+    ids = tok("Hello, I am").input_ids
+    assert ids == [50277, 12092, 13, 309, 717]
+    assert tok.convert_ids_to_tokens(50277) == "<|sink_0|>"
+    assert tok.decode(ids, skip_special_tokens=True) == "Hello, I am"
+
+
+def test_no_pickles_and_metadata_in_config_and_card(exported):
+    names = sorted(p.name for p in exported.iterdir())
+    assert "model.safetensors" in names and not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt"))]
+    load_file(exported / "model.safetensors")  # a real safetensors file
+    meta = json.loads((exported / "config.json").read_text())["sinktrain"]
+    assert meta["variant"] == "token" and meta["sink_token_ids"] == [50277] and meta["step"] == 8
+    assert meta["tokens_seen"] == 8 * 4 * 63  # steps x global batch x text tokens (64 - 1 sink) and len(meta["data_manifest_sha256"]) == 64
+    card = (exported / "README.md").read_text()
+    assert card.startswith("---\nlicense: apache-2.0\n") and "sink-token" in card
+    assert "| step | 8 |" in card and "| sink tokens | [50277] |" in card
+    assert "![training loss](loss_curve.png)" in card and (exported / "loss_curve.png").stat().st_size > 1000
+
+
+def test_export_every_kth_checkpoint(zero2_token_run, tmp_path):
+    outs = export_every(str(zero2_token_run), str(tmp_path / "steps"), every_k=1)
+    assert [p.name for p in outs] == ["step-00000004", "step-00000008"]
+    a = load_file(outs[0] / "model.safetensors")["gpt_neox.embed_in.weight"]
+    b = load_file(outs[1] / "model.safetensors")["gpt_neox.embed_in.weight"]
+    assert not torch.equal(a, b)  # two different points of training
+    assert [p.name for p in export_every(str(zero2_token_run), str(tmp_path / "k2"), every_k=2)] == ["step-00000008"]
+
+
+def test_push_to_unreachable_endpoint_fails_clearly_and_keeps_export(exported, tmp_path):
+    before = {p.name: p.read_bytes() for p in exported.iterdir()}
+    secret = "hf_sinktrainTestSecretToken123"
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE",)}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_TOKEN=secret, HF_HUB_ETAG_TIMEOUT="2", HF_HUB_DOWNLOAD_TIMEOUT="2")
+    code = (f"import sys; from sinktrain.export import push_folder; "
+            f"push_folder({str(exported)!r}, 'someone/tiny-sink', revision='step8')")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "push of" in proc.stderr and "someone/tiny-sink@step8" in proc.stderr and "The local export is intact" in proc.stderr
+    assert secret not in proc.stdout + proc.stderr
+    assert {p.name: p.read_bytes() for p in exported.iterdir()} == before
+
+
+def test_dry_run_lists_files(exported, capsys):
+    files = push_folder(exported, "someone/tiny-sink", dry_run=True)
+    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md"} <= set(files)
+
+
+def test_bad_inputs(zero2_token_run, exported, tmp_path, capsys):
+    # not a checkpoint
+    (tmp_path / "junk").mkdir()
+    assert main(["export", str(tmp_path / "junk"), str(tmp_path / "o1")]) == 2
+    assert "is not a complete checkpoint" in capsys.readouterr().err
+    # half-written checkpoint: a save that never got its COMPLETE marker
+    import shutil
+
+    half = tmp_path / "run" / "checkpoints" / "step-00000008"
+    shutil.copytree(zero2_token_run / "checkpoints" / "step-00000008", half)
+    (half / "COMPLETE").unlink()
+    assert main(["export", str(half), str(tmp_path / "o2")]) == 2
+    assert "not a complete checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()
+    # non-empty out dir without --overwrite: refused, nothing touched
+    before = {p.name: p.stat().st_mtime_ns for p in exported.iterdir()}
+    assert main(["export", str(zero2_token_run), str(exported)]) == 2
+    assert "exists and is not empty; pass --overwrite" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in exported.iterdir()} == before
