@@ -7,8 +7,10 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+if TYPE_CHECKING:  # transformers is imported on first use: token workers and `sinktrain --help` stay light
+    from transformers import PreTrainedTokenizerFast
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TOKENIZER = REPO_ROOT / "data" / "tokenizers" / "gpt-neox-20b.json"
@@ -17,6 +19,8 @@ EOD_TOKEN = "<|endoftext|>"
 
 def load_tokenizer(spec: str | Path | None = None) -> PreTrainedTokenizerFast:
     """`spec`: None (bundled GPT-NeoX-20B), a tokenizer.json file, a folder saved by transformers, or a hub name."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
     if spec is None or str(spec) in ("gpt-neox-20b", "pythia", "default"):
         spec = DEFAULT_TOKENIZER
     path = Path(spec)
@@ -33,11 +37,18 @@ def load_tokenizer(spec: str | Path | None = None) -> PreTrainedTokenizerFast:
     return tok
 
 
+_HASHES: dict[str, str] = {}  # sha256 of the serialized tokenizer -> tokenizer_hash (the canonical form is slow)
+
+
 def tokenizer_hash(tok: PreTrainedTokenizerFast) -> str:
     """sha256 of the tokenizer's canonical JSON (vocab, merges, normalisers): same hash, same token ids."""
-    data = json.loads(tok.backend_tokenizer.to_str())
-    data.pop("added_tokens", None)  # sink tokens registered at export must not change the hash of the text vocab
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    raw = tok.backend_tokenizer.to_str()
+    key = hashlib.sha256(raw.encode()).hexdigest()
+    if key not in _HASHES:
+        data = json.loads(raw)
+        data.pop("added_tokens", None)  # sink tokens registered at export must not change the hash of the text vocab
+        _HASHES[key] = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    return _HASHES[key]
 
 
 def eod_id(tok: PreTrainedTokenizerFast) -> int:

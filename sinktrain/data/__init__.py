@@ -1,0 +1,34 @@
+"""The data stage: tokenizer, `prepare` (sources -> packed token shards + manifest) and `TokenDataset`
+(fixed-length samples in a seeded global order). See docs/data.md.
+
+Importing this package is light (numpy only); transformers and datasets load on first use.
+"""
+
+from sinktrain.data.dataset import TokenDataset
+from sinktrain.data.manifest import FORMAT, read_manifest, token_dtype
+from sinktrain.data.preparation import PrepareConfig, prepare
+from sinktrain.data.tokenizer import DEFAULT_TOKENIZER, eod_id, load_tokenizer, tokenizer_hash
+
+__all__ = [
+    "DEFAULT_TOKENIZER",
+    "FORMAT",
+    "PrepareConfig",
+    "TokenDataset",
+    "eod_id",
+    "load_long_text",
+    "load_tokenizer",
+    "prepare",
+    "read_manifest",
+    "token_dtype",
+    "tokenizer_hash",
+]
+
+
+def __getattr__(name):
+    # Long-text evaluation sources live in longtext.py (written separately); imported on demand so that
+    # this package never fails to import because of it.
+    if name == "load_long_text":
+        from sinktrain.data.longtext import load_long_text
+
+        return load_long_text
+    raise AttributeError(f"module 'sinktrain.data' has no attribute {name!r}")

@@ -1,0 +1,44 @@
+"""The data directory's manifest: what `prepare` promises and what `TokenDataset` checks.
+
+`manifest.json` is written last, after every shard has been renamed into place, so a directory with a
+manifest is complete; a directory without one is not a dataset.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "sinktrain-tokens/1"
+MANIFEST = "manifest.json"
+SPLITS = ("train", "val")
+
+
+def token_dtype(vocab_size: int, requested: str = "auto") -> str:
+    """uint16 when every id fits (vocab <= 65536), else uint32; a forced uint16 that cannot hold the vocab is an error."""
+    if requested not in ("auto", "uint16", "uint32"):
+        raise ValueError(f"dtype must be auto, uint16 or uint32, not {requested!r}")
+    fits16 = vocab_size <= np.iinfo(np.uint16).max + 1
+    if requested == "uint16" and not fits16:
+        raise ValueError(
+            f"tokenizer vocabulary of {vocab_size} ids does not fit uint16 (max 65536); use --dtype uint32 or auto"
+        )
+    if requested == "auto":
+        return "uint16" if fits16 else "uint32"
+    return requested
+
+
+def read_manifest(data_dir: str | Path) -> dict:
+    """Load and sanity-check `<data_dir>/manifest.json`."""
+    data_dir = Path(data_dir)
+    path = data_dir / MANIFEST
+    if not path.is_file():
+        hint = " (an interrupted prepare leaves none; run it again)" if data_dir.is_dir() else ""
+        raise FileNotFoundError(f"no {MANIFEST} in {str(data_dir)!r}{hint}; run `sinktrain data prepare --out {data_dir}` first")
+    with open(path) as f:
+        manifest = json.load(f)
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{path} has format {manifest.get('format')!r}, expected {FORMAT!r}; prepare the data again")
+    return manifest

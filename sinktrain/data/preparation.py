@@ -1,0 +1,403 @@
+"""`prepare`: sources -> documents -> token ids (EOD after every document) -> packed shards + manifest.
+
+Output is a pure function of (sources' contents, tokenizer, config): documents are read in a fixed order,
+tokenized in batches whose results are consumed in submission order, and assigned to train/val by a hash
+of (seed, document index). Shards are written as `*.bin.tmp` and renamed when complete; the manifest is
+written last, so an interrupted run never leaves a directory that looks finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from sinktrain.config_io import write_json_atomic
+from sinktrain.data.manifest import FORMAT, MANIFEST, read_manifest, token_dtype
+from sinktrain.data.sources import TXT_DOCUMENTS, Source, iter_documents, resolve_source
+from sinktrain.data.tokenizer import eod_id, load_tokenizer, tokenizer_hash
+
+# Config keys that change the bytes written; the others (workers, batch size, progress) only change speed.
+OUTPUT_KEYS = ("sources", "tokenizer", "val_fraction", "val_documents", "seed", "text_field", "split",
+               "hub_config", "txt_documents", "max_documents", "max_tokens", "dtype", "shard_tokens")
+
+
+@dataclass
+class PrepareConfig:
+    """What to tokenize and where to put it. See docs/data.md.
+
+    sources:       files, folders, globs, `hub:NAME` or hub dataset names (see sinktrain.data.sources).
+    out_dir:       the data directory to write (manifest.json, train-*.bin, val-*.bin).
+    tokenizer:     None = the bundled GPT-NeoX-20B tokenizer; else a tokenizer.json, a folder or a hub name.
+    val_fraction:  probability that a document goes to the validation split (seeded hash of its index).
+    val_documents: optional cap on validation documents (later picks go to train). If the coin picks no
+                   document at all (a few whole books), the last document goes to validation instead.
+    seed:          seed of the train/val assignment.
+    text_field:    record field holding the text (json/parquet/hub sources).
+    split:         split of hub datasets to stream.
+    hub_config:    config name of hub datasets (e.g. "wikitext-103-raw-v1"), None for none.
+    txt_documents: what a document is in .txt files: "file" (default), "paragraphs" or "lines".
+    num_workers:   0 = tokenize in this process (the Rust tokenizer threads over each batch);
+                   N >= 1 = N worker processes, results kept in order.
+    batch_size:    documents per tokenization batch (a batch is also cut at batch_bytes of text).
+    max_documents: stop after this many documents (None = all).
+    max_tokens:    stop after the document that brings the total (EODs included) to this many tokens.
+    dtype:         "auto" (uint16 if the vocabulary fits, else uint32), "uint16" or "uint32".
+    shard_tokens:  tokens per shard file before starting the next one.
+    overwrite:     replace an existing data directory that was prepared with another config.
+    progress:      print progress lines (MB/s, tokens/s) to stderr.
+    """
+
+    sources: list[str] = field(default_factory=list)
+    out_dir: str = ""
+    tokenizer: str | None = None
+    val_fraction: float = 0.01
+    val_documents: int | None = None
+    seed: int = 1234
+    text_field: str = "text"
+    split: str = "train"
+    hub_config: str | None = None
+    txt_documents: str = "file"
+    num_workers: int = 0
+    batch_size: int = 256
+    batch_bytes: int = 8 << 20
+    max_documents: int | None = None
+    max_tokens: int | None = None
+    dtype: str = "auto"
+    shard_tokens: int = 1 << 28
+    overwrite: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        if isinstance(self.sources, (str, Path)):
+            self.sources = [self.sources]
+        self.sources = [str(s) for s in self.sources]
+        if not self.sources:
+            raise ValueError("no sources given; pass --source PATH|GLOB|DATASET at least once")
+        if not self.out_dir:
+            raise ValueError("no output directory given; pass --out DIR")
+        self.out_dir = str(self.out_dir)
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.txt_documents not in TXT_DOCUMENTS:
+            raise ValueError(f"txt_documents must be one of {', '.join(TXT_DOCUMENTS)}, got {self.txt_documents!r}")
+        for name in ("val_documents", "max_documents", "max_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < (0 if name == "val_documents" else 1):
+                raise ValueError(f"{name} must be a positive number or None, got {value}")
+        for name in ("batch_size", "batch_bytes", "shard_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        token_dtype(1, self.dtype)  # validates the name
+
+
+# ---------------------------------------------------------------- train/val assignment
+
+
+def is_validation(seed: int, doc_index: int, val_fraction: float) -> bool:
+    """Seeded, order-free coin for document `doc_index`: the same document index always lands in the same split."""
+    digest = hashlib.blake2b(f"{seed}:{doc_index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") / 2.0**64 < val_fraction
+
+
+# ---------------------------------------------------------------- tokenization (in process or in workers)
+
+_WORKER_TOKENIZER = None
+
+
+def _init_worker(tokenizer_json: str) -> None:
+    # One Rust thread per worker: the parallelism is the worker processes themselves.
+    os.environ["RAYON_NUM_THREADS"] = "1"
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    from tokenizers import Tokenizer
+
+    global _WORKER_TOKENIZER
+    _WORKER_TOKENIZER = Tokenizer.from_str(tokenizer_json)
+
+
+def encode_batch(tokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of `texts` (no special tokens) as one concatenated uint32 array plus per-text lengths."""
+    encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)  # _fast skips offsets
+    encodings = encode(texts, add_special_tokens=False)
+    arrays = [np.array(e.ids, dtype=np.uint32) for e in encodings]
+    lengths = np.array([len(a) for a in arrays], dtype=np.int64)
+    return (np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.uint32)), lengths
+
+
+def _encode_in_worker(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    return encode_batch(_WORKER_TOKENIZER, texts)
+
+
+def tokenized_batches(batches: Iterator[list], backend, num_workers: int, tokenizer_json: str):
+    """Yield (batch, (ids, lengths)) in submission order; at most 2 batches per worker in flight (bounded memory)."""
+    if num_workers == 0:
+        for batch in batches:
+            yield batch, encode_batch(backend, [text for _, text in batch])
+        return
+    import multiprocessing
+
+    # spawn, not fork: a forked child of a process that already used the Rust thread pool can deadlock.
+    ctx = multiprocessing.get_context("spawn")
+    pool = ctx.Pool(num_workers, initializer=_init_worker, initargs=(tokenizer_json,))
+    try:
+        pending: deque = deque()
+        for batch in batches:
+            pending.append((batch, pool.apply_async(_encode_in_worker, ([text for _, text in batch],))))
+            if len(pending) >= 2 * num_workers:
+                b, result = pending.popleft()
+                yield b, result.get()
+        while pending:
+            b, result = pending.popleft()
+            yield b, result.get()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _batches(documents: Iterator[tuple[int, str]], batch_size: int, batch_bytes: int) -> Iterator[list]:
+    batch, size = [], 0
+    for item in documents:
+        batch.append(item)
+        size += len(item[1])
+        if len(batch) >= batch_size or size >= batch_bytes:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+# ---------------------------------------------------------------- shards
+
+
+class ShardWriter:
+    """Appends token ids to `<split>-NNNNN.bin.tmp` files of at most `shard_tokens` tokens; `commit` renames them."""
+
+    def __init__(self, out_dir: Path, split: str, dtype: str, shard_tokens: int):
+        self.out_dir, self.split, self.dtype, self.shard_tokens = out_dir, split, np.dtype(dtype), shard_tokens
+        self.names: list[str] = []
+        self.tokens = 0
+        self.documents = 0
+        self._file = None
+        self._in_shard = 0
+        self._last_document: np.ndarray | None = None
+
+    def write_document(self, ids: np.ndarray) -> None:
+        ids = ids.astype(self.dtype, copy=False)
+        self._last_document = ids
+        self.documents += 1
+        self.tokens += len(ids)
+        while len(ids):
+            if self._file is None:
+                self.names.append(f"{self.split}-{len(self.names):05d}.bin")
+                self._file = open(self.out_dir / (self.names[-1] + ".tmp"), "wb")
+                self._in_shard = 0
+            part = ids[: self.shard_tokens - self._in_shard]
+            self._file.write(part.tobytes())
+            self._in_shard += len(part)
+            ids = ids[len(part):]
+            if self._in_shard == self.shard_tokens:
+                self._close()
+
+    def pop_last_document(self) -> np.ndarray:
+        """Take the last document back out (truncating the shard files it sits in); for the val fallback."""
+        ids, self._last_document = self._last_document, None
+        assert ids is not None, "no document to pop"
+        self._close()
+        remaining = len(ids)
+        while remaining:
+            path = self.out_dir / (self.names[-1] + ".tmp")
+            held = path.stat().st_size // self.dtype.itemsize
+            cut = min(remaining, held)
+            os.truncate(path, (held - cut) * self.dtype.itemsize)
+            remaining -= cut
+            if cut == held:
+                path.unlink()
+                self.names.pop()
+        self.tokens -= len(ids)
+        self.documents -= 1
+        return ids
+
+    def _close(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+
+    def commit(self) -> list[str]:
+        self._close()
+        for name in self.names:
+            os.replace(self.out_dir / (name + ".tmp"), self.out_dir / name)
+        return self.names
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        for name in self.names:
+            (self.out_dir / (name + ".tmp")).unlink(missing_ok=True)
+
+
+def _remove_previous(out_dir: Path) -> None:
+    """Delete what an earlier prepare wrote here: the manifest first, so the directory stops looking complete."""
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    for pattern in ("train-*.bin", "val-*.bin", "train-*.bin.tmp", "val-*.bin.tmp"):
+        for path in out_dir.glob(pattern):
+            path.unlink()
+
+
+# ---------------------------------------------------------------- progress
+
+
+class Progress:
+    """Periodic one-line reports on stderr: documents, MB of text, MB/s, tokens/s."""
+
+    def __init__(self, enabled: bool, every_s: float = 5.0):
+        self.enabled, self.every_s = enabled, every_s
+        self.start = self.last = time.perf_counter()
+        self.bytes = self.tokens = self.documents = 0
+
+    def update(self, nbytes: int, ntokens: int, ndocs: int) -> None:
+        self.bytes += nbytes
+        self.tokens += ntokens
+        self.documents += ndocs
+        now = time.perf_counter()
+        if self.enabled and now - self.last >= self.every_s:
+            self.last = now
+            print(f"prepare: {self.line()}", file=sys.stderr, flush=True)
+
+    def line(self) -> str:
+        dt = max(time.perf_counter() - self.start, 1e-9)
+        return (f"{self.documents:,} docs, {self.bytes / 1e6:,.1f} MB, {self.tokens:,} tokens in {dt:,.1f} s "
+                f"({self.bytes / 1e6 / dt:,.2f} MB/s, {self.tokens / dt:,.0f} tokens/s)")
+
+    def stats(self) -> dict:
+        dt = max(time.perf_counter() - self.start, 1e-9)
+        return {"seconds": dt, "text_bytes": self.bytes, "tokens": self.tokens, "documents": self.documents,
+                "mb_per_s": self.bytes / 1e6 / dt, "tokens_per_s": self.tokens / dt}
+
+
+# ---------------------------------------------------------------- prepare
+
+LAST_RUN_STATS: dict = {}  # throughput of the last prepare in this process (read by benchmarks/)
+
+
+def _output_config(cfg: PrepareConfig) -> dict:
+    full = asdict(cfg)
+    return {k: full[k] for k in OUTPUT_KEYS}
+
+
+def _same_dataset(manifest: dict, cfg: PrepareConfig, sha: str, sources: list[Source]) -> bool:
+    stored = manifest.get("config", {})
+    described = [{k: v for k, v in s.items() if k in ("spec", "kind", "files")} for s in manifest.get("sources", [])]
+    return ({k: stored.get(k) for k in OUTPUT_KEYS} == _output_config(cfg)
+            and manifest.get("tokenizer", {}).get("sha256") == sha
+            and described == [s.describe() for s in sources])
+
+
+def prepare(cfg: PrepareConfig) -> Path:
+    """Tokenize `cfg.sources` into `cfg.out_dir`; return the data directory. A no-op when it already holds
+    a complete dataset prepared from the same sources and config (unless `overwrite`)."""
+    out_dir = Path(cfg.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"output {str(out_dir)!r} is a file; pass a directory to --out")
+    tok = load_tokenizer(cfg.tokenizer)
+    vocab_size, sha, eod = len(tok), tokenizer_hash(tok), eod_id(tok)
+    dtype = token_dtype(vocab_size, cfg.dtype)
+    sources = [resolve_source(s) for s in cfg.sources]
+
+    if (out_dir / MANIFEST).is_file() and not cfg.overwrite:
+        if _same_dataset(read_manifest(out_dir), cfg, sha, sources):
+            if cfg.progress:
+                print(f"prepare: {out_dir} already holds this dataset; nothing to do (--overwrite redoes it)",
+                      file=sys.stderr)
+            return out_dir
+        raise FileExistsError(
+            f"{str(out_dir)!r} holds a dataset prepared from other sources or settings; pass --overwrite or another --out"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_previous(out_dir)
+
+    writers = {split: ShardWriter(out_dir, split, dtype, cfg.shard_tokens) for split in ("train", "val")}
+    per_source = [{"documents": 0, "tokens": 0, "text_bytes": 0} for _ in sources]
+    progress = Progress(cfg.progress)
+    eod_array = np.array([eod], dtype=np.uint32)
+
+    def documents() -> Iterator[tuple[int, str]]:
+        count = 0
+        for index, source in enumerate(sources):
+            for text in iter_documents(source, text_field=cfg.text_field, split=cfg.split,
+                                       txt_documents=cfg.txt_documents, hub_config=cfg.hub_config):
+                yield index, text
+                count += 1
+                if cfg.max_documents is not None and count >= cfg.max_documents:
+                    return  # before opening the next file: what lies past the limit is never read
+
+    doc_index = 0
+    try:
+        batches = _batches(documents(), cfg.batch_size, cfg.batch_bytes)
+        tokenizer_json = tok.backend_tokenizer.to_str() if cfg.num_workers else ""  # what workers rebuild it from
+        for batch, (ids, lengths) in tokenized_batches(batches, tok.backend_tokenizer, cfg.num_workers,
+                                                       tokenizer_json):
+            offsets = np.concatenate([[0], np.cumsum(lengths)])
+            batch_bytes = batch_tokens = 0
+            for k, (source_index, text) in enumerate(batch):
+                doc = np.concatenate([ids[offsets[k]:offsets[k + 1]], eod_array])
+                val = writers["val"]
+                to_val = is_validation(cfg.seed, doc_index, cfg.val_fraction) and (
+                    cfg.val_documents is None or val.documents < cfg.val_documents)
+                writers["val" if to_val else "train"].write_document(doc)
+                nbytes = len(text.encode("utf-8"))
+                stats = per_source[source_index]
+                stats["documents"] += 1
+                stats["tokens"] += len(doc)
+                stats["text_bytes"] += nbytes
+                batch_bytes += nbytes
+                batch_tokens += len(doc)
+                doc_index += 1
+                if cfg.max_tokens is not None and writers["train"].tokens + val.tokens >= cfg.max_tokens:
+                    break
+            progress.update(batch_bytes, batch_tokens, k + 1)
+            if cfg.max_tokens is not None and writers["train"].tokens + writers["val"].tokens >= cfg.max_tokens:
+                break
+        if doc_index == 0:
+            raise ValueError("the sources produced no documents; check the paths and --text-field")
+        if (writers["val"].documents == 0 and cfg.val_fraction > 0 and cfg.val_documents != 0
+                and writers["train"].documents >= 2):
+            # A small corpus (a few whole books) where the coin picked nothing: the last document becomes
+            # the validation split rather than leaving training without one.
+            writers["val"].write_document(writers["train"].pop_last_document())
+        files = {split: w.commit() for split, w in writers.items()}
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+
+    manifest = {
+        "format": FORMAT,
+        "tokenizer": {"spec": cfg.tokenizer or "gpt-neox-20b", "sha256": sha, "vocab_size": vocab_size},
+        "dtype": dtype,
+        "eod_id": eod,
+        "seed": cfg.seed,
+        "sources": [{**s.describe(), **counts} for s, counts in zip(sources, per_source)],
+        "splits": {split: {"files": files[split], "tokens": w.tokens, "documents": w.documents}
+                   for split, w in writers.items()},
+        "config": asdict(cfg),
+    }
+    write_json_atomic(out_dir / MANIFEST, manifest)
+    LAST_RUN_STATS.clear()
+    LAST_RUN_STATS.update(progress.stats())
+    if cfg.progress:
+        print(f"prepare: done, {progress.line()}; train {writers['train'].tokens:,} tokens / "
+              f"{writers['train'].documents:,} docs, val {writers['val'].tokens:,} tokens / "
+              f"{writers['val'].documents:,} docs -> {out_dir}", file=sys.stderr, flush=True)
+    return out_dir

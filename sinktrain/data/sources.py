@@ -1,0 +1,180 @@
+"""Text sources for `prepare`: hub datasets, local files, globs and folders, all read through
+`datasets.load_dataset(..., streaming=True)` so the hub path and the local path are one code path.
+
+A source string means, in this order:
+  hub:NAME        a dataset repository by name (hub, or a local dataset repo folder), explicitly;
+  an existing file        that file;
+  an existing folder      every supported file below it, recursively, in sorted order;
+  a pattern with * ? [    the files it matches (`**` recurses), in sorted order;
+  anything path-like      (starts with / . ~ or ends in a supported extension) that does not exist: an error;
+  anything else           a dataset name on the hub, e.g. EleutherAI/the_pile_deduplicated.
+
+What a document is:
+  .jsonl / .json / .parquet   one record (its `text_field`);
+  .txt (and .text)            the whole file by default (a book is one document); `txt_documents`
+                              "paragraphs" splits on blank lines, "lines" makes every line a document.
+Each may be gzip'd (.gz), bz2 (.bz2), xz (.xz) or zstd (.zst). Empty documents are skipped.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+# extension (after stripping compression) -> datasets packaged builder
+BUILDERS = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
+TXT_DOCUMENTS = {"file": "document", "paragraphs": "paragraph", "lines": "line"}  # ours -> datasets' sample_by
+HUB_PREFIX = "hub:"
+
+
+@dataclass
+class Source:
+    """One resolved source: either local files (read one by one, so errors can name the file) or a hub name."""
+
+    spec: str
+    kind: str  # "files" | "hub"
+    files: list[Path] = field(default_factory=list)
+
+    def describe(self) -> dict:
+        d = {"spec": self.spec, "kind": self.kind}
+        if self.kind == "files":
+            # sizes let a later `prepare` notice that the same paths now hold different data
+            d["files"] = [{"path": str(f), "bytes": f.stat().st_size} for f in self.files]
+        return d
+
+
+def builder_for(path: Path) -> str | None:
+    """The `datasets` builder that reads `path`, or None if the extension is not supported."""
+    name = path.name.lower()
+    for comp in COMPRESSIONS:
+        if name.endswith(comp):
+            name = name[: -len(comp)]
+            break
+    return BUILDERS.get(os.path.splitext(name)[1])
+
+
+def _supported(paths) -> list[Path]:
+    return sorted(Path(p) for p in paths if Path(p).is_file() and builder_for(Path(p)) is not None)
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith(("/", ".", "~")) or builder_for(Path(spec)) is not None
+
+
+def resolve_source(spec: str) -> Source:
+    """Turn one source string into a `Source`; raise FileNotFoundError / ValueError for bad ones."""
+    spec = str(spec)
+    if not spec.strip():
+        raise ValueError("empty source string; pass a file, folder, glob or dataset name")
+    if spec.startswith(HUB_PREFIX):
+        return Source(spec, "hub")
+    path = Path(os.path.expanduser(spec))
+    if path.is_file():
+        if builder_for(path) is None:
+            raise ValueError(
+                f"source {spec!r} has an unsupported extension; use .txt, .jsonl, .json or .parquet (optionally .gz)"
+            )
+        return Source(spec, "files", [path])
+    if path.is_dir():
+        # hidden files and folders (.git, .cache) are not data
+        visible = (p for p in path.rglob("*") if not any(part.startswith(".") for part in p.relative_to(path).parts))
+        files = _supported(visible)
+        if not files:
+            raise FileNotFoundError(f"folder {spec!r} holds no .txt/.jsonl/.json/.parquet files (optionally .gz)")
+        return Source(spec, "files", files)
+    if any(c in spec for c in "*?["):
+        files = _supported(glob.glob(os.path.expanduser(spec), recursive=True))
+        if not files:
+            raise FileNotFoundError(f"pattern {spec!r} matches no .txt/.jsonl/.json/.parquet files")
+        return Source(spec, "files", files)
+    if _looks_like_path(spec):
+        raise FileNotFoundError(f"source {spec!r} does not exist; check the path (or prefix a dataset name with 'hub:')")
+    return Source(spec, "hub")
+
+
+def _text_of(row: dict, text_field: str, where: str) -> str:
+    if text_field not in row:
+        raise ValueError(
+            f"{where} has no field {text_field!r} (fields: {', '.join(map(str, row))}); pass --text-field with the right name"
+        )
+    text = row[text_field]
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        raise ValueError(f"{where}: field {text_field!r} holds {type(text).__name__}, not text; pass --text-field")
+    return text
+
+
+def _decode_error(err: BaseException) -> bool:
+    """True when `err` (or its cause chain) is a failure to decode bytes as UTF-8."""
+    while err is not None:
+        if isinstance(err, UnicodeDecodeError) or "utf-8" in str(err).lower() or "utf8" in str(err).lower():
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _iter_file(path: Path, text_field: str, txt_documents: str) -> Iterator[str]:
+    from datasets import load_dataset
+
+    builder = builder_for(path)
+    kwargs = {"sample_by": TXT_DOCUMENTS[txt_documents]} if builder == "text" else {}
+    documents = 0
+    try:
+        ds = load_dataset(builder, data_files=str(path), split="train", streaming=True, **kwargs)
+        for row in ds:
+            text = _text_of(row, "text" if builder == "text" else text_field, f"file {str(path)!r}")
+            if text:
+                documents += 1
+                yield text
+    except ValueError as e:
+        if not isinstance(e, UnicodeDecodeError):  # (a subclass of ValueError) our own clear errors pass as is
+            raise
+        raise ValueError(
+            f"file {str(path)!r} is not valid UTF-8 ({e.reason}); convert it first "
+            f"(e.g. iconv -f latin1 -t utf-8)"
+        ) from e
+    except Exception as e:  # noqa: BLE001 - rethrown with the file's name, or as is
+        if _decode_error(e):
+            raise ValueError(
+                f"file {str(path)!r} is not valid UTF-8; convert it first (e.g. iconv -f latin1 -t utf-8)"
+            ) from e
+        raise
+    if documents == 0:
+        raise ValueError(f"file {str(path)!r} is empty (no non-empty documents); remove it from the sources")
+
+
+def _iter_hub(spec: str, split: str, text_field: str, hub_config: str | None) -> Iterator[str]:
+    from datasets import load_dataset
+
+    name = spec[len(HUB_PREFIX):] if spec.startswith(HUB_PREFIX) else spec
+    documents = 0
+    try:
+        ds = load_dataset(name, hub_config, split=split, streaming=True)
+    except Exception as e:  # noqa: BLE001 - offline, no such repo, no such split: one clear line
+        what = "could not be loaded as a dataset" if spec.startswith(HUB_PREFIX) else \
+            "is neither a local path nor a loadable dataset"
+        raise FileNotFoundError(f"source {name!r} {what} ({type(e).__name__}: {e}); check the name") from e
+    for row in ds:
+        text = _text_of(row, text_field, f"dataset {name!r}")
+        if text:
+            documents += 1
+            yield text
+    if documents == 0:
+        raise ValueError(f"dataset {name!r} split {split!r} has no non-empty documents in field {text_field!r}")
+
+
+def iter_documents(source: Source, *, text_field: str = "text", split: str = "train",
+                   txt_documents: str = "file", hub_config: str | None = None) -> Iterator[str]:
+    """Yield the non-empty documents of `source`, in a fixed order (files sorted, records in file order)."""
+    if txt_documents not in TXT_DOCUMENTS:
+        raise ValueError(f"txt_documents must be one of {', '.join(TXT_DOCUMENTS)}, not {txt_documents!r}")
+    if source.kind == "hub":
+        yield from _iter_hub(source.spec, split, text_field, hub_config)
+        return
+    for path in source.files:
+        yield from _iter_file(path, text_field, txt_documents)

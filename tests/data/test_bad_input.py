@@ -1,0 +1,123 @@
+"""Bad input gives one clear error each; a failed or interrupted prepare leaves nothing that looks complete."""
+
+import gzip
+
+import numpy as np
+import pytest
+
+import sinktrain.data.preparation as prepare_module
+from sinktrain.data import TokenDataset, read_manifest
+
+from data_helpers import run_prepare
+
+
+def test_missing_paths(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"source '.*nope\.txt' does not exist"):
+        run_prepare([tmp_path / "nope.txt"], tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match=r"pattern '.*\*\.jsonl' matches no"):
+        run_prepare([str(tmp_path / "*.jsonl")], tmp_path / "out")
+    (tmp_path / "empty_folder").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no .txt/.jsonl/.json/.parquet files"):
+        run_prepare([tmp_path / "empty_folder"], tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="no manifest.json in"):
+        TokenDataset(tmp_path / "empty_folder", sample_len=8)
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_files(tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(ValueError, match=r"file '.*empty\.txt' is empty"):
+        run_prepare([tmp_path / "empty.txt"], tmp_path / "out")
+    with gzip.open(tmp_path / "blank.jsonl.gz", "wt") as f:
+        f.write('{"text": ""}\n')
+    with pytest.raises(ValueError, match=r"file '.*blank\.jsonl\.gz' is empty"):
+        run_prepare([tmp_path / "blank.jsonl.gz"], tmp_path / "out")
+
+
+@pytest.mark.parametrize("name, content", [("latin1.txt", b"caf\xe9 au lait\n"),
+                                           ("latin1.jsonl", b'{"text": "caf\xe9"}\n')])
+def test_non_utf8_names_the_file_and_leaves_no_shards(tmp_path, name, content):
+    (tmp_path / "good.txt").write_text("A first, valid document.")
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ValueError, match=rf"file '.*{name}' is not valid UTF-8 .*convert it first"):
+        run_prepare([tmp_path / "good.txt", tmp_path / name], tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []  # tmp shards removed, no manifest
+    # With a document limit that the good file satisfies, the bad file is never opened.
+    m = read_manifest(run_prepare([tmp_path / "good.txt", tmp_path / name], tmp_path / "out", max_documents=1))
+    assert m["splits"]["train"]["documents"] + m["splits"]["val"]["documents"] == 1
+
+
+def test_wrong_text_field(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"body": "hello"}\n')
+    with pytest.raises(ValueError, match="has no field 'text' \\(fields: body\\); pass --text-field"):
+        run_prepare([tmp_path / "a.jsonl"], tmp_path / "out")
+    m = read_manifest(run_prepare([tmp_path / "a.jsonl"], tmp_path / "out", text_field="body", val_fraction=0))
+    assert m["splits"]["train"]["documents"] == 1
+
+
+def test_vocab_too_large_for_uint16(tmp_path, big_vocab_tokenizer_path):
+    (tmp_path / "doc.txt").write_text("w69999 w1 w65536")
+    with pytest.raises(ValueError, match="vocabulary of 70001 ids does not fit uint16"):
+        run_prepare([tmp_path / "doc.txt"], tmp_path / "u16", tokenizer=str(big_vocab_tokenizer_path), dtype="uint16")
+    out = run_prepare([tmp_path / "doc.txt"], tmp_path / "auto", tokenizer=str(big_vocab_tokenizer_path), val_fraction=0)
+    m = read_manifest(out)
+    assert m["dtype"] == "uint32" and m["tokenizer"]["vocab_size"] == 70001
+    np.testing.assert_array_equal(np.fromfile(out / "train-00000.bin", dtype=np.uint32), [69999, 1, 65536, 0])
+    ds = TokenDataset(out, sample_len=4)
+    assert ds.sequential(0).tolist() == [69999, 1, 65536, 0]
+    with pytest.raises(ValueError, match="70001-id vocabulary but the model expects 50277"):
+        ds.check_compatible(50277)
+
+
+def test_interrupted_prepare_leaves_nothing_complete(tmp_path, persuasion, monkeypatch):
+    (tmp_path / "book.txt").write_text(persuasion[:50000])
+    out = run_prepare([tmp_path / "book.txt"], tmp_path / "out", txt_documents="paragraphs")
+    assert (out / "manifest.json").is_file()
+
+    # Crash mid-stream while redoing it: the old manifest went first, the new shards never got their names.
+    real = prepare_module.ShardWriter.write_document
+    calls = {"n": 0}
+
+    def crash_after_some(self, ids):
+        calls["n"] += 1
+        if calls["n"] == 50:
+            raise KeyboardInterrupt
+        return real(self, ids)
+
+    monkeypatch.setattr(prepare_module.ShardWriter, "write_document", crash_after_some)
+    with pytest.raises(KeyboardInterrupt):
+        run_prepare([tmp_path / "book.txt"], out, txt_documents="paragraphs", seed=5, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == []
+    monkeypatch.undo()
+
+    # Crash after the shards are renamed but before the manifest: still not a dataset.
+    def no_manifest(path, obj):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(prepare_module, "write_json_atomic", no_manifest)
+    with pytest.raises(OSError):
+        run_prepare([tmp_path / "book.txt"], out, txt_documents="paragraphs")
+    assert not (out / "manifest.json").exists()
+    with pytest.raises(FileNotFoundError, match="an interrupted prepare leaves none; run it again"):
+        TokenDataset(out, sample_len=16)
+
+
+def test_truncated_shard_is_refused(tmp_path):
+    (tmp_path / "doc.txt").write_text("Some text that becomes a few tokens. " * 20)
+    out = run_prepare([tmp_path / "doc.txt"], tmp_path / "out", val_fraction=0)
+    shard = out / "train-00000.bin"
+    shard.write_bytes(shard.read_bytes()[:-2])
+    with pytest.raises(ValueError, match="train shards hold .* tokens but the manifest says"):
+        TokenDataset(out, sample_len=8)
+
+
+def test_bad_config_values(tmp_path):
+    with pytest.raises(ValueError, match="no sources given"):
+        run_prepare([], tmp_path / "out")
+    with pytest.raises(ValueError, match="val_fraction must be in"):
+        run_prepare(["x.txt"], tmp_path / "out", val_fraction=1.5)
+    with pytest.raises(ValueError, match="txt_documents must be one of file, paragraphs, lines"):
+        run_prepare(["x.txt"], tmp_path / "out", txt_documents="pages")
+    with pytest.raises(ValueError, match="fewer than one sample of 4096"):
+        (tmp_path / "doc.txt").write_text("short")
+        TokenDataset(run_prepare([tmp_path / "doc.txt"], tmp_path / "out", val_fraction=0), sample_len=4096)
