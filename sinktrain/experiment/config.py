@@ -1,0 +1,101 @@
+"""ExperimentConfig: variants sharing one base training recipe, the data to prepare, the streaming evaluation.
+
+A study file looks like (see recipes/experiments/):
+
+    name: demo-cpu
+    recipe: recipes/tiny-cpu.yaml          # base training recipe, shared by every variant
+    base: {trainer: {max_steps: 300}}      # overrides applied to every variant
+    variants:                              # name -> overrides of the base (nested mapping)
+      vanilla: {model: {sink: {kind: none}}}
+      sink1:   {model: {sink: {kind: token, num_tokens: 1}}}
+    data:                                  # PrepareConfig fields (out_dir is <root>/data) ...
+      sources: [data/books/austen_emma.txt]
+    # ... or an existing data directory:   data: {dir: /datasets/pile-neox}
+    stream: {text: data/books/austen_persuasion.txt, cache: 64, sinks: [0, 1, 2, 4]}   # StreamEvalConfig fields
+
+Every section is checked up front (unknown keys are errors) so a typo fails before hours of training.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sinktrain.config_io import ConfigKeyError, build_dataclass, load_yaml
+from sinktrain.data import PrepareConfig
+from sinktrain.stream import StreamEvalConfig
+from sinktrain.train import TrainConfig
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = ""
+    recipe: str = ""
+    base: dict = field(default_factory=dict)
+    variants: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    stream: dict = field(default_factory=dict)
+    runs_dir: str = "runs"
+    export_every: int | None = None  # also export every k-th checkpoint (sink emergence); None: final only
+
+    @property
+    def root(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.data["dir"]) if "dir" in self.data else self.root / "data"
+
+    def prepare_config(self) -> PrepareConfig | None:
+        if "dir" in self.data:
+            if len(self.data) > 1:
+                raise ConfigKeyError("experiment data: give either dir (an existing data directory) or prepare keys, not both")
+            return None
+        return build_dataclass(PrepareConfig, {**self.data, "out_dir": str(self.data_dir)}, where="experiment data")
+
+    def train_config(self, variant: str) -> TrainConfig:
+        data = load_yaml(self.recipe)
+        data = deep_merge(deep_merge(data, self.base), self.variants[variant])
+        data.setdefault("data", {})["dir"] = str(self.data_dir)
+        data["run_dir"] = str(self.root / "train" / variant)
+        data["resume"] = "auto"
+        data["name"] = f"{self.name}/{variant}"
+        return TrainConfig.from_dict(data)
+
+    def stream_config(self, model_dirs: list[str]) -> StreamEvalConfig:
+        return build_dataclass(StreamEvalConfig, {**self.stream, "models": model_dirs, "out": str(self.root / "stream")},
+                               where="experiment stream")
+
+    def validate(self) -> None:
+        if not self.name:
+            raise ConfigKeyError("experiment needs a name (it names the folder runs/<name>)")
+        if not self.variants:
+            raise ConfigKeyError("experiment needs at least one variant under `variants:`")
+        if not Path(self.recipe).is_file():
+            raise FileNotFoundError(f"experiment recipe {self.recipe!r} does not exist; point `recipe:` at a training recipe YAML")
+        for key in ("models", "out"):
+            if key in self.stream:
+                raise ConfigKeyError(f"experiment stream: {key!r} is set by the experiment; remove it")
+        self.prepare_config()
+        for v in self.variants:
+            if not v.replace("-", "").replace("_", "").isalnum():
+                raise ConfigKeyError(f"variant name {v!r} must be letters, digits, - or _ (it names folders)")
+            self.train_config(v)
+        self.stream_config([str(self.root / "export" / v) for v in self.variants])
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def load_experiment(path: str | Path, runs_dir: str | None = None) -> ExperimentConfig:
+    data = load_yaml(path)
+    if runs_dir is not None:
+        data["runs_dir"] = runs_dir
+    cfg = build_dataclass(ExperimentConfig, data, where=f"experiment {path}")
+    cfg.validate()
+    return cfg

@@ -1,0 +1,114 @@
+"""The study's report: report.json (stream-eval results keyed by variant) and report.md (Table 3 layout, loss
+curves of all variants, sink score over training, and the evaluator's log-PPL and attention plots)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sinktrain.config_io import write_json_atomic
+from sinktrain.export import read_metrics, render_table
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_loss_curves(metrics: dict[str, list[dict]], path: Path) -> Path | None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    plotted = False
+    for variant, rows in metrics.items():
+        pts = [(r["step"], r["loss"]) for r in rows if r.get("loss") is not None]
+        if pts:
+            line, = ax.plot(*zip(*pts), label=f"{variant} (train)")
+            plotted = True
+            val = [(r["step"], r["val_loss"]) for r in rows if r.get("val_loss") is not None]
+            if val:
+                ax.plot(*zip(*val), "o--", color=line.get_color(), label=f"{variant} (validation)")
+    if not plotted:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.set_title("Pre-training loss of all variants")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_sink_scores(metrics: dict[str, list[dict]], path: Path) -> Path | None:
+    """Attention on position 0 over training, averaged over layers (solid) and its top layer (dotted)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    plotted = False
+    for variant, rows in metrics.items():
+        pts = [(r["step"], r["sink_score"]) for r in rows if r.get("sink_score")]
+        if pts:
+            steps = [s for s, _ in pts]
+            line, = ax.plot(steps, [sum(v) / len(v) for _, v in pts], "o-", label=f"{variant}: mean over layers")
+            ax.plot(steps, [max(v) for _, v in pts], ":", color=line.get_color(), label=f"{variant}: max layer")
+            plotted = True
+    if not plotted:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("attention weight on position 0")
+    ax.set_title("Sink score during training (fixed validation batch)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_report(cfg, results: dict, run_dirs: dict[str, Path]) -> Path:
+    root = cfg.root
+    write_json_atomic(root / "report.json", results)
+    metrics = {v: read_metrics(run_dirs[v]) for v in run_dirs}
+    loss_png = plot_loss_curves(metrics, root / "loss_curves.png")
+    sink_png = plot_sink_scores(metrics, root / "sink_score.png")
+    stream_dir = root / "stream"
+
+    lines = [f"# Study `{cfg.name}`", ""]
+    sc = cfg.stream_config([])
+    lines += [f"Streaming perplexity on `{sc.text}`"
+              + (f" (first {sc.tokens} tokens)" if sc.tokens else "")
+              + f", StreamingLLM cache s+w ({sc.mode} evaluator). Lower is better; `0+C` is window attention.", ""]
+    lines += [render_table(results), ""]
+    lines += ["| variant | preset | sink | steps | final train loss | final val loss |", "|---|---|---|---|---|---|"]
+    for v, rows in metrics.items():
+        tc = cfg.train_config(v)
+        last = rows[-1] if rows else {}
+        vals = [r["val_loss"] for r in rows if r.get("val_loss") is not None]
+        sink = f"{tc.model.sink.kind}" + (f" x{tc.model.num_sink_tokens}" if tc.model.num_sink_tokens else "")
+        lines.append(f"| {v} | {tc.model.preset} | {sink} | {last.get('step', '-')} | "
+                     f"{last.get('loss', float('nan')):.4f} | {vals[-1] if vals else float('nan'):.4f} |")
+    lines.append("")
+    rel = lambda p: os.path.relpath(p, root)  # noqa: E731  links relative to report.md
+    if loss_png:
+        lines += ["## Pre-training loss", "", f"![loss curves]({rel(loss_png)})", ""]
+    if sink_png:
+        lines += ["## Sink score over training", "", f"![sink score]({rel(sink_png)})", ""]
+    pngs = sorted(stream_dir.glob("*.png"))
+    if pngs:
+        lines += ["## Streaming evaluation plots", ""]
+        lines += [f"![{p.stem}]({rel(p)})" for p in pngs] + [""]
+    lines += ["## Reproduce", "", "```", f"sinktrain experiment {cfg.root / 'experiment.yaml'}", "```", "",
+              f"Per-token NLLs: `{rel(stream_dir / 'nll')}`; exported models: `export/<variant>`; "
+              f"training runs (TensorBoard in `tb/`): `train/<variant>`.", ""]
+    path = root / "report.md"
+    tmp = path.with_name("report.md.tmp")
+    tmp.write_text("\n".join(lines))
+    tmp.replace(path)
+    return path
