@@ -1,0 +1,41 @@
+"""The training stage: pretrain Pythia-style models with or without attention-sink tokens (docs/train.md).
+
+Public API (what later stages may import):
+    TrainConfig, load_train_config, train                      configure and run (in-process or under torchrun)
+    list_checkpoints, latest_checkpoint, load_checkpoint_weights  read a run directory's checkpoints
+"""
+
+from sinktrain.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint_weights
+from sinktrain.train.config import (
+    CheckpointConfig,
+    DataConfig,
+    LoggingConfig,
+    OptimConfig,
+    ScheduleConfig,
+    TrainConfig,
+    TrainerConfig,
+    load_train_config,
+)
+
+
+def train(cfg: TrainConfig):
+    """Pretrain (or resume) the run `cfg` describes; returns the run directory (a Path)."""
+    from sinktrain.train.run import train as _train  # lightning/deepspeed load only when training
+
+    return _train(cfg)
+
+
+__all__ = [
+    "CheckpointConfig",
+    "DataConfig",
+    "LoggingConfig",
+    "OptimConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "TrainerConfig",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint_weights",
+    "load_train_config",
+    "train",
+]

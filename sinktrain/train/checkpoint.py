@@ -1,0 +1,119 @@
+"""Checkpoints: `<run_dir>/checkpoints/step-XXXXXXXX/`, written atomically, last K kept.
+
+A checkpoint is written into `step-XXXXXXXX.tmp/` (Lightning's `lightning.ckpt` for single/DDP, DeepSpeed's
+directory of model + per-rank optimizer shards for ZeRO), then `meta.json` and a `COMPLETE` marker are added
+and the directory is renamed to its final name. A kill at any point leaves either the `.tmp` directory
+(ignored, removed on the next start) or a complete checkpoint, never a half-written one under a final name.
+Older checkpoints are pruned only after the new one is complete, and renamed away before being deleted.
+The run directory must be on a filesystem all nodes share (as DeepSpeed's ZeRO shards require anyway).
+
+This module only reads checkpoints (no Lightning import, so later stages load it cheaply); the callback that
+writes them is `checkpoint_callback.StepCheckpoint`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import torch
+
+CHECKPOINT_DIR = "checkpoints"
+LIGHTNING_FILE = "lightning.ckpt"  # single / ddp checkpoints; DeepSpeed writes its own directory layout
+DEEPSPEED_TAG = "checkpoint"  # Lightning's tag for DeepSpeed checkpoints
+META = "meta.json"
+COMPLETE = "COMPLETE"
+FORMAT = "sinktrain-checkpoint/1"
+_NAME = re.compile(r"^step-(\d{8})$")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def is_complete(path: Path) -> bool:
+    path = Path(path)
+    return bool(_NAME.match(path.name)) and (path / COMPLETE).is_file() and (path / META).is_file()
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    root = Path(run_dir) / CHECKPOINT_DIR
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and is_complete(p)]
+    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    ckpts = list_checkpoints(run_dir)
+    return ckpts[-1] if ckpts else None
+
+
+def read_meta(ckpt: str | Path) -> dict:
+    """The checkpoint's meta.json; a clear ValueError for anything that is not a complete checkpoint."""
+    ckpt = Path(ckpt)
+    if not ckpt.is_dir():
+        raise ValueError(f"{str(ckpt)!r} is not a checkpoint directory; pass a <run_dir>/checkpoints/step-XXXXXXXX path")
+    if not is_complete(ckpt):
+        raise ValueError(
+            f"{str(ckpt)!r} is not a complete checkpoint (no {COMPLETE} marker or meta.json, or a .tmp name: "
+            f"a save that did not finish); use latest_checkpoint(run_dir) to find the newest complete one"
+        )
+    with open(ckpt / META) as f:
+        meta = json.load(f)
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{ckpt / META} has format {meta.get('format')!r}, expected {FORMAT!r}")
+    return meta
+
+
+def resume_target(ckpt: Path) -> Path:
+    """What Trainer.fit(ckpt_path=...) takes: the directory for DeepSpeed, the file otherwise."""
+    meta = read_meta(ckpt)
+    return ckpt if meta["kind"] == "deepspeed" else ckpt / LIGHTNING_FILE
+
+
+def _hf_state_dict_keys(model_cfg: dict) -> list[str]:
+    from sinktrain.model import ModelConfig, build_model
+
+    with torch.device("meta"):
+        model = build_model(ModelConfig.from_dict(model_cfg), seed=None)
+    return list(model.state_dict().keys())
+
+
+def load_checkpoint_weights(ckpt_path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(fp32 state dict with GPTNeoXForCausalLM.state_dict() keys, {step, tokens_seen, config}).
+
+    ZeRO checkpoints are consolidated with DeepSpeed's own converter (fp32 master weights from the
+    optimizer shards of every rank).
+    """
+    ckpt = Path(ckpt_path)
+    meta = read_meta(ckpt)
+    if meta["kind"] == "deepspeed":
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+        raw = get_fp32_state_dict_from_zero_checkpoint(str(ckpt), tag=DEEPSPEED_TAG)
+    else:
+        raw = torch.load(ckpt / LIGHTNING_FILE, map_location="cpu", weights_only=False)["state_dict"]
+    prefix = "model."  # the LightningModule holds the HF model as `self.model`
+    weights = {k[len(prefix):]: v for k, v in raw.items() if k.startswith(prefix)}
+    keys = _hf_state_dict_keys(meta["config"]["model"])
+    missing = [k for k in keys if k not in weights]
+    if missing:
+        raise ValueError(f"checkpoint {str(ckpt)!r} lacks {len(missing)} model tensors (e.g. {missing[0]!r}); it is not a sinktrain checkpoint of this model")
+    state = {k: weights[k].detach().to("cpu", torch.float32) if weights[k].is_floating_point() else weights[k] for k in keys}
+    return state, {"step": meta["step"], "tokens_seen": meta["tokens_seen"], "config": meta["config"]}
+
+
+def remove_partial_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Delete `.tmp` / `.deleting` leftovers of interrupted saves or prunes. Call on rank 0 before training."""
+    root = Path(run_dir) / CHECKPOINT_DIR
+    removed = []
+    if root.is_dir():
+        for p in root.iterdir():
+            if p.name.endswith((".tmp", ".deleting")):
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p)
+    return removed

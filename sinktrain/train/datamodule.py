@@ -1,0 +1,128 @@
+"""Batches from the data stage, addressed by optimizer step so that resuming is exact.
+
+The training "dataset" is indexed by global micro-batch number k = step × accum + j. Item k is this
+rank's j-th micro-batch slice of `TokenDataset.rank_batch(step, G, rank, world)`, and the sample order
+is a pure function of (data seed, step) inside the data stage. The sampler starts at the trainer's restored
+`global_step`, so after `--resume` the next batch is exactly the one the uninterrupted run would have seen;
+no sampler state has to be checkpointed. Lightning's distributed sampler is off (`use_distributed_sampler=False`):
+ranks are split here.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from sinktrain.train.config import TrainConfig
+
+
+class StepMicroBatches(Dataset):
+    """Item k: the [micro_batch, sample_len] token block of global micro-batch k for one rank."""
+
+    def __init__(self, tokens, global_batch: int, micro_batch: int, rank: int, world: int, accum: int, steps: int):
+        self.tokens, self.g, self.mb, self.rank, self.world, self.accum = tokens, global_batch, micro_batch, rank, world, accum
+        self.steps = steps
+        self._cache: tuple[int, np.ndarray] | None = None  # (step, rank block): one gather per step, not per micro-batch
+
+    def rank_block(self, step: int) -> np.ndarray:
+        if self._cache is None or self._cache[0] != step:
+            self._cache = (step, np.asarray(self.tokens.rank_batch(step, self.g, self.rank, self.world)))
+        return self._cache[1]
+
+    def __getitem__(self, k: int) -> torch.Tensor:
+        step, j = divmod(int(k), self.accum)
+        block = self.rank_block(step)[j * self.mb : (j + 1) * self.mb]
+        return torch.from_numpy(block.astype(np.int64))
+
+    def __len__(self) -> int:
+        return self.steps * self.accum
+
+
+class StepSampler(Sampler[int]):
+    """Micro-batch numbers from `start_step() × accum` to `total_steps × accum`.
+
+    `len()` is the whole run (Lightning counts batches per epoch from the start of the run and adds the
+    ones already done when it resumes), while iteration starts at the restored step.
+    """
+
+    def __init__(self, start_step: Callable[[], int], total_steps: int, accum: int):
+        self.start_step, self.total_steps, self.accum = start_step, total_steps, accum
+
+    def __iter__(self):
+        return iter(range(self.start_step() * self.accum, self.total_steps * self.accum))
+
+    def __len__(self) -> int:
+        return self.total_steps * self.accum
+
+
+class ValMicroBatches(Dataset):
+    """Validation: `num_batches` micro-batches per rank of consecutive held-out samples (file order)."""
+
+    def __init__(self, tokens, micro_batch: int, rank: int, world: int, num_batches: int):
+        self.tokens, self.mb, self.rank, self.world, self.n = tokens, micro_batch, rank, world, num_batches
+
+    def __getitem__(self, j: int) -> torch.Tensor:
+        first = (j * self.world + self.rank) * self.mb
+        rows = [np.asarray(self.tokens.sequential((first + b) % len(self.tokens))) for b in range(self.mb)]
+        return torch.from_numpy(np.stack(rows).astype(np.int64))
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def open_token_datasets(cfg: TrainConfig):
+    """(train, val) TokenDatasets checked against the model's tokenizer vocabulary (and hash, when known)."""
+    from sinktrain.data import TokenDataset
+
+    train = TokenDataset(cfg.data.dir, split="train", sample_len=cfg.sample_len, seed=cfg.data.seed)
+    sha = None
+    if cfg.data.tokenizer:
+        from sinktrain.data import load_tokenizer, tokenizer_hash
+
+        sha = tokenizer_hash(load_tokenizer(cfg.data.tokenizer))
+    train.check_compatible(cfg.model.tokenizer_vocab_size, sha)
+    val = TokenDataset(cfg.data.dir, split="val", sample_len=cfg.sample_len, seed=cfg.data.seed)
+    return train, val
+
+
+class TokenDataModule(pl.LightningDataModule):
+    def __init__(self, cfg: TrainConfig, accum: int, train_tokens=None, val_tokens=None):
+        super().__init__()
+        self.cfg, self.accum = cfg, accum
+        self.train_tokens, self.val_tokens = train_tokens, val_tokens
+
+    def setup(self, stage: str) -> None:
+        if self.train_tokens is None:
+            self.train_tokens, self.val_tokens = open_token_datasets(self.cfg)
+
+    def _rank_world(self) -> tuple[int, int]:
+        return self.trainer.global_rank, self.trainer.world_size
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world = self._rank_world()
+        t = self.cfg.trainer
+        ds = StepMicroBatches(
+            self.train_tokens, t.global_batch_size, t.micro_batch_size, rank, world, self.accum, t.max_steps
+        )
+        # Read when iteration starts: by then Lightning has restored global_step from the checkpoint.
+        sampler = StepSampler(lambda: self.trainer.global_step, t.max_steps, self.accum)
+        return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0)
+
+    def val_batches(self) -> list[torch.Tensor]:
+        """This rank's fixed validation micro-batches (the same every time; measured by TrainingMonitor)."""
+        if getattr(self, "_val_cache", None) is None:
+            rank, world = self._rank_world()
+            t = self.cfg.trainer
+            ds = ValMicroBatches(self.val_tokens, t.micro_batch_size, rank, world, t.val_batches)
+            self._val_cache = [ds[j] for j in range(len(ds))]
+        return self._val_cache
+
+    def probe_batch(self) -> torch.Tensor:
+        """The fixed batch the sink score is measured on: the first validation samples."""
+        n = self.cfg.logging.sink_score_samples
+        rows = [np.asarray(self.val_tokens.sequential(i % len(self.val_tokens))) for i in range(n)]
+        return torch.from_numpy(np.stack(rows).astype(np.int64))

@@ -1,0 +1,137 @@
+"""The LightningModule: a model from the model stage, Pythia's optimiser and LR schedule.
+
+Sinks enter a batch only through the model stage's `prepend_sink_tokens` / `lm_labels`: every sequence
+starts with the sink id(s) and the loss is never taken on predicting them.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import warnings
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+from sinktrain.model import build_model, lm_labels, prepend_sink_tokens
+from sinktrain.train.config import TrainConfig
+
+
+class WarmupCosine:
+    """LR multiplier (for LambdaLR): linear 0 -> 1 over `warmup` steps, then cosine down to `min_ratio`
+    at `total`, flat after. GPT-NeoX's "cosine" decay with Pythia's settings (lr 6e-4 -> 6e-5, 1% warmup).
+    A callable object rather than a lambda so LambdaLR checkpoints its parameters."""
+
+    def __init__(self, warmup: int, total: int, min_ratio: float):
+        self.warmup, self.total, self.min_ratio = warmup, total, min_ratio
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return step / self.warmup
+        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices (linear weights, embeddings); none on biases, LayerNorms, sink logits (1-D)."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(groups: list[dict], cfg: TrainConfig, on_cuda: bool) -> torch.optim.Optimizer:
+    """DeepSpeed FusedAdam (AdamW mode) on CUDA when it builds, else torch AdamW (fused kernel on CUDA)."""
+    o = cfg.optim
+    kw = dict(lr=o.lr, betas=tuple(o.betas), eps=o.eps)
+    if on_cuda and o.impl in ("auto", "fused_adam"):
+        try:
+            from deepspeed.ops.adam import FusedAdam
+
+            return FusedAdam(groups, adam_w_mode=True, **kw)
+        except Exception as e:  # no deepspeed, no nvcc/ninja, or the JIT build failed
+            if o.impl == "fused_adam":
+                raise RuntimeError(f"optim.impl fused_adam: DeepSpeed FusedAdam is unavailable ({e}); use impl: auto") from e
+            warnings.warn(f"DeepSpeed FusedAdam unavailable ({e}); using torch AdamW(fused=True)")
+    return torch.optim.AdamW(groups, fused=True if on_cuda else None, **kw)
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    np_state = np.random.get_state()
+    state["numpy"] = [np_state[0], np_state[1].tolist(), *np_state[2:]]  # plain types: loads with weights_only
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+class SinkLM(pl.LightningModule):
+    def __init__(self, cfg: TrainConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.model = build_model(cfg.model, seed=cfg.seed)
+        self.sink_ids = cfg.model.sink_token_ids
+        self.num_sink = cfg.model.num_sink_tokens
+        # Per optimizer step, read by the metrics callback: local micro-batch losses, the lr used, grad norm.
+        self.step_loss_sum = torch.zeros(())
+        self.step_micro_batches = 0
+        self.step_lr: float | None = None
+        self.last_grad_norm: float | None = None
+
+    # --- batches -------------------------------------------------------------------------------------
+    def inputs_and_labels(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        input_ids = prepend_sink_tokens(tokens, self.sink_ids)
+        return input_ids, lm_labels(input_ids, self.num_sink)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        input_ids, labels = self.inputs_and_labels(tokens)
+        return self.model(input_ids=input_ids, labels=labels, use_cache=False).loss
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        if self.step_micro_batches == 0:
+            self.step_lr = float(self.trainer.optimizers[0].param_groups[0]["lr"])
+            self.step_loss_sum = torch.zeros((), device=self.device)
+        loss = self(batch)
+        self.step_loss_sum = self.step_loss_sum + loss.detach().float()
+        self.step_micro_batches += 1
+        self.log("loss", loss.detach(), prog_bar=True, logger=False, on_step=True, on_epoch=False)
+        return loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # DDP / single: gradients are complete (all-reduced, unscaled) here, before clipping.
+        # Under DeepSpeed they live in the ZeRO buffers; the callback asks the engine instead.
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        if grads:
+            self.last_grad_norm = float(torch.nn.utils.get_total_norm(grads, 2.0))
+
+    # --- optimiser -----------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        cfg = self.cfg
+        on_cuda = self.trainer.strategy.root_device.type == "cuda"
+        optimizer = make_optimizer(param_groups(self.model, cfg.optim.weight_decay), cfg, on_cuda)
+        schedule = WarmupCosine(cfg.warmup_steps, cfg.total_steps, cfg.optim.min_lr / cfg.optim.lr)
+        scheduler = LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    # --- checkpoint extras ---------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Rank 0's RNG. Every rank seeds identically and no op here draws random numbers per rank
+        # (no dropout; the data order is a function of the step), so one state serves all ranks.
+        checkpoint["sinktrain"] = {"rng": _rng_state(), "model_config": self.cfg.model.to_dict()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        extra = checkpoint.get("sinktrain")
+        if extra and "rng" in extra:
+            _set_rng_state(extra["rng"])

@@ -1,0 +1,190 @@
+"""`train(cfg)`: check everything, prepare the run directory, build the Trainer, fit.
+
+The same function runs in-process (single device) and in every rank under torchrun; Lightning reads world
+size and ranks from the torchrun environment. All input checks happen before anything is written, so a bad
+config, data directory or resume target leaves the run directory as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+
+from sinktrain.config_io import write_json_atomic, write_yaml_atomic
+from sinktrain.train import checkpoint as ckpt
+from sinktrain.train.checkpoint_callback import StepCheckpoint
+from sinktrain.train.config import TrainConfig, check_batch_geometry, resolve_topology
+from sinktrain.train.datamodule import TokenDataModule, open_token_datasets
+from sinktrain.train.flops import device_peak_tflops, flops_per_token
+from sinktrain.train.module import SinkLM
+from sinktrain.train.monitor import TrainingMonitor, truncate_metrics
+from sinktrain.train.strategy import build_plugins, build_strategy, on_gpu
+
+CONFIG_FILE = "config.yaml"
+RUN_INFO_FILE = "run.json"
+
+
+def _checkpoint_kind(cfg: TrainConfig) -> str:
+    return "deepspeed" if cfg.trainer.strategy == "deepspeed" else "lightning"
+
+
+def resolve_resume(cfg: TrainConfig, run_dir: Path, world_size: int) -> Path | None:
+    """The checkpoint to resume from (None: fresh start), after checking it fits this config."""
+    if cfg.resume == "never":
+        existing = ckpt.latest_checkpoint(run_dir)
+        if existing is not None:
+            raise FileExistsError(
+                f"run dir {str(run_dir)!r} already holds checkpoints (newest {existing.name}); "
+                f"pass --resume auto to continue it or choose another --run-dir"
+            )
+        return None
+    if cfg.resume == "auto":
+        target = ckpt.latest_checkpoint(run_dir)
+        if target is None:
+            return None
+    else:
+        target = Path(cfg.resume)
+        if not target.exists():
+            raise FileNotFoundError(f"resume checkpoint {cfg.resume!r} does not exist; pass auto, never or a step-XXXXXXXX directory")
+    meta = ckpt.read_meta(target)  # ValueError for half-written or foreign directories
+    saved_model, this_model = meta["config"]["model"], cfg.model.to_dict()
+    if saved_model != this_model:
+        diff = "; ".join(
+            f"model.{k} is {saved_model.get(k)!r} there, {this_model.get(k)!r} here"
+            for k in sorted(set(saved_model) | set(this_model)) if saved_model.get(k) != this_model.get(k)
+        )
+        raise ValueError(
+            f"checkpoint {target.name} was trained with a different model config ({diff}); "
+            f"resume with the same model section or use a new --run-dir"
+        )
+    if meta["kind"] != _checkpoint_kind(cfg):
+        raise ValueError(
+            f"checkpoint {target.name} was written by a {meta['config']['trainer']['strategy']} run and cannot be "
+            f"resumed with trainer.strategy {cfg.trainer.strategy}; use the same strategy"
+        )
+    if meta["kind"] == "deepspeed" and meta.get("world_size") != world_size:
+        raise ValueError(
+            f"DeepSpeed checkpoint {target.name} holds optimizer shards for {meta.get('world_size')} ranks but this "
+            f"run has {world_size}; resume with the same number of processes"
+        )
+    return target
+
+
+def _is_global_rank_zero() -> bool:
+    """Before the Trainer exists: torchrun sets RANK, Lightning's own launcher LOCAL_RANK/NODE_RANK, srun SLURM_PROCID."""
+    return all(int(os.environ.get(v, 0)) == 0 for v in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Pretrain (or resume) the model `cfg` describes; returns the run directory."""
+    cfg.validate()
+    devices, nodes = resolve_topology(cfg)
+    world = devices * nodes
+    accum = check_batch_geometry(cfg, world)
+    if not cfg.data.dir:
+        raise ValueError("data.dir is not set; point it at a directory written by `sinktrain data prepare`")
+    data_dir = Path(cfg.data.dir)
+    if not (data_dir / "manifest.json").is_file():
+        raise FileNotFoundError(
+            f"no manifest.json in data dir {str(data_dir)!r}; run `sinktrain data prepare --out {data_dir}` first"
+        )
+    train_tokens, val_tokens = open_token_datasets(cfg)  # raises on a tokenizer / vocabulary mismatch
+    run_dir = Path(cfg.run_dir)
+    resume_from = resolve_resume(cfg, run_dir, world)
+    start_step = ckpt.read_meta(resume_from)["step"] if resume_from else 0
+
+    # --- from here on the run directory is written (rank 0 only) -----------------------------------------
+    model_tokens_per_step = cfg.trainer.global_batch_size * cfg.model.seq_len
+    info = {
+        "world_size": world, "devices_per_node": devices, "num_nodes": nodes, "grad_accumulation": accum,
+        "seq_len": cfg.model.seq_len, "sample_len": cfg.sample_len, "sink_token_ids": cfg.model.sink_token_ids,
+        "warmup_steps": cfg.warmup_steps, "total_steps": cfg.total_steps,
+        "flops_per_token": flops_per_token(cfg.model), "data_manifest": train_tokens.manifest,
+        "resumed_from": str(resume_from) if resume_from else None,
+    }
+    if _is_global_rank_zero():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.remove_partial_checkpoints(run_dir)
+        write_yaml_atomic(run_dir / CONFIG_FILE, cfg.to_dict())
+        write_json_atomic(run_dir / RUN_INFO_FILE, info)
+        truncate_metrics(run_dir, start_step)
+        if resume_from is None:
+            shutil.rmtree(run_dir / "tb", ignore_errors=True)  # a fresh start: no stale curves
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.trainer.deterministic:
+        torch.use_deterministic_algorithms(True)
+    module = SinkLM(cfg)
+    datamodule = TokenDataModule(cfg, accum, train_tokens, val_tokens)
+    checkpoint_cb = StepCheckpoint(
+        run_dir, cfg.checkpoint.every, cfg.checkpoint.keep_last,
+        meta={"format": ckpt.FORMAT, "kind": _checkpoint_kind(cfg), "config": cfg.to_dict()},
+        tokens_per_step=cfg.trainer.global_batch_size * cfg.sample_len,
+    )
+    monitor = TrainingMonitor(
+        run_dir, log_every=max(1, cfg.trainer.log_every), sink_score_every=cfg.logging.sink_score_every,
+        val_every=cfg.trainer.val_every if cfg.trainer.val_batches else 0, val_batches=datamodule.val_batches,
+        probe_batch=datamodule.probe_batch, tokens_per_step=model_tokens_per_step,
+        text_tokens_per_step=cfg.trainer.global_batch_size * cfg.sample_len,
+        flops_per_token=flops_per_token(cfg.model), peak_tflops=device_peak_tflops(cfg.logging.peak_tflops),
+        checkpoint_callback=checkpoint_cb,
+    )
+    # Order matters: the monitor finishes step s (loss, validation, NaN check) before step s is checkpointed.
+    trainer = build_trainer(cfg, devices, nodes, accum, [monitor, checkpoint_cb])
+    with warnings.catch_warnings():
+        # Our loader resumes by step (see datamodule.py), which Lightning cannot see; its warnings are moot.
+        warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.fit(module, datamodule=datamodule, weights_only=False,
+                    ckpt_path=str(ckpt.resume_target(resume_from)) if resume_from else None)
+    if monitor.nonfinite is not None:
+        step, loss = monitor.nonfinite
+        last = ckpt.latest_checkpoint(run_dir)
+        raise RuntimeError(
+            f"training loss became {loss} at step {step}; stopped without checkpointing it. "
+            f"Last good checkpoint: {last if last else 'none'} (lower optim.lr or use bf16, then --resume auto)"
+        )
+    return run_dir
+
+
+def build_trainer(cfg: TrainConfig, devices: int, nodes: int, accum: int, callbacks: list) -> pl.Trainer:
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from lightning.fabric.plugins.environments import TorchElasticEnvironment
+
+    t = cfg.trainer
+    plugins = build_plugins(cfg)
+    precision_plugin = bool(plugins)
+    if TorchElasticEnvironment.detect():
+        # torchrun inside a SLURM allocation: Lightning would otherwise believe SLURM's task counts.
+        plugins.append(TorchElasticEnvironment())
+    deepspeed = t.strategy == "deepspeed"
+    return pl.Trainer(
+        accelerator="gpu" if on_gpu(cfg) else "cpu",
+        devices=devices,
+        num_nodes=nodes,
+        strategy=build_strategy(cfg),
+        precision=None if precision_plugin else t.precision,
+        plugins=plugins or None,
+        max_steps=t.max_steps,
+        accumulate_grad_batches=accum,
+        # DeepSpeed clips inside its engine (gradient_clipping in its config); Lightning clips the others.
+        gradient_clip_val=None if deepspeed or not cfg.optim.grad_clip else cfg.optim.grad_clip,
+        gradient_clip_algorithm=None if deepspeed else "norm",
+        limit_val_batches=0,  # validation is measured by TrainingMonitor, before the step's checkpoint
+        num_sanity_val_steps=0,
+        logger=TensorBoardLogger(save_dir=str(cfg.run_dir), name="tb", version="", default_hp_metric=False),
+        callbacks=callbacks,
+        enable_checkpointing=False,  # StepCheckpoint writes atomic, pruned checkpoints instead
+        enable_progress_bar=t.progress_bar,
+        enable_model_summary=False,
+        log_every_n_steps=max(1, t.log_every),
+        use_distributed_sampler=False,  # ranks are split by TokenDataset.rank_batch
+        deterministic=t.deterministic,
+        default_root_dir=str(cfg.run_dir),
+    )

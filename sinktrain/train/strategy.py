@@ -1,0 +1,141 @@
+"""Lightning strategy + precision plugin for each `trainer.strategy`, including DeepSpeed on CPU.
+
+Lightning's stock DeepSpeedStrategy refuses anything but CUDA. DeepSpeed itself runs ZeRO-1/2 on CPU with
+gloo, so `DeepSpeedAnyDeviceStrategy` lifts the three CUDA-only assumptions (the accelerator check, the
+device-index validation, `device_rank=None` given to `deepspeed.initialize`) and leaves CUDA untouched.
+That is what lets the CPU tests run the real DeepSpeed engine rather than a mock.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from lightning.fabric.utilities.seed import reset_seed
+from lightning.pytorch.accelerators import CUDAAccelerator
+from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, SingleDeviceStrategy
+
+from sinktrain.train.config import TrainConfig
+
+
+def _skip_deepspeed_shm_build() -> None:
+    """DeepSpeed's CPU backend JIT-compiles a shared-memory allreduce op (60-100 s of g++) on first init.
+    It only serves tensor-parallel inference; without it DeepSpeed uses plain torch.distributed (gloo)."""
+    import importlib
+
+    # Not `import deepspeed.comm.torch as m`: deepspeed.comm re-exports torch itself under that name.
+    importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
+
+
+class DeepSpeedAnyDeviceStrategy(DeepSpeedStrategy):
+    """DeepSpeedStrategy that also runs on CPU (gloo). Identical to the parent on CUDA."""
+
+    def _on_cpu(self) -> bool:
+        return not isinstance(self.accelerator, CUDAAccelerator)
+
+    def setup_environment(self) -> None:
+        if not self._on_cpu():
+            return super().setup_environment()
+        _skip_deepspeed_shm_build()
+        DDPStrategy.setup_environment(self)  # skips the parent's "only supported on CUDA GPUs"
+
+    def setup_distributed(self) -> None:
+        if not self._on_cpu():
+            return super().setup_distributed()
+        # Parent minus _validate_device_index_selection (CPU devices have no index).
+        reset_seed()
+        self.set_world_ranks()
+        self._init_deepspeed_distributed()
+
+    def _device_rank(self):
+        # deepspeed.initialize compares device_rank >= 0; CPU devices have index None. -1 means "don't pick a GPU".
+        return -1 if self._on_cpu() else self.root_device.index
+
+    def _setup_model_and_optimizer(self, model, optimizer, lr_scheduler=None):
+        import deepspeed
+
+        engine, ds_optimizer, _, _ = deepspeed.initialize(
+            args=argparse.Namespace(device_rank=self._device_rank()),
+            config=self.config,
+            model=model,
+            model_parameters=filter(lambda p: p.requires_grad, model.parameters()),
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            dist_init_required=False,
+        )
+        return engine, ds_optimizer
+
+    def _initialize_deepspeed_inference(self, model) -> None:
+        if not self._on_cpu():
+            return super()._initialize_deepspeed_inference(model)
+        import deepspeed
+
+        cfg = {"train_micro_batch_size_per_gpu": 1}
+        for key in ("fp16", "bf16"):
+            if key in self.config:
+                cfg[key] = self.config[key]
+        self.model, _, _, _ = deepspeed.initialize(
+            args=argparse.Namespace(device_rank=-1), config=cfg, model=model, optimizer=None,
+            lr_scheduler=None, model_parameters=[], dist_init_required=False,
+        )
+
+    def backward(self, closure_loss, optimizer, *args, **kwargs):
+        # Lightning already divides the loss by accumulate_grad_batches; DeepSpeed's engine.backward would
+        # divide it again by gradient_accumulation_steps (gradients 1/GAS too small, clipping at the wrong
+        # norm). Tell DeepSpeed not to.
+        kwargs.setdefault("scale_wrt_gas", False)
+        return super().backward(closure_loss, optimizer, *args, **kwargs)
+
+
+def on_gpu(cfg: TrainConfig) -> bool:
+    if cfg.trainer.accelerator in ("gpu", "cuda"):
+        return True
+    return cfg.trainer.accelerator == "auto" and torch.cuda.is_available()
+
+
+def build_strategy(cfg: TrainConfig):
+    """The Lightning strategy object for cfg.trainer.strategy (gloo on CPU, nccl on GPU)."""
+    t, o = cfg.trainer, cfg.optim
+    backend = "nccl" if on_gpu(cfg) else "gloo"
+    if t.strategy == "single":
+        device = torch.device("cuda", 0) if on_gpu(cfg) else torch.device("cpu")
+        return SingleDeviceStrategy(device=device)
+    if t.strategy == "ddp":
+        # Every parameter gets a gradient every step, so no unused-parameter search.
+        return DDPStrategy(process_group_backend=backend, find_unused_parameters=False)
+    ds_config = {
+        "zero_optimization": {
+            "stage": t.zero_stage,
+            "overlap_comm": on_gpu(cfg),
+            "contiguous_gradients": True,
+            "reduce_bucket_size": 5e8,
+            "allgather_bucket_size": 5e8,
+        },
+        # The optimizer comes from LightningModule.configure_optimizers (torch AdamW or FusedAdam).
+        "zero_allow_untested_optimizer": True,
+        "gradient_clipping": o.grad_clip,
+        "train_micro_batch_size_per_gpu": t.micro_batch_size,
+        "steps_per_print": 10**12,  # Lightning logs; keep DeepSpeed quiet
+        "wall_clock_breakdown": False,
+    }
+    return DeepSpeedAnyDeviceStrategy(
+        config=ds_config,
+        process_group_backend=backend,
+        # fp16: dynamic loss scale starting at 2^initial_loss_scale_power (Pythia: 2^12).
+        loss_scale=0,
+        initial_scale_power=t.initial_loss_scale_power,
+        loss_scale_window=1000,
+        hysteresis=2,
+        min_loss_scale=1,
+    )
+
+
+def build_plugins(cfg: TrainConfig) -> list:
+    """fp16 outside DeepSpeed: torch GradScaler with Pythia's initial scale (Lightning's default is 2^16)."""
+    if cfg.trainer.precision == "16-mixed" and cfg.trainer.strategy != "deepspeed":
+        from lightning.pytorch.plugins.precision import MixedPrecision
+
+        device = "cuda" if on_gpu(cfg) else "cpu"
+        scaler = torch.amp.GradScaler(device, init_scale=2.0 ** cfg.trainer.initial_loss_scale_power)
+        return [MixedPrecision("16-mixed", device, scaler=scaler)]
+    return []

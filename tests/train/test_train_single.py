@@ -1,0 +1,101 @@
+"""In-process single-device training: the run directory contract, resume guards, NaN stop, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sinktrain.train import latest_checkpoint, list_checkpoints, load_checkpoint_weights, load_train_config, train
+from train_helpers import RECIPES
+
+
+def tiny(tiny_data, run_dir, *sets, recipe="tiny-cpu-sink.yaml", resume="auto"):
+    return load_train_config(RECIPES / recipe, [f"data.dir={tiny_data}", *sets], run_dir=str(run_dir), resume=resume)
+
+
+def test_single_device_run_dir_contract_resume_guards_and_continuation(tiny_data, tmp_path):
+    from sinktrain.model import build_model
+
+    run = tmp_path / "run"
+    sets = ["trainer.max_steps=4", "checkpoint.every=2", "checkpoint.keep_last=1", "trainer.val_every=2",
+            "logging.sink_score_every=2"]
+    cfg = tiny(tiny_data, run, *sets)
+    assert train(cfg) == run
+
+    # config.yaml is the fully resolved config and loads back to the same TrainConfig.
+    assert load_train_config(run / "config.yaml") == cfg
+    assert [p.name for p in list_checkpoints(run)] == ["step-00000004"]  # keep_last 1 pruned step 2
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2, 3, 4]
+    for r in rows[1:]:
+        assert {"loss", "lr", "grad_norm", "tokens_seen", "tokens_per_s"} <= r.keys()
+        assert r["tokens_seen"] == r["step"] * 4 * 63  # G × text tokens (64 minus the sink)
+    assert {"val_loss", "sink_score"} <= rows[2].keys() and len(rows[4]["sink_score"]) == 2
+
+    weights, meta = load_checkpoint_weights(latest_checkpoint(run))
+    assert meta["step"] == 4 and meta["config"]["model"] == cfg.model.to_dict()
+    model = build_model(cfg.model, seed=None)
+    assert list(weights) == list(model.state_dict())
+    model.load_state_dict(weights, strict=True)
+
+    # Resuming with another model config is refused and changes nothing.
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match="different model config.*num_tokens|different model config.*sink"):
+        train(tiny(tiny_data, run, *sets, "model.sink.num_tokens=2"))
+    with pytest.raises(FileExistsError, match="already holds checkpoints"):
+        train(tiny(tiny_data, run, *sets, resume="never"))
+    with pytest.raises(ValueError, match="not a complete checkpoint"):
+        train(tiny(tiny_data, run, *sets, resume=str(run / "checkpoints")))
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+    # --resume auto with a longer run continues from step 4.
+    train(tiny(tiny_data, run, *[s for s in sets if not s.startswith("trainer.max_steps")], "trainer.max_steps=6"))
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2, 3, 4, 5, 6]
+    assert latest_checkpoint(run).name == "step-00000006"
+
+
+def test_nonfinite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
+    from sinktrain.train.module import SinkLM
+
+    real_forward = SinkLM.forward
+
+    def forward_going_bad(self, tokens):  # the loss turns NaN from the 4th optimizer step on
+        loss = real_forward(self, tokens)
+        return loss * float("nan") if self.training and self.trainer.global_step >= 3 else loss
+
+    monkeypatch.setattr(SinkLM, "forward", forward_going_bad)
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="loss became nan at step 4.*step-00000003"):
+        train(tiny(tiny_data, run, "trainer.max_steps=8", "checkpoint.every=1", "checkpoint.keep_last=0"))
+    assert [p.name for p in list_checkpoints(run)] == ["step-00000001", "step-00000002", "step-00000003"]
+    assert not any(p.name.startswith("step-00000004") for p in (run / "checkpoints").iterdir())
+
+
+@pytest.mark.parametrize(
+    "sets, error, match",
+    [
+        (["data.dir={missing}"], FileNotFoundError, "no manifest.json in data dir"),
+        (["model.tokenizer_vocab_size=50000"], ValueError, "50277-id vocabulary but the model expects 50000"),
+        (["trainer.strategy=ddp", "trainer.devices=3"], ValueError, "world size 3 × micro_batch_size 2 does not divide global_batch_size 4"),
+    ],
+    ids=["missing-manifest", "vocab-mismatch", "world-size"],
+)
+def test_bad_input_is_one_clear_error_and_writes_nothing(tiny_data, tmp_path, sets, error, match):
+    run = tmp_path / "run"
+    sets = [s.format(missing=tmp_path / "nowhere") for s in sets]
+    with pytest.raises(error, match=match):
+        train(tiny(tiny_data, run, *sets))
+    assert not run.exists()
+
+
+def test_cli_prints_one_line_and_exits_2_on_an_unknown_key(tiny_data, tmp_path, capsys):
+    from sinktrain.cli import main
+
+    run = tmp_path / "run"
+    code = main(["train", "--config", str(RECIPES / "tiny-cpu.yaml"), "--run-dir", str(run),
+                 "--set", f"data.dir={tiny_data}", "--set", "trainer.max_stepz=3"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "max_stepz" in err and "accepted keys" in err
+    assert not run.exists()
