@@ -62,6 +62,15 @@ def resolve_resume(cfg: TrainConfig, run_dir: Path, world_size: int) -> Path | N
             f"checkpoint {target.name} was trained with a different model config ({diff}); "
             f"resume with the same model section or use a new --run-dir"
         )
+    # The sample order is a pure function of (data seed, step, global batch): resuming with another global
+    # batch or seed would silently replay or skip samples (docs/data.md), so it is refused.
+    saved_order = (meta["config"]["trainer"]["global_batch_size"], meta["config"]["data"]["seed"])
+    if saved_order != (cfg.trainer.global_batch_size, cfg.data.seed):
+        raise ValueError(
+            f"checkpoint {target.name} was trained with global_batch_size {saved_order[0]} and data.seed "
+            f"{saved_order[1]}, this run has {cfg.trainer.global_batch_size} and {cfg.data.seed}; the data order "
+            f"would not continue. Resume with the same values or start a new --run-dir"
+        )
     if meta["kind"] != _checkpoint_kind(cfg):
         raise ValueError(
             f"checkpoint {target.name} was written by a {meta['config']['trainer']['strategy']} run and cannot be "

@@ -43,6 +43,8 @@ def test_single_device_run_dir_contract_resume_guards_and_continuation(tiny_data
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     with pytest.raises(ValueError, match="different model config.*num_tokens|different model config.*sink"):
         train(tiny(tiny_data, run, *sets, "model.sink.num_tokens=2"))
+    with pytest.raises(ValueError, match="global_batch_size 4 and data.seed 1234, this run has 8 and 1234"):
+        train(tiny(tiny_data, run, *sets, "trainer.global_batch_size=8"))
     with pytest.raises(FileExistsError, match="already holds checkpoints"):
         train(tiny(tiny_data, run, *sets, resume="never"))
     with pytest.raises(ValueError, match="not a complete checkpoint"):
