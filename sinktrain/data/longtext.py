@@ -1,0 +1,134 @@
+"""Long token streams for streaming evaluation: PG19 from the hub (or a local stand-in) or local books.
+
+`source` forms:
+  "pg19"          every book of the PG19 test split, in dataset order, until `max_tokens`
+  "pg19:first"    the first book only (what the StreamingLLM paper's Table 3 used); same as "pg19:0"
+  "pg19:<i>"      the i-th book (0-based)
+  a .txt file, a folder (its *.txt, sorted by name), or a glob ("data/books/austen_*.txt")
+Documents are tokenized without special tokens and concatenated in order, separated by the EOD id.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+PG19_PREFIX = "pg19"
+
+
+@dataclass
+class LongText:
+    tokens: np.ndarray  # int64 [n]
+    doc_starts: list[int] = field(default_factory=list)  # token offset of each document in `tokens`
+    names: list[str] = field(default_factory=list)  # one per document
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+
+def _eod(tokenizer) -> int:
+    # EOD is id 0 for the GPT-NeoX tokenizer; other tokenizers name theirs as eos.
+    return int(tokenizer.eos_token_id) if tokenizer.eos_token_id is not None else 0
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    # No special tokens: an exported token-sink tokenizer would otherwise prepend its sink ids.
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _pg19_documents(source: str, dataset: str, split: str):
+    """Yield (name, text) for the selected PG19 books, reading the dataset as a stream (no full download)."""
+    selector = source[len(PG19_PREFIX):].lstrip(":")
+    if selector in ("", "all"):
+        wanted = None
+    elif selector == "first":
+        wanted = 0
+    elif selector.isdigit():
+        wanted = int(selector)
+    else:
+        raise ValueError(f"unknown PG19 selector {source!r}; use 'pg19', 'pg19:first' or 'pg19:<book index>'")
+    try:
+        import datasets  # not installed on every machine (the GPU box lacks it), so imported only here
+    except ImportError as e:
+        raise RuntimeError("loading PG19 needs the `datasets` package; pip install datasets or pass local books") from e
+    rows = datasets.load_dataset(dataset, split=split, streaming=True)
+    seen = 0
+    for i, row in enumerate(rows):
+        seen = i + 1
+        if wanted is not None and i < wanted:
+            continue
+        if "text" not in row:
+            raise ValueError(f"dataset {dataset!r} has no 'text' field; pass a PG19-like dataset with one")
+        yield str(row.get("short_book_title") or row.get("title") or f"pg19[{i}]"), row["text"]
+        if wanted is not None:
+            return
+    if wanted is not None:
+        raise ValueError(f"{source!r} asks for book {wanted} but dataset {dataset!r} ({split}) has only {seen} books")
+
+
+def _local_paths(source: str) -> list[Path]:
+    path = Path(source)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        paths = sorted(path.glob("*.txt"))
+        if not paths:
+            raise FileNotFoundError(f"folder {source!r} holds no .txt files; point --text at a book or a folder of books")
+        return paths
+    if any(ch in source for ch in "*?["):
+        paths = [Path(p) for p in sorted(globlib.glob(source)) if Path(p).is_file()]
+        if not paths:
+            raise FileNotFoundError(f"glob {source!r} matches no files; check the pattern")
+        return paths
+    raise FileNotFoundError(f"text source {source!r} does not exist; pass 'pg19', a .txt file, a folder or a glob")
+
+
+def _local_documents(source: str):
+    for p in _local_paths(source):
+        yield p.stem, p.read_text(encoding="utf-8", errors="replace")
+
+
+def load_long_text(
+    source: str,
+    tokenizer=None,
+    max_tokens: int | None = None,
+    pg19_dataset: str = "emozilla/pg19-test",
+    split: str = "test",
+) -> LongText:
+    """Tokenize the documents of `source` in order into one stream (EOD between documents), at most `max_tokens`."""
+    if tokenizer is None:
+        from sinktrain.data.tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer()
+    if max_tokens is not None and max_tokens <= 0:
+        raise ValueError(f"max_tokens must be positive, got {max_tokens}")
+    is_pg19 = source == PG19_PREFIX or source.startswith(PG19_PREFIX + ":")
+    docs = _pg19_documents(source, pg19_dataset, split) if is_pg19 else _local_documents(source)
+    eod = _eod(tokenizer)
+    pieces: list[np.ndarray] = []
+    doc_starts: list[int] = []
+    names: list[str] = []
+    total = 0
+    for name, text in docs:
+        if max_tokens is not None and total >= max_tokens:
+            break  # stop reading (and streaming) as soon as enough tokens are in
+        ids = _encode(tokenizer, text)
+        if pieces:
+            pieces.append(np.array([eod], dtype=np.int64))
+            total += 1
+        doc_starts.append(total)
+        names.append(name)
+        pieces.append(np.asarray(ids, dtype=np.int64))
+        total += len(ids)
+    if not pieces:
+        raise ValueError(f"text source {source!r} yielded no documents")
+    tokens = np.concatenate(pieces)
+    if max_tokens is not None:
+        tokens = tokens[:max_tokens]
+        keep = [i for i, s in enumerate(doc_starts) if s < len(tokens)]
+        doc_starts = [doc_starts[i] for i in keep]
+        names = [names[i] for i in keep]
+    return LongText(tokens=tokens, doc_starts=doc_starts, names=names)

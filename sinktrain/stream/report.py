@@ -1,0 +1,170 @@
+"""Writers for the evaluator's artifacts: Table-3-style table (markdown + CSV), per-token NLL arrays, PNG plots,
+TensorBoard scalars. Every file is written under a temporary name and renamed when complete."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def config_columns(results: dict) -> list[str]:
+    """Configuration names across all models: "s+w" sorted by s, then the baselines."""
+    names = {c for per_model in results.values() for c in per_model}
+    sink = sorted((c for c in names if "+" in c), key=lambda c: (int(c.split("+")[0]), c))
+    return sink + sorted(names - set(sink))
+
+
+def write_table(results: dict, out_dir) -> tuple[Path, Path]:
+    """`table.md` (models × configurations, perplexity) and `table.csv` (one row per model and configuration)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cols = config_columns(results)
+    lines = ["| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for model, per in results.items():
+        cells = [f"{per[c]['ppl']:.2f}" if c in per else "-" for c in cols]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    tokens = sorted({per[c]["tokens"] for per in results.values() for c in per})
+    lines += ["", f"Perplexity over {', '.join(map(str, tokens))} scored tokens (s+w: s sink tokens + w recent)."]
+    md = out_dir / "table.md"
+    _atomic_bytes(md, ("\n".join(lines) + "\n").encode())
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["model", "config", "ppl", "nll_mean", "tokens"])
+    for model, per in results.items():
+        for c in cols:
+            if c in per:
+                writer.writerow([model, c, f"{per[c]['ppl']:.6g}", f"{per[c]['nll_mean']:.8g}", per[c]["tokens"]])
+    csv_path = out_dir / "table.csv"
+    _atomic_bytes(csv_path, buf.getvalue().encode())
+    return md, csv_path
+
+
+def write_nll(out_dir, model: str, config: str, nll: np.ndarray) -> Path:
+    """`nll/<model>/<config>.npy`: float32 per-token NLL of the scored tokens, in stream order."""
+    path = Path(out_dir) / "nll" / model / f"{config}.npy"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.save(buf, nll.astype(np.float32))
+    _atomic_bytes(path, buf.getvalue())
+    return path
+
+
+def running_log_ppl(nll: np.ndarray, points: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """Moving-average NLL (= log perplexity) over a window of ~1% of the stream, sampled at `points` x values."""
+    n = len(nll)
+    span = max(1, n // 100)
+    csum = np.concatenate([[0.0], np.cumsum(nll, dtype=np.float64)])
+    ends = np.unique(np.linspace(span, n, num=min(points, n - span + 1)).astype(int))
+    return ends, (csum[ends] - csum[ends - span]) / span
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_png(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_log_ppl(nlls: dict, path, cache: int | None = None) -> Path:
+    """log-PPL vs tokens, one panel per model and one line per configuration. `nlls[model][config]` = array."""
+    plt = _pyplot()
+    models = list(nlls)
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False, sharey=True)
+    for ax, model in zip(axes[0], models):
+        for config, nll in nlls[model].items():
+            x, y = running_log_ppl(np.asarray(nll))
+            ax.plot(x, y, label=f"{config} (PPL {math.exp(float(np.mean(nll))):.2f})", linewidth=1.2)
+        if cache:
+            ax.axvline(cache, color="grey", linestyle=":", linewidth=1, label=f"cache size {cache}")
+        ax.set_title(f"{model}: streaming log-perplexity")
+        ax.set_xlabel("input length (tokens)")
+        ax.set_ylabel("log PPL (moving average over 1% of the stream)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = _save_png(fig, Path(path))
+    plt.close(fig)
+    return path
+
+
+def plot_sink_attention(stats: dict, path, first_k: int) -> Path:
+    """Attention on the first `first_k` tokens per layer (mean over heads; band = min..max over heads)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for model, per_head in stats.items():
+        arr = np.asarray(per_head)  # [layers, heads]
+        layers = np.arange(arr.shape[0])
+        ax.plot(layers, arr.mean(1), marker="o", label=f"{model} (mean over heads)")
+        ax.fill_between(layers, arr.min(1), arr.max(1), alpha=0.15)
+    ax.set_xticks(np.arange(max(np.asarray(a).shape[0] for a in stats.values())))
+    ax.set_xlabel("layer")
+    ax.set_ylabel(f"attention weight on the first {first_k} tokens")
+    ax.set_title(f"Attention on the first {first_k} tokens per layer (band: min-max over heads)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = _save_png(fig, Path(path))
+    plt.close(fig)
+    return path
+
+
+def plot_attention_maps(maps: list[np.ndarray], path, model: str, layers: list[int] | None = None) -> Path:
+    """Head-averaged attention maps of a few layers (as in the paper's Fig. 2); `maps[l]` is [q, k]."""
+    plt = _pyplot()
+    n = len(maps)
+    if layers is None:
+        layers = sorted({0, 1 % n, n // 2, n - 1})
+    fig, axes = plt.subplots(1, len(layers), figsize=(3.6 * len(layers), 3.6), squeeze=False)
+    for ax, li in zip(axes[0], layers):
+        m = maps[li]
+        shown = np.where(np.tril(np.ones_like(m, dtype=bool)), m, np.nan)  # blank the masked future
+        im = ax.imshow(shown, cmap="viridis", vmin=0, vmax=min(1.0, float(np.nanmax(shown[1:])) if len(m) > 1 else 1.0))
+        ax.set_title(f"layer {li}")
+        ax.set_xlabel("key position")
+        ax.set_ylabel("query position")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.suptitle(f"{model}: attention maps, mean over heads, first {maps[0].shape[0]} tokens")
+    fig.tight_layout()
+    path = _save_png(fig, Path(path))
+    plt.close(fig)
+    return path
+
+
+def write_tensorboard(out_dir, nlls: dict, results: dict) -> Path:
+    """Scalars under `<out>/tb`: `stream/<model>/<config>/log_ppl` (moving average vs tokens) and final PPL."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    tb_dir = Path(out_dir) / "tb"
+    writer = SummaryWriter(log_dir=str(tb_dir))
+    try:
+        for model, per in nlls.items():
+            for config, nll in per.items():
+                x, y = running_log_ppl(np.asarray(nll), points=200)
+                for step, val in zip(x, y):
+                    writer.add_scalar(f"stream/{model}/{config}/log_ppl", float(val), int(step))
+                writer.add_scalar(f"stream/{model}/{config}/ppl", results[model][config]["ppl"], int(len(nll)))
+    finally:
+        writer.close()
+    return tb_dir

@@ -1,0 +1,82 @@
+"""Long texts for streaming evaluation: local books and the PG19 path through a local stand-in dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sinktrain.data.longtext import load_long_text
+from sinktrain.data.tokenizer import load_tokenizer
+
+BOOKS = Path(__file__).resolve().parents[2] / "data" / "books"
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer()
+
+
+def ids(tok, text):
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+@pytest.fixture()
+def two_books(tmp_path):
+    texts = {"b_second": "Second book. It ends here.", "a_first": "First book, with some words."}
+    for name, text in texts.items():
+        (tmp_path / f"{name}.txt").write_text(text)
+    return tmp_path, texts
+
+
+def test_folder_is_sorted_and_eod_separated(tok, two_books):
+    folder, texts = two_books
+    lt = load_long_text(str(folder), tok)
+    first, second = ids(tok, texts["a_first"]), ids(tok, texts["b_second"])
+    assert lt.tokens.dtype == np.int64
+    assert lt.tokens.tolist() == first + [0] + second
+    assert lt.doc_starts == [0, len(first) + 1] and lt.names == ["a_first", "b_second"]
+
+
+def test_glob_file_and_max_tokens(tok, two_books):
+    folder, texts = two_books
+    assert load_long_text(str(folder / "b_*.txt"), tok).tokens.tolist() == ids(tok, texts["b_second"])
+    lt = load_long_text(str(BOOKS / "austen_persuasion.txt"), tok, max_tokens=1000)
+    assert len(lt) == 1000 and lt.names == ["austen_persuasion"]
+    assert lt.tokens[:50].tolist() == ids(tok, (BOOKS / "austen_persuasion.txt").read_text()[:2000])[:50]
+    cut = load_long_text(str(folder), tok, max_tokens=3)  # the second document never starts
+    assert cut.doc_starts == [0] and cut.names == ["a_first"]
+
+
+@pytest.fixture()
+def pg19_standin(tmp_path):
+    rows = [{"short_book_title": f"Book {i}", "text": f"This is book number {i}. " * (i + 1)} for i in range(3)]
+    d = tmp_path / "pg19"
+    d.mkdir()
+    (d / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return d, rows
+
+
+def test_pg19_selectors_through_load_dataset(tok, pg19_standin):
+    d, rows = pg19_standin
+    first = load_long_text("pg19:first", tok, pg19_dataset=str(d))
+    assert first.tokens.tolist() == ids(tok, rows[0]["text"]) and first.names == ["Book 0"]
+    third = load_long_text("pg19:2", tok, pg19_dataset=str(d))
+    assert third.tokens.tolist() == ids(tok, rows[2]["text"])
+    every = load_long_text("pg19", tok, pg19_dataset=str(d))
+    expected = ids(tok, rows[0]["text"]) + [0] + ids(tok, rows[1]["text"]) + [0] + ids(tok, rows[2]["text"])
+    assert every.tokens.tolist() == expected and every.names == ["Book 0", "Book 1", "Book 2"]
+
+
+def test_bad_sources(tok, pg19_standin, tmp_path):
+    d, _ = pg19_standin
+    with pytest.raises(ValueError, match="has only 3 books"):
+        load_long_text("pg19:7", tok, pg19_dataset=str(d))
+    with pytest.raises(ValueError, match="unknown PG19 selector"):
+        load_long_text("pg19:last", tok, pg19_dataset=str(d))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_long_text(str(tmp_path / "missing.txt"), tok)
+    with pytest.raises(FileNotFoundError, match="no .txt files"):
+        load_long_text(str(d), tok)

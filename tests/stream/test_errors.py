@@ -1,0 +1,43 @@
+"""Bad input gives one clear line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import pytest
+from stream_helpers import BOOKS
+
+from sinktrain.cli import main
+
+BOOK = str(BOOKS / "austen_persuasion.txt")
+
+
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory):
+    from transformers import GPT2Config
+
+    d = tmp_path_factory.mktemp("gpt2")
+    GPT2Config(n_layer=1, n_embd=8, n_head=2).save_pretrained(d)
+    return d
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["--cache", "4", "--sinks", "4"], "is not below the cache size"),
+    (["--configs", "4+0"], "the window must be w >= 1"),
+    (["--cache", "64", "--tokens", "40"], "not more than the cache size 64"),
+    (["--mode", "fast"], "unknown mode"),
+    (["--text", "/nonexistent/book.txt"], "does not exist"),
+])
+def test_bad_arguments(model_dirs, tmp_path, capsys, args, phrase):
+    rc = main(["stream-eval", str(model_dirs["vanilla"]), "--text", BOOK, "--out", str(tmp_path), *args])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and phrase in err and len(err.splitlines()) == 1, err
+
+
+def test_unsupported_architecture(gpt2_dir, tmp_path, capsys):
+    rc = main(["stream-eval", str(gpt2_dir), "--text", BOOK, "--cache", "8", "--tokens", "50", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "unsupported architecture 'gpt2'" in err and len(err.splitlines()) == 1
+
+
+def test_missing_model_folder(tmp_path, capsys):
+    rc = main(["stream-eval", str(tmp_path / "nope"), "--text", BOOK, "--out", str(tmp_path)])
+    assert rc == 2 and "has no config.json" in capsys.readouterr().err
