@@ -8,19 +8,11 @@ from pathlib import Path
 
 from sinktrain.config_io import write_json_atomic
 from sinktrain.export import read_metrics, render_table
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from sinktrain.plotting import pyplot, save_figure, style_axes
 
 
 def plot_loss_curves(metrics: dict[str, list[dict]], path: Path) -> Path | None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     plotted = False
     for variant, rows in metrics.items():
@@ -34,20 +26,13 @@ def plot_loss_curves(metrics: dict[str, list[dict]], path: Path) -> Path | None:
     if not plotted:
         plt.close(fig)
         return None
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("cross-entropy (nats/token)")
-    ax.set_title("Pre-training loss of all variants")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    style_axes(ax, "optimizer step", "cross-entropy (nats/token)", "Pre-training loss of all variants")
+    return save_figure(fig, path)
 
 
 def plot_sink_scores(metrics: dict[str, list[dict]], path: Path) -> Path | None:
     """Attention on position 0 over training, averaged over layers (solid) and its top layer (dotted)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     plotted = False
     for variant, rows in metrics.items():
@@ -60,16 +45,9 @@ def plot_sink_scores(metrics: dict[str, list[dict]], path: Path) -> Path | None:
     if not plotted:
         plt.close(fig)
         return None
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("attention weight on position 0")
-    ax.set_title("Sink score during training (fixed validation batch)")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    style_axes(ax, "optimizer step", "attention weight on position 0",
+               "Sink score during training (fixed validation batch)", ylim=(0, 1), legend_size=8)
+    return save_figure(fig, path)
 
 
 def write_report(cfg, results: dict, run_dirs: dict[str, Path]) -> Path:

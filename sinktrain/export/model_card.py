@@ -35,23 +35,15 @@ def plot_loss_curve(metrics: list[dict], out_png: Path, title: str) -> bool:
     val = [(m["step"], m["val_loss"]) for m in metrics if m.get("val_loss") is not None]
     if not train:
         return False
-    import matplotlib
+    from sinktrain.plotting import pyplot, save_figure, style_axes
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     ax.plot(*zip(*train), label="train loss")
     if val:
         ax.plot(*zip(*val), "o-", label="validation loss")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("cross-entropy (nats/token)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out_png)
-    plt.close(fig)
+    style_axes(ax, "optimizer step", "cross-entropy (nats/token)", title)
+    save_figure(fig, out_png)
     return True
 
 

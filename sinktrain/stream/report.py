@@ -6,10 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from pathlib import Path
 
 import numpy as np
+
+from sinktrain.plotting import pyplot, save_figure, style_axes
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:
@@ -69,26 +70,9 @@ def running_log_ppl(nll: np.ndarray, points: int = 400) -> tuple[np.ndarray, np.
     return ends, (csum[ends] - csum[ends - span]) / span
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save_png(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
-
-
 def plot_log_ppl(nlls: dict, path, cache: int | None = None) -> Path:
     """log-PPL vs tokens, one panel per model and one line per configuration. `nlls[model][config]` = array."""
-    plt = _pyplot()
+    plt = pyplot()
     models = list(nlls)
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False, sharey=True)
     for ax, model in zip(axes[0], models):
@@ -97,20 +81,14 @@ def plot_log_ppl(nlls: dict, path, cache: int | None = None) -> Path:
             ax.plot(x, y, label=f"{config} (PPL {math.exp(float(np.mean(nll))):.2f})", linewidth=1.2)
         if cache:
             ax.axvline(cache, color="grey", linestyle=":", linewidth=1, label=f"cache size {cache}")
-        ax.set_title(f"{model}: streaming log-perplexity")
-        ax.set_xlabel("input length (tokens)")
-        ax.set_ylabel("log PPL (moving average over 1% of the stream)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = _save_png(fig, Path(path))
-    plt.close(fig)
-    return path
+        style_axes(ax, "input length (tokens)", "log PPL (moving average over 1% of the stream)",
+                   f"{model}: streaming log-perplexity", legend_size=8)
+    return save_figure(fig, path)
 
 
 def plot_sink_attention(stats: dict, path, first_k: int) -> Path:
     """Attention on the first `first_k` tokens per layer (mean over heads; band = min..max over heads)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for model, per_head in stats.items():
         arr = np.asarray(per_head)  # [layers, heads]
@@ -118,21 +96,14 @@ def plot_sink_attention(stats: dict, path, first_k: int) -> Path:
         ax.plot(layers, arr.mean(1), marker="o", label=f"{model} (mean over heads)")
         ax.fill_between(layers, arr.min(1), arr.max(1), alpha=0.15)
     ax.set_xticks(np.arange(max(np.asarray(a).shape[0] for a in stats.values())))
-    ax.set_xlabel("layer")
-    ax.set_ylabel(f"attention weight on the first {first_k} tokens")
-    ax.set_title(f"Attention on the first {first_k} tokens per layer (band: min-max over heads)")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = _save_png(fig, Path(path))
-    plt.close(fig)
-    return path
+    style_axes(ax, "layer", f"attention weight on the first {first_k} tokens",
+               f"Attention on the first {first_k} tokens per layer (band: min-max over heads)", ylim=(0, 1), legend_size=8)
+    return save_figure(fig, path)
 
 
 def plot_attention_maps(maps: list[np.ndarray], path, model: str, layers: list[int] | None = None) -> Path:
     """Head-averaged attention maps of a few layers (as in the paper's Fig. 2); `maps[l]` is [q, k]."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(maps)
     if layers is None:
         layers = sorted({0, 1 % n, n // 2, n - 1})
@@ -146,10 +117,7 @@ def plot_attention_maps(maps: list[np.ndarray], path, model: str, layers: list[i
         ax.set_ylabel("query position")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle(f"{model}: attention maps, mean over heads, first {maps[0].shape[0]} tokens")
-    fig.tight_layout()
-    path = _save_png(fig, Path(path))
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_tensorboard(out_dir, nlls: dict, results: dict) -> Path:
