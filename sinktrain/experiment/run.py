@@ -22,12 +22,13 @@ from sinktrain.stream import evaluate
 from sinktrain.train import latest_checkpoint, train
 
 
-def log(msg: str) -> None:
-    print(f"[experiment] {msg}", flush=True)
-
-
 def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
+
+
+def log(msg: str) -> None:
+    if _rank() == 0:  # one line per event, not one per process
+        print(f"[experiment] {msg}", flush=True)
 
 
 def _checkpoint_step(ckpt: Path | None) -> int:
