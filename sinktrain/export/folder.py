@@ -17,7 +17,7 @@ from transformers import GenerationConfig
 
 from sinktrain.export.model_card import plot_loss_curve, read_metrics, write_model_card
 from sinktrain.export.tokenizer_files import save_tokenizer
-from sinktrain.model import ModelConfig, build_model
+from sinktrain.model import ModelConfig, build_model, save_model
 from sinktrain.train import latest_checkpoint, list_checkpoints, load_checkpoint_weights
 
 # Files a finished export holds; also the allow-list the hub upload uses.
@@ -94,7 +94,7 @@ def export_checkpoint(cfg: ExportConfig) -> Path:
         "checkpoint": str(ckpt),
     }
     model.config.sinktrain = sink_meta
-    model.save_pretrained(tmp, safe_serialization=True)
+    save_model(model, tmp)
     GenerationConfig(bos_token_id=0, eos_token_id=0, pad_token_id=0).save_pretrained(tmp)
     save_tokenizer(train_config.get("data", {}).get("tokenizer"), model_cfg.sink_token_ids, tmp)
 

@@ -72,12 +72,14 @@ def write_model_card(out_dir: Path, meta: dict, train_config: dict, has_loss_plo
     lines += [f"# {out_dir.name}", "", f"A {model.get('preset', '?')} GPT-NeoX model trained with "
               f"[sinktrain](https://github.com/) — {VARIANT_TEXT.get(kind, kind)}.", ""]
     lines += ["## Use", "", "```python"]
-    if kind in ("softmax1", "logit"):
-        lines += ["import sinktrain.model  # registers the sinktrain_gpt_neox architecture with transformers"]
+    remote = kind in ("softmax1", "logit")
+    if remote:
+        lines += ["# the architecture's code ships in this folder (sink_gptneox.py); with sinktrain installed,",
+                  "# `import sinktrain.model` registers it instead and trust_remote_code is not needed"]
     lines += [
         "from transformers import AutoModelForCausalLM, AutoTokenizer",
         f'tok = AutoTokenizer.from_pretrained("{out_dir.name}")',
-        f'model = AutoModelForCausalLM.from_pretrained("{out_dir.name}")',
+        f'model = AutoModelForCausalLM.from_pretrained("{out_dir.name}"' + (", trust_remote_code=True)" if remote else ")"),
         "```",
         "",
     ]

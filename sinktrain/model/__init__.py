@@ -13,6 +13,7 @@ from sinktrain.model.modeling import (
     init_pythia_weights,
     lm_labels,
     prepend_sink_tokens,
+    save_model,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "init_pythia_weights",
     "lm_labels",
     "prepend_sink_tokens",
+    "save_model",
 ]

@@ -2,57 +2,22 @@
 
 - kind none / token: a stock `transformers.GPTNeoXForCausalLM`. The learnable sink token is only data
   (ids prepended to every sample) plus ordinary embedding rows, so the model stays stock.
-- kind softmax1 / logit: `SinkGPTNeoXForCausalLM`, a thin subclass that routes attention through the
-  functions in `attention.py` (and, for `logit`, owns one learned scalar per head per layer). Its config
-  type `sinktrain_gpt_neox` is registered with the Auto classes on `import sinktrain.model`, so
-  `AutoModelForCausalLM.from_pretrained(folder)` loads it after that import.
+- kind softmax1 / logit: `SinkGPTNeoXForCausalLM` (sink_gptneox.py), a thin subclass that routes attention
+  through the sink attention functions (and, for `logit`, owns one learned scalar per head per layer). Its
+  config type `sinktrain_gpt_neox` is registered with the Auto classes on `import sinktrain.model`, so
+  `AutoModelForCausalLM.from_pretrained(folder)` loads it after that import (exports also carry the file as
+  remote code for users without sinktrain).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-from sinktrain.model import attention
+from sinktrain.model import sink_gptneox as attention
 from sinktrain.model.config import ModelConfig
-
-
-class SinkGPTNeoXConfig(GPTNeoXConfig):
-    """GPT-NeoX config plus `sink_kind` (softmax1 | logit)."""
-
-    model_type = "sinktrain_gpt_neox"
-
-    def __init__(self, sink_kind: str = "softmax1", **kwargs):
-        self.sink_kind = sink_kind
-        super().__init__(**kwargs)
-
-
-class SinkGPTNeoXForCausalLM(GPTNeoXForCausalLM):
-    """GPT-NeoX whose attention softmax has a sink column (see attention.py)."""
-
-    config_class = SinkGPTNeoXConfig
-
-    def __init__(self, config: SinkGPTNeoXConfig):
-        super().__init__(config)
-        if config.sink_kind not in attention.ATTN_IMPLEMENTATION:
-            raise ValueError(f"sink_kind must be softmax1 or logit, got {config.sink_kind!r}")
-        if config.sink_kind == "logit":
-            for layer in self.gpt_neox.layers:
-                layer.attention.sink_logit = nn.Parameter(torch.zeros(config.num_attention_heads))
-        # Set after the base class has picked its default implementation: every layer reads
-        # config._attn_implementation at call time.
-        self.config._attn_implementation = attention.ATTN_IMPLEMENTATION[config.sink_kind]
-        self.post_init()
-
-    def _init_weights(self, module):
-        super()._init_weights(module)
-        if hasattr(module, "sink_logit"):
-            nn.init.zeros_(module.sink_logit)
-
-
-AutoConfig.register(SinkGPTNeoXConfig.model_type, SinkGPTNeoXConfig, exist_ok=True)
-AutoModelForCausalLM.register(SinkGPTNeoXConfig, SinkGPTNeoXForCausalLM, exist_ok=True)
+from sinktrain.model.sink_gptneox import SinkGPTNeoXConfig, SinkGPTNeoXForCausalLM
 
 
 def hf_config(cfg: ModelConfig) -> GPTNeoXConfig:
@@ -114,6 +79,24 @@ def build_model(cfg: ModelConfig, seed: int | None = 1234, attn_implementation: 
     model = model_class(cfg)(hcfg)
     init_pythia_weights(model, cfg)
     return model
+
+
+def save_model(model: GPTNeoXForCausalLM, out_dir) -> None:
+    """save_pretrained (safetensors). For softmax1/logit models also the self-contained `sink_gptneox.py` and
+    an `auto_map` to it, so `AutoModelForCausalLM.from_pretrained(out_dir, trust_remote_code=True)` loads the
+    folder where sinktrain is not installed."""
+    import shutil
+    from pathlib import Path
+
+    if isinstance(model, SinkGPTNeoXForCausalLM):
+        module = Path(attention.__file__).stem
+        model.config.auto_map = {
+            "AutoConfig": f"{module}.SinkGPTNeoXConfig",
+            "AutoModelForCausalLM": f"{module}.SinkGPTNeoXForCausalLM",
+        }
+    model.save_pretrained(out_dir, safe_serialization=True)
+    if isinstance(model, SinkGPTNeoXForCausalLM):
+        shutil.copyfile(attention.__file__, Path(out_dir) / Path(attention.__file__).name)
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:

@@ -11,7 +11,7 @@ import contextlib
 
 import torch
 
-from sinktrain.model import attention
+from sinktrain.model import sink_gptneox as attention
 
 
 @contextlib.contextmanager

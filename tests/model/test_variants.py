@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, GPTNeoXForCausalLM
 
 from sinktrain.model import ModelConfig, SinkConfig, build_model, lm_labels, prepend_sink_tokens
-from sinktrain.model.attention import softmax1_attention, softmax_with_extra_logit
+from sinktrain.model.sink_gptneox import softmax1_attention, softmax_with_extra_logit
 
 
 def _ids(batch=2, n=24, seed=0):
@@ -106,3 +106,41 @@ def test_softmax1_and_logit_load_with_automodel(tmp_path):
         vanilla.load_state_dict(model.state_dict(), strict=False)
         with torch.no_grad():
             assert (vanilla(ids).logits - model(ids).logits).abs().max() > 1e-3
+
+
+def test_softmax1_and_logit_folders_load_without_sinktrain_through_remote_code(tmp_path):
+    """save_model ships the self-contained architecture file; a process that never imports sinktrain loads it."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from sinktrain.model import save_model
+
+    for kind in ["softmax1", "logit"]:
+        model = build_model(ModelConfig(preset="tiny", sink=SinkConfig(kind=kind)), seed=4).eval()
+        if kind == "logit":
+            for layer in model.gpt_neox.layers:
+                layer.attention.sink_logit.data = torch.tensor([-1.0, 0.5, 2.0, -3.0])
+        folder = tmp_path / kind
+        save_model(model, folder)
+        ids = _ids()
+        with torch.no_grad():
+            np.save(tmp_path / f"{kind}.npy", model(ids).logits.numpy())
+        np.save(tmp_path / "ids.npy", ids.numpy())
+        code = f"""
+import sys, numpy as np, torch
+from transformers import AutoModelForCausalLM
+m = AutoModelForCausalLM.from_pretrained({str(folder)!r}, trust_remote_code=True).eval()
+assert not any(k == "sinktrain" or k.startswith("sinktrain.") for k in sys.modules), "sinktrain was imported"
+with torch.no_grad():
+    got = m(torch.from_numpy(np.load({str(tmp_path / 'ids.npy')!r}))).logits.numpy()
+assert np.abs(got - np.load({str(tmp_path / f'{kind}.npy')!r})).max() < 1e-5
+print(type(m).__name__, m.config._attn_implementation)
+"""
+        # run from tmp_path with a clean PYTHONPATH so the repo's own package cannot be picked up by accident
+        env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+        proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.stdout.strip() == f"SinkGPTNeoXForCausalLM sinktrain_{kind}"
