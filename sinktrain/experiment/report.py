@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 
 from sinktrain.config_io import write_json_atomic
-from sinktrain.export import read_metrics, render_table
+from sinktrain.export import read_metrics
 from sinktrain.plotting import pyplot, save_figure, style_axes
+from sinktrain.stream import markdown_table
 
 
 def plot_loss_curves(metrics: dict[str, list[dict]], path: Path) -> Path | None:
@@ -63,7 +64,7 @@ def write_report(cfg, results: dict, run_dirs: dict[str, Path]) -> Path:
     lines += [f"Streaming perplexity on `{sc.text}`"
               + (f" (first {sc.tokens} tokens)" if sc.tokens else "")
               + f", StreamingLLM cache s+w ({sc.mode} evaluator). Lower is better; `0+C` is window attention.", ""]
-    lines += [render_table(results), ""]
+    lines += [markdown_table(results), ""]
     lines += ["| variant | preset | sink | steps | final train loss | final val loss |", "|---|---|---|---|---|---|"]
     for v, rows in metrics.items():
         tc = cfg.train_config(v)

@@ -119,12 +119,3 @@ def export_every(run_dir: str, out_root: str, every_k: int = 1, overwrite: bool 
         raise ValueError(f"--every must be >= 1, got {every_k}")
     ckpts = list_checkpoints(run)[::-1][::every_k][::-1]  # always include the newest
     return [export_checkpoint(ExportConfig(str(c), str(Path(out_root) / c.name), overwrite=overwrite)) for c in ckpts]
-
-
-def loads_back(out_dir: Path) -> torch.nn.Module:
-    """Load an export the way a user would (used by tests and the experiment's sanity check)."""
-    from transformers import AutoModelForCausalLM
-
-    import sinktrain.model  # noqa: F401  registers the softmax1/logit architecture
-
-    return AutoModelForCausalLM.from_pretrained(out_dir)

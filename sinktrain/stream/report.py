@@ -26,15 +26,22 @@ def config_columns(results: dict) -> list[str]:
     return sink + sorted(names - set(sink))
 
 
-def write_table(results: dict, out_dir) -> tuple[Path, Path]:
-    """`table.md` (models × configurations, perplexity) and `table.csv` (one row per model and configuration)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def markdown_table(results: dict) -> str:
+    """Models x configurations, perplexity to 2 decimals (the paper's Table 3 layout)."""
     cols = config_columns(results)
     lines = ["| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     for model, per in results.items():
         cells = [f"{per[c]['ppl']:.2f}" if c in per else "-" for c in cols]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_table(results: dict, out_dir) -> tuple[Path, Path]:
+    """`table.md` (models × configurations, perplexity) and `table.csv` (one row per model and configuration)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cols = config_columns(results)
+    lines = [markdown_table(results)]
     tokens = sorted({per[c]["tokens"] for per in results.values() for c in per})
     lines += ["", f"Perplexity over {', '.join(map(str, tokens))} scored tokens (s+w: s sink tokens + w recent)."]
     md = out_dir / "table.md"
