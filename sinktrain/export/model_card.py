@@ -16,17 +16,18 @@ VARIANT_TEXT = {
 
 
 def read_metrics(run_dir: Path | None) -> list[dict]:
-    """Rows of a run's metrics.jsonl, one per step in step order. A resumed run re-logs the steps after its
-    checkpoint; the later row (the one the final model descends from) wins."""
+    """Rows of a run's metrics.jsonl (one per logged step, in step order: training truncates rows past the
+    checkpoint it resumes from). A line cut short by a kill is skipped."""
     path = Path(run_dir) / "metrics.jsonl" if run_dir else None
     if not path or not path.is_file():
         return []
-    by_step: dict[int, dict] = {}
+    rows = []
     for line in path.read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            by_step[row["step"]] = {**by_step.get(row["step"], {}), **row}
-    return [by_step[s] for s in sorted(by_step)]
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
 
 
 def plot_loss_curve(metrics: list[dict], out_png: Path, title: str) -> bool:

@@ -108,12 +108,14 @@ def train(cfg: TrainConfig) -> Path:
     start_step = ckpt.read_meta(resume_from)["step"] if resume_from else 0
 
     # --- from here on the run directory is written (rank 0 only) -----------------------------------------
-    model_tokens_per_step = cfg.trainer.global_batch_size * cfg.model.seq_len
+    model_tokens_per_step = cfg.trainer.global_batch_size * cfg.model.seq_len  # sinks included
+    text_tokens_per_step = cfg.trainer.global_batch_size * cfg.sample_len  # what the data stage delivers
+    model_flops_per_token = flops_per_token(cfg.model)
     info = {
         "world_size": world, "devices_per_node": devices, "num_nodes": nodes, "grad_accumulation": accum,
         "seq_len": cfg.model.seq_len, "sample_len": cfg.sample_len, "sink_token_ids": cfg.model.sink_token_ids,
         "warmup_steps": cfg.warmup_steps, "total_steps": cfg.total_steps,
-        "flops_per_token": flops_per_token(cfg.model), "data_manifest": train_tokens.manifest,
+        "flops_per_token": model_flops_per_token, "data_manifest": train_tokens.manifest,
         "resumed_from": str(resume_from) if resume_from else None,
     }
     if _is_global_rank_zero():
@@ -133,14 +135,14 @@ def train(cfg: TrainConfig) -> Path:
     checkpoint_cb = StepCheckpoint(
         run_dir, cfg.checkpoint.every, cfg.checkpoint.keep_last,
         meta={"format": ckpt.FORMAT, "kind": _checkpoint_kind(cfg), "config": cfg.to_dict()},
-        tokens_per_step=cfg.trainer.global_batch_size * cfg.sample_len,
+        tokens_per_step=text_tokens_per_step,
     )
     monitor = TrainingMonitor(
         run_dir, log_every=max(1, cfg.trainer.log_every), sink_score_every=cfg.logging.sink_score_every,
         val_every=cfg.trainer.val_every if cfg.trainer.val_batches else 0, val_batches=datamodule.val_batches,
         probe_batch=datamodule.probe_batch, tokens_per_step=model_tokens_per_step,
-        text_tokens_per_step=cfg.trainer.global_batch_size * cfg.sample_len,
-        flops_per_token=flops_per_token(cfg.model), peak_tflops=device_peak_tflops(cfg.logging.peak_tflops),
+        text_tokens_per_step=text_tokens_per_step,
+        flops_per_token=model_flops_per_token, peak_tflops=device_peak_tflops(cfg.logging.peak_tflops),
         checkpoint_callback=checkpoint_cb,
     )
     # Order matters: the monitor finishes step s (loss, validation, NaN check) before step s is checkpointed.
