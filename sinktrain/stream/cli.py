@@ -12,7 +12,7 @@ def _int_list(text: str) -> list[int]:
 
 def register(sub) -> None:
     p = sub.add_parser("stream-eval", help="streaming (StreamingLLM) perplexity under s sink + w recent tokens")
-    p.add_argument("models", nargs="+", help="Hugging Face GPT-NeoX model folders")
+    p.add_argument("models", nargs="+", help="model folders, .gguf files, hub ids (owner/name) or zoo names (smollm2-135m-instruct)")
     p.add_argument("--text", default="data/books/austen_persuasion.txt",
                    help="pg19 | pg19:first | pg19:<i> | a .txt file | a folder of .txt | a glob")
     p.add_argument("--cache", type=int, default=1024, help="cache size C = s + w after eviction")
@@ -25,7 +25,8 @@ def register(sub) -> None:
     p.add_argument("--block-size", type=int, default=1024, help="queries per block in parallel mode")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
-    p.add_argument("--tokenizer", default=None, help="tokenizer spec (default: bundled GPT-NeoX-20B)")
+    p.add_argument("--tokenizer", default=None, help="tokenizer for models stored without one (default: each model's own)")
+    p.add_argument("--bos", action="store_true", help="prepend the tokenizer's BOS token to the stream (cached like a sink)")
     p.add_argument("--pg19-dataset", default="emozilla/pg19-test", help="dataset name or local folder for pg19")
     p.add_argument("--first-k", type=int, default=4, help="attention statistics: mass on the first k tokens")
     p.add_argument("--no-plots", action="store_true")
@@ -41,7 +42,7 @@ def run(args) -> int:
         tokens=args.tokens, out=args.out, mode=args.mode,
         baselines=[b.strip() for b in args.baselines.split(",") if b.strip()], block_size=args.block_size,
         device=args.device, dtype=args.dtype, tokenizer=args.tokenizer, pg19_dataset=args.pg19_dataset,
-        first_k=args.first_k, plots=not args.no_plots,
+        first_k=args.first_k, plots=not args.no_plots, bos=args.bos,
     )
     results = evaluate(cfg)
     print(open(f"{args.out}/table.md").read(), end="")

@@ -11,12 +11,16 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 @dataclass
 class StreamEvalConfig:
-    """models: HF model folders (GPT-NeoX: sinktrain exports or stock Pythia).
+    """models: what `sinktrain.model.source` accepts: model folders (sinktrain exports, Pythia, Llama, Mistral,
+    Qwen2/3 ...), `.gguf` files, hub ids (owner/name) or zoo names (smollm2-135m-instruct).
     text: 'pg19', 'pg19:first', 'pg19:<i>', a .txt file, a folder of .txt or a glob (see sinktrain.data.longtext).
     cache: C = s + w entries kept after eviction; sinks: the s values to evaluate (w = C - s each), or
     configs: explicit "s+w" names (overrides cache/sinks). tokens: text tokens to read (None: all).
     baselines: extra configurations, "dense" (no eviction) and/or "recompute" (sliding window with
-    re-computation over the last C tokens). Window attention is the s = 0 configuration."""
+    re-computation over the last C tokens). Window attention is the s = 0 configuration.
+    tokenizer: None uses each model's own tokenizer; a spec here replaces it for models that have none, and is
+    refused where it disagrees with the model's own. bos: prepend the tokenizer's BOS token to the stream (it
+    is then the first cached token, like a sink token, and its successor is not scored)."""
 
     models: list[str] = field(default_factory=list)
     text: str = "data/books/austen_persuasion.txt"
@@ -32,6 +36,7 @@ class StreamEvalConfig:
     device: str = "cpu"
     dtype: str = "float32"
     tokenizer: str | None = None
+    bos: bool = False
     pg19_dataset: str = "emozilla/pg19-test"
     pg19_split: str = "test"
     first_k: int = 4  # attention statistics: mass on the first k positions

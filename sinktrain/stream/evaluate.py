@@ -3,7 +3,12 @@
 Scored tokens: the text's tokens 1..N-1 (N-1 of them), in every configuration, mode and model. Text token 0
 has no context for a vanilla model; a `token`-sink model sees its sink token(s) prepended to the stream
 (they count among the s cached sinks) and its prediction of text token 0 is dropped too, so sink and
-vanilla models are scored on exactly the same tokens.
+vanilla models are scored on exactly the same tokens. `bos` prepends the tokenizer's BOS the same way.
+
+Each model's text is tokenized with that model's own tokenizer (the one stored beside its weights), without
+special tokens. Every model is checked (source, architecture, RoPE kind, sliding windows, tokenizer and
+vocabulary, sink metadata, text length) before the first one streams; each model then passes a self-check
+of the block-parallel path against its own forward before its streams run.
 """
 
 from __future__ import annotations
@@ -11,19 +16,29 @@ from __future__ import annotations
 import math
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from sinktrain.config_io import write_json_atomic
+from sinktrain.model.source import ModelSource, load_config, load_model_tokenizer, load_pretrained, raw_config, \
+    resolve_model_source
 from sinktrain.stream import report
 from sinktrain.stream.config import StreamEvalConfig, validate
-from sinktrain.stream.neox import check_supported, sink_token_ids
-from sinktrain.stream.parallel import parallel_nll
+from sinktrain.stream.families import adapter_class, adapter_for, check_config
+from sinktrain.stream.model_info import sink_token_ids
+from sinktrain.stream.parallel import parallel_logits, parallel_nll
 from sinktrain.stream.recompute import recompute_nll
 from sinktrain.stream.reference import reference_nll
 from sinktrain.stream.stats import attention_maps, attention_sink_stats
+
+SELF_CHECK_TOKENS = 64
+# Self-check tolerance on max |Δ log-softmax| between the parallel path and the model's own forward. The two
+# run the same ops in the same order except attention (one SDPA call over widened heads), so fp32 differs by
+# rounding only (~1e-6); a misplaced norm or projection differs by whole nats.
+SELF_CHECK_TOL = {"float32": 1e-3, "bfloat16": 0.25, "float16": 0.1}
 
 
 class Progress:
@@ -51,24 +66,74 @@ class Progress:
         print(f"[stream-eval] {self.label}: {self.done}/{self.total} tokens, {rate:,.0f} tokens/s", file=self.stream, flush=True)
 
 
-def load_model(folder: str, device: str = "cpu", dtype: str = "float32"):
-    """An HF GPT-NeoX folder as an eval-mode model; one-sentence errors for a missing folder or another architecture."""
-    import sinktrain.model  # noqa: F401  registers the sinktrain_gpt_neox model type with the Auto classes
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    path = Path(folder)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"model folder {folder!r} has no config.json; pass a Hugging Face model folder")
-    check_supported(AutoConfig.from_pretrained(str(path)))
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
-    return model.to(device).eval()
+def warn(msg: str) -> None:
+    print(f"[stream-eval] warning: {msg}", file=sys.stderr, flush=True)
 
 
-def model_names(folders: list[str]) -> list[str]:
-    """Folder base names, made unique with a numeric suffix."""
+@dataclass
+class ModelPlan:
+    """One model, checked and ready to stream: where it comes from and what it will read."""
+
+    spec: str
+    name: str
+    source: ModelSource
+    tokenizer: object
+    prefix: list[int]  # prepended to the text: sink tokens, then BOS if asked for
+    text: object  # LongText, in this model's tokenization
+
+
+def check_source(spec: str, cache: int):
+    """Resolve a model spec and check its config (architecture, required fields, RoPE, sliding windows)."""
+    source = resolve_model_source(spec)
+    config = load_config(source)
+    cls = adapter_class(config)
+    raw = raw_config(source)
+    if raw is not None:  # transformers fills missing fields with defaults (64 heads...): check what was written
+        missing = [k for k in cls.required_config_keys if k not in raw and k not in (raw.get("text_config") or {})]
+        if missing:
+            raise ValueError(f"{spec}: config.json lacks {', '.join(missing)}; the {cls.family} adapter needs them "
+                             f"(re-export the model, or restore the fields)")
+    check_config(config, cls, cache)
+    return source, config
+
+
+def model_tokenizer(spec: str, source: ModelSource, config, override: str | None):
+    """The model's own tokenizer (or the override where it has none), checked against the model's vocabulary."""
+    from sinktrain.data.tokenizer import load_tokenizer, tokenizer_hash
+
+    own = load_model_tokenizer(source)
+    tok = own
+    if override is not None:
+        tok = load_tokenizer(override)
+        if own is not None and tokenizer_hash(own) != tokenizer_hash(tok):
+            raise ValueError(f"--tokenizer {override!r} disagrees with the tokenizer stored with {spec}; drop "
+                             f"--tokenizer to use the model's own")
+    if tok is None:
+        raise ValueError(f"{spec} has no tokenizer files; pass --tokenizer with the tokenizer it was trained with")
+    if len(tok) > config.vocab_size:
+        raise ValueError(f"the tokenizer of {spec} has {len(tok)} ids but the model only {config.vocab_size} "
+                         f"embedding rows; use the tokenizer the model was trained with")
+    return tok
+
+
+def stream_prefix(spec: str, config, tok, bos: bool) -> list[int]:
+    sinks = sink_token_ids(config)
+    if not sinks and "<|sink_0|>" in tok.get_vocab():
+        raise ValueError(f"{spec}: the tokenizer defines sink tokens but config.json has no `sinktrain` block with "
+                         f"their ids, so the model would stream without its sink; re-export it with sinktrain")
+    if bos:
+        if tok.bos_token_id is None:
+            raise ValueError(f"--bos: the tokenizer of {spec} has no BOS token; drop --bos")
+        sinks = sinks + [int(tok.bos_token_id)]
+    return sinks
+
+
+def model_names(specs: list[str]) -> list[str]:
+    """Base names (folder, file or hub repo name), made unique with a numeric suffix."""
     names: list[str] = []
-    for f in folders:
-        base = Path(f).resolve().name or "model"
+    for spec in specs:
+        path = Path(spec).expanduser()
+        base = (path.resolve().name if path.exists() else path.name) or "model"
         name, i = base, 2
         while name in names:
             name, i = f"{base}-{i}", i + 1
@@ -76,9 +141,60 @@ def model_names(folders: list[str]) -> list[str]:
     return names
 
 
-def score(nll_stream: np.ndarray, num_sink_tokens: int) -> np.ndarray:
-    """Keep the NLLs of text tokens 1..N-1 (drop predictions of the prepended sinks' successors and text token 0)."""
-    return nll_stream[num_sink_tokens:]
+def plan(cfg: StreamEvalConfig, longest: int) -> list[ModelPlan]:
+    """Check every model and read the text for each tokenizer, before anything streams."""
+    from sinktrain.data.longtext import load_long_text
+    from sinktrain.data.tokenizer import tokenizer_hash
+
+    texts: dict[str, object] = {}
+    plans = []
+    for spec, name in zip(cfg.models, model_names(cfg.models)):
+        source, config = check_source(spec, longest)
+        tok = model_tokenizer(spec, source, config, cfg.tokenizer)
+        prefix = stream_prefix(spec, config, tok, cfg.bos)
+        key = tokenizer_hash(tok)
+        if key not in texts:
+            texts[key] = load_long_text(cfg.text, tok, cfg.tokens, cfg.pg19_dataset, cfg.pg19_split)
+        text = texts[key]
+        if len(text) <= longest:
+            raise ValueError(f"the text has {len(text)} tokens (tokenizer of {spec}), not more than the cache size "
+                             f"{longest}; use a longer text (or a larger --tokens) or a smaller cache")
+        trained = getattr(config, "max_position_embeddings", None)
+        if trained and longest + len(prefix) > trained:
+            warn(f"{spec}: the cache ({longest} tokens) exceeds the {trained} positions the model was trained on; "
+                 f"its perplexity there measures extrapolation")
+        plans.append(ModelPlan(spec, name, source, tok, prefix, text))
+    return plans
+
+
+def self_check(model, adapter, stream: np.ndarray, cache: int, dtype: str) -> float:
+    """The parallel path's logits on the first min(C, 64) tokens must equal the model's own forward."""
+    n = min(cache, SELF_CHECK_TOKENS, len(stream) - 1)
+    ids = stream[: n + 1]
+    _, _, ours = next(parallel_logits(model, ids, 0, None, block_size=n, adapter=adapter))
+    with torch.no_grad():
+        theirs = model(input_ids=torch.as_tensor(ids[None, :n], device=ours.device), use_cache=False).logits[0]
+    diff = float((torch.log_softmax(ours.float(), -1) - torch.log_softmax(theirs.float(), -1)).abs().max())
+    if not diff <= SELF_CHECK_TOL[dtype]:
+        raise RuntimeError(
+            f"self-check failed: the {adapter.family} family adapter's logits differ from the model's own forward "
+            f"by {diff:.3g} (tolerance {SELF_CHECK_TOL[dtype]}) on the first {n} tokens; this transformers release "
+            f"({__import__('transformers').__version__}) lays the {adapter.family} modules out differently than "
+            f"sinktrain/stream/families/{adapter.family}.py expects"
+        )
+    return diff
+
+
+def load_model(spec: str, device: str = "cpu", dtype: str = "float32"):
+    """A model the evaluator supports, in eval mode (folder, .gguf, hub id or zoo name)."""
+    source = resolve_model_source(spec)
+    adapter_class(load_config(source))
+    return load_pretrained(source, device, dtype)
+
+
+def score(nll_stream: np.ndarray, num_prefix_tokens: int) -> np.ndarray:
+    """Keep the NLLs of text tokens 1..N-1 (drop predictions of the prepended tokens' successors and text token 0)."""
+    return nll_stream[num_prefix_tokens:]
 
 
 def summarize(nll: np.ndarray) -> dict:
@@ -86,7 +202,8 @@ def summarize(nll: np.ndarray) -> dict:
     return {"ppl": math.exp(mean), "nll_mean": mean, "tokens": int(nll.shape[0])}
 
 
-def run_configuration(model, stream: np.ndarray, name: str, cfg: StreamEvalConfig, label: str, recompute_cache: int):
+def run_configuration(model, adapter, stream: np.ndarray, name: str, cfg: StreamEvalConfig, label: str,
+                      recompute_cache: int):
     """NLL over the whole stream for one configuration name ("s+w", "dense" or "recompute"), plus tokens/s."""
     progress = Progress(label, len(stream) - 1)
     if name == "recompute":
@@ -94,30 +211,19 @@ def run_configuration(model, stream: np.ndarray, name: str, cfg: StreamEvalConfi
     else:
         s, w = (0, None) if name == "dense" else (int(p) for p in name.split("+"))
         if cfg.mode == "reference":
-            nll = reference_nll(model, stream, s, w, progress=progress)
+            nll = reference_nll(model, stream, s, w, progress=progress, adapter=adapter)
         else:
-            nll = parallel_nll(model, stream, s, w, block_size=cfg.block_size, progress=progress)
+            nll = parallel_nll(model, stream, s, w, block_size=cfg.block_size, progress=progress, adapter=adapter)
     return nll, progress.finish()
 
 
 def evaluate(cfg: StreamEvalConfig) -> dict:
     """Run the evaluation, write every artifact under `cfg.out`, return results {model: {config: {ppl, nll_mean, tokens}}}."""
     pairs = validate(cfg)
-    for folder in cfg.models:  # fail on a bad folder before any long work
-        if not (Path(folder) / "config.json").is_file():
-            raise FileNotFoundError(f"model folder {folder!r} has no config.json; pass a Hugging Face model folder")
-    from sinktrain.data.longtext import load_long_text
-    from sinktrain.data.tokenizer import load_tokenizer
-
     names = [f"{s}+{w}" for s, w in pairs] + list(cfg.baselines)
     # The largest cache evaluated; the recompute baseline re-encodes windows of this size.
     longest = max((s + w for s, w in pairs), default=cfg.cache)
-    text = load_long_text(cfg.text, load_tokenizer(cfg.tokenizer), cfg.tokens, cfg.pg19_dataset, cfg.pg19_split)
-    if len(text) <= longest:
-        raise ValueError(
-            f"the text has {len(text)} tokens, not more than the cache size {longest}; use a longer text "
-            f"(or a larger --tokens) or a smaller cache"
-        )
+    plans = plan(cfg, longest)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {}
@@ -125,14 +231,19 @@ def evaluate(cfg: StreamEvalConfig) -> dict:
     stats: dict = {}
     maps: dict = {}
     timing: dict = {}
-    for folder, mname in zip(cfg.models, model_names(cfg.models)):
-        model = load_model(folder, cfg.device, cfg.dtype)
-        sinks = sink_token_ids(model.config)
-        stream = np.concatenate([np.asarray(sinks, dtype=np.int64), text.tokens])
-        results[mname], nlls[mname], timing[mname] = {}, {}, {}
+    texts: dict = {}
+    for p in plans:
+        model = load_pretrained(p.source, cfg.device, cfg.dtype)
+        adapter = adapter_for(model)
+        stream = np.concatenate([np.asarray(p.prefix, dtype=np.int64), p.text.tokens])
+        diff = self_check(model, adapter, stream, longest, cfg.dtype)
+        mname = p.name
+        results[mname], nlls[mname] = {}, {}
+        timing[mname] = {"self_check_max_abs_dlogp": diff}
+        texts[mname] = {"tokens": len(p.text), "prefix": p.prefix, "family": adapter.family}
         for name in names:
-            nll_stream, rate = run_configuration(model, stream, name, cfg, f"{mname} {name}", longest)
-            nll = score(nll_stream, len(sinks))
+            nll_stream, rate = run_configuration(model, adapter, stream, name, cfg, f"{mname} {name}", longest)
+            nll = score(nll_stream, len(p.prefix))
             results[mname][name] = summarize(nll)
             nlls[mname][name] = nll
             timing[mname][name] = {"tokens_per_s": rate}
@@ -156,10 +267,9 @@ def evaluate(cfg: StreamEvalConfig) -> dict:
             report.plot_attention_maps(layer_maps, out / f"attention_maps_{m}.png", m)
     if cfg.tensorboard:
         report.write_tensorboard(out, nlls, results)
-    from dataclasses import asdict
-
-    write_json_atomic(out / "run.json", {"config": asdict(cfg), "text": {"tokens": len(text), "documents": text.names,
-                                                                        "doc_starts": text.doc_starts},
-                                         "scored_tokens": "text tokens 1..N-1", "timing": timing})
+    first = plans[0].text
+    write_json_atomic(out / "run.json", {"config": asdict(cfg), "text": {"tokens": len(first), "documents": first.names,
+                                                                        "doc_starts": first.doc_starts},
+                                         "models": texts, "scored_tokens": "text tokens 1..N-1", "timing": timing})
     write_json_atomic(out / "results.json", results)  # last: its presence means the run finished
     return results

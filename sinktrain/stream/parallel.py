@@ -10,20 +10,25 @@ Both score sets go through one softmax. We do it with one SDPA call by widening 
 [q_rot@t, q_rot@p(t), q_pass], a band key [k_rot@u, 0, k_pass], a sink key [0, k_rot@j, k_pass]; the dot
 product then is the right score for either kind of key. softmax1 / logit models get one more key (all zeros,
 zero value) whose additive mask carries their extra logit (0, or the learned per-head `sink_logit`).
+Grouped-query attention passes through SDPA's `enable_gqa`.
 
 A token's K/V at layer l depend only on its own K(t), so computing the stream layer by layer, block of queries
 by block, reproduces the KV cache exactly. Memory stays bounded: per layer we keep the s sink K/V and the
 last w tokens' K/V (un-rotated; rotated per block relative to the block's first key so angles stay small
 however long the stream is), plus the current block's hidden states.
+
+Everything family-specific (where q/k/v, norms, rotary and the head live) comes from a `FamilyAdapter`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sinktrain.stream.neox import Rotary, attention_sink_kind, check_supported
+from sinktrain.stream.families import FamilyAdapter, adapter_for
 
 
 def _cat_last(*parts: torch.Tensor) -> torch.Tensor:
@@ -31,35 +36,32 @@ def _cat_last(*parts: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def parallel_nll(model, tokens, sinks: int, window: int | None, block_size: int = 1024, progress=None) -> np.ndarray:
-    """Per-token NLL [N-1] of tokens[1:], equal to `reference_nll` for the same (sinks, window)."""
-    check_supported(model.config)
-    base = model.gpt_neox
-    lm_head = model.get_output_embeddings()
-    device = base.embed_in.weight.device
-    dtype = base.embed_in.weight.dtype
+def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: int = 1024,
+                    adapter: FamilyAdapter | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """Yield (a, b, logits [b-a, vocab]) for query blocks a..b-1 of tokens[:-1] (query t predicts tokens[t+1])."""
+    ad = adapter or adapter_for(model)
+    weight = model.get_input_embeddings().weight
+    device, dtype = weight.device, weight.dtype
     ids = torch.as_tensor(np.asarray(tokens), dtype=torch.long, device=device)
     n_tok = int(ids.shape[0])
     if window is None:  # dense attention: nothing is ever evicted
         sinks, window = 0, n_tok
     s, w = sinks, window
     capacity = s + w
-    num_heads = model.config.num_attention_heads
-    head_dim = model.config.hidden_size // num_heads
-    rotary = Rotary(model)
-    r = rotary.dim
-    kind = attention_sink_kind(model)
-    n_layers = len(base.layers)
-    sink_k: list[torch.Tensor | None] = [None] * n_layers  # [heads, <=s, head_dim] un-rotated
-    sink_v: list[torch.Tensor | None] = [None] * n_layers
-    tail_k: list[torch.Tensor | None] = [None] * n_layers  # last <= w non-sink tokens before the block
-    tail_v: list[torch.Tensor | None] = [None] * n_layers
+    H, KV, D, r = ad.num_heads, ad.num_kv_heads, ad.head_dim, ad.rotary_dim
+    gqa = {"enable_gqa": True} if KV != H else {}
+    kind = ad.softmax_sink_kind()
+    layers = ad.layers
+    scales = [ad.attention_scale(layer) for layer in layers]
+    sink_k: list[torch.Tensor | None] = [None] * len(layers)  # [kv_heads, <=s, head_dim] un-rotated
+    sink_v: list[torch.Tensor | None] = [None] * len(layers)
+    tail_k: list[torch.Tensor | None] = [None] * len(layers)  # last <= w non-sink tokens before the block
+    tail_v: list[torch.Tensor | None] = [None] * len(layers)
     tail_start = 0  # text index of the first tail token
     neg_inf = float("-inf")
-    nll = np.empty(n_tok - 1, dtype=np.float64)
 
     for a in range(0, n_tok - 1, block_size):
-        b = min(a + block_size, n_tok - 1)  # queries a..b-1; query t predicts token t+1
+        b = min(a + block_size, n_tok - 1)
         n_q = b - a
         t = torch.arange(a, b, device=device)
         band_start = tail_start
@@ -67,60 +69,65 @@ def parallel_nll(model, tokens, sinks: int, window: int | None, block_size: int 
         band_ok = (u[None, :] <= t[:, None]) & (u[None, :] >= t[:, None] - w) & (u[None, :] >= s)
         band_mask = torch.zeros(n_q, u.numel(), dtype=dtype, device=device).masked_fill_(~band_ok, neg_inf)
         n_sinks = min(s, b)
-        q_cache_pos = torch.clamp(t, max=capacity)
         j = torch.arange(n_sinks, device=device)
         sink_mask = torch.zeros(n_q, n_sinks, dtype=dtype, device=device).masked_fill_(j[None, :] > t[:, None], neg_inf)
         mask = torch.cat([sink_mask, band_mask], dim=-1)
         if kind != "none":
             mask = torch.cat([mask, torch.zeros(n_q, 1, dtype=dtype, device=device)], dim=-1)
-        mask = mask.unsqueeze(0)  # [1, q, keys]; per-head only for `logit`, below
+        mask = mask[None, None]  # [1, 1, q, keys]; per-head only for `logit`, below
+        # cos/sin once per block (the same positions in every layer), from the model's rotary module.
+        rot_q_band = ad.cos_sin(t - band_start, dtype)
+        rot_k_band = ad.cos_sin(u - band_start, dtype)
+        rot_q_sink = ad.cos_sin(torch.clamp(t, max=capacity), dtype)
+        rot_k_sink = ad.cos_sin(j, dtype)
 
-        x = base.embed_in(ids[a:b])  # [q, hidden]
-        for li, layer in enumerate(base.layers):
-            attn_mod = layer.attention
-            qkv = attn_mod.query_key_value(layer.input_layernorm(x)).view(n_q, num_heads, 3 * head_dim).transpose(0, 1)
-            q, k, v = qkv.chunk(3, dim=-1)  # [heads, q, head_dim], un-rotated
+        x = ad.embed(ids[a:b])  # [q, hidden]
+        for li, layer in enumerate(layers):
+            q, k, v = ad.qkv(layer, x)  # [heads, q, D], [kv_heads, q, D]; un-rotated
             if a < s:  # block holds sink tokens: they are keys of this very block already
                 grab = slice(0, min(b, s) - a)
                 sink_k[li] = k[:, grab] if sink_k[li] is None else torch.cat([sink_k[li], k[:, grab]], dim=1)
                 sink_v[li] = v[:, grab] if sink_v[li] is None else torch.cat([sink_v[li], v[:, grab]], dim=1)
             band_k = k if tail_k[li] is None else torch.cat([tail_k[li], k], dim=1)
             band_v = v if tail_v[li] is None else torch.cat([tail_v[li], v], dim=1)
-            q_band = rotary.rotate(q, t - band_start)
-            k_band = rotary.rotate(band_k, u - band_start)
+            q_band = ad.apply_rotary(q, *rot_q_band)
+            k_band = ad.apply_rotary(band_k, *rot_k_band)
             if n_sinks:
-                q_sink = rotary.rotate(q, q_cache_pos)
-                k_sink = rotary.rotate(sink_k[li], j)
-                zeros_b = k_band.new_zeros(num_heads, k_band.shape[1], r)
-                zeros_s = k_sink.new_zeros(num_heads, n_sinks, r)
+                q_sink = ad.apply_rotary(q, *rot_q_sink)
+                k_sink = ad.apply_rotary(sink_k[li], *rot_k_sink)
                 query = _cat_last(q_band[..., :r], q_sink[..., :r], q[..., r:])
-                keys = torch.cat([_cat_last(zeros_s, k_sink[..., :r], k_sink[..., r:]),
-                                  _cat_last(k_band[..., :r], zeros_b, k_band[..., r:])], dim=1)
+                keys = torch.cat([_cat_last(k_sink.new_zeros(KV, n_sinks, r), k_sink[..., :r], k_sink[..., r:]),
+                                  _cat_last(k_band[..., :r], k_band.new_zeros(KV, k_band.shape[1], r), k_band[..., r:])],
+                                 dim=1)
                 values = torch.cat([sink_v[li], band_v], dim=1)
             else:
                 query, keys, values = q_band, k_band, band_v
             layer_mask = mask
             if kind != "none":
-                keys = torch.cat([keys, keys.new_zeros(num_heads, 1, keys.shape[-1])], dim=1)
-                values = torch.cat([values, values.new_zeros(num_heads, 1, head_dim)], dim=1)
+                keys = torch.cat([keys, keys.new_zeros(KV, 1, keys.shape[-1])], dim=1)
+                values = torch.cat([values, values.new_zeros(KV, 1, D)], dim=1)
                 if kind == "logit":
-                    layer_mask = mask.expand(num_heads, -1, -1).clone()
-                    layer_mask[..., -1] = attn_mod.sink_logit.to(dtype)[:, None]
-            out = F.scaled_dot_product_attention(query[None], keys[None], values[None], attn_mask=layer_mask[None],
-                                                 scale=head_dim**-0.5)[0]
-            attn_out = attn_mod.dense(out.transpose(0, 1).reshape(n_q, num_heads * head_dim))
-            if model.config.use_parallel_residual:
-                x = x + attn_out + layer.mlp(layer.post_attention_layernorm(x))
-            else:
-                x = x + attn_out
-                x = x + layer.mlp(layer.post_attention_layernorm(x))
+                    layer_mask = mask.expand(1, H, -1, -1).clone()
+                    layer_mask[..., -1] = ad.sink_logit(layer).to(dtype)[None, :, None]
+            out = F.scaled_dot_product_attention(query[None], keys[None], values[None], attn_mask=layer_mask,
+                                                 scale=scales[li], **gqa)[0]
+            x = ad.residual(layer, x, out.transpose(0, 1).reshape(n_q, H * D))
             # Keep the last w non-sink tokens' K/V for the next block.
             keep_from = max(min(s, b), b - w)
             tail_k[li] = band_k[:, keep_from - band_start:]
             tail_v[li] = band_v[:, keep_from - band_start:]
         tail_start = max(min(s, b), b - w)
-        logits = lm_head(base.final_layer_norm(x)).float()
-        nll[a:b] = F.cross_entropy(logits, ids[a + 1 : b + 1], reduction="none").double().cpu().numpy()
+        yield a, b, ad.logits(x)
+
+
+def parallel_nll(model, tokens, sinks: int, window: int | None, block_size: int = 1024, progress=None,
+                 adapter: FamilyAdapter | None = None) -> np.ndarray:
+    """Per-token NLL [N-1] of tokens[1:], equal to `reference_nll` for the same (sinks, window)."""
+    targets = torch.as_tensor(np.asarray(tokens), dtype=torch.long)
+    nll = np.empty(len(targets) - 1, dtype=np.float64)
+    for a, b, logits in parallel_logits(model, tokens, sinks, window, block_size, adapter):
+        nll[a:b] = F.cross_entropy(logits.float(), targets[a + 1 : b + 1].to(logits.device),
+                                   reduction="none").double().cpu().numpy()
         if progress is not None:
-            progress(n_q)
+            progress(b - a)
     return nll

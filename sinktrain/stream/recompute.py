@@ -11,13 +11,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sinktrain.stream.neox import check_supported
 
 
 @torch.no_grad()
 def recompute_nll(model, tokens, cache: int, batch_size: int = 64, progress=None) -> np.ndarray:
     """Per-token NLL [N-1] of tokens[1:] where entry i is predicted from tokens[max(0, i-cache+1) .. i]."""
-    check_supported(model.config)
     device = model.get_input_embeddings().weight.device
     ids = torch.as_tensor(np.asarray(tokens), dtype=torch.long, device=device)
     n_tok = int(ids.shape[0])

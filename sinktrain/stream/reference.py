@@ -7,7 +7,8 @@ cache is evicted back to C = s + w entries by dropping the oldest non-sink entry
 transformers' DynamicCache stores keys already rotated. As StreamingLLM's own implementation does, we keep
 each layer's keys un-rotated beside the cache and write them back rotated at their current cache indices
 before every step, so an eviction (which shifts later keys one index down) needs no accumulated re-rotation.
-Ground truth for the block-parallel mode; slow by design.
+The rotation is the model's own (through its family adapter). Ground truth for the block-parallel mode; slow
+by design.
 """
 
 from __future__ import annotations
@@ -16,20 +17,21 @@ import numpy as np
 import torch
 from transformers import DynamicCache
 
-from sinktrain.stream.neox import Rotary, cache_kwarg, check_supported
+from sinktrain.stream.families import FamilyAdapter, adapter_for
+from sinktrain.stream.model_info import cache_kwarg
 
 
 @torch.no_grad()
-def reference_nll(model, tokens, sinks: int, window: int | None, progress=None) -> np.ndarray:
+def reference_nll(model, tokens, sinks: int, window: int | None, progress=None,
+                  adapter: FamilyAdapter | None = None) -> np.ndarray:
     """Per-token NLL [N-1] of tokens[1:] (entry i: NLL of tokens[i+1]) under a cache of `sinks` first tokens
     plus the `window` most recent ones; window=None keeps everything (dense attention)."""
-    check_supported(model.config)
+    ad = adapter or adapter_for(model)
     device = model.get_input_embeddings().weight.device
     dtype = model.get_input_embeddings().weight.dtype
     ids = torch.as_tensor(np.asarray(tokens), dtype=torch.long, device=device)
     n_tok = int(ids.shape[0])
     capacity = None if window is None else sinks + window
-    rotary = Rotary(model)
     kw = cache_kwarg(model)
     cache = DynamicCache(config=model.config)
     raw_keys: list[torch.Tensor] | None = None  # per layer, un-rotated [1, heads, n, head_dim]
@@ -39,7 +41,7 @@ def reference_nll(model, tokens, sinks: int, window: int | None, progress=None) 
         if raw_keys is not None:
             pos = torch.arange(n, device=device)
             for layer, raw in zip(cache.layers, raw_keys):
-                layer.keys = rotary.rotate(raw, pos)
+                layer.keys = ad.rotate(raw[0], pos)[None]
         # Explicit additive mask (the query sees every cached key and itself) and explicit position.
         mask = torch.zeros(1, 1, 1, n + 1, dtype=dtype, device=device)
         out = model(input_ids=ids[None, t : t + 1], position_ids=torch.tensor([[n]], device=device),
@@ -48,7 +50,7 @@ def reference_nll(model, tokens, sinks: int, window: int | None, progress=None) 
         nll[t] = -float(logp[ids[t + 1]])
         # The model appended this token's key rotated at index n: store it un-rotated.
         new_pos = torch.tensor([n], device=device)
-        new_raw = [rotary.rotate(layer.keys[..., -1:, :], -new_pos) for layer in cache.layers]
+        new_raw = [ad.unrotate(layer.keys[0, :, -1:, :], new_pos)[None] for layer in cache.layers]
         raw_keys = new_raw if raw_keys is None else [torch.cat([r, k], dim=-2) for r, k in zip(raw_keys, new_raw)]
         if capacity is not None and n + 1 > capacity:
             drop = sinks  # oldest recent entry; with s = 0 that is the oldest entry of all

@@ -35,14 +35,16 @@ def trained_model(tokenizer):
 
 
 @pytest.fixture(scope="session")
-def model_dirs(tmp_path_factory, trained_model):
-    """HF folders: the trained vanilla model, and a token-sink model whose config.json carries the
-    `sinktrain` block that `sinktrain export` writes."""
+def model_dirs(tmp_path_factory, trained_model, tokenizer):
+    """HF folders with their tokenizer: the trained vanilla model, and a token-sink model whose config.json
+    carries the `sinktrain` block that `sinktrain export` writes."""
     root = tmp_path_factory.mktemp("models")
     vanilla = root / "vanilla"
     trained_model.save_pretrained(vanilla)
+    tokenizer.save_pretrained(vanilla)
     sink_model = tiny("token", seed=5, num_tokens=1)
     sink_model.config.sinktrain = {"variant": "token", "sink_token_ids": [SINK_ID], "num_sink_tokens": 1}
     token = root / "sinktoken"
     sink_model.save_pretrained(token)
+    tokenizer.save_pretrained(token)
     return {"vanilla": vanilla, "sinktoken": token}

@@ -40,4 +40,4 @@ def test_unsupported_architecture(gpt2_dir, tmp_path, capsys):
 
 def test_missing_model_folder(tmp_path, capsys):
     rc = main(["stream-eval", str(tmp_path / "nope"), "--text", BOOK, "--out", str(tmp_path)])
-    assert rc == 2 and "has no config.json" in capsys.readouterr().err
+    assert rc == 2 and "does not exist" in capsys.readouterr().err

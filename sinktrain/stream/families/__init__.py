@@ -1,0 +1,38 @@
+"""Model-family adapters for the streaming evaluator: one small module per family (see base.py).
+
+`adapter_for(model)` picks the adapter by `config.model_type`; adding a family is one file plus its tests and
+one line in FAMILIES.
+"""
+
+from __future__ import annotations
+
+from sinktrain.stream.families.base import STATIC_ROPE_TYPES, FamilyAdapter, check_config
+from sinktrain.stream.families.gpt_neox import GPTNeoXAdapter
+from sinktrain.stream.families.llama import LlamaAdapter
+from sinktrain.stream.families.mistral import MistralAdapter
+from sinktrain.stream.families.qwen2 import Qwen2Adapter
+from sinktrain.stream.families.qwen3 import Qwen3Adapter
+
+FAMILIES: tuple[type[FamilyAdapter], ...] = (GPTNeoXAdapter, LlamaAdapter, MistralAdapter, Qwen2Adapter, Qwen3Adapter)
+
+
+def supported_model_types() -> list[str]:
+    return [t for cls in FAMILIES for t in cls.model_types]
+
+
+def adapter_class(config) -> type[FamilyAdapter]:
+    """The adapter for a config's model_type; ValueError listing the supported ones otherwise."""
+    mtype = getattr(config, "model_type", None)
+    for cls in FAMILIES:
+        if mtype in cls.model_types:
+            return cls
+    families = "; ".join(f"{c.family} ({', '.join(c.model_types)})" for c in FAMILIES)
+    raise ValueError(f"unsupported architecture {mtype!r}; the streaming evaluator supports these families: {families}")
+
+
+def adapter_for(model) -> FamilyAdapter:
+    return adapter_class(model.config)(model)
+
+
+__all__ = ["FAMILIES", "STATIC_ROPE_TYPES", "FamilyAdapter", "adapter_class", "adapter_for", "check_config",
+           "supported_model_types"]

@@ -1,0 +1,159 @@
+"""What the streaming evaluator needs from a model family, stated once per family.
+
+The exact block-parallel mode (`sinktrain.stream.parallel`) re-runs a decoder layer by layer with its own
+attention, so it must know where each piece of a model lives: embeddings, the pre-attention norm, the q/k/v
+projections (and any q/k norm), the rotary embedding, the attention output projection, the residual form
+(sequential or GPT-NeoX's parallel), the final norm and the output head. A `FamilyAdapter` subclass states
+exactly that for one family; everything else (positions, masks, eviction) is family-independent.
+
+Rotary cos/sin always come from the model's own rotary module and are applied with the model's own
+`apply_rotary_pos_emb`, never from a copy of their arithmetic: static scaled RoPE (linear, llama3, YaRN) is a
+fixed function of the position and is then exact too. Kinds that depend on the sequence length (dynamic NTK,
+LongRoPE) are refused, and so are sliding-window layers narrower than the cache.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+# RoPE kinds whose cos/sin at a position do not depend on how long the sequence is.
+STATIC_ROPE_TYPES = ("default", "linear", "llama3", "yarn")
+
+
+class FamilyAdapter:
+    """One model family's layout. Subclasses set `family`, `model_types`, `required_config_keys` and override
+    the accessors whose attribute names differ from the Llama layout used here by default."""
+
+    family = "base"
+    model_types: tuple[str, ...] = ()
+    # config.json keys without which transformers silently falls back to defaults (e.g. 64 heads).
+    required_config_keys: tuple[str, ...] = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+
+    def __init__(self, model):
+        self.model = model
+        self.config = model.config
+        check_config(self.config, type(self))
+        self.num_heads = int(self.config.num_attention_heads)
+        self.num_kv_heads = int(getattr(self.config, "num_key_value_heads", None) or self.num_heads)
+        self.head_dim = int(getattr(self.config, "head_dim", None) or self.config.hidden_size // self.num_heads)
+        self._apply_rotary = _model_function(model, "apply_rotary_pos_emb", self.family)
+        self.attention_scaling = float(getattr(self.rotary_module, "attention_scaling", 1.0))
+        with torch.no_grad():
+            cos, _ = self.cos_sin(torch.zeros(1, dtype=torch.long), torch.float32)
+        self.rotary_dim = int(cos.shape[-1])  # GPT-NeoX rotates only part of each head
+
+    # --- where things live (Llama layout; override per family) ---------------------------------------------------
+    @property
+    def backbone(self):
+        return self.model.model
+
+    @property
+    def layers(self):
+        return list(self.backbone.layers)
+
+    @property
+    def rotary_module(self):
+        return self.backbone.rotary_emb
+
+    def attention(self, layer):
+        return layer.self_attn
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.backbone.embed_tokens(ids)
+
+    def qkv(self, layer, x: torch.Tensor):
+        """Un-rotated q [heads, n, d] and k, v [kv_heads, n, d] of hidden states x [n, hidden]."""
+        attn, n = self.attention(layer), x.shape[0]
+        h = layer.input_layernorm(x)
+        q = attn.q_proj(h).view(n, self.num_heads, self.head_dim)
+        k = attn.k_proj(h).view(n, self.num_kv_heads, self.head_dim)
+        v = attn.v_proj(h).view(n, self.num_kv_heads, self.head_dim)
+        q, k = self.qk_norm(attn, q, k)
+        return q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
+
+    def qk_norm(self, attn, q, k):
+        return q, k
+
+    def attention_scale(self, layer) -> float:
+        return float(getattr(self.attention(layer), "scaling", self.head_dim**-0.5))
+
+    def residual(self, layer, x: torch.Tensor, attn_out: torch.Tensor) -> torch.Tensor:
+        """x after the layer, given its attention output (already projected back to the hidden size)."""
+        x = x + self.attention(layer).o_proj(attn_out)
+        return x + layer.mlp(layer.post_attention_layernorm(x))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.get_output_embeddings()(self.backbone.norm(x))
+
+    @classmethod
+    def sliding_windows(cls, config) -> list[int | None]:
+        """Per layer: the attention window of a sliding-window layer, None for full attention (transformers 5
+        marks them in `config.layer_types`)."""
+        types = getattr(config, "layer_types", None) or ["full_attention"] * config.num_hidden_layers
+        window = getattr(config, "sliding_window", None)
+        return [window if t == "sliding_attention" else None for t in types]
+
+    # --- rotary, from the model's own module ---------------------------------------------------------------------
+    def cos_sin(self, positions: torch.Tensor, dtype: torch.dtype):
+        """cos, sin [n, rotary_dim] at integer positions [n] (any sign), from the model's rotary module."""
+        probe = torch.empty(0, dtype=dtype, device=positions.device)
+        cos, sin = self.rotary_module(probe, positions[None])
+        return cos[0], sin[0]
+
+    def rotate(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """x [heads, n, head_dim] rotated at positions [n] (the rotary dims; the rest passes through)."""
+        return self.apply_rotary(x, *self.cos_sin(positions.to(x.device), x.dtype))
+
+    def apply_rotary(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """x [heads, n, head_dim] rotated by cos/sin [n, rotary_dim], with the model's own apply_rotary_pos_emb."""
+        rotated, _ = self._apply_rotary(x[None], x[None], cos[None], sin[None])
+        return rotated[0]
+
+    def unrotate(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Inverse of `rotate` (YaRN-style RoPE scales cos/sin by m, so R(p)^-1 = R(-p) / m^2)."""
+        return self.rotate(x, -positions) / self.attention_scaling**2
+
+    # --- sink variants that change the softmax (sinktrain's softmax1 / logit) -------------------------------------
+    def softmax_sink_kind(self) -> str:
+        """'softmax1' / 'logit' for a softmax with a value-less extra column, else 'none'."""
+        return "none"
+
+    def sink_logit(self, layer) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def _model_function(model, name: str, family: str):
+    """`name` from the modeling file of the model's class or of the first base class that has it (a sinktrain
+    softmax1/logit model subclasses transformers' GPT-NeoX)."""
+    modules = (sys.modules.get(cls.__module__) for cls in type(model).__mro__)
+    fn = next((getattr(m, name) for m in modules if m is not None and hasattr(m, name)), None)
+    if fn is None:
+        raise RuntimeError(
+            f"the {family} family adapter found no {name}() in {type(model).__module__}; this transformers "
+            f"release changed the modeling file, so the streaming evaluator cannot run this model"
+        )
+    return fn
+
+
+def check_config(config, adapter_cls, cache: int | None = None) -> None:
+    """Refuse a config the evaluator cannot treat exactly, in one line. `cache`: the largest number of keys
+    a query will see (sliding-window layers narrower than that would drop keys the cache keeps)."""
+    missing = [k for k in adapter_cls.required_config_keys if getattr(config, k, None) is None]
+    if missing:
+        raise ValueError(f"model config lacks {', '.join(missing)}; the {adapter_cls.family} adapter needs them")
+    rope = getattr(config, "rope_parameters", None) or {}
+    rope_type = rope.get("rope_type", "default")
+    if rope_type not in STATIC_ROPE_TYPES:
+        raise ValueError(
+            f"rotary embedding type {rope_type!r} depends on the sequence length, so re-positioned keys are not "
+            f"exact; the streaming evaluator supports static RoPE only ({', '.join(STATIC_ROPE_TYPES)})"
+        )
+    if cache is not None:
+        narrow = sorted({w for w in adapter_cls.sliding_windows(config) if w is not None and w < cache})
+        if narrow:
+            raise ValueError(
+                f"the model has sliding-window attention layers of window {narrow[0]} < the cache of {cache} tokens, "
+                f"so its attention would not see the whole cache; use a cache of at most {narrow[0]} tokens"
+            )

@@ -1,0 +1,12 @@
+"""Mistral: the Llama layout; every layer's sliding window comes from `config.sliding_window` (None: full)."""
+
+from sinktrain.stream.families.base import FamilyAdapter
+
+
+class MistralAdapter(FamilyAdapter):
+    family = "mistral"
+    model_types = ("mistral",)
+
+    @classmethod
+    def sliding_windows(cls, config):
+        return [getattr(config, "sliding_window", None)] * config.num_hidden_layers
