@@ -1,0 +1,123 @@
+"""Tiny random models of every supported family, a small BPE tokenizer that fits their vocabulary, and an
+independent float64 Llama written from the definition of the StreamingLLM cache."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from stream_helpers import BOOKS
+
+VOCAB = 512
+SMALL = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, vocab_size=VOCAB,
+             max_position_embeddings=1024, initializer_range=0.08)
+DEFAULT_ROPE = {"rope_type": "default", "rope_theta": 10000.0}
+
+# name -> (config class name, overrides). Together they cover grouped-query and multi-head attention, tied and
+# untied heads, rope_theta, static scaled RoPE (linear, llama3, YaRN), q/k/v biases, q/k RMSNorm and a head
+# dim that is not hidden/heads.
+FAMILY_CASES = {
+    "llama-gqa-tied": ("LlamaConfig", dict(num_key_value_heads=2, tie_word_embeddings=True,
+                                           rope_parameters={"rope_type": "default", "rope_theta": 500000.0})),
+    "llama-mha-untied-llama3": ("LlamaConfig", dict(num_key_value_heads=4, tie_word_embeddings=False, rope_parameters={
+        "rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0, "original_max_position_embeddings": 32})),
+    "llama-yarn": ("LlamaConfig", dict(num_key_value_heads=2, rope_parameters={
+        "rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 64})),
+    "llama-linear": ("LlamaConfig", dict(num_key_value_heads=1, rope_parameters={
+        "rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0})),
+    "mistral": ("MistralConfig", dict(num_key_value_heads=2, sliding_window=None, rope_parameters=DEFAULT_ROPE)),
+    "qwen2-bias": ("Qwen2Config", dict(num_key_value_heads=2, rope_parameters=DEFAULT_ROPE)),
+    "qwen3-qknorm": ("Qwen3Config", dict(num_key_value_heads=2, head_dim=24, rope_parameters=DEFAULT_ROPE)),
+}
+
+
+def family_model(case: str, seed: int = 0, **overrides):
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    cls_name, extra = FAMILY_CASES[case]
+    config = getattr(transformers, cls_name)(**{**SMALL, **extra, **overrides})
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():  # norms start at exactly 1 and biases at 0: make them matter
+        for name, p in model.named_parameters():
+            if "norm" in name or name.endswith(".bias"):
+                p.add_(torch.randn_like(p) * 0.2)
+    return model
+
+
+def small_tokenizer():
+    """A byte-level BPE of VOCAB - 32 ids trained on Emma (a few seconds), as a transformers fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB - 32, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([(BOOKS / "austen_emma.txt").read_text()[:200_000]], trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
+
+
+def save_family_folder(model, tokenizer, folder):
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@torch.no_grad()
+def llama_streaming_nll_f64(model, tokens, sinks: int, window: int) -> np.ndarray:
+    """Per-token NLL of tokens[1:] under an s+w StreamingLLM cache, token by token in float64, written from
+    the Llama definition (RMSNorm, RoPE with rotate-half at cache indices, grouped-query attention, SwiGLU)
+    and only the model's weights. Default RoPE only."""
+    cfg = model.config
+    H, KV = cfg.num_attention_heads, cfg.num_key_value_heads
+    D = getattr(cfg, "head_dim", None) or cfg.hidden_size // H
+    inv_freq = 1.0 / cfg.rope_parameters["rope_theta"] ** (torch.arange(0, D, 2, dtype=torch.float64) / D)
+
+    def w(module):
+        return module.weight.double()
+
+    def rms(x, module):
+        return x / torch.sqrt((x * x).mean(-1, keepdim=True) + cfg.rms_norm_eps) * w(module)
+
+    def rope(x, pos):  # x [heads, D] at integer position pos
+        ang = pos * inv_freq
+        cos, sin = torch.cat([ang.cos(), ang.cos()]), torch.cat([ang.sin(), ang.sin()])
+        return x * cos + torch.cat([-x[:, D // 2:], x[:, : D // 2]], dim=-1) * sin
+
+    layers = model.model.layers
+    cache = [[] for _ in layers]  # per layer: (raw key [KV, D], value [KV, D]) of the kept tokens, in order
+    out = []
+    for t in range(len(tokens) - 1):
+        x = model.model.embed_tokens.weight.double()[int(tokens[t])]
+        for li, layer in enumerate(layers):
+            a = layer.self_attn
+            h = rms(x, layer.input_layernorm)
+            q = (w(a.q_proj) @ h).view(H, D)
+            k = (w(a.k_proj) @ h).view(KV, D)
+            v = (w(a.v_proj) @ h).view(KV, D)
+            entries = cache[li] + [(k, v)]
+            n = len(entries) - 1  # the query sits at cache index n, cached key i at index i
+            keys = torch.stack([rope(ki, i) for i, (ki, _) in enumerate(entries)])  # [n+1, KV, D]
+            vals = torch.stack([vi for _, vi in entries])
+            qr = rope(q, n)
+            heads = []
+            for hd in range(H):
+                g = hd // (H // KV)
+                p = torch.softmax(keys[:, g] @ qr[hd] / math.sqrt(D), dim=0)
+                heads.append(p @ vals[:, g])
+            x = x + w(a.o_proj) @ torch.cat(heads)
+            m = layer.mlp
+            h2 = rms(x, layer.post_attention_layernorm)
+            x = x + w(m.down_proj) @ (torch.nn.functional.silu(w(m.gate_proj) @ h2) * (w(m.up_proj) @ h2))
+            cache[li] = entries
+        logits = model.get_output_embeddings().weight.double() @ rms(x, model.model.norm)
+        out.append(float(torch.logsumexp(logits, 0) - logits[int(tokens[t + 1])]))
+        for li in range(len(layers)):
+            if len(cache[li]) > sinks + window:
+                del cache[li][sinks]  # evict the oldest non-sink entry
+    return np.asarray(out)
