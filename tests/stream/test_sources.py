@@ -1,0 +1,183 @@
+"""stream-eval on any model source (folder, hub id, .gguf) with the model's own tokenizer, and one clear line
+for every input it cannot treat exactly, before anything is evaluated or written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from family_helpers import family_model, save_family_folder, small_tokenizer
+from stream_helpers import BOOKS
+
+from sinktrain.cli import main
+
+BOOK = str(BOOKS / "austen_persuasion.txt")
+
+
+@pytest.fixture(scope="module")
+def small_tok():
+    return small_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory, small_tok):
+    return save_family_folder(family_model("llama-gqa-tied", seed=7), small_tok, tmp_path_factory.mktemp("llama") / "tiny-llama")
+
+
+def stream_eval(*args) -> list[str]:
+    return ["stream-eval", *map(str, args), "--text", BOOK, "--tokens", "300", "--cache", "32", "--sinks", "0,4",
+            "--no-plots"]
+
+
+def one_line_error(capsys, rc) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err, err
+    last = err[-1]
+    assert last.startswith("sinktrain stream-eval: error: "), err
+    return last
+
+
+def test_folder_streams_with_its_own_tokenizer(llama_dir, small_tok, tmp_path):
+    out = tmp_path / "out"
+    assert main(stream_eval(llama_dir, "--out", out)) == 0
+    results = json.loads((out / "results.json").read_text())
+    text = BOOKS.joinpath("austen_persuasion.txt").read_text()
+    expected = min(300, len(small_tok(text, add_special_tokens=False)["input_ids"])) - 1
+    assert results["tiny-llama"]["0+32"]["tokens"] == expected == results["tiny-llama"]["4+28"]["tokens"]
+    run = json.loads((out / "run.json").read_text())
+    assert run["models"]["tiny-llama"]["family"] == "llama"
+    assert run["timing"]["tiny-llama"]["self_check_max_abs_dlogp"] <= 1e-5
+
+
+def test_bos_is_prepended_and_not_scored(tmp_path, small_tok):
+    tok = small_tokenizer()
+    tok.add_special_tokens({"bos_token": "<s>"})
+    folder = save_family_folder(family_model("qwen3-qknorm", seed=8), tok, tmp_path / "qwen3")
+    plain, bos = tmp_path / "plain", tmp_path / "bos"
+    assert main(stream_eval(folder, "--out", plain)) == 0
+    assert main(stream_eval(folder, "--out", bos, "--bos")) == 0
+    run = json.loads((bos / "run.json").read_text())
+    assert run["models"]["qwen3"]["prefix"] == [tok.bos_token_id]
+    a, b = (json.loads((d / "results.json").read_text())["qwen3"]["4+28"] for d in (plain, bos))
+    assert a["tokens"] == b["tokens"] and a["ppl"] != b["ppl"]
+
+
+def test_override_tokenizer_that_disagrees_is_refused(llama_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    line = one_line_error(capsys, main(stream_eval(llama_dir, "--out", out, "--tokenizer", "gpt-neox-20b")))
+    assert "disagrees with the tokenizer stored with" in line and "drop --tokenizer" in line
+    assert not out.exists()
+
+
+def test_tokenizer_larger_than_vocabulary_is_refused(tmp_path, capsys):
+    folder = tmp_path / "notok"
+    family_model("mistral", seed=1).save_pretrained(folder)  # no tokenizer files
+    line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o", "--tokenizer", "gpt-neox-20b")))
+    assert "has 50277 ids but the model only 512 embedding rows" in line
+    line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
+    assert "has no tokenizer files; pass --tokenizer" in line
+
+
+def test_dynamic_ntk_is_refused(tmp_path, small_tok, capsys):
+    model = family_model("llama-gqa-tied", rope_parameters={"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0})
+    folder = save_family_folder(model, small_tok, tmp_path / "dyn")
+    line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
+    assert "'dynamic' depends on the sequence length" in line and "static RoPE only" in line
+
+
+def test_narrow_sliding_window_is_refused(tmp_path, small_tok, capsys):
+    model = family_model("qwen2-bias", use_sliding_window=True, sliding_window=24, max_window_layers=1)
+    folder = save_family_folder(model, small_tok, tmp_path / "swa")
+    line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
+    assert "sliding-window attention layers of window 24 < the cache of 32" in line
+    assert main([*stream_eval(folder, "--out", tmp_path / "ok"), "--cache", "24"]) == 0  # the last --cache wins
+
+
+def test_config_missing_heads_is_refused_before_the_first_model_runs(llama_dir, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(llama_dir, broken)
+    cfg = json.loads((broken / "config.json").read_text())
+    del cfg["num_attention_heads"]
+    (broken / "config.json").write_text(json.dumps(cfg))
+    out = tmp_path / "out"
+    line = one_line_error(capsys, main(stream_eval(llama_dir, broken, "--out", out)))
+    assert "config.json lacks num_attention_heads" in line
+    assert not out.exists()  # the good first model was not evaluated
+
+
+def test_sink_tokenizer_without_sink_metadata_is_refused(llama_dir, tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "lost-sink"
+    shutil.copytree(llama_dir, folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.add_special_tokens({"additional_special_tokens": ["<|sink_0|>"]})
+    tok.save_pretrained(folder)
+    line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
+    assert "no `sinktrain` block" in line
+
+
+def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    folder = save_family_folder(GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=512)),
+                                small_tok, tmp_path / "gpt2")
+    line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
+    for family in ("gpt_neox", "llama", "mistral", "qwen2", "qwen3"):
+        assert family in line
+
+
+def test_cache_beyond_trained_context_warns(tmp_path, small_tok, capsys):
+    folder = save_family_folder(family_model("llama-gqa-tied", max_position_embeddings=16), small_tok, tmp_path / "short")
+    assert main(stream_eval(folder, "--out", tmp_path / "o")) == 0
+    assert "exceeds the 16 positions the model was trained on" in capsys.readouterr().err
+
+
+def test_gguf_without_the_gguf_package(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"GGUF")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real(name, *a))
+    line = one_line_error(capsys, main(stream_eval(fake, "--out", tmp_path / "o")))
+    assert "needs the gguf and accelerate packages" in line and "sinktrain[gguf]" in line
+
+
+@pytest.mark.parametrize("spec, phrase", [
+    ("./no/such/folder", "does not exist"),
+    ("a/b/c", "does not exist"),
+    ("missing.gguf", "GGUF file 'missing.gguf' does not exist"),
+])
+def test_path_like_names_fail_locally_at_once(spec, phrase, tmp_path, capsys):
+    line = one_line_error(capsys, main(stream_eval(spec, "--out", tmp_path / "o")))
+    assert phrase in line
+
+
+def fake_hub_cache(home, repo_id: str, folder) -> None:
+    """The layout huggingface_hub reads offline: hub/models--owner--name/{refs/main, snapshots/<rev>/files}."""
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    repo = home / "hub" / f"models--{repo_id.replace('/', '--')}"
+    shutil.copytree(folder, repo / "snapshots" / rev)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(rev)
+
+
+def test_hub_id_offline_from_the_hf_cache(llama_dir, tmp_path):
+    """The path real users take (`stream-eval owner/name`), answered from the HF cache with the hub offline."""
+    home = tmp_path / "hf"
+    fake_hub_cache(home, "tiny-org/tiny-llama", llama_dir)
+    env = {**os.environ, "HF_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    code = "import sys; from sinktrain.cli import main; sys.exit(main(sys.argv[1:]))"
+    ok = subprocess.run([sys.executable, "-c", code, *stream_eval("tiny-org/tiny-llama", "--out", tmp_path / "o")],
+                        env=env, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "tiny-llama" in json.loads((tmp_path / "o" / "results.json").read_text())
+    missing = subprocess.run([sys.executable, "-c", code, *stream_eval("tiny-org/absent", "--out", tmp_path / "p")],
+                             env=env, capture_output=True, text=True)
+    err = missing.stderr.strip().splitlines()
+    assert missing.returncode == 2 and "cannot load 'tiny-org/absent' from the Hugging Face hub" in err[-1], err
