@@ -12,6 +12,8 @@ A study file looks like (see recipes/experiments/):
       sources: [data/books/austen_emma.txt]
     # ... or an existing data directory:   data: {dir: /datasets/pile-neox}
     stream: {text: data/books/austen_persuasion.txt, cache: 64, sinks: [0, 1, 2, 4]}   # StreamEvalConfig fields
+    pretrained: [smollm2-135m-instruct]    # optional: pretrained models streamed beside the variants (any
+                                           # model source stream-eval takes: folder, .gguf, hub id, zoo name)
 
 Every section is checked up front (unknown keys are errors) so a typo fails before hours of training.
 """
@@ -37,6 +39,7 @@ class ExperimentConfig:
     data: dict = field(default_factory=dict)
     stream: dict = field(default_factory=dict)
     runs_dir: str = "runs"
+    pretrained: list = field(default_factory=list)
     export_every: int | None = None  # also export every k-th checkpoint (sink emergence); None: final only
 
     @property
@@ -83,6 +86,10 @@ class ExperimentConfig:
                 raise ConfigKeyError(f"variant name {v!r} must be letters, digits, - or _ (it names folders)")
             self.train_config(v)
         self.stream_config([str(self.root / "export" / v) for v in self.variants])
+        from sinktrain.model.source import resolve_model_source
+
+        for spec in self.pretrained:  # a bad spec fails now, not after training; zoo models are fetched here
+            resolve_model_source(spec)
 
 
 def deep_merge(base: dict, over: dict) -> dict:

@@ -3,6 +3,7 @@ curves of all variants, sink score over training, and the evaluator's log-PPL an
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -51,6 +52,24 @@ def plot_sink_scores(metrics: dict[str, list[dict]], path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
+def first_token_attention(stats_path: Path) -> list[str]:
+    """Markdown lines: attention on the first k tokens per model (mean over layers and the strongest layer)."""
+    if not stats_path.is_file():
+        return []
+    stats = json.loads(stats_path.read_text())
+    if not stats:
+        return []
+    k = next(iter(stats.values()))["first_k"]
+    lines = [f"Attention on the first {k} tokens (mean over heads and queries; a sink draws most of it):", "",
+             "| model | layers | mean over layers | strongest layer |", "|---|---|---|---|"]
+    for model, s in stats.items():
+        per_layer = s["per_layer"]
+        top = max(range(len(per_layer)), key=per_layer.__getitem__)
+        lines.append(f"| {model} | {len(per_layer)} | {sum(per_layer) / len(per_layer):.1%} | "
+                     f"{per_layer[top]:.1%} (layer {top}) |")
+    return lines + [""]
+
+
 def write_report(cfg, results: dict, run_dirs: dict[str, Path]) -> Path:
     root = cfg.root
     write_json_atomic(root / "report.json", results)
@@ -65,6 +84,12 @@ def write_report(cfg, results: dict, run_dirs: dict[str, Path]) -> Path:
               + (f" (first {sc.tokens} tokens)" if sc.tokens else "")
               + f", StreamingLLM cache s+w ({sc.mode} evaluator). Lower is better; `0+C` is window attention.", ""]
     lines += [markdown_table(results), ""]
+    if cfg.pretrained:
+        lines += [f"Also streamed, for comparison: pretrained {', '.join(f'`{p}`' for p in cfg.pretrained)}, each with "
+                  f"its own tokenizer (so its token count and perplexity scale differ from the variants'). A model "
+                  f"with a formed attention sink loses it in `0+C` (window attention) and gets it back with one or "
+                  f"a few initial tokens kept.", ""]
+    lines += first_token_attention(stream_dir / "attention_stats.json")
     lines += ["| variant | preset | sink | steps | final train loss | final val loss |", "|---|---|---|---|---|---|"]
     for v, rows in metrics.items():
         tc = cfg.train_config(v)

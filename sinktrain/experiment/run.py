@@ -73,7 +73,7 @@ def stage_export(cfg: ExperimentConfig, variant: str, run_dir: Path) -> Path:
 
 
 def stage_stream(cfg: ExperimentConfig, model_dirs: list[Path]) -> dict:
-    sc = cfg.stream_config([str(d) for d in model_dirs])
+    sc = cfg.stream_config([str(d) for d in model_dirs] + list(cfg.pretrained))
     results_path = Path(sc.out) / "results.json"
     run_path = Path(sc.out) / "run.json"
     if results_path.is_file() and run_path.is_file():
@@ -81,7 +81,7 @@ def stage_stream(cfg: ExperimentConfig, model_dirs: list[Path]) -> dict:
         if previous == json.loads(json.dumps(sc.__dict__)):
             log(f"stream-eval: done ({results_path}), skipped")
             return json.loads(results_path.read_text())
-    log(f"stream-eval: {len(model_dirs)} models on {sc.text} -> {sc.out}")
+    log(f"stream-eval: {len(sc.models)} models on {sc.text} -> {sc.out}")
     return evaluate(sc)
 
 
