@@ -1,8 +1,14 @@
 """Tokens/s of the streaming evaluator's modes: reference (KV cache, one token per forward) vs exact
-block-parallel, plus the re-computation baseline. CPU: the `tiny` preset; GPU (when present): pythia-160m.
-Random weights (speed does not depend on them). Prints one JSON object; --out also writes it to a file.
+block-parallel, plus the re-computation baseline. CPU: the `tiny` preset (random weights); GPU (when present):
+pythia-160m. Prints one JSON object; --out also writes it to a file.
 
-    python benchmarks/stream_eval_speed.py [--threads N] [--out bench.json]
+`--real` adds a real Llama-family model, SmolLM2-135M-Instruct (fetched once, see sinktrain.model.zoo), on a
+bundled book at 4+252: parallel vs reference tokens/s, their mean and max |ΔNLL|, and the floor of any exact
+evaluator measured in the same run (a plain teacher-forced forward over the same tokens in 2,048-token chunks:
+every token needs one forward anyway). `--memory-tokens 10000,100000` also streams that many tokens in fresh
+child processes and reports each one's peak RSS (memory must not grow with the stream).
+
+    python benchmarks/stream_eval_speed.py [--threads N] [--real] [--memory-tokens 10000,100000] [--out bench.json]
 """
 
 from __future__ import annotations
@@ -10,6 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -48,6 +57,74 @@ def bench(preset: str, device: str, dtype: torch.dtype, sinks: int, window: int,
     }
 
 
+def book_tokens(tokenizer, n: int) -> np.ndarray:
+    from sinktrain.data.longtext import load_long_text
+
+    text = load_long_text("data/books/*.txt", tokenizer, n)
+    if len(text) < n:
+        raise SystemExit(f"the bundled books hold only {len(text)} tokens, fewer than {n}")
+    return text.tokens
+
+
+def floor_nll(model, stream: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """Teacher-forced NLL over independent 2,048-token chunks: one forward per token, nothing more."""
+    out = []
+    with torch.no_grad():
+        for a in range(0, len(stream) - 1, chunk):
+            ids = torch.as_tensor(stream[a : a + chunk + 1])
+            logits = model(input_ids=ids[None, :-1], use_cache=False).logits[0].float()
+            out.append(torch.nn.functional.cross_entropy(logits, ids[1:], reduction="none").double().numpy())
+    return np.concatenate(out)
+
+
+def bench_real(sinks: int, window: int, ref_tokens: int, par_tokens: int, block_size: int) -> dict:
+    from sinktrain.model.source import load_model_tokenizer, load_pretrained, resolve_model_source
+
+    source = resolve_model_source("smollm2-135m-instruct")
+    model, tok = load_pretrained(source), load_model_tokenizer(source)
+    stream = book_tokens(tok, max(ref_tokens, par_tokens) + 1)
+    parallel_nll(model, stream[:257], sinks, window, block_size=256)  # warm-up
+    ref, r_ref = timed(lambda: reference_nll(model, stream[: ref_tokens + 1], sinks, window), ref_tokens, "cpu")
+    par, r_par = timed(lambda: parallel_nll(model, stream[: par_tokens + 1], sinks, window, block_size=block_size),
+                       par_tokens, "cpu")
+    _, r_floor = timed(lambda: floor_nll(model, stream[: par_tokens + 1]), par_tokens, "cpu")
+    diff = np.abs(ref - par[:ref_tokens])
+    return {
+        "model": "SmolLM2-135M-Instruct (llama, 30 layers, GQA 9/3)", "device": "cpu", "dtype": "float32",
+        "config": f"{sinks}+{window}", "block_size": block_size, "reference": r_ref, "parallel": r_par,
+        "floor_teacher_forced_2048": r_floor,
+        "parallel_vs_floor": round(r_par["tokens_per_s"] / r_floor["tokens_per_s"], 3),
+        "speedup_parallel_vs_reference": round(r_par["tokens_per_s"] / r_ref["tokens_per_s"], 1),
+        "mean_abs_dnll_parallel_vs_reference": float(diff.mean()),
+        "max_abs_dnll_parallel_vs_reference": float(diff.max()),
+    }
+
+
+def memory_child(tokens: int, sinks: int, window: int, block_size: int) -> None:
+    """Child process: stream `tokens` tokens in parallel mode, print the peak RSS in MB."""
+    from sinktrain.model.source import load_model_tokenizer, load_pretrained, resolve_model_source
+
+    source = resolve_model_source("smollm2-135m-instruct")
+    model, tok = load_pretrained(source), load_model_tokenizer(source)
+    stream = book_tokens(tok, tokens + 1)[: tokens + 1]
+    start = time.perf_counter()
+    nll = parallel_nll(model, stream, sinks, window, block_size=block_size)
+    seconds = time.perf_counter() - start
+    print(json.dumps({"tokens": tokens, "seconds": round(seconds, 1), "tokens_per_s": round(tokens / seconds, 1),
+                      "ppl": round(float(np.exp(nll[sinks:].mean())), 3),
+                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+
+
+def bench_memory(token_counts: list[int], sinks: int, window: int, block_size: int, threads: int | None) -> list:
+    runs = []
+    for n in token_counts:
+        cmd = [sys.executable, __file__, "--memory-child", str(n)] + (["--threads", str(threads)] if threads else [])
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(f"memory run: {runs[-1]}", file=sys.stderr, flush=True)
+    return runs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
@@ -55,10 +132,18 @@ def main() -> None:
     ap.add_argument("--cpu-par-tokens", type=int, default=16384)
     ap.add_argument("--gpu-ref-tokens", type=int, default=2048)
     ap.add_argument("--gpu-par-tokens", type=int, default=262144)
+    ap.add_argument("--real", action="store_true", help="also benchmark SmolLM2-135M-Instruct at 4+252")
+    ap.add_argument("--real-ref-tokens", type=int, default=256)
+    ap.add_argument("--real-par-tokens", type=int, default=8192)
+    ap.add_argument("--memory-tokens", default="", help="comma-separated stream lengths for the peak-RSS runs")
+    ap.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.memory_child:
+        memory_child(args.memory_child, 4, 252, 1024)
+        return
     result = {"torch": torch.__version__, "machine": platform.machine(), "threads": torch.get_num_threads(),
               "cuda": torch.cuda.is_available(), "runs": []}
     import transformers
@@ -72,6 +157,11 @@ def main() -> None:
                                     args.gpu_par_tokens, args.gpu_ref_tokens, 2048))
     else:
         result["gpu"] = None
+    if args.real:
+        result["runs"].append(bench_real(4, 252, args.real_ref_tokens, args.real_par_tokens, 1024))
+    if args.memory_tokens:
+        counts = [int(x) for x in args.memory_tokens.split(",") if x.strip()]
+        result["memory_smollm2_4+252"] = bench_memory(counts, 4, 252, 1024, args.threads)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
