@@ -44,8 +44,9 @@ SELF_CHECK_TOL = {"float32": 1e-3, "bfloat16": 0.25, "float16": 0.1}
 class Progress:
     """Periodic progress lines on stderr with tokens/s (every `every_s` seconds and at the end)."""
 
-    def __init__(self, label: str, total: int, every_s: float = 10.0, stream=sys.stderr):
-        self.label, self.total, self.every_s, self.stream = label, total, every_s, stream
+    def __init__(self, label: str, total: int, every_s: float = 10.0, stream=None):
+        # sys.stderr looked up now, not at import: pytest and other callers swap it after import.
+        self.label, self.total, self.every_s, self.stream = label, total, every_s, stream or sys.stderr
         self.done = 0
         self.start = self.last = time.perf_counter()
 
