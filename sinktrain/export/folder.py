@@ -50,13 +50,31 @@ def resolve_checkpoint(source: Path) -> tuple[Path, Path | None]:
     return source, run if is_run_dir(run) else None
 
 
+def check_out_dir_apart(out: Path, source: Path) -> None:
+    """Refuse an export target that is, contains, or lies inside the training run (or checkpoint) it reads:
+    replacing it (--overwrite) would delete the run being exported."""
+    out_abs, src_abs = out.resolve(), source.resolve()
+    if out_abs == src_abs or out_abs in src_abs.parents:
+        where = "is" if out_abs == src_abs else "contains"
+    elif src_abs in out_abs.parents:
+        where = "is inside"
+    else:
+        return
+    raise ValueError(f"export target {str(out)!r} {where} the run being exported ({str(source)!r}); "
+                     f"writing there could delete it. Choose an out_dir outside the run")
+
+
 def _file_sha256(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def _prepare_out_dir(out: Path, overwrite: bool) -> Path:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise FileExistsError(f"output folder {out} exists and is not empty; pass --overwrite to replace it")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not overwrite:
+            raise FileExistsError(f"output folder {out} exists and is not empty; pass --overwrite to replace it")
+        if not (out / "config.json").is_file():  # --overwrite replaces an earlier export, nothing else
+            raise FileExistsError(f"output folder {out} is not an earlier export (no config.json); --overwrite "
+                                  f"replaces only exports. Choose another out_dir")
     tmp = out.with_name(out.name + ".tmp-export")
     if tmp.exists():
         shutil.rmtree(tmp)  # left by an interrupted export
@@ -66,10 +84,11 @@ def _prepare_out_dir(out: Path, overwrite: bool) -> Path:
 
 def export_checkpoint(cfg: ExportConfig) -> Path:
     ckpt, run_dir = resolve_checkpoint(Path(cfg.source))
+    out = Path(cfg.out_dir)
+    check_out_dir_apart(out, run_dir or ckpt)
     state_dict, meta = load_checkpoint_weights(ckpt)
     train_config = meta["config"]
     model_cfg = ModelConfig.from_dict(train_config["model"])
-    out = Path(cfg.out_dir)
     tmp = _prepare_out_dir(out, cfg.overwrite)
 
     model = build_model(model_cfg, seed=None)
@@ -117,5 +136,6 @@ def export_every(run_dir: str, out_root: str, every_k: int = 1, overwrite: bool 
         raise ValueError(f"{run} is not a run directory (no config.yaml + checkpoints/); pass the folder `sinktrain train` wrote")
     if every_k < 1:
         raise ValueError(f"--every must be >= 1, got {every_k}")
+    check_out_dir_apart(Path(out_root), run)
     ckpts = list_checkpoints(run)[::-1][::every_k][::-1]  # always include the newest
     return [export_checkpoint(ExportConfig(str(c), str(Path(out_root) / c.name), overwrite=overwrite)) for c in ckpts]
