@@ -128,25 +128,32 @@ def _is_global_rank_zero() -> bool:
     return all(int(os.environ.get(v, 0)) == 0 for v in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Pretrain (or resume) the model `cfg` describes; returns the run directory."""
+def preflight(cfg: TrainConfig) -> tuple[int, int, int]:
+    """The checks that need neither the data nor a checkpoint: (devices, nodes, grad accumulation).
+    The experiment runs them for every variant before its first stage."""
     cfg.validate()
     devices, nodes = resolve_topology(cfg)
-    world = devices * nodes
-    accum = check_batch_geometry(cfg, world)
+    accum = check_batch_geometry(cfg, devices * nodes)
     if not cfg.data.dir:
         raise ValueError("data.dir is not set; point it at a directory written by `sinktrain data prepare`")
+    if on_gpu(cfg) and not torch.cuda.is_available():
+        raise ValueError(f"trainer.accelerator is {cfg.trainer.accelerator} but this machine has no CUDA GPU "
+                         f"(torch.cuda.is_available() is False); use accelerator cpu or auto")
+    check_run_dir_is_ours(Path(cfg.run_dir))
+    return devices, nodes, accum
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Pretrain (or resume) the model `cfg` describes; returns the run directory."""
+    devices, nodes, accum = preflight(cfg)
+    world = devices * nodes
     data_dir = Path(cfg.data.dir)
     if not (data_dir / "manifest.json").is_file():
         raise FileNotFoundError(
             f"no manifest.json in data dir {str(data_dir)!r}; run `sinktrain data prepare --out {data_dir}` first"
         )
-    if on_gpu(cfg) and not torch.cuda.is_available():
-        raise ValueError(f"trainer.accelerator is {cfg.trainer.accelerator} but this machine has no CUDA GPU "
-                         f"(torch.cuda.is_available() is False); use accelerator cpu or auto")
     train_tokens, val_tokens = open_token_datasets(cfg)  # raises on a tokenizer / vocabulary mismatch
     run_dir = Path(cfg.run_dir)
-    check_run_dir_is_ours(run_dir)
     resolve_resume(cfg, run_dir, world, report=False)  # every check before the lock creates the run dir
     if not _is_global_rank_zero():
         return _start(cfg, devices, nodes, world, accum, train_tokens, val_tokens, run_dir)
