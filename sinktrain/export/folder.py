@@ -64,6 +64,19 @@ def check_out_dir_apart(out: Path, source: Path) -> None:
                      f"writing there could delete it. Choose an out_dir outside the run")
 
 
+def _read_eval_results(path: str) -> dict:
+    """A stream-eval results.json, read before anything is written."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--eval-results {path!r} does not exist; pass the results.json `sinktrain stream-eval` wrote")
+    try:
+        results = json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"--eval-results {path!r} is not valid JSON ({e}); pass a stream-eval results.json") from e
+    if not isinstance(results, dict):
+        raise ValueError(f"--eval-results {path!r} is not a stream-eval results.json (a mapping of model -> results)")
+    return results
+
+
 def _file_sha256(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
@@ -86,6 +99,7 @@ def export_checkpoint(cfg: ExportConfig) -> Path:
     ckpt, run_dir = resolve_checkpoint(Path(cfg.source))
     out = Path(cfg.out_dir)
     check_out_dir_apart(out, run_dir or ckpt)
+    eval_results = _read_eval_results(cfg.eval_results) if cfg.eval_results else None
     state_dict, meta = load_checkpoint_weights(ckpt)
     train_config = meta["config"]
     model_cfg = ModelConfig.from_dict(train_config["model"])
@@ -118,7 +132,6 @@ def export_checkpoint(cfg: ExportConfig) -> Path:
     save_tokenizer(train_config.get("data", {}).get("tokenizer"), model_cfg.sink_token_ids, tmp)
 
     has_plot = plot_loss_curve(read_metrics(run_dir), tmp / "loss_curve.png", f"{out.name}: training loss")
-    eval_results = json.loads(Path(cfg.eval_results).read_text()) if cfg.eval_results else None
     write_model_card(tmp, sink_meta, train_config, has_plot, eval_results)
 
     leftovers = [p.name for p in tmp.iterdir() if p.suffix in PICKLE_SUFFIXES]

@@ -109,3 +109,18 @@ def test_a_garbage_tokenizer_file_is_one_line(tmp_path, capsys):
                      "--tokenizer", str(tmp_path / "tok.json"), "--quiet")
     assert code == 2 and len(err.splitlines()) == 1 and "tok.json" in err and "could not be loaded" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_out_path_under_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "doc.txt").write_text("text")
+    (tmp_path / "afile").write_text("mine")
+    code, err = _cli(capsys, "data", "prepare", "--source", str(tmp_path / "doc.txt"),
+                     "--out", str(tmp_path / "afile" / "sub"), "--quiet")
+    assert code == 2 and len(err.splitlines()) == 1 and "Not a directory" in err and "afile" in err
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_a_garbage_yaml_config_is_one_line_naming_it(tmp_path, capsys):
+    (tmp_path / "bad.yaml").write_text("sources: [a.txt, b.txt\n")
+    code, err = _cli(capsys, "data", "prepare", "--config", str(tmp_path / "bad.yaml"))
+    assert code == 2 and len(err.splitlines()) == 1 and "bad.yaml is not valid YAML" in err and "line 2" in err

@@ -63,3 +63,15 @@ def test_every_exported_file_has_the_usual_mode(tiny_run, tmp_path):
     assert main(["export", str(tiny_run), str(out)]) == 0
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
     assert set(modes.values()) == {modes["config.json"]}, modes  # model.safetensors was 0600, the rest 0644
+
+
+@pytest.mark.parametrize("content, message", [(None, "does not exist"), ("{garbage", "is not valid JSON"),
+                                              ("[1, 2]", "is not a stream-eval results.json")])
+def test_bad_eval_results_fail_before_anything_is_written(tiny_run, tmp_path, capsys, content, message):
+    results = tmp_path / "results.json"
+    if content is not None:
+        results.write_text(content)
+    assert main(["export", str(tiny_run), str(tmp_path / "hf"), "--eval-results", str(results)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--eval-results" in err and message in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["results.json"] if content is not None else [])

@@ -177,3 +177,21 @@ def test_gpu_on_a_machine_without_one_fails_before_writing(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="trainer.accelerator is gpu but this machine has no CUDA GPU"):
         train(tiny(tiny_data, tmp_path / "run", "trainer.accelerator=gpu"))
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("content", ["trainer: {max_steps: 3\n", "\x00\xff binary"])
+def test_a_garbage_recipe_is_one_line_naming_it(tmp_path, capsys, content):
+    (tmp_path / "recipe.yaml").write_bytes(content.encode("latin1"))
+    code = main(["train", "--config", str(tmp_path / "recipe.yaml"), "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "recipe.yaml is not" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_dir_under_a_file_is_one_line(tiny_data, tmp_path, capsys):
+    (tmp_path / "afile").write_text("mine")
+    code = main(["train", "--config", str(RECIPES / "tiny-cpu.yaml"), "--run-dir", str(tmp_path / "afile" / "run"),
+                 "--set", f"data.dir={tiny_data}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Not a directory" in err
+    assert (tmp_path / "afile").read_text() == "mine"
