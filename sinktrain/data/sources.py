@@ -139,6 +139,18 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
+def _check_missing(where: str, field_name: str, missing: int, records: int) -> None:
+    """Records without the text field: an error past the tolerance, else a warning with the count."""
+    if missing > MISSING_FIELD_TOLERANCE * records:
+        raise ValueError(
+            f"{where}: {missing:,} of {records:,} records have no field {field_name!r}; "
+            f"pass --text-field with the right name (or clean the data)"
+        )
+    if missing:
+        print(f"prepare: warning: skipped {missing:,} of {records:,} records of {where} that have no field "
+              f"{field_name!r}", file=sys.stderr, flush=True)
+
+
 def _iter_file(path: Path, text_field: str, txt_documents: str) -> Iterator[str]:
     from datasets import load_dataset
 
@@ -176,14 +188,7 @@ def _iter_file(path: Path, text_field: str, txt_documents: str) -> Iterator[str]
             ) from e
         raise ValueError(f"file {str(path)!r} could not be read as {builder} ({_first_line(e)}); "
                          f"fix or remove it from the sources") from e
-    if missing > MISSING_FIELD_TOLERANCE * records:
-        raise ValueError(
-            f"file {str(path)!r}: {missing:,} of {records:,} records have no field {field_name!r}; "
-            f"pass --text-field with the right name (or clean the file)"
-        )
-    if missing:
-        print(f"prepare: warning: skipped {missing:,} of {records:,} records of file {str(path)!r} "
-              f"that have no field {field_name!r}", file=sys.stderr, flush=True)
+    _check_missing(f"file {str(path)!r}", field_name, missing, records)
     if documents == 0:
         raise ValueError(f"file {str(path)!r} is empty (no non-empty documents); remove it from the sources")
 
@@ -199,11 +204,17 @@ def _iter_hub(spec: str, split: str, text_field: str, hub_config: str | None) ->
         what = "could not be loaded as a dataset" if spec.startswith(HUB_PREFIX) else \
             "is neither a local path nor a loadable dataset"
         raise FileNotFoundError(f"source {name!r} {what} ({type(e).__name__}: {e}); check the name") from e
+    records = missing = 0
     for row in ds:
+        records += 1
+        if row.get(text_field, "") is None:  # a record without the field (the schema has it)
+            missing += 1
+            continue
         text = _text_of(row, text_field, f"dataset {name!r}")
         if text:
             documents += 1
             yield text
+    _check_missing(f"dataset {name!r}", text_field, missing, records)
     if documents == 0:
         raise ValueError(f"dataset {name!r} split {split!r} has no non-empty documents in field {text_field!r}")
 

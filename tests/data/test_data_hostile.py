@@ -124,3 +124,15 @@ def test_a_garbage_yaml_config_is_one_line_naming_it(tmp_path, capsys):
     (tmp_path / "bad.yaml").write_text("sources: [a.txt, b.txt\n")
     code, err = _cli(capsys, "data", "prepare", "--config", str(tmp_path / "bad.yaml"))
     assert code == 2 and len(err.splitlines()) == 1 and "bad.yaml is not valid YAML" in err and "line 2" in err
+
+
+def test_hub_records_without_the_text_field_are_counted(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "repo" / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"text": ["one document"] + [None] * 9}),
+                   tmp_path / "repo" / "data" / "train-00000-of-00001.parquet")
+    code, err = _cli(capsys, "data", "prepare", "--source", f"hub:{tmp_path / 'repo'}", "--out", str(tmp_path / "out"),
+                     "--quiet")
+    assert code == 2 and len(err.splitlines()) == 1 and "9 of 10 records have no field 'text'" in err
