@@ -195,3 +195,13 @@ def test_a_run_dir_under_a_file_is_one_line(tiny_data, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "Not a directory" in err
     assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_garbage_lines_in_metrics_do_not_stop_resume_or_export(tiny_data, run_copy, tmp_path):
+    with open(run_copy / "metrics.jsonl", "a") as f:
+        f.write('5\n["a"]\n{"no_step": 1}\n{"step": "x"}\n\xff\xfe\n{"step": 3, "loss": 1.0')
+    train(tiny(tiny_data, run_copy, "trainer.max_steps=6"))
+    rows = [json.loads(r) for r in (run_copy / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    (run_copy / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n7\n["a"]\n')
+    assert main(["export", str(run_copy), str(tmp_path / "hf")]) == 0
