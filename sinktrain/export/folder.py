@@ -67,7 +67,7 @@ def check_out_dir_apart(out: Path, source: Path) -> None:
 def _read_eval_results(path: str) -> dict:
     """A stream-eval results.json, read before anything is written."""
     if not Path(path).is_file():
-        raise FileNotFoundError(f"--eval-results {path!r} does not exist; pass the results.json `sinktrain stream-eval` wrote")
+        raise FileNotFoundError(f"--eval-results {path!r} does not exist; pass a results.json of sinktrain stream-eval")
     try:
         results = json.loads(Path(path).read_text())
     except (ValueError, UnicodeDecodeError) as e:

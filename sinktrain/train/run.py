@@ -30,7 +30,6 @@ from sinktrain.train.run_dir import (CONFIG_FILE, RUN_FORMAT, RUN_INFO_FILE, ann
 from sinktrain.train.strategy import build_plugins, build_strategy, on_gpu
 
 
-
 def _checkpoint_kind(cfg: TrainConfig) -> str:
     return "deepspeed" if cfg.trainer.strategy == "deepspeed" else "lightning"
 
@@ -172,7 +171,8 @@ def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, t
     text_tokens_per_step = cfg.trainer.global_batch_size * cfg.sample_len  # what the data stage delivers
     model_flops_per_token = flops_per_token(cfg.model)
     info = {
-        "format": RUN_FORMAT, "world_size": world, "devices_per_node": devices, "num_nodes": nodes, "grad_accumulation": accum,
+        "format": RUN_FORMAT,
+        "world_size": world, "devices_per_node": devices, "num_nodes": nodes, "grad_accumulation": accum,
         "seq_len": cfg.model.seq_len, "sample_len": cfg.sample_len, "sink_token_ids": cfg.model.sink_token_ids,
         "warmup_steps": cfg.warmup_steps, "total_steps": cfg.total_steps,
         "flops_per_token": model_flops_per_token, "data_manifest": train_tokens.manifest,

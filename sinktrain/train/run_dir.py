@@ -36,7 +36,8 @@ def is_sinktrain_run(run_dir: Path) -> bool:
         except (ValueError, UnicodeDecodeError):
             data = {}
         # run.json files written before the format key existed carry flops_per_token and the data manifest
-        if isinstance(data, dict) and (data.get("format") == RUN_FORMAT or {"flops_per_token", "data_manifest"} <= data.keys()):
+        legacy = isinstance(data, dict) and {"flops_per_token", "data_manifest"} <= data.keys()
+        if legacy or (isinstance(data, dict) and data.get("format") == RUN_FORMAT):
             return True
     if ckpt.list_checkpoints(run_dir):
         return True
