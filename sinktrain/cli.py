@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
-        # Bad input: one clear line, no traceback. SINKTRAIN_DEBUG=1 shows the traceback.
+    except (ValueError, OSError, RuntimeError) as e:
+        # Bad input: one clear line, no traceback. SINKTRAIN_DEBUG=1 shows the traceback. OSError covers the
+        # file system's own answers (not a directory, permission denied, disk full), which name the path.
         import os
 
         if os.environ.get("SINKTRAIN_DEBUG"):

@@ -63,8 +63,15 @@ def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist; pass the path of a YAML recipe")
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise ConfigKeyError(f"{path} is not valid YAML ({getattr(e, 'problem', None) or e}{at}); fix the file") from e
+    except UnicodeDecodeError as e:
+        raise ConfigKeyError(f"{path} is not a text file ({e.reason}); pass a YAML recipe") from e
     if not isinstance(data, dict):
         raise ConfigKeyError(f"{path}: a recipe must be a YAML mapping at the top level")
     return data

@@ -7,6 +7,7 @@ Importing this package is light (numpy only); transformers and datasets load on 
 from sinktrain.data.dataset import TokenDataset
 from sinktrain.data.manifest import FORMAT, read_manifest, token_dtype
 from sinktrain.data.preparation import PrepareConfig, prepare
+from sinktrain.data.sources import resolve_source
 from sinktrain.data.tokenizer import DEFAULT_TOKENIZER, eod_id, load_tokenizer, tokenizer_hash
 
 __all__ = [
@@ -14,11 +15,13 @@ __all__ = [
     "FORMAT",
     "PrepareConfig",
     "TokenDataset",
+    "check_long_text_source",
     "eod_id",
     "load_long_text",
     "load_tokenizer",
     "prepare",
     "read_manifest",
+    "resolve_source",
     "token_dtype",
     "tokenizer_hash",
 ]
@@ -27,8 +30,8 @@ __all__ = [
 def __getattr__(name):
     # Long-text evaluation sources live in longtext.py (written separately); imported on demand so that
     # this package never fails to import because of it.
-    if name == "load_long_text":
-        from sinktrain.data.longtext import load_long_text
+    if name in ("load_long_text", "check_long_text_source"):
+        from sinktrain.data import longtext
 
-        return load_long_text
+        return getattr(longtext, name)
     raise AttributeError(f"module 'sinktrain.data' has no attribute {name!r}")

@@ -86,6 +86,13 @@ def _local_paths(source: str) -> list[Path]:
     raise FileNotFoundError(f"text source {source!r} does not exist; pass 'pg19', a .txt file, a folder or a glob")
 
 
+def check_long_text_source(source: str) -> None:
+    """Raise what `load_long_text` would for a missing local source, without reading it (PG19 is not checked:
+    that needs the hub)."""
+    if not (source == PG19_PREFIX or source.startswith(PG19_PREFIX + ":")):
+        _local_paths(source)
+
+
 def _local_documents(source: str):
     for p in _local_paths(source):
         yield p.stem, p.read_text(encoding="utf-8", errors="replace")

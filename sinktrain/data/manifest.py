@@ -37,8 +37,11 @@ def read_manifest(data_dir: str | Path) -> dict:
     if not path.is_file():
         hint = " (an interrupted prepare leaves none; run it again)" if data_dir.is_dir() else ""
         raise FileNotFoundError(f"no {MANIFEST} in {str(data_dir)!r}{hint}; run `sinktrain data prepare --out {data_dir}` first")
-    with open(path) as f:
-        manifest = json.load(f)
-    if manifest.get("format") != FORMAT:
+    try:
+        manifest = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); prepare the data again") from e
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        manifest = manifest if isinstance(manifest, dict) else {}
         raise ValueError(f"{path} has format {manifest.get('format')!r}, expected {FORMAT!r}; prepare the data again")
     return manifest

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 import time
 from collections import deque
@@ -247,11 +248,27 @@ class ShardWriter:
             (self.out_dir / (name + ".tmp")).unlink(missing_ok=True)
 
 
+# Exactly the names prepare writes (ShardWriter, write_json_atomic): nothing else in a folder is ever deleted.
+_OWN_FILE = re.compile(r"^((train|val)-\d{5}\.bin|manifest\.json)(\.tmp)?$")
+
+
+def _check_out_dir_is_ours(out_dir: Path) -> None:
+    """Refuse a non-empty folder that is not a sinktrain dataset: its files are the user's, not ours to replace."""
+    if not out_dir.is_dir() or (out_dir / MANIFEST).is_file():
+        return
+    foreign = sorted(p.name for p in out_dir.iterdir() if not _OWN_FILE.match(p.name))
+    if foreign:
+        raise FileExistsError(
+            f"output folder {str(out_dir)!r} is not empty and not a sinktrain dataset (it holds "
+            f"{', '.join(map(repr, foreign[:3]))}{', ...' if len(foreign) > 3 else ''}); pass an empty or new --out"
+        )
+
+
 def _remove_previous(out_dir: Path) -> None:
     """Delete what an earlier prepare wrote here: the manifest first, so the directory stops looking complete."""
     (out_dir / MANIFEST).unlink(missing_ok=True)
-    for pattern in ("train-*.bin", "val-*.bin", "train-*.bin.tmp", "val-*.bin.tmp"):
-        for path in out_dir.glob(pattern):
+    for path in out_dir.iterdir():
+        if _OWN_FILE.match(path.name) and path.is_file():
             path.unlink()
 
 
@@ -324,6 +341,7 @@ def prepare(cfg: PrepareConfig) -> Path:
         raise FileExistsError(
             f"{str(out_dir)!r} holds a dataset prepared from other sources or settings; pass --overwrite or another --out"
         )
+    _check_out_dir_is_ours(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_previous(out_dir)
 

@@ -13,13 +13,16 @@ What a document is:
   .jsonl / .json / .parquet   one record (its `text_field`);
   .txt (and .text)            the whole file by default (a book is one document); `txt_documents`
                               "paragraphs" splits on blank lines, "lines" makes every line a document.
-Each may be gzip'd (.gz), bz2 (.bz2), xz (.xz) or zstd (.zst). Empty documents are skipped.
+Each may be gzip'd (.gz), bz2 (.bz2), xz (.xz) or zstd (.zst). Empty documents are skipped. Records without
+the text field are counted: a few (at most 1% of a file) are skipped with a warning, more are an error.
+A file that cannot be read (a malformed line, a truncated archive, garbage) is an error naming the file.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -118,32 +121,74 @@ def _decode_error(err: BaseException) -> bool:
     return False
 
 
+# A few records without the text field (a stray metadata line) are skipped with a warning; more than this
+# fraction of a file means the wrong --text-field, and dropping them silently would lose the corpus.
+MISSING_FIELD_TOLERANCE = 0.01
+
+
+def _quiet_datasets_loaders() -> None:
+    """datasets logs its own copy of a file's read error before raising; ours names the file in one line."""
+    import logging
+
+    for name in ("datasets.packaged_modules.json.json", "datasets.packaged_modules.parquet.parquet"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def _check_missing(where: str, field_name: str, missing: int, records: int) -> None:
+    """Records without the text field: an error past the tolerance, else a warning with the count."""
+    if missing > MISSING_FIELD_TOLERANCE * records:
+        raise ValueError(
+            f"{where}: {missing:,} of {records:,} records have no field {field_name!r}; "
+            f"pass --text-field with the right name (or clean the data)"
+        )
+    if missing:
+        print(f"prepare: warning: skipped {missing:,} of {records:,} records of {where} that have no field "
+              f"{field_name!r}", file=sys.stderr, flush=True)
+
+
 def _iter_file(path: Path, text_field: str, txt_documents: str) -> Iterator[str]:
     from datasets import load_dataset
 
+    _quiet_datasets_loaders()
     builder = builder_for(path)
+    field_name = "text" if builder == "text" else text_field
     kwargs = {"sample_by": TXT_DOCUMENTS[txt_documents]} if builder == "text" else {}
-    documents = 0
+    documents = records = missing = 0
     try:
         ds = load_dataset(builder, data_files=str(path), split="train", streaming=True, **kwargs)
         for row in ds:
-            text = _text_of(row, "text" if builder == "text" else text_field, f"file {str(path)!r}")
+            records += 1
+            # datasets unifies the records' schema: a record lacking the field reads back as None.
+            if row.get(field_name, "") is None:
+                missing += 1
+                continue
+            text = _text_of(row, field_name, f"file {str(path)!r}")
             if text:
                 documents += 1
                 yield text
     except ValueError as e:
         if not isinstance(e, UnicodeDecodeError):  # (a subclass of ValueError) our own clear errors pass as is
-            raise
+            if str(e).startswith(f"file {str(path)!r}"):
+                raise
+            raise ValueError(f"file {str(path)!r} could not be read as {builder} ({_first_line(e)}); "
+                             f"fix or remove it from the sources") from e
         raise ValueError(
             f"file {str(path)!r} is not valid UTF-8 ({e.reason}); convert it first "
             f"(e.g. iconv -f latin1 -t utf-8)"
         ) from e
-    except Exception as e:  # noqa: BLE001 - rethrown with the file's name, or as is
+    except Exception as e:  # noqa: BLE001 - a malformed line, a truncated .gz, garbage parquet: name the file
         if _decode_error(e):
             raise ValueError(
                 f"file {str(path)!r} is not valid UTF-8; convert it first (e.g. iconv -f latin1 -t utf-8)"
             ) from e
-        raise
+        raise ValueError(f"file {str(path)!r} could not be read as {builder} ({_first_line(e)}); "
+                         f"fix or remove it from the sources") from e
+    _check_missing(f"file {str(path)!r}", field_name, missing, records)
     if documents == 0:
         raise ValueError(f"file {str(path)!r} is empty (no non-empty documents); remove it from the sources")
 
@@ -159,11 +204,17 @@ def _iter_hub(spec: str, split: str, text_field: str, hub_config: str | None) ->
         what = "could not be loaded as a dataset" if spec.startswith(HUB_PREFIX) else \
             "is neither a local path nor a loadable dataset"
         raise FileNotFoundError(f"source {name!r} {what} ({type(e).__name__}: {e}); check the name") from e
+    records = missing = 0
     for row in ds:
+        records += 1
+        if row.get(text_field, "") is None:  # a record without the field (the schema has it)
+            missing += 1
+            continue
         text = _text_of(row, text_field, f"dataset {name!r}")
         if text:
             documents += 1
             yield text
+    _check_missing(f"dataset {name!r}", text_field, missing, records)
     if documents == 0:
         raise ValueError(f"dataset {name!r} split {split!r} has no non-empty documents in field {text_field!r}")
 

@@ -24,17 +24,37 @@ def load_tokenizer(spec: str | Path | None = None) -> PreTrainedTokenizerFast:
     if spec is None or str(spec) in ("gpt-neox-20b", "pythia", "default"):
         spec = DEFAULT_TOKENIZER
     path = Path(spec)
-    if path.is_file():
-        tok = PreTrainedTokenizerFast(tokenizer_file=str(path))
-    elif path.is_dir():
-        tok = AutoTokenizer.from_pretrained(str(path))
-    elif str(spec).startswith((".", "/")) or str(spec).endswith(".json"):
+    if not path.exists() and _looks_like_path(str(spec)):
         raise FileNotFoundError(f"tokenizer {str(spec)!r} does not exist; pass a tokenizer.json path, a folder, or a hub name")
-    else:
-        tok = AutoTokenizer.from_pretrained(str(spec))  # hub name (needs internet or the HF cache)
+    try:
+        if path.is_file():
+            tok = PreTrainedTokenizerFast(tokenizer_file=str(path))
+        else:  # a folder saved by transformers, or a hub name (needs internet or the HF cache)
+            tok = AutoTokenizer.from_pretrained(str(spec))
+    except Exception as e:  # noqa: BLE001 - garbage tokenizer.json, a folder without one, an unknown hub name
+        what = "file" if path.is_file() else "folder" if path.is_dir() else "hub name"
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"tokenizer {what} {str(spec)!r} could not be loaded ({type(e).__name__}: {first}); "
+                         f"pass a tokenizer.json, a folder saved by transformers, or a hub name") from e
     if tok.eos_token is None and EOD_TOKEN in tok.get_vocab():
         tok.eos_token = EOD_TOKEN
     return tok
+
+
+def _looks_like_path(spec: str) -> bool:
+    """A name that cannot be a hub repo id, or whose first folder exists here, is a local path: a missing one is
+    an error at once rather than a minute of hub retries."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if spec.startswith((".", "/", "~")) or spec.endswith(".json") or "\\" in spec:
+        return True
+    if "/" in spec and Path(spec.split("/", 1)[0]).is_dir():
+        return True
+    try:
+        validate_repo_id(spec)
+    except HFValidationError:
+        return True
+    return False
 
 
 _HASHES: dict[str, str] = {}  # sha256 of the serialized tokenizer -> tokenizer_hash (the canonical form is slow)

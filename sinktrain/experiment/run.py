@@ -1,8 +1,11 @@
 """`run_experiment`: data -> train (each variant) -> export -> stream-eval -> report, each stage through its
 own public entry (the same functions its CLI verb calls).
 
-Idempotent and resumable: a stage whose artifact is complete is skipped; an unfinished training run resumes
-from its newest complete checkpoint (the training stage's own `resume: auto`).
+Every input of every stage is checked before the first stage runs (`preflight`). Idempotent and resumable: a
+stage is skipped only when its artifact was made from the current inputs (done-markers, markers.py; a training
+run's inputs are its run.json's data manifest); an unfinished training run resumes from its newest complete
+checkpoint (the training stage's own `resume: auto`). A run trained on data that has since been re-prepared is
+kept aside as `train/<variant>.old-N` and trained again.
 Under torchrun every rank trains; rank 0 alone prepares data, exports, evaluates and writes the report.
 """
 
@@ -14,12 +17,14 @@ import time
 from pathlib import Path
 
 from sinktrain.config_io import write_yaml_atomic
-from sinktrain.data import prepare, read_manifest
+from sinktrain.data import check_long_text_source, load_tokenizer, prepare, read_manifest, resolve_source
 from sinktrain.experiment.config import ExperimentConfig
+from sinktrain.experiment.markers import forget, is_done, mark_done, tree_sha256
 from sinktrain.experiment.report import write_report
 from sinktrain.export import ExportConfig, export_checkpoint
 from sinktrain.stream import evaluate
-from sinktrain.train import latest_checkpoint, train
+from sinktrain.stream.config import validate as validate_stream_config
+from sinktrain.train import latest_checkpoint, preflight as train_preflight, train
 
 
 def _rank() -> int:
@@ -35,6 +40,24 @@ def _checkpoint_step(ckpt: Path | None) -> int:
     return int(ckpt.name.rsplit("-", 1)[-1]) if ckpt is not None else -1
 
 
+def preflight(cfg: ExperimentConfig) -> None:
+    """Every stage's inputs, checked before the first stage writes anything: a typo in `stream:` must not
+    surface after hours of training."""
+    pc = cfg.prepare_config()
+    if pc is None:
+        read_manifest(cfg.data_dir)
+    else:
+        for source in pc.sources:
+            resolve_source(source)
+        if pc.tokenizer is not None:
+            load_tokenizer(pc.tokenizer)
+    for variant in cfg.variants:
+        train_preflight(cfg.train_config(variant))
+    sc = cfg.stream_config([str(cfg.root / "export" / v) for v in cfg.variants])
+    validate_stream_config(sc)
+    check_long_text_source(sc.text)
+
+
 def stage_data(cfg: ExperimentConfig) -> None:
     pc = cfg.prepare_config()
     if pc is None:
@@ -48,9 +71,26 @@ def stage_data(cfg: ExperimentConfig) -> None:
         time.sleep(5)
 
 
+def _trained_on_other_data(run_dir: Path, manifest: dict) -> bool:
+    info = run_dir / "run.json"
+    return info.is_file() and json.loads(info.read_text()).get("data_manifest") != manifest
+
+
 def stage_train(cfg: ExperimentConfig, variant: str) -> Path:
     tc = cfg.train_config(variant)
     run_dir = Path(tc.run_dir)
+    manifest = read_manifest(cfg.data_dir)
+    if _trained_on_other_data(run_dir, manifest):
+        if _rank() == 0:
+            n = 1
+            while run_dir.with_name(f"{run_dir.name}.old-{n}").exists():
+                n += 1
+            aside = run_dir.with_name(f"{run_dir.name}.old-{n}")
+            run_dir.rename(aside)
+            log(f"train {variant}: the data was prepared again since this variant was trained; its run is kept "
+                f"as {aside} and the variant trains again")
+        while _trained_on_other_data(run_dir, manifest):  # other ranks wait for rank 0's move
+            time.sleep(1)
     if _checkpoint_step(latest_checkpoint(run_dir) if run_dir.exists() else None) >= tc.trainer.max_steps:
         log(f"train {variant}: done (step {tc.trainer.max_steps} checkpoint exists), skipped")
         return run_dir
@@ -62,31 +102,35 @@ def stage_train(cfg: ExperimentConfig, variant: str) -> Path:
 def stage_export(cfg: ExperimentConfig, variant: str, run_dir: Path) -> Path:
     out = cfg.root / "export" / variant
     ckpt = latest_checkpoint(run_dir)
-    meta_path = out / "config.json"
-    if meta_path.is_file():
-        done_step = json.loads(meta_path.read_text()).get("sinktrain", {}).get("step")
-        if done_step == _checkpoint_step(ckpt):
-            log(f"export {variant}: done (step {done_step}), skipped")
-            return out
+    stage, inputs = f"export-{variant}", {"checkpoint": str(ckpt), "checkpoint_sha256": tree_sha256(ckpt)}
+    if (out / "config.json").is_file() and is_done(cfg.root, stage, inputs):
+        log(f"export {variant}: done (step {_checkpoint_step(ckpt)}), skipped")
+        return out
     log(f"export {variant}: {ckpt} -> {out}")
-    return export_checkpoint(ExportConfig(str(ckpt), str(out), overwrite=True))
+    forget(cfg.root, stage)
+    export_checkpoint(ExportConfig(str(ckpt), str(out), overwrite=True))
+    mark_done(cfg.root, stage, inputs)
+    return out
 
 
 def stage_stream(cfg: ExperimentConfig, model_dirs: list[Path]) -> dict:
     sc = cfg.stream_config([str(d) for d in model_dirs] + list(cfg.pretrained))
     results_path = Path(sc.out) / "results.json"
-    run_path = Path(sc.out) / "run.json"
-    if results_path.is_file() and run_path.is_file():
-        previous = json.loads(run_path.read_text()).get("config", {})
-        if previous == json.loads(json.dumps(sc.__dict__)):
-            log(f"stream-eval: done ({results_path}), skipped")
-            return json.loads(results_path.read_text())
+    # Pretrained models are identified by their spec (a zoo name or hub id has no local tree to hash).
+    inputs = {"config": json.loads(json.dumps(sc.__dict__)), "models": {str(d): tree_sha256(d) for d in model_dirs}}
+    if results_path.is_file() and is_done(cfg.root, "stream", inputs):
+        log(f"stream-eval: done ({results_path}), skipped")
+        return json.loads(results_path.read_text())
     log(f"stream-eval: {len(sc.models)} models on {sc.text} -> {sc.out}")
-    return evaluate(sc)
+    forget(cfg.root, "stream")
+    results = evaluate(sc)
+    mark_done(cfg.root, "stream", inputs)
+    return results
 
 
 def run_experiment(cfg: ExperimentConfig) -> Path | None:
     """Run (or finish) the whole study; returns the report path (None on ranks other than 0)."""
+    preflight(cfg)
     cfg.root.mkdir(parents=True, exist_ok=True)
     if _rank() == 0:
         write_yaml_atomic(cfg.root / "experiment.yaml", cfg.__dict__)

@@ -50,13 +50,44 @@ def resolve_checkpoint(source: Path) -> tuple[Path, Path | None]:
     return source, run if is_run_dir(run) else None
 
 
+def check_out_dir_apart(out: Path, source: Path) -> None:
+    """Refuse an export target that is, contains, or lies inside the training run (or checkpoint) it reads:
+    replacing it (--overwrite) would delete the run being exported."""
+    out_abs, src_abs = out.resolve(), source.resolve()
+    if out_abs == src_abs or out_abs in src_abs.parents:
+        where = "is" if out_abs == src_abs else "contains"
+    elif src_abs in out_abs.parents:
+        where = "is inside"
+    else:
+        return
+    raise ValueError(f"export target {str(out)!r} {where} the run being exported ({str(source)!r}); "
+                     f"writing there could delete it. Choose an out_dir outside the run")
+
+
+def _read_eval_results(path: str) -> dict:
+    """A stream-eval results.json, read before anything is written."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--eval-results {path!r} does not exist; pass a results.json of sinktrain stream-eval")
+    try:
+        results = json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"--eval-results {path!r} is not valid JSON ({e}); pass a stream-eval results.json") from e
+    if not isinstance(results, dict):
+        raise ValueError(f"--eval-results {path!r} is not a stream-eval results.json (a mapping of model -> results)")
+    return results
+
+
 def _file_sha256(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def _prepare_out_dir(out: Path, overwrite: bool) -> Path:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise FileExistsError(f"output folder {out} exists and is not empty; pass --overwrite to replace it")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not overwrite:
+            raise FileExistsError(f"output folder {out} exists and is not empty; pass --overwrite to replace it")
+        if not (out / "config.json").is_file():  # --overwrite replaces an earlier export, nothing else
+            raise FileExistsError(f"output folder {out} is not an earlier export (no config.json); --overwrite "
+                                  f"replaces only exports. Choose another out_dir")
     tmp = out.with_name(out.name + ".tmp-export")
     if tmp.exists():
         shutil.rmtree(tmp)  # left by an interrupted export
@@ -66,10 +97,12 @@ def _prepare_out_dir(out: Path, overwrite: bool) -> Path:
 
 def export_checkpoint(cfg: ExportConfig) -> Path:
     ckpt, run_dir = resolve_checkpoint(Path(cfg.source))
+    out = Path(cfg.out_dir)
+    check_out_dir_apart(out, run_dir or ckpt)
+    eval_results = _read_eval_results(cfg.eval_results) if cfg.eval_results else None
     state_dict, meta = load_checkpoint_weights(ckpt)
     train_config = meta["config"]
     model_cfg = ModelConfig.from_dict(train_config["model"])
-    out = Path(cfg.out_dir)
     tmp = _prepare_out_dir(out, cfg.overwrite)
 
     model = build_model(model_cfg, seed=None)
@@ -99,7 +132,6 @@ def export_checkpoint(cfg: ExportConfig) -> Path:
     save_tokenizer(train_config.get("data", {}).get("tokenizer"), model_cfg.sink_token_ids, tmp)
 
     has_plot = plot_loss_curve(read_metrics(run_dir), tmp / "loss_curve.png", f"{out.name}: training loss")
-    eval_results = json.loads(Path(cfg.eval_results).read_text()) if cfg.eval_results else None
     write_model_card(tmp, sink_meta, train_config, has_plot, eval_results)
 
     leftovers = [p.name for p in tmp.iterdir() if p.suffix in PICKLE_SUFFIXES]
@@ -117,5 +149,6 @@ def export_every(run_dir: str, out_root: str, every_k: int = 1, overwrite: bool 
         raise ValueError(f"{run} is not a run directory (no config.yaml + checkpoints/); pass the folder `sinktrain train` wrote")
     if every_k < 1:
         raise ValueError(f"--every must be >= 1, got {every_k}")
+    check_out_dir_apart(Path(out_root), run)
     ckpts = list_checkpoints(run)[::-1][::every_k][::-1]  # always include the newest
     return [export_checkpoint(ExportConfig(str(c), str(Path(out_root) / c.name), overwrite=overwrite)) for c in ckpts]

@@ -22,11 +22,13 @@ def read_metrics(run_dir: Path | None) -> list[dict]:
     if not path or not path.is_file():
         return []
     rows = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except ValueError:
             continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):  # anything else is not a metrics row
+            rows.append(row)
     return rows
 
 

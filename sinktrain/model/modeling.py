@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
@@ -97,6 +99,13 @@ def save_model(model: GPTNeoXForCausalLM, out_dir) -> None:
     model.save_pretrained(out_dir, safe_serialization=True)
     if isinstance(model, SinkGPTNeoXForCausalLM):
         shutil.copyfile(attention.__file__, Path(out_dir) / Path(attention.__file__).name)
+    # save_pretrained writes model.safetensors through a private temporary file (mode 0600); give every file
+    # the mode a plain open() would (0644 under the usual umask 022), so others can read the export.
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in Path(out_dir).iterdir():
+        if path.is_file():
+            path.chmod(0o666 & ~umask)
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:

@@ -2,6 +2,7 @@
 
 Public API (what later stages may import):
     TrainConfig, load_train_config, train                      configure and run (in-process or under torchrun)
+    preflight                                                  train's checks that need no data (for the experiment)
     list_checkpoints, latest_checkpoint, load_checkpoint_weights  read a run directory's checkpoints
 """
 
@@ -25,6 +26,13 @@ def train(cfg: TrainConfig):
     return _train(cfg)
 
 
+def preflight(cfg: TrainConfig):
+    """Check `cfg` as `train` would before it reads data: topology, batch geometry, accelerator, run dir."""
+    from sinktrain.train.run import preflight as _preflight
+
+    return _preflight(cfg)
+
+
 __all__ = [
     "CheckpointConfig",
     "DataConfig",
@@ -37,5 +45,6 @@ __all__ = [
     "list_checkpoints",
     "load_checkpoint_weights",
     "load_train_config",
+    "preflight",
     "train",
 ]

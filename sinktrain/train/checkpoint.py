@@ -7,6 +7,11 @@ and the directory is renamed to its final name. A kill at any point leaves eithe
 Older checkpoints are pruned only after the new one is complete, and renamed away before being deleted.
 The run directory must be on a filesystem all nodes share (as DeepSpeed's ZeRO shards require anyway).
 
+Never unpickle what a user hands us: every pickle file of a checkpoint is opened with `torch.load(weights_only=True)`
+(`verify_checkpoint`) before anything else reads it, with only the plain data classes DeepSpeed stores next to
+its tensors allowed. A file that needs anything else is refused (`UnsafeCheckpointError`, naming the file); a file
+that cannot be read at all, e.g. truncated by a full disk, is `UnreadableCheckpointError`.
+
 This module only reads checkpoints (no Lightning import, so later stages load it cheaply); the callback that
 writes them is `checkpoint_callback.StepCheckpoint`.
 """
@@ -14,6 +19,7 @@ writes them is `checkpoint_callback.StepCheckpoint`.
 from __future__ import annotations
 
 import json
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -27,6 +33,22 @@ META = "meta.json"
 COMPLETE = "COMPLETE"
 FORMAT = "sinktrain-checkpoint/1"
 _NAME = re.compile(r"^step-(\d{8})$")
+PICKLE_SUFFIXES = (".ckpt", ".pt")
+# Plain data classes (no code runs to rebuild them) that DeepSpeed pickles into its ZeRO optimizer files.
+DEEPSPEED_SAFE_GLOBALS = (
+    ("deepspeed.runtime.fp16.loss_scaler", "LossScaler"),
+    ("deepspeed.runtime.fp16.loss_scaler", "DynamicLossScaler"),
+    ("deepspeed.runtime.zero.config", "ZeroStageEnum"),
+    ("deepspeed.utils.tensor_fragment", "fragment_address"),
+)
+
+
+class UnreadableCheckpointError(ValueError):
+    """A checkpoint file that cannot be read (truncated, garbage): `--resume auto` falls back past it."""
+
+
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint file that would run code when unpickled: always refused."""
 
 
 def checkpoint_name(step: int) -> str:
@@ -62,10 +84,65 @@ def read_meta(ckpt: str | Path) -> dict:
             f"{str(ckpt)!r} is not a complete checkpoint (no {COMPLETE} marker or meta.json, or a .tmp name: "
             f"a save that did not finish); use latest_checkpoint(run_dir) to find the newest complete one"
         )
-    with open(ckpt / META) as f:
-        meta = json.load(f)
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{ckpt / META} has format {meta.get('format')!r}, expected {FORMAT!r}")
+    try:
+        meta = json.loads((ckpt / META).read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UnreadableCheckpointError(f"{ckpt / META} is not valid JSON ({e}); the checkpoint is damaged") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise ValueError(f"{ckpt / META} has format {found!r}, expected {FORMAT!r}")
+    return meta
+
+
+def _safe_globals() -> list:
+    import importlib
+
+    found = []
+    for module, name in DEEPSPEED_SAFE_GLOBALS:
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):  # no deepspeed here: its classes cannot be in a loadable file anyway
+            pass
+    return found
+
+
+def safe_load(path: Path, mmap: bool = False):
+    """`torch.load(path, weights_only=True)`; a clear error naming the file for anything else."""
+    path = Path(path)
+    try:
+        with torch.serialization.safe_globals(_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:
+        if "weights only load failed" in str(e).lower():
+            detail = next((line.strip() for line in str(e).splitlines() if "Unsupported" in line), "")
+            raise UnsafeCheckpointError(
+                f"checkpoint file {str(path)!r} holds pickled objects beyond tensors and plain data "
+                f"({detail.split('. ')[0] or 'refused by weights_only'}); sinktrain does not load it, since "
+                f"unpickling it could run code. Use a checkpoint written by sinktrain"
+            ) from e
+        raise UnreadableCheckpointError(f"checkpoint file {str(path)!r} cannot be read ({e}); it is damaged") from e
+    except Exception as e:  # noqa: BLE001 - truncated zip, garbage bytes, a folder where a file should be
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UnreadableCheckpointError(
+            f"checkpoint file {str(path)!r} cannot be read ({type(e).__name__}: {first}); it is truncated or damaged"
+        ) from e
+
+
+def verify_checkpoint(ckpt: str | Path) -> dict:
+    """Open every pickle file of a complete checkpoint with weights_only=True; return its meta.
+
+    Raises UnsafeCheckpointError for files that would run code, UnreadableCheckpointError for damaged ones.
+    Tensors are memory-mapped, so this reads little more than the pickles' structure.
+    """
+    ckpt = Path(ckpt)
+    meta = read_meta(ckpt)
+    files = sorted(p for p in ckpt.rglob("*") if p.suffix in PICKLE_SUFFIXES)
+    if meta.get("kind") != "deepspeed" and ckpt / LIGHTNING_FILE not in files:
+        raise UnreadableCheckpointError(f"checkpoint {str(ckpt)!r} has no {LIGHTNING_FILE}; it is damaged")
+    if meta.get("kind") == "deepspeed" and not any(p.name.endswith("model_states.pt") for p in files):
+        raise UnreadableCheckpointError(f"DeepSpeed checkpoint {str(ckpt)!r} has no model states file; it is damaged")
+    for path in files:
+        safe_load(path, mmap=True)
     return meta
 
 
@@ -90,13 +167,13 @@ def load_checkpoint_weights(ckpt_path: str | Path) -> tuple[dict[str, torch.Tens
     optimizer shards of every rank).
     """
     ckpt = Path(ckpt_path)
-    meta = read_meta(ckpt)
+    meta = verify_checkpoint(ckpt)  # before DeepSpeed's converter, which unpickles with weights_only=False
     if meta["kind"] == "deepspeed":
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
         raw = get_fp32_state_dict_from_zero_checkpoint(str(ckpt), tag=DEEPSPEED_TAG)
     else:
-        raw = torch.load(ckpt / LIGHTNING_FILE, map_location="cpu", weights_only=False)["state_dict"]
+        raw = safe_load(ckpt / LIGHTNING_FILE)["state_dict"]
     prefix = "model."  # the LightningModule holds the HF model as `self.model`
     weights = {k[len(prefix):]: v for k, v in raw.items() if k.startswith(prefix)}
     keys = _hf_state_dict_keys(meta["config"]["model"])

@@ -6,6 +6,7 @@ starts with the sink id(s) and the loss is never taken on predicting them.
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import warnings
@@ -117,13 +118,33 @@ class SinkLM(pl.LightningModule):
             self.last_grad_norm = float(torch.nn.utils.get_total_norm(grads, 2.0))
 
     # --- optimiser -----------------------------------------------------------------------------------
+    def schedule(self) -> WarmupCosine:
+        cfg = self.cfg
+        return WarmupCosine(cfg.warmup_steps, cfg.total_steps, cfg.optim.min_lr / cfg.optim.lr)
+
     def configure_optimizers(self):
         cfg = self.cfg
         on_cuda = self.trainer.strategy.root_device.type == "cuda"
         optimizer = make_optimizer(param_groups(self.model, cfg.optim.weight_decay), cfg, on_cuda)
-        schedule = WarmupCosine(cfg.warmup_steps, cfg.total_steps, cfg.optim.min_lr / cfg.optim.lr)
-        scheduler = LambdaLR(optimizer, schedule)
+        scheduler = LambdaLR(optimizer, self.schedule())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    def on_train_start(self) -> None:
+        # Resuming restored the checkpoint's schedule (LambdaLR saves base_lrs and WarmupCosine's fields). A
+        # resumed run follows *this* config's lr, min_lr and length from the restored step on, as config.yaml
+        # and run.json record (run.py says what changed). Unchanged values are left alone: resume stays exact.
+        schedule = self.schedule()
+        for config in self.trainer.lr_scheduler_configs:
+            sched = config.scheduler
+            base_lrs = [self.cfg.optim.lr] * len(sched.base_lrs)
+            if sched.base_lrs == base_lrs and all(vars(f) == vars(schedule) for f in sched.lr_lambdas):
+                continue
+            sched.base_lrs = base_lrs
+            sched.lr_lambdas = [copy.copy(schedule) for _ in sched.lr_lambdas]
+            lrs = [base * f(sched.last_epoch) for base, f in zip(sched.base_lrs, sched.lr_lambdas)]
+            for group, lr in zip(sched.optimizer.param_groups, lrs):
+                group["initial_lr"], group["lr"] = self.cfg.optim.lr, lr
+            sched._last_lr = lrs
 
     # --- checkpoint extras ---------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -180,13 +180,13 @@ def truncate_metrics(run_dir: Path, keep_through_step: int) -> None:
         return
     kept = []
     if keep_through_step > 0:
-        with open(path) as f:
+        with open(path, errors="replace") as f:
             for line in f:
                 try:
                     if json.loads(line)["step"] <= keep_through_step:
                         kept.append(line if line.endswith("\n") else line + "\n")
-                except (ValueError, KeyError):
-                    continue  # a line cut short by a kill
+                except (ValueError, KeyError, TypeError, IndexError):
+                    continue  # a line cut short by a kill, or one that is not a metrics row
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(kept))
     tmp.replace(path)

@@ -2,13 +2,15 @@
 
 The same function runs in-process (single device) and in every rank under torchrun; Lightning reads world
 size and ranks from the torchrun environment. All input checks happen before anything is written, so a bad
-config, data directory or resume target leaves the run directory as it was.
+config, data directory or resume target leaves the run directory as it was. Global rank 0 then holds the run
+dir's lock (run_dir.py) for the whole run.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import warnings
 from pathlib import Path
 
@@ -23,18 +25,19 @@ from sinktrain.train.datamodule import TokenDataModule, open_token_datasets
 from sinktrain.train.flops import device_peak_tflops, flops_per_token
 from sinktrain.train.module import SinkLM
 from sinktrain.train.monitor import TrainingMonitor, truncate_metrics
+from sinktrain.train.run_dir import (CONFIG_FILE, RUN_FORMAT, RUN_INFO_FILE, announce_fresh_start,
+                                     check_run_dir_is_ours, run_dir_lock)
 from sinktrain.train.strategy import build_plugins, build_strategy, on_gpu
-
-CONFIG_FILE = "config.yaml"
-RUN_INFO_FILE = "run.json"
 
 
 def _checkpoint_kind(cfg: TrainConfig) -> str:
     return "deepspeed" if cfg.trainer.strategy == "deepspeed" else "lightning"
 
 
-def resolve_resume(cfg: TrainConfig, run_dir: Path, world_size: int) -> Path | None:
-    """The checkpoint to resume from (None: fresh start), after checking it fits this config."""
+def resolve_resume(cfg: TrainConfig, run_dir: Path, world_size: int, report: bool = True) -> Path | None:
+    """The checkpoint to resume from (None: fresh start), after checking it fits this config.
+    `report`: say (on rank 0) which checkpoints were skipped and which schedule values changed."""
+    report = report and _is_global_rank_zero()
     if cfg.resume == "never":
         existing = ckpt.latest_checkpoint(run_dir)
         if existing is not None:
@@ -44,14 +47,15 @@ def resolve_resume(cfg: TrainConfig, run_dir: Path, world_size: int) -> Path | N
             )
         return None
     if cfg.resume == "auto":
-        target = ckpt.latest_checkpoint(run_dir)
+        target = newest_readable_checkpoint(run_dir, report)
         if target is None:
             return None
     else:
         target = Path(cfg.resume)
         if not target.exists():
             raise FileNotFoundError(f"resume checkpoint {cfg.resume!r} does not exist; pass auto, never or a step-XXXXXXXX directory")
-    meta = ckpt.read_meta(target)  # ValueError for half-written or foreign directories
+    # ValueError for half-written, foreign, damaged or unsafe (code-carrying) checkpoints
+    meta = ckpt.verify_checkpoint(target)
     saved_model, this_model = meta["config"]["model"], cfg.model.to_dict()
     if saved_model != this_model:
         diff = "; ".join(
@@ -81,7 +85,41 @@ def resolve_resume(cfg: TrainConfig, run_dir: Path, world_size: int) -> Path | N
             f"DeepSpeed checkpoint {target.name} holds optimizer shards for {meta.get('world_size')} ranks but this "
             f"run has {world_size}; resume with the same number of processes"
         )
+    changes = schedule_changes(meta["config"], cfg)
+    if changes and report:
+        print(f"train: resuming {target.name} with {'; '.join(changes)}: the learning-rate schedule of this config "
+              f"applies from step {meta['step']} on", file=sys.stderr, flush=True)
     return target
+
+
+def newest_readable_checkpoint(run_dir: Path, report: bool = True) -> Path | None:
+    """The newest complete checkpoint whose files all load; damaged newer ones are named and skipped."""
+    found = ckpt.list_checkpoints(run_dir)
+    for i, candidate in enumerate(reversed(found)):
+        try:
+            ckpt.verify_checkpoint(candidate)  # an UnsafeCheckpointError is not skipped: it stops the run
+        except ckpt.UnreadableCheckpointError as e:
+            if report:
+                print(f"train: skipping {candidate.name}: {e}", file=sys.stderr, flush=True)
+            continue
+        if i and report:
+            print(f"train: resuming from {candidate.name}, the newest complete checkpoint", file=sys.stderr, flush=True)
+        return candidate
+    if found:
+        raise ValueError(f"none of the {len(found)} checkpoints in {str(run_dir)!r} can be read (see above); "
+                         f"resume from a copy of an intact one or start a new --run-dir")
+    return None
+
+
+# The schedule's inputs: a resumed run honours new values of these (SinkLM.on_train_start) and says so.
+SCHEDULE_KEYS = (("optim", "lr"), ("optim", "min_lr"), ("trainer", "max_steps"), ("schedule", "warmup_fraction"),
+                 ("schedule", "warmup_steps"), ("schedule", "total_steps"))
+
+
+def schedule_changes(saved: dict, cfg: TrainConfig) -> list[str]:
+    now = cfg.to_dict()
+    return [f"{a}.{b} {saved.get(a, {}).get(b)!r} -> {now[a][b]!r}" for a, b in SCHEDULE_KEYS
+            if saved.get(a, {}).get(b) != now[a][b]]
 
 
 def _is_global_rank_zero() -> bool:
@@ -89,14 +127,25 @@ def _is_global_rank_zero() -> bool:
     return all(int(os.environ.get(v, 0)) == 0 for v in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Pretrain (or resume) the model `cfg` describes; returns the run directory."""
+def preflight(cfg: TrainConfig) -> tuple[int, int, int]:
+    """The checks that need neither the data nor a checkpoint: (devices, nodes, grad accumulation).
+    The experiment runs them for every variant before its first stage."""
     cfg.validate()
     devices, nodes = resolve_topology(cfg)
-    world = devices * nodes
-    accum = check_batch_geometry(cfg, world)
+    accum = check_batch_geometry(cfg, devices * nodes)
     if not cfg.data.dir:
         raise ValueError("data.dir is not set; point it at a directory written by `sinktrain data prepare`")
+    if on_gpu(cfg) and not torch.cuda.is_available():
+        raise ValueError(f"trainer.accelerator is {cfg.trainer.accelerator} but this machine has no CUDA GPU "
+                         f"(torch.cuda.is_available() is False); use accelerator cpu or auto")
+    check_run_dir_is_ours(Path(cfg.run_dir))
+    return devices, nodes, accum
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Pretrain (or resume) the model `cfg` describes; returns the run directory."""
+    devices, nodes, accum = preflight(cfg)
+    world = devices * nodes
     data_dir = Path(cfg.data.dir)
     if not (data_dir / "manifest.json").is_file():
         raise FileNotFoundError(
@@ -104,7 +153,17 @@ def train(cfg: TrainConfig) -> Path:
         )
     train_tokens, val_tokens = open_token_datasets(cfg)  # raises on a tokenizer / vocabulary mismatch
     run_dir = Path(cfg.run_dir)
-    resume_from = resolve_resume(cfg, run_dir, world)
+    resolve_resume(cfg, run_dir, world, report=False)  # every check before the lock creates the run dir
+    if not _is_global_rank_zero():
+        return _start(cfg, devices, nodes, world, accum, train_tokens, val_tokens, run_dir)
+    with run_dir_lock(run_dir):
+        return _start(cfg, devices, nodes, world, accum, train_tokens, val_tokens, run_dir)
+
+
+def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, train_tokens, val_tokens,
+           run_dir: Path) -> Path:
+    """Write the run dir and fit; on rank 0 under the run dir's lock."""
+    resume_from = resolve_resume(cfg, run_dir, world)  # again, now that no other training can change the run dir
     start_step = ckpt.read_meta(resume_from)["step"] if resume_from else 0
 
     # --- from here on the run directory is written (rank 0 only) -----------------------------------------
@@ -112,6 +171,7 @@ def train(cfg: TrainConfig) -> Path:
     text_tokens_per_step = cfg.trainer.global_batch_size * cfg.sample_len  # what the data stage delivers
     model_flops_per_token = flops_per_token(cfg.model)
     info = {
+        "format": RUN_FORMAT,
         "world_size": world, "devices_per_node": devices, "num_nodes": nodes, "grad_accumulation": accum,
         "seq_len": cfg.model.seq_len, "sample_len": cfg.sample_len, "sink_token_ids": cfg.model.sink_token_ids,
         "warmup_steps": cfg.warmup_steps, "total_steps": cfg.total_steps,
@@ -119,10 +179,12 @@ def train(cfg: TrainConfig) -> Path:
         "resumed_from": str(resume_from) if resume_from else None,
     }
     if _is_global_rank_zero():
+        if resume_from is None:
+            announce_fresh_start(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.remove_partial_checkpoints(run_dir)
+        write_json_atomic(run_dir / RUN_INFO_FILE, info)  # first: it marks the folder as a sinktrain run
         write_yaml_atomic(run_dir / CONFIG_FILE, cfg.to_dict())
-        write_json_atomic(run_dir / RUN_INFO_FILE, info)
         truncate_metrics(run_dir, start_step)
         if resume_from is None:
             shutil.rmtree(run_dir / "tb", ignore_errors=True)  # a fresh start: no stale curves
@@ -151,7 +213,8 @@ def train(cfg: TrainConfig) -> Path:
         # Our loader resumes by step (see datamodule.py), which Lightning cannot see; its warnings are moot.
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, datamodule=datamodule, weights_only=False,
+        # weights_only: Lightning checkpoints hold tensors and plain data only (verified in resolve_resume).
+        trainer.fit(module, datamodule=datamodule, weights_only=True,
                     ckpt_path=str(ckpt.resume_target(resume_from)) if resume_from else None)
     if monitor.nonfinite is not None:
         step, loss = monitor.nonfinite

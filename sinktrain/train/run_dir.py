@@ -1,0 +1,97 @@
+"""Whose run directory is this, and who is writing it: the guards `train` passes before it writes anything.
+
+- A folder that is not empty and not a sinktrain run is the user's: refused, nothing in it is touched.
+- A sinktrain run dir without a checkpoint starts over; what that discards is said in one line.
+- One training at a time: global rank 0 holds an exclusive `fcntl.flock` on `<run_dir>/run.lock` for the whole
+  run. The kernel drops it when the process ends, however it ends (kill -9 included), so a lock never goes
+  stale; a second training is refused with the holder's pid and host (written into the lock file).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from sinktrain.train import checkpoint as ckpt
+from sinktrain.train.monitor import METRICS_FILE
+
+RUN_FORMAT = "sinktrain-run/1"  # run.json's "format"
+CONFIG_FILE = "config.yaml"
+RUN_INFO_FILE = "run.json"
+LOCK_FILE = "run.lock"
+TB_DIR = "tb"
+
+
+def is_sinktrain_run(run_dir: Path) -> bool:
+    """True for a folder sinktrain's `train` made: its run.json, a checkpoint, or only its lock (a kill at start)."""
+    info = run_dir / RUN_INFO_FILE
+    if info.is_file():
+        try:
+            data = json.loads(info.read_text())
+        except (ValueError, UnicodeDecodeError):
+            data = {}
+        # run.json files written before the format key existed carry flops_per_token and the data manifest
+        legacy = isinstance(data, dict) and {"flops_per_token", "data_manifest"} <= data.keys()
+        if legacy or (isinstance(data, dict) and data.get("format") == RUN_FORMAT):
+            return True
+    if ckpt.list_checkpoints(run_dir):
+        return True
+    return {p.name for p in run_dir.iterdir()} <= {LOCK_FILE}
+
+
+def check_run_dir_is_ours(run_dir: Path) -> None:
+    """Refuse a file, or a non-empty folder that is not a sinktrain run (its config.yaml, tb/ ... are the user's)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"run dir {str(run_dir)!r} is a file; pass a folder to --run-dir")
+    if run_dir.is_dir() and not is_sinktrain_run(run_dir):
+        names = sorted(p.name for p in run_dir.iterdir())
+        raise FileExistsError(
+            f"run dir {str(run_dir)!r} is not empty and not a sinktrain run (it holds "
+            f"{', '.join(map(repr, names[:3]))}{', ...' if len(names) > 3 else ''}); choose a new or empty --run-dir"
+        )
+
+
+def announce_fresh_start(run_dir: Path) -> None:
+    """A sinktrain run dir without a complete checkpoint starts at step 0: say what that replaces."""
+    if not run_dir.is_dir():
+        return
+    discarded = []
+    metrics = run_dir / METRICS_FILE
+    if metrics.is_file():
+        rows = sum(1 for line in metrics.read_text().splitlines() if line.strip())
+        discarded.append(f"{METRICS_FILE} ({rows} rows)")
+    if (run_dir / TB_DIR).is_dir():
+        discarded.append(f"{TB_DIR}/")
+    rewritten = [n for n in (CONFIG_FILE, RUN_INFO_FILE) if (run_dir / n).is_file()]
+    if not discarded and not rewritten:
+        return
+    print(f"train: {run_dir} has no complete checkpoint, so this run starts at step 0: "
+          f"discarding {', '.join(discarded) or 'nothing'}, rewriting {', '.join(rewritten) or 'nothing'}; "
+          f"anything else in it is kept", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def run_dir_lock(run_dir: Path):
+    """Hold the run dir's exclusive lock for the `with` block; FileExistsError naming the holder if taken."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise FileExistsError(
+            f"run dir {str(run_dir)!r} is in use by another training ({holder}); wait for it to end, "
+            f"or choose another --run-dir"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -1,0 +1,207 @@
+"""Careless or hostile input to `sinktrain train`: refused in one line before anything is written, or honoured
+and said; nothing of the user's, and nothing of another training, is lost or changed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+from sinktrain.cli import main
+from sinktrain.train import latest_checkpoint, list_checkpoints, load_train_config, train
+from sinktrain.train.module import WarmupCosine
+from train_helpers import RECIPES
+
+SETS = ["trainer.max_steps=4", "checkpoint.every=2", "checkpoint.keep_last=0", "trainer.val_every=0",
+        "logging.sink_score_every=0"]
+
+
+def tiny(data, run_dir, *sets, resume="auto"):
+    return load_train_config(RECIPES / "tiny-cpu.yaml", [f"data.dir={data}", *SETS, *sets], run_dir=str(run_dir),
+                             resume=resume)
+
+
+def snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_data, tmp_path_factory):
+    """A finished 4-step run with checkpoints at steps 2 and 4 (copy it before changing it)."""
+    run = tmp_path_factory.mktemp("hostile") / "run"
+    train(tiny(tiny_data, run))
+    return run
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    return run
+
+
+class Payload:
+    """Unpickling this creates a folder: proof that the loader ran code from the file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def test_a_foreign_folder_is_refused_and_kept(tiny_data, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    (mine / "tb").mkdir(parents=True)
+    (mine / "tb" / "events.out").write_bytes(b"my curves")
+    for name in ("config.yaml", "run.json", "metrics.jsonl"):
+        (mine / name).write_text(f"my own {name}\n")
+    before = snapshot(mine)
+    code = main(["train", "--config", str(RECIPES / "tiny-cpu.yaml"), "--run-dir", str(mine),
+                 "--set", f"data.dir={tiny_data}", "--set", "trainer.max_steps=1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "is not empty and not a sinktrain run" in err and "choose a new or empty --run-dir" in err
+    assert snapshot(mine) == before
+
+
+def test_a_run_without_checkpoint_says_what_it_discards(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(tiny(tiny_data, run, "trainer.max_steps=2", "checkpoint.every=0"))  # every=0: no checkpoint
+    assert not list_checkpoints(run)
+    capsys.readouterr()
+    train(tiny(tiny_data, run, "trainer.max_steps=1", "checkpoint.every=0"))
+    err = capsys.readouterr().err
+    assert "has no complete checkpoint, so this run starts at step 0: discarding metrics.jsonl (2 rows), tb/" in err
+    assert "rewriting config.yaml, run.json" in err
+    assert [json.loads(r)["step"] for r in (run / "metrics.jsonl").read_text().splitlines()] == [1]
+
+
+def test_a_second_training_is_refused_with_the_holders_pid(tiny_data, run_copy, capsys):
+    from sinktrain.train.run_dir import run_dir_lock
+
+    with run_dir_lock(run_copy):  # what the first training holds for its whole run
+        before = snapshot(run_copy)
+        code = main(["train", "--config", str(RECIPES / "tiny-cpu.yaml"), "--run-dir", str(run_copy),
+                     "--set", f"data.dir={tiny_data}", *sum((["--set", s] for s in SETS), []),
+                     "--set", "trainer.max_steps=6"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f"is in use by another training (pid {os.getpid()} on " in err and "wait for it to end" in err
+    assert snapshot(run_copy) == before  # the lock file's text is the holder's, untouched
+    # The lock goes with its holder: the next training runs.
+    train(tiny(tiny_data, run_copy, "trainer.max_steps=6"))
+    assert latest_checkpoint(run_copy).name == "step-00000006"
+
+
+def test_a_crafted_pickle_is_never_run(tiny_data, run_copy, tmp_path, capsys):
+    newest = run_copy / "checkpoints" / "step-00000004" / "lightning.ckpt"
+    state = torch.load(newest, weights_only=True)
+    state["extra"] = Payload(tmp_path / "pwned")
+    torch.save(state, newest)
+    before = snapshot(run_copy)
+    for argv in (["train", "--config", str(RECIPES / "tiny-cpu.yaml"), "--run-dir", str(run_copy),
+                  "--set", f"data.dir={tiny_data}", "--set", "trainer.max_steps=6"],
+                 ["export", str(run_copy), str(tmp_path / "hf")]):
+        code = main(argv)
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert str(newest) in err and "could run code" in err
+        assert not (tmp_path / "pwned").exists()
+    assert snapshot(run_copy) == before and not (tmp_path / "hf").exists()
+
+
+def test_a_crafted_deepspeed_checkpoint_is_never_run(run_copy, tmp_path, capsys):
+    # A directory that claims to be a DeepSpeed checkpoint: DeepSpeed's own converter unpickles with
+    # weights_only=False, so the files must be checked before it sees them.
+    ckpt = run_copy / "checkpoints" / "step-00000004"
+    meta = json.loads((ckpt / "meta.json").read_text())
+    (ckpt / "meta.json").write_text(json.dumps({**meta, "kind": "deepspeed"}))
+    (ckpt / "lightning.ckpt").unlink()
+    (ckpt / "checkpoint").mkdir()
+    torch.save({"module": Payload(tmp_path / "pwned")}, ckpt / "checkpoint" / "mp_rank_00_model_states.pt")
+    code = main(["export", str(ckpt), str(tmp_path / "hf")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "mp_rank_00_model_states.pt" in err
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "hf").exists()
+
+
+def test_resume_falls_back_past_a_truncated_newest_checkpoint(tiny_data, run_copy, capsys):
+    newest = run_copy / "checkpoints" / "step-00000004" / "lightning.ckpt"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    rows_before = (run_copy / "metrics.jsonl").read_text().splitlines()
+    train(tiny(tiny_data, run_copy))
+    err = capsys.readouterr().err
+    assert "skipping step-00000004: checkpoint file" in err and "truncated or damaged" in err
+    assert "resuming from step-00000002, the newest complete checkpoint" in err
+    # steps 3 and 4 were trained again, from step 2, and step 4 is whole again
+    rows = [json.loads(r) for r in (run_copy / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    timing = ("tokens_per_s",)  # everything but the measured speed is the same as in the uninterrupted run
+    strip = lambda r: {k: v for k, v in r.items() if k not in timing}  # noqa: E731
+    assert [strip(json.loads(r)) for r in rows_before] == [strip(r) for r in rows]
+    torch.load(newest, weights_only=True)
+
+
+def test_a_truncated_or_garbage_checkpoint_is_one_line_for_export(run_copy, tmp_path, capsys):
+    ckpt = run_copy / "checkpoints" / "step-00000004"
+    (ckpt / "lightning.ckpt").write_bytes((ckpt / "lightning.ckpt").read_bytes()[:1000])
+    assert main(["export", str(ckpt), str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "lightning.ckpt" in err and "truncated or damaged" in err
+    (ckpt / "meta.json").write_text("{garbage")
+    assert main(["export", str(ckpt), str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "meta.json is not valid JSON" in err
+
+
+def test_resume_with_a_new_schedule_follows_it_and_says_so(tiny_data, run_copy, capsys):
+    cfg = tiny(tiny_data, run_copy, "trainer.max_steps=6", "optim.lr=1.0e-3", "optim.min_lr=1.0e-4")
+    train(cfg)
+    err = capsys.readouterr().err
+    assert "resuming step-00000004 with optim.lr 0.003 -> 0.001; optim.min_lr 0.0003 -> 0.0001; " \
+           "trainer.max_steps 4 -> 6" in err
+    rows = {r["step"]: r for r in map(json.loads, (run_copy / "metrics.jsonl").read_text().splitlines())}
+    new = WarmupCosine(cfg.warmup_steps, cfg.total_steps, 1.0e-4 / 1.0e-3)
+    for step in (5, 6):  # the lr of step s is the schedule's value after s - 1 scheduler steps
+        assert rows[step]["lr"] == pytest.approx(1.0e-3 * new(step - 1), rel=1e-12)
+    assert load_train_config(run_copy / "config.yaml").optim.lr == 1.0e-3
+
+
+def test_gpu_on_a_machine_without_one_fails_before_writing(tiny_data, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError, match="trainer.accelerator is gpu but this machine has no CUDA GPU"):
+        train(tiny(tiny_data, tmp_path / "run", "trainer.accelerator=gpu"))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("content", ["trainer: {max_steps: 3\n", "\x00\xff binary"])
+def test_a_garbage_recipe_is_one_line_naming_it(tmp_path, capsys, content):
+    (tmp_path / "recipe.yaml").write_bytes(content.encode("latin1"))
+    code = main(["train", "--config", str(tmp_path / "recipe.yaml"), "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "recipe.yaml is not" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_dir_under_a_file_is_one_line(tiny_data, tmp_path, capsys):
+    (tmp_path / "afile").write_text("mine")
+    code = main(["train", "--config", str(RECIPES / "tiny-cpu.yaml"), "--run-dir", str(tmp_path / "afile" / "run"),
+                 "--set", f"data.dir={tiny_data}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Not a directory" in err
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_garbage_lines_in_metrics_do_not_stop_resume_or_export(tiny_data, run_copy, tmp_path):
+    with open(run_copy / "metrics.jsonl", "a") as f:
+        f.write('5\n["a"]\n{"no_step": 1}\n{"step": "x"}\n\xff\xfe\n{"step": 3, "loss": 1.0')
+    train(tiny(tiny_data, run_copy, "trainer.max_steps=6"))
+    rows = [json.loads(r) for r in (run_copy / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    (run_copy / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n7\n["a"]\n')
+    assert main(["export", str(run_copy), str(tmp_path / "hf")]) == 0
