@@ -3,6 +3,7 @@
 (The full check, a clean venv running every verb from the installed wheel, is `.ci/wheel-smoke`.)
 """
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,8 +13,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_wheel_holds_the_bundled_tokenizer(tmp_path):
+    # Build from a copy of the sources: an in-tree build/ left by an earlier build could hide a missing file.
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "sinktrain", src / "sinktrain", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path), str(REPO)], check=True, cwd=tmp_path)
+                    "-w", str(tmp_path), str(src)], check=True, cwd=tmp_path)
     wheel, = tmp_path.glob("sinktrain-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "sinktrain/data/bundled/gpt-neox-20b.json" in names
