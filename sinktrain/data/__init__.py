@@ -5,7 +5,7 @@ Importing this package is light (numpy only); transformers and datasets load on 
 """
 
 from sinktrain.data.dataset import TokenDataset
-from sinktrain.data.manifest import FORMAT, read_manifest, token_dtype
+from sinktrain.data.manifest import FORMAT, TOKENIZER_DIR, data_tokenizer, manifest_sha256, read_manifest, token_dtype
 from sinktrain.data.preparation import PrepareConfig, prepare
 from sinktrain.data.tokenizer import DEFAULT_TOKENIZER, eod_id, load_tokenizer, tokenizer_hash
 
@@ -13,10 +13,13 @@ __all__ = [
     "DEFAULT_TOKENIZER",
     "FORMAT",
     "PrepareConfig",
+    "TOKENIZER_DIR",
     "TokenDataset",
+    "data_tokenizer",
     "eod_id",
     "load_long_text",
     "load_tokenizer",
+    "manifest_sha256",
     "prepare",
     "read_manifest",
     "token_dtype",

@@ -9,26 +9,21 @@ Under torchrun every rank trains; rank 0 alone prepares data, exports, evaluates
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
-from sinktrain.config_io import write_yaml_atomic
 from sinktrain.data import prepare, read_manifest
 from sinktrain.experiment.config import ExperimentConfig
 from sinktrain.experiment.report import write_report
 from sinktrain.export import ExportConfig, export_checkpoint
 from sinktrain.stream import evaluate
 from sinktrain.train import latest_checkpoint, train
-
-
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))
+from sinktrain.util.atomic import write_yaml_atomic
+from sinktrain.util.rank import is_global_rank_zero, rank_zero_print
 
 
 def log(msg: str) -> None:
-    if _rank() == 0:  # one line per event, not one per process
-        print(f"[experiment] {msg}", flush=True)
+    rank_zero_print(f"[experiment] {msg}")
 
 
 def _checkpoint_step(ckpt: Path | None) -> int:
@@ -41,7 +36,7 @@ def stage_data(cfg: ExperimentConfig) -> None:
         read_manifest(cfg.data_dir)  # fails clearly if the given directory is not prepared data
         log(f"data: using prepared {cfg.data_dir}")
         return
-    if _rank() == 0:
+    if is_global_rank_zero():
         prepare(pc)  # a no-op when the directory already holds this exact preparation
         return
     while not (cfg.data_dir / "manifest.json").is_file():  # other ranks wait for rank 0's manifest
@@ -88,11 +83,11 @@ def stage_stream(cfg: ExperimentConfig, model_dirs: list[Path]) -> dict:
 def run_experiment(cfg: ExperimentConfig) -> Path | None:
     """Run (or finish) the whole study; returns the report path (None on ranks other than 0)."""
     cfg.root.mkdir(parents=True, exist_ok=True)
-    if _rank() == 0:
+    if is_global_rank_zero():
         write_yaml_atomic(cfg.root / "experiment.yaml", cfg.__dict__)
     stage_data(cfg)
     run_dirs = {v: stage_train(cfg, v) for v in cfg.variants}
-    if _rank() != 0:
+    if not is_global_rank_zero():
         return None
     exports = [stage_export(cfg, v, run_dirs[v]) for v in cfg.variants]
     results = stage_stream(cfg, exports)

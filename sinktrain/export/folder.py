@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from transformers import GenerationConfig
 
+from sinktrain.config_io import PositiveInt, configclass
+from sinktrain.data import TOKENIZER_DIR, data_tokenizer, load_tokenizer
 from sinktrain.export.model_card import plot_loss_curve, read_metrics, write_model_card
 from sinktrain.export.tokenizer_files import save_tokenizer
 from sinktrain.model import ModelConfig, build_model, save_model
@@ -24,12 +24,32 @@ from sinktrain.train import latest_checkpoint, list_checkpoints, load_checkpoint
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
-@dataclass
+@configclass()
 class ExportConfig:
-    source: str  # a run directory (its newest checkpoint) or one checkpoint
-    out_dir: str
+    """A training run (or one of its checkpoints) to a Hugging Face folder, optionally pushed to the hub."""
+
+    source: str = ""
+    """A run directory (exports its newest checkpoint) or one checkpoint inside a run."""
+    out_dir: str = ""
+    """Folder to write; with `every`, a folder of step-XXXXXXXX folders."""
     overwrite: bool = False
-    eval_results: str | None = None  # a stream-eval results.json to put in the model card
+    """Replace a non-empty out_dir (only once the new export is complete)."""
+    eval_results: str | None = None
+    """A stream-eval results.json to show in the model card (and as hub model-index results)."""
+    every: PositiveInt | None = None
+    """Export every k-th complete checkpoint of the run (the newest always included)."""
+    push_to_hub: str | None = None
+    """Hub repo id to push to, e.g. user/pythia-160m-sink."""
+    revision: str | None = None
+    """Hub branch (default main; with `every`, one branch per step named stepN, as Pythia's)."""
+    private: bool = False
+    """Create the hub repo as private."""
+    dry_run: bool = False
+    """With push_to_hub: list what would be uploaded, upload nothing."""
+
+    def __post_init__(self):
+        if not self.source or not self.out_dir:
+            raise ValueError("export needs a source and an out_dir: sinktrain export RUN_DIR OUT_DIR")
 
 
 def is_run_dir(path: Path) -> bool:
@@ -54,9 +74,52 @@ def _file_sha256(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
+def run_tokenizer(run_dir: Path | None, train_config: dict):
+    """The tokenizer the run trained with: the copy in the run directory; for runs without one, the training
+    data's copy, then the spec the config names."""
+    if run_dir is not None and (run_dir / TOKENIZER_DIR).is_dir():
+        return load_tokenizer(run_dir / TOKENIZER_DIR)
+    data_dir = Path(train_config.get("data", {}).get("dir") or "")
+    if str(data_dir) and (data_dir / "manifest.json").is_file():
+        return data_tokenizer(data_dir)
+    return load_tokenizer(train_config.get("data", {}).get("tokenizer"))
+
+
+def _manifest_sha256(run_dir: Path | None, data_dir: Path) -> str | None:
+    """The run's record of its data (run.json), else the data directory's manifest as it is now."""
+    run_info = run_dir / "run.json" if run_dir is not None else None
+    if run_info is not None and run_info.is_file():
+        recorded = json.loads(run_info.read_text()).get("data_manifest_sha256")
+        if recorded:
+            return recorded
+    return _file_sha256(data_dir / "manifest.json") if str(data_dir) else None
+
+
+def read_eval_results(path: str | None) -> tuple[dict | None, str]:
+    """stream-eval's results.json and the text it was measured on (from the run.json next to it)."""
+    if not path:
+        return None, ""
+    results_path = Path(path)
+    if not results_path.is_file():
+        raise FileNotFoundError(f"eval_results {path!r} does not exist; pass the results.json stream-eval wrote")
+    try:
+        results = json.loads(results_path.read_text())
+        rows_ok = isinstance(results, dict) and all(
+            isinstance(row, dict) and all("ppl" in v for v in row.values()) for row in results.values())
+    except ValueError:
+        rows_ok = False
+    if not rows_ok:
+        raise ValueError(f"eval_results {path!r} is not a stream-eval results.json ({{model: {{'s+w': {{'ppl': ...}}}}}})")
+    run_info = results_path.with_name("run.json")
+    text = "streaming text"
+    if run_info.is_file():
+        text = str(json.loads(run_info.read_text()).get("config", {}).get("text") or text)
+    return results, text
+
+
 def _prepare_out_dir(out: Path, overwrite: bool) -> Path:
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise FileExistsError(f"output folder {out} exists and is not empty; pass --overwrite to replace it")
+        raise FileExistsError(f"output folder {out} exists and is not empty; pass --overwrite true to replace it")
     tmp = out.with_name(out.name + ".tmp-export")
     if tmp.exists():
         shutil.rmtree(tmp)  # left by an interrupted export
@@ -69,6 +132,7 @@ def export_checkpoint(cfg: ExportConfig) -> Path:
     state_dict, meta = load_checkpoint_weights(ckpt)
     train_config = meta["config"]
     model_cfg = ModelConfig.from_dict(train_config["model"])
+    eval_results, eval_text = read_eval_results(cfg.eval_results)  # checked before anything is written
     out = Path(cfg.out_dir)
     tmp = _prepare_out_dir(out, cfg.overwrite)
 
@@ -90,17 +154,16 @@ def export_checkpoint(cfg: ExportConfig) -> Path:
         "recipe": train_config.get("name") or None,
         "step": meta.get("step"),
         "tokens_seen": meta.get("tokens_seen"),
-        "data_manifest_sha256": _file_sha256(data_dir / "manifest.json") if str(data_dir) else None,
+        "data_manifest_sha256": _manifest_sha256(run_dir, data_dir),
         "checkpoint": str(ckpt),
     }
     model.config.sinktrain = sink_meta
     save_model(model, tmp)
     GenerationConfig(bos_token_id=0, eos_token_id=0, pad_token_id=0).save_pretrained(tmp)
-    save_tokenizer(train_config.get("data", {}).get("tokenizer"), model_cfg.sink_token_ids, tmp)
+    save_tokenizer(run_tokenizer(run_dir, train_config), model_cfg.sink_token_ids, tmp)
 
     has_plot = plot_loss_curve(read_metrics(run_dir), tmp / "loss_curve.png", f"{out.name}: training loss")
-    eval_results = json.loads(Path(cfg.eval_results).read_text()) if cfg.eval_results else None
-    write_model_card(tmp, sink_meta, train_config, has_plot, eval_results)
+    write_model_card(tmp, sink_meta, train_config, has_plot, eval_results, eval_text, name=out.name)
 
     leftovers = [p.name for p in tmp.iterdir() if p.suffix in PICKLE_SUFFIXES]
     assert not leftovers, f"pickle files in export: {leftovers}"
@@ -116,6 +179,11 @@ def export_every(run_dir: str, out_root: str, every_k: int = 1, overwrite: bool 
     if not is_run_dir(run):
         raise ValueError(f"{run} is not a run directory (no config.yaml + checkpoints/); pass the folder `sinktrain train` wrote")
     if every_k < 1:
-        raise ValueError(f"--every must be >= 1, got {every_k}")
+        raise ValueError(f"every must be >= 1, got {every_k}")
     ckpts = list_checkpoints(run)[::-1][::every_k][::-1]  # always include the newest
     return [export_checkpoint(ExportConfig(str(c), str(Path(out_root) / c.name), overwrite=overwrite)) for c in ckpts]
+
+
+def step_branch(export_dir: Path) -> str:
+    """Hub branch of a per-step export, named as Pythia's: step-00001000 -> step1000."""
+    return f"step{int(export_dir.name.rsplit('-', 1)[-1])}"

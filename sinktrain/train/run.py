@@ -7,7 +7,6 @@ config, data directory or resume target leaves the run directory as it was.
 
 from __future__ import annotations
 
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
-from sinktrain.config_io import write_json_atomic, write_yaml_atomic
+from sinktrain.data import TOKENIZER_DIR, data_tokenizer, manifest_sha256
 from sinktrain.train import checkpoint as ckpt
 from sinktrain.train.checkpoint_callback import StepCheckpoint
 from sinktrain.train.config import TrainConfig, check_batch_geometry, resolve_topology
@@ -24,6 +23,8 @@ from sinktrain.train.flops import device_peak_tflops, flops_per_token
 from sinktrain.train.module import SinkLM
 from sinktrain.train.monitor import TrainingMonitor, truncate_metrics
 from sinktrain.train.strategy import build_plugins, build_strategy, on_gpu
+from sinktrain.util.atomic import write_json_atomic, write_yaml_atomic
+from sinktrain.util.rank import is_global_rank_zero
 
 CONFIG_FILE = "config.yaml"
 RUN_INFO_FILE = "run.json"
@@ -84,9 +85,13 @@ def resolve_resume(cfg: TrainConfig, run_dir: Path, world_size: int) -> Path | N
     return target
 
 
-def _is_global_rank_zero() -> bool:
-    """Before the Trainer exists: torchrun sets RANK, Lightning's own launcher LOCAL_RANK/NODE_RANK, srun SLURM_PROCID."""
-    return all(int(os.environ.get(v, 0)) == 0 for v in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+def save_run_tokenizer(data_dir: Path, run_dir: Path) -> None:
+    """The run keeps the tokenizer it trained with (the data's own copy), for export and every later stage."""
+    tmp = run_dir / (TOKENIZER_DIR + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    data_tokenizer(data_dir).save_pretrained(tmp)
+    shutil.rmtree(run_dir / TOKENIZER_DIR, ignore_errors=True)
+    tmp.rename(run_dir / TOKENIZER_DIR)
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -100,7 +105,7 @@ def train(cfg: TrainConfig) -> Path:
     data_dir = Path(cfg.data.dir)
     if not (data_dir / "manifest.json").is_file():
         raise FileNotFoundError(
-            f"no manifest.json in data dir {str(data_dir)!r}; run `sinktrain data prepare --out {data_dir}` first"
+            f"no manifest.json in data dir {str(data_dir)!r}; run `sinktrain data prepare --out_dir {data_dir}` first"
         )
     train_tokens, val_tokens = open_token_datasets(cfg)  # raises on a tokenizer / vocabulary mismatch
     run_dir = Path(cfg.run_dir)
@@ -116,11 +121,13 @@ def train(cfg: TrainConfig) -> Path:
         "seq_len": cfg.model.seq_len, "sample_len": cfg.sample_len, "sink_token_ids": cfg.model.sink_token_ids,
         "warmup_steps": cfg.warmup_steps, "total_steps": cfg.total_steps,
         "flops_per_token": model_flops_per_token, "data_manifest": train_tokens.manifest,
+        "data_manifest_sha256": manifest_sha256(data_dir), "tokenizer_dir": TOKENIZER_DIR,
         "resumed_from": str(resume_from) if resume_from else None,
     }
-    if _is_global_rank_zero():
+    if is_global_rank_zero():
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.remove_partial_checkpoints(run_dir)
+        save_run_tokenizer(data_dir, run_dir)
         write_yaml_atomic(run_dir / CONFIG_FILE, cfg.to_dict())
         write_json_atomic(run_dir / RUN_INFO_FILE, info)
         truncate_metrics(run_dir, start_step)

@@ -114,7 +114,7 @@ def test_truncated_shard_is_refused(tmp_path):
 def test_bad_config_values(tmp_path):
     with pytest.raises(ValueError, match="no sources given"):
         run_prepare([], tmp_path / "out")
-    with pytest.raises(ValueError, match="val_fraction must be in"):
+    with pytest.raises(ValueError, match="val_fraction must be >= 0 and < 1, got 1.5"):
         run_prepare(["x.txt"], tmp_path / "out", val_fraction=1.5)
     with pytest.raises(ValueError, match="txt_documents must be one of file, paragraphs, lines"):
         run_prepare(["x.txt"], tmp_path / "out", txt_documents="pages")
