@@ -105,8 +105,8 @@ class TrainerConfig:
 
 @configclass("checkpoint")
 class CheckpointConfig:
-    every: PositiveInt = 1000
-    """Optimizer steps between checkpoints (and one at the end)."""
+    every: NonNegativeInt = 1000
+    """Optimizer steps between checkpoints (and one at the end); 0: no checkpoints."""
     keep_last: NonNegativeInt = 3
     """Complete checkpoints kept; 0 keeps all."""
 

@@ -36,3 +36,10 @@ def zero2_token_run(tmp_path_factory) -> Path:
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return run_dir
+
+
+def pytest_collection_modifyitems(items):
+    """Tests on the ZeRO-2 run start torchrun (2 processes): `make test-fast` leaves them out."""
+    for item in items:
+        if "zero2_token_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.distributed)
