@@ -3,8 +3,8 @@ a verb only parses arguments and calls the stage's public entry function. Verbs 
 are declared with `sinktrain.cli_config.add_config_verb` (typed `--config FILE`, `--set KEY=VALUE`, `--help`
 from the config's field docstrings).
 
-Errors: bad input (ValueError, FileNotFoundError, FileExistsError, e.g. a config value out of range) is printed
-as one line and exits 2. Anything else, e.g. a RuntimeError deep inside training, is an internal error and keeps
+Errors: bad input (ValueError, FileNotFoundError, FileExistsError, `sinktrain.util.errors.UserError`, e.g. a
+config value out of range or a failed hub push) is printed as one line and exits 2. Anything else, e.g. a RuntimeError deep inside training, is an internal error and keeps
 its traceback. `--debug` (or SINKTRAIN_DEBUG=1) shows the traceback of any error.
 """
 
@@ -25,7 +25,9 @@ STAGE_CLIS = [
     "sinktrain.experiment.cli",
 ]
 
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
+from sinktrain.util.errors import UserError
+
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, UserError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sinktrain.util.errors import UserError
 
-class PushError(RuntimeError):
-    """The upload failed; the local export is untouched."""
+
+class PushError(UserError, RuntimeError):
+    """The upload failed (network, login, permissions); the local export is untouched."""
 
 
 def _scrub(text: str) -> str:

@@ -24,9 +24,15 @@ from sinktrain.train.module import SinkLM
 from sinktrain.train.monitor import TrainingMonitor, truncate_metrics
 from sinktrain.train.strategy import build_plugins, build_strategy, on_gpu
 from sinktrain.util.atomic import write_json_atomic, write_yaml_atomic
+from sinktrain.util.errors import UserError
 from sinktrain.util.rank import is_global_rank_zero
 
 CONFIG_FILE = "config.yaml"
+
+
+class LossNotFinite(UserError, RuntimeError):
+    """Training diverged; the message names the last good checkpoint and what to change."""
+
 RUN_INFO_FILE = "run.json"
 
 
@@ -163,7 +169,7 @@ def train(cfg: TrainConfig) -> Path:
     if monitor.nonfinite is not None:
         step, loss = monitor.nonfinite
         last = ckpt.latest_checkpoint(run_dir)
-        raise RuntimeError(
+        raise LossNotFinite(
             f"training loss became {loss} at step {step}; stopped without checkpointing it. "
             f"Last good checkpoint: {last if last else 'none'} (lower optim.lr or use bf16, then --resume auto)"
         )

@@ -116,6 +116,32 @@ def test_push_to_unreachable_endpoint_fails_clearly_and_keeps_export(exported, t
     assert {p.name: p.read_bytes() for p in exported.iterdir()} == before
 
 
+def test_push_every_checkpoint_to_a_local_fake_hub(zero2_token_run, tmp_path):
+    """The success path against a stand-in for the hub's HTTP API on 127.0.0.1: one repo, one branch per step
+    named as Pythia's (step4, step8), and each branch receives exactly the files of its export, byte for byte."""
+    from fake_hub import FakeHub
+
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    out = tmp_path / "steps"
+    with FakeHub() as hub:
+        env.update(HF_ENDPOINT=hub.url, HF_TOKEN="hf_fakeTokenForTheLocalHub", HF_HUB_DISABLE_XET="1")
+        cmd = [sys.executable, "-m", "sinktrain", "export", str(zero2_token_run), str(out), "--every", "1",
+               "--push_to_hub", "someone/tiny-sink", "--private"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not [r for r in hub.unknown if r.startswith("POST")], hub.unknown  # every upload call was answered
+    assert [(r["organization"], r["name"], r.get("visibility")) for r in hub.repos] == \
+        [("someone", "tiny-sink", "private")] * 2  # created (exist_ok) before each push
+    assert hub.branches == [("someone/tiny-sink", "step4"), ("someone/tiny-sink", "step8")]
+    assert [c["revision"] for c in hub.commits] == ["step4", "step8"]
+    assert hub.cards and all(c["license"] == "apache-2.0" and "sink-token" in c["tags"] for c in hub.cards)  # validated
+    for commit, step in zip(hub.commits, ("step-00000004", "step-00000008")):
+        on_disk = {str(p.relative_to(out / step)): p.read_bytes() for p in (out / step).rglob("*") if p.is_file()}
+        assert commit["repo_id"] == "someone/tiny-sink" and commit["files"] == on_disk
+        assert {"model.safetensors", "config.json", "tokenizer.json", "README.md"} <= set(on_disk)
+    assert "uploaded" in proc.stdout and "someone/tiny-sink@step8" in proc.stdout
+
+
 def test_dry_run_lists_files(exported, capsys):
     files = push_folder(exported, "someone/tiny-sink", dry_run=True)
     assert {"model.safetensors", "config.json", "tokenizer.json", "README.md"} <= set(files)
