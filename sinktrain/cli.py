@@ -4,8 +4,9 @@ are declared with `sinktrain.cli_config.add_config_verb` (typed `--config FILE`,
 from the config's field docstrings).
 
 Errors: bad input (ValueError, FileNotFoundError, FileExistsError, `sinktrain.util.errors.UserError`, e.g. a
-config value out of range or a failed hub push) is printed as one line and exits 2. Anything else, e.g. a RuntimeError deep inside training, is an internal error and keeps
-its traceback. `--debug` (or SINKTRAIN_DEBUG=1) shows the traceback of any error.
+config value out of range or a failed hub push) is printed as one line and exits 2. Anything else, e.g. a
+RuntimeError deep inside training, is an internal error and keeps its traceback. `--debug` (or SINKTRAIN_DEBUG=1)
+shows the traceback of any error.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import argparse
 import importlib
 import os
 import sys
+
+from sinktrain.util.errors import UserError
 
 # Stages that contribute verbs, in pipeline order. Imported lazily so `sinktrain --help` stays fast.
 STAGE_CLIS = [
@@ -24,8 +27,6 @@ STAGE_CLIS = [
     "sinktrain.stream.cli",
     "sinktrain.experiment.cli",
 ]
-
-from sinktrain.util.errors import UserError
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, UserError)
 

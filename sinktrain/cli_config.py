@@ -132,7 +132,8 @@ def _positionals_to_options(cls, values: list[str], names: tuple[str, ...]) -> l
         else:
             opts.append(f"--{name}={rest.pop(0)}")
     if rest:
-        raise ConfigKeyError(f"unexpected argument {rest[0]!r}; the positionals are {' '.join(n.upper() for n in names)}")
+        expected = " ".join(n.upper() for n in names)
+        raise ConfigKeyError(f"unexpected argument {rest[0]!r}; the positionals are {expected}")
     return opts
 
 
@@ -149,7 +150,8 @@ def config_parser(cls, prog: str, description: str, positionals: tuple[str, ...]
     import jsonargparse
 
     jsonargparse.set_parsing_settings(docstring_parse_attribute_docstrings=True)
-    usage = f"{prog} " + "".join(f"[{n.upper()}] " for n in positionals) + "[--config FILE] [--set KEY=VALUE ...] [--KEY VALUE ...]"
+    usage = (f"{prog} " + "".join(f"[{n.upper()}] " for n in positionals)
+             + "[--config FILE] [--set KEY=VALUE ...] [--KEY VALUE ...]")
     parser = jsonargparse.ArgumentParser(prog=prog, usage=usage, description=description, exit_on_error=False,
                                          default_env=False, formatter_class=_help_formatter(), allow_abbrev=False)
     parser.add_argument("--config", action=jsonargparse.ActionConfigFile,

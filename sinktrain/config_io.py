@@ -160,14 +160,16 @@ def one_line(message) -> str:
     text = re.sub(r"<class '([\w.]+)'>", r"\1", text)
     text = text.replace("NoneType", "null")
     patterns = [
-        (r'Parser key "([^"]+)": Expected an? (\S+?)\. Got value: (.*)', lambda m: f"{m[1]}: expected {m[2]}, got {m[3]!r}"),
+        (r'Parser key "([^"]+)": Expected an? (\S+?)\. Got value: (.*)',
+         lambda m: f"{m[1]}: expected {m[2]}, got {m[3]!r}"),
         (r'Parser key "([^"]+)": Does not validate against any of the Union subtypes Subtypes: \[(.*?)\].*'
          r"Given value: (.*)", lambda m: f"{m[1]}: expected {m[2].replace(', ', ' or ')}, got {m[3]!r}"),
         (r"unrecognized arguments: --([^= ]+).*", lambda m: f"unknown key {m[1]!r}"),
         (r"Option '([^']+)' is not accepted.*", lambda m: f"unknown key {m[1]!r}"),
         (r"Group '([^']+)' does not accept option '([^']+)'.*", lambda m: f"unknown key '{m[1]}.{m[2]}'"),
         (r'Parser key "([^"]+)": ', lambda m: f"{m[1]}: "),
-        (r"config: File does not exist: (.*)", lambda m: f"config file {m[1]} does not exist; pass the path of a YAML file"),
+        (r"config: File does not exist: (.*)",
+         lambda m: f"config file {m[1]} does not exist; pass the path of a YAML file"),
     ]
     for pattern, repl in patterns:
         text = re.sub(pattern, repl, text)

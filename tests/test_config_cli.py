@@ -50,7 +50,8 @@ def test_overrides_are_typed_by_the_annotations():
 ])
 def test_bad_override_is_one_line_and_writes_nothing(tmp_path, capsys, override, message):
     run = tmp_path / "run"
-    code = main(["train", "--config", RECIPE, "--run_dir", str(run), "--set", f"data.dir={tmp_path}", "--set", override])
+    code = main(["train", "--config", RECIPE, "--run_dir", str(run), "--set", f"data.dir={tmp_path}",
+                 "--set", override])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and err.startswith("sinktrain train: error: "), err
     assert message in err, err

@@ -19,7 +19,8 @@ TOKENIZER_DIR = "tokenizer"  # the tokenizer the data was prepared with (save_pr
 
 
 def token_dtype(vocab_size: int, requested: str = "auto") -> str:
-    """uint16 when every id fits (vocab <= 65536), else uint32; a forced uint16 that cannot hold the vocab is an error."""
+    """uint16 when every id fits (vocab <= 65536), else uint32; a forced uint16 that cannot hold the vocab is an
+    error."""
     if requested not in ("auto", "uint16", "uint32"):
         raise ValueError(f"dtype must be auto, uint16 or uint32, not {requested!r}")
     fits16 = vocab_size <= np.iinfo(np.uint16).max + 1
@@ -38,7 +39,8 @@ def read_manifest(data_dir: str | Path) -> dict:
     path = data_dir / MANIFEST
     if not path.is_file():
         hint = " (an interrupted prepare leaves none; run it again)" if data_dir.is_dir() else ""
-        raise FileNotFoundError(f"no {MANIFEST} in {str(data_dir)!r}{hint}; run `sinktrain data prepare --out_dir {data_dir}` first")
+        raise FileNotFoundError(
+            f"no {MANIFEST} in {str(data_dir)!r}{hint}; run `sinktrain data prepare --out_dir {data_dir}` first")
     with open(path) as f:
         manifest = json.load(f)
     if manifest.get("format") != FORMAT:

@@ -305,7 +305,8 @@ def prepare(cfg: PrepareConfig) -> Path:
                       file=sys.stderr)
             return out_dir
         raise FileExistsError(
-            f"{str(out_dir)!r} holds a dataset prepared from other sources or settings; pass --overwrite true or another --out_dir"
+            f"{str(out_dir)!r} holds a dataset prepared from other sources or settings; "
+            f"pass --overwrite true or another --out_dir"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_previous(out_dir)

@@ -36,7 +36,8 @@ def load_tokenizer(spec: str | Path | None = None) -> PreTrainedTokenizerFast:
     elif path.is_dir():
         tok = AutoTokenizer.from_pretrained(str(path))
     elif str(spec).startswith((".", "/")) or str(spec).endswith(".json"):
-        raise FileNotFoundError(f"tokenizer {str(spec)!r} does not exist; pass a tokenizer.json path, a folder, or a hub name")
+        raise FileNotFoundError(
+            f"tokenizer {str(spec)!r} does not exist; pass a tokenizer.json path, a folder, or a hub name")
     else:
         tok = AutoTokenizer.from_pretrained(str(spec))  # hub name (needs internet or the HF cache)
     return _with_eos(tok)

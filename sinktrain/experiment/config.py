@@ -59,7 +59,8 @@ class ExperimentConfig:
     def prepare_config(self) -> PrepareConfig | None:
         if "dir" in self.data:
             if len(self.data) > 1:
-                raise ConfigKeyError("experiment data: give either dir (an existing data directory) or prepare keys, not both")
+                raise ConfigKeyError(
+                    "experiment data: give either dir (an existing data directory) or prepare keys, not both")
             return None
         return build_dataclass(PrepareConfig, {**self.data, "out_dir": str(self.data_dir)}, where="experiment data")
 
@@ -73,7 +74,8 @@ class ExperimentConfig:
         return TrainConfig.from_dict(data)
 
     def stream_config(self, model_dirs: list[str]) -> StreamEvalConfig:
-        return build_dataclass(StreamEvalConfig, {**self.stream, "models": model_dirs, "out": str(self.root / "stream")},
+        return build_dataclass(StreamEvalConfig,
+                               {**self.stream, "models": model_dirs, "out": str(self.root / "stream")},
                                where="experiment stream")
 
     def validate(self) -> None:
@@ -82,7 +84,8 @@ class ExperimentConfig:
         if not self.variants:
             raise ConfigKeyError("experiment needs at least one variant under `variants:`")
         if not Path(self.recipe).is_file():
-            raise FileNotFoundError(f"experiment recipe {self.recipe!r} does not exist; point `recipe:` at a training recipe YAML")
+            raise FileNotFoundError(
+                f"experiment recipe {self.recipe!r} does not exist; point `recipe:` at a training recipe YAML")
         for key in ("models", "out"):
             if key in self.stream:
                 raise ConfigKeyError(f"experiment stream: {key!r} is set by the experiment; remove it")

@@ -83,7 +83,8 @@ def write_report(cfg, results: dict, run_dirs: dict[str, Path]) -> Path:
     sc = stream_settings(stream_dir, cfg.stream_config([]))
     lines += [f"Streaming perplexity on `{sc.get('text')}`"
               + (f" (first {sc['tokens']} tokens)" if sc.get("tokens") else "")
-              + f", StreamingLLM cache s+w ({sc.get('mode')} evaluator). Lower is better; `0+C` is window attention.", ""]
+              + f", StreamingLLM cache s+w ({sc.get('mode')} evaluator). "
+              + "Lower is better; `0+C` is window attention.", ""]
     lines += [perplexity_table(results), ""]
     rows_out = []
     for v, rows in metrics.items():
@@ -93,7 +94,8 @@ def write_report(cfg, results: dict, run_dirs: dict[str, Path]) -> Path:
         sink = f"{tc.model.sink.kind}" + (f" x{tc.model.num_sink_tokens}" if tc.model.num_sink_tokens else "")
         rows_out.append([v, tc.model.preset, sink, last.get("step", "-"), f"{last.get('loss', float('nan')):.4f}",
                          f"{vals[-1] if vals else float('nan'):.4f}"])
-    lines += [markdown_table(["variant", "preset", "sink", "steps", "final train loss", "final val loss"], rows_out), ""]
+    header = ["variant", "preset", "sink", "steps", "final train loss", "final val loss"]
+    lines += [markdown_table(header, rows_out), ""]
     rel = lambda p: os.path.relpath(p, root)  # noqa: E731  links relative to report.md
     if loss_png:
         lines += ["## Pre-training loss", "", f"![loss curves]({rel(loss_png)})", ""]

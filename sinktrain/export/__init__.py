@@ -5,4 +5,5 @@ from sinktrain.export.folder import ExportConfig, export_checkpoint, export_ever
 from sinktrain.export.hub import PushError, push_folder
 from sinktrain.export.model_card import read_metrics
 
-__all__ = ["ExportConfig", "PushError", "export_checkpoint", "export_every", "push_folder", "read_metrics", "step_branch"]
+__all__ = ["ExportConfig", "PushError", "export_checkpoint", "export_every", "push_folder", "read_metrics",
+           "step_branch"]

@@ -63,7 +63,8 @@ def resolve_checkpoint(source: Path) -> tuple[Path, Path | None]:
     if is_run_dir(source):
         ckpt = latest_checkpoint(source)
         if ckpt is None:
-            raise ValueError(f"run directory {source} has no complete checkpoint yet; train longer or pass a checkpoint")
+            raise ValueError(
+                f"run directory {source} has no complete checkpoint yet; train longer or pass a checkpoint")
         return ckpt, source
     # checkpoints live in <run>/checkpoints/<step>
     run = source.parent.parent
@@ -109,7 +110,8 @@ def read_eval_results(path: str | None) -> tuple[dict | None, str]:
     except ValueError:
         rows_ok = False
     if not rows_ok:
-        raise ValueError(f"eval_results {path!r} is not a stream-eval results.json ({{model: {{'s+w': {{'ppl': ...}}}}}})")
+        raise ValueError(
+            f"eval_results {path!r} is not a stream-eval results.json ({{model: {{'s+w': {{'ppl': ...}}}}}})")
     run_info = results_path.with_name("run.json")
     text = "streaming text"
     if run_info.is_file():
@@ -177,7 +179,8 @@ def export_every(run_dir: str, out_root: str, every_k: int = 1, overwrite: bool 
     """Export every k-th complete checkpoint of a run to `<out_root>/step-XXXXXXXX` (sink emergence over training)."""
     run = Path(run_dir)
     if not is_run_dir(run):
-        raise ValueError(f"{run} is not a run directory (no config.yaml + checkpoints/); pass the folder `sinktrain train` wrote")
+        raise ValueError(
+            f"{run} is not a run directory (no config.yaml + checkpoints/); pass the folder `sinktrain train` wrote")
     if every_k < 1:
         raise ValueError(f"every must be >= 1, got {every_k}")
     ckpts = list_checkpoints(run)[::-1][::every_k][::-1]  # always include the newest

@@ -35,7 +35,8 @@ def push_folder(folder: str | Path, repo_id: str, revision: str | None = None, p
     """
     folder = Path(folder)
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder} is not an exported model folder (no config.json); run `sinktrain export` first")
+        raise FileNotFoundError(
+            f"{folder} is not an exported model folder (no config.json); run `sinktrain export` first")
     files = files_to_upload(folder)
     if dry_run:
         return files

@@ -121,5 +121,6 @@ def write_model_card(out_dir: Path, meta: dict, train_config: dict, has_loss_plo
         lines += ["![training loss](loss_curve.png)", ""]
     if eval_results:
         lines += ["## Streaming evaluation (perplexity, cache s+w)", "", perplexity_table(eval_results), ""]
-    lines += ["## Full training configuration", "", "```yaml", yaml.safe_dump(train_config, sort_keys=False).strip(), "```", ""]
+    lines += ["## Full training configuration", "", "```yaml", yaml.safe_dump(train_config, sort_keys=False).strip(),
+              "```", ""]
     write_text_atomic(out_dir / "README.md", "\n".join(lines))

@@ -167,7 +167,8 @@ class TrainConfig:
                 f"{t.global_batch_size}; choose sizes where it does"
             )
         if self.model.seq_len - self.model.num_sink_tokens < 2:
-            raise ValueError("model sequence length leaves fewer than 2 text tokens per sample; raise model.max_seq_len")
+            raise ValueError(
+                "model sequence length leaves fewer than 2 text tokens per sample; raise model.max_seq_len")
         if not self.resume:
             raise ValueError("resume must be auto, never or a checkpoint path")
 

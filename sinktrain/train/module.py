@@ -52,7 +52,8 @@ def make_optimizer(groups: list[dict], cfg: TrainConfig, on_cuda: bool) -> torch
             return FusedAdam(groups, adam_w_mode=True, **kw)
         except Exception as e:  # no deepspeed, no nvcc/ninja, or the JIT build failed
             if o.impl == "fused_adam":
-                raise RuntimeError(f"optim.impl fused_adam: DeepSpeed FusedAdam is unavailable ({e}); use impl: auto") from e
+                raise RuntimeError(
+                    f"optim.impl fused_adam: DeepSpeed FusedAdam is unavailable ({e}); use impl: auto") from e
             warnings.warn(f"DeepSpeed FusedAdam unavailable ({e}); using torch AdamW(fused=True)")
     return torch.optim.AdamW(groups, fused=True if on_cuda else None, **kw)
 

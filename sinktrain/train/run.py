@@ -57,7 +57,8 @@ def resolve_resume(cfg: TrainConfig, run_dir: Path, world_size: int) -> Path | N
     else:
         target = Path(cfg.resume)
         if not target.exists():
-            raise FileNotFoundError(f"resume checkpoint {cfg.resume!r} does not exist; pass auto, never or a step-XXXXXXXX directory")
+            raise FileNotFoundError(
+                f"resume checkpoint {cfg.resume!r} does not exist; pass auto, never or a step-XXXXXXXX directory")
     meta = ckpt.read_meta(target)  # ValueError for half-written or foreign directories
     saved_model, this_model = meta["config"]["model"], cfg.model.to_dict()
     if saved_model != this_model:

@@ -82,8 +82,10 @@ def test_cli_flags_and_yaml_give_the_same_dataset(tmp_path, persuasion, capsys):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"sources": ["x.txt"], "out": "y"}))
     for argv, message in [
         (["--config", str(tmp_path / "bad.yaml")], "'out'"),
-        ([*flags, "--out_dir", str(tmp_path / "new"), "--set", "num_workers=two"], "num_workers: expected int, got 'two'"),
-        ([*flags, "--out_dir", str(tmp_path / "new"), "--val_fraction", "1.5"], "val_fraction must be >= 0 and < 1, got 1.5"),
+        ([*flags, "--out_dir", str(tmp_path / "new"), "--set", "num_workers=two"],
+         "num_workers: expected int, got 'two'"),
+        ([*flags, "--out_dir", str(tmp_path / "new"), "--val_fraction", "1.5"],
+         "val_fraction must be >= 0 and < 1, got 1.5"),
     ]:
         capsys.readouterr()
         assert main(["data", "prepare", *argv] if argv[0] == "--config" else argv) == 2

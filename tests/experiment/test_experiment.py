@@ -39,7 +39,8 @@ STUDY = {
 def _run_study(cfg_path, runs_dir, **popen):
     cmd = [sys.executable, "-m", "sinktrain", "experiment", str(cfg_path), "--runs_dir", str(runs_dir)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            **popen)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +109,8 @@ def test_report_equals_running_each_stage_by_hand(killed_then_finished, tmp_path
     assert main(["export", str(run_dir), str(tmp_path / "sink1")]) == 0
     s = study["stream"]
     assert main(["stream-eval", str(tmp_path / "sink1"), "--text", s["text"], "--tokens", str(s["tokens"]),
-                 "--cache", str(s["cache"]), "--sinks", "0,1", "--mode", "parallel", "--out", str(tmp_path / "eval")]) == 0
+                 "--cache", str(s["cache"]), "--sinks", "0,1", "--mode", "parallel",
+                 "--out", str(tmp_path / "eval")]) == 0
     by_hand = json.loads((tmp_path / "eval" / "results.json").read_text())["sink1"]
     report = json.loads((root / "report.json").read_text())["sink1"]
     assert by_hand.keys() == report.keys()

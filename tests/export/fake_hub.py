@@ -1,6 +1,7 @@
 """A local stand-in for the Hugging Face hub's HTTP API, on 127.0.0.1 only: the endpoints an upload uses
-(create repo, create branch, validate the model card's YAML, preupload, commit). It keeps what it receives so tests can compare it with the
-files on disk. Every file is answered as a "regular" upload, so its bytes arrive inline (base64) in the commit."""
+(create repo, create branch, validate the model card's YAML, preupload, commit). It keeps what it receives so
+tests can compare it with the files on disk. Every file is answered as a "regular" upload, so its bytes arrive
+inline (base64) in the commit."""
 
 from __future__ import annotations
 

@@ -52,7 +52,8 @@ def test_tokenizer_prepends_the_sink_token(exported):
 
 def test_no_pickles_and_metadata_in_config_and_card(exported, zero2_token_run):
     names = sorted(p.name for p in exported.iterdir())
-    assert "model.safetensors" in names and not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt"))]
+    pickles = [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt"))]
+    assert "model.safetensors" in names and not pickles
     load_file(exported / "model.safetensors")  # a real safetensors file
     meta = json.loads((exported / "config.json").read_text())["sinktrain"]
     assert meta["variant"] == "token" and meta["sink_token_ids"] == [50277] and meta["step"] == 8
@@ -111,7 +112,8 @@ def test_push_to_unreachable_endpoint_fails_clearly_and_keeps_export(exported, t
             f"push_folder({str(exported)!r}, 'someone/tiny-sink', revision='step8')")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
-    assert "push of" in proc.stderr and "someone/tiny-sink@step8" in proc.stderr and "The local export is intact" in proc.stderr
+    assert "push of" in proc.stderr and "someone/tiny-sink@step8" in proc.stderr
+    assert "The local export is intact" in proc.stderr
     assert secret not in proc.stdout + proc.stderr
     assert {p.name: p.read_bytes() for p in exported.iterdir()} == before
 
