@@ -16,7 +16,8 @@ The pattern (how to write a stage config; `sinktrain/cli_config.py` turns one in
   `ten` for an int is refused, and an unknown key is refused. `build_dataclass` applies the same checks to
   plain dicts (experiment files, run directories).
 - Ranges: annotate a number with one of the constrained types below (`PositiveInt`, `NonNegativeInt`,
-  `PositiveFloat`, `NonNegativeFloat`, `Fraction`, `Probability`) or with `Annotated[int, Range(ge=..., le=...)]`.
+  `PositiveFloat`, `NonNegativeFloat`, `Fraction`, `Probability`, `Seed`) or with
+  `Annotated[int, Range(ge=..., le=...)]`.
   `configclass` checks every such field in `__post_init__`, before the class's own `__post_init__` runs, so the
   check holds however the config is built (YAML, `--set`, experiment file, Python), and a field added later
   with such an annotation is range-checked with no extra code. `X | None` fields accept None.
@@ -58,7 +59,8 @@ class Range:
     lt: float | None = None
 
     def describe(self) -> str:
-        parts = [f"{op} {v:g}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+        bounds = ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+        parts = [f"{op} {int(v) if float(v).is_integer() else v}" for op, v in bounds
                  if v is not None]
         return " and ".join(parts)
 
@@ -73,6 +75,7 @@ PositiveFloat = Annotated[float, Range(gt=0)]
 NonNegativeFloat = Annotated[float, Range(ge=0)]
 Fraction = Annotated[float, Range(ge=0, lt=1)]  # [0, 1)
 Probability = Annotated[float, Range(ge=0, le=1)]  # [0, 1]
+Seed = Annotated[int, Range(ge=0, le=2**32 - 1)]  # what torch / numpy / Lightning accept without a warning
 
 
 def _range_of(tp) -> tuple[type, Range] | None:

@@ -41,6 +41,8 @@ def test_overrides_are_typed_by_the_annotations():
     ("trainer.val_every=-1", "trainer.val_every must be >= 0, got -1"),
     ("checkpoint.every=-1", "checkpoint.every must be >= 0, got -1"),
     ("trainer.global_batch_size=0", "trainer.global_batch_size must be >= 1, got 0"),
+    ("seed=-1", "seed must be >= 0 and <= 4294967295, got -1"),
+    ("trainer.zero_stage=3", "trainer.zero_stage must be >= 1 and <= 2, got 3"),
     ("checkpoint.keep_last=-1", "checkpoint.keep_last must be >= 0, got -1"),
     ("optim.lr=-1e-3", "optim.lr must be > 0, got -0.001"),
     ("optim.betas=[0.9, 1.5]", "optim.betas[1] must be >= 0 and <= 1, got 1.5"),

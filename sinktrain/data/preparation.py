@@ -20,7 +20,7 @@ from typing import Iterator
 
 import numpy as np
 
-from sinktrain.config_io import Fraction, NonNegativeInt, PositiveInt, configclass
+from sinktrain.config_io import Fraction, NonNegativeInt, PositiveInt, Seed, configclass
 from sinktrain.util.atomic import write_json_atomic
 from sinktrain.util.progress import progress
 from sinktrain.data.manifest import FORMAT, MANIFEST, TOKENIZER_DIR, read_manifest, token_dtype
@@ -47,7 +47,7 @@ class PrepareConfig:
     val_documents: NonNegativeInt | None = None
     """Cap on validation documents (later picks go to train). If the coin picks no document at all (a few
     whole books), the last document goes to validation instead."""
-    seed: int = 1234
+    seed: Seed = 1234
     """Seed of the train/val assignment."""
     text_field: str = "text"
     """Record field holding the text (json/parquet/hub sources)."""

@@ -12,6 +12,7 @@ import math
 import os
 from dataclasses import field
 from pathlib import Path
+from typing import Annotated
 
 from sinktrain.config_io import (
     Fraction,
@@ -20,6 +21,8 @@ from sinktrain.config_io import (
     PositiveFloat,
     PositiveInt,
     Probability,
+    Range,
+    Seed,
     build_dataclass,
     configclass,
 )
@@ -36,7 +39,7 @@ class DataConfig:
     """A directory written by `sinktrain data prepare` (holds manifest.json)."""
     tokenizer: str | None = None
     """Tokenizer spec to check the data against (None: the one recorded in the data's manifest)."""
-    seed: int = 1234
+    seed: Seed = 1234
     """Sample-order seed: the order is a pure function of (seed, step, global batch size)."""
 
 
@@ -73,7 +76,7 @@ class ScheduleConfig:
 class TrainerConfig:
     strategy: str = "single"
     """single | ddp | deepspeed."""
-    zero_stage: int = 1
+    zero_stage: Annotated[int, Range(ge=1, le=2)] = 1
     """DeepSpeed only: ZeRO stage 1 or 2."""
     precision: str = "32-true"
     """32-true | bf16-mixed | 16-mixed (fp16, dynamic loss scale) | bf16-true."""
@@ -141,7 +144,7 @@ class TrainConfig:
     """Sink-score probe and MFU."""
     run_dir: str = "runs/train"
     """Run directory: config.yaml, run.json, checkpoints/, tb/, metrics.jsonl, tokenizer/."""
-    seed: int = 1234
+    seed: Seed = 1234
     """Model init and torch RNG seed."""
     resume: str = "auto"
     """auto (newest complete checkpoint, if any) | never | a checkpoint path."""
@@ -157,8 +160,6 @@ class TrainConfig:
             raise ValueError(f"trainer.strategy {t.strategy!r} is unknown; choose one of {', '.join(STRATEGIES)}")
         if t.precision not in PRECISIONS:
             raise ValueError(f"trainer.precision {t.precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
-        if t.strategy == "deepspeed" and t.zero_stage not in (1, 2):
-            raise ValueError(f"trainer.zero_stage must be 1 or 2 for DeepSpeed, not {t.zero_stage!r}")
         if self.optim.impl not in OPTIMIZER_IMPLS:
             raise ValueError(f"optim.impl {self.optim.impl!r} is unknown; choose one of {', '.join(OPTIMIZER_IMPLS)}")
         if t.global_batch_size % t.micro_batch_size:
