@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import json
 import typing
 
 import yaml
@@ -87,7 +88,7 @@ def normalise_argv(cls, argv: list[str], positionals: tuple[str, ...] = ()) -> l
             key, value = argv[i + 1].split("=", 1)
             if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
                 value = str(yaml.safe_load(value))  # a YAML-quoted string: --set name="my run"
-            out.append(f"--{key.strip()}={value}")
+            out.append(f"--{key.strip().replace('-', '_')}={value}")
             i += 2
             continue
         if arg.startswith("--set="):
@@ -125,8 +126,6 @@ def _positionals_to_options(cls, values: list[str], names: tuple[str, ...]) -> l
         if not rest:
             break
         if typing.get_origin(types.get(name)) is list:
-            import json
-
             opts.append(f"--{name}={json.dumps(rest)}")
             rest = []
         else:
