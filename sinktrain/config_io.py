@@ -20,7 +20,8 @@ The pattern (how to write a stage config; `sinktrain/cli_config.py` turns one in
   `Annotated[int, Range(ge=..., le=...)]`.
   `configclass` checks every such field in `__post_init__`, before the class's own `__post_init__` runs, so the
   check holds however the config is built (YAML, `--set`, experiment file, Python), and a field added later
-  with such an annotation is range-checked with no extra code. `X | None` fields accept None.
+  with such an annotation is range-checked with no extra code. `X | None` fields accept None; in a
+  `list[PositiveInt]` every item is checked.
 - Errors are `ValueError`s with one line naming the key, the bad value and what is accepted; the CLI prints
   them as one line and exits 2 before anything is written.
 """
