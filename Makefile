@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo clean
+.PHONY: install test test-fast lint wheel-smoke demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,6 +20,17 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+# The editing loop: everything except the multi-process (torchrun) tests.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not distributed" tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check sinktrain tests benchmarks
+
+# Build the wheel, install it in a fresh venv, run every verb from it outside the checkout.
+wheel-smoke:
+	PY=$(PY) TORCH_PIN="$(TORCH_PIN)" .ci/wheel-smoke
 
 demo: $(STAMP)
 	$(BIN)/sinktrain experiment recipes/experiments/demo-cpu.yaml

@@ -1,6 +1,7 @@
 """Tokenization throughput of `sinktrain data prepare` on a real corpus; prints one JSON object.
 
-    python benchmarks/tokenize_throughput.py [--corpus ../shared/data/corpus] [--num-workers 0] [--txt-documents paragraphs]
+    python benchmarks/tokenize_throughput.py [--corpus ../shared/data/corpus] [--num-workers 0]
+        [--txt-documents paragraphs]
 
 Runs the whole prepare pipeline (read + decompress + tokenize + pack + write shards) into a temporary
 directory and reports MB of UTF-8 text per second and tokens per second, wall clock. The corpus's .txt.gz

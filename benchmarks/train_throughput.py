@@ -61,7 +61,8 @@ def main(argv=None) -> int:
     timed = [r for r in rows if r.get("tokens_per_s") and r["step"] > args.warmup]
     tps = statistics.median(r["tokens_per_s"] for r in timed)
     mfus = [r["mfu"] for r in timed if r.get("mfu") is not None]
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    cpu = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else cpu
     print(json.dumps({
         "preset": args.preset, "sink_tokens": args.sink_tokens, "seq_len": args.seq_len,
         "micro_batch": args.micro_batch, "accum": args.accum, "precision": args.precision,

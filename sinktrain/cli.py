@@ -1,12 +1,22 @@
 """`sinktrain` console script. Each stage contributes its verbs through `<stage>/cli.py:register(subparsers)`;
-a verb only parses arguments and calls the stage's public entry function.
+a verb only parses arguments and calls the stage's public entry function. Verbs whose input is a stage config
+are declared with `sinktrain.cli_config.add_config_verb` (typed `--config FILE`, `--set KEY=VALUE`, `--help`
+from the config's field docstrings).
+
+Errors: bad input (ValueError, OSError incl. FileNotFoundError, `sinktrain.util.errors.UserError`, e.g. a
+config value out of range or a failed hub push) is printed as one line and exits 2. Anything else, e.g. a
+RuntimeError deep inside training, is an internal error and keeps its traceback. `--debug` (or SINKTRAIN_DEBUG=1)
+shows the traceback of any error.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+from sinktrain.util.errors import UserError
 
 # Stages that contribute verbs, in pipeline order. Imported lazily so `sinktrain --help` stays fast.
 STAGE_CLIS = [
@@ -18,9 +28,13 @@ STAGE_CLIS = [
     "sinktrain.experiment.cli",
 ]
 
+# OSError covers the file system's own answers (not a directory, permission denied, disk full), which name the path.
+USER_ERRORS = (ValueError, OSError, UserError)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sinktrain", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the traceback of any error")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for mod in STAGE_CLIS:
         try:
@@ -34,18 +48,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or bool(os.environ.get("SINKTRAIN_DEBUG"))
+    argv = [a for a in argv if a != "--debug"]  # accepted anywhere on the line
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "config_verb", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
+    verb = " ".join(a for a in (args.verb, getattr(args, "data_verb", None)) if a)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, OSError, RuntimeError) as e:
-        # Bad input: one clear line, no traceback. SINKTRAIN_DEBUG=1 shows the traceback. OSError covers the
-        # file system's own answers (not a directory, permission denied, disk full), which name the path.
-        import os
-
-        if os.environ.get("SINKTRAIN_DEBUG"):
+    except USER_ERRORS as e:
+        if debug:
             raise
-        print(f"sinktrain {args.verb}: error: {e}", file=sys.stderr)
+        print(f"sinktrain {verb}: error: {e}", file=sys.stderr)
         return 2
 
 

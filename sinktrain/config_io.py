@@ -1,58 +1,248 @@
-"""Dataclass configs from YAML/dicts: unknown keys are errors, nested dataclasses are built recursively.
+"""Typed configs: one mechanism for every stage's config, from YAML, from `--set`, and from Python.
 
-Every stage's config is a dataclass; recipes are YAML files that compose them. This module is the one
-place that turns plain dicts into those dataclasses and back.
+The pattern (how to write a stage config; `sinktrain/cli_config.py` turns one into a verb):
+
+    from sinktrain.config_io import NonNegativeInt, PositiveInt, configclass
+
+    @configclass("trainer")                 # a dataclass whose fields are range-checked on construction
+    class TrainerConfig:
+        max_steps: PositiveInt = 143_000
+        '''Optimizer steps to train for.'''   # the field's docstring: its `--help` text (never copied by hand)
+        val_every: NonNegativeInt = 1000
+        '''Optimizer steps between validations; 0 disables.'''
+
+- Types: jsonargparse (the library behind Lightning's CLI) checks every value read from a file, a `--set`
+  override or a flag against the field's annotation: an int is accepted for a float, `1e-3` is a float,
+  `ten` for an int is refused, and an unknown key is refused. `build_dataclass` applies the same checks to
+  plain dicts (experiment files, run directories).
+- Ranges: annotate a number with one of the constrained types below (`PositiveInt`, `NonNegativeInt`,
+  `PositiveFloat`, `NonNegativeFloat`, `Fraction`, `Probability`, `Seed`) or with
+  `Annotated[int, Range(ge=..., le=...)]`.
+  `configclass` checks every such field in `__post_init__`, before the class's own `__post_init__` runs, so the
+  check holds however the config is built (YAML, `--set`, experiment file, Python), and a field added later
+  with such an annotation is range-checked with no extra code. `X | None` fields accept None; in a
+  `list[PositiveInt]` every item is checked.
+- Errors are `ValueError`s with one line naming the key, the bad value and what is accepted; the CLI prints
+  them as one line and exits 2 before anything is written.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import functools
+import math
+import re
+import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import yaml
 
+from sinktrain.util.atomic import write_json_atomic, write_yaml_atomic  # noqa: F401  (re-exported)
+
 
 class ConfigKeyError(ValueError):
-    """An unknown or mistyped key in a config file."""
+    """An unknown, mistyped or out-of-range key in a config."""
 
 
-def _dataclass_type(tp):
-    """Return the dataclass inside `tp` (handles `X | None`), else None."""
-    if dataclasses.is_dataclass(tp):
-        return tp
-    for arg in typing.get_args(tp):
-        if dataclasses.is_dataclass(arg):
-            return arg
+# ---------------------------------------------------------------- ranges, declared once per field
+
+
+@dataclass(frozen=True)
+class Range:
+    """Bounds of a numeric field, used as `Annotated[int, Range(ge=1)]` metadata."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def describe(self) -> str:
+        bounds = ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+        parts = [f"{op} {int(v) if float(v).is_integer() else v}" for op, v in bounds
+                 if v is not None]
+        return " and ".join(parts)
+
+    def contains(self, x: float) -> bool:
+        return ((self.ge is None or x >= self.ge) and (self.gt is None or x > self.gt)
+                and (self.le is None or x <= self.le) and (self.lt is None or x < self.lt))
+
+
+PositiveInt = Annotated[int, Range(ge=1)]
+NonNegativeInt = Annotated[int, Range(ge=0)]
+PositiveFloat = Annotated[float, Range(gt=0)]
+NonNegativeFloat = Annotated[float, Range(ge=0)]
+Fraction = Annotated[float, Range(ge=0, lt=1)]  # [0, 1)
+Probability = Annotated[float, Range(ge=0, le=1)]  # [0, 1]
+Seed = Annotated[int, Range(ge=0, le=2**32 - 1)]  # what torch / numpy / Lightning accept without a warning
+
+
+def _range_of(tp) -> tuple[type, Range] | None:
+    """(int|float, Range) for `Annotated[number, Range]`, also inside `X | None` and `list[...]`; else None."""
+    if typing.get_origin(tp) is list:
+        return _range_of(typing.get_args(tp)[0]) if typing.get_args(tp) else None
+    if typing.get_origin(tp) is Annotated:
+        base, *meta = typing.get_args(tp)
+        found = [m for m in meta if isinstance(m, Range)]
+        return (base, found[0]) if found else None
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            hit = _range_of(arg)
+            if hit is not None:
+                return hit
     return None
 
 
-def build_dataclass(cls, data: dict | None, where: str = "config"):
-    """Build dataclass `cls` from `data`, recursing into nested dataclass fields.
+def _other_types(tp) -> tuple[type, ...]:
+    """Plain types a union admits besides its ranged number (`PositiveInt | str` admits str: "auto")."""
+    if typing.get_origin(tp) not in (typing.Union, types.UnionType):
+        return ()
+    return tuple(a for a in typing.get_args(tp) if isinstance(a, type) and a not in (int, float, type(None)))
 
-    Raises ConfigKeyError naming the unknown key, where it sits, and the accepted keys.
+
+@functools.cache
+def _ranged_fields(cls) -> dict[str, tuple[type, Range, tuple[type, ...]]]:
+    hints = typing.get_type_hints(cls, include_extras=True)
+    out = {}
+    for f in dataclasses.fields(cls):
+        hit = _range_of(hints.get(f.name))
+        if hit is not None:
+            out[f.name] = (*hit, _other_types(hints.get(f.name)))
+    return out
+
+
+def check_fields(obj, section: str = "") -> None:
+    """Raise ConfigKeyError for a ranged field whose value is not a number of its type inside its range."""
+    prefix = f"{section}." if section else ""
+    for name, (base, rng, others) in _ranged_fields(type(obj)).items():
+        value = getattr(obj, name)
+        if value is None or (others and isinstance(value, others)):
+            continue  # None or a non-number the annotation allows; jsonargparse checks those from files
+        items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
+        for i, item in items:
+            _check_number(f"{prefix}{name}" + (f"[{i}]" if i is not None else ""), item, base, rng)
+
+
+def _check_number(key: str, value, base: type, rng: Range) -> None:
+    kind = "an integer" if base is int else "a number"
+    is_number = isinstance(value, int) if base is int else isinstance(value, (int, float))
+    if isinstance(value, bool) or not is_number or (isinstance(value, float) and math.isnan(value)):
+        raise ConfigKeyError(f"{key} must be {kind} {rng.describe()}, got {value!r}")
+    if not rng.contains(value):
+        raise ConfigKeyError(f"{key} must be {rng.describe()}, got {value!r}")
+
+
+def configclass(section: str = ""):
+    """`@dataclass` whose ranged fields are checked on construction (before the class's own `__post_init__`).
+
+    `section` is the key under which the config sits in a recipe (`trainer`, `optim`, ...), for error messages.
     """
+
+    def wrap(cls):
+        own = cls.__dict__.get("__post_init__")
+
+        def __post_init__(self):
+            check_fields(self, section)
+            if own is not None:
+                own(self)
+
+        cls.__post_init__ = __post_init__  # set before @dataclass, which only calls it if it exists then
+        cls.__config_section__ = section
+        return dataclasses.dataclass(cls)
+
+    return wrap
+
+
+# ---------------------------------------------------------------- dicts <-> dataclasses, typed by jsonargparse
+
+
+def one_line(message) -> str:
+    """jsonargparse's (multi-line) message as one line: `trainer.max_steps: expected int, got 'ten'`."""
+    text = " ".join(str(message).split())
+    text = re.sub(r"<class '([\w.]+)'>", r"\1", text)
+    text = text.replace("NoneType", "null")
+    patterns = [
+        (r'Parser key "([^"]+)": Expected an? (\S+?)\. Got value: (.*)',
+         lambda m: f"{m[1]}: expected {m[2]}, got {m[3]!r}"),
+        (r'Parser key "([^"]+)": Does not validate against any of the Union subtypes Subtypes: \[(.*?)\].*'
+         r"Given value: (.*)", lambda m: f"{m[1]}: expected {m[2].replace(', ', ' or ')}, got {m[3]!r}"),
+        (r"unrecognized arguments: --([^= ]+).*", lambda m: f"unknown key {m[1]!r}"),
+        (r"Option '([^']+)' is not accepted.*", lambda m: f"unknown key {m[1]!r}"),
+        (r"Group '([^']+)' does not accept option '([^']+)'.*", lambda m: f"unknown key '{m[1]}.{m[2]}'"),
+        (r'Parser key "([^"]+)": ', lambda m: f"{m[1]}: "),
+        (r"config: File does not exist: (.*)",
+         lambda m: f"config file {m[1]} does not exist; pass the path of a YAML file"),
+    ]
+    for pattern, repl in patterns:
+        text = re.sub(pattern, repl, text)
+    return text
+
+
+def explain(cls, message: str) -> str:
+    """Add the accepted keys to an unknown-key message about dataclass `cls`."""
+    m = re.search(r"unknown key '([^']+)'", message)
+    if not m:
+        return message
+    *section, _ = m[1].split(".")
+    node = cls
+    for name in section:
+        hints = typing.get_type_hints(node) if dataclasses.is_dataclass(node) else {}
+        node = next((a for a in (hints.get(name), *typing.get_args(hints.get(name))) if dataclasses.is_dataclass(a)),
+                    None)
+        if node is None:
+            return message
+    where = f" in {'.'.join(section)}" if section else ""
+    keys = ", ".join(f.name for f in dataclasses.fields(node) if f.init)
+    return f"unknown key {m[1]!r}; accepted keys{where}: {keys}"
+
+
+@functools.cache
+def dataclass_parser(cls):
+    """A jsonargparse parser whose keys are `cls`'s fields (nested dataclasses as dotted keys)."""
+    import jsonargparse
+
+    jsonargparse.set_parsing_settings(docstring_parse_attribute_docstrings=True)
+    parser = jsonargparse.ArgumentParser(exit_on_error=False, default_env=False)
+    parser.add_class_arguments(cls, nested_key=None, as_group=False, fail_untyped=True)
+    return parser
+
+
+def instantiate(cls, parser, namespace):
+    """Build `cls` from a parsed namespace (nested dataclasses are built by jsonargparse, bottom-up)."""
+    built = parser.instantiate(namespace)
+    return cls(**{f.name: getattr(built, f.name) for f in dataclasses.fields(cls) if f.init and f.name in built})
+
+
+def build_dataclass(cls, data: dict | None, where: str = "config"):
+    """Build dataclass `cls` from a plain dict, type-checked against its annotations, ranges checked.
+
+    Raises ConfigKeyError (one line) naming the unknown or mistyped key and where it sits.
+    """
+    import jsonargparse
+
     if data is None:
         data = {}
-    if dataclasses.is_dataclass(data) and isinstance(data, cls):
+    if isinstance(data, cls):
         return data
     if not isinstance(data, dict):
         raise ConfigKeyError(f"{where}: expected a mapping of keys, got {type(data).__name__} {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigKeyError(
-            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; accepted keys: {', '.join(fields)}"
-        )
-    kwargs = {}
-    for name, value in data.items():
-        sub = _dataclass_type(hints.get(name))
-        if sub is not None and isinstance(value, dict):
-            value = build_dataclass(sub, value, where=f"{where}.{name}")
-        kwargs[name] = value
-    return cls(**kwargs)
+    parser = dataclass_parser(cls)
+    try:
+        namespace = parser.parse_object(to_plain(data))
+    except jsonargparse.ArgumentError as e:
+        raise ConfigKeyError(f"{where}: {explain(cls, one_line(e))}") from None
+    return instantiate(cls, parser, namespace)
+
+
+def to_plain(data):
+    """Dataclasses inside `data` as dicts (jsonargparse parses plain values)."""
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        return dataclasses.asdict(data)
+    if isinstance(data, dict):
+        return {k: to_plain(v) for k, v in data.items()}
+    return data
 
 
 def to_dict(obj) -> dict:
@@ -75,21 +265,3 @@ def load_yaml(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigKeyError(f"{path}: a recipe must be a YAML mapping at the top level")
     return data
-
-
-def write_json_atomic(path: str | Path, obj) -> None:
-    """Write JSON to a temporary name, then rename: a reader never sees a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=False)
-        f.write("\n")
-    tmp.replace(path)
-
-
-def write_yaml_atomic(path: str | Path, obj) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        yaml.safe_dump(obj, f, sort_keys=False)
-    tmp.replace(path)

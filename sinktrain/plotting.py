@@ -3,8 +3,9 @@ headless backend, one look for every axis, atomic PNG writes."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from sinktrain.util.atomic import atomic_path
 
 
 def pyplot():
@@ -30,10 +31,8 @@ def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
     """tight_layout, write to a temporary name, rename, close: a PNG that exists is complete."""
     plt = pyplot()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -5,7 +5,7 @@ Importing this package is light (numpy only); transformers and datasets load on 
 """
 
 from sinktrain.data.dataset import TokenDataset
-from sinktrain.data.manifest import FORMAT, read_manifest, token_dtype
+from sinktrain.data.manifest import FORMAT, TOKENIZER_DIR, data_tokenizer, manifest_sha256, read_manifest, token_dtype
 from sinktrain.data.preparation import PrepareConfig, prepare
 from sinktrain.data.sources import resolve_source
 from sinktrain.data.tokenizer import DEFAULT_TOKENIZER, eod_id, load_tokenizer, tokenizer_hash
@@ -14,11 +14,14 @@ __all__ = [
     "DEFAULT_TOKENIZER",
     "FORMAT",
     "PrepareConfig",
+    "TOKENIZER_DIR",
     "TokenDataset",
     "check_long_text_source",
+    "data_tokenizer",
     "eod_id",
     "load_long_text",
     "load_tokenizer",
+    "manifest_sha256",
     "prepare",
     "read_manifest",
     "resolve_source",

@@ -141,7 +141,8 @@ class TokenDataset:
         if tokenizer_sha256 is not None and tokenizer_sha256 != tok["sha256"]:
             raise ValueError(
                 f"{self.data_dir} was tokenized with tokenizer {tok['spec']!r} (sha256 {tok['sha256'][:12]}…), "
-                f"not the training tokenizer (sha256 {tokenizer_sha256[:12]}…); prepare the data with the same tokenizer"
+                f"not the training tokenizer (sha256 {tokenizer_sha256[:12]}…); "
+                f"prepare the data with the same tokenizer"
             )
         if int(tokenizer_vocab_size) != int(tok["vocab_size"]):
             raise ValueError(

@@ -76,7 +76,8 @@ def _local_paths(source: str) -> list[Path]:
     if path.is_dir():
         paths = sorted(path.glob("*.txt"))
         if not paths:
-            raise FileNotFoundError(f"folder {source!r} holds no .txt files; point --text at a book or a folder of books")
+            raise FileNotFoundError(
+                f"folder {source!r} holds no .txt files; point --text at a book or a folder of books")
         return paths
     if any(ch in source for ch in "*?["):
         paths = [Path(p) for p in sorted(globlib.glob(source)) if Path(p).is_file()]

@@ -6,6 +6,7 @@ manifest is complete; a directory without one is not a dataset.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -14,16 +15,18 @@ import numpy as np
 FORMAT = "sinktrain-tokens/1"
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val")
+TOKENIZER_DIR = "tokenizer"  # the tokenizer the data was prepared with (save_pretrained folder)
 
 
 def token_dtype(vocab_size: int, requested: str = "auto") -> str:
-    """uint16 when every id fits (vocab <= 65536), else uint32; a forced uint16 that cannot hold the vocab is an error."""
+    """uint16 when every id fits (vocab <= 65536), else uint32; a forced uint16 that cannot hold the vocab is an
+    error."""
     if requested not in ("auto", "uint16", "uint32"):
         raise ValueError(f"dtype must be auto, uint16 or uint32, not {requested!r}")
     fits16 = vocab_size <= np.iinfo(np.uint16).max + 1
     if requested == "uint16" and not fits16:
         raise ValueError(
-            f"tokenizer vocabulary of {vocab_size} ids does not fit uint16 (max 65536); use --dtype uint32 or auto"
+            f"tokenizer vocabulary of {vocab_size} ids does not fit uint16 (max 65536); use dtype uint32 or auto"
         )
     if requested == "auto":
         return "uint16" if fits16 else "uint32"
@@ -36,7 +39,8 @@ def read_manifest(data_dir: str | Path) -> dict:
     path = data_dir / MANIFEST
     if not path.is_file():
         hint = " (an interrupted prepare leaves none; run it again)" if data_dir.is_dir() else ""
-        raise FileNotFoundError(f"no {MANIFEST} in {str(data_dir)!r}{hint}; run `sinktrain data prepare --out {data_dir}` first")
+        raise FileNotFoundError(
+            f"no {MANIFEST} in {str(data_dir)!r}{hint}; run `sinktrain data prepare --out_dir {data_dir}` first")
     try:
         manifest = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
@@ -45,3 +49,18 @@ def read_manifest(data_dir: str | Path) -> dict:
         manifest = manifest if isinstance(manifest, dict) else {}
         raise ValueError(f"{path} has format {manifest.get('format')!r}, expected {FORMAT!r}; prepare the data again")
     return manifest
+
+
+def manifest_sha256(data_dir: str | Path) -> str:
+    """sha256 of the manifest file: names the exact dataset (its shards' sizes, sources, tokenizer, config)."""
+    return hashlib.sha256((Path(data_dir) / MANIFEST).read_bytes()).hexdigest()
+
+
+def data_tokenizer(data_dir: str | Path):
+    """The tokenizer the data in `data_dir` was prepared with: its saved copy, or (data prepared before
+    copies were kept) the spec the manifest records."""
+    from sinktrain.data.tokenizer import load_tokenizer
+
+    manifest = read_manifest(data_dir)
+    saved = Path(data_dir) / manifest["tokenizer"].get("dir", TOKENIZER_DIR)
+    return load_tokenizer(saved if saved.is_dir() else manifest["tokenizer"]["spec"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import sys
 import time
 from collections import deque
@@ -20,8 +21,10 @@ from typing import Iterator
 
 import numpy as np
 
-from sinktrain.config_io import write_json_atomic
-from sinktrain.data.manifest import FORMAT, MANIFEST, read_manifest, token_dtype
+from sinktrain.config_io import Fraction, NonNegativeInt, PositiveInt, Seed, configclass
+from sinktrain.util.atomic import write_json_atomic
+from sinktrain.util.progress import progress
+from sinktrain.data.manifest import FORMAT, MANIFEST, TOKENIZER_DIR, read_manifest, token_dtype
 from sinktrain.data.sources import TXT_DOCUMENTS, Source, iter_documents, resolve_source
 from sinktrain.data.tokenizer import eod_id, load_tokenizer, tokenizer_hash
 
@@ -30,74 +33,61 @@ OUTPUT_KEYS = ("sources", "tokenizer", "val_fraction", "val_documents", "seed", 
                "hub_config", "txt_documents", "max_documents", "max_tokens", "dtype", "shard_tokens")
 
 
-@dataclass
+@configclass()
 class PrepareConfig:
-    """What to tokenize and where to put it. See docs/data.md.
+    """What to tokenize and where to put it. See docs/data.md."""
 
-    sources:       files, folders, globs, `hub:NAME` or hub dataset names (see sinktrain.data.sources).
-    out_dir:       the data directory to write (manifest.json, train-*.bin, val-*.bin).
-    tokenizer:     None = the bundled GPT-NeoX-20B tokenizer; else a tokenizer.json, a folder or a hub name.
-    val_fraction:  probability that a document goes to the validation split (seeded hash of its index).
-    val_documents: optional cap on validation documents (later picks go to train). If the coin picks no
-                   document at all (a few whole books), the last document goes to validation instead.
-    seed:          seed of the train/val assignment.
-    text_field:    record field holding the text (json/parquet/hub sources).
-    split:         split of hub datasets to stream.
-    hub_config:    config name of hub datasets (e.g. "wikitext-103-raw-v1"), None for none.
-    txt_documents: what a document is in .txt files: "file" (default), "paragraphs" or "lines".
-    num_workers:   0 = tokenize in this process (the Rust tokenizer threads over each batch);
-                   N >= 1 = N worker processes, results kept in order.
-    batch_size:    documents per tokenization batch (a batch is also cut at batch_bytes of text).
-    max_documents: stop after this many documents (None = all).
-    max_tokens:    stop after the document that brings the total (EODs included) to this many tokens.
-    dtype:         "auto" (uint16 if the vocabulary fits, else uint32), "uint16" or "uint32".
-    shard_tokens:  tokens per shard file before starting the next one.
-    overwrite:     replace an existing data directory that was prepared with another config.
-    progress:      print progress lines (MB/s, tokens/s) to stderr.
-    """
-
-    sources: list[str] = field(default_factory=list)
+    sources: list[str] | str = field(default_factory=list)
+    """Files, folders, globs, `hub:NAME` or hub dataset names; one, or a list such as [a.txt, b/]."""
     out_dir: str = ""
+    """The data directory to write (manifest.json, train-*.bin, val-*.bin)."""
     tokenizer: str | None = None
-    val_fraction: float = 0.01
-    val_documents: int | None = None
-    seed: int = 1234
+    """None: the bundled GPT-NeoX-20B tokenizer; else a tokenizer.json, a folder or a hub name."""
+    val_fraction: Fraction = 0.01
+    """Probability that a document goes to the validation split (seeded hash of its index)."""
+    val_documents: NonNegativeInt | None = None
+    """Cap on validation documents (later picks go to train). If the coin picks no document at all (a few
+    whole books), the last document goes to validation instead."""
+    seed: Seed = 1234
+    """Seed of the train/val assignment."""
     text_field: str = "text"
+    """Record field holding the text (json/parquet/hub sources)."""
     split: str = "train"
+    """Split of hub datasets to stream."""
     hub_config: str | None = None
+    """Config name of hub datasets (e.g. wikitext-103-raw-v1)."""
     txt_documents: str = "file"
-    num_workers: int = 0
-    batch_size: int = 256
-    batch_bytes: int = 8 << 20
-    max_documents: int | None = None
-    max_tokens: int | None = None
+    """What a document is in .txt files: file (a whole file), paragraphs (split on blank lines) or lines."""
+    num_workers: NonNegativeInt = 0
+    """0: tokenize in this process (the Rust tokenizer threads over each batch); N: N worker processes."""
+    batch_size: PositiveInt = 256
+    """Documents per tokenization batch (a batch is also cut at batch_bytes of text)."""
+    batch_bytes: PositiveInt = 8 << 20
+    """Bytes of text per tokenization batch at most."""
+    max_documents: PositiveInt | None = None
+    """Stop after this many documents (None: all)."""
+    max_tokens: PositiveInt | None = None
+    """Stop after the document that brings the total (EODs included) to this many tokens."""
     dtype: str = "auto"
-    shard_tokens: int = 1 << 28
+    """auto (uint16 if the vocabulary fits, else uint32), uint16 or uint32."""
+    shard_tokens: PositiveInt = 1 << 28
+    """Tokens per shard file before starting the next one."""
     overwrite: bool = False
+    """Replace an existing data directory that was prepared with another config."""
     progress: bool = True
+    """Show a progress bar (documents, MB/s, tokens/s) on stderr."""
 
     def __post_init__(self):
         if isinstance(self.sources, (str, Path)):
             self.sources = [self.sources]
         self.sources = [str(s) for s in self.sources]
         if not self.sources:
-            raise ValueError("no sources given; pass --source PATH|GLOB|DATASET at least once")
+            raise ValueError("no sources given; pass --sources PATH|GLOB|DATASET (or a list: --sources '[a, b]')")
         if not self.out_dir:
-            raise ValueError("no output directory given; pass --out DIR")
+            raise ValueError("no output directory given; pass --out_dir DIR")
         self.out_dir = str(self.out_dir)
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.txt_documents not in TXT_DOCUMENTS:
             raise ValueError(f"txt_documents must be one of {', '.join(TXT_DOCUMENTS)}, got {self.txt_documents!r}")
-        for name in ("val_documents", "max_documents", "max_tokens"):
-            value = getattr(self, name)
-            if value is not None and value < (0 if name == "val_documents" else 1):
-                raise ValueError(f"{name} must be a positive number or None, got {value}")
-        for name in ("batch_size", "batch_bytes", "shard_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         token_dtype(1, self.dtype)  # validates the name
 
 
@@ -249,7 +239,7 @@ class ShardWriter:
 
 
 # Exactly the names prepare writes (ShardWriter, write_json_atomic): nothing else in a folder is ever deleted.
-_OWN_FILE = re.compile(r"^((train|val)-\d{5}\.bin|manifest\.json)(\.tmp)?$")
+_OWN_FILE = re.compile(rf"^((train|val)-\d{{5}}\.bin|manifest\.json)(\.tmp)?$|^{TOKENIZER_DIR}$")
 
 
 def _check_out_dir_is_ours(out_dir: Path) -> None:
@@ -260,47 +250,40 @@ def _check_out_dir_is_ours(out_dir: Path) -> None:
     if foreign:
         raise FileExistsError(
             f"output folder {str(out_dir)!r} is not empty and not a sinktrain dataset (it holds "
-            f"{', '.join(map(repr, foreign[:3]))}{', ...' if len(foreign) > 3 else ''}); pass an empty or new --out"
+            f"{', '.join(map(repr, foreign[:3]))}{', ...' if len(foreign) > 3 else ''}); pass an empty or new --out_dir"
         )
 
 
 def _remove_previous(out_dir: Path) -> None:
     """Delete what an earlier prepare wrote here: the manifest first, so the directory stops looking complete."""
     (out_dir / MANIFEST).unlink(missing_ok=True)
+    shutil.rmtree(out_dir / TOKENIZER_DIR, ignore_errors=True)
     for path in out_dir.iterdir():
         if _OWN_FILE.match(path.name) and path.is_file():
             path.unlink()
 
 
-# ---------------------------------------------------------------- progress
+# ---------------------------------------------------------------- throughput
 
 
-class Progress:
-    """Periodic one-line reports on stderr: documents, MB of text, MB/s, tokens/s."""
+@dataclass
+class Throughput:
+    """Text bytes, tokens and documents done so far, and the rates (for the progress bar and benchmarks/)."""
 
-    def __init__(self, enabled: bool, every_s: float = 5.0):
-        self.enabled, self.every_s = enabled, every_s
-        self.start = self.last = time.perf_counter()
-        self.bytes = self.tokens = self.documents = 0
-
-    def update(self, nbytes: int, ntokens: int, ndocs: int) -> None:
-        self.bytes += nbytes
-        self.tokens += ntokens
-        self.documents += ndocs
-        now = time.perf_counter()
-        if self.enabled and now - self.last >= self.every_s:
-            self.last = now
-            print(f"prepare: {self.line()}", file=sys.stderr, flush=True)
-
-    def line(self) -> str:
-        dt = max(time.perf_counter() - self.start, 1e-9)
-        return (f"{self.documents:,} docs, {self.bytes / 1e6:,.1f} MB, {self.tokens:,} tokens in {dt:,.1f} s "
-                f"({self.bytes / 1e6 / dt:,.2f} MB/s, {self.tokens / dt:,.0f} tokens/s)")
+    start: float = field(default_factory=time.perf_counter)
+    bytes: int = 0
+    tokens: int = 0
+    documents: int = 0
 
     def stats(self) -> dict:
         dt = max(time.perf_counter() - self.start, 1e-9)
         return {"seconds": dt, "text_bytes": self.bytes, "tokens": self.tokens, "documents": self.documents,
                 "mb_per_s": self.bytes / 1e6 / dt, "tokens_per_s": self.tokens / dt}
+
+    def line(self) -> str:
+        s = self.stats()
+        return (f"{self.documents:,} docs, {self.bytes / 1e6:,.1f} MB, {self.tokens:,} tokens in {s['seconds']:,.1f} s "
+                f"({s['mb_per_s']:,.2f} MB/s, {s['tokens_per_s']:,.0f} tokens/s)")
 
 
 # ---------------------------------------------------------------- prepare
@@ -335,11 +318,12 @@ def prepare(cfg: PrepareConfig) -> Path:
     if (out_dir / MANIFEST).is_file() and not cfg.overwrite:
         if _same_dataset(read_manifest(out_dir), cfg, sha, sources):
             if cfg.progress:
-                print(f"prepare: {out_dir} already holds this dataset; nothing to do (--overwrite redoes it)",
+                print(f"prepare: {out_dir} already holds this dataset; nothing to do (--overwrite true redoes it)",
                       file=sys.stderr)
             return out_dir
         raise FileExistsError(
-            f"{str(out_dir)!r} holds a dataset prepared from other sources or settings; pass --overwrite or another --out"
+            f"{str(out_dir)!r} holds a dataset prepared from other sources or settings; "
+            f"pass --overwrite true or another --out_dir"
         )
     _check_out_dir_is_ours(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -347,7 +331,8 @@ def prepare(cfg: PrepareConfig) -> Path:
 
     writers = {split: ShardWriter(out_dir, split, dtype, cfg.shard_tokens) for split in ("train", "val")}
     per_source = [{"documents": 0, "tokens": 0, "text_bytes": 0} for _ in sources]
-    progress = Progress(cfg.progress)
+    done = Throughput()
+    bar = progress(desc="prepare", unit="B", enabled=cfg.progress)  # bytes of text: tqdm shows MB and MB/s
     eod_array = np.array([eod], dtype=np.uint32)
 
     def documents() -> Iterator[tuple[int, str]]:
@@ -384,11 +369,13 @@ def prepare(cfg: PrepareConfig) -> Path:
                 doc_index += 1
                 if cfg.max_tokens is not None and writers["train"].tokens + val.tokens >= cfg.max_tokens:
                     break
-            progress.update(batch_bytes, batch_tokens, k + 1)
+            done.bytes, done.tokens, done.documents = done.bytes + batch_bytes, done.tokens + batch_tokens, doc_index
+            bar.update(batch_bytes)
+            bar.set_postfix(docs=f"{done.documents:,}", tokens=f"{done.tokens:,}", refresh=False)
             if cfg.max_tokens is not None and writers["train"].tokens + writers["val"].tokens >= cfg.max_tokens:
                 break
         if doc_index == 0:
-            raise ValueError("the sources produced no documents; check the paths and --text-field")
+            raise ValueError("the sources produced no documents; check the paths and text_field")
         if (writers["val"].documents == 0 and cfg.val_fraction > 0 and cfg.val_documents != 0
                 and writers["train"].documents >= 2):
             # A small corpus (a few whole books) where the coin picked nothing: the last document becomes
@@ -399,10 +386,17 @@ def prepare(cfg: PrepareConfig) -> Path:
         for w in writers.values():
             w.abort()
         raise
+    finally:
+        bar.close()
+    # The tokenizer travels with the data (and from there into every run and export): later stages read it
+    # from here instead of re-deriving it from a spec.
+    shutil.rmtree(out_dir / TOKENIZER_DIR, ignore_errors=True)
+    tok.save_pretrained(out_dir / TOKENIZER_DIR)
 
     manifest = {
         "format": FORMAT,
-        "tokenizer": {"spec": cfg.tokenizer or "gpt-neox-20b", "sha256": sha, "vocab_size": vocab_size},
+        "tokenizer": {"spec": cfg.tokenizer or "gpt-neox-20b", "sha256": sha, "vocab_size": vocab_size,
+                      "dir": TOKENIZER_DIR},
         "dtype": dtype,
         "eod_id": eod,
         "seed": cfg.seed,
@@ -413,9 +407,9 @@ def prepare(cfg: PrepareConfig) -> Path:
     }
     write_json_atomic(out_dir / MANIFEST, manifest)
     LAST_RUN_STATS.clear()
-    LAST_RUN_STATS.update(progress.stats())
+    LAST_RUN_STATS.update(done.stats())
     if cfg.progress:
-        print(f"prepare: done, {progress.line()}; train {writers['train'].tokens:,} tokens / "
+        print(f"prepare: done, {done.line()}; train {writers['train'].tokens:,} tokens / "
               f"{writers['train'].documents:,} docs, val {writers['val'].tokens:,} tokens / "
               f"{writers['val'].documents:,} docs -> {out_dir}", file=sys.stderr, flush=True)
     return out_dir

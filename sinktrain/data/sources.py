@@ -95,14 +95,16 @@ def resolve_source(spec: str) -> Source:
             raise FileNotFoundError(f"pattern {spec!r} matches no .txt/.jsonl/.json/.parquet files")
         return Source(spec, "files", files)
     if _looks_like_path(spec):
-        raise FileNotFoundError(f"source {spec!r} does not exist; check the path (or prefix a dataset name with 'hub:')")
+        raise FileNotFoundError(
+            f"source {spec!r} does not exist; check the path (or prefix a dataset name with 'hub:')")
     return Source(spec, "hub")
 
 
 def _text_of(row: dict, text_field: str, where: str) -> str:
     if text_field not in row:
         raise ValueError(
-            f"{where} has no field {text_field!r} (fields: {', '.join(map(str, row))}); pass --text-field with the right name"
+            f"{where} has no field {text_field!r} (fields: {', '.join(map(str, row))}); "
+            f"pass --text-field with the right name"
         )
     text = row[text_field]
     if text is None:

@@ -1,19 +1,25 @@
 """Tokenizer loading: the bundled GPT-NeoX-20B / Pythia tokenizer by default, any tokenizer.json path or
 hub name otherwise. Always a `transformers` fast tokenizer backed by the `tokenizers` library.
+
+The bundled tokenizer is package data (`sinktrain/data/bundled/`), found with `importlib.resources`, so an
+installed wheel has it too; nothing is looked up relative to a source checkout.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from importlib.resources import as_file, files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # transformers is imported on first use: token workers and `sinktrain --help` stay light
     from transformers import PreTrainedTokenizerFast
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_TOKENIZER = REPO_ROOT / "data" / "tokenizers" / "gpt-neox-20b.json"
+# Wheels install unpacked, so this is a real file; load_tokenizer still goes through as_file (zip-safe).
+BUNDLED_TOKENIZER = files("sinktrain.data").joinpath("bundled", "gpt-neox-20b.json")
+DEFAULT_TOKENIZER = Path(str(BUNDLED_TOKENIZER))
+DEFAULT_TOKENIZER_NAMES = ("gpt-neox-20b", "pythia", "default")
 EOD_TOKEN = "<|endoftext|>"
 
 
@@ -21,11 +27,13 @@ def load_tokenizer(spec: str | Path | None = None) -> PreTrainedTokenizerFast:
     """`spec`: None (bundled GPT-NeoX-20B), a tokenizer.json file, a folder saved by transformers, or a hub name."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    if spec is None or str(spec) in ("gpt-neox-20b", "pythia", "default"):
-        spec = DEFAULT_TOKENIZER
+    if spec is None or str(spec) in DEFAULT_TOKENIZER_NAMES:
+        with as_file(BUNDLED_TOKENIZER) as path:
+            return _with_eos(PreTrainedTokenizerFast(tokenizer_file=str(path)))
     path = Path(spec)
     if not path.exists() and _looks_like_path(str(spec)):
-        raise FileNotFoundError(f"tokenizer {str(spec)!r} does not exist; pass a tokenizer.json path, a folder, or a hub name")
+        raise FileNotFoundError(
+            f"tokenizer {str(spec)!r} does not exist; pass a tokenizer.json path, a folder, or a hub name")
     try:
         if path.is_file():
             tok = PreTrainedTokenizerFast(tokenizer_file=str(path))
@@ -36,6 +44,10 @@ def load_tokenizer(spec: str | Path | None = None) -> PreTrainedTokenizerFast:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ValueError(f"tokenizer {what} {str(spec)!r} could not be loaded ({type(e).__name__}: {first}); "
                          f"pass a tokenizer.json, a folder saved by transformers, or a hub name") from e
+    return _with_eos(tok)
+
+
+def _with_eos(tok: PreTrainedTokenizerFast) -> PreTrainedTokenizerFast:
     if tok.eos_token is None and EOD_TOKEN in tok.get_vocab():
         tok.eos_token = EOD_TOKEN
     return tok

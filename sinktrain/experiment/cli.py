@@ -1,19 +1,23 @@
-"""`sinktrain experiment recipes/experiments/<name>.yaml [--runs-dir DIR]`."""
+"""`sinktrain experiment STUDY.yaml [--runs_dir DIR] [--set KEY=VALUE ...]`: the study file is the config
+(`--config STUDY.yaml` works too); its keys are ExperimentConfig's (`sinktrain experiment --help`)."""
 
 from __future__ import annotations
 
+from sinktrain.cli_config import add_config_verb
+
 
 def register(sub) -> None:
-    p = sub.add_parser("experiment", help="run a whole study: data, train variants, export, stream-eval, report")
-    p.add_argument("config", help="study YAML, e.g. recipes/experiments/demo-cpu.yaml")
-    p.add_argument("--runs-dir", default=None, help="parent folder of runs/<name> (default: the file's runs_dir, runs)")
-    p.set_defaults(func=run)
+    from sinktrain.experiment.config import ExperimentConfig
+
+    add_config_verb(sub, "experiment", ExperimentConfig, run, positionals=("config",),
+                    help="run a whole study: data, train variants, export, stream-eval, report")
 
 
-def run(args) -> int:
-    from sinktrain.experiment import load_experiment, run_experiment
+def run(cfg) -> int:
+    from sinktrain.experiment import run_experiment
 
-    report = run_experiment(load_experiment(args.config, runs_dir=args.runs_dir))
+    cfg.validate()
+    report = run_experiment(cfg)
     if report is not None:
         print(f"report: {report}")
     return 0

@@ -21,26 +21,37 @@ Every section is checked up front (unknown keys are errors) so a typo fails befo
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
-from sinktrain.config_io import ConfigKeyError, build_dataclass, load_yaml
+from sinktrain.config_io import ConfigKeyError, build_dataclass, configclass, load_yaml
 from sinktrain.data import PrepareConfig
 from sinktrain.stream import StreamEvalConfig
 from sinktrain.train import TrainConfig
 
 
-@dataclass
+@configclass()
 class ExperimentConfig:
+    """A study: variants of one training recipe, the data they share, the streaming evaluation, the report.
+    Every section is checked up front (types, ranges, unknown keys) so a typo fails before hours of training."""
+
     name: str = ""
+    """Names the folder <runs_dir>/<name>."""
     recipe: str = ""
+    """Base training recipe (YAML), shared by every variant."""
     base: dict = field(default_factory=dict)
+    """Overrides of the recipe applied to every variant (nested mapping)."""
     variants: dict = field(default_factory=dict)
+    """Variant name -> overrides of the base (nested mapping)."""
     data: dict = field(default_factory=dict)
+    """PrepareConfig keys (out_dir is <root>/data), or {dir: an existing data directory}."""
     stream: dict = field(default_factory=dict)
+    """StreamEvalConfig keys (models and out are set by the study)."""
     runs_dir: str = "runs"
-    pretrained: list = field(default_factory=list)
-    export_every: int | None = None  # also export every k-th checkpoint (sink emergence); None: final only
+    """Parent folder of <name>/."""
+    pretrained: list[str] = field(default_factory=list)
+    """Pretrained models streamed beside the variants at the same caches (anything stream-eval takes: a folder,
+    a .gguf file, a hub id, or a zoo name such as smollm2-135m-instruct, fetched once)."""
 
     @property
     def root(self) -> Path:
@@ -53,7 +64,8 @@ class ExperimentConfig:
     def prepare_config(self) -> PrepareConfig | None:
         if "dir" in self.data:
             if len(self.data) > 1:
-                raise ConfigKeyError("experiment data: give either dir (an existing data directory) or prepare keys, not both")
+                raise ConfigKeyError(
+                    "experiment data: give either dir (an existing data directory) or prepare keys, not both")
             return None
         return build_dataclass(PrepareConfig, {**self.data, "out_dir": str(self.data_dir)}, where="experiment data")
 
@@ -67,7 +79,8 @@ class ExperimentConfig:
         return TrainConfig.from_dict(data)
 
     def stream_config(self, model_dirs: list[str]) -> StreamEvalConfig:
-        return build_dataclass(StreamEvalConfig, {**self.stream, "models": model_dirs, "out": str(self.root / "stream")},
+        return build_dataclass(StreamEvalConfig,
+                               {**self.stream, "models": model_dirs, "out": str(self.root / "stream")},
                                where="experiment stream")
 
     def validate(self) -> None:
@@ -76,7 +89,8 @@ class ExperimentConfig:
         if not self.variants:
             raise ConfigKeyError("experiment needs at least one variant under `variants:`")
         if not Path(self.recipe).is_file():
-            raise FileNotFoundError(f"experiment recipe {self.recipe!r} does not exist; point `recipe:` at a training recipe YAML")
+            raise FileNotFoundError(
+                f"experiment recipe {self.recipe!r} does not exist; point `recipe:` at a training recipe YAML")
         for key in ("models", "out"):
             if key in self.stream:
                 raise ConfigKeyError(f"experiment stream: {key!r} is set by the experiment; remove it")
@@ -100,9 +114,10 @@ def deep_merge(base: dict, over: dict) -> dict:
 
 
 def load_experiment(path: str | Path, runs_dir: str | None = None) -> ExperimentConfig:
-    data = load_yaml(path)
-    if runs_dir is not None:
-        data["runs_dir"] = runs_dir
-    cfg = build_dataclass(ExperimentConfig, data, where=f"experiment {path}")
+    """A study file (and optionally another runs_dir), checked: the same parsing as `sinktrain experiment`."""
+    from sinktrain.cli_config import parse_config
+
+    argv = ["--config", str(path)] + ([f"--runs_dir={runs_dir}"] if runs_dir is not None else [])
+    cfg = parse_config(ExperimentConfig, argv, prog="sinktrain experiment")
     cfg.validate()
     return cfg

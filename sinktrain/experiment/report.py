@@ -7,10 +7,13 @@ import json
 import os
 from pathlib import Path
 
-from sinktrain.config_io import write_json_atomic
+import yaml
+
 from sinktrain.export import read_metrics
 from sinktrain.plotting import pyplot, save_figure, style_axes
-from sinktrain.stream import markdown_table
+from sinktrain.train import TrainConfig
+from sinktrain.util.atomic import write_json_atomic, write_text_atomic
+from sinktrain.util.tables import markdown_table, perplexity_table
 
 
 def plot_loss_curves(metrics: dict[str, list[dict]], path: Path) -> Path | None:
@@ -68,6 +71,20 @@ def first_token_attention(stats_path: Path) -> list[str]:
         lines.append(f"| {model} | {len(per_layer)} | {sum(per_layer) / len(per_layer):.1%} | "
                      f"{per_layer[top]:.1%} (layer {top}) |")
     return lines + [""]
+def run_config(run_dir: Path) -> TrainConfig:
+    """What a run actually trained with: its own resolved config.yaml (not the study's recipe, which may have
+    changed since, or differ through overrides)."""
+    return TrainConfig.from_dict(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()))
+
+
+def stream_settings(stream_dir: Path, fallback) -> dict:
+    """The evaluation's own record (stream/run.json), else the study's stream section."""
+    run_info = stream_dir / "run.json"
+    if run_info.is_file():
+        recorded = json.loads(run_info.read_text()).get("config")
+        if recorded:
+            return recorded
+    return fallback.__dict__
 
 
 def write_report(cfg, results: dict, run_dirs: dict[str, Path]) -> Path:
@@ -79,26 +96,28 @@ def write_report(cfg, results: dict, run_dirs: dict[str, Path]) -> Path:
     stream_dir = root / "stream"
 
     lines = [f"# Study `{cfg.name}`", ""]
-    sc = cfg.stream_config([])
-    lines += [f"Streaming perplexity on `{sc.text}`"
-              + (f" (first {sc.tokens} tokens)" if sc.tokens else "")
-              + f", StreamingLLM cache s+w ({sc.mode} evaluator). Lower is better; `0+C` is window attention.", ""]
-    lines += [markdown_table(results), ""]
+    sc = stream_settings(stream_dir, cfg.stream_config([]))
+    lines += [f"Streaming perplexity on `{sc.get('text')}`"
+              + (f" (first {sc['tokens']} tokens)" if sc.get("tokens") else "")
+              + f", StreamingLLM cache s+w ({sc.get('mode')} evaluator). "
+              + "Lower is better; `0+C` is window attention.", ""]
+    lines += [perplexity_table(results), ""]
     if cfg.pretrained:
-        lines += [f"Also streamed, for comparison: pretrained {', '.join(f'`{p}`' for p in cfg.pretrained)}, each with "
-                  f"its own tokenizer (so its token count and perplexity scale differ from the variants'). A model "
-                  f"with a formed attention sink loses it in `0+C` (window attention) and gets it back with one or "
-                  f"a few initial tokens kept.", ""]
+        lines += [f"Also streamed, for comparison: pretrained {', '.join(f'`{p}`' for p in cfg.pretrained)}, each "
+                  f"with its own tokenizer (so its token count and perplexity scale differ from the variants'). A "
+                  f"model with a formed attention sink loses it in `0+C` (window attention) and gets it back with "
+                  f"one or a few initial tokens kept.", ""]
     lines += first_token_attention(stream_dir / "attention_stats.json")
-    lines += ["| variant | preset | sink | steps | final train loss | final val loss |", "|---|---|---|---|---|---|"]
+    rows_out = []
     for v, rows in metrics.items():
-        tc = cfg.train_config(v)
+        tc = run_config(run_dirs[v])
         last = rows[-1] if rows else {}
         vals = [r["val_loss"] for r in rows if r.get("val_loss") is not None]
         sink = f"{tc.model.sink.kind}" + (f" x{tc.model.num_sink_tokens}" if tc.model.num_sink_tokens else "")
-        lines.append(f"| {v} | {tc.model.preset} | {sink} | {last.get('step', '-')} | "
-                     f"{last.get('loss', float('nan')):.4f} | {vals[-1] if vals else float('nan'):.4f} |")
-    lines.append("")
+        rows_out.append([v, tc.model.preset, sink, last.get("step", "-"), f"{last.get('loss', float('nan')):.4f}",
+                         f"{vals[-1] if vals else float('nan'):.4f}"])
+    header = ["variant", "preset", "sink", "steps", "final train loss", "final val loss"]
+    lines += [markdown_table(header, rows_out), ""]
     rel = lambda p: os.path.relpath(p, root)  # noqa: E731  links relative to report.md
     if loss_png:
         lines += ["## Pre-training loss", "", f"![loss curves]({rel(loss_png)})", ""]
@@ -112,7 +131,5 @@ def write_report(cfg, results: dict, run_dirs: dict[str, Path]) -> Path:
               f"Per-token NLLs: `{rel(stream_dir / 'nll')}`; exported models: `export/<variant>`; "
               f"training runs (TensorBoard in `tb/`): `train/<variant>`.", ""]
     path = root / "report.md"
-    tmp = path.with_name("report.md.tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(path)
+    write_text_atomic(path, "\n".join(lines))
     return path

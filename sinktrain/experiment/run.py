@@ -12,11 +12,9 @@ Under torchrun every rank trains; rank 0 alone prepares data, exports, evaluates
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
-from sinktrain.config_io import write_yaml_atomic
 from sinktrain.data import check_long_text_source, load_tokenizer, prepare, read_manifest, resolve_source
 from sinktrain.experiment.config import ExperimentConfig
 from sinktrain.experiment.markers import forget, is_done, mark_done, tree_sha256
@@ -25,15 +23,12 @@ from sinktrain.export import ExportConfig, export_checkpoint
 from sinktrain.stream import evaluate
 from sinktrain.stream.config import validate as validate_stream_config
 from sinktrain.train import latest_checkpoint, preflight as train_preflight, train
-
-
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))
+from sinktrain.util.atomic import write_yaml_atomic
+from sinktrain.util.rank import is_global_rank_zero, rank_zero_print
 
 
 def log(msg: str) -> None:
-    if _rank() == 0:  # one line per event, not one per process
-        print(f"[experiment] {msg}", flush=True)
+    rank_zero_print(f"[experiment] {msg}")
 
 
 def _checkpoint_step(ckpt: Path | None) -> int:
@@ -64,7 +59,7 @@ def stage_data(cfg: ExperimentConfig) -> None:
         read_manifest(cfg.data_dir)  # fails clearly if the given directory is not prepared data
         log(f"data: using prepared {cfg.data_dir}")
         return
-    if _rank() == 0:
+    if is_global_rank_zero():
         prepare(pc)  # a no-op when the directory already holds this exact preparation
         return
     while not (cfg.data_dir / "manifest.json").is_file():  # other ranks wait for rank 0's manifest
@@ -81,7 +76,7 @@ def stage_train(cfg: ExperimentConfig, variant: str) -> Path:
     run_dir = Path(tc.run_dir)
     manifest = read_manifest(cfg.data_dir)
     if _trained_on_other_data(run_dir, manifest):
-        if _rank() == 0:
+        if is_global_rank_zero():
             n = 1
             while run_dir.with_name(f"{run_dir.name}.old-{n}").exists():
                 n += 1
@@ -132,11 +127,11 @@ def run_experiment(cfg: ExperimentConfig) -> Path | None:
     """Run (or finish) the whole study; returns the report path (None on ranks other than 0)."""
     preflight(cfg)
     cfg.root.mkdir(parents=True, exist_ok=True)
-    if _rank() == 0:
+    if is_global_rank_zero():
         write_yaml_atomic(cfg.root / "experiment.yaml", cfg.__dict__)
     stage_data(cfg)
     run_dirs = {v: stage_train(cfg, v) for v in cfg.variants}
-    if _rank() != 0:
+    if not is_global_rank_zero():
         return None
     exports = [stage_export(cfg, v, run_dirs[v]) for v in cfg.variants]
     results = stage_stream(cfg, exports)

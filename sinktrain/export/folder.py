@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from transformers import GenerationConfig
 
+from sinktrain.config_io import PositiveInt, configclass
+from sinktrain.data import TOKENIZER_DIR, data_tokenizer, load_tokenizer
 from sinktrain.export.model_card import plot_loss_curve, read_metrics, write_model_card
 from sinktrain.export.tokenizer_files import save_tokenizer
 from sinktrain.model import ModelConfig, build_model, save_model
@@ -24,12 +24,32 @@ from sinktrain.train import latest_checkpoint, list_checkpoints, load_checkpoint
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
-@dataclass
+@configclass()
 class ExportConfig:
-    source: str  # a run directory (its newest checkpoint) or one checkpoint
-    out_dir: str
+    """A training run (or one of its checkpoints) to a Hugging Face folder, optionally pushed to the hub."""
+
+    source: str = ""
+    """A run directory (exports its newest checkpoint) or one checkpoint inside a run."""
+    out_dir: str = ""
+    """Folder to write; with `every`, a folder of step-XXXXXXXX folders."""
     overwrite: bool = False
-    eval_results: str | None = None  # a stream-eval results.json to put in the model card
+    """Replace a non-empty out_dir (only once the new export is complete)."""
+    eval_results: str | None = None
+    """A stream-eval results.json to show in the model card (and as hub model-index results)."""
+    every: PositiveInt | None = None
+    """Export every k-th complete checkpoint of the run (the newest always included)."""
+    push_to_hub: str | None = None
+    """Hub repo id to push to, e.g. user/pythia-160m-sink."""
+    revision: str | None = None
+    """Hub branch (default main; with `every`, one branch per step named stepN, as Pythia's)."""
+    private: bool = False
+    """Create the hub repo as private."""
+    dry_run: bool = False
+    """With push_to_hub: list what would be uploaded, upload nothing."""
+
+    def __post_init__(self):
+        if not self.source or not self.out_dir:
+            raise ValueError("export needs a source and an out_dir: sinktrain export RUN_DIR OUT_DIR")
 
 
 def is_run_dir(path: Path) -> bool:
@@ -43,7 +63,8 @@ def resolve_checkpoint(source: Path) -> tuple[Path, Path | None]:
     if is_run_dir(source):
         ckpt = latest_checkpoint(source)
         if ckpt is None:
-            raise ValueError(f"run directory {source} has no complete checkpoint yet; train longer or pass a checkpoint")
+            raise ValueError(
+                f"run directory {source} has no complete checkpoint yet; train longer or pass a checkpoint")
         return ckpt, source
     # checkpoints live in <run>/checkpoints/<step>
     run = source.parent.parent
@@ -64,21 +85,53 @@ def check_out_dir_apart(out: Path, source: Path) -> None:
                      f"writing there could delete it. Choose an out_dir outside the run")
 
 
-def _read_eval_results(path: str) -> dict:
-    """A stream-eval results.json, read before anything is written."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"--eval-results {path!r} does not exist; pass a results.json of sinktrain stream-eval")
-    try:
-        results = json.loads(Path(path).read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"--eval-results {path!r} is not valid JSON ({e}); pass a stream-eval results.json") from e
-    if not isinstance(results, dict):
-        raise ValueError(f"--eval-results {path!r} is not a stream-eval results.json (a mapping of model -> results)")
-    return results
-
-
 def _file_sha256(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def run_tokenizer(run_dir: Path | None, train_config: dict):
+    """The tokenizer the run trained with: the copy in the run directory; for runs without one, the training
+    data's copy, then the spec the config names."""
+    if run_dir is not None and (run_dir / TOKENIZER_DIR).is_dir():
+        return load_tokenizer(run_dir / TOKENIZER_DIR)
+    data_dir = Path(train_config.get("data", {}).get("dir") or "")
+    if str(data_dir) and (data_dir / "manifest.json").is_file():
+        return data_tokenizer(data_dir)
+    return load_tokenizer(train_config.get("data", {}).get("tokenizer"))
+
+
+def _manifest_sha256(run_dir: Path | None, data_dir: Path) -> str | None:
+    """The run's record of its data (run.json), else the data directory's manifest as it is now."""
+    run_info = run_dir / "run.json" if run_dir is not None else None
+    if run_info is not None and run_info.is_file():
+        recorded = json.loads(run_info.read_text()).get("data_manifest_sha256")
+        if recorded:
+            return recorded
+    return _file_sha256(data_dir / "manifest.json") if str(data_dir) else None
+
+
+def read_eval_results(path: str | None) -> tuple[dict | None, str]:
+    """stream-eval's results.json and the text it was measured on (from the run.json next to it)."""
+    if not path:
+        return None, ""
+    results_path = Path(path)
+    if not results_path.is_file():
+        raise FileNotFoundError(f"--eval-results {path!r} does not exist; pass the results.json stream-eval wrote")
+    try:
+        results = json.loads(results_path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"--eval-results {path!r} is not valid JSON ({e}); pass a stream-eval results.json") from e
+    rows_ok = isinstance(results, dict) and all(
+        isinstance(row, dict) and all(isinstance(v, dict) and "ppl" in v for v in row.values())
+        for row in results.values())
+    if not rows_ok:
+        raise ValueError(
+            f"--eval-results {path!r} is not a stream-eval results.json ({{model: {{'s+w': {{'ppl': ...}}}}}})")
+    run_info = results_path.with_name("run.json")
+    text = "streaming text"
+    if run_info.is_file():
+        text = str(json.loads(run_info.read_text()).get("config", {}).get("text") or text)
+    return results, text
 
 
 def _prepare_out_dir(out: Path, overwrite: bool) -> Path:
@@ -99,10 +152,10 @@ def export_checkpoint(cfg: ExportConfig) -> Path:
     ckpt, run_dir = resolve_checkpoint(Path(cfg.source))
     out = Path(cfg.out_dir)
     check_out_dir_apart(out, run_dir or ckpt)
-    eval_results = _read_eval_results(cfg.eval_results) if cfg.eval_results else None
     state_dict, meta = load_checkpoint_weights(ckpt)
     train_config = meta["config"]
     model_cfg = ModelConfig.from_dict(train_config["model"])
+    eval_results, eval_text = read_eval_results(cfg.eval_results)  # checked before anything is written
     tmp = _prepare_out_dir(out, cfg.overwrite)
 
     model = build_model(model_cfg, seed=None)
@@ -123,16 +176,16 @@ def export_checkpoint(cfg: ExportConfig) -> Path:
         "recipe": train_config.get("name") or None,
         "step": meta.get("step"),
         "tokens_seen": meta.get("tokens_seen"),
-        "data_manifest_sha256": _file_sha256(data_dir / "manifest.json") if str(data_dir) else None,
+        "data_manifest_sha256": _manifest_sha256(run_dir, data_dir),
         "checkpoint": str(ckpt),
     }
     model.config.sinktrain = sink_meta
     save_model(model, tmp)
     GenerationConfig(bos_token_id=0, eos_token_id=0, pad_token_id=0).save_pretrained(tmp)
-    save_tokenizer(train_config.get("data", {}).get("tokenizer"), model_cfg.sink_token_ids, tmp)
+    save_tokenizer(run_tokenizer(run_dir, train_config), model_cfg.sink_token_ids, tmp)
 
     has_plot = plot_loss_curve(read_metrics(run_dir), tmp / "loss_curve.png", f"{out.name}: training loss")
-    write_model_card(tmp, sink_meta, train_config, has_plot, eval_results)
+    write_model_card(tmp, sink_meta, train_config, has_plot, eval_results, eval_text, name=out.name)
 
     leftovers = [p.name for p in tmp.iterdir() if p.suffix in PICKLE_SUFFIXES]
     assert not leftovers, f"pickle files in export: {leftovers}"
@@ -146,9 +199,15 @@ def export_every(run_dir: str, out_root: str, every_k: int = 1, overwrite: bool 
     """Export every k-th complete checkpoint of a run to `<out_root>/step-XXXXXXXX` (sink emergence over training)."""
     run = Path(run_dir)
     if not is_run_dir(run):
-        raise ValueError(f"{run} is not a run directory (no config.yaml + checkpoints/); pass the folder `sinktrain train` wrote")
+        raise ValueError(
+            f"{run} is not a run directory (no config.yaml + checkpoints/); pass the folder `sinktrain train` wrote")
     if every_k < 1:
-        raise ValueError(f"--every must be >= 1, got {every_k}")
+        raise ValueError(f"every must be >= 1, got {every_k}")
     check_out_dir_apart(Path(out_root), run)
     ckpts = list_checkpoints(run)[::-1][::every_k][::-1]  # always include the newest
     return [export_checkpoint(ExportConfig(str(c), str(Path(out_root) / c.name), overwrite=overwrite)) for c in ckpts]
+
+
+def step_branch(export_dir: Path) -> str:
+    """Hub branch of a per-step export, named as Pythia's: step-00001000 -> step1000."""
+    return f"step{int(export_dir.name.rsplit('-', 1)[-1])}"

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sinktrain.util.errors import UserError
 
-class PushError(RuntimeError):
-    """The upload failed; the local export is untouched."""
+
+class PushError(UserError, RuntimeError):
+    """The upload failed (network, login, permissions); the local export is untouched."""
 
 
 def _scrub(text: str) -> str:
@@ -33,7 +35,8 @@ def push_folder(folder: str | Path, repo_id: str, revision: str | None = None, p
     """
     folder = Path(folder)
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder} is not an exported model folder (no config.json); run `sinktrain export` first")
+        raise FileNotFoundError(
+            f"{folder} is not an exported model folder (no config.json); run `sinktrain export` first")
     files = files_to_upload(folder)
     if dry_run:
         return files

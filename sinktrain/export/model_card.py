@@ -7,6 +7,9 @@ from pathlib import Path
 
 import yaml
 
+from sinktrain.util.atomic import write_text_atomic
+from sinktrain.util.tables import markdown_table, perplexity_table
+
 VARIANT_TEXT = {
     "none": "vanilla GPT-NeoX (no sink mechanism)",
     "token": "learnable attention-sink token(s) prepended to every training sample (StreamingLLM, Sec. 3.3)",
@@ -50,29 +53,44 @@ def plot_loss_curve(metrics: list[dict], out_png: Path, title: str) -> bool:
     return True
 
 
-def render_table(results: dict) -> str:
-    """Markdown table from stream-eval results {model: {"s+w": {"ppl": ...}}}."""
-    configs = list(dict.fromkeys(c for per_model in results.values() for c in per_model))
-    lines = ["| model | " + " | ".join(configs) + " |", "|---" * (len(configs) + 1) + "|"]
-    for name, per_model in results.items():
-        cells = [f"{per_model[c]['ppl']:.2f}" if c in per_model else "-" for c in configs]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def eval_results_for(results: dict, model_name: str, text: str):
+    """huggingface_hub EvalResults (one per s+w cache configuration) for this model's row of stream-eval results,
+    so the hub renders them as model-index results. The row is the one named after the export folder, or the
+    only one; none when the results hold other models only."""
+    from huggingface_hub import EvalResult
+
+    row = results.get(model_name) or (next(iter(results.values())) if len(results) == 1 else None)
+    if not row:
+        return None
+    return [EvalResult(task_type="text-generation", dataset_type="text", dataset_name=text, metric_type="perplexity",
+                       metric_value=round(float(v["ppl"]), 4), metric_name=f"perplexity, cache {config}",
+                       metric_config=config) for config, v in row.items()]
 
 
-def write_model_card(out_dir: Path, meta: dict, train_config: dict, has_loss_plot: bool, eval_results: dict | None) -> None:
+def write_model_card(out_dir: Path, meta: dict, train_config: dict, has_loss_plot: bool, eval_results: dict | None,
+                     eval_text: str = "streaming text", name: str | None = None) -> None:
+    """README.md: hub metadata (huggingface_hub's ModelCardData, with model-index results from `eval_results`),
+    usage, training facts, loss curve, streaming table, full config. `eval_text`: what the results were measured
+    on; `name`: the model's name (default: the folder's)."""
+    from huggingface_hub import ModelCardData
+
+    name = name or out_dir.name
+    card_results = eval_results_for(eval_results, name, eval_text) if eval_results else None
+
     model = train_config.get("model", {})
     sink = model.get("sink", {})
     kind = sink.get("kind", "none")
-    header = {
-        "license": "apache-2.0",
-        "library_name": "transformers",
-        "pipeline_tag": "text-generation",
-        "language": ["en"],
-        "tags": ["sinktrain", "attention-sink", "streaming-llm", "gpt-neox", "pythia", f"sink-{kind}"],
-    }
-    lines = ["---", yaml.safe_dump(header, sort_keys=False).strip(), "---", ""]
-    lines += [f"# {out_dir.name}", "", f"A {model.get('preset', '?')} GPT-NeoX model trained with "
+    header = ModelCardData(
+        model_name=name if card_results else None,  # model-index needs it; without results it is noise
+        license="apache-2.0",
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        language=["en"],
+        tags=["sinktrain", "attention-sink", "streaming-llm", "gpt-neox", "pythia", f"sink-{kind}"],
+        eval_results=card_results,
+    )
+    lines = ["---", header.to_yaml(), "---", ""]
+    lines += [f"# {name}", "", f"A {model.get('preset', '?')} GPT-NeoX model trained with "
               f"[sinktrain](https://github.com/) — {VARIANT_TEXT.get(kind, kind)}.", ""]
     lines += ["## Use", "", "```python"]
     remote = kind in ("softmax1", "logit")
@@ -81,8 +99,8 @@ def write_model_card(out_dir: Path, meta: dict, train_config: dict, has_loss_plo
                   "# `import sinktrain.model` registers it instead and trust_remote_code is not needed"]
     lines += [
         "from transformers import AutoModelForCausalLM, AutoTokenizer",
-        f'tok = AutoTokenizer.from_pretrained("{out_dir.name}")',
-        f'model = AutoModelForCausalLM.from_pretrained("{out_dir.name}"' + (", trust_remote_code=True)" if remote else ")"),
+        f'tok = AutoTokenizer.from_pretrained("{name}")',
+        f'model = AutoModelForCausalLM.from_pretrained("{name}"' + (", trust_remote_code=True)" if remote else ")"),
         "```",
         "",
     ]
@@ -90,7 +108,6 @@ def write_model_card(out_dir: Path, meta: dict, train_config: dict, has_loss_plo
         lines += [f"The tokenizer prepends the sink token(s) {meta['sink_token_ids']} to every text, as in training. "
                   "For streaming inference keep them in the KV cache (a StreamingLLM cache with s = "
                   f"{len(meta['sink_token_ids'])}).", ""]
-    lines += ["## Training", "", "| | |", "|---|---|"]
     facts = {
         "variant": kind,
         "sink tokens": meta.get("sink_token_ids") or "-",
@@ -101,12 +118,11 @@ def write_model_card(out_dir: Path, meta: dict, train_config: dict, has_loss_plo
         "recipe": meta.get("recipe") or "-",
         "data manifest sha256": meta.get("data_manifest_sha256") or "-",
     }
-    for k, v in facts.items():
-        lines.append(f"| {k} | {v} |")
-    lines.append("")
+    lines += ["## Training", "", markdown_table(["", ""], [[k, v] for k, v in facts.items()]), ""]
     if has_loss_plot:
         lines += ["![training loss](loss_curve.png)", ""]
     if eval_results:
-        lines += ["## Streaming evaluation (perplexity, cache s+w)", "", render_table(eval_results), ""]
-    lines += ["## Full training configuration", "", "```yaml", yaml.safe_dump(train_config, sort_keys=False).strip(), "```", ""]
-    (out_dir / "README.md").write_text("\n".join(lines))
+        lines += ["## Streaming evaluation (perplexity, cache s+w)", "", perplexity_table(eval_results), ""]
+    lines += ["## Full training configuration", "", "```yaml", yaml.safe_dump(train_config, sort_keys=False).strip(),
+              "```", ""]
+    write_text_atomic(out_dir / "README.md", "\n".join(lines))

@@ -11,15 +11,13 @@ from pathlib import Path
 
 from tokenizers import processors
 
-from sinktrain.data import load_tokenizer
-
 
 def sink_token_names(n: int) -> list[str]:
     return [f"<|sink_{i}|>" for i in range(n)]
 
 
-def save_tokenizer(tokenizer_spec: str | None, sink_ids: list[int], out_dir: Path) -> None:
-    tok = load_tokenizer(tokenizer_spec)
+def save_tokenizer(tok, sink_ids: list[int], out_dir: Path) -> None:
+    """Save the training tokenizer `tok` into `out_dir`, with the sink tokens registered (modifies `tok`)."""
     if sink_ids:
         names = sink_token_names(len(sink_ids))
         first_free = len(tok)

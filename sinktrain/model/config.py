@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from sinktrain.config_io import NonNegativeInt, PositiveFloat, PositiveInt, Probability, configclass
+
 # GPT-NeoX-20B / Pythia tokenizer: 50,277 entries; the embedding is padded to 50,304 rows, so rows
 # 50277..50303 are never produced by the tokenizer. Learnable sink tokens take their ids from there.
 PYTHIA_TOKENIZER_VOCAB = 50277
@@ -42,7 +44,7 @@ class ConfigError(ValueError):
     """A configuration value is wrong; the message says which and how to fix it."""
 
 
-@dataclass
+@configclass("model.sink")
 class SinkConfig:
     """Which attention-sink mechanism the model uses.
 
@@ -56,8 +58,11 @@ class SinkConfig:
     """
 
     kind: str = "none"
-    num_tokens: int = 0
-    token_ids: list[int] | None = None
+    """none | token | softmax1 | logit."""
+    num_tokens: NonNegativeInt = 0
+    """How many sink tokens (kind=token only)."""
+    token_ids: list[NonNegativeInt] | None = None
+    """Explicit ids for the sink tokens; default: the first free padded embedding rows."""
 
     def __post_init__(self):
         if self.kind not in SINK_KINDS:
@@ -77,18 +82,22 @@ class SinkConfig:
             )
 
 
-@dataclass
+@configclass("model")
 class ModelConfig:
     """A Pythia-family model: a preset plus the sink variant."""
 
     preset: str = "tiny"
+    """tiny, pythia-14m, -31m, -70m, -160m or -410m."""
     sink: SinkConfig = field(default_factory=SinkConfig)
-    # How many ids the tokenizer produces; rows >= this are free for sink tokens.
-    tokenizer_vocab_size: int = PYTHIA_TOKENIZER_VOCAB
-    # Overrides of the preset, e.g. a shorter context for small experiments.
-    max_seq_len: int | None = None
-    rotary_pct: float = 0.25
-    rotary_base: float = 10000.0
+    """The attention-sink variant."""
+    tokenizer_vocab_size: PositiveInt = PYTHIA_TOKENIZER_VOCAB
+    """How many ids the tokenizer produces; embedding rows >= this are free for sink tokens."""
+    max_seq_len: PositiveInt | None = None
+    """Training sequence length including sink tokens; None: the preset's context (2048)."""
+    rotary_pct: Probability = 0.25
+    """Fraction of each head's dimensions that get rotary embeddings."""
+    rotary_base: PositiveFloat = 10000.0
+    """Rotary embedding base (theta)."""
 
     def __post_init__(self):
         if isinstance(self.sink, dict):

@@ -78,7 +78,8 @@ def read_meta(ckpt: str | Path) -> dict:
     """The checkpoint's meta.json; a clear ValueError for anything that is not a complete checkpoint."""
     ckpt = Path(ckpt)
     if not ckpt.is_dir():
-        raise ValueError(f"{str(ckpt)!r} is not a checkpoint directory; pass a <run_dir>/checkpoints/step-XXXXXXXX path")
+        raise ValueError(
+            f"{str(ckpt)!r} is not a checkpoint directory; pass a <run_dir>/checkpoints/step-XXXXXXXX path")
     if not is_complete(ckpt):
         raise ValueError(
             f"{str(ckpt)!r} is not a complete checkpoint (no {COMPLETE} marker or meta.json, or a .tmp name: "
@@ -179,8 +180,10 @@ def load_checkpoint_weights(ckpt_path: str | Path) -> tuple[dict[str, torch.Tens
     keys = _hf_state_dict_keys(meta["config"]["model"])
     missing = [k for k in keys if k not in weights]
     if missing:
-        raise ValueError(f"checkpoint {str(ckpt)!r} lacks {len(missing)} model tensors (e.g. {missing[0]!r}); it is not a sinktrain checkpoint of this model")
-    state = {k: weights[k].detach().to("cpu", torch.float32) if weights[k].is_floating_point() else weights[k] for k in keys}
+        raise ValueError(f"checkpoint {str(ckpt)!r} lacks {len(missing)} model tensors (e.g. {missing[0]!r}); "
+                         f"it is not a sinktrain checkpoint of this model")
+    state = {k: weights[k].detach().to("cpu", torch.float32) if weights[k].is_floating_point() else weights[k]
+             for k in keys}
     return state, {"step": meta["step"], "tokens_seen": meta["tokens_seen"], "config": meta["config"]}
 
 

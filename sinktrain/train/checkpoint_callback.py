@@ -14,7 +14,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 
-from sinktrain.config_io import write_json_atomic
+from sinktrain.util.atomic import write_json_atomic
 from sinktrain.train.checkpoint import CHECKPOINT_DIR, COMPLETE, LIGHTNING_FILE, META, checkpoint_name, list_checkpoints
 
 

@@ -1,20 +1,31 @@
 """TrainConfig: one dataclass per concern, composed; YAML recipes map onto it 1:1 (unknown keys are errors).
+Types and ranges are declared once, in the annotations (see sinktrain.config_io); field docstrings are the
+`sinktrain train --help` text.
 
 Defaults are Pythia's (EleutherAI/pythia, models/160M/pythia-160m.yml) with StreamingLLM's global batch of 256.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
+from typing import Annotated
 
-import yaml
-
-from sinktrain.config_io import ConfigKeyError, build_dataclass, load_yaml
+from sinktrain.config_io import (
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    Range,
+    Seed,
+    build_dataclass,
+    configclass,
+)
 from sinktrain.model import ModelConfig
 
 STRATEGIES = ("single", "ddp", "deepspeed")
@@ -22,77 +33,123 @@ PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
 OPTIMIZER_IMPLS = ("auto", "torch", "fused_adam")
 
 
-@dataclass
+@configclass("data")
 class DataConfig:
-    dir: str = ""  # a directory written by `sinktrain data prepare` (holds manifest.json)
-    tokenizer: str | None = None  # tokenizer spec to check the data against (None: trust the manifest)
-    seed: int = 1234  # sample order seed (TokenDataset); the order is a pure function of (seed, step)
+    dir: str = ""
+    """A directory written by `sinktrain data prepare` (holds manifest.json)."""
+    tokenizer: str | None = None
+    """Tokenizer spec to check the data against (None: the one recorded in the data's manifest)."""
+    seed: Seed = 1234
+    """Sample-order seed: the order is a pure function of (seed, step, global batch size)."""
 
 
-@dataclass
+@configclass("optim")
 class OptimConfig:
-    lr: float = 6.0e-4
-    min_lr: float = 6.0e-5
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
-    eps: float = 1.0e-8
-    weight_decay: float = 0.1  # not on biases, norms, or any other 1-D parameter
-    grad_clip: float = 1.0  # global L2 norm; 0 disables
-    # auto: DeepSpeed FusedAdam on CUDA when it builds, else torch AdamW (fused on CUDA); torch: always torch AdamW.
+    lr: PositiveFloat = 6.0e-4
+    """Peak learning rate (after warmup)."""
+    min_lr: NonNegativeFloat = 6.0e-5
+    """Learning rate at the end of the cosine schedule."""
+    betas: list[Probability] = field(default_factory=lambda: [0.9, 0.95])
+    """AdamW betas."""
+    eps: PositiveFloat = 1.0e-8
+    """AdamW epsilon."""
+    weight_decay: NonNegativeFloat = 0.1
+    """AdamW weight decay; not applied to biases, norms or any other 1-D parameter."""
+    grad_clip: NonNegativeFloat = 1.0
+    """Clip the global L2 gradient norm to this; 0 disables."""
     impl: str = "auto"
+    """auto: DeepSpeed FusedAdam on CUDA when it builds, else torch AdamW (fused on CUDA); torch: always torch
+    AdamW; fused_adam: DeepSpeed FusedAdam or fail."""
 
 
-@dataclass
+@configclass("schedule")
 class ScheduleConfig:
-    warmup_fraction: float = 0.01  # Pythia: 1% of the run (1,430 of 143,000 steps)
-    warmup_steps: int | None = None  # overrides warmup_fraction when set
-    total_steps: int | None = None  # cosine length; default trainer.max_steps
+    warmup_fraction: Fraction = 0.01
+    """Linear warmup as a fraction of the run (Pythia: 1%, 1,430 of 143,000 steps)."""
+    warmup_steps: NonNegativeInt | None = None
+    """Warmup steps; overrides warmup_fraction when set."""
+    total_steps: PositiveInt | None = None
+    """Length of the cosine decay; default trainer.max_steps."""
 
 
-@dataclass
+@configclass("trainer")
 class TrainerConfig:
-    strategy: str = "single"  # single | ddp | deepspeed
-    zero_stage: int = 1  # deepspeed only: 1 or 2
-    precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed (fp16, dynamic loss scale) | bf16-true
-    initial_loss_scale_power: int = 12  # fp16: initial dynamic loss scale 2^12 (Pythia)
-    accelerator: str = "auto"  # auto | cpu | gpu
-    devices: int | str = "auto"  # per node; under torchrun taken from LOCAL_WORLD_SIZE
-    num_nodes: int | str = "auto"  # under torchrun taken from WORLD_SIZE / LOCAL_WORLD_SIZE
-    global_batch_size: int = 256  # sequences per optimizer step, all ranks together
-    micro_batch_size: int = 8  # sequences per forward/backward on one rank
-    max_steps: int = 143_000
-    val_every: int = 1000  # optimizer steps between validations; 0 disables
-    val_batches: int = 10  # micro-batches per rank per validation
-    log_every: int = 10  # optimizer steps between metrics.jsonl / TensorBoard rows
+    strategy: str = "single"
+    """single | ddp | deepspeed."""
+    zero_stage: Annotated[int, Range(ge=1, le=2)] = 1
+    """DeepSpeed only: ZeRO stage 1 or 2."""
+    precision: str = "32-true"
+    """32-true | bf16-mixed | 16-mixed (fp16, dynamic loss scale) | bf16-true."""
+    initial_loss_scale_power: NonNegativeInt = 12
+    """fp16 only: initial dynamic loss scale 2^k (Pythia: 12)."""
+    accelerator: str = "auto"
+    """auto | cpu | gpu."""
+    devices: PositiveInt | str = "auto"
+    """Devices per node, or auto; under torchrun taken from LOCAL_WORLD_SIZE."""
+    num_nodes: PositiveInt | str = "auto"
+    """Nodes, or auto; under torchrun taken from WORLD_SIZE / LOCAL_WORLD_SIZE."""
+    global_batch_size: PositiveInt = 256
+    """Sequences per optimizer step, all ranks together."""
+    micro_batch_size: PositiveInt = 8
+    """Sequences per forward/backward on one rank."""
+    max_steps: PositiveInt = 143_000
+    """Optimizer steps to train for."""
+    val_every: NonNegativeInt = 1000
+    """Optimizer steps between validations; 0 disables."""
+    val_batches: NonNegativeInt = 10
+    """Micro-batches per rank per validation; 0 disables validation."""
+    log_every: PositiveInt = 10
+    """Optimizer steps between metrics.jsonl / TensorBoard rows."""
     progress_bar: bool = True
-    deterministic: bool = False  # torch.use_deterministic_algorithms (CPU runs are deterministic anyway)
+    """Show Lightning's progress bar."""
+    deterministic: bool = False
+    """torch.use_deterministic_algorithms (CPU runs are deterministic anyway)."""
 
 
-@dataclass
+@configclass("checkpoint")
 class CheckpointConfig:
-    every: int = 1000  # optimizer steps between checkpoints (and one at the end)
-    keep_last: int = 3  # complete checkpoints kept; 0 keeps all
+    every: NonNegativeInt = 1000
+    """Optimizer steps between checkpoints (and one at the end); 0: no checkpoints."""
+    keep_last: NonNegativeInt = 3
+    """Complete checkpoints kept; 0 keeps all."""
 
 
-@dataclass
+@configclass("logging")
 class LoggingConfig:
-    sink_score_every: int = 100  # steps between sink-score probes (0 disables)
-    sink_score_samples: int = 4  # validation sequences in the fixed probe batch
-    peak_tflops: float | None = None  # per-device peak for MFU; None: looked up from the device name
+    sink_score_every: NonNegativeInt = 100
+    """Steps between sink-score probes; 0 disables."""
+    sink_score_samples: PositiveInt = 4
+    """Validation sequences in the fixed sink-score probe batch."""
+    peak_tflops: PositiveFloat | None = None
+    """Per-device peak TFLOP/s for MFU; None: looked up from the device name."""
 
 
-@dataclass
+@configclass()
 class TrainConfig:
+    """A training run: model, data, optimizer, schedule, trainer, checkpoints, logging. See docs/train.md."""
+
     model: ModelConfig = field(default_factory=ModelConfig)
+    """The model preset and sink variant."""
     data: DataConfig = field(default_factory=DataConfig)
+    """The prepared data."""
     optim: OptimConfig = field(default_factory=OptimConfig)
+    """AdamW."""
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    """Warmup + cosine learning-rate schedule."""
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    """Strategy, precision, batch geometry, loop lengths."""
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    """Checkpoint frequency and retention."""
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    """Sink-score probe and MFU."""
     run_dir: str = "runs/train"
-    seed: int = 1234  # model init and torch RNG
-    resume: str = "auto"  # auto (newest complete checkpoint, if any) | never | <checkpoint path>
-    name: str = ""  # free-form recipe name, recorded in the run dir
+    """Run directory: config.yaml, run.json, checkpoints/, tb/, metrics.jsonl, tokenizer/."""
+    seed: Seed = 1234
+    """Model init and torch RNG seed."""
+    resume: str = "auto"
+    """auto (newest complete checkpoint, if any) | never | a checkpoint path."""
+    name: str = ""
+    """Free-form recipe name, recorded in the run dir and the export."""
 
     def __post_init__(self):
         self.validate()
@@ -103,20 +160,16 @@ class TrainConfig:
             raise ValueError(f"trainer.strategy {t.strategy!r} is unknown; choose one of {', '.join(STRATEGIES)}")
         if t.precision not in PRECISIONS:
             raise ValueError(f"trainer.precision {t.precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
-        if t.strategy == "deepspeed" and t.zero_stage not in (1, 2):
-            raise ValueError(f"trainer.zero_stage must be 1 or 2 for DeepSpeed, not {t.zero_stage!r}")
         if self.optim.impl not in OPTIMIZER_IMPLS:
             raise ValueError(f"optim.impl {self.optim.impl!r} is unknown; choose one of {', '.join(OPTIMIZER_IMPLS)}")
-        for name in ("global_batch_size", "micro_batch_size", "max_steps"):
-            if not isinstance(getattr(t, name), int) or getattr(t, name) < 1:
-                raise ValueError(f"trainer.{name} must be a positive integer, not {getattr(t, name)!r}")
         if t.global_batch_size % t.micro_batch_size:
             raise ValueError(
                 f"trainer.micro_batch_size {t.micro_batch_size} does not divide trainer.global_batch_size "
                 f"{t.global_batch_size}; choose sizes where it does"
             )
         if self.model.seq_len - self.model.num_sink_tokens < 2:
-            raise ValueError("model sequence length leaves fewer than 2 text tokens per sample; raise model.max_seq_len")
+            raise ValueError(
+                "model sequence length leaves fewer than 2 text tokens per sample; raise model.max_seq_len")
         if not self.resume:
             raise ValueError("resume must be auto, never or a checkpoint path")
 
@@ -144,41 +197,21 @@ class TrainConfig:
         return build_dataclass(cls, d, where="train config")
 
 
-def _set_dotted(d: dict, dotted: str, value) -> None:
-    keys = dotted.split(".")
-    node = d
-    for k in keys[:-1]:
-        if not isinstance(node.get(k, {}), dict):
-            raise ConfigKeyError(f"--set {dotted}: {k!r} is not a section")
-        node = node.setdefault(k, {})
-    node[keys[-1]] = value
-
-
-def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
-    """`a.b=c` strings onto a nested dict; values are parsed as YAML (so 1e-3, true, null, [1,2] work)."""
-    data = copy.deepcopy(data)
-    for item in overrides or []:
-        if "=" not in item:
-            raise ConfigKeyError(f"--set {item!r} is not KEY=VALUE (e.g. --set trainer.max_steps=100)")
-        key, raw = item.split("=", 1)
-        _set_dotted(data, key.strip(), yaml.safe_load(raw))
-    return data
-
-
 def load_train_config(
     path: str | Path | None = None,
     overrides: list[str] | None = None,
     run_dir: str | None = None,
     resume: str | None = None,
 ) -> TrainConfig:
-    """A recipe file (or the defaults), then `--set` overrides, then --run-dir / --resume. Unknown keys raise."""
-    data = load_yaml(path) if path is not None else {}
-    data = apply_overrides(data, overrides)
-    if run_dir is not None:
-        data["run_dir"] = run_dir
-    if resume is not None:
-        data["resume"] = resume
-    return TrainConfig.from_dict(data)
+    """A recipe file (or the defaults), then `KEY=VALUE` overrides: the same parsing as `sinktrain train`."""
+    from sinktrain.cli_config import parse_config
+
+    argv = ["--config", str(path)] if path is not None else []
+    for item in overrides or []:
+        argv += ["--set", item]
+    argv += [f"--run_dir={run_dir}"] if run_dir is not None else []
+    argv += [f"--resume={resume}"] if resume is not None else []
+    return parse_config(TrainConfig, argv, prog="sinktrain train")
 
 
 def torchrun_topology() -> tuple[int, int] | None:

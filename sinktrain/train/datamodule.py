@@ -24,9 +24,11 @@ class StepMicroBatches(Dataset):
     """Item k: the [micro_batch, sample_len] token block of global micro-batch k for one rank."""
 
     def __init__(self, tokens, global_batch: int, micro_batch: int, rank: int, world: int, accum: int, steps: int):
-        self.tokens, self.g, self.mb, self.rank, self.world, self.accum = tokens, global_batch, micro_batch, rank, world, accum
+        self.tokens, self.g, self.mb = tokens, global_batch, micro_batch
+        self.rank, self.world, self.accum = rank, world, accum
         self.steps = steps
-        self._cache: tuple[int, np.ndarray] | None = None  # (step, rank block): one gather per step, not per micro-batch
+        # (step, rank block): one gather per step, not per micro-batch
+        self._cache: tuple[int, np.ndarray] | None = None
 
     def rank_block(self, step: int) -> np.ndarray:
         if self._cache is None or self._cache[0] != step:

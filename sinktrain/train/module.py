@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 import warnings
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
@@ -55,27 +53,10 @@ def make_optimizer(groups: list[dict], cfg: TrainConfig, on_cuda: bool) -> torch
             return FusedAdam(groups, adam_w_mode=True, **kw)
         except Exception as e:  # no deepspeed, no nvcc/ninja, or the JIT build failed
             if o.impl == "fused_adam":
-                raise RuntimeError(f"optim.impl fused_adam: DeepSpeed FusedAdam is unavailable ({e}); use impl: auto") from e
+                raise RuntimeError(
+                    f"optim.impl fused_adam: DeepSpeed FusedAdam is unavailable ({e}); use impl: auto") from e
             warnings.warn(f"DeepSpeed FusedAdam unavailable ({e}); using torch AdamW(fused=True)")
     return torch.optim.AdamW(groups, fused=True if on_cuda else None, **kw)
-
-
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    np_state = np.random.get_state()
-    state["numpy"] = [np_state[0], np_state[1].tolist(), *np_state[2:]]  # plain types: loads with weights_only
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
-    kind, keys, *rest = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 class SinkLM(pl.LightningModule):
@@ -148,11 +129,6 @@ class SinkLM(pl.LightningModule):
 
     # --- checkpoint extras ---------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # Rank 0's RNG. Every rank seeds identically and no op here draws random numbers per rank
-        # (no dropout; the data order is a function of the step), so one state serves all ranks.
-        checkpoint["sinktrain"] = {"rng": _rng_state(), "model_config": self.cfg.model.to_dict()}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        extra = checkpoint.get("sinktrain")
-        if extra and "rng" in extra:
-            _set_rng_state(extra["rng"])
+        # No RNG state is saved: nothing random happens after init (no dropout, the data order is a pure
+        # function of the step), so a resumed run is bit-exact without one (tests/train check it).
+        checkpoint["sinktrain"] = {"model_config": self.cfg.model.to_dict()}

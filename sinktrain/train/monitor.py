@@ -22,6 +22,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
+from sinktrain.util.atomic import write_text_atomic
 from sinktrain.model.probe import sink_score
 
 METRICS_FILE = "metrics.jsonl"
@@ -187,6 +188,4 @@ def truncate_metrics(run_dir: Path, keep_through_step: int) -> None:
                         kept.append(line if line.endswith("\n") else line + "\n")
                 except (ValueError, KeyError, TypeError, IndexError):
                     continue  # a line cut short by a kill, or one that is not a metrics row
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(kept))
-    tmp.replace(path)
+    write_text_atomic(path, "".join(kept))

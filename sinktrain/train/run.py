@@ -8,7 +8,6 @@ dir's lock (run_dir.py) for the whole run.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import warnings
@@ -17,7 +16,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
-from sinktrain.config_io import write_json_atomic, write_yaml_atomic
+from sinktrain.data import TOKENIZER_DIR, data_tokenizer, manifest_sha256
 from sinktrain.train import checkpoint as ckpt
 from sinktrain.train.checkpoint_callback import StepCheckpoint
 from sinktrain.train.config import TrainConfig, check_batch_geometry, resolve_topology
@@ -28,6 +27,22 @@ from sinktrain.train.monitor import TrainingMonitor, truncate_metrics
 from sinktrain.train.run_dir import (CONFIG_FILE, RUN_FORMAT, RUN_INFO_FILE, announce_fresh_start,
                                      check_run_dir_is_ours, run_dir_lock)
 from sinktrain.train.strategy import build_plugins, build_strategy, on_gpu
+from sinktrain.util.atomic import write_json_atomic, write_yaml_atomic
+from sinktrain.util.errors import UserError
+from sinktrain.util.rank import is_global_rank_zero
+
+
+class LossNotFinite(UserError, RuntimeError):
+    """Training diverged; the message names the last good checkpoint and what to change."""
+
+
+def save_run_tokenizer(data_dir: Path, run_dir: Path) -> None:
+    """The run keeps the tokenizer it trained with (the data's own copy), for export and every later stage."""
+    tmp = run_dir / (TOKENIZER_DIR + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    data_tokenizer(data_dir).save_pretrained(tmp)
+    shutil.rmtree(run_dir / TOKENIZER_DIR, ignore_errors=True)
+    tmp.rename(run_dir / TOKENIZER_DIR)
 
 
 def _checkpoint_kind(cfg: TrainConfig) -> str:
@@ -37,7 +52,7 @@ def _checkpoint_kind(cfg: TrainConfig) -> str:
 def resolve_resume(cfg: TrainConfig, run_dir: Path, world_size: int, report: bool = True) -> Path | None:
     """The checkpoint to resume from (None: fresh start), after checking it fits this config.
     `report`: say (on rank 0) which checkpoints were skipped and which schedule values changed."""
-    report = report and _is_global_rank_zero()
+    report = report and is_global_rank_zero()
     if cfg.resume == "never":
         existing = ckpt.latest_checkpoint(run_dir)
         if existing is not None:
@@ -53,7 +68,8 @@ def resolve_resume(cfg: TrainConfig, run_dir: Path, world_size: int, report: boo
     else:
         target = Path(cfg.resume)
         if not target.exists():
-            raise FileNotFoundError(f"resume checkpoint {cfg.resume!r} does not exist; pass auto, never or a step-XXXXXXXX directory")
+            raise FileNotFoundError(
+                f"resume checkpoint {cfg.resume!r} does not exist; pass auto, never or a step-XXXXXXXX directory")
     # ValueError for half-written, foreign, damaged or unsafe (code-carrying) checkpoints
     meta = ckpt.verify_checkpoint(target)
     saved_model, this_model = meta["config"]["model"], cfg.model.to_dict()
@@ -122,11 +138,6 @@ def schedule_changes(saved: dict, cfg: TrainConfig) -> list[str]:
             if saved.get(a, {}).get(b) != now[a][b]]
 
 
-def _is_global_rank_zero() -> bool:
-    """Before the Trainer exists: torchrun sets RANK, Lightning's own launcher LOCAL_RANK/NODE_RANK, srun SLURM_PROCID."""
-    return all(int(os.environ.get(v, 0)) == 0 for v in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
-
-
 def preflight(cfg: TrainConfig) -> tuple[int, int, int]:
     """The checks that need neither the data nor a checkpoint: (devices, nodes, grad accumulation).
     The experiment runs them for every variant before its first stage."""
@@ -149,12 +160,12 @@ def train(cfg: TrainConfig) -> Path:
     data_dir = Path(cfg.data.dir)
     if not (data_dir / "manifest.json").is_file():
         raise FileNotFoundError(
-            f"no manifest.json in data dir {str(data_dir)!r}; run `sinktrain data prepare --out {data_dir}` first"
+            f"no manifest.json in data dir {str(data_dir)!r}; run `sinktrain data prepare --out_dir {data_dir}` first"
         )
     train_tokens, val_tokens = open_token_datasets(cfg)  # raises on a tokenizer / vocabulary mismatch
     run_dir = Path(cfg.run_dir)
     resolve_resume(cfg, run_dir, world, report=False)  # every check before the lock creates the run dir
-    if not _is_global_rank_zero():
+    if not is_global_rank_zero():
         return _start(cfg, devices, nodes, world, accum, train_tokens, val_tokens, run_dir)
     with run_dir_lock(run_dir):
         return _start(cfg, devices, nodes, world, accum, train_tokens, val_tokens, run_dir)
@@ -163,6 +174,7 @@ def train(cfg: TrainConfig) -> Path:
 def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, train_tokens, val_tokens,
            run_dir: Path) -> Path:
     """Write the run dir and fit; on rank 0 under the run dir's lock."""
+    data_dir = Path(cfg.data.dir)
     resume_from = resolve_resume(cfg, run_dir, world)  # again, now that no other training can change the run dir
     start_step = ckpt.read_meta(resume_from)["step"] if resume_from else 0
 
@@ -176,14 +188,16 @@ def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, t
         "seq_len": cfg.model.seq_len, "sample_len": cfg.sample_len, "sink_token_ids": cfg.model.sink_token_ids,
         "warmup_steps": cfg.warmup_steps, "total_steps": cfg.total_steps,
         "flops_per_token": model_flops_per_token, "data_manifest": train_tokens.manifest,
+        "data_manifest_sha256": manifest_sha256(data_dir), "tokenizer_dir": TOKENIZER_DIR,
         "resumed_from": str(resume_from) if resume_from else None,
     }
-    if _is_global_rank_zero():
+    if is_global_rank_zero():
         if resume_from is None:
             announce_fresh_start(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.remove_partial_checkpoints(run_dir)
         write_json_atomic(run_dir / RUN_INFO_FILE, info)  # first: it marks the folder as a sinktrain run
+        save_run_tokenizer(data_dir, run_dir)
         write_yaml_atomic(run_dir / CONFIG_FILE, cfg.to_dict())
         truncate_metrics(run_dir, start_step)
         if resume_from is None:
@@ -219,7 +233,7 @@ def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, t
     if monitor.nonfinite is not None:
         step, loss = monitor.nonfinite
         last = ckpt.latest_checkpoint(run_dir)
-        raise RuntimeError(
+        raise LossNotFinite(
             f"training loss became {loss} at step {step}; stopped without checkpointing it. "
             f"Last good checkpoint: {last if last else 'none'} (lower optim.lr or use bf16, then --resume auto)"
         )

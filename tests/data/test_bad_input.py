@@ -59,7 +59,8 @@ def test_vocab_too_large_for_uint16(tmp_path, big_vocab_tokenizer_path):
     (tmp_path / "doc.txt").write_text("w69999 w1 w65536")
     with pytest.raises(ValueError, match="vocabulary of 70001 ids does not fit uint16"):
         run_prepare([tmp_path / "doc.txt"], tmp_path / "u16", tokenizer=str(big_vocab_tokenizer_path), dtype="uint16")
-    out = run_prepare([tmp_path / "doc.txt"], tmp_path / "auto", tokenizer=str(big_vocab_tokenizer_path), val_fraction=0)
+    out = run_prepare([tmp_path / "doc.txt"], tmp_path / "auto", tokenizer=str(big_vocab_tokenizer_path),
+                      val_fraction=0)
     m = read_manifest(out)
     assert m["dtype"] == "uint32" and m["tokenizer"]["vocab_size"] == 70001
     np.testing.assert_array_equal(np.fromfile(out / "train-00000.bin", dtype=np.uint32), [69999, 1, 65536, 0])
@@ -114,7 +115,7 @@ def test_truncated_shard_is_refused(tmp_path):
 def test_bad_config_values(tmp_path):
     with pytest.raises(ValueError, match="no sources given"):
         run_prepare([], tmp_path / "out")
-    with pytest.raises(ValueError, match="val_fraction must be in"):
+    with pytest.raises(ValueError, match="val_fraction must be >= 0 and < 1, got 1.5"):
         run_prepare(["x.txt"], tmp_path / "out", val_fraction=1.5)
     with pytest.raises(ValueError, match="txt_documents must be one of file, paragraphs, lines"):
         run_prepare(["x.txt"], tmp_path / "out", txt_documents="pages")

@@ -1,6 +1,5 @@
 """The hub-name path end to end on a local dataset repo, and the `sinktrain data` verbs."""
 
-import argparse
 import json
 
 import datasets
@@ -10,7 +9,7 @@ import pytest
 import yaml
 
 from sinktrain.data import TokenDataset, read_manifest
-from sinktrain.data import cli as data_cli
+from sinktrain.cli import main
 
 from data_helpers import count_tokens, run_prepare
 
@@ -57,34 +56,39 @@ def test_unknown_dataset_name_is_one_clear_error(tmp_path):
         run_prepare(["no-such-org/no-such-dataset"], tmp_path / "out")
 
 
-def run_cli(argv) -> int:
-    parser = argparse.ArgumentParser(prog="sinktrain")
-    data_cli.register(parser.add_subparsers(dest="verb", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
 def test_cli_flags_and_yaml_give_the_same_dataset(tmp_path, persuasion, capsys):
     (tmp_path / "a.txt").write_text(persuasion[:20000])
     (tmp_path / "b.txt").write_text(persuasion[20000:40000])
-    flags = ["data", "prepare", "--source", str(tmp_path / "a.txt"), "--source", str(tmp_path / "b.txt"),
-             "--txt-documents", "paragraphs", "--val-fraction", "0.2", "--seed", "9", "--quiet"]
-    assert run_cli([*flags, "--out", str(tmp_path / "flags")]) == 0
-    recipe = {"data": {"sources": [str(tmp_path / "a.txt"), str(tmp_path / "b.txt")], "txt_documents": "paragraphs",
-                       "val_fraction": 0.2, "seed": 1, "out_dir": str(tmp_path / "ignored")}}
+    sources = f"[{tmp_path / 'a.txt'}, {tmp_path / 'b.txt'}]"
+    flags = ["data", "prepare", "--sources", sources, "--txt-documents", "paragraphs", "--val_fraction", "0.2",
+             "--set", "seed=9", "--progress", "false"]
+    assert main([*flags, "--out_dir", str(tmp_path / "flags")]) == 0
+    recipe = {"sources": [str(tmp_path / "a.txt"), str(tmp_path / "b.txt")], "txt_documents": "paragraphs",
+              "val_fraction": 0.2, "seed": 1, "out_dir": str(tmp_path / "ignored"), "progress": False}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    # Flags override the YAML (seed, out).
-    assert run_cli(["data", "prepare", "--config", str(tmp_path / "recipe.yaml"), "--seed", "9",
-                    "--out", str(tmp_path / "yaml"), "--quiet"]) == 0
+    # Overrides after --config win (seed, out_dir).
+    assert main(["data", "prepare", "--config", str(tmp_path / "recipe.yaml"), "--seed", "9",
+                 "--out_dir", str(tmp_path / "yaml")]) == 0
     assert not (tmp_path / "ignored").exists()
     for split in ("train", "val"):
         assert (tmp_path / "flags" / f"{split}-00000.bin").read_bytes() == \
             (tmp_path / "yaml" / f"{split}-00000.bin").read_bytes()
     capsys.readouterr()
-    assert run_cli(["data", "info", str(tmp_path / "yaml")]) == 0
+    assert main(["data", "info", str(tmp_path / "yaml")]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["seed"] == 9 and info["splits"]["val"]["documents"] > 0
 
+    # Unknown key, wrong type, out of range: one line each, exit 2, nothing written.
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"sources": ["x.txt"], "out": "y"}))
-    with pytest.raises(ValueError, match="unknown key\\(s\\) 'out'; accepted keys: sources, out_dir"):
-        run_cli(["data", "prepare", "--config", str(tmp_path / "bad.yaml")])
+    for argv, message in [
+        (["--config", str(tmp_path / "bad.yaml")], "'out'"),
+        ([*flags, "--out_dir", str(tmp_path / "new"), "--set", "num_workers=two"],
+         "num_workers: expected int, got 'two'"),
+        ([*flags, "--out_dir", str(tmp_path / "new"), "--val_fraction", "1.5"],
+         "val_fraction must be >= 0 and < 1, got 1.5"),
+    ]:
+        capsys.readouterr()
+        assert main(["data", "prepare", *argv] if argv[0] == "--config" else argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("sinktrain data prepare: error: ") and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "new").exists() and not (tmp_path / "y").exists()

@@ -43,7 +43,10 @@ def test_same_sources_twice_give_identical_shards_and_independent_counts(tmp_pat
     assert ma["splits"]["val"]["documents"] > 0 and ma["splits"]["train"]["documents"] > 0  # 30% of 8, seed 7
 
     tok = load_tokenizer()
-    assert ma["tokenizer"] == {"spec": "gpt-neox-20b", "sha256": tokenizer_hash(tok), "vocab_size": 50277}
+    assert ma["tokenizer"] == {"spec": "gpt-neox-20b", "sha256": tokenizer_hash(tok), "vocab_size": 50277,
+                               "dir": "tokenizer"}
+    saved = load_tokenizer(a / "tokenizer")  # the data keeps the tokenizer it was prepared with
+    assert tokenizer_hash(saved) == tokenizer_hash(tok) and saved.eos_token_id == 0
     assert ma["dtype"] == "uint16" and ma["eod_id"] == 0 and ma["format"] == "sinktrain-tokens/1"
     assert (a / ma["splits"]["train"]["files"][0]).stat().st_size == 2 * ma["splits"]["train"]["tokens"]
 
@@ -105,7 +108,7 @@ def test_second_prepare_is_a_no_op_unless_config_changes(tmp_path, mixed_corpus,
     assert "nothing to do" in capsys.readouterr().err
     assert (shard.stat().st_mtime_ns, (out / "manifest.json").stat().st_mtime_ns) == before
 
-    with pytest.raises(FileExistsError, match="pass --overwrite or another --out"):
+    with pytest.raises(FileExistsError, match="pass --overwrite true or another --out_dir"):
         run_prepare(sources, tmp_path / "out", seed=99)
     run_prepare(sources, tmp_path / "out", seed=99, overwrite=True)
     assert json.loads((out / "manifest.json").read_text())["seed"] == 99

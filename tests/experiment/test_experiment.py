@@ -37,9 +37,10 @@ STUDY = {
 
 
 def _run_study(cfg_path, runs_dir, **popen):
-    cmd = [sys.executable, "-m", "sinktrain", "experiment", str(cfg_path), "--runs-dir", str(runs_dir)]
+    cmd = [sys.executable, "-m", "sinktrain", "experiment", str(cfg_path), "--runs_dir", str(runs_dir)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            **popen)
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +91,8 @@ def test_report_equals_running_each_stage_by_hand(killed_then_finished, tmp_path
     study = STUDY
     # data, by hand: byte-identical shards
     data_dir = tmp_path / "data"
-    argv = ["data", "prepare", "--out", str(data_dir), "--txt-documents", "paragraphs", "--val-fraction", "0.05",
-            "--source", study["data"]["sources"][0]]
+    argv = ["data", "prepare", "--out_dir", str(data_dir), "--txt_documents", "paragraphs", "--val_fraction", "0.05",
+            "--sources", study["data"]["sources"][0]]
     assert main(argv) == 0
     assert sorted(p.name for p in data_dir.glob("*.bin")) == sorted(p.name for p in (root / "data").glob("*.bin"))
     for shard in data_dir.glob("*.bin"):
@@ -108,7 +109,8 @@ def test_report_equals_running_each_stage_by_hand(killed_then_finished, tmp_path
     assert main(["export", str(run_dir), str(tmp_path / "sink1")]) == 0
     s = study["stream"]
     assert main(["stream-eval", str(tmp_path / "sink1"), "--text", s["text"], "--tokens", str(s["tokens"]),
-                 "--cache", str(s["cache"]), "--sinks", "0,1", "--mode", "parallel", "--out", str(tmp_path / "eval")]) == 0
+                 "--cache", str(s["cache"]), "--sinks", "0,1", "--mode", "parallel",
+                 "--out", str(tmp_path / "eval")]) == 0
     by_hand = json.loads((tmp_path / "eval" / "results.json").read_text())["sink1"]
     report = json.loads((root / "report.json").read_text())["sink1"]
     assert by_hand.keys() == report.keys()
@@ -133,7 +135,7 @@ def test_study_under_torchrun_with_deepspeed(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-           "-m", "sinktrain", "experiment", str(cfg_path), "--runs-dir", str(tmp_path / "runs")]
+           "-m", "sinktrain", "experiment", str(cfg_path), "--runs_dir", str(tmp_path / "runs")]
     proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

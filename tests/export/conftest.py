@@ -30,9 +30,17 @@ def zero2_token_run(tmp_path_factory) -> Path:
            "-m", "sinktrain", "train", "--config", str(REPO / "recipes/tiny-cpu.yaml"), "--run-dir", str(run_dir),
            "--set", f"data.dir={data}", "--set", "trainer.strategy=deepspeed", "--set", "trainer.zero_stage=2",
            "--set", "model.sink={kind: token, num_tokens: 1}", "--set", "trainer.max_steps=8",
-           "--set", "model.max_seq_len=64", "--set", "trainer.global_batch_size=4", "--set", "trainer.micro_batch_size=2",
+           "--set", "model.max_seq_len=64", "--set", "trainer.global_batch_size=4",
+           "--set", "trainer.micro_batch_size=2",
            "--set", "checkpoint.every=4", "--set", "checkpoint.keep_last=0", "--set", "trainer.val_every=0",
            "--set", "logging.sink_score_every=0"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return run_dir
+
+
+def pytest_collection_modifyitems(items):
+    """Tests on the ZeRO-2 run start torchrun (2 processes): `make test-fast` leaves them out."""
+    for item in items:
+        if "zero2_token_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.distributed)

@@ -1,5 +1,6 @@
 """Export: a ZeRO-2 checkpoint becomes a Hugging Face folder that stock transformers loads."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -7,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPTNeoXForCausalLM
 
@@ -48,17 +50,48 @@ def test_tokenizer_prepends_the_sink_token(exported):
     assert tok.decode(ids, skip_special_tokens=True) == "Hello, I am"
 
 
-def test_no_pickles_and_metadata_in_config_and_card(exported):
+def test_no_pickles_and_metadata_in_config_and_card(exported, zero2_token_run):
     names = sorted(p.name for p in exported.iterdir())
-    assert "model.safetensors" in names and not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt"))]
+    pickles = [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt"))]
+    assert "model.safetensors" in names and not pickles
     load_file(exported / "model.safetensors")  # a real safetensors file
     meta = json.loads((exported / "config.json").read_text())["sinktrain"]
     assert meta["variant"] == "token" and meta["sink_token_ids"] == [50277] and meta["step"] == 8
-    assert meta["tokens_seen"] == 8 * 4 * 63  # steps x global batch x text tokens (64 - 1 sink) and len(meta["data_manifest_sha256"]) == 64
+    assert meta["tokens_seen"] == 8 * 4 * 63  # steps x global batch x text tokens (64 - 1 sink)
+    data_manifest = zero2_token_run.parent / "data" / "manifest.json"
+    assert meta["data_manifest_sha256"] == hashlib.sha256(data_manifest.read_bytes()).hexdigest()
     card = (exported / "README.md").read_text()
-    assert card.startswith("---\nlicense: apache-2.0\n") and "sink-token" in card
+    data = ModelCard.load(exported / "README.md").data  # the hub's own parser of the metadata block
+    assert data.license == "apache-2.0" and "sink-token" in data.tags and data.eval_results is None
+    assert card.startswith("---\n") and "\n# tiny-sink\n" in card and "tmp-export" not in card
     assert "| step | 8 |" in card and "| sink tokens | [50277] |" in card
     assert "![training loss](loss_curve.png)" in card and (exported / "loss_curve.png").stat().st_size > 1000
+
+
+def test_eval_results_become_hub_model_index_results(zero2_token_run, tmp_path):
+    stream = tmp_path / "stream"
+    stream.mkdir()
+    results = {"tiny-sink": {"0+32": {"ppl": 12.5, "nll_mean": 2.5, "tokens": 400},
+                             "1+31": {"ppl": 11.25, "nll_mean": 2.4, "tokens": 400}},
+               "other-model": {"0+32": {"ppl": 99.0, "nll_mean": 4.6, "tokens": 400}}}
+    (stream / "results.json").write_text(json.dumps(results))
+    (stream / "run.json").write_text(json.dumps({"config": {"text": "austen_persuasion.txt"}}))
+    out = export_checkpoint(ExportConfig(str(zero2_token_run), str(tmp_path / "tiny-sink"),
+                                         eval_results=str(stream / "results.json")))
+    card = ModelCard.load(out / "README.md")
+    evals = {(e.metric_config, e.metric_type, e.metric_value, e.dataset_name, e.task_type)
+             for e in card.data.eval_results}
+    assert evals == {("0+32", "perplexity", 12.5, "austen_persuasion.txt", "text-generation"),
+                     ("1+31", "perplexity", 11.25, "austen_persuasion.txt", "text-generation")}
+    assert card.data.model_name == "tiny-sink"
+    assert "| tiny-sink | 12.50 | 11.25 |" in card.text and "| other-model | 99.00 | - |" in card.text
+
+
+def test_export_uses_the_runs_tokenizer(exported, zero2_token_run):
+    from sinktrain.data import load_tokenizer
+
+    vocab = load_tokenizer(exported).get_vocab()
+    assert vocab.pop("<|sink_0|>") == 50277 and vocab == load_tokenizer(zero2_token_run / "tokenizer").get_vocab()
 
 
 def test_export_every_kth_checkpoint(zero2_token_run, tmp_path):
@@ -79,9 +112,36 @@ def test_push_to_unreachable_endpoint_fails_clearly_and_keeps_export(exported, t
             f"push_folder({str(exported)!r}, 'someone/tiny-sink', revision='step8')")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
-    assert "push of" in proc.stderr and "someone/tiny-sink@step8" in proc.stderr and "The local export is intact" in proc.stderr
+    assert "push of" in proc.stderr and "someone/tiny-sink@step8" in proc.stderr
+    assert "The local export is intact" in proc.stderr
     assert secret not in proc.stdout + proc.stderr
     assert {p.name: p.read_bytes() for p in exported.iterdir()} == before
+
+
+def test_push_every_checkpoint_to_a_local_fake_hub(zero2_token_run, tmp_path):
+    """The success path against a stand-in for the hub's HTTP API on 127.0.0.1: one repo, one branch per step
+    named as Pythia's (step4, step8), and each branch receives exactly the files of its export, byte for byte."""
+    from fake_hub import FakeHub
+
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    out = tmp_path / "steps"
+    with FakeHub() as hub:
+        env.update(HF_ENDPOINT=hub.url, HF_TOKEN="hf_fakeTokenForTheLocalHub", HF_HUB_DISABLE_XET="1")
+        cmd = [sys.executable, "-m", "sinktrain", "export", str(zero2_token_run), str(out), "--every", "1",
+               "--push_to_hub", "someone/tiny-sink", "--private"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not [r for r in hub.unknown if r.startswith("POST")], hub.unknown  # every upload call was answered
+    assert [(r["organization"], r["name"], r.get("visibility")) for r in hub.repos] == \
+        [("someone", "tiny-sink", "private")] * 2  # created (exist_ok) before each push
+    assert hub.branches == [("someone/tiny-sink", "step4"), ("someone/tiny-sink", "step8")]
+    assert [c["revision"] for c in hub.commits] == ["step4", "step8"]
+    assert hub.cards and all(c["license"] == "apache-2.0" and "sink-token" in c["tags"] for c in hub.cards)  # validated
+    for commit, step in zip(hub.commits, ("step-00000004", "step-00000008")):
+        on_disk = {str(p.relative_to(out / step)): p.read_bytes() for p in (out / step).rglob("*") if p.is_file()}
+        assert commit["repo_id"] == "someone/tiny-sink" and commit["files"] == on_disk
+        assert {"model.safetensors", "config.json", "tokenizer.json", "README.md"} <= set(on_disk)
+    assert "uploaded" in proc.stdout and "someone/tiny-sink@step8" in proc.stdout
 
 
 def test_dry_run_lists_files(exported, capsys):

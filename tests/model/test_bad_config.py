@@ -43,7 +43,7 @@ def test_unknown_sink_kind_and_tokens_on_wrong_kind():
 
 
 def test_unknown_key_in_model_dict():
-    with pytest.raises(ValueError, match=r"model.sink: unknown key\(s\) 'count'; accepted keys: kind, num_tokens"):
+    with pytest.raises(ValueError, match=r"model: unknown key 'sink.count'; accepted keys in sink: kind, num_tokens"):
         ModelConfig.from_dict({"preset": "tiny", "sink": {"kind": "token", "count": 1}})
 
 

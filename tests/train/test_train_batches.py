@@ -16,7 +16,8 @@ def test_sink_recipe_prepends_sink_ids_and_takes_no_loss_on_them(tiny_data, num_
     from sinktrain.data import TokenDataset
     from sinktrain.train.module import SinkLM
 
-    cfg = load_train_config(RECIPES / "tiny-cpu-sink.yaml", [f"data.dir={tiny_data}", f"model.sink.num_tokens={num_sinks}"])
+    cfg = load_train_config(RECIPES / "tiny-cpu-sink.yaml",
+                            [f"data.dir={tiny_data}", f"model.sink.num_tokens={num_sinks}"])
     module = SinkLM(cfg)
     sink_ids = list(range(50277, 50277 + num_sinks))  # first padded rows after the GPT-NeoX-20B tokenizer
     assert cfg.sample_len == 64 - num_sinks

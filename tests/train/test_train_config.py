@@ -19,10 +19,13 @@ def test_every_recipe_loads_and_the_paper_recipes_match_the_paper():
     cfgs = {p.stem: load_train_config(p) for p in recipes}  # unknown keys would raise here
     for name in ("pythia-160m-vanilla", "pythia-160m-sink", "pythia-160m-zerosink"):
         c = cfgs[name]
-        assert (c.model.preset, c.model.seq_len, c.trainer.global_batch_size, c.trainer.max_steps) == ("pythia-160m", 2048, 256, 143_000)
-        assert (c.optim.lr, c.optim.min_lr, c.optim.betas, c.optim.eps, c.optim.weight_decay, c.optim.grad_clip) == (6e-4, 6e-5, [0.9, 0.95], 1e-8, 0.1, 1.0)
+        assert (c.model.preset, c.model.seq_len, c.trainer.global_batch_size, c.trainer.max_steps) == \
+            ("pythia-160m", 2048, 256, 143_000)
+        assert (c.optim.lr, c.optim.min_lr, c.optim.betas, c.optim.eps, c.optim.weight_decay, c.optim.grad_clip) == \
+            (6e-4, 6e-5, [0.9, 0.95], 1e-8, 0.1, 1.0)
         assert c.warmup_steps == 1430 and c.seed == 1234
-        assert (c.trainer.strategy, c.trainer.zero_stage, c.trainer.precision, c.trainer.initial_loss_scale_power) == ("deepspeed", 1, "16-mixed", 12)
+        t = c.trainer
+        assert (t.strategy, t.zero_stage, t.precision, t.initial_loss_scale_power) == ("deepspeed", 1, "16-mixed", 12)
     assert cfgs["pythia-160m-vanilla"].model.sink.kind == "none"
     assert (cfgs["pythia-160m-sink"].model.sink.kind, cfgs["pythia-160m-sink"].model.num_sink_tokens) == ("token", 1)
     assert cfgs["pythia-160m-sink"].sample_len == 2047  # the sink takes one of the 2048 positions
@@ -37,7 +40,8 @@ def test_unknown_keys_are_errors_in_yaml_and_in_overrides(tmp_path):
         load_train_config(bad)
     with pytest.raises(ConfigKeyError, match="trainer.*bogus"):
         load_train_config(RECIPES / "tiny-cpu.yaml", ["trainer.bogus=3"])
-    cfg = load_train_config(RECIPES / "tiny-cpu.yaml", ["trainer.max_steps=7", "optim.betas=[0.8, 0.9]"], run_dir="x", resume="never")
+    cfg = load_train_config(RECIPES / "tiny-cpu.yaml", ["trainer.max_steps=7", "optim.betas=[0.8, 0.9]"],
+                            run_dir="x", resume="never")
     assert (cfg.trainer.max_steps, cfg.optim.betas, cfg.run_dir, cfg.resume) == (7, [0.8, 0.9], "x", "never")
 
 
@@ -52,7 +56,8 @@ def test_lr_schedule_is_linear_warmup_then_cosine_to_min_lr():
     cfg = load_train_config(RECIPES / "pythia-160m-vanilla.yaml")
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.AdamW([p], lr=cfg.optim.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(cfg.warmup_steps, cfg.total_steps, cfg.optim.min_lr / cfg.optim.lr))
+    schedule = WarmupCosine(cfg.warmup_steps, cfg.total_steps, cfg.optim.min_lr / cfg.optim.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
 
     def lr_at(step):  # GPT-NeoX's formulas, written out independently
         if step < 1430:

@@ -24,11 +24,13 @@ def metrics(run_dir: Path) -> dict[int, dict]:
     return {r["step"]: r for r in rows}
 
 
-def assert_same_run(straight: dict[int, dict], resumed: dict[int, dict], keys=("loss", "lr", "grad_norm", "val_loss", "sink_score")):
+def assert_same_run(straight: dict[int, dict], resumed: dict[int, dict],
+                    keys=("loss", "lr", "grad_norm", "val_loss", "sink_score")):
     assert sorted(straight) == sorted(resumed)
     for step, row in straight.items():
         for key in keys:
-            assert row.get(key) == resumed[step].get(key), f"step {step}: {key} {row.get(key)} != {resumed[step].get(key)}"
+            assert row.get(key) == resumed[step].get(key), \
+                f"step {step}: {key} {row.get(key)} != {resumed[step].get(key)}"
 
 
 def assert_same_weights(a: Path, b: Path):
@@ -55,7 +57,8 @@ def test_deepspeed_zero2_trains_checkpoints_survives_kill_during_save(tiny_data,
     from train_helpers import RECIPES
 
     # Global batch 8 = 2 ranks × micro-batch 2 × 2 accumulation steps.
-    recipe, sets = "tiny-cpu-deepspeed.yaml", ["trainer.global_batch_size=8", "checkpoint.every=5", "checkpoint.keep_last=2"]
+    recipe = "tiny-cpu-deepspeed.yaml"
+    sets = ["trainer.global_batch_size=8", "checkpoint.every=5", "checkpoint.keep_last=2"]
 
     # A: 20 steps straight, 2 ranks, ZeRO-2.
     straight = tmp_path / "straight"
@@ -92,7 +95,8 @@ def test_deepspeed_zero2_trains_checkpoints_survives_kill_during_save(tiny_data,
 
     # B: same run, SIGKILLed by rank 0 in the middle of saving step 15 (files written, not yet complete).
     killed = tmp_path / "killed"
-    proc = torchrun(train_args(recipe, tiny_data, killed, *sets), env=subprocess_env(SINKTRAIN_FAULT="kill-during-save:15"))
+    proc = torchrun(train_args(recipe, tiny_data, killed, *sets),
+                    env=subprocess_env(SINKTRAIN_FAULT="kill-during-save:15"))
     assert proc.returncode != 0
     assert (killed / "checkpoints" / "step-00000015.tmp").is_dir()
     assert latest_checkpoint(killed).name == "step-00000010"
@@ -122,7 +126,8 @@ def test_ddp_two_nodes_then_kill_and_resume_on_one_node(tiny_data, tmp_path):
 
     # B: one node, 2 ranks, SIGKILLed right after checkpoint 5 is complete.
     killed = tmp_path / "killed"
-    proc = torchrun(train_args(recipe, tiny_data, killed, *sets), env=subprocess_env(SINKTRAIN_FAULT="kill-after-save:5"))
+    proc = torchrun(train_args(recipe, tiny_data, killed, *sets),
+                    env=subprocess_env(SINKTRAIN_FAULT="kill-after-save:5"))
     assert proc.returncode != 0
 
     # C: resume: identical to the two-node run at every step (same world size, same data order, same math).

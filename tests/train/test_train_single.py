@@ -80,7 +80,8 @@ def test_nonfinite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(
     [
         (["data.dir={missing}"], FileNotFoundError, "no manifest.json in data dir"),
         (["model.tokenizer_vocab_size=50000"], ValueError, "50277-id vocabulary but the model expects 50000"),
-        (["trainer.strategy=ddp", "trainer.devices=3"], ValueError, "world size 3 × micro_batch_size 2 does not divide global_batch_size 4"),
+        (["trainer.strategy=ddp", "trainer.devices=3"], ValueError,
+         "world size 3 × micro_batch_size 2 does not divide global_batch_size 4"),
     ],
     ids=["missing-manifest", "vocab-mismatch", "world-size"],
 )

@@ -47,7 +47,8 @@ def torchrun(args: list[str], *, nproc: int = 2, env: dict | None = None, timeou
     return proc
 
 
-def torchrun_two_nodes(args: list[str], *, env: dict | None = None, timeout: int = 300) -> list[subprocess.CompletedProcess]:
+def torchrun_two_nodes(args: list[str], *, env: dict | None = None,
+                       timeout: int = 300) -> list[subprocess.CompletedProcess]:
     """Two `torchrun --nnodes 2 --node_rank {0,1}` processes (1 rank each) on 127.0.0.1: one job, world size 2."""
     port = free_port()
     procs = []

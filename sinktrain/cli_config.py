@@ -1,0 +1,187 @@
+"""One command-line pattern for every verb whose input is a stage config (data prepare, train, export, experiment).
+
+A verb is declared once, from its config dataclass (see `sinktrain.config_io` for how to write one):
+
+    def register(sub):
+        add_config_verb(sub, "train", TrainConfig, run, help="pretrain a model from a recipe")
+
+    def run(cfg: TrainConfig) -> int: ...
+
+and then takes, parsed and type-checked by jsonargparse against the dataclass annotations:
+
+    --config FILE          a YAML file with the config's keys (a recipe); repeatable, later files win
+    --set KEY=VALUE        a dotted override, e.g. --set optim.lr=1e-3 (repeatable; the value is YAML)
+    --KEY VALUE            the same override as a flag, e.g. --optim.lr 1e-3 or --run_dir runs/x
+                           (`-` and `_` are interchangeable in flag names: --run-dir works too)
+    POSITIONAL ...         for verbs that declare positionals (export SOURCE OUT_DIR): the named fields, in order
+    --print_config         print the resolved config as YAML and exit
+    --help                 every key, its type, default and help text, taken from the fields' docstrings
+
+Precedence: defaults < --config files < overrides, in command-line order. A value of the wrong type, an unknown
+key, or an out-of-range number is refused with one line (`sinktrain train: error: trainer.max_steps: expected
+int, got 'ten'`), exit status 2, before the verb runs: nothing is written.
+
+To move another verb (e.g. stream-eval) onto this pattern: give its config dataclass field docstrings and
+range types, replace its `register` body with one `add_config_verb(...)` call (positionals=("models",) if
+it keeps positional model folders: a list field takes every leading positional), and make `run` take the config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+import typing
+
+import yaml
+
+from sinktrain.config_io import ConfigKeyError, explain, one_line
+
+
+def add_config_verb(sub, name: str, cls, run, help: str, positionals: tuple[str, ...] = ()):
+    """Register verb `name` on the `sinktrain` subparsers: its arguments are `cls`'s fields.
+
+    The argparse subparser only names the verb (for `sinktrain --help`); everything after the verb name is
+    handed to a jsonargparse parser built from `cls` when the verb runs.
+    """
+    p = sub.add_parser(name, help=help, add_help=False)
+    prog = f"sinktrain {' '.join(p.prog.split()[1:])}"
+
+    def func(args) -> int:
+        return run(parse_config(cls, args.rest, prog=prog, positionals=positionals, description=help))
+
+    p.set_defaults(func=func, config_verb=True)
+    return p
+
+
+def _description(cls, help: str) -> str:
+    doc = inspect.getdoc(cls) or ""
+    return f"{help[:1].upper()}{help[1:]}.\n\n{doc}" if doc else help
+
+
+def _field_types(cls) -> dict[str, object]:
+    return typing.get_type_hints(cls)
+
+
+def bool_keys(cls, prefix: str = "") -> set[str]:
+    """Dotted keys of the bool fields of `cls` and its nested dataclasses (a bare `--key` means true)."""
+    keys = set()
+    for name, tp in _field_types(cls).items():
+        if tp is bool:
+            keys.add(prefix + name)
+        elif dataclasses.is_dataclass(tp):
+            keys |= bool_keys(tp, f"{prefix}{name}.")
+    return keys
+
+
+def normalise_argv(cls, argv: list[str], positionals: tuple[str, ...] = ()) -> list[str]:
+    """`--set a.b=c` -> `--a.b=c`; `--run-dir` -> `--run_dir`; bare `--flag` -> `--flag=true` for a bool field;
+    leading positionals -> `--<field>=value`."""
+    flags = bool_keys(cls) if dataclasses.is_dataclass(cls) else set()
+    out, pos, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--set":
+            if i + 1 >= len(argv) or "=" not in argv[i + 1]:
+                raise ConfigKeyError("--set takes KEY=VALUE, e.g. --set trainer.max_steps=100")
+            key, value = argv[i + 1].split("=", 1)
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = str(yaml.safe_load(value))  # a YAML-quoted string: --set name="my run"
+            out.append(f"--{key.strip().replace('-', '_')}={value}")
+            i += 2
+            continue
+        if arg.startswith("--set="):
+            argv = [*argv[:i], "--set", arg[len("--set="):], *argv[i + 1:]]
+            continue
+        if arg.startswith("--") and len(arg) > 2:
+            key, eq, value = arg[2:].partition("=")
+            key = key.replace("-", "_")
+            bare = not eq and (i + 1 >= len(argv) or argv[i + 1].startswith("-") or
+                               argv[i + 1].lower() not in ("true", "false", "yes", "no", "1", "0"))
+            out.append(f"--{key}=true" if key in flags and bare else "--" + key + eq + value)
+        elif arg == "-h":
+            out.append(arg)
+        elif not out or not out[-1].startswith("--") or "=" in out[-1] or _is_flag(out[-1]):
+            pos.append(arg)  # not the value of the option before it
+            i += 1
+            continue
+        else:
+            out.append(arg)
+        i += 1
+    if pos and not positionals:
+        raise ConfigKeyError(f"unexpected argument {pos[0]!r}; this verb takes only --KEY VALUE options")
+    return [*_positionals_to_options(cls, pos, positionals), *out]
+
+
+def _is_flag(option: str) -> bool:
+    return option in ("--help", "--print_config", "-h")
+
+
+def _positionals_to_options(cls, values: list[str], names: tuple[str, ...]) -> list[str]:
+    """Positionals fill `names` in order; a list field takes all the remaining ones."""
+    types = _field_types(cls) if dataclasses.is_dataclass(cls) else {}
+    opts, rest = [], list(values)
+    for name in names:
+        if not rest:
+            break
+        if typing.get_origin(types.get(name)) is list:
+            opts.append(f"--{name}={json.dumps(rest)}")
+            rest = []
+        else:
+            opts.append(f"--{name}={rest.pop(0)}")
+    if rest:
+        expected = " ".join(n.upper() for n in names)
+        raise ConfigKeyError(f"unexpected argument {rest[0]!r}; the positionals are {expected}")
+    return opts
+
+
+def _help_formatter():
+    import jsonargparse
+
+    class HelpFormatter(jsonargparse.DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
+        """jsonargparse's (type and default after each help text), with the description kept as written."""
+
+    return HelpFormatter
+
+
+def config_parser(cls, prog: str, description: str, positionals: tuple[str, ...] = ()):
+    import jsonargparse
+
+    jsonargparse.set_parsing_settings(docstring_parse_attribute_docstrings=True)
+    usage = (f"{prog} " + "".join(f"[{n.upper()}] " for n in positionals)
+             + "[--config FILE] [--set KEY=VALUE ...] [--KEY VALUE ...]")
+    parser = jsonargparse.ArgumentParser(prog=prog, usage=usage, description=description, exit_on_error=False,
+                                         default_env=False, formatter_class=_help_formatter(), allow_abbrev=False)
+    parser.add_argument("--config", action=jsonargparse.ActionConfigFile,
+                        help="YAML file with this verb's keys (repeatable; later files and overrides win)")
+    parser.add_argument("--set", metavar="KEY=VALUE", help="dotted override, e.g. --set optim.lr=1e-3 (repeatable)")
+    parser.add_class_arguments(cls, nested_key=None, as_group=False, fail_untyped=True)
+    return parser
+
+
+def parse_config(cls, argv: list[str], prog: str, positionals: tuple[str, ...] = (), description: str = ""):
+    """Build `cls` from command-line arguments; ConfigKeyError (one line) on any bad key, type or range."""
+    import jsonargparse
+
+    from sinktrain.config_io import instantiate
+
+    parser = config_parser(cls, prog, _description(cls, description), positionals)
+    argv = normalise_argv(cls, list(argv), positionals)
+    from sinktrain.config_io import load_yaml
+
+    for i, arg in enumerate(argv):  # a missing or garbage --config file: one line naming it (jsonargparse's doesn't)
+        if arg == "--config" and i + 1 < len(argv):
+            load_yaml(argv[i + 1])
+        elif arg.startswith("--config="):
+            load_yaml(arg[len("--config="):])
+    try:
+        namespace = parser.parse_args(argv)
+    except jsonargparse.ArgumentError as e:
+        raise ConfigKeyError(explain(cls, one_line(e))) from None
+    namespace.pop("config", None)
+    namespace.pop("set", None)
+    try:
+        return instantiate(cls, parser, namespace)
+    except jsonargparse.ArgumentError as e:
+        raise ConfigKeyError(explain(cls, one_line(e))) from None

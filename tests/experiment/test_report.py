@@ -1,0 +1,30 @@
+"""The study report describes each variant from what its run actually trained with (its config.yaml)."""
+
+import json
+from pathlib import Path
+
+import yaml
+
+from sinktrain.experiment.config import ExperimentConfig
+from sinktrain.experiment.report import write_report
+from sinktrain.train import load_train_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_report_reads_each_runs_config_yaml(tmp_path):
+    recipe = REPO / "recipes/tiny-cpu.yaml"  # the study says: tiny preset, no sink
+    cfg = ExperimentConfig(name="r", recipe=str(recipe), variants={"a": {}}, data={"dir": str(tmp_path / "data")},
+                           stream={"text": "book.txt", "cache": 32, "sinks": [0, 1]}, runs_dir=str(tmp_path))
+    cfg.root.mkdir(parents=True)
+    run = tmp_path / "run-a"  # ... but the run trained another model (the recipe changed since, or overrides)
+    run.mkdir()
+    trained = load_train_config(recipe, ["model.preset=pythia-14m", "model.sink={kind: token, num_tokens: 2}"])
+    (run / "config.yaml").write_text(yaml.safe_dump(trained.to_dict()))
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 5, "loss": 3.5, "val_loss": 3.75}) + "\n")
+    results = {"a": {"0+32": {"ppl": 10.0}, "1+31": {"ppl": 9.5}}}
+
+    report = write_report(cfg, results, {"a": run}).read_text()
+    assert "| a | pythia-14m | token x2 | 5 | 3.5000 | 3.7500 |" in report
+    assert "| a | 10.00 | 9.50 |" in report and "Streaming perplexity on `book.txt`" in report
+    assert json.loads((cfg.root / "report.json").read_text()) == results

@@ -1,0 +1,147 @@
+"""The one typed config pattern: types and ranges checked against the annotations (from the command line, YAML
+and Python), help from field docstrings, one-line user errors before anything is written, tracebacks kept for
+internal errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sinktrain.cli import main
+from sinktrain.cli_config import config_parser, parse_config
+from sinktrain.config_io import ConfigKeyError, NonNegativeInt, PositiveInt, Probability, configclass
+from sinktrain.data import PrepareConfig
+from sinktrain.experiment.config import ExperimentConfig
+from sinktrain.export import ExportConfig
+from sinktrain.train import TrainConfig, load_train_config
+from sinktrain.train.config import CheckpointConfig, TrainerConfig
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = str(REPO / "recipes/tiny-cpu.yaml")
+
+
+def test_overrides_are_typed_by_the_annotations():
+    cfg = load_train_config(RECIPE, ["optim.lr=1e-3", "optim.min_lr=0", "trainer.max_steps=2", "trainer.devices=2"])
+    assert cfg.optim.lr == 0.001 and type(cfg.optim.lr) is float  # YAML 1.1 would make '1e-3' a string
+    assert cfg.optim.min_lr == 0 and type(cfg.optim.min_lr) is float  # an int is accepted for a float
+    assert (cfg.trainer.max_steps, cfg.trainer.devices) == (2, 2)
+    # the flag spelling and --set are the same override; later wins
+    cfg = parse_config(TrainConfig, ["--config", RECIPE, "--optim.lr", "2e-3", "--set", "optim.lr=3e-3"], prog="t")
+    assert cfg.optim.lr == 0.003
+
+
+@pytest.mark.parametrize("override, message", [
+    ("trainer.max_steps=ten", "trainer.max_steps: expected int, got 'ten'"),
+    ("trainer.val_every=ten", "trainer.val_every: expected int, got 'ten'"),
+    ("optim.lr=fast", "optim.lr: expected float, got 'fast'"),
+    ("trainer.val_every=-1", "trainer.val_every must be >= 0, got -1"),
+    ("checkpoint.every=-1", "checkpoint.every must be >= 0, got -1"),
+    ("trainer.global_batch_size=0", "trainer.global_batch_size must be >= 1, got 0"),
+    ("seed=-1", "seed must be >= 0 and <= 4294967295, got -1"),
+    ("trainer.zero_stage=3", "trainer.zero_stage must be >= 1 and <= 2, got 3"),
+    ("checkpoint.keep_last=-1", "checkpoint.keep_last must be >= 0, got -1"),
+    ("optim.lr=-1e-3", "optim.lr must be > 0, got -0.001"),
+    ("optim.betas=[0.9, 1.5]", "optim.betas[1] must be >= 0 and <= 1, got 1.5"),
+    ("schedule.warmup_fraction=1", "schedule.warmup_fraction must be >= 0 and < 1, got 1.0"),
+    ("model.max_seq_len=0", "model.max_seq_len must be >= 1, got 0"),
+    ("trainer.bogus=1", "unknown key 'trainer.bogus'; accepted keys in trainer: strategy,"),
+])
+def test_bad_override_is_one_line_and_writes_nothing(tmp_path, capsys, override, message):
+    run = tmp_path / "run"
+    code = main(["train", "--config", RECIPE, "--run_dir", str(run), "--set", f"data.dir={tmp_path}",
+                 "--set", override])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("sinktrain train: error: "), err
+    assert message in err, err
+    assert not run.exists()
+
+
+def test_ranges_hold_for_yaml_experiment_files_and_python(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"trainer": {"val_every": -5}}))
+    with pytest.raises(ConfigKeyError, match="trainer.val_every must be >= 0, got -5"):
+        load_train_config(bad)
+    with pytest.raises(ConfigKeyError, match="checkpoint.keep_last must be >= 0, got -1"):
+        CheckpointConfig(keep_last=-1)
+    with pytest.raises(ConfigKeyError, match="trainer.max_steps must be an integer >= 1, got 'ten'"):
+        TrainerConfig(max_steps="ten")
+    with pytest.raises(ConfigKeyError, match="trainer.max_steps must be an integer >= 1, got True"):
+        TrainerConfig(max_steps=True)
+    study = yaml.safe_load((REPO / "recipes/experiments/demo-cpu.yaml").read_text())
+    study["recipe"] = str(REPO / study["recipe"])
+    study["base"]["trainer"]["val_every"] = -1
+    with pytest.raises(ConfigKeyError, match="trainer.val_every must be >= 0, got -1"):
+        from sinktrain.config_io import build_dataclass
+
+        build_dataclass(ExperimentConfig, study).validate()
+
+
+def test_a_field_added_later_is_range_checked_without_extra_code():
+    @configclass("new")
+    class NewSection:
+        count: PositiveInt = 1
+        """How many."""
+        rate: Probability = 0.5
+        """How often."""
+        limit: NonNegativeInt | None = None
+        """At most."""
+
+    assert NewSection(limit=None).count == 1
+    for kwargs, message in [({"count": 0}, "new.count must be >= 1, got 0"), ({"rate": 2}, "new.rate must be"),
+                            ({"limit": -1}, "new.limit must be >= 0")]:
+        with pytest.raises(ConfigKeyError, match=message):
+            NewSection(**kwargs)
+    with pytest.raises(ConfigKeyError, match="count: expected int, got 'x'"):
+        parse_config(NewSection, ["--count", "x"], prog="t")
+
+
+@pytest.mark.parametrize("cls", [TrainConfig, PrepareConfig, ExportConfig, ExperimentConfig])
+def test_every_key_has_help_from_its_docstring(cls):
+    parser = config_parser(cls, "sinktrain x", "")
+    keyed = [a for a in parser._actions if a.option_strings and a.dest not in ("help", "config", "print_config", "set")
+             and not a.option_strings[0].endswith("+")]
+
+    def leaves(c, prefix=""):
+        for name, tp in typing.get_type_hints(c).items():
+            if dataclasses.is_dataclass(tp):
+                yield from leaves(tp, f"{prefix}{name}.")
+            else:
+                yield prefix + name
+
+    names = set(leaves(cls))
+    documented = {a.dest for a in keyed if a.help and not a.help.startswith("Path to a configuration file")}
+    assert names <= documented, sorted(names - documented)
+
+
+def test_help_comes_from_field_docstrings(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    assert "--trainer.val_every" in out and "Optimizer steps between validations; 0 disables." in out
+    assert "--optim.lr" in out and "Peak learning rate" in out
+
+
+def test_internal_errors_keep_their_traceback_and_debug_shows_user_errors(monkeypatch, tmp_path, capsys):
+    import sinktrain.train
+
+    def explode(cfg):
+        raise RuntimeError("CUDA error: an illegal memory access (deep inside fit)")
+
+    monkeypatch.setattr(sinktrain.train, "train", explode)
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        main(["train", "--config", RECIPE, "--set", f"data.dir={tmp_path}"])
+    with pytest.raises(ConfigKeyError, match="trainer.max_steps"):
+        main(["train", "--debug", "--config", RECIPE, "--set", "trainer.max_steps=0"])
+
+
+def test_positionals_and_bare_bool_flags():
+    cfg = parse_config(ExportConfig, ["run", "out", "--overwrite", "--every", "2"], prog="t",
+                       positionals=("source", "out_dir"))
+    assert (cfg.source, cfg.out_dir, cfg.overwrite, cfg.every, cfg.dry_run) == ("run", "out", True, 2, False)
+    with pytest.raises(ConfigKeyError, match="unexpected argument 'extra'"):
+        parse_config(ExportConfig, ["run", "out", "extra"], prog="t", positionals=("source", "out_dir"))
