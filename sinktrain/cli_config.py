@@ -32,6 +32,7 @@ import argparse
 import dataclasses
 import inspect
 import json
+import types
 import typing
 
 import yaml
@@ -111,7 +112,31 @@ def normalise_argv(cls, argv: list[str], positionals: tuple[str, ...] = ()) -> l
         i += 1
     if pos and not positionals:
         raise ConfigKeyError(f"unexpected argument {pos[0]!r}; this verb takes only --KEY VALUE options")
-    return [*_positionals_to_options(cls, pos, positionals), *out]
+    return [*_positionals_to_options(cls, pos, positionals), *_comma_lists(cls, out)]
+
+
+def _comma_lists(cls, argv: list[str]) -> list[str]:
+    """`--sinks 0,1,4` (or `--sinks 4`) for a list field -> `--sinks=[0,1,4]`: the spelling people type. A value
+    already written as a YAML list passes through. Fields that also take a plain string (`sources: list[str] |
+    str`, where a path may hold a comma) keep jsonargparse's own handling."""
+    fields = _field_types(cls) if dataclasses.is_dataclass(cls) else {}
+
+    def is_list(tp) -> bool:
+        union = typing.get_origin(tp) in (typing.Union, types.UnionType)
+        options = [t for t in typing.get_args(tp) if t is not type(None)] if union else [tp]
+        return len(options) == 1 and typing.get_origin(options[0]) is list
+
+    lists = {name for name, tp in fields.items() if is_list(tp)}
+    out, i = [], 0
+    while i < len(argv):
+        key, eq, value = argv[i].partition("=")
+        if not eq and key[2:] in lists and i + 1 < len(argv):
+            eq, value, i = "=", argv[i + 1], i + 1
+        if key.startswith("--") and key[2:] in lists and eq and not value.lstrip().startswith("["):
+            value = "[" + value + "]"
+        out.append(key + eq + value)
+        i += 1
+    return out
 
 
 def _is_flag(option: str) -> bool:
@@ -120,12 +145,12 @@ def _is_flag(option: str) -> bool:
 
 def _positionals_to_options(cls, values: list[str], names: tuple[str, ...]) -> list[str]:
     """Positionals fill `names` in order; a list field takes all the remaining ones."""
-    types = _field_types(cls) if dataclasses.is_dataclass(cls) else {}
+    fields = _field_types(cls) if dataclasses.is_dataclass(cls) else {}
     opts, rest = [], list(values)
     for name in names:
         if not rest:
             break
-        if typing.get_origin(types.get(name)) is list:
+        if typing.get_origin(fields.get(name)) is list:
             opts.append(f"--{name}={json.dumps(rest)}")
             rest = []
         else:

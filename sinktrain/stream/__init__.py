@@ -11,7 +11,6 @@ from sinktrain.stream.parallel import parallel_nll
 from sinktrain.stream.recompute import recompute_nll
 from sinktrain.stream.reference import reference_nll
 from sinktrain.stream.report import (
-    markdown_table,
     plot_attention_maps,
     plot_log_ppl,
     plot_sink_attention,
@@ -27,7 +26,6 @@ __all__ = [
     "attention_sink_stats",
     "evaluate",
     "load_model",
-    "markdown_table",
     "parallel_nll",
     "parse_config_name",
     "plot_attention_maps",

@@ -2,47 +2,64 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+from typing import Annotated
+
+from sinktrain.config_io import NonNegativeInt, PositiveInt, Range, configclass
 
 MODES = ("parallel", "reference")
 BASELINES = ("dense", "recompute")
 DTYPES = ("float32", "bfloat16", "float16")
 
 
-@dataclass
+@configclass()
 class StreamEvalConfig:
-    """models: what `sinktrain.model.source` accepts: model folders (sinktrain exports, Pythia, Llama, Mistral,
-    Qwen2/3 ...), `.gguf` files, hub ids (owner/name) or zoo names (smollm2-135m-instruct).
-    text: 'pg19', 'pg19:first', 'pg19:<i>', a .txt file, a folder of .txt or a glob (see sinktrain.data.longtext).
-    cache: C = s + w entries kept after eviction; sinks: the s values to evaluate (w = C - s each), or
-    configs: explicit "s+w" names (overrides cache/sinks). tokens: text tokens to read (None: all).
-    baselines: extra configurations, "dense" (no eviction) and/or "recompute" (sliding window with
-    re-computation over the last C tokens). Window attention is the s = 0 configuration.
-    tokenizer: None uses each model's own tokenizer; a spec here replaces it for models that have none, and is
-    refused where it disagrees with the model's own. bos: prepend the tokenizer's BOS token to the stream (it
-    is then the first cached token, like a sink token, and its successor is not scored)."""
+    """Streaming (StreamingLLM) perplexity of one or more models under caches of s sink + w recent tokens.
+    Window attention is the s = 0 configuration."""
 
     models: list[str] = field(default_factory=list)
+    """Models: folders (sinktrain exports, Pythia, Llama, Mistral, Qwen2/3 ...), .gguf files, hub ids (owner/name)
+    or zoo names (smollm2-135m-instruct)."""
     text: str = "data/books/austen_persuasion.txt"
-    cache: int = 1024
-    sinks: list[int] = field(default_factory=lambda: [0, 1, 2, 4])
+    """Long text: pg19, pg19:first, pg19:<i>, a .txt file, a folder of .txt files or a glob."""
+    cache: PositiveInt = 1024
+    """Cache size C = s + w entries kept after eviction."""
+    sinks: list[NonNegativeInt] = field(default_factory=lambda: [0, 1, 2, 4])
+    """Sink counts s to evaluate, e.g. 0,1,2,4 (w = C - s each)."""
     configs: list[str] | None = None
-    tokens: int | None = None
+    """Explicit s+w configurations, e.g. [4+1020, 1+1023] (overrides cache and sinks)."""
+    tokens: Annotated[int, Range(ge=2)] | None = None
+    """Read at most this many text tokens (per tokenizer); None: the whole text."""
     out: str = "stream-eval"
+    """Output folder (results.json, table.md, nll/, plots, run.json)."""
     mode: str = "parallel"
+    """parallel (exact block-parallel, fast) or reference (a KV cache, one token per forward)."""
     baselines: list[str] = field(default_factory=list)
-    block_size: int = 1024
-    recompute_batch: int = 64
+    """Extra configurations: dense (no eviction) and/or recompute (sliding window with re-computation)."""
+    block_size: PositiveInt = 1024
+    """Queries per block in parallel mode."""
+    recompute_batch: PositiveInt = 64
+    """Windows per forward pass in the recompute baseline."""
     device: str = "cpu"
+    """Torch device, e.g. cpu or cuda."""
     dtype: str = "float32"
+    """float32, bfloat16 or float16 (GGUF weights are dequantized to it)."""
     tokenizer: str | None = None
+    """Tokenizer for models stored without one (default: each model's own; one that disagrees is refused)."""
     bos: bool = False
+    """Prepend the tokenizer's BOS token to the stream (cached like a sink; its successor is not scored)."""
     pg19_dataset: str = "emozilla/pg19-test"
+    """Dataset name or local folder for pg19 texts."""
     pg19_split: str = "test"
-    first_k: int = 4  # attention statistics: mass on the first k positions
-    attention_tokens: int = 64  # tokens of the stream used for attention statistics and maps
+    """Split of the pg19 dataset."""
+    first_k: PositiveInt = 4
+    """Attention statistics: mass on the first k tokens."""
+    attention_tokens: PositiveInt = 64
+    """Tokens of the stream used for attention statistics and maps."""
     plots: bool = True
+    """Write PNG plots."""
     tensorboard: bool = True
+    """Write TensorBoard scalars under out/tb."""
 
 
 def parse_config_name(name: str) -> tuple[int, int]:
@@ -69,14 +86,15 @@ def sink_window_pairs(cfg: StreamEvalConfig) -> list[tuple[int, int]]:
         if s < 0:
             raise ValueError(f"sink count {s} is negative; use s >= 0")
         if s >= cfg.cache:
-            raise ValueError(f"sink count s={s} is not below the cache size C={cfg.cache}; w = C - s must be at least 1")
+            raise ValueError(f"sink count s={s} is not below the cache size C={cfg.cache}; "
+                             f"w = C - s must be at least 1")
         pairs.append((s, cfg.cache - s))
     return pairs
 
 
 def validate(cfg: StreamEvalConfig) -> list[tuple[int, int]]:
     if not cfg.models:
-        raise ValueError("no model given; pass at least one HF model folder")
+        raise ValueError("no model given; pass at least one model (a folder, a .gguf file, a hub id or a zoo name)")
     if cfg.mode not in MODES:
         raise ValueError(f"unknown mode {cfg.mode!r}; choose one of {', '.join(MODES)}")
     bad = [b for b in cfg.baselines if b not in BASELINES]

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sinktrain.config_io import write_json_atomic
 from sinktrain.model.source import ModelSource, load_config, load_model_tokenizer, load_pretrained, raw_config, \
     resolve_model_source
 from sinktrain.stream import report
@@ -33,38 +32,14 @@ from sinktrain.stream.parallel import parallel_logits, parallel_nll
 from sinktrain.stream.recompute import recompute_nll
 from sinktrain.stream.reference import reference_nll
 from sinktrain.stream.stats import attention_maps, attention_sink_stats
+from sinktrain.util.atomic import write_json_atomic
+from sinktrain.util.progress import progress
 
 SELF_CHECK_TOKENS = 64
 # Self-check tolerance on max |Δ log-softmax| between the parallel path and the model's own forward. The two
 # run the same ops in the same order except attention (one SDPA call over widened heads), so fp32 differs by
 # rounding only (~1e-6); a misplaced norm or projection differs by whole nats.
 SELF_CHECK_TOL = {"float32": 1e-3, "bfloat16": 0.25, "float16": 0.1}
-
-
-class Progress:
-    """Periodic progress lines on stderr with tokens/s (every `every_s` seconds and at the end)."""
-
-    def __init__(self, label: str, total: int, every_s: float = 10.0, stream=None):
-        # sys.stderr looked up now, not at import: pytest and other callers swap it after import.
-        self.label, self.total, self.every_s, self.stream = label, total, every_s, stream or sys.stderr
-        self.done = 0
-        self.start = self.last = time.perf_counter()
-
-    def __call__(self, n: int) -> None:
-        self.done += n
-        now = time.perf_counter()
-        if now - self.last >= self.every_s:
-            self.last = now
-            self._line(now)
-
-    def finish(self) -> float:
-        now = time.perf_counter()
-        self._line(now)
-        return self.done / max(now - self.start, 1e-9)
-
-    def _line(self, now: float) -> None:
-        rate = self.done / max(now - self.start, 1e-9)
-        print(f"[stream-eval] {self.label}: {self.done}/{self.total} tokens, {rate:,.0f} tokens/s", file=self.stream, flush=True)
 
 
 def warn(msg: str) -> None:
@@ -206,20 +181,22 @@ def summarize(nll: np.ndarray) -> dict:
 def run_configuration(model, adapter, stream: np.ndarray, name: str, cfg: StreamEvalConfig, label: str,
                       recompute_cache: int):
     """NLL over the whole stream for one configuration name ("s+w", "dense" or "recompute"), plus tokens/s."""
-    progress = Progress(label, len(stream) - 1)
-    if name == "recompute":
-        nll = recompute_nll(model, stream, recompute_cache, batch_size=cfg.recompute_batch, progress=progress)
-    else:
-        s, w = (0, None) if name == "dense" else (int(p) for p in name.split("+"))
-        if cfg.mode == "reference":
-            nll = reference_nll(model, stream, s, w, progress=progress, adapter=adapter)
+    with progress(len(stream) - 1, desc=f"[stream-eval] {label}", unit="tok", mininterval=10.0) as bar:
+        start = time.perf_counter()
+        if name == "recompute":
+            nll = recompute_nll(model, stream, recompute_cache, batch_size=cfg.recompute_batch, progress=bar.update)
         else:
-            nll = parallel_nll(model, stream, s, w, block_size=cfg.block_size, progress=progress, adapter=adapter)
-    return nll, progress.finish()
+            s, w = (0, None) if name == "dense" else (int(p) for p in name.split("+"))
+            if cfg.mode == "reference":
+                nll = reference_nll(model, stream, s, w, progress=bar.update, adapter=adapter)
+            else:
+                nll = parallel_nll(model, stream, s, w, block_size=cfg.block_size, progress=bar.update,
+                                   adapter=adapter)
+    return nll, (len(stream) - 1) / max(time.perf_counter() - start, 1e-9)
 
 
 def evaluate(cfg: StreamEvalConfig) -> dict:
-    """Run the evaluation, write every artifact under `cfg.out`, return results {model: {config: {ppl, nll_mean, tokens}}}."""
+    """Run the evaluation, write every artifact under `cfg.out`; returns {model: {config: {ppl, nll_mean, tokens}}}."""
     pairs = validate(cfg)
     names = [f"{s}+{w}" for s, w in pairs] + list(cfg.baselines)
     # The largest cache evaluated; the recompute baseline re-encodes windows of this size.

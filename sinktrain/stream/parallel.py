@@ -96,9 +96,9 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
                 q_sink = ad.apply_rotary(q, *rot_q_sink)
                 k_sink = ad.apply_rotary(sink_k[li], *rot_k_sink)
                 query = _cat_last(q_band[..., :r], q_sink[..., :r], q[..., r:])
-                keys = torch.cat([_cat_last(k_sink.new_zeros(KV, n_sinks, r), k_sink[..., :r], k_sink[..., r:]),
-                                  _cat_last(k_band[..., :r], k_band.new_zeros(KV, k_band.shape[1], r), k_band[..., r:])],
-                                 dim=1)
+                sink_keys = _cat_last(k_sink.new_zeros(KV, n_sinks, r), k_sink[..., :r], k_sink[..., r:])
+                band_keys = _cat_last(k_band[..., :r], k_band.new_zeros(KV, k_band.shape[1], r), k_band[..., r:])
+                keys = torch.cat([sink_keys, band_keys], dim=1)
                 values = torch.cat([sink_v[li], band_v], dim=1)
             else:
                 query, keys, values = q_band, k_band, band_v

@@ -30,7 +30,8 @@ def recompute_nll(model, tokens, cache: int, batch_size: int = 64, progress=None
     windows = ids[: n_tok - 1].unfold(0, cache, 1) if n_tok - 1 >= cache else ids[:0].view(0, cache)
     for i in range(0, windows.shape[0], batch_size):
         batch = windows[i : i + batch_size]
-        # Only the last position's logits are needed: skip the LM head on the other C-1 (its cost dominates small models).
+        # Only the last position's logits are needed: skip the LM head on the other C-1 (its cost dominates
+        # small models).
         logits = model(input_ids=batch, use_cache=False, logits_to_keep=1).logits[:, -1].float()
         t_last = cache - 1 + i + torch.arange(batch.shape[0], device=device)
         nll[t_last.cpu().numpy()] = F.cross_entropy(logits, ids[t_last + 1], reduction="none").double().cpu().numpy()

@@ -11,29 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from sinktrain.plotting import pyplot, save_figure, style_axes
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
-def config_columns(results: dict) -> list[str]:
-    """Configuration names across all models: "s+w" sorted by s, then the baselines."""
-    names = {c for per_model in results.values() for c in per_model}
-    sink = sorted((c for c in names if "+" in c), key=lambda c: (int(c.split("+")[0]), c))
-    return sink + sorted(names - set(sink))
-
-
-def markdown_table(results: dict) -> str:
-    """Models x configurations, perplexity to 2 decimals (the paper's Table 3 layout)."""
-    cols = config_columns(results)
-    lines = ["| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-    for model, per in results.items():
-        cells = [f"{per[c]['ppl']:.2f}" if c in per else "-" for c in cols]
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+from sinktrain.util.atomic import write_bytes_atomic
+from sinktrain.util.tables import config_columns, perplexity_table
 
 
 def write_table(results: dict, out_dir) -> tuple[Path, Path]:
@@ -41,11 +20,11 @@ def write_table(results: dict, out_dir) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cols = config_columns(results)
-    lines = [markdown_table(results)]
+    lines = [perplexity_table(results)]
     tokens = sorted({per[c]["tokens"] for per in results.values() for c in per})
     lines += ["", f"Perplexity over {', '.join(map(str, tokens))} scored tokens (s+w: s sink tokens + w recent)."]
     md = out_dir / "table.md"
-    _atomic_bytes(md, ("\n".join(lines) + "\n").encode())
+    write_bytes_atomic(md, ("\n".join(lines) + "\n").encode())
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["model", "config", "ppl", "nll_mean", "tokens"])
@@ -54,7 +33,7 @@ def write_table(results: dict, out_dir) -> tuple[Path, Path]:
             if c in per:
                 writer.writerow([model, c, f"{per[c]['ppl']:.6g}", f"{per[c]['nll_mean']:.8g}", per[c]["tokens"]])
     csv_path = out_dir / "table.csv"
-    _atomic_bytes(csv_path, buf.getvalue().encode())
+    write_bytes_atomic(csv_path, buf.getvalue().encode())
     return md, csv_path
 
 
@@ -64,7 +43,7 @@ def write_nll(out_dir, model: str, config: str, nll: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     np.save(buf, nll.astype(np.float32))
-    _atomic_bytes(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
     return path
 
 
@@ -104,7 +83,8 @@ def plot_sink_attention(stats: dict, path, first_k: int) -> Path:
         ax.fill_between(layers, arr.min(1), arr.max(1), alpha=0.15)
     ax.set_xticks(np.arange(max(np.asarray(a).shape[0] for a in stats.values())))
     style_axes(ax, "layer", f"attention weight on the first {first_k} tokens",
-               f"Attention on the first {first_k} tokens per layer (band: min-max over heads)", ylim=(0, 1), legend_size=8)
+               f"Attention on the first {first_k} tokens per layer (band: min-max over heads)", ylim=(0, 1),
+               legend_size=8)
     return save_figure(fig, path)
 
 

@@ -28,11 +28,13 @@ def test_prepare_refuses_a_users_folder_and_deletes_nothing(tmp_path, capsys):
     (mine / "train-weights.bin").write_bytes(b"precious")  # matches the old train-*.bin glob
     (mine / "notes.md").write_text("keep me")
     before = _snapshot(mine)
-    code, err = _cli(capsys, "data", "prepare", "--sources", str(tmp_path / "doc.txt"), "--out_dir", str(mine), "--progress", "false")
+    code, err = _cli(capsys, "data", "prepare", "--sources", str(tmp_path / "doc.txt"),
+                     "--out_dir", str(mine), "--progress", "false")
     assert code == 2 and len(err.splitlines()) == 1
     assert "not empty and not a sinktrain dataset" in err and "train-weights.bin" in err
     assert _snapshot(mine) == before
-    code, err = _cli(capsys, "data", "prepare", "--sources", str(tmp_path / "doc.txt"), "--out_dir", str(mine), "--progress", "false",
+    code, err = _cli(capsys, "data", "prepare", "--sources", str(tmp_path / "doc.txt"),
+                     "--out_dir", str(mine), "--progress", "false",
                      "--overwrite")
     assert code == 2 and _snapshot(mine) == before
 
@@ -49,7 +51,8 @@ def test_overwrite_of_a_dataset_keeps_files_that_are_not_its_own(tmp_path):
 def test_records_without_the_text_field_are_counted_not_silently_dropped(tmp_path, capsys):
     records = [{"text": "the one record with text"}] + [{"body": f"record {i}"} for i in range(999)]
     (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    code, err = _cli(capsys, "data", "prepare", "--sources", str(tmp_path / "a.jsonl"), "--out_dir", str(tmp_path / "out"),
+    code, err = _cli(capsys, "data", "prepare", "--sources", str(tmp_path / "a.jsonl"),
+                     "--out_dir", str(tmp_path / "out"),
                      "--progress", "false")
     assert code == 2 and len(err.splitlines()) == 1
     assert "999 of 1,000 records have no field 'text'" in err and "a.jsonl" in err and "--text-field" in err
@@ -105,7 +108,8 @@ def test_a_missing_tokenizer_path_is_a_local_error_at_once(tmp_path, monkeypatch
 def test_a_garbage_tokenizer_file_is_one_line(tmp_path, capsys):
     (tmp_path / "doc.txt").write_text("text")
     (tmp_path / "tok.json").write_text("{garbage")
-    code, err = _cli(capsys, "data", "prepare", "--sources", str(tmp_path / "doc.txt"), "--out_dir", str(tmp_path / "out"),
+    code, err = _cli(capsys, "data", "prepare", "--sources", str(tmp_path / "doc.txt"),
+                     "--out_dir", str(tmp_path / "out"),
                      "--tokenizer", str(tmp_path / "tok.json"), "--progress", "false")
     assert code == 2 and len(err.splitlines()) == 1 and "tok.json" in err and "could not be loaded" in err
     assert not (tmp_path / "out").exists()
@@ -133,6 +137,7 @@ def test_hub_records_without_the_text_field_are_counted(tmp_path, capsys):
     (tmp_path / "repo" / "data").mkdir(parents=True)
     pq.write_table(pa.table({"text": ["one document"] + [None] * 9}),
                    tmp_path / "repo" / "data" / "train-00000-of-00001.parquet")
-    code, err = _cli(capsys, "data", "prepare", "--sources", f"hub:{tmp_path / 'repo'}", "--out_dir", str(tmp_path / "out"),
+    code, err = _cli(capsys, "data", "prepare", "--sources", f"hub:{tmp_path / 'repo'}",
+                     "--out_dir", str(tmp_path / "out"),
                      "--progress", "false")
     assert code == 2 and len(err.splitlines()) == 1 and "9 of 10 records have no field 'text'" in err

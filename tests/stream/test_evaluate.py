@@ -77,7 +77,7 @@ def test_tensorboard_scalars(run_parallel):
 
 def test_reference_mode_cli_agrees_with_parallel(model_dirs, tmp_path):
     common = [str(model_dirs["sinktoken"]), "--text", BOOK, "--cache", "16", "--sinks", "0,1", "--tokens", "140",
-              "--no-plots"]
+              "--plots", "false"]
     assert main(["stream-eval", *common, "--mode", "reference", "--out", str(tmp_path / "ref")]) == 0
     assert main(["stream-eval", *common, "--mode", "parallel", "--out", str(tmp_path / "par")]) == 0
     ref = json.loads((tmp_path / "ref" / "results.json").read_text())["sinktoken"]
@@ -98,6 +98,6 @@ def test_pg19_stand_in(model_dirs, tmp_path):
             f.write(json.dumps({"short_book_title": f"book{i}", "text": text}) + "\n")
     out = tmp_path / "out"
     assert main(["stream-eval", str(model_dirs["vanilla"]), "--text", "pg19:first", "--pg19-dataset", str(ds),
-                 "--cache", "16", "--sinks", "0,4", "--tokens", "100", "--no-plots", "--out", str(out)]) == 0
+                 "--cache", "16", "--sinks", "0,4", "--tokens", "100", "--plots", "false", "--out", str(out)]) == 0
     run = json.loads((out / "run.json").read_text())
     assert run["text"]["documents"] == ["book0"] and run["text"]["tokens"] == 100

@@ -106,8 +106,9 @@ def definition_nll(model, tokens, sinks, window):
             x = gn.embed_in.weight[int(tok)].double()
             kv.append([])
             for li, layer in enumerate(gn.layers):
-                h = F.layer_norm(x, (x.numel(),), layer.input_layernorm.weight.double(), layer.input_layernorm.bias.double(), 1e-5)
-                qkv = (layer.attention.query_key_value.weight.double() @ h + layer.attention.query_key_value.bias.double()).view(heads, 3 * hd)
+                ln1, att = layer.input_layernorm, layer.attention
+                h = F.layer_norm(x, (x.numel(),), ln1.weight.double(), ln1.bias.double(), 1e-5)
+                qkv = (att.query_key_value.weight.double() @ h + att.query_key_value.bias.double()).view(heads, 3 * hd)
                 q, k, v = qkv[:, :hd], qkv[:, hd : 2 * hd], qkv[:, 2 * hd :]
                 kv[t].append((k, v))
                 keys = torch.stack([_rotate(kv[u][li][0], i, inv_freq) for i, u in enumerate(visible)], dim=1)
@@ -118,10 +119,12 @@ def definition_nll(model, tokens, sinks, window):
                 att = layer.attention.dense.weight.double() @ att + layer.attention.dense.bias.double()
                 ln2 = layer.post_attention_layernorm
                 m = F.layer_norm(x, (x.numel(),), ln2.weight.double(), ln2.bias.double(), 1e-5)
-                mlp = layer.mlp.dense_4h_to_h.weight.double() @ F.gelu(layer.mlp.dense_h_to_4h.weight.double() @ m + layer.mlp.dense_h_to_4h.bias.double()) + layer.mlp.dense_4h_to_h.bias.double()
+                up, down = layer.mlp.dense_h_to_4h, layer.mlp.dense_4h_to_h
+                mlp = down.weight.double() @ F.gelu(up.weight.double() @ m + up.bias.double()) + down.bias.double()
                 x = x + att + mlp  # Pythia's parallel residual
             ln = gn.final_layer_norm
-            logits = model.get_output_embeddings().weight.double() @ F.layer_norm(x, (x.numel(),), ln.weight.double(), ln.bias.double(), 1e-5)
+            final = F.layer_norm(x, (x.numel(),), ln.weight.double(), ln.bias.double(), 1e-5)
+            logits = model.get_output_embeddings().weight.double() @ final
             out.append(float(-torch.log_softmax(logits, -1)[int(tokens[t + 1])]))
     return np.array(out)
 

@@ -25,12 +25,13 @@ def small_tok():
 
 @pytest.fixture(scope="module")
 def llama_dir(tmp_path_factory, small_tok):
-    return save_family_folder(family_model("llama-gqa-tied", seed=7), small_tok, tmp_path_factory.mktemp("llama") / "tiny-llama")
+    folder = tmp_path_factory.mktemp("llama") / "tiny-llama"
+    return save_family_folder(family_model("llama-gqa-tied", seed=7), small_tok, folder)
 
 
 def stream_eval(*args) -> list[str]:
     return ["stream-eval", *map(str, args), "--text", BOOK, "--tokens", "300", "--cache", "32", "--sinks", "0,4",
-            "--no-plots"]
+            "--plots", "false"]
 
 
 def one_line_error(capsys, rc) -> str:
@@ -83,7 +84,8 @@ def test_tokenizer_larger_than_vocabulary_is_refused(tmp_path, capsys):
 
 
 def test_dynamic_ntk_is_refused(tmp_path, small_tok, capsys):
-    model = family_model("llama-gqa-tied", rope_parameters={"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0})
+    rope = {"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0}
+    model = family_model("llama-gqa-tied", rope_parameters=rope)
     folder = save_family_folder(model, small_tok, tmp_path / "dyn")
     line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
     assert "'dynamic' depends on the sequence length" in line and "static RoPE only" in line
@@ -132,7 +134,8 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
 
 
 def test_cache_beyond_trained_context_warns(tmp_path, small_tok, capsys):
-    folder = save_family_folder(family_model("llama-gqa-tied", max_position_embeddings=16), small_tok, tmp_path / "short")
+    model = family_model("llama-gqa-tied", max_position_embeddings=16)
+    folder = save_family_folder(model, small_tok, tmp_path / "short")
     assert main(stream_eval(folder, "--out", tmp_path / "o")) == 0
     assert "exceeds the 16 positions the model was trained on" in capsys.readouterr().err
 
