@@ -1,5 +1,5 @@
 """Provenance carried by the artifacts: a non-default tokenizer reaches every stage without being named again
-(data -> train -> export), and a softmax1 training run exports to a folder that loads without sinktrain.
+(data -> train -> export -> stream-eval), and a softmax1 training run exports to a folder that loads without sinktrain.
 
 Single-process runs (no torchrun), so `make test-fast` runs them too.
 """
@@ -86,6 +86,19 @@ def test_a_non_default_tokenizer_is_used_at_every_stage(small_bpe, tmp_path):
     assert exported(text)["input_ids"] == [n, *bpe(text)["input_ids"]]
     meta = json.loads((out / "config.json").read_text())["sinktrain"]
     assert meta["sink_token_ids"] == [n] and meta["data_manifest_sha256"] == run_info["data_manifest_sha256"]
+
+    # stream-eval: the export's own tokenizer, no flag; the sink token leads the stream; another tokenizer refused
+    held_out = tmp_path / "held-out.txt"
+    held_out.write_text(BOOK.read_text()[100_000:104_000])
+    evald = tmp_path / "stream"
+    assert main(["stream-eval", str(out), "--text", str(held_out), "--cache", "32", "--sinks", "0,1",
+                 "--out", str(evald), "--plots", "false", "--tensorboard", "false"]) == 0
+    expected_tokens = len(bpe(held_out.read_text(), add_special_tokens=False)["input_ids"])
+    results = json.loads((evald / "results.json").read_text())["export"]
+    assert results["1+31"]["tokens"] == expected_tokens - 1  # text tokens 1..N-1 of the BPE's tokenization
+    assert json.loads((evald / "run.json").read_text())["models"]["export"]["prefix"] == [n]
+    assert main(["stream-eval", str(out), "--text", str(held_out), "--out", str(tmp_path / "x"),
+                 "--tokenizer", "gpt-neox-20b"]) == 2
 
 
 def test_softmax1_training_run_exports_and_loads_without_sinktrain(tmp_path):
