@@ -81,7 +81,8 @@ def plot_sink_attention(stats: dict, path, first_k: int) -> Path:
         layers = np.arange(arr.shape[0])
         ax.plot(layers, arr.mean(1), marker="o", label=f"{model} (mean over heads)")
         ax.fill_between(layers, arr.min(1), arr.max(1), alpha=0.15)
-    ax.set_xticks(np.arange(max(np.asarray(a).shape[0] for a in stats.values())))
+    n_layers = max(np.asarray(a).shape[0] for a in stats.values())
+    ax.set_xticks(np.arange(0, n_layers, max(1, (n_layers + 14) // 15)))  # at most ~15 labels (30-layer models)
     style_axes(ax, "layer", f"attention weight on the first {first_k} tokens",
                f"Attention on the first {first_k} tokens per layer (band: min-max over heads)", ylim=(0, 1),
                legend_size=8)
