@@ -107,12 +107,29 @@ def memory_child(tokens: int, sinks: int, window: int, block_size: int) -> None:
     source = resolve_model_source("smollm2-135m-instruct")
     model, tok = load_pretrained(source), load_model_tokenizer(source)
     stream = book_tokens(tok, tokens + 1)[: tokens + 1]
+    loaded_mb = vm_kb("VmRSS") / 1024
+    reset_peak()  # the peak while streaming, not the transient copies made while loading the weights
     start = time.perf_counter()
     nll = parallel_nll(model, stream, sinks, window, block_size=block_size)
     seconds = time.perf_counter() - start
     print(json.dumps({"tokens": tokens, "seconds": round(seconds, 1), "tokens_per_s": round(tokens / seconds, 1),
-                      "ppl": round(float(np.exp(nll[sinks:].mean())), 3),
-                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+                      "ppl": round(float(np.exp(nll[sinks:].mean())), 3), "rss_after_load_mb": round(loaded_mb, 1),
+                      "peak_rss_while_streaming_mb": round(vm_kb("VmHWM") / 1024, 1),
+                      "peak_rss_whole_process_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                                                         1)}))
+
+
+def vm_kb(field: str) -> int:
+    """A /proc/self/status memory field (Linux), in kB."""
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as f:  # "5" resets VmHWM to the current RSS (Linux >= 4.0)
+        f.write("5")
 
 
 def bench_memory(token_counts: list[int], sinks: int, window: int, block_size: int, threads: int | None) -> list:
@@ -159,6 +176,7 @@ def main() -> None:
         result["gpu"] = None
     if args.real:
         result["runs"].append(bench_real(4, 252, args.real_ref_tokens, args.real_par_tokens, 1024))
+        print(f"real-model run: {json.dumps(result['runs'][-1])}", file=sys.stderr, flush=True)
     if args.memory_tokens:
         counts = [int(x) for x in args.memory_tokens.split(",") if x.strip()]
         result["memory_smollm2_4+252"] = bench_memory(counts, 4, 252, 1024, args.threads)
