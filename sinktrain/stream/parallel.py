@@ -53,7 +53,8 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
     kind = ad.softmax_sink_kind()
     layers = ad.layers
     scales = [ad.attention_scale(layer) for layer in layers]
-    sink_k: list[torch.Tensor | None] = [None] * len(layers)  # [kv_heads, <=s, head_dim] un-rotated
+    # Per layer, sequence-major like the projections ([tokens, kv_heads, head_dim]), un-rotated:
+    sink_k: list[torch.Tensor | None] = [None] * len(layers)  # the <= s sink tokens
     sink_v: list[torch.Tensor | None] = [None] * len(layers)
     tail_k: list[torch.Tensor | None] = [None] * len(layers)  # last <= w non-sink tokens before the block
     tail_v: list[torch.Tensor | None] = [None] * len(layers)
@@ -83,39 +84,40 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
 
         x = ad.embed(ids[a:b])  # [q, hidden]
         for li, layer in enumerate(layers):
-            q, k, v = ad.qkv(layer, x)  # [heads, q, D], [kv_heads, q, D]; un-rotated
+            q, k, v = ad.qkv(layer, x)  # [q, heads, D], [q, kv_heads, D]; un-rotated
             if a < s:  # block holds sink tokens: they are keys of this very block already
                 grab = slice(0, min(b, s) - a)
-                sink_k[li] = k[:, grab] if sink_k[li] is None else torch.cat([sink_k[li], k[:, grab]], dim=1)
-                sink_v[li] = v[:, grab] if sink_v[li] is None else torch.cat([sink_v[li], v[:, grab]], dim=1)
-            band_k = k if tail_k[li] is None else torch.cat([tail_k[li], k], dim=1)
-            band_v = v if tail_v[li] is None else torch.cat([tail_v[li], v], dim=1)
-            q_band = ad.apply_rotary(q, *rot_q_band)
-            k_band = ad.apply_rotary(band_k, *rot_k_band)
+                sink_k[li] = k[grab] if sink_k[li] is None else torch.cat([sink_k[li], k[grab]])
+                sink_v[li] = v[grab] if sink_v[li] is None else torch.cat([sink_v[li], v[grab]])
+            band_k = k if tail_k[li] is None else torch.cat([tail_k[li], k])
+            band_v = v if tail_v[li] is None else torch.cat([tail_v[li], v])
+            q_band = ad.apply_rotary(q, *rot_q_band, seq_major=True)
+            k_band = ad.apply_rotary(band_k, *rot_k_band, seq_major=True)
             if n_sinks:
-                q_sink = ad.apply_rotary(q, *rot_q_sink)
-                k_sink = ad.apply_rotary(sink_k[li], *rot_k_sink)
+                q_sink = ad.apply_rotary(q, *rot_q_sink, seq_major=True)
+                k_sink = ad.apply_rotary(sink_k[li], *rot_k_sink, seq_major=True)
                 query = _cat_last(q_band[..., :r], q_sink[..., :r], q[..., r:])
-                sink_keys = _cat_last(k_sink.new_zeros(KV, n_sinks, r), k_sink[..., :r], k_sink[..., r:])
-                band_keys = _cat_last(k_band[..., :r], k_band.new_zeros(KV, k_band.shape[1], r), k_band[..., r:])
-                keys = torch.cat([sink_keys, band_keys], dim=1)
-                values = torch.cat([sink_v[li], band_v], dim=1)
+                sink_keys = _cat_last(k_sink.new_zeros(n_sinks, KV, r), k_sink[..., :r], k_sink[..., r:])
+                band_keys = _cat_last(k_band[..., :r], k_band.new_zeros(k_band.shape[0], KV, r), k_band[..., r:])
+                keys = torch.cat([sink_keys, band_keys])
+                values = torch.cat([sink_v[li], band_v])
             else:
                 query, keys, values = q_band, k_band, band_v
             layer_mask = mask
             if kind != "none":
-                keys = torch.cat([keys, keys.new_zeros(KV, 1, keys.shape[-1])], dim=1)
-                values = torch.cat([values, values.new_zeros(KV, 1, D)], dim=1)
+                keys = torch.cat([keys, keys.new_zeros(1, KV, keys.shape[-1])])
+                values = torch.cat([values, values.new_zeros(1, KV, D)])
                 if kind == "logit":
                     layer_mask = mask.expand(1, H, -1, -1).clone()
                     layer_mask[..., -1] = ad.sink_logit(layer).to(dtype)[None, :, None]
-            out = F.scaled_dot_product_attention(query[None], keys[None], values[None], attn_mask=layer_mask,
+            out = F.scaled_dot_product_attention(query.transpose(0, 1)[None], keys.transpose(0, 1)[None],
+                                                 values.transpose(0, 1)[None], attn_mask=layer_mask,
                                                  scale=scales[li], **gqa)[0]
             x = ad.residual(layer, x, out.transpose(0, 1).reshape(n_q, H * D))
             # Keep the last w non-sink tokens' K/V for the next block.
             keep_from = max(min(s, b), b - w)
-            tail_k[li] = band_k[:, keep_from - band_start:]
-            tail_v[li] = band_v[:, keep_from - band_start:]
+            tail_k[li] = band_k[keep_from - band_start:]
+            tail_v[li] = band_v[keep_from - band_start:]
         tail_start = max(min(s, b), b - w)
         yield a, b, ad.logits(x)
 

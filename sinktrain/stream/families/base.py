@@ -64,14 +64,15 @@ class FamilyAdapter:
         return self.backbone.embed_tokens(ids)
 
     def qkv(self, layer, x: torch.Tensor):
-        """Un-rotated q [heads, n, d] and k, v [kv_heads, n, d] of hidden states x [n, hidden]."""
+        """Un-rotated q [n, heads, d] and k, v [n, kv_heads, d] of hidden states x [n, hidden] (sequence-major:
+        contiguous views of the projections, so rotation and concatenation along the sequence stay cheap)."""
         attn, n = self.attention(layer), x.shape[0]
         h = layer.input_layernorm(x)
         q = attn.q_proj(h).view(n, self.num_heads, self.head_dim)
         k = attn.k_proj(h).view(n, self.num_kv_heads, self.head_dim)
         v = attn.v_proj(h).view(n, self.num_kv_heads, self.head_dim)
         q, k = self.qk_norm(attn, q, k)
-        return q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
+        return q, k, v
 
     def qk_norm(self, attn, q, k):
         return q, k
@@ -106,9 +107,13 @@ class FamilyAdapter:
         """x [heads, n, head_dim] rotated at positions [n] (the rotary dims; the rest passes through)."""
         return self.apply_rotary(x, *self.cos_sin(positions.to(x.device), x.dtype))
 
-    def apply_rotary(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """x [heads, n, head_dim] rotated by cos/sin [n, rotary_dim], with the model's own apply_rotary_pos_emb."""
-        rotated, _ = self._apply_rotary(x[None], x[None], cos[None], sin[None])
+    def apply_rotary(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, seq_major: bool = False):
+        """x [heads, n, head_dim] (or [n, heads, head_dim] with seq_major) rotated by cos/sin [n, rotary_dim],
+        with the model's own apply_rotary_pos_emb."""
+        # The model's function rotates a query and a key at once; the key slot gets one head (not a second copy
+        # of x), so the rotation costs what one tensor's does.
+        one_head = x[None, :, :1] if seq_major else x[None, :1]
+        rotated, _ = self._apply_rotary(x[None], one_head, cos[None], sin[None], unsqueeze_dim=2 if seq_major else 1)
         return rotated[0]
 
     def unrotate(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

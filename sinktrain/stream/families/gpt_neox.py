@@ -20,8 +20,7 @@ class GPTNeoXAdapter(FamilyAdapter):
 
     def qkv(self, layer, x):
         qkv = layer.attention.query_key_value(layer.input_layernorm(x))
-        q, k, v = qkv.view(x.shape[0], self.num_heads, 3 * self.head_dim).transpose(0, 1).chunk(3, dim=-1)
-        return q, k, v
+        return qkv.view(x.shape[0], self.num_heads, 3 * self.head_dim).chunk(3, dim=-1)
 
     def residual(self, layer, x, attn_out):
         attn_out = layer.attention.dense(attn_out)
