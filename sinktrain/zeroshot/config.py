@@ -1,0 +1,39 @@
+"""ZeroShotConfig: what `sinktrain zeroshot` and `zeroshot()` take, and its validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sinktrain.zeroshot.tasks import DEFAULT_TASKS, parse_tasks
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass
+class ZeroShotConfig:
+    """models: what stream-eval takes (sinktrain exports and other model folders, `.gguf` files, hub ids, zoo
+    names); results are keyed by the spec as given. tasks: lm-eval task names, a subset of Table 4's.
+    limit: score only the first `limit` examples of each task (None: all). data_dir: a folder of
+    `datasets.save_to_disk` copies laid out as ../shared/data/zeroshot (None: lm-eval downloads the data)."""
+
+    models: list[str] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
+    out: str = "zeroshot"
+    limit: int | None = None
+    batch_size: int = 16
+    device: str = "cpu"
+    dtype: str = "float32"
+    data_dir: str | None = None
+
+    def validate(self) -> None:
+        if not self.models:
+            raise ValueError("no model given; pass one or more model folders, .gguf files or hub ids")
+        if len(set(self.models)) != len(self.models):
+            raise ValueError("a model is given twice; results are keyed by the model as given, so list each once")
+        self.tasks = parse_tasks(self.tasks)
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit {self.limit}: give a positive number of examples per task, or leave it out")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size {self.batch_size}: give a positive batch size")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"--dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
