@@ -43,11 +43,9 @@ def load(spec: str, device: str, dtype: str) -> LoadedModel:
     source = resolve(spec)
     try:
         model = load_pretrained(source, device, dtype)
-    except (ValueError, FileNotFoundError):
-        raise
-    except Exception as e:  # a broken config or weights file: name the model, not the loader's internals
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"cannot load model {spec!r}: {first}") from None
+    except Exception as e:  # broken weights, a missing file: one line naming the model
+        text = str(e).strip().removeprefix(f"cannot load model {spec!r}: ")
+        raise ValueError(f"cannot load model {spec!r}: {text.splitlines()[0] if text else type(e).__name__}") from None
     tokenizer = load_model_tokenizer(source)
     if tokenizer is None:
         raise ValueError(f"model {spec!r} has no tokenizer files; zero-shot scoring needs the model's own tokenizer "

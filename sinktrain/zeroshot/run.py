@@ -36,13 +36,18 @@ def check_models(cfg: ZeroShotConfig) -> None:
     from sinktrain.model.source import load_config, resolve_model_source
 
     for spec in cfg.models:
+        source = resolve_model_source(spec)  # its own one-line errors name the spec and the fix
         try:
-            load_config(resolve_model_source(spec))
-        except (ValueError, FileNotFoundError):
-            raise
-        except Exception as e:  # an unknown architecture, a malformed config: name the model
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise ValueError(f"cannot load model {spec!r}: {first}") from None
+            load_config(source)
+        except Exception as e:  # an unknown architecture, a malformed config: one line naming the model
+            raise ValueError(f"cannot load model {spec!r}: {first_line(e)}") from None
+
+
+def first_line(e: Exception) -> str:
+    text = str(e).strip()
+    if text.startswith("cannot load model"):  # sinktrain's loader already named the model
+        text = text.split(": ", 1)[-1]
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def score_task(lm, task_ref: str, task: str, limit: int | None, task_manager) -> dict:
