@@ -20,6 +20,7 @@ from sinktrain.experiment.report import write_report
 from sinktrain.export import ExportConfig, export_checkpoint
 from sinktrain.stream import evaluate
 from sinktrain.train import latest_checkpoint, train
+from sinktrain.zeroshot import zeroshot
 
 
 def _rank() -> int:
@@ -85,6 +86,24 @@ def stage_stream(cfg: ExperimentConfig, model_dirs: list[Path]) -> dict:
     return evaluate(sc)
 
 
+def stage_zeroshot(cfg: ExperimentConfig, exports: dict[str, Path]) -> dict | None:
+    """Zero-shot accuracy of each variant, keyed by variant name (None when the study lists no tasks)."""
+    zc = cfg.zeroshot_config([str(d) for d in exports.values()])
+    if zc is None:
+        return None
+    by_dir = dict(zip(zc.models, exports))
+    out = Path(zc.out)
+    if (out / "results.json").is_file() and (out / "run.json").is_file():
+        previous = json.loads((out / "run.json").read_text()).get("config", {})
+        current = json.loads(json.dumps({**zc.__dict__, "tasks": list(zc.tasks)}))
+        if previous == current:
+            log(f"zeroshot: done ({out / 'results.json'}), skipped")
+            return {by_dir[m]: r for m, r in json.loads((out / "results.json").read_text()).items()}
+    log(f"zeroshot: {len(zc.models)} variants on {', '.join(zc.tasks)}"
+        + (f" (first {zc.limit} examples each)" if zc.limit else "") + f" -> {out}")
+    return {by_dir[m]: r for m, r in zeroshot(zc).items()}
+
+
 def run_experiment(cfg: ExperimentConfig) -> Path | None:
     """Run (or finish) the whole study; returns the report path (None on ranks other than 0)."""
     cfg.root.mkdir(parents=True, exist_ok=True)
@@ -96,6 +115,7 @@ def run_experiment(cfg: ExperimentConfig) -> Path | None:
         return None
     exports = [stage_export(cfg, v, run_dirs[v]) for v in cfg.variants]
     results = stage_stream(cfg, exports)
-    report = write_report(cfg, results, run_dirs)
+    zeroshot_results = stage_zeroshot(cfg, dict(zip(cfg.variants, exports)))
+    report = write_report(cfg, results, run_dirs, zeroshot_results)
     log(f"report: {report}")
     return report

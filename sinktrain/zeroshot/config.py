@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from sinktrain.zeroshot.tasks import DEFAULT_TASKS, parse_tasks
+from sinktrain.zeroshot.tasks import DEFAULT_TASKS, local_split, parse_tasks
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -26,6 +27,10 @@ class ZeroShotConfig:
     data_dir: str | None = None
 
     def validate(self) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("lm_eval") is None:
+            raise ValueError("zero-shot evaluation needs lm-evaluation-harness; pip install 'sinktrain[zeroshot]'")
         if not self.models:
             raise ValueError("no model given; pass one or more model folders, .gguf files or hub ids")
         if len(set(self.models)) != len(self.models):
@@ -37,3 +42,14 @@ class ZeroShotConfig:
             raise ValueError(f"--batch-size {self.batch_size}: give a positive batch size")
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
+        self.task_sources()
+
+    def task_sources(self) -> dict[str, tuple[str, list[Path]] | None]:
+        """{task: (split, arrow files)} under data_dir (None: no offline copy); {} when lm-eval downloads.
+        A missing or incomplete copy is an error naming the task and its files."""
+        if self.data_dir is None:
+            return {}
+        if not Path(self.data_dir).is_dir():
+            raise FileNotFoundError(f"--data-dir {self.data_dir!r} does not exist; point it at a folder of "
+                                    f"datasets.save_to_disk copies (e.g. ../shared/data/zeroshot)")
+        return {t: local_split(self.data_dir, t) for t in parse_tasks(self.tasks)}

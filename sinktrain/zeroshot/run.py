@@ -14,21 +14,11 @@ from pathlib import Path
 from sinktrain.config_io import write_json_atomic
 from sinktrain.zeroshot.config import ZeroShotConfig
 from sinktrain.zeroshot.report import UNAVAILABLE, markdown_table
-from sinktrain.zeroshot.tasks import TASKS, local_split, lm_eval_config, write_local_task
+from sinktrain.zeroshot.tasks import TASKS, lm_eval_config, write_local_task
 
 
 def log(msg: str) -> None:
     print(f"[zeroshot] {msg}", flush=True)
-
-
-def task_sources(cfg: ZeroShotConfig) -> dict[str, tuple[str, list[Path]] | None]:
-    """{task: (split, arrow files)} for --data-dir (None: no offline copy); {} when lm-eval downloads."""
-    if cfg.data_dir is None:
-        return {}
-    if not Path(cfg.data_dir).is_dir():
-        raise FileNotFoundError(f"--data-dir {cfg.data_dir!r} does not exist; point it at a folder of "
-                                f"datasets.save_to_disk copies (e.g. ../shared/data/zeroshot)")
-    return {t: local_split(cfg.data_dir, t) for t in cfg.tasks}
 
 
 def check_models(cfg: ZeroShotConfig) -> None:
@@ -68,7 +58,7 @@ def zeroshot(cfg: ZeroShotConfig) -> dict:
     from sinktrain.zeroshot.lm import lm_for, load
 
     cfg.validate()
-    sources = task_sources(cfg)
+    sources = cfg.task_sources()
     check_models(cfg)
     out = Path(cfg.out)
     refs, splits = {}, {}

@@ -20,20 +20,27 @@ class TaskInfo:
     config: str  # lm-eval's YAML, relative to lm_eval/tasks
     local: str  # the save_to_disk folder under --data-dir (dataset/config/split)
     split: str  # the split lm-eval scores when online
+    dataset: str  # the hub dataset lm-eval downloads (its config name after a colon), for model cards
 
 
-# In Table 4's row order.
+# In Table 4's row order: name, label, lm-eval config, local copy, online split, hub dataset.
 TASKS = {
     t.name: t
     for t in (
-        TaskInfo("arc_challenge", "ARC-c", "arc/arc_challenge.yaml", "ai2_arc/ARC-Challenge/validation", "test"),
-        TaskInfo("arc_easy", "ARC-e", "arc/arc_easy.yaml", "ai2_arc/ARC-Easy/validation", "test"),
-        TaskInfo("hellaswag", "HellaSwag", "hellaswag/hellaswag.yaml", "hellaswag/none/validation", "validation"),
-        TaskInfo("lambada_openai", "LAMBADA", "lambada/lambada_openai.yaml", "lambada_openai/default/test", "test"),
-        TaskInfo("openbookqa", "OBQA", "openbookqa/openbookqa.yaml", "openbookqa/main/validation", "test"),
-        TaskInfo("piqa", "PIQA", "piqa/piqa.yaml", "piqa/plain_text/validation", "validation"),
+        TaskInfo("arc_challenge", "ARC-c", "arc/arc_challenge.yaml", "ai2_arc/ARC-Challenge/validation",
+                 "test", "allenai/ai2_arc:ARC-Challenge"),
+        TaskInfo("arc_easy", "ARC-e", "arc/arc_easy.yaml", "ai2_arc/ARC-Easy/validation",
+                 "test", "allenai/ai2_arc:ARC-Easy"),
+        TaskInfo("hellaswag", "HellaSwag", "hellaswag/hellaswag.yaml", "hellaswag/none/validation",
+                 "validation", "Rowan/hellaswag"),
+        TaskInfo("lambada_openai", "LAMBADA", "lambada/lambada_openai.yaml", "lambada_openai/default/test",
+                 "test", "EleutherAI/lambada_openai:default"),
+        TaskInfo("openbookqa", "OBQA", "openbookqa/openbookqa.yaml", "openbookqa/main/validation",
+                 "test", "allenai/openbookqa:main"),
+        TaskInfo("piqa", "PIQA", "piqa/piqa.yaml", "piqa/plain_text/validation",
+                 "validation", "baber/piqa"),
         TaskInfo("winogrande", "WinoGrande", "winogrande/default.yaml", "winogrande/winogrande_xl/validation",
-                 "validation"),
+                 "validation", "allenai/winogrande:winogrande_xl"),
     )
 }
 DEFAULT_TASKS = list(TASKS)
