@@ -13,6 +13,8 @@ def register(sub) -> None:
     p.add_argument("--every", type=int, default=None, metavar="K",
                    help="export every K-th checkpoint of the run (newest always included)")
     p.add_argument("--eval-results", default=None, help="stream-eval results.json to show in the model card")
+    p.add_argument("--zeroshot-results", default=None, metavar="RESULTS_JSON",
+                   help="`sinktrain zeroshot` results.json: model-index eval results in the model card")
     p.add_argument("--push-to-hub", default=None, metavar="REPO", help="hub repo id, e.g. user/pythia-160m-sink")
     p.add_argument("--revision", default=None, help="hub branch, e.g. step143000 (default: main)")
     p.add_argument("--private", action="store_true", help="create the hub repo as private")
@@ -26,7 +28,8 @@ def run(args) -> int:
     if args.every:
         outs = export_every(args.source, args.out_dir, args.every, overwrite=args.overwrite)
     else:
-        outs = [export_checkpoint(ExportConfig(args.source, args.out_dir, args.overwrite, args.eval_results))]
+        outs = [export_checkpoint(ExportConfig(args.source, args.out_dir, args.overwrite, args.eval_results,
+                                                 args.zeroshot_results))]
     for out in outs:
         print(f"exported {out}")
         if args.push_to_hub:

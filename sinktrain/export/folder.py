@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig
 
+from sinktrain.export.model_index import read_zeroshot
 from sinktrain.export.model_card import plot_loss_curve, read_metrics, write_model_card
 from sinktrain.export.tokenizer_files import save_tokenizer
 from sinktrain.model import ModelConfig, build_model, save_model
@@ -30,6 +31,7 @@ class ExportConfig:
     out_dir: str
     overwrite: bool = False
     eval_results: str | None = None  # a stream-eval results.json to put in the model card
+    zeroshot_results: str | None = None  # a `sinktrain zeroshot` results.json: model-index eval results in the card
 
 
 def is_run_dir(path: Path) -> bool:
@@ -70,6 +72,7 @@ def export_checkpoint(cfg: ExportConfig) -> Path:
     train_config = meta["config"]
     model_cfg = ModelConfig.from_dict(train_config["model"])
     out = Path(cfg.out_dir)
+    zeroshot = read_zeroshot(cfg.zeroshot_results, out) if cfg.zeroshot_results else None
     tmp = _prepare_out_dir(out, cfg.overwrite)
 
     model = build_model(model_cfg, seed=None)
@@ -100,7 +103,7 @@ def export_checkpoint(cfg: ExportConfig) -> Path:
 
     has_plot = plot_loss_curve(read_metrics(run_dir), tmp / "loss_curve.png", f"{out.name}: training loss")
     eval_results = json.loads(Path(cfg.eval_results).read_text()) if cfg.eval_results else None
-    write_model_card(tmp, sink_meta, train_config, has_plot, eval_results)
+    write_model_card(tmp, sink_meta, train_config, has_plot, eval_results, zeroshot)
 
     leftovers = [p.name for p in tmp.iterdir() if p.suffix in PICKLE_SUFFIXES]
     assert not leftovers, f"pickle files in export: {leftovers}"

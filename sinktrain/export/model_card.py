@@ -58,7 +58,10 @@ def render_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write_model_card(out_dir: Path, meta: dict, train_config: dict, has_loss_plot: bool, eval_results: dict | None) -> None:
+def write_model_card(out_dir: Path, meta: dict, train_config: dict, has_loss_plot: bool, eval_results: dict | None,
+                     zeroshot: dict | None = None) -> None:
+    from sinktrain.export.model_index import card_section, model_index
+
     model = train_config.get("model", {})
     sink = model.get("sink", {})
     kind = sink.get("kind", "none")
@@ -69,6 +72,8 @@ def write_model_card(out_dir: Path, meta: dict, train_config: dict, has_loss_plo
         "language": ["en"],
         "tags": ["sinktrain", "attention-sink", "streaming-llm", "gpt-neox", "pythia", f"sink-{kind}"],
     }
+    if zeroshot and (index := model_index(zeroshot)):
+        header["model-index"] = index
     lines = ["---", yaml.safe_dump(header, sort_keys=False).strip(), "---", ""]
     lines += [f"# {out_dir.name}", "", f"A {model.get('preset', '?')} GPT-NeoX model trained with "
               f"[sinktrain](https://github.com/) — {VARIANT_TEXT.get(kind, kind)}.", ""]
@@ -106,5 +111,7 @@ def write_model_card(out_dir: Path, meta: dict, train_config: dict, has_loss_plo
         lines += ["![training loss](loss_curve.png)", ""]
     if eval_results:
         lines += ["## Streaming evaluation (perplexity, cache s+w)", "", render_table(eval_results), ""]
+    if zeroshot:
+        lines += card_section(zeroshot)
     lines += ["## Full training configuration", "", "```yaml", yaml.safe_dump(train_config, sort_keys=False).strip(), "```", ""]
     (out_dir / "README.md").write_text("\n".join(lines))
