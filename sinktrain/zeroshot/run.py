@@ -73,8 +73,8 @@ def zeroshot(cfg: ZeroShotConfig) -> dict:
     # Only the task YAMLs named here are read: indexing lm-eval's ~15k built-in tasks is not needed.
     manager = TaskManager(include_defaults=False)
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
-    write_json_atomic(out / "run.json", {"config": cfg.__dict__, "splits": splits,
-                                         "data": {t: (r if cfg.data_dir else "lm-eval download") for t, r in refs.items()}})
+    run_info = {"config": cfg.__dict__, "splits": splits,
+                "data": {t: (r if cfg.data_dir else "lm-eval download") for t, r in refs.items()}}
     results: dict = {}
     for spec in cfg.models:
         t0 = time.perf_counter()
@@ -96,14 +96,17 @@ def zeroshot(cfg: ZeroShotConfig) -> dict:
                                                      else "")
                 + f" on {r['n']} examples in {dt:.1f} s ({r['n'] / dt:.1f} examples/s)")
         del lm, loaded
-        write_results(out, results, splits, cfg.limit)
+        write_results(out, results, run_info)
     log(f"results: {out / 'results.json'}, table: {out / 'table.md'}")
     return results
 
 
-def write_results(out: Path, results: dict, splits: dict, limit: int | None) -> None:
+def write_results(out: Path, results: dict, run_info: dict) -> None:
+    """results.json, table.md and run.json together, each complete or not there (an earlier run's stay until
+    this run has scored its first model)."""
     write_json_atomic(out / "results.json", results)
+    write_json_atomic(out / "run.json", run_info)
     table = out / "table.md"
     tmp = table.with_name("table.md.tmp")
-    tmp.write_text(markdown_table(results, splits, limit))
+    tmp.write_text(markdown_table(results, run_info["splits"], run_info["config"]["limit"]))
     tmp.replace(table)
