@@ -1,5 +1,5 @@
-"""Tiny GPT-NeoX model folders as `sinktrain export` lays them out (config.json with the `sinktrain` block, the
-export's tokenizer, whose post-processor prepends the sink tokens), and the bundled zero-shot data sample."""
+"""Fixtures: tiny GPT-NeoX model folders laid out as `sinktrain export` writes them (vanilla, one and two sink
+tokens, softmax1)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from sinktrain.model import ModelConfig, SinkConfig, build_model
-
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "data" / "zeroshot"  # 50 validation rows per task (data/zeroshot/make_sample.py)
-SINK_IDS = [50277, 50278]  # the first free padded rows of the GPT-NeoX vocabulary
+from zeroshot_helpers import SINK_IDS, save_folder
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -22,18 +17,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
-
-
-def save_folder(root: Path, name: str, kind: str, sink_ids: list[int], seed: int) -> Path:
-    from sinktrain.export.tokenizer_files import save_tokenizer
-
-    model = build_model(ModelConfig(preset="tiny", sink=SinkConfig(kind=kind, num_tokens=len(sink_ids))), seed=seed)
-    if sink_ids:
-        model.config.sinktrain = {"variant": kind, "sink_token_ids": sink_ids, "num_sink_tokens": len(sink_ids)}
-    out = root / name
-    model.save_pretrained(out)
-    save_tokenizer(None, sink_ids, out)
-    return out
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
 
 from sinktrain.zeroshot.lm import SinkHFLM, lm_for, load
-from conftest import SINK_IDS
+from zeroshot_helpers import SINK_IDS
 
 CONTEXT = "Question: How do I keep bread fresh?\nAnswer:"
 CONTINUATION = " Wrap it in a cloth and keep it in a cool, dry box."

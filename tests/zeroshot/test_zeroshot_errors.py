@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from sinktrain.cli import main
-from conftest import SAMPLE
+from zeroshot_helpers import SAMPLE
 
 
 def refused(capsys, argv: list[str]) -> str:

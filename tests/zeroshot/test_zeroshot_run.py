@@ -10,7 +10,7 @@ from datasets import load_from_disk
 
 from sinktrain.cli import main
 from sinktrain.zeroshot.lm import load
-from conftest import SAMPLE
+from zeroshot_helpers import SAMPLE
 
 LIMIT = 6
 
