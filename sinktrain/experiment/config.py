@@ -77,8 +77,8 @@ class ExperimentConfig:
     def zeroshot_config(self, model_dirs: list[str]) -> ZeroShotConfig | None:
         if not self.zeroshot:
             return None
-        return build_dataclass(ZeroShotConfig, {**self.zeroshot, "models": model_dirs, "out": str(self.root / "zeroshot")},
-                               where="experiment zeroshot")
+        data = {**self.zeroshot, "models": model_dirs, "out": str(self.root / "zeroshot")}
+        return build_dataclass(ZeroShotConfig, data, where="experiment zeroshot")
 
     def validate(self) -> None:
         if not self.name:

@@ -79,7 +79,8 @@ def zeroshot_block(cfg, results: dict | None) -> list[str]:
     splits = json.loads((root / "run.json").read_text()).get("splits") if (root / "run.json").is_file() else None
     zc = cfg.zeroshot_config([])
     return ["## Zero-shot accuracy (Table 4 layout)" + (" — limited run" if zc.limit else ""), "",
-            zeroshot_table(results, splits, zc.limit), f"Results: `{os.path.relpath(root / 'results.json', cfg.root)}`.", ""]
+            zeroshot_table(results, splits, zc.limit),
+            f"Results: `{os.path.relpath(root / 'results.json', cfg.root)}`.", ""]
 
 
 def write_report(cfg, results: dict, run_dirs: dict[str, Path], zeroshot_results: dict | None = None) -> Path:

@@ -76,7 +76,8 @@ def local_split(data_dir: str | Path, task: str) -> tuple[str, list[Path]] | Non
         if task in NO_OFFLINE_COPY:
             return None
         raise FileNotFoundError(f"--data-dir {data_dir}: no copy of {task} (expected {folder}/ with "
-                                f"{', '.join(SPLIT_FILES)}); save it there with datasets' save_to_disk, or drop the task")
+                                f"{', '.join(SPLIT_FILES)}); save it there with datasets' save_to_disk, "
+                                f"or drop the task")
     missing = [f for f in SPLIT_FILES[:2] if not (folder / f).is_file()]
     arrows = sorted(folder.glob("data-*.arrow"))
     if not arrows:
