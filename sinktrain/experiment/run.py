@@ -91,12 +91,15 @@ def stage_zeroshot(cfg: ExperimentConfig, exports: dict[str, Path]) -> dict | No
     zc = cfg.zeroshot_config([str(d) for d in exports.values()])
     if zc is None:
         return None
+    zc.validate()  # normalizes the task list as the run.json of an earlier run has it
     by_dir = dict(zip(zc.models, exports))
     out = Path(zc.out)
-    if (out / "results.json").is_file() and (out / "run.json").is_file():
+    results_path = out / "results.json"
+    if results_path.is_file() and (out / "run.json").is_file():
         previous = json.loads((out / "run.json").read_text()).get("config", {})
-        current = json.loads(json.dumps({**zc.__dict__, "tasks": list(zc.tasks)}))
-        if previous == current:
+        # an export rewritten since (a newer checkpoint) must be scored again
+        newer = all(results_path.stat().st_mtime_ns > (d / "config.json").stat().st_mtime_ns for d in exports.values())
+        if previous == json.loads(json.dumps(zc.__dict__)) and newer:
             log(f"zeroshot: done ({out / 'results.json'}), skipped")
             return {by_dir[m]: r for m, r in json.loads((out / "results.json").read_text()).items()}
     log(f"zeroshot: {len(zc.models)} variants on {', '.join(zc.tasks)}"
