@@ -25,6 +25,7 @@ STAGE_CLIS = [
     "sinktrain.train.cli",
     "sinktrain.export.cli",
     "sinktrain.stream.cli",
+    "sinktrain.zeroshot.cli",
     "sinktrain.experiment.cli",
 ]
 

@@ -14,6 +14,8 @@ A study file looks like (see recipes/experiments/):
     stream: {text: data/books/austen_persuasion.txt, cache: 64, sinks: [0, 1, 2, 4]}   # StreamEvalConfig fields
     pretrained: [smollm2-135m-instruct]    # optional: pretrained models streamed beside the variants (any
                                            # model source stream-eval takes: folder, .gguf, hub id, zoo name)
+    zeroshot: {tasks: [piqa, arc_easy], limit: 50, data_dir: data/zeroshot}   # optional: ZeroShotConfig
+                                           # fields; the variants' Table 4 block beside Table 3 in the report
 
 Every section is checked up front (unknown keys are errors) so a typo fails before hours of training.
 """
@@ -28,6 +30,7 @@ from sinktrain.config_io import ConfigKeyError, build_dataclass, configclass, lo
 from sinktrain.data import PrepareConfig
 from sinktrain.stream import StreamEvalConfig
 from sinktrain.train import TrainConfig
+from sinktrain.zeroshot import ZeroShotConfig
 
 
 @configclass()
@@ -52,6 +55,8 @@ class ExperimentConfig:
     pretrained: list[str] = field(default_factory=list)
     """Pretrained models streamed beside the variants at the same caches (anything stream-eval takes: a folder,
     a .gguf file, a hub id, or a zoo name such as smollm2-135m-instruct, fetched once)."""
+    zeroshot: dict = field(default_factory=dict)
+    """ZeroShotConfig keys (tasks, limit, data_dir, ...) for a Table 4 block in the report; empty: none."""
 
     @property
     def root(self) -> Path:
@@ -83,6 +88,12 @@ class ExperimentConfig:
                                {**self.stream, "models": model_dirs, "out": str(self.root / "stream")},
                                where="experiment stream")
 
+    def zeroshot_config(self, model_dirs: list[str]) -> ZeroShotConfig | None:
+        if not self.zeroshot:
+            return None
+        data = {**self.zeroshot, "models": model_dirs, "out": str(self.root / "zeroshot")}
+        return build_dataclass(ZeroShotConfig, data, where="experiment zeroshot")
+
     def validate(self) -> None:
         if not self.name:
             raise ConfigKeyError("experiment needs a name (it names the folder runs/<name>)")
@@ -100,6 +111,12 @@ class ExperimentConfig:
                 raise ConfigKeyError(f"variant name {v!r} must be letters, digits, - or _ (it names folders)")
             self.train_config(v)
         self.stream_config([str(self.root / "export" / v) for v in self.variants])
+        for key in ("models", "out"):
+            if key in self.zeroshot:
+                raise ConfigKeyError(f"experiment zeroshot: {key!r} is set by the experiment; remove it")
+        zc = self.zeroshot_config([str(self.root / "export" / v) for v in self.variants])
+        if zc is not None:
+            zc.validate()  # unknown tasks and an incomplete data_dir fail now, not after training
         from sinktrain.model.source import resolve_model_source
 
         for spec in self.pretrained:  # a bad spec fails now, not after training; zoo models are fetched here

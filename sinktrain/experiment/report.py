@@ -14,6 +14,7 @@ from sinktrain.plotting import pyplot, save_figure, style_axes
 from sinktrain.train import TrainConfig
 from sinktrain.util.atomic import write_json_atomic, write_text_atomic
 from sinktrain.util.tables import markdown_table, perplexity_table
+from sinktrain.zeroshot import markdown_table as zeroshot_table
 
 
 def plot_loss_curves(metrics: dict[str, list[dict]], path: Path) -> Path | None:
@@ -87,7 +88,19 @@ def stream_settings(stream_dir: Path, fallback) -> dict:
     return fallback.__dict__
 
 
-def write_report(cfg, results: dict, run_dirs: dict[str, Path]) -> Path:
+def zeroshot_block(cfg, results: dict | None) -> list[str]:
+    """Table 4 beside Table 3: the variants' zero-shot accuracy (lm-evaluation-harness)."""
+    if not results:
+        return []
+    root = cfg.root / "zeroshot"
+    splits = json.loads((root / "run.json").read_text()).get("splits") if (root / "run.json").is_file() else None
+    zc = cfg.zeroshot_config([])
+    return ["## Zero-shot accuracy (Table 4 layout)" + (" — limited run" if zc.limit else ""), "",
+            zeroshot_table(results, splits, zc.limit),
+            f"Results: `{os.path.relpath(root / 'results.json', cfg.root)}`.", ""]
+
+
+def write_report(cfg, results: dict, run_dirs: dict[str, Path], zeroshot_results: dict | None = None) -> Path:
     root = cfg.root
     write_json_atomic(root / "report.json", results)
     metrics = {v: read_metrics(run_dirs[v]) for v in run_dirs}
@@ -108,6 +121,7 @@ def write_report(cfg, results: dict, run_dirs: dict[str, Path]) -> Path:
                   f"model with a formed attention sink loses it in `0+C` (window attention) and gets it back with "
                   f"one or a few initial tokens kept.", ""]
     lines += first_token_attention(stream_dir / "attention_stats.json")
+    lines += zeroshot_block(cfg, zeroshot_results)
     rows_out = []
     for v, rows in metrics.items():
         tc = run_config(run_dirs[v])

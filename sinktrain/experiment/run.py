@@ -25,6 +25,7 @@ from sinktrain.stream.config import validate as validate_stream_config
 from sinktrain.train import latest_checkpoint, preflight as train_preflight, train
 from sinktrain.util.atomic import write_yaml_atomic
 from sinktrain.util.rank import is_global_rank_zero, rank_zero_print
+from sinktrain.zeroshot import zeroshot
 
 
 def log(msg: str) -> None:
@@ -123,6 +124,27 @@ def stage_stream(cfg: ExperimentConfig, model_dirs: list[Path]) -> dict:
     return results
 
 
+def stage_zeroshot(cfg: ExperimentConfig, exports: dict[str, Path]) -> dict | None:
+    """Zero-shot accuracy of each variant, keyed by variant name (None when the study lists no tasks)."""
+    zc = cfg.zeroshot_config([str(d) for d in exports.values()])
+    if zc is None:
+        return None
+    zc.validate()  # normalizes the task list as the run.json of an earlier run has it
+    by_dir = dict(zip(zc.models, exports))
+    out = Path(zc.out)
+    results_path = out / "results.json"
+    if results_path.is_file() and (out / "run.json").is_file():
+        previous = json.loads((out / "run.json").read_text()).get("config", {})
+        # an export rewritten since (a newer checkpoint) must be scored again
+        newer = all(results_path.stat().st_mtime_ns > (d / "config.json").stat().st_mtime_ns for d in exports.values())
+        if previous == json.loads(json.dumps(zc.__dict__)) and newer:
+            log(f"zeroshot: done ({out / 'results.json'}), skipped")
+            return {by_dir[m]: r for m, r in json.loads((out / "results.json").read_text()).items()}
+    log(f"zeroshot: {len(zc.models)} variants on {', '.join(zc.tasks)}"
+        + (f" (first {zc.limit} examples each)" if zc.limit else "") + f" -> {out}")
+    return {by_dir[m]: r for m, r in zeroshot(zc).items()}
+
+
 def run_experiment(cfg: ExperimentConfig) -> Path | None:
     """Run (or finish) the whole study; returns the report path (None on ranks other than 0)."""
     preflight(cfg)
@@ -135,6 +157,7 @@ def run_experiment(cfg: ExperimentConfig) -> Path | None:
         return None
     exports = [stage_export(cfg, v, run_dirs[v]) for v in cfg.variants]
     results = stage_stream(cfg, exports)
-    report = write_report(cfg, results, run_dirs)
+    zeroshot_results = stage_zeroshot(cfg, dict(zip(cfg.variants, exports)))
+    report = write_report(cfg, results, run_dirs, zeroshot_results)
     log(f"report: {report}")
     return report

@@ -1,5 +1,5 @@
-"""`sinktrain export SOURCE OUT_DIR [--every K] [--push_to_hub REPO ...]`: ExportConfig's keys, typed
-(`sinktrain export --help` lists them)."""
+"""`sinktrain export SOURCE OUT_DIR [--every K] [--zeroshot_results R] [--push_to_hub REPO ...]`: ExportConfig's
+keys, typed (`sinktrain export --help` lists them)."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from transformers import GenerationConfig
 
 from sinktrain.config_io import PositiveInt, configclass
 from sinktrain.data import TOKENIZER_DIR, data_tokenizer, load_tokenizer
+from sinktrain.export.model_index import read_zeroshot
 from sinktrain.export.model_card import plot_loss_curve, read_metrics, write_model_card
 from sinktrain.export.tokenizer_files import save_tokenizer
 from sinktrain.model import ModelConfig, build_model, save_model
@@ -36,6 +37,8 @@ class ExportConfig:
     """Replace a non-empty out_dir (only once the new export is complete)."""
     eval_results: str | None = None
     """A stream-eval results.json to show in the model card (and as hub model-index results)."""
+    zeroshot_results: str | None = None
+    """A `sinktrain zeroshot` results.json: a Table 4 block and model-index eval results in the model card."""
     every: PositiveInt | None = None
     """Export every k-th complete checkpoint of the run (the newest always included)."""
     push_to_hub: str | None = None
@@ -156,6 +159,7 @@ def export_checkpoint(cfg: ExportConfig) -> Path:
     train_config = meta["config"]
     model_cfg = ModelConfig.from_dict(train_config["model"])
     eval_results, eval_text = read_eval_results(cfg.eval_results)  # checked before anything is written
+    zeroshot = read_zeroshot(cfg.zeroshot_results, out) if cfg.zeroshot_results else None
     tmp = _prepare_out_dir(out, cfg.overwrite)
 
     model = build_model(model_cfg, seed=None)
@@ -185,7 +189,8 @@ def export_checkpoint(cfg: ExportConfig) -> Path:
     save_tokenizer(run_tokenizer(run_dir, train_config), model_cfg.sink_token_ids, tmp)
 
     has_plot = plot_loss_curve(read_metrics(run_dir), tmp / "loss_curve.png", f"{out.name}: training loss")
-    write_model_card(tmp, sink_meta, train_config, has_plot, eval_results, eval_text, name=out.name)
+    write_model_card(tmp, sink_meta, train_config, has_plot, eval_results, eval_text, name=out.name,
+                     zeroshot=zeroshot)
 
     leftovers = [p.name for p in tmp.iterdir() if p.suffix in PICKLE_SUFFIXES]
     assert not leftovers, f"pickle files in export: {leftovers}"

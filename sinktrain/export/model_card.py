@@ -68,14 +68,18 @@ def eval_results_for(results: dict, model_name: str, text: str):
 
 
 def write_model_card(out_dir: Path, meta: dict, train_config: dict, has_loss_plot: bool, eval_results: dict | None,
-                     eval_text: str = "streaming text", name: str | None = None) -> None:
-    """README.md: hub metadata (huggingface_hub's ModelCardData, with model-index results from `eval_results`),
-    usage, training facts, loss curve, streaming table, full config. `eval_text`: what the results were measured
-    on; `name`: the model's name (default: the folder's)."""
+                     eval_text: str = "streaming text", name: str | None = None, zeroshot: dict | None = None) -> None:
+    """README.md: hub metadata (huggingface_hub's ModelCardData, with model-index results from `eval_results` and
+    `zeroshot`), usage, training facts, loss curve, streaming and zero-shot tables, full config. `eval_text`: what
+    the streaming results were measured on; `name`: the model's name (default: the folder's)."""
     from huggingface_hub import ModelCardData
 
+    from sinktrain.export.model_index import card_section, zeroshot_eval_results
+
     name = name or out_dir.name
-    card_results = eval_results_for(eval_results, name, eval_text) if eval_results else None
+    card_results = (eval_results_for(eval_results, name, eval_text) if eval_results else None) or []
+    if zeroshot:
+        card_results += zeroshot_eval_results(zeroshot)
 
     model = train_config.get("model", {})
     sink = model.get("sink", {})
@@ -87,7 +91,7 @@ def write_model_card(out_dir: Path, meta: dict, train_config: dict, has_loss_plo
         pipeline_tag="text-generation",
         language=["en"],
         tags=["sinktrain", "attention-sink", "streaming-llm", "gpt-neox", "pythia", f"sink-{kind}"],
-        eval_results=card_results,
+        eval_results=card_results or None,
     )
     lines = ["---", header.to_yaml(), "---", ""]
     lines += [f"# {name}", "", f"A {model.get('preset', '?')} GPT-NeoX model trained with "
@@ -123,6 +127,8 @@ def write_model_card(out_dir: Path, meta: dict, train_config: dict, has_loss_plo
         lines += ["![training loss](loss_curve.png)", ""]
     if eval_results:
         lines += ["## Streaming evaluation (perplexity, cache s+w)", "", perplexity_table(eval_results), ""]
+    if zeroshot:
+        lines += card_section(zeroshot)
     lines += ["## Full training configuration", "", "```yaml", yaml.safe_dump(train_config, sort_keys=False).strip(),
               "```", ""]
     write_text_atomic(out_dir / "README.md", "\n".join(lines))

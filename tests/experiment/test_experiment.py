@@ -33,6 +33,7 @@ STUDY = {
              "val_fraction": 0.05},
     "stream": {"text": str(REPO / "data/books/austen_persuasion.txt"), "tokens": 400, "cache": 32, "sinks": [0, 1],
                "mode": "parallel", "plots": False, "tensorboard": False},
+    "zeroshot": {"tasks": ["piqa"], "limit": 4, "batch_size": 4, "data_dir": str(REPO / "data/zeroshot")},
 }
 
 
@@ -83,6 +84,8 @@ def test_rerun_after_kill_skips_finished_stages_and_resumes_training(killed_then
     assert "| vanilla |" in report and "| sink1 |" in report and "0+32" in report and "1+31" in report
     results = json.loads((root / "report.json").read_text())
     assert set(results) == {"vanilla", "sink1"} and set(results["sink1"]) == {"0+32", "1+31"}
+    assert "## Zero-shot accuracy (Table 4 layout) — limited run" in report
+    assert "| task | n | vanilla | sink1 |" in report
 
 
 def test_report_equals_running_each_stage_by_hand(killed_then_finished, tmp_path):
@@ -117,6 +120,11 @@ def test_report_equals_running_each_stage_by_hand(killed_then_finished, tmp_path
     for config in report:
         assert by_hand[config]["tokens"] == report[config]["tokens"]
         assert by_hand[config]["ppl"] == pytest.approx(report[config]["ppl"], rel=1e-9, abs=0)
+    z = study["zeroshot"]
+    assert main(["zeroshot", str(tmp_path / "sink1"), "--tasks", "piqa", "--limit", str(z["limit"]),
+                 "--data-dir", z["data_dir"], "--out", str(tmp_path / "zs")]) == 0
+    by_hand = json.loads((tmp_path / "zs" / "results.json").read_text())[str(tmp_path / "sink1")]
+    assert by_hand == json.loads((root / "zeroshot" / "results.json").read_text())[str(root / "export" / "sink1")]
 
 
 @pytest.mark.distributed

@@ -168,3 +168,33 @@ def test_bad_inputs(zero2_token_run, exported, tmp_path, capsys):
     assert main(["export", str(zero2_token_run), str(exported)]) == 2
     assert "exists and is not empty; pass --overwrite" in capsys.readouterr().err
     assert {p.name: p.stat().st_mtime_ns for p in exported.iterdir()} == before
+
+
+def test_zeroshot_results_become_model_index(zero2_token_run, exported, tmp_path, capsys):
+    """export -> zeroshot -> export again with --zeroshot-results: the card's metadata carries the scores."""
+    import yaml
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    folder = tmp_path / "tiny-sink"
+    assert main(["export", str(zero2_token_run), str(folder)]) == 0
+    assert main(["zeroshot", str(folder), "--tasks", "piqa,lambada_openai", "--limit", "4", "--data-dir",
+                 os.path.join(repo, "data", "zeroshot"), "--out", str(tmp_path / "zs")]) == 0
+    scores = json.loads((tmp_path / "zs" / "results.json").read_text())[str(folder)]["piqa"]
+    # a results file that is not there is refused before the folder is touched
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert main(["export", str(zero2_token_run), str(folder), "--overwrite", "--zeroshot-results",
+                 str(tmp_path / "missing.json")]) == 2
+    assert "--zeroshot-results" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+
+    assert main(["export", str(zero2_token_run), str(folder), "--overwrite", "--zeroshot-results",
+                 str(tmp_path / "zs" / "results.json")]) == 0
+    card = (folder / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---")[1])
+    (entry,) = meta["model-index"][0]["results"]  # LAMBADA was not scored offline: not claimed
+    assert meta["model-index"][0]["name"] == "tiny-sink"
+    assert entry["dataset"] == {"name": "PIQA", "type": "baber/piqa", "split": "validation",
+                                "args": {"num_few_shot": 0}}
+    assert {m["type"]: m["value"] for m in entry["metrics"]} == {"acc": round(100 * scores["acc"], 2),
+                                                                  "acc_norm": round(100 * scores["acc_norm"], 2)}
+    assert "## Zero-shot evaluation" in card and "not available offline" in card

@@ -1,0 +1,69 @@
+"""Zero-shot results (`sinktrain zeroshot`'s results.json) in a model card: Hugging Face `model-index` eval
+results in the card's metadata, and the Table 4 block in its text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def read_zeroshot(results_path: str | Path, out_dir: Path) -> dict:
+    """This export's entry of a results.json: the only model in it, or the one given as the export folder.
+    Checked before anything is written; one line naming the file and the fix if it does not fit."""
+    path = Path(results_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--zeroshot-results {path} does not exist; pass the results.json `sinktrain "
+                                f"zeroshot` wrote")
+    try:
+        results = json.loads(path.read_text())
+    except ValueError as e:
+        raise ValueError(f"--zeroshot-results {path} is not JSON ({e}); pass the results.json `sinktrain zeroshot` "
+                         f"wrote") from None
+    if not isinstance(results, dict) or not results or not all(isinstance(v, dict) for v in results.values()):
+        raise ValueError(f"--zeroshot-results {path} is not {{model: {{task: scores}}}}; pass the results.json "
+                         f"`sinktrain zeroshot` wrote")
+    if len(results) == 1:
+        model = next(iter(results))
+    else:
+        same = [m for m in results if Path(m).expanduser().resolve() == out_dir.resolve()]
+        if len(same) != 1:
+            raise ValueError(f"--zeroshot-results {path} has results for {', '.join(results)} and none is "
+                             f"{out_dir}; evaluate this folder alone or export to the folder that was evaluated")
+        model = same[0]
+    run_path = path.with_name("run.json")
+    run = json.loads(run_path.read_text()) if run_path.is_file() else {}
+    return {"name": out_dir.name, "model": model, "scores": results[model], "splits": run.get("splits") or {},
+            "limit": (run.get("config") or {}).get("limit")}
+
+
+def zeroshot_eval_results(zeroshot: dict) -> list:
+    """huggingface_hub EvalResults, one per scored task and metric (accuracy in %, zero-shot, self-reported):
+    ModelCardData groups them into the card's `model-index`."""
+    from huggingface_hub import EvalResult
+
+    from sinktrain.zeroshot import TASKS
+
+    results = []
+    for task, s in zeroshot["scores"].items():
+        if task not in TASKS or s.get("acc") is None:
+            continue  # not scored (LAMBADA offline): nothing to claim
+        info = TASKS[task]
+        hub, _, config = info.dataset.partition(":")
+        common = dict(task_type="text-generation", task_name="Text Generation", dataset_type=hub,
+                      dataset_name=info.label, dataset_config=config or None,
+                      dataset_split=zeroshot["splits"].get(task) or info.split, dataset_args={"num_few_shot": 0},
+                      source_name=f"sinktrain zeroshot (lm-evaluation-harness, n={s['n']})",
+                      source_url="https://github.com/EleutherAI/lm-evaluation-harness")
+        results.append(EvalResult(metric_type="acc", metric_value=round(100 * s["acc"], 2), metric_name="accuracy",
+                                  **common))
+        if s.get("acc_norm") is not None:
+            results.append(EvalResult(metric_type="acc_norm", metric_value=round(100 * s["acc_norm"], 2),
+                                      metric_name="normalized accuracy", **common))
+    return results
+
+
+def card_section(zeroshot: dict) -> list[str]:
+    from sinktrain.zeroshot import markdown_table
+
+    table = markdown_table({zeroshot["model"]: zeroshot["scores"]}, zeroshot["splits"], zeroshot["limit"])
+    return ["## Zero-shot evaluation (lm-evaluation-harness)", "", table]

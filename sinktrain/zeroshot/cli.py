@@ -1,0 +1,20 @@
+"""`sinktrain zeroshot MODEL... --tasks piqa,arc_easy [--limit N] [--data_dir DIR] --out DIR`: ZeroShotConfig's
+keys, typed (`sinktrain zeroshot --help` lists them)."""
+
+from __future__ import annotations
+
+from sinktrain.cli_config import add_config_verb
+
+
+def register(sub) -> None:
+    from sinktrain.zeroshot.config import ZeroShotConfig
+
+    add_config_verb(sub, "zeroshot", ZeroShotConfig, run, positionals=("models",),
+                    help="zero-shot accuracy (lm-evaluation-harness) on the paper's Table 4 tasks")
+
+
+def run(cfg) -> int:
+    from sinktrain.zeroshot import zeroshot
+
+    zeroshot(cfg)
+    return 0

@@ -1,0 +1,64 @@
+"""ZeroShotConfig: what `sinktrain zeroshot` and `zeroshot()` take, and its validation."""
+
+from __future__ import annotations
+
+from dataclasses import field
+from pathlib import Path
+
+from sinktrain.config_io import PositiveInt, configclass
+from sinktrain.zeroshot.tasks import DEFAULT_TASKS, local_split, parse_tasks
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@configclass()
+class ZeroShotConfig:
+    """models: what stream-eval takes (sinktrain exports and other model folders, `.gguf` files, hub ids, zoo
+    names); results are keyed by the spec as given. tasks: lm-eval task names, a subset of Table 4's.
+    limit: score only the first `limit` examples of each task (None: all). data_dir: a folder of
+    `datasets.save_to_disk` copies laid out as ../shared/data/zeroshot (None: lm-eval downloads the data)."""
+
+    models: list[str] = field(default_factory=list)
+    """Models: sinktrain exports and other model folders, .gguf files, hub ids or zoo names."""
+    tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
+    """lm-eval task names, a subset of Table 4's, e.g. piqa,arc_easy."""
+    out: str = "zeroshot"
+    """Folder for results.json, table.md and run.json."""
+    limit: PositiveInt | None = None
+    """Score only the first N examples of each task (None: all)."""
+    batch_size: PositiveInt = 16
+    """Requests per forward pass."""
+    device: str = "cpu"
+    """Torch device, e.g. cpu or cuda."""
+    dtype: str = "float32"
+    """float32, bfloat16 or float16."""
+    data_dir: str | None = None
+    """Folder of datasets.save_to_disk copies laid out as ../shared/data/zeroshot (None: lm-eval downloads)."""
+
+    def validate(self) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("lm_eval") is None:
+            raise ValueError("zero-shot evaluation needs lm-evaluation-harness; pip install 'sinktrain[zeroshot]'")
+        if not self.models:
+            raise ValueError("no model given; pass one or more model folders, .gguf files or hub ids")
+        if len(set(self.models)) != len(self.models):
+            raise ValueError("a model is given twice; results are keyed by the model as given, so list each once")
+        self.tasks = parse_tasks(self.tasks)
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit {self.limit}: give a positive number of examples per task, or leave it out")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size {self.batch_size}: give a positive batch size")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"--dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
+        self.task_sources()
+
+    def task_sources(self) -> dict[str, tuple[str, list[Path]] | None]:
+        """{task: (split, arrow files)} under data_dir (None: no offline copy); {} when lm-eval downloads.
+        A missing or incomplete copy is an error naming the task and its files."""
+        if self.data_dir is None:
+            return {}
+        if not Path(self.data_dir).is_dir():
+            raise FileNotFoundError(f"--data-dir {self.data_dir!r} does not exist; point it at a folder of "
+                                    f"datasets.save_to_disk copies (e.g. ../shared/data/zeroshot)")
+        return {t: local_split(self.data_dir, t) for t in parse_tasks(self.tasks)}

@@ -1,0 +1,35 @@
+"""results.json -> Table 4's layout (tasks as rows, models as columns), as markdown."""
+
+from __future__ import annotations
+
+from sinktrain.zeroshot.tasks import TASKS
+
+UNAVAILABLE = "not available offline"
+
+
+def cell(entry: dict | None) -> str:
+    if not entry or entry.get("acc") is None:
+        return (entry or {}).get("note", "-")
+    text = f"{100 * entry['acc']:.1f}"
+    return text + (f" ({100 * entry['acc_norm']:.1f})" if entry.get("acc_norm") is not None else "")
+
+
+def markdown_table(results: dict, splits: dict | None = None, limit: int | None = None) -> str:
+    """results: {model: {task: {"acc", "acc_norm", "n"}}}; splits: {task: split scored} for the notes."""
+    models = list(results)
+    tasks = [t for t in TASKS if any(t in per_model for per_model in results.values())]
+    lines = ["| task | n | " + " | ".join(models) + " |", "|---" * (len(models) + 2) + "|"]
+    for t in tasks:
+        ns = sorted({results[m][t]["n"] for m in models if t in results[m] and results[m][t].get("acc") is not None})
+        n = "/".join(map(str, ns)) or "-"
+        lines.append(f"| {TASKS[t].label} | {n} | " + " | ".join(cell(results[m].get(t)) for m in models) + " |")
+    notes = ["Zero-shot accuracy in % (lm-evaluation-harness tasks and metrics); in parentheses the "
+             "length-normalized accuracy (acc_norm) where the task defines it. n: examples scored."]
+    if limit:
+        notes.append(f"Limited run: only the first {limit} examples of each task, so these are rough estimates "
+                     f"(the standard error of an accuracy near 50% over n examples is about 50/sqrt(n) points).")
+    moved = [TASKS[t].label for t in tasks if splits and splits.get(t) and splits[t] != TASKS[t].split]
+    if moved:
+        notes.append(f"{', '.join(moved)}: scored on the validation split of the local copies (lm-eval scores "
+                     f"the test split when it downloads the data).")
+    return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"

@@ -1,0 +1,112 @@
+"""`zeroshot(ZeroShotConfig)`: score models on Table 4's tasks with lm-evaluation-harness and write
+`<out>/results.json`, `<out>/table.md` and `<out>/run.json`.
+
+Everything that can be refused (task names, the local data, each model's spec and config) is checked before
+the first model loads; results.json is rewritten after each model, so an interrupted run keeps what it scored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from sinktrain.config_io import write_json_atomic
+from sinktrain.zeroshot.config import ZeroShotConfig
+from sinktrain.zeroshot.report import UNAVAILABLE, markdown_table
+from sinktrain.zeroshot.tasks import TASKS, lm_eval_config, write_local_task
+
+
+def log(msg: str) -> None:
+    print(f"[zeroshot] {msg}", flush=True)
+
+
+def check_models(cfg: ZeroShotConfig) -> None:
+    """Each spec resolves and its config loads (one line naming the model if not) before any scoring."""
+    from sinktrain.model.source import load_config, resolve_model_source
+
+    for spec in cfg.models:
+        source = resolve_model_source(spec)  # its own one-line errors name the spec and the fix
+        try:
+            load_config(source)
+        except Exception as e:  # an unknown architecture, a malformed config: one line naming the model
+            raise ValueError(f"cannot load model {spec!r}: {first_line(e)}") from None
+
+
+def first_line(e: Exception) -> str:
+    text = str(e).strip()
+    if text.startswith("cannot load model"):  # sinktrain's loader already named the model
+        text = text.split(": ", 1)[-1]
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def score_task(lm, task_ref: str, task: str, limit: int | None, task_manager) -> dict:
+    """One task through lm-eval's evaluator: {"acc", "acc_norm", "n"} with its own metrics."""
+    from lm_eval import simple_evaluate
+
+    out = simple_evaluate(model=lm, tasks=[task_ref], limit=limit, bootstrap_iters=0, log_samples=False,
+                          task_manager=task_manager)
+    metrics = out["results"][task]
+    return {"acc": float(metrics["acc,none"]),
+            "acc_norm": float(metrics["acc_norm,none"]) if "acc_norm,none" in metrics else None,
+            "n": int(out["n-samples"][task]["effective"])}
+
+
+def zeroshot(cfg: ZeroShotConfig) -> dict:
+    from lm_eval.tasks import TaskManager
+
+    from sinktrain.zeroshot.lm import lm_for, load
+
+    cfg.validate()
+    sources = cfg.task_sources()
+    check_models(cfg)
+    out = Path(cfg.out)
+    refs, splits = {}, {}
+    for t in cfg.tasks:
+        if t in sources and sources[t] is None:
+            refs[t], splits[t] = None, None
+        elif t in sources:
+            split, arrows = sources[t]
+            refs[t], splits[t] = str(write_local_task(t, split, arrows, out / "tasks")), split
+        else:
+            refs[t], splits[t] = str(lm_eval_config(t)), TASKS[t].split
+    # Only the task YAMLs named here are read: indexing lm-eval's ~15k built-in tasks is not needed.
+    manager = TaskManager(include_defaults=False)
+    logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    run_info = {"config": cfg.__dict__, "splits": splits,
+                "data": {t: (r if cfg.data_dir else "lm-eval download") for t, r in refs.items()}}
+    results: dict = {}
+    for spec in cfg.models:
+        t0 = time.perf_counter()
+        loaded = load(spec, cfg.device, cfg.dtype)
+        log(f"{spec}: loaded in {time.perf_counter() - t0:.1f} s"
+            + (f", sink token(s) {loaded.sink_ids} at position 0 of every request" if loaded.sink_ids else ""))
+        lm = lm_for(loaded, cfg.batch_size)
+        results[spec] = {}
+        for t in cfg.tasks:
+            if refs[t] is None:
+                results[spec][t] = {"acc": None, "acc_norm": None, "n": 0, "note": UNAVAILABLE}
+                log(f"{spec} {t}: {UNAVAILABLE} (no copy under --data-dir)")
+                continue
+            t0 = time.perf_counter()
+            r = score_task(lm, refs[t], t, cfg.limit, manager)
+            dt = time.perf_counter() - t0
+            results[spec][t] = r
+            log(f"{spec} {t}: acc {r['acc']:.3f}" + (f", acc_norm {r['acc_norm']:.3f}" if r["acc_norm"] is not None
+                                                     else "")
+                + f" on {r['n']} examples in {dt:.1f} s ({r['n'] / dt:.1f} examples/s)")
+        del lm, loaded
+        write_results(out, results, run_info)
+    log(f"results: {out / 'results.json'}, table: {out / 'table.md'}")
+    return results
+
+
+def write_results(out: Path, results: dict, run_info: dict) -> None:
+    """results.json, table.md and run.json together, each complete or not there (an earlier run's stay until
+    this run has scored its first model)."""
+    write_json_atomic(out / "results.json", results)
+    write_json_atomic(out / "run.json", run_info)
+    table = out / "table.md"
+    tmp = table.with_name("table.md.tmp")
+    tmp.write_text(markdown_table(results, run_info["splits"], run_info["config"]["limit"]))
+    tmp.replace(table)
