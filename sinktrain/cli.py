@@ -15,6 +15,7 @@ STAGE_CLIS = [
     "sinktrain.train.cli",
     "sinktrain.export.cli",
     "sinktrain.stream.cli",
+    "sinktrain.generate.cli",
     "sinktrain.experiment.cli",
 ]
 

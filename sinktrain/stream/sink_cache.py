@@ -64,10 +64,13 @@ class RotaryTable:
         return self.adapter.apply_rotary(x.reshape(b * h, n, d), cos[start:start + n], sin[start:start + n]).view(b, h, n, d)
 
     def unrotate_range(self, x: torch.Tensor, start: int) -> torch.Tensor:
-        """Inverse of rotate_range, with the adapter's exact inverse (R(p)^-1 = R(-p) / m^2)."""
+        """Inverse of rotate_range: R(p)^-1 = R(-p) / m^2 (m: the rotary module's attention scaling, 1 unless
+        YaRN), with cos(-a) = cos(a) and sin(-a) = -sin(a) taken from the same table."""
         b, h, n, d = x.shape
-        pos = torch.arange(start, start + n, device=x.device)
-        return self.adapter.unrotate(x.reshape(b * h, n, d), pos).view(b, h, n, d)
+        cos, sin = self.table(start + n, x)
+        out = self.adapter.apply_rotary(x.reshape(b * h, n, d), cos[start:start + n], -sin[start:start + n])
+        scale = self.adapter.attention_scaling
+        return (out if scale == 1.0 else out / scale**2).view(b, h, n, d)
 
 
 class SinkCacheLayer(DynamicLayer):
