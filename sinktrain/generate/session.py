@@ -37,8 +37,9 @@ class Session:
         return Decoder(self.model, self.new_cache(), self.opts.prefill_chunk)
 
 
-def load_session(spec: str, opts: CacheOptions, tokenizer_required: bool = True) -> Session:
-    """Check the model (family, RoPE kind, sliding windows against the cache) and load it with its tokenizer."""
+def load_session(spec: str, opts: CacheOptions, check_tokenizer=None) -> Session:
+    """Check the model (family, RoPE kind, sliding windows against the cache) and its tokenizer
+    (`check_tokenizer(tok)`, e.g. its chat template) before loading the weights."""
     from sinktrain.model.source import load_model_tokenizer, load_pretrained
     from sinktrain.stream.evaluate import check_source
     from sinktrain.stream.model_info import sink_token_ids
@@ -46,8 +47,10 @@ def load_session(spec: str, opts: CacheOptions, tokenizer_required: bool = True)
     opts.check()
     source, config = check_source(spec, opts.cache + 1)
     tok = load_model_tokenizer(source)
-    if tok is None and tokenizer_required:
+    if tok is None:
         raise ValueError(f"{spec} has no tokenizer files; save the tokenizer it was trained with into the model folder")
+    if check_tokenizer is not None:
+        check_tokenizer(tok)
     sinks = sink_token_ids(config)
     if len(sinks) > opts.sinks:
         raise ValueError(f"{spec} is a token-sink model with {len(sinks)} sink token(s) but --sinks is {opts.sinks}; "
