@@ -4,8 +4,8 @@
 - `dense`: a plain DynamicCache holding the whole context of C tokens (skipped where its KV would exceed
   --dense-cap-mb).
 The caches of `sink` and `dense` are filled with C tokens in chunks of 64 before the timed decode steps.
-Every configuration runs in a fresh child process, so its peak RSS is its own; memory is reported as the
-peak RSS increase over the child's RSS after loading the model (the model's own weights excluded). All three
+Every configuration runs in a fresh child process; memory is the peak RSS (VmHWM, reset after loading) minus
+the RSS after loading the model and tokenizing the book (so the weights are excluded). All three
 decode the same book tokens (teacher-forced), with the same model, dtype and threads, in one run.
 
 `--long-run N` also generates N tokens through the sink cache (cache --long-cache) in a child and reports its
@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -45,8 +44,17 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def reset_peak_rss() -> None:
+    """Reset the kernel's peak-RSS mark (VmHWM) so that loading the model does not count (Linux >= 4.0)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak RSS since the last reset_peak_rss()."""
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
 
 
 def load(spec: str):
@@ -75,6 +83,7 @@ def worker(method: str, spec: str, cache: int, sinks: int, steps: int) -> dict:
     model, ids = load(spec)
     kw = cache_kwarg(model)
     base = rss_mb()
+    reset_peak_rss()
     need = cache + steps + 2
     if len(ids) < need:
         raise SystemExit(f"the book has {len(ids)} tokens, fewer than {need}")
@@ -110,6 +119,7 @@ def long_worker(spec: str, cache: int, sinks: int, total: int, block: int) -> di
     model, ids = load(spec)
     decoder = Decoder(model, SinkCache(model, sinks, cache - sinks))
     base = rss_mb()
+    reset_peak_rss()
     marks = sorted({min(4096, total), total // 10, total})
     peaks, blocks = {}, []
     start = time.perf_counter()
