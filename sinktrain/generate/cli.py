@@ -45,7 +45,7 @@ def config_from_args(cls, args):
 
 
 def register(sub) -> None:
-    from sinktrain.generate.config import ChatConfig, GenerateConfig
+    from sinktrain.generate.config import ChatConfig, GenerateConfig, StreamEvalQAConfig
 
     p = sub.add_parser("generate", help="stream a continuation of a prompt through a sink cache, at constant memory")
     add_config_args(p, GenerateConfig, positional=("model",))
@@ -53,6 +53,9 @@ def register(sub) -> None:
     p = sub.add_parser("chat", help="multi-turn streaming chat through a sink cache (interactive or a JSONL script)")
     add_config_args(p, ChatConfig, positional=("model",))
     p.set_defaults(func=run_chat)
+    p = sub.add_parser("streameval", help="StreamEval (StreamingLLM §4.3): line-retrieval accuracy against input length")
+    add_config_args(p, StreamEvalQAConfig, positional=("model",))
+    p.set_defaults(func=run_streameval)
 
 
 def run_generate(args) -> int:
@@ -68,4 +71,12 @@ def run_chat(args) -> int:
     from sinktrain.generate.config import ChatConfig
 
     chat(config_from_args(ChatConfig, args))
+    return 0
+
+
+def run_streameval(args) -> int:
+    from sinktrain.generate.config import StreamEvalQAConfig
+    from sinktrain.generate.streameval import streameval
+
+    streameval(config_from_args(StreamEvalQAConfig, args))
     return 0

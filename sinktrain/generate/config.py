@@ -109,3 +109,43 @@ class ChatConfig(CacheOptions, SamplingOptions):
             raise FileNotFoundError(f"chat template {self.chat_template!r} does not exist; pass a Jinja template file")
         if self.max_new_tokens < 1:
             raise ValueError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+
+
+STREAMEVAL_METHODS = ("sink", "window", "dense", "recompute")
+
+
+@dataclass
+class StreamEvalQAConfig(CacheOptions):
+    """`sinktrain streameval MODEL --out DIR`: StreamEval line retrieval (paper §4.3) against input length."""
+
+    model: str = ""
+    """Model folder, .gguf file, hub id (owner/name) or zoo name (smollm2-135m-instruct)."""
+    out: str = ""
+    """Output folder (results.json, streameval.png)."""
+    lines: int = 200
+    """Lines in the stream (a query after every 10th, from line 30 on)."""
+    seed: int = 0
+    """Seed of the line words and numbers."""
+    methods: str = ",".join(STREAMEVAL_METHODS)
+    """Comma-separated caches to compare: sink, window, dense, recompute."""
+    max_tokens: int = 100_000
+    """Stop asking once this many input tokens have been fed (bounds dense attention)."""
+    bin_tokens: int = 500
+    """Width of the input-length bins of the accuracy curve."""
+    no_plots: bool = False
+    """Skip streameval.png."""
+
+    def methods_list(self) -> list[str]:
+        methods = [m.strip() for m in self.methods.split(",") if m.strip()]
+        bad = [m for m in methods if m not in STREAMEVAL_METHODS]
+        if bad or not methods:
+            raise ValueError(f"--methods takes {', '.join(STREAMEVAL_METHODS)}, got {self.methods!r}")
+        return methods
+
+    def check(self) -> None:
+        super().check()
+        if not self.out:
+            raise ValueError("--out is required: the folder for results.json and the plot")
+        if self.lines < 30:
+            raise ValueError(f"--lines must be >= 30 (the first query comes after line 30), got {self.lines}")
+        self.methods_list()
