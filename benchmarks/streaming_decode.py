@@ -5,7 +5,8 @@
   --dense-cap-mb).
 The caches of `sink` and `dense` are filled with C tokens in chunks of 64 before the timed decode steps.
 Every configuration runs in a fresh child process; memory is the peak RSS (VmHWM, reset after loading) minus
-the RSS after loading the model and tokenizing the book (so the weights are excluded). All three
+the RSS after loading the model, tokenizing the book and one 8-token forward that pages the (memory-mapped)
+weights in, so the weights are excluded. All three
 decode the same book tokens (teacher-forced), with the same model, dtype and threads, in one run.
 
 `--long-run N` also generates N tokens through the sink cache (cache --long-cache) in a child and reports its
@@ -45,7 +46,11 @@ def rss_mb() -> float:
 
 
 def reset_peak_rss() -> None:
-    """Reset the kernel's peak-RSS mark (VmHWM) so that loading the model does not count (Linux >= 4.0)."""
+    """Give freed heap back to the OS (so later allocations show in RSS), then reset the kernel's peak-RSS
+    mark (VmHWM) so that loading the model does not count (glibc, Linux >= 4.0)."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
 
@@ -70,6 +75,8 @@ def load(spec: str):
         source = resolve_model_source(spec)
         model, tok = load_pretrained(source), load_model_tokenizer(source)
     ids = tok(BOOK.read_text(), add_special_tokens=False)["input_ids"]
+    with torch.no_grad():  # page in the weights (safetensors are memory-mapped) before memory is measured
+        model(input_ids=torch.tensor([ids[:8]]), use_cache=False)
     return model, ids
 
 
@@ -82,8 +89,8 @@ def worker(method: str, spec: str, cache: int, sinks: int, steps: int) -> dict:
 
     model, ids = load(spec)
     kw = cache_kwarg(model)
-    base = rss_mb()
     reset_peak_rss()
+    base = rss_mb()
     need = cache + steps + 2
     if len(ids) < need:
         raise SystemExit(f"the book has {len(ids)} tokens, fewer than {need}")
@@ -104,10 +111,11 @@ def worker(method: str, spec: str, cache: int, sinks: int, steps: int) -> dict:
             times.append(time.perf_counter() - start)
         times = times[2:]  # warm-up steps
         assert method == "dense" or kv.get_seq_length() == cache
+        kv_bytes = sum(t.numel() * t.element_size() for layer in kv.layers for t in (layer.keys, layer.values))
     times.sort()
     return {"method": method, "cache": cache, "steps": len(times), "ms_per_token": 1000 * sum(times) / len(times),
             "ms_per_token_median": 1000 * times[len(times) // 2], "peak_mb_over_model": peak_rss_mb() - base,
-            "model_rss_mb": base}
+            "model_rss_mb": base, "kv_cache_mb": kv_bytes / 2**20 if method != "recompute" else 0.0}
 
 
 @torch.no_grad()
@@ -118,8 +126,8 @@ def long_worker(spec: str, cache: int, sinks: int, total: int, block: int) -> di
 
     model, ids = load(spec)
     decoder = Decoder(model, SinkCache(model, sinks, cache - sinks))
-    base = rss_mb()
     reset_peak_rss()
+    base = rss_mb()
     marks = sorted({min(4096, total), total // 10, total})
     peaks, blocks = {}, []
     start = time.perf_counter()
