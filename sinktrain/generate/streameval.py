@@ -4,7 +4,7 @@ rebuilt after its description and LongEval's line retrieval.
 A stream of lines `line <word>: REGISTER_CONTENT is <number>` (words and numbers drawn from a seed) is fed
 to the model; after every 10 lines comes a query for the REGISTER_CONTENT of the line 20 lines back, which
 the model answers greedily (ANSWER_TOKENS tokens); its answer stays in the stream, as in a chat, followed by a
-newline. Accuracy is reported against the input length (tokens fed so far) for:
+newline. Accuracy (exact answers, and the share of digits right at their place) is reported against the input length (tokens fed so far) for:
 - `sink`: s sinks + w recent entries (one SinkCache for the whole stream);
 - `window`: 0 sinks + C recent entries (window attention);
 - `dense`: everything kept (until --max-tokens);
@@ -116,29 +116,39 @@ def run_recompute(session, items: list[Item], cache: int, max_tokens: int) -> li
     return rows
 
 
+def digit_accuracy(got: str | None, expected: str) -> float:
+    """Share of the expected number's digits given at their place (partial credit: a small model often gets
+    the leading digits of a number it retrieved)."""
+    if got is None:
+        return 0.0
+    return sum(a == b for a, b in zip(got, expected)) / len(expected)
+
+
 def score(item: Item, said: str, tokens: int, cache_entries: int) -> dict:
     got = parse_answer(said)
     return {"line": item.line, "expected": item.answer, "said": said, "answer": got, "correct": got == item.answer,
-            "input_tokens": tokens, "cache_entries": cache_entries}
+            "digits": digit_accuracy(got, item.answer), "input_tokens": tokens, "cache_entries": cache_entries}
 
 
 def accuracy_by_length(rows: list[dict], bin_tokens: int) -> list[dict]:
-    bins: dict[int, list[bool]] = {}
+    bins: dict[int, list[dict]] = {}
     for r in rows:
-        bins.setdefault(r["input_tokens"] // bin_tokens, []).append(r["correct"])
+        bins.setdefault(r["input_tokens"] // bin_tokens, []).append(r)
     return [{"input_tokens_from": b * bin_tokens, "input_tokens_to": (b + 1) * bin_tokens, "queries": len(v),
-             "accuracy": sum(v) / len(v)} for b, v in sorted(bins.items())]
+             "accuracy": sum(r["correct"] for r in v) / len(v),
+             "digit_accuracy": sum(r["digits"] for r in v) / len(v)} for b, v in sorted(bins.items())]
 
 
 def plot(results: dict, path: Path, title: str) -> None:
     from sinktrain.plotting import pyplot, save_figure, style_axes
 
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for method, res in results.items():
-        xs = [(b["input_tokens_from"] + b["input_tokens_to"]) / 2 for b in res["by_length"]]
-        ax.plot(xs, [b["accuracy"] for b in res["by_length"]], marker="o", label=f"{method} ({res['accuracy']:.0%})")
-    style_axes(ax, "input length (tokens)", "accuracy", title, ylim=(-0.05, 1.05), legend_size=8)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for key, ax, what in (("accuracy", axes[0], "exact-answer accuracy"), ("digit_accuracy", axes[1], "digit accuracy")):
+        for method, res in results.items():
+            xs = [(b["input_tokens_from"] + b["input_tokens_to"]) / 2 for b in res["by_length"]]
+            ax.plot(xs, [b[key] for b in res["by_length"]], marker="o", label=f"{method} ({res[key]:.0%})")
+        style_axes(ax, "input length (tokens)", what, title, ylim=(-0.05, 1.05), legend_size=8)
     save_figure(fig, path)
 
 
@@ -159,10 +169,11 @@ def streameval(cfg: StreamEvalQAConfig, err=None) -> dict:
     for method in cfg.methods_list():
         rows = runners[method]()
         acc = sum(r["correct"] for r in rows) / max(len(rows), 1)
-        results[method] = {"accuracy": acc, "queries": len(rows), "by_length": accuracy_by_length(rows, cfg.bin_tokens),
-                           "rows": rows}
-        print(f"[streameval] {method}: {acc:.1%} of {len(rows)} queries (up to {rows[-1]['input_tokens'] if rows else 0}"
-              f" input tokens)", file=err, flush=True)
+        digits = sum(r["digits"] for r in rows) / max(len(rows), 1)
+        results[method] = {"accuracy": acc, "digit_accuracy": digits, "queries": len(rows),
+                           "by_length": accuracy_by_length(rows, cfg.bin_tokens), "rows": rows}
+        print(f"[streameval] {method}: {acc:.1%} exact, {digits:.1%} of digits, {len(rows)} queries (up to "
+              f"{rows[-1]['input_tokens'] if rows else 0} input tokens)", file=err, flush=True)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "results.json", {"config": asdict(cfg), "results": results})

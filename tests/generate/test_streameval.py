@@ -9,7 +9,7 @@ import pytest
 from gen_helpers import tiny_folder
 
 from sinktrain.cli import main
-from sinktrain.generate.streameval import make_stream, parse_answer
+from sinktrain.generate.streameval import digit_accuracy, make_stream, parse_answer
 
 
 def test_stream_is_seeded_and_queries_point_20_lines_back():
@@ -31,6 +31,11 @@ def test_parse_answer(said, expected):
     assert parse_answer(said) == expected
 
 
+def test_digit_accuracy():
+    assert digit_accuracy("25210", "25688") == 0.4 and digit_accuracy("25688", "25688") == 1.0
+    assert digit_accuracy(None, "25688") == 0.0 and digit_accuracy("2", "25688") == 0.2
+
+
 def test_run_scores_each_cache(tmp_path, capsys):
     folder, _, _ = tiny_folder(tmp_path)
     out = tmp_path / "se"
@@ -42,6 +47,7 @@ def test_run_scores_each_cache(tmp_path, capsys):
     for method, r in res.items():
         assert r["queries"] == 2  # after lines 30 and 40
         assert r["accuracy"] == sum(row["answer"] == row["expected"] for row in r["rows"]) / 2
+        assert r["digit_accuracy"] == sum(digit_accuracy(row["answer"], row["expected"]) for row in r["rows"]) / 2
         caps = {row["cache_entries"] for row in r["rows"]}
         assert caps == ({96} if method != "dense" else caps) and (method != "dense" or max(caps) > 96)
     assert "[streameval] sink:" in capsys.readouterr().err
