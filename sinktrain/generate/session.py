@@ -56,8 +56,8 @@ def load_session(spec: str, opts: CacheOptions, check_tokenizer=None) -> Session
         raise ValueError(f"{spec} is a token-sink model with {len(sinks)} sink token(s) but --sinks is {opts.sinks}; "
                          f"use --sinks {len(sinks)} or more so they stay cached")
     trained = getattr(config, "max_position_embeddings", None)
-    if trained and opts.cache + opts.prefill_chunk > trained:
-        print(f"[sinktrain] warning: the cache ({opts.cache}) plus a prefill chunk exceeds the {trained} positions "
-              f"{spec} was trained on", file=sys.stderr)
+    if trained and opts.cache + 1 > trained:  # positions inside the cache reach C (the query of a full cache)
+        print(f"[sinktrain] warning: the cache ({opts.cache} + the query) exceeds the {trained} positions {spec} "
+              f"was trained on", file=sys.stderr)
     model = load_pretrained(source, opts.device, opts.dtype)
     return Session(model, tok, sinks, opts)
