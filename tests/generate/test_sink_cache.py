@@ -64,7 +64,7 @@ def test_static_ring_generates_the_same_tokens(kind):
     assert len(set(dyn)) > 3  # not a degenerate repetition of one token
 
 
-@pytest.mark.parametrize("kind", ["none", "softmax1", "llama"])
+@pytest.mark.parametrize("kind", ["none", "softmax1", "logit", "llama"])
 def test_hf_generate_with_the_cache_equals_the_decode_loop(kind):
     """model.generate(past_key_values=SinkCache) past the cache size gives sinktrain's tokens; a dense
     DynamicCache run diverges once eviction starts (so the cache is really used)."""
