@@ -3,8 +3,11 @@ rebuilt after its description and LongEval's line retrieval.
 
 A stream of lines `line <word>: REGISTER_CONTENT is <number>` (words and numbers drawn from a seed) is fed
 to the model; after every 10 lines comes a query for the REGISTER_CONTENT of the line 20 lines back, which
-the model answers greedily (ANSWER_TOKENS tokens); its answer stays in the stream, as in a chat, followed by a
-newline. Accuracy (exact answers, and the share of digits right at their place) is reported against the input length (tokens fed so far) for:
+the true answer follows in the stream (`<number>`), so every cache sees the same text. The model is scored
+teacher-forced on that answer: its greedy prediction of each answer token given the ones before. A query is
+correct when every prediction is right, which is exactly when greedy generation would have produced the
+answer; `digits` is the share of answer tokens predicted right (SmolLM2's tokenizer has one token per
+digit). Accuracy is reported against the input length (tokens fed so far) for:
 - `sink`: s sinks + w recent entries (one SinkCache for the whole stream);
 - `window`: 0 sinks + C recent entries (window attention);
 - `dense`: everything kept (until --max-tokens);
@@ -16,7 +19,6 @@ Lines are fed in chunks of --prefill-chunk tokens (see `Decoder`); answers one t
 from __future__ import annotations
 
 import random
-import re
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +27,7 @@ import torch
 
 from sinktrain.config_io import write_json_atomic
 from sinktrain.generate.config import StreamEvalQAConfig
-from sinktrain.generate.decode import Decoder, Sampler
+from sinktrain.generate.decode import Decoder
 from sinktrain.generate.session import load_session
 
 HEADER = ("Below is a record of lines I want you to remember. Each line begins with 'line <line index>' and ends "
@@ -33,7 +35,6 @@ HEADER = ("Below is a record of lines I want you to remember. Each line begins w
           "REGISTER_CONTENT of a line.\n")
 SYLLABLES = ["ba", "ko", "ri", "mu", "te", "sal", "no", "vi", "dren", "pa", "lo", "qui", "fen", "ta", "zo", "mar",
              "ne", "gil", "ro", "su", "ka", "ve", "din", "tor"]
-ANSWER_TOKENS = 10
 
 
 @dataclass
@@ -67,9 +68,19 @@ def make_stream(lines: int, seed: int, every: int = 10, back: int = 20) -> list[
     return items
 
 
-def parse_answer(text: str) -> str | None:
-    m = re.match(r"\s*(\d+)", text)
-    return m.group(1) if m else None
+def answer_tokens(tok, item: Item) -> list[int]:
+    return tok(item.answer, add_special_tokens=False)["input_ids"]
+
+
+def teacher_forced_answer(decoder: Decoder, query: list[int], answer: list[int]) -> list[int]:
+    """The model's greedy prediction of each answer token, given the query and the true answer before it.
+    All of them right <=> greedy generation would have produced the answer."""
+    logits = decoder.forward(query)
+    predicted = []
+    for token in answer:
+        predicted.append(int(logits.argmax()))
+        logits = decoder.forward([token])
+    return predicted
 
 
 def run_cached(session, items: list[Item], sinks: int, window: int | None, max_tokens: int) -> list[dict]:
@@ -78,19 +89,18 @@ def run_cached(session, items: list[Item], sinks: int, window: int | None, max_t
 
     tok = session.tokenizer
     decoder = Decoder(session.model, SinkCache(session.model, sinks, window), session.opts.prefill_chunk)
-    decoder.forward(session.sink_ids + tok(HEADER, add_special_tokens=False)["input_ids"])
-    rows, pending = [], []
+    pending = session.sink_ids + tok(HEADER, add_special_tokens=False)["input_ids"]
+    rows = []
     for item in items:
         pending += tok(item.text, add_special_tokens=False)["input_ids"]
         if item.kind == "line":
             continue
         if decoder.tokens_seen + len(pending) > max_tokens:
             break
-        produced = list(decoder.stream(pending, ANSWER_TOKENS, Sampler()))
-        said = tok.decode(produced, skip_special_tokens=True)
-        rows.append(score(item, said, decoder.tokens_seen, int(decoder.cache.get_seq_length())))
-        # The answer stays in the stream; its last sampled token was not fed yet.
-        pending = produced[-1:] + tok("\n", add_special_tokens=False)["input_ids"]
+        answer = answer_tokens(tok, item)
+        predicted = teacher_forced_answer(decoder, pending, answer)
+        rows.append(score(tok, item, answer, predicted, decoder.tokens_seen, int(decoder.cache.get_seq_length())))
+        pending = tok(">\n", add_special_tokens=False)["input_ids"]
     return rows
 
 
@@ -108,26 +118,20 @@ def run_recompute(session, items: list[Item], cache: int, max_tokens: int) -> li
             continue
         if len(stream) > max_tokens:
             break
-        # A dense cache over the last C tokens: exactly a from-scratch forward of them, then greedy decoding.
+        # A fresh dense cache over the last C tokens: exactly a from-scratch forward of them.
         decoder = Decoder(session.model, SinkCache(session.model, 0, None))
-        produced = list(decoder.stream(stream[-cache:], ANSWER_TOKENS, Sampler()))
-        rows.append(score(item, tok.decode(produced, skip_special_tokens=True), len(stream), min(cache, len(stream))))
-        stream += produced + tok("\n", add_special_tokens=False)["input_ids"]
+        answer = answer_tokens(tok, item)
+        predicted = teacher_forced_answer(decoder, stream[-cache:], answer)
+        rows.append(score(tok, item, answer, predicted, len(stream), min(cache, len(stream))))
+        stream += answer + tok(">\n", add_special_tokens=False)["input_ids"]
     return rows
 
 
-def digit_accuracy(got: str | None, expected: str) -> float:
-    """Share of the expected number's digits given at their place (partial credit: a small model often gets
-    the leading digits of a number it retrieved)."""
-    if got is None:
-        return 0.0
-    return sum(a == b for a, b in zip(got, expected)) / len(expected)
-
-
-def score(item: Item, said: str, tokens: int, cache_entries: int) -> dict:
-    got = parse_answer(said)
-    return {"line": item.line, "expected": item.answer, "said": said, "answer": got, "correct": got == item.answer,
-            "digits": digit_accuracy(got, item.answer), "input_tokens": tokens, "cache_entries": cache_entries}
+def score(tok, item: Item, answer: list[int], predicted: list[int], tokens: int, cache_entries: int) -> dict:
+    right = [a == p for a, p in zip(answer, predicted)]
+    return {"line": item.line, "expected": item.answer, "said": tok.decode(predicted), "answer_ids": answer,
+            "predicted_ids": predicted, "correct": all(right), "digits": sum(right) / len(right),
+            "input_tokens": tokens, "cache_entries": cache_entries}
 
 
 def accuracy_by_length(rows: list[dict], bin_tokens: int) -> list[dict]:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from gen_helpers import tiny_folder
 
 from sinktrain.cli import main
-from sinktrain.generate.streameval import digit_accuracy, make_stream, parse_answer
+from sinktrain.generate.streameval import HEADER, make_stream
 
 
 def test_stream_is_seeded_and_queries_point_20_lines_back():
@@ -26,18 +27,8 @@ def test_stream_is_seeded_and_queries_point_20_lines_back():
     assert len({i.text.split(":")[0] for i in lines}) == 60  # line names are unique
 
 
-@pytest.mark.parametrize("said, expected", [("54335>", "54335"), (" 123> line", "123"), ("no>", None), ("", None)])
-def test_parse_answer(said, expected):
-    assert parse_answer(said) == expected
-
-
-def test_digit_accuracy():
-    assert digit_accuracy("25210", "25688") == 0.4 and digit_accuracy("25688", "25688") == 1.0
-    assert digit_accuracy(None, "25688") == 0.0 and digit_accuracy("2", "25688") == 0.2
-
-
 def test_run_scores_each_cache(tmp_path, capsys):
-    folder, _, _ = tiny_folder(tmp_path)
+    folder, model, tok = tiny_folder(tmp_path)
     out = tmp_path / "se"
     rc = main(["streameval", str(folder), "--out", str(out), "--lines", "40", "--cache", "96", "--sinks", "4",
                "--bin-tokens", "200"])
@@ -45,11 +36,26 @@ def test_run_scores_each_cache(tmp_path, capsys):
     res = json.loads((out / "results.json").read_text())["results"]
     assert set(res) == {"sink", "window", "dense", "recompute"} and (out / "streameval.png").is_file()
     for method, r in res.items():
+        rows = r["rows"]
         assert r["queries"] == 2  # after lines 30 and 40
-        assert r["accuracy"] == sum(row["answer"] == row["expected"] for row in r["rows"]) / 2
-        assert r["digit_accuracy"] == sum(digit_accuracy(row["answer"], row["expected"]) for row in r["rows"]) / 2
-        caps = {row["cache_entries"] for row in r["rows"]}
-        assert caps == ({96} if method != "dense" else caps) and (method != "dense" or max(caps) > 96)
+        assert r["accuracy"] == sum(row["predicted_ids"] == row["answer_ids"] for row in rows) / 2
+        right = [sum(a == p for a, p in zip(row["answer_ids"], row["predicted_ids"])) / len(row["answer_ids"])
+                 for row in rows]
+        assert r["digit_accuracy"] == pytest.approx(sum(right) / 2)
+        caps = {row["cache_entries"] for row in rows}
+        assert caps == {96} if method != "dense" else max(caps) > 96
+    # Dense predictions == argmax of one plain forward over the same text (teacher-forced, no cache code).
+    items = make_stream(40, seed=0)
+    ids = tok(HEADER, add_special_tokens=False)["input_ids"]
+    for item in items:
+        ids += tok(item.text, add_special_tokens=False)["input_ids"]
+        if item.kind == "query":
+            break
+    answer = tok(item.answer, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids + answer])).logits[0]
+    expected = logits[len(ids) - 1 : len(ids) - 1 + len(answer)].argmax(-1).tolist()
+    assert res["dense"]["rows"][0]["predicted_ids"] == expected
     assert "[streameval] sink:" in capsys.readouterr().err
 
 
