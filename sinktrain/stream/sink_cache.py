@@ -50,9 +50,10 @@ class RotaryTable:
             self.cos, self.sin = self.adapter.cos_sin(torch.arange(size, device=like.device), like.dtype)
         return self.cos, self.sin
 
-    def rotate(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """x [batch, heads, n, d] rotated at integer positions [n] (each >= 0)."""
-        cos, sin = self.table(int(positions.max()) + 1, x)
+    def rotate(self, x: torch.Tensor, positions: torch.Tensor, bound: int | None = None) -> torch.Tensor:
+        """x [batch, heads, n, d] rotated at integer positions [n] (each >= 0 and < bound; passing the bound
+        keeps the call free of a device-to-host read, which torch.compile / CUDA graphs cannot capture)."""
+        cos, sin = self.table(int(positions.max()) + 1 if bound is None else bound, x)
         b, h, n, d = x.shape
         return self.adapter.apply_rotary(x.reshape(b * h, n, d), cos[positions], sin[positions]).view(b, h, n, d)
 

@@ -63,7 +63,7 @@ class StaticSinkCacheLayer(StaticLayer):
         self.keys.index_copy_(2, slots, raw)
         self.values.index_copy_(2, slots, value_states)
         self.cumulative_length.add_(q)
-        return self.rotary.rotate(self.keys, self._positions(self.cumulative_length)), self.values
+        return self.rotary.rotate(self.keys, self._positions(self.cumulative_length), self.max_cache_len), self.values
 
     def get_seq_length(self):
         """Entries the cache holds (<= C): the next token's position."""
@@ -88,7 +88,7 @@ class StaticSinkCache(Cache):
         install_position_hook(model)
 
     def positions(self, length: int, device) -> torch.Tensor:
-        return torch.arange(length, device=device) + int(self.get_seq_length())
+        return torch.arange(length, device=device) + self.get_seq_length()  # a tensor: no host read
 
     def max_chunk(self) -> int:
         """Only what fits before the ring wraps (at least one token)."""

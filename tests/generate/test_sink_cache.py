@@ -122,3 +122,19 @@ def test_bad_cache_sizes_are_refused_in_one_line():
         SinkCache(model, 4, 0)
     with pytest.raises(ValueError, match="--sinks must be >= 0"):
         StaticSinkCache(model, -1, 8)
+
+
+def test_static_decode_step_traces_without_graph_breaks():
+    """What CUDA graphs / torch.compile need: a decode step through a full ring is traced by dynamo with no
+    graph break (the position hook is traced on its own, then the whole forward as one graph)."""
+    model = model_for("none")
+    cache = StaticSinkCache(model, 2, 14)
+    kw = {cache_kwarg(model): cache}
+    with torch.no_grad():
+        for t in range(20):  # past the ring's first wrap
+            model(input_ids=torch.tensor([[t + 5]]), use_cache=True, **kw)
+        try:
+            ex = torch._dynamo.explain(model)(input_ids=torch.tensor([[7]]), use_cache=True, **kw)
+        finally:
+            torch._dynamo.reset()
+    assert not ex.break_reasons and ex.graph_count <= 2, ex.break_reasons
