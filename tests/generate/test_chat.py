@@ -76,3 +76,12 @@ def test_chat_template_flag_supplies_one(folders, tmp_path, capsys):
     assert main(["chat", str(folders["plain"][0]), "--script", script, "--chat-template", str(template),
                  "--max-new-tokens", "3"]) == 0
     assert capsys.readouterr().out.startswith("USER: hi\nASSISTANT: ")
+
+
+def test_interactive_chat_reads_stdin(folders, monkeypatch, capsys):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("Hello\n\nHow are you?\n"))
+    assert main(["chat", str(folders["chat"][0]), "--max-new-tokens", "4", "--cache", "32", "--sinks", "2"]) == 0
+    out = capsys.readouterr()
+    assert out.out.count("USER: ") == 2 and "USER: How are you?" in out.out and "[chat] turn 2" in out.err
