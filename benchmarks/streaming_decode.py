@@ -15,6 +15,8 @@ the number of tokens generated so far).
 
     python benchmarks/streaming_decode.py [--model smollm2-135m-instruct|tiny|FOLDER] [--caches 256,...,4096]
         [--threads 1] [--long-run 100000 --long-model tiny] --out docs/figures/streaming_decode.json
+    # on a GPU: the static ring cache with its decode step compiled (CUDA graphs)
+    python benchmarks/streaming_decode.py --device cuda --static --compile --out runs/streaming_decode_gpu.json
 Prints the JSON; with --out also writes it and the plot (same name, .png).
 """
 
@@ -62,7 +64,7 @@ def peak_rss_mb() -> float:
     return int(line.split()[1]) / 1024
 
 
-def load(spec: str):
+def load(spec: str, device: str = "cpu", dtype: str = "float32"):
     """The model and book tokens in its tokenization (`tiny`: sinktrain's tiny GPT-NeoX, random weights)."""
     from sinktrain.data.tokenizer import load_tokenizer
     from sinktrain.model.source import load_model_tokenizer, load_pretrained, resolve_model_source
@@ -70,52 +72,89 @@ def load(spec: str):
     if spec == "tiny":
         from sinktrain.model import ModelConfig, build_model
 
-        model, tok = build_model(ModelConfig(preset="tiny"), seed=0).eval(), load_tokenizer()
+        model = build_model(ModelConfig(preset="tiny"), seed=0).eval().to(device, getattr(torch, dtype))
+        tok = load_tokenizer()
     else:
         source = resolve_model_source(spec)
-        model, tok = load_pretrained(source), load_model_tokenizer(source)
+        model, tok = load_pretrained(source, device, dtype), load_model_tokenizer(source)
     ids = tok(BOOK.read_text(), add_special_tokens=False)["input_ids"]
     with torch.no_grad():  # page in the weights (safetensors are memory-mapped) before memory is measured
-        model(input_ids=torch.tensor([ids[:8]]), use_cache=False)
+        model(input_ids=torch.tensor([ids[:8]], device=device), use_cache=False)
     return model, ids
 
 
+class Meter:
+    """Wall time per call and peak memory over a baseline: CUDA's allocator statistics on a GPU, the
+    process's peak RSS on a CPU."""
+
+    def __init__(self, device: str):
+        self.cuda = device.startswith("cuda")
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated() / 2**20
+        else:
+            reset_peak_rss()
+            self.base = rss_mb()
+
+    def time(self, fn) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    def peak_over_base(self) -> float:
+        peak = torch.cuda.max_memory_allocated() / 2**20 if self.cuda else peak_rss_mb()
+        return peak - self.base
+
+
 @torch.no_grad()
-def worker(method: str, spec: str, cache: int, sinks: int, steps: int) -> dict:
+def worker(method: str, spec: str, cache: int, sinks: int, steps: int, device: str = "cpu", dtype: str = "float32",
+           static: bool = False, compile_step: bool = False) -> dict:
+    """One configuration. `static`: the sink method uses StaticSinkCache; `compile_step`: its decode step is
+    torch.compile'd with mode="reduce-overhead" (CUDA graphs on a GPU)."""
     from transformers import DynamicCache
 
     from sinktrain.stream.model_info import cache_kwarg
     from sinktrain.stream.sink_cache import SinkCache
+    from sinktrain.stream.static_sink_cache import StaticSinkCache
 
-    model, ids = load(spec)
+    model, ids = load(spec, device, dtype)
     kw = cache_kwarg(model)
-    reset_peak_rss()
-    base = rss_mb()
-    need = cache + steps + 2
+    meter = Meter(device)
+    warmup = 5 if compile_step else 2  # compilation (and CUDA-graph recording) happens in the first calls
+    need = cache + steps + warmup
     if len(ids) < need:
         raise SystemExit(f"the book has {len(ids)} tokens, fewer than {need}")
-    tokens = torch.tensor([ids[:need]])
+    tokens = torch.tensor([ids[:need]], device=device)
     times = []
     if method == "recompute":
         for t in range(cache, cache + steps):  # token t predicted from the C tokens before it, from scratch
-            start = time.perf_counter()
-            model(input_ids=tokens[:, t - cache : t], use_cache=False, logits_to_keep=1)
-            times.append(time.perf_counter() - start)
+            times.append(meter.time(lambda: model(input_ids=tokens[:, t - cache : t], use_cache=False, logits_to_keep=1)))
     else:
-        kv = SinkCache(model, sinks, cache - sinks) if method == "sink" else DynamicCache(config=model.config)
+        if method == "dense":
+            kv = DynamicCache(config=model.config)
+        else:
+            kv = (StaticSinkCache if static else SinkCache)(model, sinks, cache - sinks)
         for i in range(0, cache, FILL_CHUNK):  # fill C entries in small chunks: the peak is the decode's, not a big prefill's
             model(input_ids=tokens[:, i : min(i + FILL_CHUNK, cache)], use_cache=True, logits_to_keep=1, **{kw: kv})
-        for t in range(cache, cache + steps + 2):
-            start = time.perf_counter()
-            model(input_ids=tokens[:, t : t + 1], use_cache=True, logits_to_keep=1, **{kw: kv})
-            times.append(time.perf_counter() - start)
-        times = times[2:]  # warm-up steps
-        assert method == "dense" or kv.get_seq_length() == cache
+        # The static cache keeps positions and state as tensors, so the compiled step is reused every token.
+        step = torch.compile(model, mode="reduce-overhead") if compile_step else model
+        for t in range(cache, cache + steps + warmup):
+            times.append(meter.time(lambda: step(input_ids=tokens[:, t : t + 1], use_cache=True, logits_to_keep=1,
+                                                 **{kw: kv})))
+        times = times[warmup:]
+        assert method == "dense" or int(kv.get_seq_length()) == cache
         kv_bytes = sum(t.numel() * t.element_size() for layer in kv.layers for t in (layer.keys, layer.values))
     times.sort()
     return {"method": method, "cache": cache, "steps": len(times), "ms_per_token": 1000 * sum(times) / len(times),
-            "ms_per_token_median": 1000 * times[len(times) // 2], "peak_mb_over_model": peak_rss_mb() - base,
-            "model_rss_mb": base, "kv_cache_mb": kv_bytes / 2**20 if method != "recompute" else 0.0}
+            "ms_per_token_median": 1000 * times[len(times) // 2], "peak_mb_over_model": meter.peak_over_base(),
+            ("model_cuda_mb" if meter.cuda else "model_rss_mb"): meter.base, "kv_cache_mb": kv_bytes / 2**20 if method != "recompute" else 0.0,
+            "cache_kind": ("static" if static else "sink") if method == "sink" else method,
+            "compiled": compile_step and method != "recompute"}
 
 
 @torch.no_grad()
@@ -207,6 +246,11 @@ def main() -> None:
     p.add_argument("--recompute-steps", type=int, default=3, help="tokens timed for re-computation (each costs a C-token forward)")
     p.add_argument("--dense-cap-mb", type=float, default=4096.0, help="skip dense where its KV cache would exceed this")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu | cuda (GPU memory from CUDA's allocator statistics)")
+    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
+    p.add_argument("--static", action="store_true", help="the sink method uses the static ring cache")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the sink and dense decode steps (mode reduce-overhead: CUDA graphs on a GPU); needs --static")
     p.add_argument("--long-run", type=int, default=0, help="also generate this many tokens through the sink cache")
     p.add_argument("--long-model", default=None, help="model of the long run (default: --model)")
     p.add_argument("--long-cache", type=int, default=1024)
@@ -217,14 +261,19 @@ def main() -> None:
     if a.worker:
         method, cache = a.worker[0], int(a.worker[1])
         steps = a.recompute_steps if method == "recompute" else a.steps
-        print(json.dumps(worker(method, a.model, cache, a.sinks, steps)))
+        print(json.dumps(worker(method, a.model, cache, a.sinks, steps, a.device, a.dtype, a.static,
+                                a.compile and method == "sink")))
         return
     if a.long_worker:
         print(json.dumps(long_worker(a.model, a.long_cache, a.sinks, a.long_worker, max(1, a.long_worker // 20))))
+        # (the long run measures CPU RSS; on a GPU read the decode-step runs' CUDA memory instead)
         return
+    if a.compile and not a.static:
+        raise SystemExit("--compile needs --static (the dynamic sink cache changes shape every step)")
     caches = [int(c) for c in a.caches.split(",")]
     common = ["--model", a.model, "--sinks", str(a.sinks), "--steps", str(a.steps),
-              "--recompute-steps", str(a.recompute_steps)]
+              "--recompute-steps", str(a.recompute_steps), "--device", a.device, "--dtype", a.dtype]
+    common += ["--static"] * a.static + ["--compile"] * a.compile
     runs = []
     for cache in caches:
         for method in METHODS:
@@ -241,12 +290,14 @@ def main() -> None:
     import transformers
 
     result = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "model": a.model, "dtype": "float32",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "model": a.model, "dtype": a.dtype,
+        "sink_cache": "static" if a.static else "sink", "compiled_decode": a.compile,
         "sinks": a.sinks, "command": "python benchmarks/streaming_decode.py " + " ".join(sys.argv[1:]),
-        "machine": {"device": f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
+        "machine": {"device": torch.cuda.get_device_name() if a.device.startswith("cuda") else
+                    f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
                     "threads": a.threads, "load_average_at_start": os.getloadavg(), "torch": torch.__version__,
                     "transformers": transformers.__version__, "python": platform.python_version()},
-        "gpu": "not measured (no GPU in this run)",
+        "gpu": "this run" if a.device.startswith("cuda") else "not measured (no GPU in this run)",
         "runs": runs, "recompute_over_sink_speedup": speedup,
     }
     if a.long_run:
