@@ -26,6 +26,7 @@ STAGE_CLIS = [
     "sinktrain.export.cli",
     "sinktrain.stream.cli",
     "sinktrain.zeroshot.cli",
+    "sinktrain.generate.cli",
     "sinktrain.experiment.cli",
 ]
 

@@ -1,0 +1,155 @@
+"""Options of `sinktrain generate`, `chat` and `streameval`, one dataclass per verb (fields documented where
+they are declared, so a typed-config CLI can be generated from them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sinktrain.stream.sink_cache import check_sizes
+
+CACHE_KINDS = ("sink", "static")
+
+
+@dataclass
+class CacheOptions:
+    """How the model's KV cache streams: s sinks + w = cache - s recent entries."""
+
+    cache: int = 1024
+    """Cache size C = s + w: entries kept after each step."""
+    sinks: int = 4
+    """Attention-sink entries s kept from the start of the stream (a sinktrain token-sink model's sink tokens
+    count among them)."""
+    cache_kind: str = "sink"
+    """sink (dynamic tensors) | static (fixed-size ring buffers, same tokens; for CUDA graphs / torch.compile)."""
+    prefill_chunk: int = 64
+    """Tokens per forward when a prompt overflows the cache (1 = exactly as if decoded token by token)."""
+    device: str = "cpu"
+    """torch device."""
+    dtype: str = "float32"
+    """float32 | bfloat16 | float16."""
+
+    def check(self) -> None:
+        if self.sinks < 0:
+            raise ValueError(f"--sinks must be >= 0, got {self.sinks}")
+        check_sizes(self.sinks, self.cache - self.sinks)
+        if self.cache_kind not in CACHE_KINDS:
+            raise ValueError(f"--cache-kind must be one of {', '.join(CACHE_KINDS)}, got {self.cache_kind!r}")
+        if self.prefill_chunk < 1:
+            raise ValueError(f"--prefill-chunk must be >= 1, got {self.prefill_chunk}")
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"--dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+
+
+@dataclass
+class SamplingOptions:
+    temperature: float = 0.0
+    """0 = greedy; otherwise softmax temperature."""
+    top_p: float = 1.0
+    """Nucleus sampling mass (1 = off)."""
+    seed: int = 0
+    """Seed of the sampler."""
+
+
+@dataclass
+class GenerateConfig(CacheOptions, SamplingOptions):
+    """`sinktrain generate MODEL --prompt TEXT | --prompt-file F`."""
+
+    model: str = ""
+    """Model folder, .gguf file, hub id (owner/name) or zoo name (smollm2-135m-instruct)."""
+    prompt: str | None = None
+    """The prompt text."""
+    prompt_file: str | None = None
+    """A UTF-8 file holding the prompt (instead of --prompt)."""
+    max_new_tokens: int = 256
+    """Tokens to generate."""
+    ignore_eos: bool = False
+    """Keep going past end-of-sequence (long-run benchmarks)."""
+    progress_every: int = 0
+    """Report progress (tokens/s, peak RSS) on stderr every this many tokens (0: tqdm's own pace)."""
+
+    def check(self) -> None:
+        super().check()
+        if (self.prompt is None) == (self.prompt_file is None):
+            raise ValueError("give exactly one of --prompt TEXT and --prompt-file FILE")
+        if self.prompt_file is not None and not Path(self.prompt_file).is_file():
+            raise FileNotFoundError(
+                f"prompt file {self.prompt_file!r} does not exist; pass an existing UTF-8 text file"
+            )
+        if self.max_new_tokens < 1:
+            raise ValueError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+
+    def prompt_text(self) -> str:
+        text = self.prompt if self.prompt is not None else Path(self.prompt_file).read_text(encoding="utf-8")
+        if not text.strip():
+            where = "--prompt" if self.prompt is not None else f"prompt file {self.prompt_file!r}"
+            raise ValueError(f"{where} is empty; give some text to continue")
+        return text
+
+
+@dataclass
+class ChatConfig(CacheOptions, SamplingOptions):
+    """`sinktrain chat MODEL`: multi-turn streaming chat with the tokenizer's chat template."""
+
+    model: str = ""
+    """Model folder, .gguf file, hub id (owner/name) or zoo name (smollm2-135m-instruct)."""
+    script: str | None = None
+    """JSONL file of user turns ({"user": "..."} per line, or {"role": "user", "content": "..."}); default:
+    read stdin."""
+    system: str | None = None
+    """System message put before the first turn."""
+    chat_template: str | None = None
+    """A Jinja chat template file, for a tokenizer that has none."""
+    max_new_tokens: int = 256
+    """Tokens per reply at most."""
+    out: str | None = None
+    """Write the transcript (and per-turn statistics) as JSONL here."""
+
+    def check(self) -> None:
+        super().check()
+        if self.script is not None and not Path(self.script).is_file():
+            raise FileNotFoundError(f"chat script {self.script!r} does not exist; pass a JSONL file of user turns")
+        if self.chat_template is not None and not Path(self.chat_template).is_file():
+            raise FileNotFoundError(f"chat template {self.chat_template!r} does not exist; pass a Jinja template file")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+
+
+STREAMEVAL_METHODS = ("sink", "window", "dense", "recompute")
+
+
+@dataclass
+class StreamEvalQAConfig(CacheOptions):
+    """`sinktrain streameval MODEL --out DIR`: StreamEval line retrieval (paper §4.3) against input length."""
+
+    model: str = ""
+    """Model folder, .gguf file, hub id (owner/name) or zoo name (smollm2-135m-instruct)."""
+    out: str = ""
+    """Output folder (results.json, streameval.png)."""
+    lines: int = 200
+    """Lines in the stream (a query after every 10th, from line 30 on)."""
+    seed: int = 0
+    """Seed of the line words and numbers."""
+    methods: str = ",".join(STREAMEVAL_METHODS)
+    """Comma-separated caches to compare: sink, window, dense, recompute."""
+    max_tokens: int = 100_000
+    """Stop asking once this many input tokens have been fed (bounds dense attention)."""
+    bin_tokens: int = 500
+    """Width of the input-length bins of the accuracy curve."""
+    no_plots: bool = False
+    """Skip streameval.png."""
+
+    def methods_list(self) -> list[str]:
+        methods = [m.strip() for m in self.methods.split(",") if m.strip()]
+        bad = [m for m in methods if m not in STREAMEVAL_METHODS]
+        if bad or not methods:
+            raise ValueError(f"--methods takes {', '.join(STREAMEVAL_METHODS)}, got {self.methods!r}")
+        return methods
+
+    def check(self) -> None:
+        super().check()
+        if not self.out:
+            raise ValueError("--out is required: the folder for results.json and the plot")
+        if self.lines < 30:
+            raise ValueError(f"--lines must be >= 30 (the first query comes after line 30), got {self.lines}")
+        self.methods_list()

@@ -1,0 +1,63 @@
+"""Loading a model for streaming decoding: the source (anything `stream-eval` accepts), its tokenizer, its
+sink tokens, and a fresh cache of the configured kind."""
+
+from __future__ import annotations
+
+import resource
+import sys
+from dataclasses import dataclass
+
+from sinktrain.generate.config import CacheOptions
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class Session:
+    model: object
+    tokenizer: object
+    sink_ids: list[int]  # a sinktrain token-sink export's sink tokens, fed first (position 0)
+    opts: CacheOptions
+
+    def new_cache(self):
+        from sinktrain.stream.sink_cache import SinkCache
+        from sinktrain.stream.static_sink_cache import StaticSinkCache
+
+        s, w = self.opts.sinks, self.opts.cache - self.opts.sinks
+        if self.opts.cache_kind == "static":
+            return StaticSinkCache(self.model, s, w)
+        return SinkCache(self.model, s, w)
+
+    def decoder(self):
+        from sinktrain.generate.decode import Decoder
+
+        return Decoder(self.model, self.new_cache(), self.opts.prefill_chunk)
+
+
+def load_session(spec: str, opts: CacheOptions, check_tokenizer=None) -> Session:
+    """Check the model (family, RoPE kind, sliding windows against the cache) and its tokenizer
+    (`check_tokenizer(tok)`, e.g. its chat template) before loading the weights."""
+    from sinktrain.model.source import load_model_tokenizer, load_pretrained
+    from sinktrain.stream.evaluate import check_source
+    from sinktrain.stream.model_info import sink_token_ids
+
+    opts.check()
+    source, config = check_source(spec, opts.cache + 1)
+    tok = load_model_tokenizer(source)
+    if tok is None:
+        raise ValueError(f"{spec} has no tokenizer files; save the tokenizer it was trained with into the model folder")
+    if check_tokenizer is not None:
+        check_tokenizer(tok)
+    sinks = sink_token_ids(config)
+    if len(sinks) > opts.sinks:
+        raise ValueError(f"{spec} is a token-sink model with {len(sinks)} sink token(s) but --sinks is {opts.sinks}; "
+                         f"use --sinks {len(sinks)} or more so they stay cached")
+    trained = getattr(config, "max_position_embeddings", None)
+    if trained and opts.cache + 1 > trained:  # positions inside the cache reach C (the query of a full cache)
+        print(f"[sinktrain] warning: the cache ({opts.cache} + the query) exceeds the {trained} positions {spec} "
+              f"was trained on", file=sys.stderr)
+    model = load_pretrained(source, opts.device, opts.dtype)
+    return Session(model, tok, sinks, opts)

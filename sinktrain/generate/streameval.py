@@ -1,0 +1,246 @@
+"""`sinktrain streameval`: StreamingLLM's StreamEval (paper §4.3, Fig. 8), whose code was never released,
+rebuilt after its description and LongEval's line retrieval.
+
+A stream of lines `line <word>: REGISTER_CONTENT is <number>` (words and numbers drawn from a seed) is fed
+to the model; after every 10 lines comes a query for the REGISTER_CONTENT of the line 20 lines back, which
+the true answer follows in the stream (`<number>`), so every cache sees the same text. The model is scored
+teacher-forced on that answer: its greedy prediction of each answer token given the ones before. A query is
+correct when every prediction is right, which is exactly when greedy generation would have produced the
+answer; `digits` is the share of answer tokens predicted right (SmolLM2's tokenizer has one token per
+digit). Accuracy is reported against the input length (tokens fed so far) for:
+- `sink`: s sinks + w recent entries (one SinkCache for the whole stream);
+- `window`: 0 sinks + C recent entries (window attention);
+- `dense`: everything kept (until --max-tokens);
+- `recompute`: for each query the last C tokens are re-encoded from scratch (sliding window with
+  re-computation), then answered with a fresh cache.
+Lines are fed in chunks of --prefill-chunk tokens (see `Decoder`); answers one token at a time.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from sinktrain.config_io import write_json_atomic
+from sinktrain.generate.config import StreamEvalQAConfig
+from sinktrain.generate.decode import Decoder
+from sinktrain.generate.session import load_session
+
+HEADER = (
+    "Below is a record of lines I want you to remember. Each line begins with 'line <line index>' and ends "
+    "with a REGISTER_CONTENT, a number in angle brackets. From time to time I will ask you for the "
+    "REGISTER_CONTENT of a line.\n"
+)
+SYLLABLES = [
+    "ba",
+    "ko",
+    "ri",
+    "mu",
+    "te",
+    "sal",
+    "no",
+    "vi",
+    "dren",
+    "pa",
+    "lo",
+    "qui",
+    "fen",
+    "ta",
+    "zo",
+    "mar",
+    "ne",
+    "gil",
+    "ro",
+    "su",
+    "ka",
+    "ve",
+    "din",
+    "tor",
+]
+
+
+@dataclass
+class Item:
+    kind: str  # "line" | "query"
+    text: str  # what is fed (a query's text ends where the model starts answering)
+    answer: str = ""  # a query's expected number
+    line: int = 0  # the line number this item is (line) or asks about (query)
+
+
+def make_stream(lines: int, seed: int, every: int = 10, back: int = 20) -> list[Item]:
+    """The StreamEval text: `lines` lines, and after every `every`-th line (from line `back` on) a query for
+    the line `back` lines before it."""
+    rng = random.Random(seed)
+    words: list[str] = []
+    seen: set[str] = set()
+    while len(words) < lines:
+        w = "".join(rng.choice(SYLLABLES) for _ in range(2)) + "-" + "".join(rng.choice(SYLLABLES) for _ in range(2))
+        if w not in seen:
+            seen.add(w)
+            words.append(w)
+    numbers = [str(rng.randrange(10_000, 100_000)) for _ in range(lines)]
+    items = []
+    for i in range(lines):
+        items.append(Item("line", f"line {words[i]}: REGISTER_CONTENT is <{numbers[i]}>\n", line=i))
+        k = i + 1  # lines fed so far
+        if k % every == 0 and k > back:
+            j = k - 1 - back
+            items.append(
+                Item(
+                    "query",
+                    f"Question: what is the REGISTER_CONTENT of line {words[j]}? Answer: the "
+                    f"REGISTER_CONTENT of line {words[j]} is <",
+                    numbers[j],
+                    j,
+                )
+            )
+    return items
+
+
+def answer_tokens(tok, item: Item) -> list[int]:
+    return tok(item.answer, add_special_tokens=False)["input_ids"]
+
+
+def teacher_forced_answer(decoder: Decoder, query: list[int], answer: list[int]) -> list[int]:
+    """The model's greedy prediction of each answer token, given the query and the true answer before it.
+    All of them right <=> greedy generation would have produced the answer."""
+    logits = decoder.forward(query)
+    predicted = []
+    for token in answer:
+        predicted.append(int(logits.argmax()))
+        logits = decoder.forward([token])
+    return predicted
+
+
+def run_cached(session, items: list[Item], sinks: int, window: int | None, max_tokens: int) -> list[dict]:
+    """One cache for the whole stream (sink, window or dense)."""
+    from sinktrain.stream.sink_cache import SinkCache
+
+    tok = session.tokenizer
+    decoder = Decoder(session.model, SinkCache(session.model, sinks, window), session.opts.prefill_chunk)
+    pending = session.sink_ids + tok(HEADER, add_special_tokens=False)["input_ids"]
+    rows = []
+    for item in items:
+        pending += tok(item.text, add_special_tokens=False)["input_ids"]
+        if item.kind == "line":
+            continue
+        if decoder.tokens_seen + len(pending) > max_tokens:
+            break
+        answer = answer_tokens(tok, item)
+        predicted = teacher_forced_answer(decoder, pending, answer)
+        rows.append(score(tok, item, answer, predicted, decoder.tokens_seen, int(decoder.cache.get_seq_length())))
+        pending = tok(">\n", add_special_tokens=False)["input_ids"]
+    return rows
+
+
+@torch.no_grad()
+def run_recompute(session, items: list[Item], cache: int, max_tokens: int) -> list[dict]:
+    """Each query re-encodes the last `cache` tokens of the stream from scratch."""
+    from sinktrain.stream.sink_cache import SinkCache
+
+    tok = session.tokenizer
+    stream = session.sink_ids + tok(HEADER, add_special_tokens=False)["input_ids"]
+    rows = []
+    for item in items:
+        stream += tok(item.text, add_special_tokens=False)["input_ids"]
+        if item.kind == "line":
+            continue
+        if len(stream) > max_tokens:
+            break
+        # A fresh dense cache over the last C tokens: exactly a from-scratch forward of them.
+        decoder = Decoder(session.model, SinkCache(session.model, 0, None))
+        answer = answer_tokens(tok, item)
+        predicted = teacher_forced_answer(decoder, stream[-cache:], answer)
+        rows.append(score(tok, item, answer, predicted, len(stream), min(cache, len(stream))))
+        stream += answer + tok(">\n", add_special_tokens=False)["input_ids"]
+    return rows
+
+
+def score(tok, item: Item, answer: list[int], predicted: list[int], tokens: int, cache_entries: int) -> dict:
+    right = [a == p for a, p in zip(answer, predicted)]
+    return {
+        "line": item.line,
+        "expected": item.answer,
+        "said": tok.decode(predicted),
+        "answer_ids": answer,
+        "predicted_ids": predicted,
+        "correct": all(right),
+        "digits": sum(right) / len(right),
+        "input_tokens": tokens,
+        "cache_entries": cache_entries,
+    }
+
+
+def accuracy_by_length(rows: list[dict], bin_tokens: int) -> list[dict]:
+    bins: dict[int, list[dict]] = {}
+    for r in rows:
+        bins.setdefault(r["input_tokens"] // bin_tokens, []).append(r)
+    return [
+        {
+            "input_tokens_from": b * bin_tokens,
+            "input_tokens_to": (b + 1) * bin_tokens,
+            "queries": len(v),
+            "accuracy": sum(r["correct"] for r in v) / len(v),
+            "digit_accuracy": sum(r["digits"] for r in v) / len(v),
+        }
+        for b, v in sorted(bins.items())
+    ]
+
+
+def plot(results: dict, path: Path, title: str) -> None:
+    from sinktrain.plotting import pyplot, save_figure, style_axes
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for key, ax, what in (
+        ("accuracy", axes[0], "exact-answer accuracy"),
+        ("digit_accuracy", axes[1], "digit accuracy"),
+    ):
+        for method, res in results.items():
+            xs = [(b["input_tokens_from"] + b["input_tokens_to"]) / 2 for b in res["by_length"]]
+            ax.plot(xs, [b[key] for b in res["by_length"]], marker="o", label=f"{method} ({res[key]:.0%})")
+        style_axes(ax, "input length (tokens)", what, title, ylim=(-0.05, 1.05), legend_size=8)
+    save_figure(fig, path)
+
+
+def streameval(cfg: StreamEvalQAConfig, err=None) -> dict:
+    """Run every method; write results.json (and streameval.png) under cfg.out; return the results."""
+    err = err or sys.stderr
+    cfg.check()
+    session = load_session(cfg.model, cfg)
+    items = make_stream(cfg.lines, cfg.seed)
+    s, c = cfg.sinks, cfg.cache
+    runners = {
+        "sink": lambda: run_cached(session, items, s, c - s, cfg.max_tokens),
+        "window": lambda: run_cached(session, items, 0, c, cfg.max_tokens),
+        "dense": lambda: run_cached(session, items, 0, None, cfg.max_tokens),
+        "recompute": lambda: run_recompute(session, items, c, cfg.max_tokens),
+    }
+    results = {}
+    for method in cfg.methods_list():
+        rows = runners[method]()
+        acc = sum(r["correct"] for r in rows) / max(len(rows), 1)
+        digits = sum(r["digits"] for r in rows) / max(len(rows), 1)
+        results[method] = {
+            "accuracy": acc,
+            "digit_accuracy": digits,
+            "queries": len(rows),
+            "by_length": accuracy_by_length(rows, cfg.bin_tokens),
+            "rows": rows,
+        }
+        print(
+            f"[streameval] {method}: {acc:.1%} exact, {digits:.1%} of digits, {len(rows)} queries (up to "
+            f"{rows[-1]['input_tokens'] if rows else 0} input tokens)",
+            file=err,
+            flush=True,
+        )
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "results.json", {"config": asdict(cfg), "results": results})
+    if not cfg.no_plots:
+        plot(results, out / "streameval.png", f"StreamEval: {Path(cfg.model).name}, cache {c} ({s} sinks)")
+    return results

@@ -1,0 +1,209 @@
+"""StreamingLLM's cache as a transformers 5 cache: s attention-sink entries plus a window of w recent ones.
+
+`SinkCache(model, sinks, window)` is a `transformers.Cache` built from one `SinkCacheLayer` per decoder layer
+(the documented extension point, `Cache(layers=[...])`), so it works with a plain forward pass and with
+`model.generate(..., past_key_values=cache)`. Semantics (paper §3.2, the same as the streaming evaluator's):
+- positions are re-assigned inside the cache: a new token's position is its cache index, i.e. the number of
+  entries the cache holds when it arrives; the cached key at index i is rotated at position i;
+- after each forward the cache is evicted back to C = s + w entries by dropping the oldest non-sink entries.
+
+Keys are stored un-rotated and rotated at their current cache indices when a forward reads them, with the
+model's own rotary module (through its family adapter), so an eviction (which moves later keys one index down)
+needs no rotation of stored keys and a million-token run accumulates no rotation error.
+
+`generate()` counts positions from the start of the text, which would rotate queries at ever larger positions
+than the cache's keys. A forward pre-hook, installed once per model by the cache's constructor, replaces the
+position ids (and 5.17's cache_position) of any forward that is given a SinkCache by the cache's own positions;
+forwards with other caches are left alone.
+
+`StaticSinkCache` keeps the same entries in fixed-size ring buffers (see static_sink_cache.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers.cache_utils import Cache, DynamicLayer
+
+from sinktrain.stream.families import FamilyAdapter, adapter_for
+
+
+def check_sizes(sinks: int, window: int | None) -> None:
+    """One line for a cache that cannot stream (see the CLI's bad-input rules)."""
+    if sinks < 0:
+        raise ValueError(f"--sinks must be >= 0, got {sinks}")
+    if window is not None and window < 1:
+        raise ValueError(
+            f"the cache ({sinks + window} entries) must be larger than the sink count ({sinks}); "
+            f"raise --cache above --sinks"
+        )
+
+
+class RotaryTable:
+    """cos/sin of the model's rotary module at positions 0..L-1, computed once and grown on demand; shared by
+    every layer of a cache (positions inside the cache never exceed C + the largest chunk)."""
+
+    def __init__(self, adapter: FamilyAdapter):
+        self.adapter = adapter
+        self.cos = self.sin = None
+
+    def table(self, length: int, like: torch.Tensor):
+        if (
+            self.cos is None
+            or self.cos.shape[0] < length
+            or self.cos.dtype != like.dtype
+            or self.cos.device != like.device
+        ):
+            size = max(length, 2 * (0 if self.cos is None else self.cos.shape[0]), 64)
+            self.cos, self.sin = self.adapter.cos_sin(torch.arange(size, device=like.device), like.dtype)
+        return self.cos, self.sin
+
+    def rotate(self, x: torch.Tensor, positions: torch.Tensor, bound: int | None = None) -> torch.Tensor:
+        """x [batch, heads, n, d] rotated at integer positions [n] (each >= 0 and < bound; passing the bound
+        keeps the call free of a device-to-host read, which torch.compile / CUDA graphs cannot capture)."""
+        cos, sin = self.table(int(positions.max()) + 1 if bound is None else bound, x)
+        b, h, n, d = x.shape
+        return self.adapter.apply_rotary(x.reshape(b * h, n, d), cos[positions], sin[positions]).view(b, h, n, d)
+
+    def rotate_range(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """x [batch, heads, n, d] rotated at positions start..start+n-1."""
+        n = x.shape[-2]
+        cos, sin = self.table(start + n, x)
+        b, h, _, d = x.shape
+        return self.adapter.apply_rotary(x.reshape(b * h, n, d), cos[start : start + n], sin[start : start + n]).view(
+            b, h, n, d
+        )
+
+    def unrotate_range(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        """Inverse of rotate_range: R(p)^-1 = R(-p) / m^2 (m: the rotary module's attention scaling, 1 unless
+        YaRN), with cos(-a) = cos(a) and sin(-a) = -sin(a) taken from the same table."""
+        b, h, n, d = x.shape
+        cos, sin = self.table(start + n, x)
+        out = self.adapter.apply_rotary(x.reshape(b * h, n, d), cos[start : start + n], -sin[start : start + n])
+        scale = self.adapter.attention_scaling
+        return (out if scale == 1.0 else out / scale**2).view(b, h, n, d)
+
+
+class SinkCacheLayer(DynamicLayer):
+    """One decoder layer's s + w entries. `keys` holds keys un-rotated (unlike DynamicLayer), `values` as is;
+    `window=None` keeps every entry (dense attention with re-assigned positions = plain positions)."""
+
+    is_sliding = False
+
+    def __init__(self, rotary: RotaryTable, sinks: int, window: int | None):
+        super().__init__()
+        self.rotary, self.sinks, self.window = rotary, sinks, window
+
+    @property
+    def capacity(self) -> int | None:
+        return None if self.window is None else self.sinks + self.window
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        """Store the new entries (their keys arrive rotated at positions n..n+q-1), return every entry's key
+        rotated at its cache index, then evict back to C entries."""
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        n = self.get_seq_length()
+        raw = torch.cat([self.keys, self.rotary.unrotate_range(key_states, n)], dim=-2)
+        values = torch.cat([self.values, value_states], dim=-2)
+        # Old keys at their indices; the new ones exactly as the model rotated them (positions n.., see the hook).
+        keys = torch.cat([self.rotary.rotate_range(self.keys, 0), key_states], dim=-2) if n else key_states
+        self.keys, self.values = self._evict(raw, 0), self._evict(values, 0)
+        return keys, values
+
+    def make_room(self, incoming: int) -> None:
+        """Before a chunk of `incoming` tokens: evict the oldest window entries so that each token of the chunk
+        sees at most C cached entries plus itself (as a token decoded alone does)."""
+        if self.capacity is None or self.get_seq_length() == 0:
+            return
+        self.keys, self.values = self._evict(self.keys, incoming - 1), self._evict(self.values, incoming - 1)
+
+    def _evict(self, x: torch.Tensor, extra: int) -> torch.Tensor:
+        """Keep the s sinks and the most recent w - extra window entries."""
+        if self.capacity is None or x.shape[-2] <= self.capacity - extra:
+            return x
+        recent = self.window - extra
+        return torch.cat([x[..., : self.sinks, :], x[..., x.shape[-2] - recent :, :]], dim=-2)
+
+    def get_max_length(self) -> int:
+        return -1 if self.capacity is None else self.capacity
+
+    def crop(self, tokens_to_remove: int) -> None:
+        raise NotImplementedError("a sink cache cannot be cropped: evicted entries are gone")
+
+
+class SinkCache(Cache):
+    """StreamingLLM cache for `model`: `sinks` first entries plus the `window` most recent (window=None: keep
+    everything). Pass it as the forward's cache argument or as `generate(past_key_values=...)`."""
+
+    reassigns_positions = True  # read by the position hook
+
+    def __init__(self, model, sinks: int, window: int | None, adapter: FamilyAdapter | None = None):
+        check_sizes(sinks, window)
+        self.adapter = adapter or adapter_for(model)
+        self.sinks, self.window = sinks, window
+        rotary = RotaryTable(self.adapter)
+        super().__init__(layers=[self.make_layer(rotary) for _ in range(model.config.num_hidden_layers)])
+        install_position_hook(model)
+
+    def make_layer(self, rotary: RotaryTable):
+        return SinkCacheLayer(rotary, self.sinks, self.window)
+
+    @property
+    def capacity(self) -> int | None:
+        return None if self.window is None else self.sinks + self.window
+
+    def positions(self, length: int, device) -> torch.Tensor:
+        """Positions of the next `length` tokens: their cache indices."""
+        start = self.get_seq_length()
+        return torch.arange(start, start + length, device=device)
+
+    def make_room(self, incoming: int) -> None:
+        for layer in self.layers:
+            layer.make_room(incoming)
+
+    def max_chunk(self) -> int:
+        """The largest chunk a prefill may feed now (the cache must hold C + chunk entries during it)."""
+        if self.capacity is None:
+            return 1 << 30
+        return self.window + 1
+
+    def nbytes(self) -> int:
+        """Bytes held by the cached tensors (the constant-memory check)."""
+        return sum(
+            t.numel() * t.element_size()
+            for layer in self.layers
+            if layer.is_initialized
+            for t in (layer.keys, layer.values)
+        )
+
+
+def _query_length(args, kwargs) -> int | None:
+    for name in ("input_ids", "inputs_embeds"):
+        x = kwargs.get(name)
+        if x is not None:
+            return int(x.shape[1])
+    return int(args[0].shape[1]) if args and isinstance(args[0], torch.Tensor) else None
+
+
+def _streaming_positions(module, args, kwargs):
+    """Forward pre-hook: a forward given a sink cache (dynamic or static) sees positions = cache indices (see the
+    module doc)."""
+    cache = kwargs.get("cache", kwargs.get("past_key_values"))
+    if not getattr(cache, "reassigns_positions", False):
+        return None
+    q = _query_length(args, kwargs)
+    if q is None:
+        return None
+    device = module.get_input_embeddings().weight.device
+    pos = cache.positions(q, device)
+    if kwargs.get("position_ids") is not None:
+        kwargs["position_ids"] = pos[None].expand(kwargs["position_ids"].shape[0], -1)
+    if kwargs.get("cache_position") is not None:  # transformers 5.17 derives masks and positions from it
+        kwargs["cache_position"] = pos
+    return args, kwargs
+
+
+def install_position_hook(model) -> None:
+    if not getattr(model, "_sinktrain_position_hook", False):
+        model.register_forward_pre_hook(_streaming_positions, with_kwargs=True)
+        model._sinktrain_position_hook = True

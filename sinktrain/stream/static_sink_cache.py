@@ -1,0 +1,103 @@
+"""The sink cache in fixed-size buffers, so a decode step has the same shapes every time (what CUDA graphs
+and `torch.compile` need): `StaticSinkCache(model, sinks, window)`.
+
+Each layer holds C + 1 slots (C = s + w): slots 0..s-1 keep the sinks, slots s..C form a ring of w + 1
+window entries in which the next token overwrites the oldest one, which is exactly the eviction of
+`SinkCache`. Keys are stored un-rotated; each step rotates every slot at its position inside the cache:
+a sink at its slot, a window entry at s + (its age rank), so the newest sits at C once the cache is full.
+Attention is order-free apart from its mask, so the ring order needs no reshuffling: while the cache fills,
+slot == position and the causal mask hides the empty slots; once full, every slot is visible. All state
+(the token count) is a tensor updated in place, and the buffers keep their addresses.
+
+Prompts longer than the cache are fed one token at a time once it is full (the ring has no room for a
+chunk); the tokens are the same as `SinkCache` with --prefill-chunk 1.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers.cache_utils import Cache, StaticLayer
+
+from sinktrain.stream.families import FamilyAdapter, adapter_for
+from sinktrain.stream.sink_cache import RotaryTable, check_sizes, install_position_hook
+
+
+class StaticSinkCacheLayer(StaticLayer):
+    """`keys`/`values`: [batch, kv_heads, C + 1, head_dim]; `cumulative_length`: tokens fed so far."""
+
+    def __init__(self, rotary: RotaryTable, sinks: int, window: int):
+        super().__init__(max_cache_len=sinks + window + 1)
+        self.rotary, self.sinks, self.window = rotary, sinks, window
+        self.capacity = sinks + window
+
+    def _slots(self, stamps: torch.Tensor) -> torch.Tensor:
+        """Slot of the token with absolute index `stamps` (sinks keep theirs, the window wraps)."""
+        s, ring = self.sinks, self.window + 1
+        return torch.where(stamps < s, stamps, s + (stamps - s) % ring)
+
+    def _positions(self, fed: torch.Tensor) -> torch.Tensor:
+        """Position inside the cache of every slot once `fed` tokens are in (empty slots: clamped, masked)."""
+        s, ring, slots = self.sinks, self.window + 1, torch.arange(self.max_cache_len, device=self.device)
+        newest = fed - 1
+        # The stamp each window slot holds: the latest stamp <= newest that maps to that slot.
+        stamp = newest - (newest - s - (slots - s)) % ring
+        pos = stamp - torch.clamp(newest - self.capacity, min=0)
+        return torch.where(slots < s, slots, pos).clamp(min=0)
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+            self.rotary.table(self.max_cache_len, key_states)
+        q = key_states.shape[-2]
+        fed = self.cumulative_length
+        if q > 1 and int(fed) + q > self.max_cache_len:
+            raise RuntimeError("a static sink cache takes multi-token chunks only until it is full; feed the rest "
+                               "one token at a time")
+        start = torch.clamp(fed, max=self.capacity)  # the positions the model rotated the new keys at
+        cos, sin = self.rotary.table(self.max_cache_len, key_states)
+        new_pos = start + torch.arange(q, device=self.device)
+        b, h, _, d = key_states.shape
+        raw = self.rotary.adapter.apply_rotary(key_states.reshape(b * h, q, d), cos[new_pos], -sin[new_pos])
+        raw = raw.view(b, h, q, d) / self.rotary.adapter.attention_scaling**2
+        slots = self._slots(fed + torch.arange(q, device=self.device))
+        self.keys.index_copy_(2, slots, raw)
+        self.values.index_copy_(2, slots, value_states)
+        self.cumulative_length.add_(q)
+        return self.rotary.rotate(self.keys, self._positions(self.cumulative_length), self.max_cache_len), self.values
+
+    def get_seq_length(self):
+        """Entries the cache holds (<= C): the next token's position."""
+        return torch.clamp(self.cumulative_length, max=self.capacity) if self.is_initialized else 0
+
+    def crop(self, tokens_to_remove: int) -> None:
+        raise NotImplementedError("a sink cache cannot be cropped: evicted entries are gone")
+
+
+class StaticSinkCache(Cache):
+    """Ring-buffer StreamingLLM cache: `sinks` + `window` entries in C + 1 fixed slots per layer."""
+
+    reassigns_positions = True  # read by the position hook
+
+    def __init__(self, model, sinks: int, window: int, adapter: FamilyAdapter | None = None):
+        check_sizes(sinks, window)
+        self.adapter = adapter or adapter_for(model)
+        self.sinks, self.window, self.capacity = sinks, window, sinks + window
+        rotary = RotaryTable(self.adapter)
+        super().__init__(layers=[StaticSinkCacheLayer(rotary, sinks, window)
+                                 for _ in range(model.config.num_hidden_layers)])
+        install_position_hook(model)
+
+    def positions(self, length: int, device) -> torch.Tensor:
+        return torch.arange(length, device=device) + self.get_seq_length()  # a tensor: no host read
+
+    def max_chunk(self) -> int:
+        """Only what fits before the ring wraps (at least one token)."""
+        return max(1, self.capacity + 1 - int(self.get_seq_length()))
+
+    def make_room(self, incoming: int) -> None:
+        if incoming > self.max_chunk():
+            raise RuntimeError(f"a full static sink cache takes one token at a time, not {incoming}")
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for layer in self.layers if layer.is_initialized
+                   for t in (layer.keys, layer.values))

@@ -1,0 +1,140 @@
+"""The generation cache against the exact block-parallel evaluator, the static ring against the dynamic cache,
+and `model.generate(past_key_values=SinkCache(...))` against sinktrain's own decode loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import DynamicCache
+from family_helpers import family_model
+from stream_helpers import tiny
+
+from sinktrain.generate.decode import Decoder, Sampler
+from sinktrain.stream import parallel_nll, reference_nll
+from sinktrain.stream.model_info import cache_kwarg
+from sinktrain.stream.sink_cache import SinkCache
+from sinktrain.stream.static_sink_cache import StaticSinkCache
+
+TOL = 1e-5  # max |ΔNLL| in fp32 over every token: one wrong token must fail
+
+
+def random_tokens(n: int, vocab: int, seed: int = 0) -> np.ndarray:
+    return torch.randint(0, vocab, (n,), generator=torch.Generator().manual_seed(seed)).numpy()
+
+
+def model_for(kind: str):
+    if kind == "llama":
+        return family_model("llama-gqa-tied", seed=1)
+    model = tiny("token" if kind == "token" else kind, seed=3, **({"num_tokens": 1} if kind == "token" else {}))
+    if kind == "logit":  # learned sink logits that differ per head and layer
+        with torch.no_grad():
+            for layer in model.gpt_neox.layers:
+                layer.attention.sink_logit.normal_(0.0, 2.0)
+    return model
+
+
+KINDS = ["none", "token", "softmax1", "logit", "llama"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_teacher_forced_through_both_caches_equals_parallel(kind):
+    """Token by token through SinkCache and StaticSinkCache: per-token NLL == stream-eval --mode parallel."""
+    model = model_for(kind)
+    stream = random_tokens(75, 500)
+    window = 12
+    for sinks in (0, 1, 4):
+        par = parallel_nll(model, stream, sinks, window, block_size=29)
+        dyn = reference_nll(model, stream, sinks, window, cache=SinkCache(model, sinks, window))
+        ring = reference_nll(model, stream, sinks, window, cache=StaticSinkCache(model, sinks, window))
+        assert np.abs(dyn - par).max() <= TOL, (kind, sinks)
+        assert np.abs(ring - par).max() <= TOL, (kind, sinks)
+        # 60 evictions must have changed the numbers, or the agreement says nothing about them.
+        assert np.abs(par - parallel_nll(model, stream, 0, None)).mean() > 1e-3
+
+
+@pytest.mark.parametrize("kind", ["none", "token", "softmax1", "llama"])
+def test_static_ring_generates_the_same_tokens(kind):
+    model = model_for(kind)
+    prompt = random_tokens(9, 500, seed=2).tolist()
+    sinks, window, n = 2, 13, 70  # the ring wraps four times
+    dyn = list(Decoder(model, SinkCache(model, sinks, window)).stream(prompt, n, Sampler()))
+    ring = list(Decoder(model, StaticSinkCache(model, sinks, window)).stream(prompt, n, Sampler()))
+    assert dyn == ring
+    assert len(set(dyn)) > 3  # not a degenerate repetition of one token
+
+
+@pytest.mark.parametrize("kind", ["none", "softmax1", "logit", "llama"])
+def test_hf_generate_with_the_cache_equals_the_decode_loop(kind):
+    """model.generate(past_key_values=SinkCache) past the cache size gives sinktrain's tokens; a dense
+    DynamicCache run diverges once eviction starts (so the cache is really used)."""
+    model = model_for(kind)
+    prompt = random_tokens(10, 500, seed=4).tolist()
+    n = 50
+    ours = list(Decoder(model, SinkCache(model, 2, 14)).stream(prompt, n, Sampler()))
+    logits = {}
+    for cache in (SinkCache(model, 2, 14), StaticSinkCache(model, 2, 14), DynamicCache(config=model.config)):
+        out = model.generate(torch.tensor([prompt]), **{cache_kwarg(model): cache}, max_new_tokens=n,
+                             min_new_tokens=n, do_sample=False, use_cache=True, output_logits=True,
+                             return_dict_in_generate=True)
+        logits[type(cache).__name__] = torch.stack(out.logits)
+        if not isinstance(cache, DynamicCache):
+            assert out.sequences[0, len(prompt):].tolist() == ours, type(cache).__name__
+    # Dense attention differs once eviction starts (token 17 on), so the sink cache was really used.
+    assert (logits["SinkCache"][20:] - logits["DynamicCache"][20:]).abs().max() > 1e-3
+    assert torch.allclose(logits["SinkCache"][:5], logits["DynamicCache"][:5], atol=1e-4)
+
+
+def test_chunked_prefill_within_the_cache_is_exact_and_overflow_evicts():
+    model = model_for("llama")
+    prompt = random_tokens(60, 500, seed=6).tolist()
+    sinks, window = 2, 20
+    # Token by token (chunk 1) == the evaluator's reference mode on the same tokens.
+    one = Decoder(model, SinkCache(model, sinks, window), prefill_chunk=1)
+    logits = one.forward(prompt)
+    ref_cache = SinkCache(model, sinks, window)
+    reference_nll(model, np.asarray(prompt + [0]), sinks, window, cache=ref_cache)
+    assert one.cache.get_seq_length() == sinks + window == ref_cache.get_seq_length()
+    for a, b in zip(one.cache.layers, ref_cache.layers):
+        assert torch.allclose(a.keys, b.keys, atol=1e-6) and torch.allclose(a.values, b.values, atol=1e-6)
+    # Chunks of 8 past the cache: the cache stays at C entries and the prediction stays close.
+    eight = Decoder(model, SinkCache(model, sinks, window), prefill_chunk=8)
+    logits8 = eight.forward(prompt)
+    assert eight.cache.get_seq_length() == sinks + window
+    assert int(logits8.argmax()) == int(logits.argmax()) or torch.allclose(logits8, logits, atol=0.5)
+
+
+def test_memory_is_constant_after_the_cache_fills():
+    model = model_for("none")
+    decoder = Decoder(model, SinkCache(model, 4, 28))
+    sizes = {}
+    for i, _ in enumerate(decoder.stream([1, 2, 3], 400, Sampler(temperature=1.0, seed=1)), start=1):
+        if i in (40, 400):
+            sizes[i] = (decoder.cache.nbytes(), decoder.cache.get_seq_length())
+    layer = decoder.cache.layers[0]
+    per_entry = layer.keys[..., :1, :].numel() * layer.keys.element_size() * 2 * len(decoder.cache.layers)
+    assert sizes[40] == sizes[400] == (32 * per_entry, 32)
+
+
+def test_bad_cache_sizes_are_refused_in_one_line():
+    model = model_for("none")
+    with pytest.raises(ValueError, match="must be larger than the sink count"):
+        SinkCache(model, 4, 0)
+    with pytest.raises(ValueError, match="--sinks must be >= 0"):
+        StaticSinkCache(model, -1, 8)
+
+
+def test_static_decode_step_traces_without_graph_breaks():
+    """What CUDA graphs / torch.compile need: a decode step through a full ring is traced by dynamo with no
+    graph break (the position hook is traced on its own, then the whole forward as one graph)."""
+    model = model_for("none")
+    cache = StaticSinkCache(model, 2, 14)
+    kw = {cache_kwarg(model): cache}
+    with torch.no_grad():
+        for t in range(20):  # past the ring's first wrap
+            model(input_ids=torch.tensor([[t + 5]]), use_cache=True, **kw)
+        try:
+            ex = torch._dynamo.explain(model)(input_ids=torch.tensor([[7]]), use_cache=True, **kw)
+        finally:
+            torch._dynamo.reset()
+    assert not ex.break_reasons and ex.graph_count <= 2, ex.break_reasons
