@@ -10,7 +10,7 @@ Both score sets go through one softmax. We do it with one SDPA call by widening 
 [q_rot@t, q_rot@p(t), q_pass], a band key [k_rot@u, 0, k_pass], a sink key [0, k_rot@j, k_pass]; the dot
 product then is the right score for either kind of key. softmax1 / logit models get one more key (all zeros,
 zero value) whose additive mask carries their extra logit (0, or the learned per-head `sink_logit`).
-Grouped-query attention passes through SDPA's `enable_gqa`.
+Grouped-query attention repeats each K/V head for its group of query heads.
 
 A token's K/V at layer l depend only on its own K(t), so computing the stream layer by layer, block of queries
 by block, reproduces the KV cache exactly. Memory stays bounded: per layer we keep the s sink K/V and the
@@ -49,7 +49,6 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
     s, w = sinks, window
     capacity = s + w
     H, KV, D, r = ad.num_heads, ad.num_kv_heads, ad.head_dim, ad.rotary_dim
-    gqa = {"enable_gqa": True} if KV != H else {}
     kind = ad.softmax_sink_kind()
     layers = ad.layers
     scales = [ad.attention_scale(layer) for layer in layers]
@@ -110,9 +109,15 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
                 if kind == "logit":
                     layer_mask = mask.expand(1, H, -1, -1).clone()
                     layer_mask[..., -1] = ad.sink_logit(layer).to(dtype)[None, :, None]
+            # SDPA's fast kernels want as many K/V heads as query heads and one head dim for q, k and v;
+            # otherwise it falls back to its slow path (2x slower on CPU): repeat K/V per group (HF's
+            # repeat_kv order) and zero-pad V to the widened dim, then drop the padding.
+            if KV != H:
+                keys, values = keys.repeat_interleave(H // KV, dim=1), values.repeat_interleave(H // KV, dim=1)
+            values = F.pad(values, (0, query.shape[-1] - D))
             out = F.scaled_dot_product_attention(query.transpose(0, 1)[None], keys.transpose(0, 1)[None],
                                                  values.transpose(0, 1)[None], attn_mask=layer_mask,
-                                                 scale=scales[li], **gqa)[0]
+                                                 scale=scales[li])[0, ..., :D]
             x = ad.residual(layer, x, out.transpose(0, 1).reshape(n_q, H * D))
             # Keep the last w non-sink tokens' K/V for the next block.
             keep_from = max(min(s, b), b - w)
