@@ -50,10 +50,8 @@ def warn(msg: str) -> None:
 class ModelPlan:
     """One model, checked and ready to stream: where it comes from and what it will read."""
 
-    spec: str
     name: str
     source: ModelSource
-    tokenizer: object
     prefix: list[int]  # prepended to the text: sink tokens, then BOS if asked for
     text: object  # LongText, in this model's tokenization
 
@@ -139,7 +137,7 @@ def plan(cfg: StreamEvalConfig, longest: int) -> list[ModelPlan]:
         if trained and longest + len(prefix) > trained:
             warn(f"{spec}: the cache ({longest} tokens) exceeds the {trained} positions the model was trained on; "
                  f"its perplexity there measures extrapolation")
-        plans.append(ModelPlan(spec, name, source, tok, prefix, text))
+        plans.append(ModelPlan(name, source, prefix, text))
     return plans
 
 

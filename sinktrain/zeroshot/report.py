@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sinktrain.util.tables import markdown_table as markdown_table_of
 from sinktrain.zeroshot.tasks import TASKS
 
 UNAVAILABLE = "not available offline"
@@ -18,11 +19,10 @@ def markdown_table(results: dict, splits: dict | None = None, limit: int | None 
     """results: {model: {task: {"acc", "acc_norm", "n"}}}; splits: {task: split scored} for the notes."""
     models = list(results)
     tasks = [t for t in TASKS if any(t in per_model for per_model in results.values())]
-    lines = ["| task | n | " + " | ".join(models) + " |", "|---" * (len(models) + 2) + "|"]
+    rows = []
     for t in tasks:
         ns = sorted({results[m][t]["n"] for m in models if t in results[m] and results[m][t].get("acc") is not None})
-        n = "/".join(map(str, ns)) or "-"
-        lines.append(f"| {TASKS[t].label} | {n} | " + " | ".join(cell(results[m].get(t)) for m in models) + " |")
+        rows.append([TASKS[t].label, "/".join(map(str, ns)) or "-", *(cell(results[m].get(t)) for m in models)])
     notes = ["Zero-shot accuracy in % (lm-evaluation-harness tasks and metrics); in parentheses the "
              "length-normalized accuracy (acc_norm) where the task defines it. n: examples scored."]
     if limit:
@@ -32,4 +32,4 @@ def markdown_table(results: dict, splits: dict | None = None, limit: int | None 
     if moved:
         notes.append(f"{', '.join(moved)}: scored on the validation split of the local copies (lm-eval scores "
                      f"the test split when it downloads the data).")
-    return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
+    return markdown_table_of(["task", "n", *models], rows) + "\n\n" + "\n".join(notes) + "\n"
