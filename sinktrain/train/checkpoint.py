@@ -13,7 +13,7 @@ its tensors allowed. A file that needs anything else is refused (`UnsafeCheckpoi
 that cannot be read at all, e.g. truncated by a full disk, is `UnreadableCheckpointError`.
 
 This module only reads checkpoints (no Lightning import, so later stages load it cheaply); the callback that
-writes them is `checkpoint_callback.StepCheckpoint`.
+writes them is `checkpoint_saver.CheckpointSaver`.
 """
 
 from __future__ import annotations
@@ -169,7 +169,9 @@ def load_checkpoint_weights(ckpt_path: str | Path) -> tuple[dict[str, torch.Tens
     """
     ckpt = Path(ckpt_path)
     meta = verify_checkpoint(ckpt)  # before DeepSpeed's converter, which unpickles with weights_only=False
-    if meta["kind"] == "deepspeed":
+    if meta["kind"] == "deepspeed" and _bf16_optimizer_files(ckpt):
+        raw = _bf16_optimizer_fp32_weights(ckpt)
+    elif meta["kind"] == "deepspeed":
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
         raw = get_fp32_state_dict_from_zero_checkpoint(str(ckpt), tag=DEEPSPEED_TAG)
@@ -185,6 +187,37 @@ def load_checkpoint_weights(ckpt_path: str | Path) -> tuple[dict[str, torch.Tens
     state = {k: weights[k].detach().to("cpu", torch.float32) if weights[k].is_floating_point() else weights[k]
              for k in keys}
     return state, {"step": meta["step"], "tokens_seen": meta["tokens_seen"], "config": meta["config"]}
+
+
+def _bf16_optimizer_files(ckpt: Path) -> list[Path]:
+    """DeepSpeed's BF16_Optimizer shards (ZeRO-1 with bf16 weights and fp32 gradient accumulation), rank order."""
+    files = (Path(ckpt) / DEEPSPEED_TAG).glob("bf16_zero_pp_rank_*_mp_rank_00_optim_states.pt")
+    return sorted(files, key=lambda f: int(f.name.split("_")[4]))
+
+
+def _bf16_optimizer_fp32_weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    """The fp32 master weights of a BF16_Optimizer checkpoint, which DeepSpeed's zero_to_fp32 does not read
+    ("is not a zero checkpoint"). Each parameter group is one flat fp32 tensor split evenly over the ranks
+    (the last rank's share padded at its end); the parameters lie in it in the order of the model file's
+    `param_shapes`, the same layout zero_to_fp32 walks for ZeRO-1/2."""
+    folder = Path(ckpt) / DEEPSPEED_TAG
+    shards = [safe_load(f)["optimizer_state_dict"] for f in _bf16_optimizer_files(ckpt)]
+    model_file = safe_load(folder / "mp_rank_00_model_states.pt")
+    weights: dict[str, torch.Tensor] = {}
+    for group, shapes in enumerate(model_file["param_shapes"]):
+        flat = torch.cat([shard["single_partition_of_fp32_groups"][group] for shard in shards])
+        offset = 0
+        for name, shape in shapes.items():
+            n = int(torch.Size(shape).numel())
+            weights[name] = flat[offset: offset + n].view(shape).clone()
+            offset += n
+        if offset + int(shards[-1]["group_paddings"][group]) != flat.numel():
+            raise UnreadableCheckpointError(
+                f"checkpoint {str(ckpt)!r}: parameter group {group} holds {flat.numel()} values but its parameters "
+                f"need {offset}; the optimizer shards do not belong to this model file")
+    for name, tensor in model_file["module"].items():  # buffers, and anything frozen, as the model file has them
+        weights.setdefault(name, tensor)
+    return weights
 
 
 def remove_partial_checkpoints(run_dir: str | Path) -> list[Path]:

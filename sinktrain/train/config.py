@@ -29,7 +29,8 @@ from sinktrain.config_io import (
 from sinktrain.model import ModelConfig
 
 STRATEGIES = ("single", "ddp", "deepspeed")
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
+FUSED_LOSSES = ("off", "chunked", "liger", "auto")
 OPTIMIZER_IMPLS = ("auto", "torch", "fused_adam")
 
 
@@ -79,7 +80,8 @@ class TrainerConfig:
     zero_stage: Annotated[int, Range(ge=1, le=2)] = 1
     """DeepSpeed only: ZeRO stage 1 or 2."""
     precision: str = "32-true"
-    """32-true | bf16-mixed | 16-mixed (fp16, dynamic loss scale) | bf16-true."""
+    """32-true | bf16-mixed | 16-mixed (fp16, dynamic loss scale) | bf16-true | auto (bf16-mixed on a GPU that
+    has bf16, else 16-mixed on a GPU, 32-true on CPU)."""
     initial_loss_scale_power: NonNegativeInt = 12
     """fp16 only: initial dynamic loss scale 2^k (Pythia: 12)."""
     accelerator: str = "auto"
@@ -104,6 +106,27 @@ class TrainerConfig:
     """Show Lightning's progress bar."""
     deterministic: bool = False
     """torch.use_deterministic_algorithms (CPU runs are deterministic anyway)."""
+
+
+@configclass("speed")
+class SpeedConfig:
+    """Speed levers. Each is a switch; tests/train/test_levers.py checks each gives the plain path's loss and
+    gradients. docs/train.md has the measured effect of each (benchmarks/train_throughput.py)."""
+
+    compile: bool = False
+    """torch.compile the model (nn.Module.compile: parameter names, checkpoints and exports are unchanged)."""
+    fused_loss: str = "off"
+    """Cross-entropy without the [tokens x vocab] fp32 logits: off | chunked (torch, any device) | liger
+    (liger-kernel, CUDA) | auto (liger when installed on CUDA, else chunked)."""
+    loss_chunk_tokens: PositiveInt = 4096
+    """Tokens per chunk of the chunked fused loss (memory ~ chunk x vocab x 4 bytes)."""
+    activation_checkpointing: bool = False
+    """Recompute each layer's activations in backward (less memory, ~1/3 more compute): room for a larger
+    micro-batch."""
+    loader_workers: NonNegativeInt | None = None
+    """DataLoader worker processes; None: 2 on GPU, 0 on CPU (the batches are memory-mapped slices)."""
+    prefetch_factor: PositiveInt = 4
+    """Batches each worker keeps ready (with loader_workers > 0)."""
 
 
 @configclass("checkpoint")
@@ -138,6 +161,8 @@ class TrainConfig:
     """Warmup + cosine learning-rate schedule."""
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     """Strategy, precision, batch geometry, loop lengths."""
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
+    """Speed levers: compile, fused loss, activation checkpointing, data loading."""
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     """Checkpoint frequency and retention."""
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -160,6 +185,9 @@ class TrainConfig:
             raise ValueError(f"trainer.strategy {t.strategy!r} is unknown; choose one of {', '.join(STRATEGIES)}")
         if t.precision not in PRECISIONS:
             raise ValueError(f"trainer.precision {t.precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
+        if self.speed.fused_loss not in FUSED_LOSSES:
+            raise ValueError(
+                f"speed.fused_loss {self.speed.fused_loss!r} is unknown; choose one of {', '.join(FUSED_LOSSES)}")
         if self.optim.impl not in OPTIMIZER_IMPLS:
             raise ValueError(f"optim.impl {self.optim.impl!r} is unknown; choose one of {', '.join(OPTIMIZER_IMPLS)}")
         if t.global_batch_size % t.micro_batch_size:

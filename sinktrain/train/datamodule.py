@@ -112,7 +112,14 @@ class TokenDataModule(pl.LightningDataModule):
         )
         # Read when iteration starts: by then Lightning has restored global_step from the checkpoint.
         sampler = StepSampler(lambda: self.trainer.global_step, t.max_steps, self.accum)
-        return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0)
+        # Workers read and pin the next micro-batches while the GPU computes; the order stays the sampler's.
+        from sinktrain.train.strategy import on_gpu
+
+        gpu = on_gpu(self.cfg)
+        workers = self.cfg.speed.loader_workers
+        workers = (2 if gpu else 0) if workers is None else workers
+        extra = dict(prefetch_factor=self.cfg.speed.prefetch_factor, persistent_workers=True) if workers else {}
+        return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=workers, pin_memory=gpu, **extra)
 
     def val_batches(self) -> list[torch.Tensor]:
         """This rank's fixed validation micro-batches (the same every time; measured by TrainingMonitor)."""

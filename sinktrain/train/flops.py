@@ -12,17 +12,6 @@ from __future__ import annotations
 
 from sinktrain.model import ModelConfig
 
-# Dense bf16/fp16 tensor-core peaks in TFLOP/s, matched by substring of torch.cuda.get_device_name().
-PEAK_TFLOPS = {
-    "H200": 989.0,
-    "H100": 989.0,
-    "A100": 312.0,
-    "A6000": 154.8,
-    "L40S": 362.0,
-    "A10G": 125.0,
-    "V100": 125.0,
-}
-
 
 def nonembedding_params(cfg: ModelConfig) -> int:
     """Parameters in the transformer blocks and final norm (Pythia's convention: both embeddings excluded)."""
@@ -39,25 +28,46 @@ def nonembedding_params(cfg: ModelConfig) -> int:
     return L * per_layer + 2 * d + sink_logits
 
 
+def total_params(cfg: ModelConfig) -> int:
+    """All parameters: the blocks plus the input embedding and the (untied) output head."""
+    return nonembedding_params(cfg) + 2 * cfg.arch.vocab_size * cfg.arch.hidden_size
+
+
 def flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> float:
     a = cfg.arch
     t = seq_len or cfg.seq_len
     return 6.0 * nonembedding_params(cfg) + 6.0 * a.hidden_size * a.vocab_size + 12.0 * a.num_layers * a.hidden_size * t
 
 
-def device_peak_tflops(override: float | None = None) -> float | None:
-    """Per-device peak: the override, else the table entry for this CUDA device, else None (CPU, unknown GPU)."""
+def compute_dtype(precision: str):
+    """The matmul dtype a Lightning precision string trains in (what the device's peak depends on)."""
+    import torch
+
+    if precision.startswith("bf16"):
+        return torch.bfloat16
+    if precision.startswith("16"):
+        return torch.float16
+    return torch.float32
+
+
+def device_peak_tflops(override: float | None = None, precision: str = "bf16-mixed") -> float | None:
+    """Per-device dense peak TFLOP/s for `precision`: the override, else Lightning's table
+    (`get_available_flops`, which tells H100 SXM from PCIe and fp32 from tf32), else None (CPU, or a GPU
+    name the table does not know, e.g. a bare "NVIDIA H200": then set logging.peak_tflops)."""
     if override:
         return float(override)
     import torch
 
     if not torch.cuda.is_available():
         return None
-    name = torch.cuda.get_device_name()
-    for key, peak in PEAK_TFLOPS.items():
-        if key in name:
-            return peak
-    return None
+    import warnings
+
+    from lightning.fabric.utilities.throughput import get_available_flops
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "FLOPs not found for ...": we return None and say so in the docs
+        flops = get_available_flops(torch.device("cuda", torch.cuda.current_device()), compute_dtype(precision))
+    return flops / 1e12 if flops else None
 
 
 def mfu(tokens_per_s: float, flops_token: float, devices: int, peak_tflops: float | None) -> float | None:

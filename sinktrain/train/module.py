@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 import warnings
+from dataclasses import dataclass
+from typing import Callable
 
 import lightning.pytorch as pl
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from sinktrain.model import build_model, lm_labels, prepend_sink_tokens
+from sinktrain.train.checkpoint_saver import CheckpointSaver
 from sinktrain.train.config import TrainConfig
+from sinktrain.train.loss import causal_lm_loss
+from sinktrain.train.metrics import MetricsLog, Throughput, probe_sink_score, validation_loss
 
 
 class WarmupCosine:
@@ -59,44 +65,172 @@ def make_optimizer(groups: list[dict], cfg: TrainConfig, on_cuda: bool) -> torch
     return torch.optim.AdamW(groups, fused=True if on_cuda else None, **kw)
 
 
+@dataclass
+class StepState:
+    """What one optimizer step accumulates over its micro-batches; reset when the step ends."""
+
+    loss_sum: torch.Tensor | None = None  # on the device: no host sync per micro-batch
+    micro_batches: int = 0
+    lr: float | None = None  # the learning rate this step uses (a Python float in the param group: no sync)
+    grad_norm: torch.Tensor | None = None  # only on steps that log it
+
+
+@dataclass
+class RunHooks:
+    """What the end of a step writes to, for a run with a run directory (train() builds it)."""
+
+    metrics: MetricsLog
+    checkpoints: CheckpointSaver
+    val_batches: Callable[[], list]  # -> this rank's fixed validation micro-batches
+    probe_batch: Callable[[], torch.Tensor]  # -> the fixed sink-probe batch of text tokens
+    tokens_per_step: int  # G × seq_len, sinks included: throughput and MFU
+    text_tokens_per_step: int  # G × sample_len: tokens_seen
+    flops_per_token: float
+    peak_tflops: float | None
+
+
 class SinkLM(pl.LightningModule):
-    def __init__(self, cfg: TrainConfig):
+    """The model, its loss, and one optimizer step from first micro-batch to checkpoint, in the order it runs:
+
+        training_step             forward + loss of one micro-batch; Lightning (or DeepSpeed) runs backward
+        on_before_optimizer_step  after the last micro-batch: the gradient norm, on steps that log it
+        (Lightning / DeepSpeed)   clip to optim.grad_clip, optimizer step, LR schedule step
+        on_train_batch_end        the step is done: finite check -> metrics row -> validation -> sink probe
+                                  -> checkpoint (in this order, so a checkpoint and its step's row agree)
+
+    The per-step state has one owner, `self.step` (StepState); `self.hooks` (RunHooks) is where the end of a
+    step writes. Without hooks (tests, benchmarks of the bare step) the module only trains.
+    """
+
+    def __init__(self, cfg: TrainConfig, hooks: RunHooks | None = None):
         super().__init__()
         self.cfg = cfg
+        self.hooks = hooks
         self.model = build_model(cfg.model, seed=cfg.seed)
         self.sink_ids = cfg.model.sink_token_ids
         self.num_sink = cfg.model.num_sink_tokens
-        # Per optimizer step, read by the metrics callback: local micro-batch losses, the lr used, grad norm.
-        self.step_loss_sum = torch.zeros(())
-        self.step_micro_batches = 0
-        self.step_lr: float | None = None
-        self.last_grad_norm: float | None = None
+        if cfg.speed.activation_checkpointing:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # The compiled training loss is a function, not a submodule: parameter names (and so checkpoints and
+        # exports) stay those of the plain model, and validation / the probe run the plain model.
+        self._train_loss = torch.compile(self.loss) if cfg.speed.compile else self.loss
+        self.step = StepState()
+        self.nonfinite: tuple[int, float] | None = None  # (step, loss) when training was stopped
 
-    # --- batches -------------------------------------------------------------------------------------
+    # --- batches and loss -----------------------------------------------------------------------------
     def inputs_and_labels(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         input_ids = prepend_sink_tokens(tokens, self.sink_ids)
         return input_ids, lm_labels(input_ids, self.num_sink)
 
+    def loss(self, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        s = self.cfg.speed
+        return causal_lm_loss(self.model, input_ids, labels, impl=s.fused_loss, chunk_tokens=s.loss_chunk_tokens)
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The plain model's loss on text tokens (validation)."""
         input_ids, labels = self.inputs_and_labels(tokens)
         return self.model(input_ids=input_ids, labels=labels, use_cache=False).loss
 
+    # --- one optimizer step ---------------------------------------------------------------------------
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        if self.step_micro_batches == 0:
-            self.step_lr = float(self.trainer.optimizers[0].param_groups[0]["lr"])
-            self.step_loss_sum = torch.zeros((), device=self.device)
-        loss = self(batch)
-        self.step_loss_sum = self.step_loss_sum + loss.detach().float()
-        self.step_micro_batches += 1
-        self.log("loss", loss.detach(), prog_bar=True, logger=False, on_step=True, on_epoch=False)
+        if self.step.micro_batches == 0:
+            self.step.lr = float(self.trainer.optimizers[0].param_groups[0]["lr"])
+        loss = self._train_loss(*self.inputs_and_labels(batch))
+        detached = loss.detach().float()
+        self.step.loss_sum = detached if self.step.loss_sum is None else self.step.loss_sum + detached
+        self.step.micro_batches += 1
         return loss
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        # DDP / single: gradients are complete (all-reduced, unscaled) here, before clipping.
-        # Under DeepSpeed they live in the ZeRO buffers; the callback asks the engine instead.
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        if grads:
-            self.last_grad_norm = float(torch.nn.utils.get_total_norm(grads, 2.0))
+        # DDP / single: called once per optimizer step, with the gradients complete (all-reduced, unscaled) and
+        # not yet clipped. DeepSpeed calls it on every micro-batch and keeps the gradients in its ZeRO buffers;
+        # its engine reports the norm itself (_grad_norm).
+        if self.cfg.trainer.strategy != "deepspeed" and self._logs(self.trainer.global_step + 1):
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            self.step.grad_norm = torch.nn.utils.get_total_norm(grads, 2.0) if grads else None
+
+    def on_train_start(self) -> None:
+        self._restore_schedule()
+        self._seen_step = self.trainer.global_step
+        self.throughput = Throughput(self.device)
+        if self.hooks is None:
+            return
+        if self.trainer.global_step > 0:  # resumed: this step's checkpoint exists already
+            self.hooks.checkpoints.saved_step = self.trainer.global_step
+        elif self.cfg.logging.sink_score_every:  # the sink score of the initialisation, for reference
+            self.hooks.metrics.write({"step": 0, "sink_score": self._probe()})
+        self.throughput.start()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        step = self.trainer.global_step
+        if step == self._seen_step:  # a micro-batch inside gradient accumulation
+            return
+        self._seen_step = step
+        self.throughput.step_done()
+        state, self.step = self.step, StepState()
+        if self.hooks is None:
+            return
+        h, last = self.hooks, step >= self.trainer.max_steps
+        # `time` is when the step ended: a throughput check against it must leave out validation, the probe
+        # and checkpoints that follow a row (tokens_per_s leaves them out too).
+        row = {"step": step, "time": round(time.time(), 3)}
+        log, checkpoint = self._logs(step), h.checkpoints.due(step, self.trainer.max_steps)
+        if log or checkpoint:  # the only per-step host syncs: the loss is reduced over ranks here
+            loss = self._mean_loss(state)
+            if not math.isfinite(loss):
+                # Every rank sees the same reduced loss, so all stop together; no checkpoint of these weights.
+                self.nonfinite = (step, loss)
+                self.trainer.should_stop = True
+                return
+        if log:
+            tps = self.throughput.tokens_per_s(h.tokens_per_step)
+            row.update(loss=loss, lr=state.lr, grad_norm=self._grad_norm(state),
+                       tokens_seen=step * h.text_tokens_per_step, tokens_per_s=tps)
+            if tps is not None and h.peak_tflops:
+                row["mfu"] = tps * h.flops_per_token / (self.trainer.world_size * h.peak_tflops * 1e12)
+            self.log("loss", loss, prog_bar=True, logger=False)
+        val_every = self.cfg.trainer.val_every if self.cfg.trainer.val_batches else 0
+        if val_every and (step % val_every == 0 or last):
+            with self.throughput.paused():
+                row["val_loss"] = validation_loss(self.trainer, self, h.val_batches())
+            self.log("val_loss", row["val_loss"], prog_bar=True, logger=False)
+        if self.cfg.logging.sink_score_every and step % self.cfg.logging.sink_score_every == 0:
+            with self.throughput.paused():
+                row["sink_score"] = self._probe()
+        if len(row) > 2:
+            h.metrics.write(row)
+        if checkpoint:
+            with self.throughput.paused():
+                h.checkpoints.save(self.trainer, step)
+
+    def on_train_end(self) -> None:
+        # The last step is normally saved at its end already; this catches any other clean stop.
+        step, saver = self.trainer.global_step, self.hooks.checkpoints if self.hooks else None
+        if saver and saver.every and step > 0 and self.nonfinite is None and saver.saved_step != step:
+            saver.save(self.trainer, step)
+
+    # --- step helpers ---------------------------------------------------------------------------------
+    def _logs(self, step: int) -> bool:
+        return step % max(1, self.cfg.trainer.log_every) == 0 or step >= self.trainer.max_steps
+
+    def _mean_loss(self, state: StepState) -> float:
+        """Mean loss of a step over its micro-batches and all ranks (one small all-reduce)."""
+        local = torch.stack([state.loss_sum.reshape(()),
+                             torch.tensor(float(state.micro_batches), device=state.loss_sum.device)])
+        total = self.trainer.strategy.reduce(local, reduce_op="sum")
+        return float(total[0] / total[1])
+
+    def _grad_norm(self, state: StepState) -> float | None:
+        engine = self.trainer.model
+        if hasattr(engine, "get_global_grad_norm"):  # DeepSpeed keeps the gradients in its ZeRO buffers
+            norm = engine.get_global_grad_norm()
+            return None if norm is None else float(norm)
+        return None if state.grad_norm is None else float(state.grad_norm)
+
+    def _probe(self) -> list[float] | None:
+        if not self.trainer.is_global_zero:
+            return None  # the weights are the same on every rank (ZeRO-1/2 shard only optimizer state / grads)
+        return probe_sink_score(self, self.hooks.probe_batch())
 
     # --- optimiser -----------------------------------------------------------------------------------
     def schedule(self) -> WarmupCosine:
@@ -110,7 +244,7 @@ class SinkLM(pl.LightningModule):
         scheduler = LambdaLR(optimizer, self.schedule())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
 
-    def on_train_start(self) -> None:
+    def _restore_schedule(self) -> None:
         # Resuming restored the checkpoint's schedule (LambdaLR saves base_lrs and WarmupCosine's fields). A
         # resumed run follows *this* config's lr, min_lr and length from the restored step on, as config.yaml
         # and run.json record (run.py says what changed). Unchanged values are left alone: resume stays exact.

@@ -18,15 +18,15 @@ import torch
 
 from sinktrain.data import TOKENIZER_DIR, data_tokenizer, manifest_sha256
 from sinktrain.train import checkpoint as ckpt
-from sinktrain.train.checkpoint_callback import StepCheckpoint
+from sinktrain.train.checkpoint_saver import CheckpointSaver
 from sinktrain.train.config import TrainConfig, check_batch_geometry, resolve_topology
 from sinktrain.train.datamodule import TokenDataModule, open_token_datasets
 from sinktrain.train.flops import device_peak_tflops, flops_per_token
-from sinktrain.train.module import SinkLM
-from sinktrain.train.monitor import TrainingMonitor, truncate_metrics
+from sinktrain.train.metrics import MetricsLog, truncate_metrics
+from sinktrain.train.module import RunHooks, SinkLM
 from sinktrain.train.run_dir import (CONFIG_FILE, RUN_FORMAT, RUN_INFO_FILE, announce_fresh_start,
                                      check_run_dir_is_ours, run_dir_lock)
-from sinktrain.train.strategy import build_plugins, build_strategy, on_gpu
+from sinktrain.train.strategy import build_plugins, build_strategy, on_gpu, resolved_precision
 from sinktrain.util.atomic import write_json_atomic, write_yaml_atomic
 from sinktrain.util.errors import UserError
 from sinktrain.util.rank import is_global_rank_zero
@@ -206,23 +206,21 @@ def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, t
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.trainer.deterministic:
         torch.use_deterministic_algorithms(True)
-    module = SinkLM(cfg)
     datamodule = TokenDataModule(cfg, accum, train_tokens, val_tokens)
-    checkpoint_cb = StepCheckpoint(
-        run_dir, cfg.checkpoint.every, cfg.checkpoint.keep_last,
-        meta={"format": ckpt.FORMAT, "kind": _checkpoint_kind(cfg), "config": cfg.to_dict()},
-        tokens_per_step=text_tokens_per_step,
+    trainer = build_trainer(cfg, devices, nodes, accum)
+    hooks = RunHooks(
+        metrics=MetricsLog(run_dir, trainer),
+        checkpoints=CheckpointSaver(
+            run_dir, cfg.checkpoint.every, cfg.checkpoint.keep_last,
+            meta={"format": ckpt.FORMAT, "kind": _checkpoint_kind(cfg), "config": cfg.to_dict()},
+            tokens_per_step=text_tokens_per_step,
+        ),
+        val_batches=datamodule.val_batches, probe_batch=datamodule.probe_batch,
+        tokens_per_step=model_tokens_per_step, text_tokens_per_step=text_tokens_per_step,
+        flops_per_token=model_flops_per_token,
+        peak_tflops=device_peak_tflops(cfg.logging.peak_tflops, resolved_precision(cfg)) if on_gpu(cfg) else None,
     )
-    monitor = TrainingMonitor(
-        run_dir, log_every=max(1, cfg.trainer.log_every), sink_score_every=cfg.logging.sink_score_every,
-        val_every=cfg.trainer.val_every if cfg.trainer.val_batches else 0, val_batches=datamodule.val_batches,
-        probe_batch=datamodule.probe_batch, tokens_per_step=model_tokens_per_step,
-        text_tokens_per_step=text_tokens_per_step,
-        flops_per_token=model_flops_per_token, peak_tflops=device_peak_tflops(cfg.logging.peak_tflops),
-        checkpoint_callback=checkpoint_cb,
-    )
-    # Order matters: the monitor finishes step s (loss, validation, NaN check) before step s is checkpointed.
-    trainer = build_trainer(cfg, devices, nodes, accum, [monitor, checkpoint_cb])
+    module = SinkLM(cfg, hooks)
     with warnings.catch_warnings():
         # Our loader resumes by step (see datamodule.py), which Lightning cannot see; its warnings are moot.
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
@@ -230,8 +228,8 @@ def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, t
         # weights_only: Lightning checkpoints hold tensors and plain data only (verified in resolve_resume).
         trainer.fit(module, datamodule=datamodule, weights_only=True,
                     ckpt_path=str(ckpt.resume_target(resume_from)) if resume_from else None)
-    if monitor.nonfinite is not None:
-        step, loss = monitor.nonfinite
+    if module.nonfinite is not None:
+        step, loss = module.nonfinite
         last = ckpt.latest_checkpoint(run_dir)
         raise LossNotFinite(
             f"training loss became {loss} at step {step}; stopped without checkpointing it. "
@@ -240,7 +238,7 @@ def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, t
     return run_dir
 
 
-def build_trainer(cfg: TrainConfig, devices: int, nodes: int, accum: int, callbacks: list) -> pl.Trainer:
+def build_trainer(cfg: TrainConfig, devices: int, nodes: int, accum: int) -> pl.Trainer:
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from lightning.fabric.plugins.environments import TorchElasticEnvironment
@@ -257,18 +255,17 @@ def build_trainer(cfg: TrainConfig, devices: int, nodes: int, accum: int, callba
         devices=devices,
         num_nodes=nodes,
         strategy=build_strategy(cfg),
-        precision=None if precision_plugin else t.precision,
+        precision=None if precision_plugin else resolved_precision(cfg),
         plugins=plugins or None,
         max_steps=t.max_steps,
         accumulate_grad_batches=accum,
         # DeepSpeed clips inside its engine (gradient_clipping in its config); Lightning clips the others.
         gradient_clip_val=None if deepspeed or not cfg.optim.grad_clip else cfg.optim.grad_clip,
         gradient_clip_algorithm=None if deepspeed else "norm",
-        limit_val_batches=0,  # validation is measured by TrainingMonitor, before the step's checkpoint
+        limit_val_batches=0,  # validation is measured by SinkLM at the step's end, before its checkpoint
         num_sanity_val_steps=0,
         logger=TensorBoardLogger(save_dir=str(cfg.run_dir), name="tb", version="", default_hp_metric=False),
-        callbacks=callbacks,
-        enable_checkpointing=False,  # StepCheckpoint writes atomic, pruned checkpoints instead
+        enable_checkpointing=False,  # CheckpointSaver writes atomic, pruned checkpoints instead
         enable_progress_bar=t.progress_bar,
         enable_model_summary=False,
         log_every_n_steps=max(1, t.log_every),

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sinktrain.train import checkpoint as ckpt
-from sinktrain.train.monitor import METRICS_FILE
+from sinktrain.train.metrics import METRICS_FILE
 
 RUN_FORMAT = "sinktrain-run/1"  # run.json's "format"
 CONFIG_FILE = "config.yaml"

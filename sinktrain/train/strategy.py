@@ -93,23 +93,39 @@ def on_gpu(cfg: TrainConfig) -> bool:
     return cfg.trainer.accelerator == "auto" and torch.cuda.is_available()
 
 
-def build_strategy(cfg: TrainConfig):
-    """The Lightning strategy object for cfg.trainer.strategy (gloo on CPU, nccl on GPU)."""
+def resolved_precision(cfg: TrainConfig) -> str:
+    """trainer.precision with `auto` decided: bf16-mixed on bf16 GPUs (Ampere on), 16-mixed on older GPUs,
+    32-true on CPU."""
+    p = cfg.trainer.precision
+    if p != "auto":
+        return p
+    if not on_gpu(cfg):
+        return "32-true"
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+def deepspeed_bucket_elements(cfg: TrainConfig) -> int:
+    """ZeRO reduce / all-gather bucket: a quarter of the model (at least 1M elements, at most DeepSpeed's
+    5e8 default), so gradients of the last layers are reduced while backward still runs through the first.
+    DeepSpeed's 5e8 default is larger than a whole Pythia-160M (162M parameters): one bucket, no overlap."""
+    from sinktrain.train.flops import total_params
+
+    return int(min(5e8, max(2**20, total_params(cfg.model) // 4)))
+
+
+def deepspeed_config(cfg: TrainConfig) -> dict:
+    """The DeepSpeed config of a run. Gradients are accumulated in fp32 whenever the model computes in
+    bf16/fp16: summing 32 micro-batches (G = 256 on one GPU) in bf16 loses the low bits of every addend.
+    ZeRO-1 then runs DeepSpeed's BF16_Optimizer and ZeRO-2 its fp32 partition buffers."""
     t, o = cfg.trainer, cfg.optim
-    backend = "nccl" if on_gpu(cfg) else "gloo"
-    if t.strategy == "single":
-        device = torch.device("cuda", 0) if on_gpu(cfg) else torch.device("cpu")
-        return SingleDeviceStrategy(device=device)
-    if t.strategy == "ddp":
-        # Every parameter gets a gradient every step, so no unused-parameter search.
-        return DDPStrategy(process_group_backend=backend, find_unused_parameters=False)
-    ds_config = {
+    bucket = deepspeed_bucket_elements(cfg)
+    config = {
         "zero_optimization": {
             "stage": t.zero_stage,
             "overlap_comm": on_gpu(cfg),
             "contiguous_gradients": True,
-            "reduce_bucket_size": 5e8,
-            "allgather_bucket_size": 5e8,
+            "reduce_bucket_size": bucket,
+            "allgather_bucket_size": bucket,
         },
         # The optimizer comes from LightningModule.configure_optimizers (torch AdamW or FusedAdam).
         "zero_allow_untested_optimizer": True,
@@ -118,8 +134,23 @@ def build_strategy(cfg: TrainConfig):
         "steps_per_print": 10**12,  # Lightning logs; keep DeepSpeed quiet
         "wall_clock_breakdown": False,
     }
+    if resolved_precision(cfg) != "32-true":
+        config["data_types"] = {"grad_accum_dtype": "fp32"}
+    return config
+
+
+def build_strategy(cfg: TrainConfig):
+    """The Lightning strategy object for cfg.trainer.strategy (gloo on CPU, nccl on GPU)."""
+    t = cfg.trainer
+    backend = "nccl" if on_gpu(cfg) else "gloo"
+    if t.strategy == "single":
+        device = torch.device("cuda", 0) if on_gpu(cfg) else torch.device("cpu")
+        return SingleDeviceStrategy(device=device)
+    if t.strategy == "ddp":
+        # Every parameter gets a gradient every step, so no unused-parameter search.
+        return DDPStrategy(process_group_backend=backend, find_unused_parameters=False)
     return DeepSpeedAnyDeviceStrategy(
-        config=ds_config,
+        config=deepspeed_config(cfg),
         process_group_backend=backend,
         # fp16: dynamic loss scale starting at 2^initial_loss_scale_power (Pythia: 2^12).
         loss_scale=0,
@@ -132,7 +163,7 @@ def build_strategy(cfg: TrainConfig):
 
 def build_plugins(cfg: TrainConfig) -> list:
     """fp16 outside DeepSpeed: torch GradScaler with Pythia's initial scale (Lightning's default is 2^16)."""
-    if cfg.trainer.precision == "16-mixed" and cfg.trainer.strategy != "deepspeed":
+    if resolved_precision(cfg) == "16-mixed" and cfg.trainer.strategy != "deepspeed":
         from lightning.pytorch.plugins.precision import MixedPrecision
 
         device = "cuda" if on_gpu(cfg) else "cpu"

@@ -61,13 +61,13 @@ def test_single_device_run_dir_contract_resume_guards_and_continuation(tiny_data
 def test_nonfinite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
     from sinktrain.train.module import SinkLM
 
-    real_forward = SinkLM.forward
+    real_loss = SinkLM.loss
 
-    def forward_going_bad(self, tokens):  # the loss turns NaN from the 4th optimizer step on
-        loss = real_forward(self, tokens)
-        return loss * float("nan") if self.training and self.trainer.global_step >= 3 else loss
+    def loss_going_bad(self, input_ids, labels):  # the training loss turns NaN from the 4th optimizer step on
+        loss = real_loss(self, input_ids, labels)
+        return loss * float("nan") if self.trainer.global_step >= 3 else loss
 
-    monkeypatch.setattr(SinkLM, "forward", forward_going_bad)
+    monkeypatch.setattr(SinkLM, "loss", loss_going_bad)
     run = tmp_path / "run"
     with pytest.raises(RuntimeError, match="loss became nan at step 4.*step-00000003"):
         train(tiny(tiny_data, run, "trainer.max_steps=8", "checkpoint.every=1", "checkpoint.keep_last=0"))

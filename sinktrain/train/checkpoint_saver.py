@@ -1,4 +1,4 @@
-"""StepCheckpoint: the Lightning callback that writes `<run_dir>/checkpoints/step-XXXXXXXX/` atomically.
+"""CheckpointSaver: writes `<run_dir>/checkpoints/step-XXXXXXXX/` atomically (SinkLM calls it at step ends).
 
 Layout and guarantees: see checkpoint.py. Sequence per save: rank 0 makes `step-X.tmp/`; every rank writes
 its part (Lightning's file on rank 0, or DeepSpeed's model + per-rank optimizer shards); barrier; rank 0 adds
@@ -25,34 +25,17 @@ def _fault(point: str, step: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-class StepCheckpoint(pl.Callback):
+class CheckpointSaver:
     """Saves every `every` optimizer steps and at the end (every=0: never); keeps the newest `keep_last` (0: all)."""
 
     def __init__(self, run_dir: Path, every: int, keep_last: int, meta: dict, tokens_per_step: int):
         self.root = Path(run_dir) / CHECKPOINT_DIR
         self.every, self.keep_last = every, keep_last
         self.meta, self.tokens_per_step = meta, tokens_per_step
-        self.saved_step: int | None = None
-        self.enabled = True  # switched off when the loss goes non-finite: never checkpoint bad weights
+        self.saved_step: int | None = None  # set on resume too: that step's checkpoint exists already
 
-    def on_train_start(self, trainer, pl_module) -> None:
-        self._seen_step = trainer.global_step
-        if trainer.global_step > 0:  # resumed: the checkpoint of this step exists already
-            self.saved_step = trainer.global_step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = trainer.global_step
-        if step == self._seen_step:  # still accumulating micro-batches of this step
-            return
-        self._seen_step = step
-        if self.enabled and self.every and (step % self.every == 0 or step >= trainer.max_steps):
-            self.save(trainer, step)
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        step = trainer.global_step
-        # The last step is normally saved in on_train_batch_end already; this catches any other clean stop.
-        if self.enabled and self.every and step > 0 and self.saved_step != step:
-            self.save(trainer, step)
+    def due(self, step: int, max_steps: int) -> bool:
+        return bool(self.every) and (step % self.every == 0 or step >= max_steps)
 
     def save(self, trainer: pl.Trainer, step: int) -> None:
         final = self.root / checkpoint_name(step)
