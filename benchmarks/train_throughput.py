@@ -1,80 +1,229 @@
-"""Training throughput: tokens/s and MFU of `sinktrain.train` on this machine, printed as one JSON object.
+"""Training throughput against stock transformers, in one run on one device, printed as one JSON object.
 
-    python benchmarks/train_throughput.py                             # tiny preset, CPU, single process
-    python benchmarks/train_throughput.py --preset pythia-160m --seq-len 2048 --micro-batch 8 \
-        --precision bf16-mixed --steps 30                             # one GPU (MFU from the device's peak)
+    python benchmarks/train_throughput.py                                # CPU: tiny preset, a few configs
+    python benchmarks/train_throughput.py --preset pythia-160m --seq-len 2048 --micro-batch 16 \
+        --precision bf16-mixed --peak-tflops 989.4                       # one GPU (docs/train.md)
 
-It runs the real training path (`train()` with a throwaway run dir) on a small dataset prepared from the
-bundled books (or --data-dir) and reports the median tokens/s of the logged steps after --warmup steps.
-tokens/s counts every sequence position (sinks included); MFU = tokens/s × FLOPs/token / (devices × peak),
-FLOPs/token as in sinktrain/train/flops.py; null when the peak is unknown (CPU) unless --peak-tflops is given.
+Configs (--configs, comma list), each timed after --warmup steps over --steps steps, the device synced:
+  hf[+compile]           the baseline: stock GPTNeoXForCausalLM, SDPA, autocast, AdamW, clip; a bare loop
+  bare:VARIANT[+LEVERS]  sinktrain's model and loss (SinkLM.loss) in the same bare loop, no Lightning
+  loop:VARIANT[+LEVERS]  sinktrain's whole training loop: train() with Lightning, timed by its metrics rows
+VARIANT: vanilla | token (one learnable sink token) | zerosink (softmax1). LEVERS: compile, fused (fused
+linear + cross-entropy, speed.fused_loss=auto), ckpt (activation checkpointing). Every config has the same
+geometry; tokens/s counts every sequence position (sinks included), MFU = tokens/s x FLOPs/token / peak
+(FLOPs/token of the vanilla model, sinktrain/train/flops.py), `vs_baseline` = tokens/s / the first hf config's.
+`loop_vs_bare` compares each loop config to the bare config of the same variant and levers, when both ran.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import gc
 import json
 import platform
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+VARIANT_SINK = {"vanilla": "{kind: none, num_tokens: 0}", "token": "{kind: token, num_tokens: 1}",
+                "zerosink": "{kind: softmax1, num_tokens: 0}"}
+LEVER_SETS = {"compile": "speed.compile=true", "fused": "speed.fused_loss=auto",
+              "ckpt": "speed.activation_checkpointing=true"}
+CPU_CONFIGS = ("hf,bare:vanilla,loop:vanilla,loop:token,loop:zerosink,bare:vanilla+fused,loop:vanilla+fused,"
+               "loop:vanilla+ckpt")
+GPU_CONFIGS = ("hf,hf+compile,bare:vanilla+compile+fused,loop:vanilla+compile+fused,loop:token+compile+fused,"
+               "loop:zerosink+compile+fused,loop:vanilla,loop:vanilla+fused,loop:vanilla+compile,loop:zerosink")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="tiny")
-    p.add_argument("--sink-tokens", type=int, default=0, help="learnable sink tokens (0: vanilla)")
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--micro-batch", type=int, default=4)
     p.add_argument("--accum", type=int, default=1, help="micro-batches per optimizer step")
-    p.add_argument("--steps", type=int, default=12)
-    p.add_argument("--warmup", type=int, default=2, help="steps left out of the median")
-    p.add_argument("--precision", default="32-true")
-    p.add_argument("--peak-tflops", type=float, default=None)
-    p.add_argument("--data-dir", default=None, help="a prepared data dir (default: prepare the bundled books)")
+    p.add_argument("--steps", type=int, default=8, help="timed optimizer steps per config")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
+    p.add_argument("--precision", default="auto", help="auto | 32-true | bf16-mixed | 16-mixed")
+    p.add_argument("--configs", default=None, help=f"comma list (CPU default {CPU_CONFIGS}; GPU default {GPU_CONFIGS})")
+    p.add_argument("--peak-tflops", type=float, default=None, help="per-device peak (default: Lightning's table)")
+    p.add_argument("--data-dir", default=None, help="a prepared data dir for the loop configs (default: bundled books)")
+    p.add_argument("--budget-s", type=float, default=None, help="skip the configs that would start after this")
+    p.add_argument("--out", default=None, help="also write the JSON here")
     args = p.parse_args(argv)
 
     import torch
 
-    from sinktrain.train import load_train_config, train
     from sinktrain.train.flops import device_peak_tflops, flops_per_token
 
+    cuda = torch.cuda.is_available()
+    precision = args.precision if args.precision != "auto" else ("bf16-mixed" if cuda else "32-true")
+    configs = (args.configs or (GPU_CONFIGS if cuda else CPU_CONFIGS)).split(",")
+    t_start = time.perf_counter()
+    results = []
     with tempfile.TemporaryDirectory(prefix="sinktrain-bench-") as tmp:
-        data_dir = args.data_dir or _prepare_books(Path(tmp) / "data")
-        sink = f"{{kind: token, num_tokens: {args.sink_tokens}}}" if args.sink_tokens else "{kind: none, num_tokens: 0}"
-        cfg = load_train_config(REPO / "recipes" / "tiny-cpu.yaml", [
-            f"model.preset={args.preset}", f"model.sink={sink}", f"model.max_seq_len={args.seq_len}",
-            f"data.dir={data_dir}", f"trainer.precision={args.precision}", "trainer.accelerator=auto",
-            f"trainer.micro_batch_size={args.micro_batch}",
-            f"trainer.global_batch_size={args.micro_batch * args.accum}", f"trainer.max_steps={args.steps}",
-            "trainer.val_every=0", "trainer.log_every=1", "checkpoint.every=0", "logging.sink_score_every=0",
-            f"logging.peak_tflops={args.peak_tflops if args.peak_tflops else 'null'}",
-        ], run_dir=str(Path(tmp) / "run"), resume="never")
-        t0 = time.perf_counter()
-        train(cfg)
-        wall = time.perf_counter() - t0
-        rows = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
-    timed = [r for r in rows if r.get("tokens_per_s") and r["step"] > args.warmup]
-    tps = statistics.median(r["tokens_per_s"] for r in timed)
-    mfus = [r["mfu"] for r in timed if r.get("mfu") is not None]
-    cpu = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else cpu
-    print(json.dumps({
-        "preset": args.preset, "sink_tokens": args.sink_tokens, "seq_len": args.seq_len,
-        "micro_batch": args.micro_batch, "accum": args.accum, "precision": args.precision,
-        "steps": args.steps, "timed_steps": len(timed), "device": device,
-        "tokens_per_s": round(tps, 1),
-        "flops_per_token": flops_per_token(cfg.model),
-        "peak_tflops": device_peak_tflops(args.peak_tflops),
-        "mfu": round(statistics.median(mfus), 4) if mfus else None,
-        "wall_s": round(wall, 1),
+        data_dir = args.data_dir
+        for name in configs:
+            if args.budget_s and time.perf_counter() - t_start > args.budget_s:
+                results.append({"config": name, "skipped": f"over --budget-s {args.budget_s:g}"})
+                continue
+            if name.startswith("loop:") and data_dir is None:
+                data_dir = _prepare_books(Path(tmp) / "data")
+            t0 = time.perf_counter()
+            try:
+                row = run_config(name, args, precision, data_dir, Path(tmp))
+            except Exception as e:  # one broken config must not hide the others' numbers
+                row = {"config": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+            row["seconds"] = round(time.perf_counter() - t0, 1)
+            results.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            _free()
+
+    cfg = train_config(args, precision, "vanilla", [], "unused", "unused")
+    fpt = flops_per_token(cfg.model)
+    peak = device_peak_tflops(args.peak_tflops, precision) if cuda else args.peak_tflops
+    base = next((r["tokens_per_s"] for r in results if r["config"].startswith("hf") and r.get("tokens_per_s")), None)
+    for r in results:
+        if r.get("tokens_per_s"):
+            r["mfu"] = round(r["tokens_per_s"] * fpt / (peak * 1e12), 4) if peak else None
+            r["vs_baseline"] = round(r["tokens_per_s"] / base, 3) if base else None
+    by_name = {r["config"]: r for r in results}
+    loop_vs_bare = {name: round(r["tokens_per_s"] / by_name["bare:" + name[5:]]["tokens_per_s"], 3)
+                    for name, r in by_name.items() if name.startswith("loop:") and r.get("tokens_per_s")
+                    and by_name.get("bare:" + name[5:], {}).get("tokens_per_s")}
+    device = torch.cuda.get_device_name() if cuda else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    report = {
+        "date": datetime.date.today().isoformat(), "device": device, "torch": torch.__version__,
+        "preset": args.preset, "seq_len": args.seq_len, "micro_batch": args.micro_batch, "accum": args.accum,
+        "precision": precision, "steps": args.steps, "warmup": args.warmup,
+        "flops_per_token": fpt, "peak_tflops": peak, "results": results, "loop_vs_bare": loop_vs_bare,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-    }))
+    }
+    print(json.dumps(report, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     return 0
+
+
+def parse_config(name: str) -> tuple[str, str, list[str]]:
+    """'loop:zerosink+compile+fused' -> ('loop', 'zerosink', ['compile', 'fused']);
+    'hf+compile' -> ('hf', 'vanilla', ['compile'])."""
+    kind, _, rest = name.partition(":") if ":" in name else (name.split("+")[0], "", "vanilla" + name[2:])
+    variant, *levers = rest.split("+")
+    if kind not in ("hf", "bare", "loop") or variant not in VARIANT_SINK or any(x not in LEVER_SETS for x in levers):
+        raise ValueError(f"unknown config {name!r}; see --help")
+    if kind == "hf" and (variant != "vanilla" or set(levers) - {"compile"}):
+        raise ValueError(f"{name!r}: the stock baseline takes only +compile")
+    return kind, variant, levers
+
+
+def train_config(args, precision: str, variant: str, levers: list[str], data_dir: str, run_dir: str):
+    from sinktrain.train import load_train_config
+
+    sets = [f"model.preset={args.preset}", f"model.sink={VARIANT_SINK[variant]}", f"model.max_seq_len={args.seq_len}",
+            f"data.dir={data_dir}", f"trainer.precision={precision}", "trainer.accelerator=auto",
+            "trainer.strategy=single", f"trainer.micro_batch_size={args.micro_batch}",
+            f"trainer.global_batch_size={args.micro_batch * args.accum}",
+            f"trainer.max_steps={args.warmup + args.steps}", "trainer.val_every=0", "trainer.log_every=1",
+            "trainer.progress_bar=false", "checkpoint.every=0", "logging.sink_score_every=0", "optim.impl=torch",
+            f"logging.peak_tflops={args.peak_tflops if args.peak_tflops else 'null'}",
+            *(LEVER_SETS[x] for x in levers)]
+    return load_train_config(REPO / "recipes" / "tiny-cpu.yaml", sets, run_dir=run_dir, resume="never")
+
+
+def run_config(name: str, args, precision: str, data_dir: str | None, tmp: Path) -> dict:
+    import torch
+
+    kind, variant, levers = parse_config(name)
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    cfg = train_config(args, precision, variant, levers, data_dir or "unused", str(tmp / name.replace(":", "_")))
+    if kind == "loop":
+        tps = time_loop(cfg, args)
+    else:
+        tps = time_bare(cfg, args, stock=kind == "hf", compile_stock="compile" in levers)
+    row = {"config": name, "tokens_per_s": round(tps, 1)}
+    row["peak_mem_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None
+    return row
+
+
+def time_loop(cfg, args) -> float:
+    """train() itself; tokens/s from the metrics rows' wall-clock times, from the end of warmup to the end."""
+    from sinktrain.train import train
+
+    run_dir = train(cfg)
+    rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    first = next(r for r in rows if r["step"] == args.warmup)
+    last = rows[-1]
+    tokens = (last["step"] - first["step"]) * cfg.trainer.global_batch_size * cfg.model.seq_len
+    return tokens / (last["time"] - first["time"])
+
+
+def time_bare(cfg, args, *, stock: bool, compile_stock: bool) -> float:
+    """A bare training loop: forward, backward, clip 1.0, AdamW, zero_grad; autocast as the precision says."""
+    import torch
+
+    from sinktrain.train.module import SinkLM
+    from sinktrain.train.strategy import resolved_precision
+
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    precision = resolved_precision(cfg)
+    module = SinkLM(cfg).to(device)
+    if stock:  # stock transformers: the model's own loss on plain input ids, nothing of sinktrain's in the step
+        model = module.model
+        if compile_stock:
+            model.compile()
+
+        def loss_fn(tokens):
+            return model(input_ids=tokens, labels=tokens, use_cache=False).loss
+    else:
+        def loss_fn(tokens):
+            return module._train_loss(*module.inputs_and_labels(tokens))
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4, fused=cuda or None)
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    if precision == "16-mixed":
+        raise ValueError("the bare loop has no loss scaler; benchmark bf16-mixed or 32-true")
+    gen = torch.Generator().manual_seed(0)
+    sample_len = cfg.sample_len
+    batches = [torch.randint(0, cfg.model.tokenizer_vocab_size, (cfg.trainer.micro_batch_size, sample_len),
+                             generator=gen).to(device) for _ in range(args.accum)]
+
+    def step():
+        for tokens in batches:
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                loss = loss_fn(tokens) / args.accum
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    for _ in range(args.warmup):
+        step()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    sync()
+    elapsed = time.perf_counter() - t0
+    return args.steps * args.accum * cfg.trainer.micro_batch_size * cfg.model.seq_len / elapsed
+
+
+def _free() -> None:
+    import torch
+
+    gc.collect()
+    torch._dynamo.reset()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _prepare_books(out: Path) -> str:

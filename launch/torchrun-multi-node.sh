@@ -6,6 +6,7 @@
 # The run dir (and data dir) must be on a filesystem every node sees: rank 0 finalises checkpoints that
 # all ranks write into. Lightning takes world size and ranks from torchrun's environment.
 set -euo pipefail
+source "$(dirname "$0")/cuda_env.sh"
 RECIPE=${1:?usage: $0 RECIPE.yaml [sinktrain train args...]}
 shift
 : "${MASTER_ADDR:?set MASTER_ADDR (the node_rank 0 host)}"

@@ -4,6 +4,7 @@
 # Extra arguments go to `sinktrain train`. Lightning reads world size and ranks from torchrun's
 # environment; the recipe needs no devices/num_nodes settings (leave them `auto`).
 set -euo pipefail
+source "$(dirname "$0")/cuda_env.sh"
 RECIPE=${1:?usage: $0 RECIPE.yaml [sinktrain train args...]}
 shift
 if [[ -z "${NPROC_PER_NODE:-}" ]]; then
