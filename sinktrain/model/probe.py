@@ -1,8 +1,8 @@
 """Attention probabilities out of a model, for sink statistics (training's sink score, the evaluator's plots).
 
 sdpa and flash kernels never materialise attention weights, so the probe switches the model to transformers'
-eager attention for the one forward pass and switches it back. The sink variants' own attention functions
-(softmax1, logit) already return their weights and are left in place.
+eager attention for the one forward pass and switches it back. The sink variants (softmax1, logit) run SDPA too;
+they switch to their own eager formula (`EAGER_ATTN_IMPLEMENTATION`), which returns the weights.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from sinktrain.model import sink_gptneox as attention
 def eager_attention(model):
     cfg = model.config
     old = cfg._attn_implementation
-    if old not in attention.ATTN_IMPLEMENTATION.values():
+    if old in attention.EAGER_ATTN_IMPLEMENTATION:
+        cfg._attn_implementation = attention.EAGER_ATTN_IMPLEMENTATION[old]
+    elif old not in attention.EAGER_ATTN_IMPLEMENTATION.values():
         cfg._attn_implementation = "eager"
     try:
         yield model

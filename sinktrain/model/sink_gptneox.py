@@ -8,12 +8,15 @@ Inside sinktrain, `import sinktrain.model` registers the same classes, so no rem
 Both are "softmax over the real keys plus one extra column that carries no value":
   softmax1: the extra logit is 0, so weight_i = exp(x_i) / (1 + sum_j exp(x_j))   (Miller 2023; paper's Zero Sink)
   logit:    the extra logit is a learned scalar b_h per head per layer            (gpt-oss style)
-With b_h = -inf the extra column gets zero weight and `logit` is exactly vanilla attention.
+With b_h = -inf the extra column gets zero weight and `logit` is exactly vanilla attention (bit for bit
+through the eager formula, up to float rounding through SDPA).
 
 They are registered with transformers' AttentionInterface (and the additive-mask builder) under the names
 below, so a GPT-NeoX model whose config says `attn_implementation="sinktrain_softmax1"` routes every layer
-through them; nothing else in the stock model changes. `SinkGPTNeoXForCausalLM` is that model: a stock
-GPT-NeoX plus, for `logit`, one learned scalar per head per layer.
+through them; nothing else in the stock model changes. Those run `scaled_dot_product_attention` with one extra
+all-zero key/value (see `_sink_sdpa`); the `*_eager` names run the explicit formula, which materialises the
+[B, H, q, k] weights and returns them (the attention probe, `output_attentions=True`).
+`SinkGPTNeoXForCausalLM` is that model: a stock GPT-NeoX plus, for `logit`, one learned scalar per head per layer.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
 SOFTMAX1 = "sinktrain_softmax1"
 LOGIT = "sinktrain_logit"
 ATTN_IMPLEMENTATION = {"softmax1": SOFTMAX1, "logit": LOGIT}
+# The same attention through the eager formula, which also returns the weights [B, H, q, k]. The default
+# names above run SDPA (weights None) unless a forward asks for `output_attentions`; the probe switches a
+# model to these names for its forward so the weights come out either way.
+EAGER_ATTN_IMPLEMENTATION = {SOFTMAX1: f"{SOFTMAX1}_eager", LOGIT: f"{LOGIT}_eager"}
 
 
 def softmax_with_extra_logit(scores: torch.Tensor, extra: torch.Tensor | float) -> torch.Tensor:
@@ -40,32 +47,114 @@ def softmax_with_extra_logit(scores: torch.Tensor, extra: torch.Tensor | float) 
 
 def _sink_attention(module, query, key, value, attention_mask, scaling, extra, dropout=0.0):
     # Same shapes and order of operations as transformers' eager attention, so `logit` with b = -inf
-    # reproduces it exactly. Scores in fp32 as eager's softmax does.
-    scores = torch.matmul(query, key.transpose(2, 3)).float() * scaling
+    # reproduces it exactly. Scores in fp32 as eager's softmax does (fp64 stays fp64, for exactness tests).
+    acc = torch.promote_types(query.dtype, torch.float32)
+    scores = torch.matmul(query, key.transpose(2, 3)).to(acc) * scaling
     if attention_mask is not None:
-        scores = scores + attention_mask[..., : key.shape[-2]].float()
+        scores = scores + attention_mask[..., : key.shape[-2]].to(acc)
     weights = softmax_with_extra_logit(scores, extra).to(query.dtype)
     weights = torch.nn.functional.dropout(weights, p=dropout, training=module.training)
     out = torch.matmul(weights, value).transpose(1, 2).contiguous()
     return out, weights
 
 
-def softmax1_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+def _mask_with_extra_column(attention_mask, q_len: int, k_len: int, dtype, device) -> torch.Tensor:
+    """Additive mask [b, 1, q, k + 1] in `dtype`: the causal/padding part for the k real keys, then 0 (visible
+    to every query) for the extra key.
+
+    `attention_mask` is transformers' additive float mask ([b, 1, q, >= k], only the first k columns apply, as
+    in the eager formula) or a bool mask (True = attend); None means plain causal attention, lower-right
+    aligned (query i sees keys j <= i + k - q: all of them for a single decoding query).
+    The rows are allocated 8-aligned and sliced, so CUDA's memory-efficient kernel need not pad a copy.
+    """
+    width = (k_len + 1 + 7) // 8 * 8
+    if attention_mask is None:
+        mask = torch.zeros(1, 1, q_len, width, dtype=dtype, device=device)[..., : k_len + 1]
+        hidden = torch.ones(q_len, k_len, dtype=torch.bool, device=device).triu(k_len - q_len + 1)
+        mask[..., :k_len].masked_fill_(hidden, float("-inf"))
+        return mask
+    real = attention_mask[..., :k_len]
+    mask = torch.zeros(*real.shape[:-1], width, dtype=dtype, device=device)[..., : k_len + 1]
+    if real.dtype == torch.bool:
+        mask[..., :k_len].masked_fill_(~real, float("-inf"))
+    else:
+        mask[..., :k_len] = real
+        if real.dtype != dtype:
+            # fp32's finfo.min overflows to -inf in bf16/fp16; keep masked entries finite as the eager path does
+            mask.clamp_(min=torch.finfo(dtype).min)
+    return mask
+
+
+def _sink_sdpa(module, query, key, value, attention_mask, scaling, sink_logit=None, dropout=0.0):
+    """The sink attention through `scaled_dot_product_attention`: never materialises [B, H, q, k] scores here
+    (whether the kernel does is up to the backend SDPA picks).
+
+    One extra key and value, both all-zero, go after the real ones; the additive mask leaves that key visible
+    to every query. Its score is q . 0 = 0, so softmax over the k + 1 columns is softmax-with-extra-logit 0
+    (softmax1) and the zero value adds nothing to the output.
+
+    For `logit` the extra score must be b_h per head. Putting b_h in the mask's extra column would make the
+    mask per head ([B, H, q, k + 1]) and require grad: SDPA then falls back to its math path on CPU (its
+    flash kernel takes no mask that requires grad), and the CUDA kernels that do support a mask gradient
+    compute it full size, [B, H, q, k + 1], so memory is O(T^2) again. Instead the head dim is widened by one
+    column: queries get a 1 there, real keys a 0, the extra key b_h / scaling. The extra score is then exactly
+    scaling * (1 * b_h / scaling) = b_h, real scores are unchanged, the mask stays head-independent without
+    grad, and b_h's gradient comes back through dK, which every backend computes. The widened dim is padded
+    with zeros to a multiple of 8 (and V to the same dim) so the fast kernels' alignment rules still hold.
+    """
+    b, h, q_len, d = query.shape
+    k_len = key.shape[-2]
+    dtype = query.dtype
+    key, value = key.to(dtype), value.to(dtype)
+    mask = _mask_with_extra_column(attention_mask, q_len, k_len, dtype, query.device)
+    zero_row = key.new_zeros(b, key.shape[1], 1, d)
+    value = torch.cat([value, zero_row], dim=2)
+    if sink_logit is None:
+        key = torch.cat([key, zero_row], dim=2)
+    else:
+        pad = (d // 8 + 1) * 8 - d  # >= 1 new columns; column d carries the sink logit
+        query = torch.cat([query, query.new_ones(b, h, q_len, 1), query.new_zeros(b, h, q_len, pad - 1)], dim=-1)
+        extra = (sink_logit.float() / scaling).to(dtype).view(1, h, 1, 1).expand(b, h, 1, 1)
+        extra_key = torch.cat([key.new_zeros(b, h, 1, d), extra, key.new_zeros(b, h, 1, pad - 1)], dim=-1)
+        key = torch.cat([torch.nn.functional.pad(key, (0, pad)), extra_key], dim=2)
+        value = torch.nn.functional.pad(value, (0, pad))
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=mask, dropout_p=dropout if module.training else 0.0, scale=scaling
+    )
+    return out[..., :d].transpose(1, 2).contiguous(), None
+
+
+def softmax1_attention_eager(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
     return _sink_attention(module, query, key, value, attention_mask, scaling, 0.0, dropout)
 
 
-def logit_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+def logit_attention_eager(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
     # module.sink_logit: [num_heads] learned parameter added by SinkGPTNeoXForCausalLM.
     extra = module.sink_logit.float().view(1, -1, 1, 1)
     return _sink_attention(module, query, key, value, attention_mask, scaling, extra, dropout)
 
 
+def softmax1_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """SDPA; the eager formula when the forward asked for the attention weights."""
+    if kwargs.get("output_attentions"):
+        return softmax1_attention_eager(module, query, key, value, attention_mask, scaling, dropout)
+    return _sink_sdpa(module, query, key, value, attention_mask, scaling, None, dropout)
+
+
+def logit_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """SDPA; the eager formula when the forward asked for the attention weights."""
+    if kwargs.get("output_attentions"):
+        return logit_attention_eager(module, query, key, value, attention_mask, scaling, dropout)
+    return _sink_sdpa(module, query, key, value, attention_mask, scaling, module.sink_logit, dropout)
+
+
 def register() -> None:
-    """Make both functions (and the additive float mask they expect) known to transformers. Idempotent."""
-    AttentionInterface.register(SOFTMAX1, softmax1_attention)
-    AttentionInterface.register(LOGIT, logit_attention)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(SOFTMAX1, eager_mask)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(LOGIT, eager_mask)
+    """Make the functions (and the additive float mask they expect) known to transformers. Idempotent."""
+    for name, fn in [(SOFTMAX1, softmax1_attention), (LOGIT, logit_attention),
+                     (EAGER_ATTN_IMPLEMENTATION[SOFTMAX1], softmax1_attention_eager),
+                     (EAGER_ATTN_IMPLEMENTATION[LOGIT], logit_attention_eager)]:
+        AttentionInterface.register(name, fn)
+        ALL_MASK_ATTENTION_FUNCTIONS.register(name, eager_mask)
 
 
 register()

@@ -5,7 +5,8 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, GPTNeoXForCausalLM
 
 from sinktrain.model import ModelConfig, SinkConfig, build_model, lm_labels, prepend_sink_tokens
-from sinktrain.model.sink_gptneox import softmax1_attention, softmax_with_extra_logit
+from sinktrain.model import sink_gptneox
+from sinktrain.model.sink_gptneox import softmax1_attention, softmax1_attention_eager, softmax_with_extra_logit
 
 
 def _ids(batch=2, n=24, seed=0):
@@ -52,12 +53,15 @@ def test_softmax1_attention_function_on_random_inputs():
     g = torch.Generator().manual_seed(1)
     q, k, v = (torch.randn(2, 3, 6, 8, generator=g) for _ in range(3))
     causal = torch.full((6, 6), float("-inf")).triu(1)
-    out, w = softmax1_attention(torch.nn.Module(), q, k, v, causal[None, None], scaling=8**-0.5)
+    out, w = softmax1_attention_eager(torch.nn.Module(), q, k, v, causal[None, None], scaling=8**-0.5)
+    out_sdpa, w_sdpa = softmax1_attention(torch.nn.Module(), q, k, v, causal[None, None], scaling=8**-0.5)
+    assert w_sdpa is None
     s = (q @ k.transpose(-1, -2)).double() * 8**-0.5
     e = torch.where(causal.bool(), torch.zeros_like(s), s.exp())
     weights = e / (1 + e.sum(-1, keepdim=True))
     torch.testing.assert_close(w.double(), weights, atol=1e-6, rtol=0)
     torch.testing.assert_close(out.double(), (weights @ v.double()).transpose(1, 2), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out_sdpa.double(), (weights @ v.double()).transpose(1, 2), atol=1e-6, rtol=0)
 
 
 def test_softmax1_very_negative_row_leaves_little_weight_on_real_keys():
@@ -77,6 +81,10 @@ def test_logit_variant_with_minus_inf_equals_vanilla_exactly(tmp_path):
     assert not missing and all(k.endswith("sink_logit") for k in unexpected)
     ids = _ids()
     with torch.no_grad():
+        # SDPA path (the default): equal to vanilla up to float32 rounding of a different kernel
+        torch.testing.assert_close(sink_model(ids).logits, vanilla(ids).logits, atol=1e-5, rtol=0)
+        # the eager formula: bit for bit
+        sink_model.config._attn_implementation = sink_gptneox.EAGER_ATTN_IMPLEMENTATION[sink_gptneox.LOGIT]
         assert torch.equal(sink_model(ids).logits, vanilla(ids).logits)
 
 
