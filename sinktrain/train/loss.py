@@ -1,0 +1,177 @@
+"""Causal-LM loss without the [tokens x vocab] fp32 logits: a fused output-head + cross-entropy.
+
+`causal_lm_loss(model, input_ids, labels, impl)` is the mean next-token cross-entropy of a transformers
+causal LM (stock GPTNeoXForCausalLM or sinktrain's SinkGPTNeoXForCausalLM), equal in value and gradients to
+`model(input_ids=..., labels=..., use_cache=False).loss`:
+
+  off      the stock path: the model computes all logits [B, T, V], upcasts them to fp32, cross-entropy.
+  chunked  the model body gives the final hidden states [B, T, d]; they are shifted (position t predicts
+           labels[t + 1]), ignored positions (-100) dropped, and the output head and the cross-entropy run
+           `chunk_tokens` tokens at a time in one autograd.Function that also computes the gradients of
+           hidden states and head weight during the forward (as Liger's fused linear cross-entropy does), so
+           at most [chunk_tokens, V] fp32 logits exist at once. Pure PyTorch, any device.
+  liger    the same on CUDA through liger-kernel's Triton LigerFusedLinearCrossEntropyFunction.
+  auto     liger on CUDA where liger-kernel imports, else chunked.
+
+Mixed precision follows what the stock head does: under autocast the head's matmul runs in the autocast
+dtype (the logits are then upcast to fp32, as transformers' loss does); without autocast in the common dtype
+of hidden states and weight. Gradients come back in the inputs' dtypes; the head-weight gradient is
+accumulated over chunks in fp32.
+
+No valid target (every label -100, or sequences of one token): the stock mean over zero tokens is nan with
+all gradients zero, and `off`/`chunked`/`liger`/`auto` all return exactly that.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+IGNORE_INDEX = -100
+IMPLS = ("off", "chunked", "liger", "auto")
+
+
+class ChunkedLinearCrossEntropy(torch.autograd.Function):
+    """mean_i CE(hidden[i] @ weight.T (+ bias), targets[i]) over all rows, in chunks of rows.
+
+    hidden [N, d], weight [V, d], bias [V] or None, targets [N] (all valid: the caller drops ignored rows).
+    Forward computes the loss and, chunk by chunk, the gradients for hidden / weight / bias (softmax minus
+    one-hot, over N); backward only scales those by the incoming gradient. Peak extra memory: one
+    [chunk, V] fp32 logits block (plus its compute-dtype copy) and the gradients themselves.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, chunk_tokens: int, compute_dtype: torch.dtype):
+        n = hidden.shape[0]
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        device = hidden.device
+        with torch.autocast(device_type=device.type, enabled=False):
+            w = weight.to(compute_dtype)
+            b = bias.to(compute_dtype) if bias is not None else None
+            acc = torch.promote_types(compute_dtype, torch.float32)  # fp32, or fp64 for fp64 inputs
+            grad_h = torch.zeros_like(hidden) if need_h else None
+            grad_w = torch.zeros(weight.shape, dtype=acc, device=device) if need_w else None
+            grad_b = torch.zeros(bias.shape, dtype=acc, device=device) if need_b else None
+            loss_sum = torch.zeros((), dtype=acc, device=device)
+            inv_n = 1.0 / n if n else 0.0
+            for start in range(0, n, chunk_tokens):
+                end = min(start + chunk_tokens, n)
+                h = hidden[start:end].to(compute_dtype)
+                t = targets[start:end]
+                logits = h @ w.t()
+                if b is not None:
+                    logits = logits + b
+                logits = logits.to(acc)  # [c, V], the only vocabulary-sized block
+                lse = torch.logsumexp(logits, dim=-1)
+                loss_sum += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+                if need_h or need_w or need_b:
+                    # d(mean CE)/d(logits) = (softmax - onehot) / n, computed in place over the logits block.
+                    g = logits.sub_(lse[:, None]).exp_()
+                    g[torch.arange(end - start, device=device), t] -= 1.0
+                    g.mul_(inv_n)
+                    if need_b:
+                        grad_b += g.sum(0)
+                    g_c = g.to(compute_dtype)
+                    del logits, g
+                    if need_h:
+                        grad_h[start:end] = (g_c @ w).to(hidden.dtype)
+                    if need_w:
+                        grad_w += (g_c.t() @ h).to(acc)
+                    del g_c
+            # Mean over zero tokens is 0/0 = nan, as in torch's cross_entropy(reduction="mean").
+            loss = loss_sum / n
+        ctx.save_for_backward(
+            grad_h,
+            grad_w.to(weight.dtype) if grad_w is not None else None,
+            grad_b.to(bias.dtype) if grad_b is not None else None,
+        )
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grads = list(ctx.saved_tensors)
+        if not torch.equal(grad_out, torch.ones_like(grad_out)):
+            grads = [g * grad_out.to(g.dtype) if g is not None else None for g in grads]
+        return grads[0], grads[1], grads[2], None, None, None
+
+
+def _body(model: nn.Module) -> nn.Module:
+    """The transformer without its output head (GPTNeoXForCausalLM.gpt_neox)."""
+    body = getattr(model, "base_model", None)
+    if body is None or body is model:
+        raise ValueError(f"{type(model).__name__} exposes no base_model to run without its output head")
+    return body
+
+
+def _shifted_valid(model, input_ids, labels, model_kwargs):
+    """Final hidden states of the positions whose next label is valid, those labels, and the head."""
+    out = _body(model)(input_ids=input_ids, use_cache=False, **model_kwargs)
+    hidden = out.last_hidden_state[:, :-1]
+    targets = labels[:, 1:].to(device=hidden.device, dtype=torch.long)
+    mask = targets != IGNORE_INDEX
+    head = model.get_output_embeddings()
+    return hidden[mask], targets[mask], head.weight, getattr(head, "bias", None)
+
+
+def _compute_dtype(hidden: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
+    device_type = hidden.device.type
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return torch.promote_types(hidden.dtype, weight.dtype)
+
+
+def chunked_linear_cross_entropy(hidden, weight, bias, targets, chunk_tokens: int = 4096) -> torch.Tensor:
+    """Mean CE of (hidden @ weight.T + bias) against targets (no ignored rows), `chunk_tokens` rows at a time."""
+    if chunk_tokens < 1:
+        raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
+    return ChunkedLinearCrossEntropy.apply(hidden, weight, bias, targets, int(chunk_tokens),
+                                           _compute_dtype(hidden, weight))
+
+
+def _liger_available() -> bool:
+    try:
+        import liger_kernel.ops  # noqa: F401
+    except Exception:  # ImportError, or a broken triton/CUDA install raising at import
+        return False
+    return True
+
+
+def liger_linear_cross_entropy(hidden, weight, bias, targets) -> torch.Tensor:
+    """The same mean CE through liger-kernel's fused Triton kernel (CUDA only)."""
+    if not hidden.is_cuda:
+        raise ValueError(f"impl='liger' needs a CUDA model (this one is on {hidden.device.type}); use impl='chunked'")
+    try:
+        from liger_kernel.ops import LigerFusedLinearCrossEntropyFunction
+    except Exception as e:
+        raise ValueError(f"impl='liger' needs liger-kernel ({type(e).__name__}: {e}); "
+                         "pip install liger-kernel, or use impl='chunked'") from None
+    if hidden.shape[0] == 0:  # nothing to predict: liger's chunking divides by zero; stock gives nan
+        return chunked_linear_cross_entropy(hidden, weight, bias, targets)
+    dtype = _compute_dtype(hidden, weight)
+    h, w = hidden.to(dtype), weight.to(dtype)
+    b = bias.to(dtype) if bias is not None else None
+    with torch.autocast(device_type="cuda", enabled=False):
+        loss = LigerFusedLinearCrossEntropyFunction.apply(
+            h, w, targets, b, None, IGNORE_INDEX, 0.0, 0.0, "mean", None, False, torch.float32)
+    return loss[0] if isinstance(loss, tuple) else loss
+
+
+def causal_lm_loss(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor, impl: str = "off",
+                   chunk_tokens: int = 4096, **model_kwargs) -> torch.Tensor:
+    """Mean next-token cross-entropy of `model` on `input_ids` against `labels` (not shifted; -100 ignored).
+
+    Equal to `model(input_ids=input_ids, labels=labels, use_cache=False).loss` in value and gradients for
+    every impl (see the module docstring); `chunked`/`liger` never build the [B*T, V] logits.
+    `model_kwargs` (attention_mask, position_ids, ...) go to the model as they would on the stock path.
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"unknown loss impl {impl!r}; choose one of {', '.join(IMPLS)}")
+    if impl == "off":
+        return model(input_ids=input_ids, labels=labels, use_cache=False, **model_kwargs).loss
+    if impl == "liger" and not input_ids.is_cuda:
+        raise ValueError(f"impl='liger' needs a CUDA model (this one is on {input_ids.device.type}); "
+                         "use impl='chunked'")
+    hidden, targets, weight, bias = _shifted_valid(model, input_ids, labels, model_kwargs)
+    if impl == "liger" or (impl == "auto" and hidden.is_cuda and _liger_available()):
+        return liger_linear_cross_entropy(hidden, weight, bias, targets)
+    return chunked_linear_cross_entropy(hidden, weight, bias, targets, chunk_tokens)
