@@ -37,7 +37,8 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
     hidden [N, d], weight [V, d], bias [V] or None, targets [N] (all valid: the caller drops ignored rows).
     Forward computes the loss and, chunk by chunk, the gradients for hidden / weight / bias (softmax minus
     one-hot, over N); backward only scales those by the incoming gradient. Peak extra memory: one
-    [chunk, V] fp32 logits block (plus its compute-dtype copy) and the gradients themselves.
+    [chunk, V] fp32 logits block (worked on in place; plus its compute-dtype copy under autocast) and the
+    gradients themselves.
     """
 
     @staticmethod
@@ -61,23 +62,29 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
                 logits = h @ w.t()
                 if b is not None:
                     logits = logits + b
-                logits = logits.to(acc)  # [c, V], the only vocabulary-sized block
-                lse = torch.logsumexp(logits, dim=-1)
-                loss_sum += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+                logits = logits.to(acc)  # [c, V], the only vocabulary-sized block: everything below is in place
+                target_logit = logits.gather(1, t[:, None]).squeeze(1)
+                row_max = logits.amax(dim=-1, keepdim=True)
+                e = logits.sub_(row_max).exp_()  # exp(logits - max); torch.logsumexp would allocate a 2nd block
+                sum_e = e.sum(dim=-1, keepdim=True)
+                lse = (row_max + sum_e.log()).squeeze(1)
+                loss_sum += (lse - target_logit).sum()
                 if need_h or need_w or need_b:
-                    # d(mean CE)/d(logits) = (softmax - onehot) / n, computed in place over the logits block.
-                    g = logits.sub_(lse[:, None]).exp_()
+                    # d(mean CE)/d(logits) = (softmax - onehot) / n
+                    g = e.div_(sum_e)
                     g[torch.arange(end - start, device=device), t] -= 1.0
                     g.mul_(inv_n)
                     if need_b:
                         grad_b += g.sum(0)
-                    g_c = g.to(compute_dtype)
-                    del logits, g
+                    g_c = g.to(compute_dtype)  # the head's backward matmuls run in the forward's dtype
+                    # Keep the fp32 block only where the weight gradient needs it (low precision on CPU).
+                    g_acc = g if compute_dtype != acc and not h.is_cuda else None
+                    del logits, e, g
                     if need_h:
                         grad_h[start:end] = (g_c @ w).to(hidden.dtype)
                     if need_w:
-                        grad_w += (g_c.t() @ h).to(acc)
-                    del g_c
+                        grad_w += _matmul_acc(g_c, h, g_acc, acc)
+                    del g_c, g_acc
             # Mean over zero tokens is 0/0 = nan, as in torch's cross_entropy(reduction="mean").
             loss = loss_sum / n
         ctx.save_for_backward(
@@ -93,6 +100,22 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         if not torch.equal(grad_out, torch.ones_like(grad_out)):
             grads = [g * grad_out.to(g.dtype) if g is not None else None for g in grads]
         return grads[0], grads[1], grads[2], None, None, None
+
+
+def _matmul_acc(g_c: torch.Tensor, h: torch.Tensor, g_acc: torch.Tensor | None, acc: torch.dtype) -> torch.Tensor:
+    """g_c.T @ h with an `acc`-dtype result, so the head-weight gradient is summed over chunks unrounded.
+
+    Low-precision inputs on CUDA: one tensor-core matmul with an fp32 output (torch.mm out_dtype). Elsewhere
+    (CPU has no such kernel) the fp32 gradient block `g_acc` (or g_c upcast) times the upcast hidden chunk.
+    """
+    if g_c.dtype == acc:
+        return g_c.t() @ h
+    if h.is_cuda:
+        try:
+            return torch.mm(g_c.t(), h, out_dtype=acc)
+        except (TypeError, RuntimeError, NotImplementedError):
+            pass
+    return (g_acc if g_acc is not None else g_c.to(acc)).t() @ h.to(acc)
 
 
 def _body(model: nn.Module) -> nn.Module:

@@ -207,3 +207,41 @@ def test_auto_on_cpu_is_chunked():
     ref, ref_grads = loss_and_grads(model, ids, labels, "chunked", chunk_tokens=6)
     loss, grads = loss_and_grads(model, ids, labels, "auto", chunk_tokens=6)
     assert torch.equal(loss, ref) and all(torch.equal(grads[n], g) for n, g in ref_grads.items())
+
+
+_MEMORY_PROBE = """
+import resource, sys, time, torch
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+from sinktrain.train.loss import causal_lm_loss
+torch.set_num_threads(1)
+impl, chunk = sys.argv[1], int(sys.argv[2])
+torch.manual_seed(0)
+model = GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=50304, hidden_size=256, num_hidden_layers=2, num_attention_heads=4,
+                                         intermediate_size=1024, max_position_embeddings=2048, use_cache=False))
+ids = torch.randint(0, 50304, (1, 2048))
+causal_lm_loss(model, ids[:, :8], ids[:, :8], impl=impl, chunk_tokens=chunk).backward()  # warm up allocator, kernels
+model.zero_grad(set_to_none=False)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter()
+loss = causal_lm_loss(model, ids, ids, impl=impl, chunk_tokens=chunk)
+loss.backward()
+dt = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(f"{impl:8s} chunk={chunk:5d}  peak RSS above model+grads {(peak - base) / 1024:7.1f} MiB  "
+      f"fwd+bwd {dt:5.2f} s  loss {loss.item():.5f}")
+"""
+
+
+def print_cpu_memory_comparison():
+    """Rough CPU peak memory, stock vs chunked (V=50304, T=2048, B=1, d=256, 2 layers), one subprocess each:
+    `PYTHONPATH=. python tests/train/test_loss.py`."""
+    import subprocess
+    import sys
+
+    for impl, chunk in (("off", 4096), ("chunked", 4096), ("chunked", 1024), ("chunked", 256)):
+        out = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, impl, str(chunk)], capture_output=True, text=True)
+        print(out.stdout.strip() or out.stderr.strip()[-2000:])
+
+
+if __name__ == "__main__":
+    print_cpu_memory_comparison()
