@@ -182,7 +182,7 @@ def time_bare(cfg, args, *, stock: bool, compile_stock: bool) -> float:
             return model(input_ids=tokens, labels=tokens, use_cache=False).loss
     else:
         def loss_fn(tokens):
-            return module._train_loss(*module.inputs_and_labels(tokens))
+            return module.loss(*module.inputs_and_labels(tokens))
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4, fused=cuda or None)
     dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)

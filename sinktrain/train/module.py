@@ -22,6 +22,7 @@ from sinktrain.train.checkpoint_saver import CheckpointSaver
 from sinktrain.train.config import TrainConfig
 from sinktrain.train.loss import causal_lm_loss
 from sinktrain.train.metrics import MetricsLog, Throughput, probe_sink_score, validation_loss
+from sinktrain.train.strategy import resolved_precision
 
 
 class WarmupCosine:
@@ -62,7 +63,10 @@ def make_optimizer(groups: list[dict], cfg: TrainConfig, on_cuda: bool) -> torch
                 raise RuntimeError(
                     f"optim.impl fused_adam: DeepSpeed FusedAdam is unavailable ({e}); use impl: auto") from e
             warnings.warn(f"DeepSpeed FusedAdam unavailable ({e}); using torch AdamW(fused=True)")
-    return torch.optim.AdamW(groups, fused=True if on_cuda else None, **kw)
+    # fused: one kernel for every parameter. Not under fp16 outside DeepSpeed: a fused AdamW unscales inside
+    # its step, after Lightning would clip the still-scaled gradients (Lightning refuses that combination).
+    fp16_scaler = cfg.trainer.strategy != "deepspeed" and resolved_precision(cfg) == "16-mixed"
+    return torch.optim.AdamW(groups, fused=True if on_cuda and not fp16_scaler else None, **kw)
 
 
 @dataclass
@@ -111,9 +115,11 @@ class SinkLM(pl.LightningModule):
         self.num_sink = cfg.model.num_sink_tokens
         if cfg.speed.activation_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        # The compiled training loss is a function, not a submodule: parameter names (and so checkpoints and
-        # exports) stay those of the plain model, and validation / the probe run the plain model.
-        self._train_loss = torch.compile(self.loss) if cfg.speed.compile else self.loss
+        if cfg.speed.compile:
+            # In place (nn.Module.compile): parameter names, and so checkpoints and exports, stay the plain
+            # model's. With a fused loss only the body is compiled; the loss kernels run after it (Dynamo cannot
+            # trace liger-kernel's host-side .item(), and the chunked loss is one kernel per chunk anyway).
+            (self.model.base_model if cfg.speed.fused_loss != "off" else self.model).compile()
         self.step = StepState()
         self.nonfinite: tuple[int, float] | None = None  # (step, loss) when training was stopped
 
@@ -135,7 +141,7 @@ class SinkLM(pl.LightningModule):
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         if self.step.micro_batches == 0:
             self.step.lr = float(self.trainer.optimizers[0].param_groups[0]["lr"])
-        loss = self._train_loss(*self.inputs_and_labels(batch))
+        loss = self.loss(*self.inputs_and_labels(batch))
         detached = loss.detach().float()
         self.step.loss_sum = detached if self.step.loss_sum is None else self.step.loss_sum + detached
         self.step.micro_batches += 1

@@ -13,7 +13,9 @@ import argparse
 import torch
 from lightning.fabric.utilities.seed import reset_seed
 from lightning.pytorch.accelerators import CUDAAccelerator
+from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, SingleDeviceStrategy
+from lightning.pytorch.utilities import GradClipAlgorithmType
 
 from sinktrain.train.config import TrainConfig
 
@@ -161,12 +163,27 @@ def build_strategy(cfg: TrainConfig):
     )
 
 
-def build_plugins(cfg: TrainConfig) -> list:
-    """fp16 outside DeepSpeed: torch GradScaler with Pythia's initial scale (Lightning's default is 2^16)."""
-    if resolved_precision(cfg) == "16-mixed" and cfg.trainer.strategy != "deepspeed":
-        from lightning.pytorch.plugins.precision import MixedPrecision
+class BF16MixedPrecision(MixedPrecision):
+    """Lightning's bf16-mixed, minus one refusal: Lightning will not clip gradients for an optimizer that
+    "unscales internally" (torch AdamW(fused=True) on CUDA), which is right for fp16's loss scale. bf16 has no
+    loss scale, so there is nothing to unscale and clipping the plain gradients is exact."""
 
-        device = "cuda" if on_gpu(cfg) else "cpu"
+    def clip_gradients(self, optimizer, clip_val=0.0, gradient_clip_algorithm=GradClipAlgorithmType.NORM) -> None:
+        if self.scaler is None:
+            return Precision.clip_gradients(self, optimizer, clip_val, gradient_clip_algorithm)
+        return super().clip_gradients(optimizer, clip_val, gradient_clip_algorithm)
+
+
+def build_plugins(cfg: TrainConfig) -> list:
+    """The precision plugin outside DeepSpeed (which has its own): fp16 with a torch GradScaler at Pythia's
+    initial scale (Lightning's default is 2^16); bf16-mixed that clips gradients of fused optimizers."""
+    if cfg.trainer.strategy == "deepspeed":
+        return []
+    device = "cuda" if on_gpu(cfg) else "cpu"
+    precision = resolved_precision(cfg)
+    if precision == "16-mixed":
         scaler = torch.amp.GradScaler(device, init_scale=2.0 ** cfg.trainer.initial_loss_scale_power)
         return [MixedPrecision("16-mixed", device, scaler=scaler)]
+    if precision == "bf16-mixed":
+        return [BF16MixedPrecision("bf16-mixed", device)]
     return []

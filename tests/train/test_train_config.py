@@ -25,7 +25,7 @@ def test_every_recipe_loads_and_the_paper_recipes_match_the_paper():
             (6e-4, 6e-5, [0.9, 0.95], 1e-8, 0.1, 1.0)
         assert c.warmup_steps == 1430 and c.seed == 1234
         t = c.trainer
-        assert (t.strategy, t.zero_stage, t.precision, t.initial_loss_scale_power) == ("deepspeed", 1, "16-mixed", 12)
+        assert (t.strategy, t.zero_stage, t.precision, t.initial_loss_scale_power) == ("deepspeed", 1, "auto", 12)
     assert cfgs["pythia-160m-vanilla"].model.sink.kind == "none"
     assert (cfgs["pythia-160m-sink"].model.sink.kind, cfgs["pythia-160m-sink"].model.num_sink_tokens) == ("token", 1)
     assert cfgs["pythia-160m-sink"].sample_len == 2047  # the sink takes one of the 2048 positions
