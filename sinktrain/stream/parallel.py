@@ -37,8 +37,10 @@ def _cat_last(*parts: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: int = 1024,
-                    adapter: FamilyAdapter | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
-    """Yield (a, b, logits [b-a, vocab]) for query blocks a..b-1 of tokens[:-1] (query t predicts tokens[t+1])."""
+                    adapter: FamilyAdapter | None = None,
+                    attn_chunk: int | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """Yield (a, b, logits [b-a, vocab]) for query blocks a..b-1 of tokens[:-1] (query t predicts tokens[t+1]).
+    `attn_chunk`: queries per attention call inside a block (default max(64, window); see `_attend`)."""
     ad = adapter or adapter_for(model)
     weight = model.get_input_embeddings().weight
     device, dtype = weight.device, weight.dtype
@@ -115,10 +117,9 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
             if KV != H:
                 keys, values = keys.repeat_interleave(H // KV, dim=1), values.repeat_interleave(H // KV, dim=1)
             values = F.pad(values, (0, query.shape[-1] - D))
-            out = F.scaled_dot_product_attention(query.transpose(0, 1)[None], keys.transpose(0, 1)[None],
-                                                 values.transpose(0, 1)[None], attn_mask=layer_mask,
-                                                 scale=scales[li])[0, ..., :D]
-            x = ad.residual(layer, x, out.transpose(0, 1).reshape(n_q, H * D))
+            out = _attend(query, keys, values, layer_mask, scales[li], n_sinks, band_start, a, w,
+                          extra=kind != "none", chunk=attn_chunk)[..., :D]
+            x = ad.residual(layer, x, out.reshape(n_q, H * D))
             # Keep the last w non-sink tokens' K/V for the next block.
             keep_from = max(min(s, b), b - w)
             tail_k[li] = band_k[keep_from - band_start:]
@@ -127,12 +128,37 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
         yield a, b, ad.logits(x)
 
 
+def _attend(query, keys, values, mask, scale, n_sinks: int, band_start: int, a: int, w: int, extra: bool,
+            chunk: int | None = None) -> torch.Tensor:
+    """SDPA of a block's queries [q, H, D'] against its keys [sinks | band | extra?], query chunk by chunk.
+
+    Query t sees at most the w+1 band keys ending at t, yet the block's band spans w + the whole block: one
+    SDPA call would score every query against every band key and mask most of them away (5x the useful work
+    at block 1024, w 252). A chunk of queries gets only the band keys its first query can reach, about
+    chunk + w of them. Same scores, same softmax: the keys left out were masked to -inf anyway. -> [q, H, D']"""
+    n_q, n_keys = query.shape[0], keys.shape[0]
+    n_band = n_keys - n_sinks - int(extra)
+    chunk = chunk or max(64, w)
+    outs = []
+    for qa in range(0, n_q, chunk):
+        qb = min(qa + chunk, n_q)
+        lo = min(n_band, max(0, a + qa - w - band_start))  # the first band key query a+qa can see
+        hi = min(n_band, a + qb - band_start)  # one past the last band key query a+qb-1 can see
+        cols = [slice(0, n_sinks), slice(n_sinks + lo, n_sinks + hi)] + ([slice(n_keys - 1, n_keys)] if extra else [])
+        k = torch.cat([keys[c] for c in cols]).transpose(0, 1)[None]
+        v = torch.cat([values[c] for c in cols]).transpose(0, 1)[None]
+        m = torch.cat([mask[..., qa:qb, c] for c in cols], dim=-1)
+        out = F.scaled_dot_product_attention(query[qa:qb].transpose(0, 1)[None], k, v, attn_mask=m, scale=scale)
+        outs.append(out[0].transpose(0, 1))
+    return torch.cat(outs)
+
+
 def parallel_nll(model, tokens, sinks: int, window: int | None, block_size: int = 1024, progress=None,
-                 adapter: FamilyAdapter | None = None) -> np.ndarray:
+                 adapter: FamilyAdapter | None = None, attn_chunk: int | None = None) -> np.ndarray:
     """Per-token NLL [N-1] of tokens[1:], equal to `reference_nll` for the same (sinks, window)."""
     targets = torch.as_tensor(np.asarray(tokens), dtype=torch.long)
     nll = np.empty(len(targets) - 1, dtype=np.float64)
-    for a, b, logits in parallel_logits(model, tokens, sinks, window, block_size, adapter):
+    for a, b, logits in parallel_logits(model, tokens, sinks, window, block_size, adapter, attn_chunk):
         nll[a:b] = F.cross_entropy(logits.float(), targets[a + 1 : b + 1].to(logits.device),
                                    reduction="none").double().cpu().numpy()
         if progress is not None:

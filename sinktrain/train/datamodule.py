@@ -122,7 +122,7 @@ class TokenDataModule(pl.LightningDataModule):
         return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=workers, pin_memory=gpu, **extra)
 
     def val_batches(self) -> list[torch.Tensor]:
-        """This rank's fixed validation micro-batches (the same every time; measured by TrainingMonitor)."""
+        """This rank's fixed validation micro-batches (the same every time; measured where a step ends)."""
         if getattr(self, "_val_cache", None) is None:
             rank, world = self._rank_world()
             t = self.cfg.trainer

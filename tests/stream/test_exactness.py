@@ -54,8 +54,9 @@ def test_parallel_matches_reference_on_random_models(book_tokens, kind):
     stream = book_tokens[: 8 * window + 5]
     for sinks in (0, 1, 4):
         ref = reference_nll(model, stream, sinks, window)
-        par = parallel_nll(model, stream, sinks, window, block_size=16)
-        assert np.abs(ref - par).max() < TOL, (kind, sinks)
+        for chunk in (None, 3):  # one attention call per block, or query chunks of 3 inside it
+            par = parallel_nll(model, stream, sinks, window, block_size=16, attn_chunk=chunk)
+            assert np.abs(ref - par).max() < TOL, (kind, sinks, chunk)
 
 
 def test_window_longer_than_stream_equals_teacher_forcing(trained_model, book_tokens):

@@ -31,6 +31,9 @@ def test_parallel_matches_reference(case):
         ref = reference_nll(model, stream, sinks, window)
         par = parallel_nll(model, stream, sinks, window, block_size=37)  # block edges inside the stream
         assert np.abs(ref - par).max() <= TOL, (case, sinks, np.abs(ref - par).max())
+        # attention in query chunks smaller than the block, each with only the band keys it can reach
+        chunked = parallel_nll(model, stream, sinks, window, block_size=37, attn_chunk=5)
+        assert np.abs(ref - chunked).max() <= TOL, (case, sinks, np.abs(ref - chunked).max())
         # Eviction must change the numbers, else the agreement proves nothing about it.
         assert np.abs(par - teacher).mean() > 1e-3, (case, sinks)
     dense = parallel_nll(model, stream, 0, None, block_size=37)
