@@ -218,7 +218,8 @@ def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, t
         val_batches=datamodule.val_batches, probe_batch=datamodule.probe_batch,
         tokens_per_step=model_tokens_per_step, text_tokens_per_step=text_tokens_per_step,
         flops_per_token=model_flops_per_token,
-        peak_tflops=device_peak_tflops(cfg.logging.peak_tflops, resolved_precision(cfg)) if on_gpu(cfg) else None,
+        peak_tflops=device_peak_tflops(cfg.logging.peak_tflops, resolved_precision(cfg))
+        if on_gpu(cfg) or cfg.logging.peak_tflops else None,
     )
     module = SinkLM(cfg, hooks)
     with warnings.catch_warnings():

@@ -35,7 +35,8 @@ def test_logged_tokens_per_s_is_the_wall_clock_between_rows(tiny_data, tmp_path,
         return real(self, k)
 
     monkeypatch.setattr(StepMicroBatches, "__getitem__", slow)
-    cfg = tiny(tiny_data, tmp_path / "run", "trainer.max_steps=12", "trainer.log_every=3", *QUIET)
+    cfg = tiny(tiny_data, tmp_path / "run", "trainer.max_steps=12", "trainer.log_every=3",
+               "logging.peak_tflops=0.001", *QUIET)
     train(cfg)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [3, 6, 9, 12]
@@ -44,6 +45,10 @@ def test_logged_tokens_per_s_is_the_wall_clock_between_rows(tiny_data, tmp_path,
         wall = tokens_per_step * (b["step"] - a["step"]) / (b["time"] - a["time"])
         assert abs(b["tokens_per_s"] / wall - 1) < 0.15, (b, wall)
     assert abs(rows[0]["time"] - time.time()) < 600  # unix seconds
+    from sinktrain.train.flops import flops_per_token
+
+    for r in rows:  # a given peak gives an MFU on CPU too
+        assert r["mfu"] == pytest.approx(r["tokens_per_s"] * flops_per_token(cfg.model) / 1e9)
 
 
 def test_grad_norm_is_computed_only_on_logged_steps(tiny_data, tmp_path, monkeypatch):
