@@ -27,6 +27,9 @@ import tarfile
 import time
 from pathlib import Path
 
+from sinktrain.export import read_metrics
+from sinktrain.train.checkpoint import latest_checkpoint, read_meta
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = {"vanilla": "pythia-160m-vanilla.yaml", "token": "pythia-160m-sink.yaml",
            "zerosink": "pythia-160m-zerosink.yaml"}
@@ -173,7 +176,7 @@ def main(argv=None) -> int:
         final = latest_step(runs / v)
         log = f"train-{v}" + ("-resumed" if v == "vanilla" else "")
         facts = {"rc": rcs[v], "final_step": final, "log": acc.tail(log)}
-        rows = [r for r in read_rows(runs / v) if "loss" in r]
+        rows = [r for r in read_metrics(runs / v) if "loss" in r]
         facts.update(last_row(runs / v), first_loss=rows[0]["loss"] if rows else None)
         acc.check(f"train_{v}", rcs[v] == 0 and final == steps and len(rows) > 1
                   and rows[-1]["loss"] < rows[0]["loss"] - 0.5, **facts)
@@ -256,7 +259,7 @@ def tokens_per_s_vs_wall(run: Path, global_batch: int, seq_len: int, exclude_eve
     """(pass, facts): each logged tokens_per_s against tokens / (time gap to the previous row), for the rows
     whose previous row was not followed by validation, the probe or a checkpoint (their time is left out of
     tokens_per_s by design). Within 10%."""
-    rows = read_rows(run)
+    rows = read_metrics(run)
     ratios = []
     for a, b in zip(rows, rows[1:]):
         if a["step"] % exclude_every == 0 or not b.get("tokens_per_s") or b["time"] <= a["time"]:
@@ -291,23 +294,15 @@ def read_json(path: Path) -> dict:
         return {}
 
 
-def read_rows(run: Path) -> list[dict]:
-    path = Path(run) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def last_row(run: Path) -> dict:
-    rows = [r for r in read_rows(run) if "loss" in r]
+    rows = [r for r in read_metrics(run) if "loss" in r]
     keep = ("step", "loss", "val_loss", "tokens_per_s", "mfu", "grad_norm")
     return {k: rows[-1].get(k) for k in keep} if rows else {}
 
 
 def latest_step(run: Path) -> int | None:
-    root = Path(run) / "checkpoints"
-    steps = [int(p.name[5:]) for p in root.glob("step-*") if p.name[5:].isdigit() and (p / "COMPLETE").exists()]
-    return max(steps, default=None)
+    latest = latest_checkpoint(run)
+    return read_meta(latest)["step"] if latest else None
 
 
 if __name__ == "__main__":

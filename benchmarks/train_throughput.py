@@ -57,7 +57,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from sinktrain.train.flops import device_peak_tflops, flops_per_token
+    from sinktrain.train.flops import device_peak_tflops, flops_per_token, mfu
 
     cuda = torch.cuda.is_available()
     precision = args.precision if args.precision != "auto" else ("bf16-mixed" if cuda else "32-true")
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     base = next((r["tokens_per_s"] for r in results if r["config"].startswith("hf") and r.get("tokens_per_s")), None)
     for r in results:
         if r.get("tokens_per_s"):
-            r["mfu"] = round(r["tokens_per_s"] * fpt / (peak * 1e12), 4) if peak else None
+            r["mfu"] = round(mfu(r["tokens_per_s"], fpt, 1, peak), 4) if peak else None
             r["vs_baseline"] = round(r["tokens_per_s"] / base, 3) if base else None
     by_name = {r["config"]: r for r in results}
     loop_vs_bare = {name: round(r["tokens_per_s"] / by_name["bare:" + name[5:]]["tokens_per_s"], 3)
@@ -155,8 +155,9 @@ def time_loop(cfg, args) -> float:
     """train() itself; tokens/s from the metrics rows' wall-clock times, from the end of warmup to the end."""
     from sinktrain.train import train
 
-    run_dir = train(cfg)
-    rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    from sinktrain.export import read_metrics
+
+    rows = read_metrics(train(cfg))
     first = next(r for r in rows if r["step"] == args.warmup)
     last = rows[-1]
     tokens = (last["step"] - first["step"]) * cfg.trainer.global_batch_size * cfg.model.seq_len

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from sinktrain.train.config import TrainConfig
+from sinktrain.train.strategy import on_gpu
 
 
 class StepMicroBatches(Dataset):
@@ -113,8 +114,6 @@ class TokenDataModule(pl.LightningDataModule):
         # Read when iteration starts: by then Lightning has restored global_step from the checkpoint.
         sampler = StepSampler(lambda: self.trainer.global_step, t.max_steps, self.accum)
         # Workers read and pin the next micro-batches while the GPU computes; the order stays the sampler's.
-        from sinktrain.train.strategy import on_gpu
-
         gpu = on_gpu(self.cfg)
         workers = self.cfg.speed.loader_workers
         workers = (2 if gpu else 0) if workers is None else workers

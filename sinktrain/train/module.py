@@ -20,6 +20,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from sinktrain.model import build_model, lm_labels, prepend_sink_tokens
 from sinktrain.train.checkpoint_saver import CheckpointSaver
 from sinktrain.train.config import TrainConfig
+from sinktrain.train.flops import mfu
 from sinktrain.train.loss import causal_lm_loss
 from sinktrain.train.metrics import MetricsLog, Throughput, probe_sink_score, validation_loss
 from sinktrain.train.strategy import resolved_precision
@@ -158,14 +159,12 @@ class SinkLM(pl.LightningModule):
     def on_train_start(self) -> None:
         self._restore_schedule()
         self._seen_step = self.trainer.global_step
-        self.throughput = Throughput(self.device)
-        if self.hooks is None:
-            return
-        if self.trainer.global_step > 0:  # resumed: this step's checkpoint exists already
-            self.hooks.checkpoints.saved_step = self.trainer.global_step
-        elif self.cfg.logging.sink_score_every:  # the sink score of the initialisation, for reference
-            self.hooks.metrics.write({"step": 0, "sink_score": self._probe()})
-        self.throughput.start()
+        if self.hooks is not None:
+            if self.trainer.global_step > 0:  # resumed: this step's checkpoint exists already
+                self.hooks.checkpoints.saved_step = self.trainer.global_step
+            elif self.cfg.logging.sink_score_every:  # the sink score of the initialisation, for reference
+                self.hooks.metrics.write({"step": 0, "sink_score": self._probe()})
+        self.throughput = Throughput(self.device)  # the clock starts after the probe: training time only
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         step = self.trainer.global_step
@@ -193,7 +192,7 @@ class SinkLM(pl.LightningModule):
             row.update(loss=loss, lr=state.lr, grad_norm=self._grad_norm(state),
                        tokens_seen=step * h.text_tokens_per_step, tokens_per_s=tps)
             if tps is not None and h.peak_tflops:
-                row["mfu"] = tps * h.flops_per_token / (self.trainer.world_size * h.peak_tflops * 1e12)
+                row["mfu"] = mfu(tps, h.flops_per_token, self.trainer.world_size, h.peak_tflops)
             self.log("loss", loss, prog_bar=True, logger=False)
         val_every = self.cfg.trainer.val_every if self.cfg.trainer.val_batches else 0
         if val_every and (step % val_every == 0 or last):
