@@ -5,7 +5,8 @@ It has a formed attention sink, so window attention collapses where the paper sa
 
 from __future__ import annotations
 
-import types
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,9 @@ from sinktrain.model.source import load_model_tokenizer, load_pretrained, resolv
 from sinktrain.stream import parallel_nll, reference_nll
 from sinktrain.stream.evaluate import self_check
 from sinktrain.stream.families import adapter_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from stream_fp32_floor import float64_copy, transformers_nll  # noqa: E402
 
 NAME = "smollm2-135m-instruct"
 
@@ -57,32 +61,26 @@ def test_window_attention_collapses_and_one_sink_recovers(smollm2, book):
 
 
 def test_parallel_matches_reference_fp32(smollm2, book):
-    """First 512 tokens, 4+60 (448 evictions). In fp32 a 30-layer model has a rounding floor of its own: each
-    mode is 2.1-2.5e-5 (max |ΔNLL|) away from the same run in float64, so the two fp32 modes are compared at
-    that floor; the exact agreement is checked in float64 below."""
+    """First 512 tokens, 4+60 (448 evictions), fp32. The issue asks for max |ΔNLL| <= 1e-5, but this 30-layer
+    model (residual activations up to 23,120 at the sink token) turns any reordering of fp32 rounding into more
+    than that: transformers' own forward over the 512 tokens and its own KV-cached forward over 128-token chunks
+    disagree by 1.8e-5 (token by token: 2.6e-5; benchmarks/stream_fp32_floor.py). So the two modes are held to
+    twice what transformers itself shows in the same run; the exact agreement is checked in float64 below."""
     model, _ = smollm2
     stream = book[:512]
+    ids = torch.as_tensor(stream)
+    floor = np.abs(transformers_nll(model, ids, None) - transformers_nll(model, ids, 128)).max()
     ref = reference_nll(model, stream, 4, 60)
     par = parallel_nll(model, stream, 4, 60, block_size=128)
-    assert np.abs(ref - par).max() <= 5e-5 and np.abs(ref - par).mean() <= 1e-5
+    assert np.abs(ref - par).max() <= max(1e-5, 2 * floor), (np.abs(ref - par).max(), floor)
+    assert np.abs(ref - par).mean() <= 1e-5
 
 
 def test_parallel_equals_reference_in_float64(smollm2, book):
     """With the model in float64 and its rotary angles computed in float64 (transformers computes them in fp32
     whatever the model's dtype), the two modes are the same arithmetic: they agree to 1e-9."""
     model, _ = smollm2
-    m64 = type(model)(model.config)
-    m64.load_state_dict(model.state_dict())
-    m64 = m64.double().eval()
-    rotary = m64.model.rotary_emb
-    inv_freq = rotary.inv_freq.double()
-
-    def forward(self, x, position_ids):
-        angles = position_ids[..., None].double() * inv_freq
-        emb = torch.cat([angles, angles], dim=-1)
-        return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
-
-    rotary.forward = types.MethodType(forward, rotary)
+    m64 = float64_copy(model)
     stream = book[:140]
     ref = reference_nll(m64, stream, 4, 60)
     par = parallel_nll(m64, stream, 4, 60, block_size=50)
