@@ -160,19 +160,10 @@ def _iter_file(path: Path, text_field: str, txt_documents: str) -> Iterator[str]
     builder = builder_for(path)
     field_name = "text" if builder == "text" else text_field
     kwargs = {"sample_by": TXT_DOCUMENTS[txt_documents]} if builder == "text" else {}
-    documents = records = missing = 0
+    counts = {"records": 0, "missing": 0, "documents": 0}
     try:
         ds = load_dataset(builder, data_files=str(path), split="train", streaming=True, **kwargs)
-        for row in ds:
-            records += 1
-            # datasets unifies the records' schema: a record lacking the field reads back as None.
-            if row.get(field_name, "") is None:
-                missing += 1
-                continue
-            text = _text_of(row, field_name, f"file {str(path)!r}")
-            if text:
-                documents += 1
-                yield text
+        yield from _texts(ds, field_name, f"file {str(path)!r}", counts)
     except ValueError as e:
         if not isinstance(e, UnicodeDecodeError):  # (a subclass of ValueError) our own clear errors pass as is
             if str(e).startswith(f"file {str(path)!r}"):
@@ -190,34 +181,39 @@ def _iter_file(path: Path, text_field: str, txt_documents: str) -> Iterator[str]
             ) from e
         raise ValueError(f"file {str(path)!r} could not be read as {builder} ({_first_line(e)}); "
                          f"fix or remove it from the sources") from e
-    _check_missing(f"file {str(path)!r}", field_name, missing, records)
-    if documents == 0:
+    _check_missing(f"file {str(path)!r}", field_name, counts["missing"], counts["records"])
+    if counts["documents"] == 0:
         raise ValueError(f"file {str(path)!r} is empty (no non-empty documents); remove it from the sources")
+
+
+def _texts(rows, field: str, where: str, counts: dict) -> Iterator[str]:
+    """The non-empty texts in `field` of `rows`, counting into `counts` the records, those without the field
+    (datasets unifies the records' schema: a record lacking the field reads back as None) and the documents."""
+    for row in rows:
+        counts["records"] += 1
+        if row.get(field, "") is None:
+            counts["missing"] += 1
+            continue
+        text = _text_of(row, field, where)
+        if text:
+            counts["documents"] += 1
+            yield text
 
 
 def _iter_hub(spec: str, split: str, text_field: str, hub_config: str | None) -> Iterator[str]:
     from datasets import load_dataset
 
     name = spec[len(HUB_PREFIX):] if spec.startswith(HUB_PREFIX) else spec
-    documents = 0
     try:
         ds = load_dataset(name, hub_config, split=split, streaming=True)
     except Exception as e:  # noqa: BLE001 - offline, no such repo, no such split: one clear line
         what = "could not be loaded as a dataset" if spec.startswith(HUB_PREFIX) else \
             "is neither a local path nor a loadable dataset"
         raise FileNotFoundError(f"source {name!r} {what} ({type(e).__name__}: {e}); check the name") from e
-    records = missing = 0
-    for row in ds:
-        records += 1
-        if row.get(text_field, "") is None:  # a record without the field (the schema has it)
-            missing += 1
-            continue
-        text = _text_of(row, text_field, f"dataset {name!r}")
-        if text:
-            documents += 1
-            yield text
-    _check_missing(f"dataset {name!r}", text_field, missing, records)
-    if documents == 0:
+    counts = {"records": 0, "missing": 0, "documents": 0}
+    yield from _texts(ds, text_field, f"dataset {name!r}", counts)
+    _check_missing(f"dataset {name!r}", text_field, counts["missing"], counts["records"])
+    if counts["documents"] == 0:
         raise ValueError(f"dataset {name!r} split {split!r} has no non-empty documents in field {text_field!r}")
 
 
