@@ -13,10 +13,12 @@ decode the same book tokens (teacher-forced), with the same model, dtype and thr
 peak RSS after 4,096 tokens and after N, and the mean ms/token per block of tokens (latency must not grow with
 the number of tokens generated so far).
 
-    python benchmarks/streaming_decode.py [--model smollm2-135m-instruct|tiny|FOLDER] [--caches 256,...,4096]
+    python benchmarks/streaming_decode.py [--model smollm2-135m-instruct|tiny|random:PRESET|FOLDER]
+        [--caches 256,...,4096]
         [--threads 1] [--long-run 100000 --long-model tiny] --out docs/figures/streaming_decode.json
     # on a GPU: the static ring cache with its decode step compiled (CUDA graphs)
     python benchmarks/streaming_decode.py --device cuda --static --compile --out runs/streaming_decode_gpu.json
+    # random:PRESET (e.g. random:pythia-160m) needs no weights on the machine: a decode step costs the same
 Prints the JSON; with --out also writes it and the plot (same name, .png).
 """
 
@@ -67,15 +69,21 @@ def peak_rss_mb() -> float:
     return int(line.split()[1]) / 1024
 
 
+def random_preset(spec: str) -> str | None:
+    """The sinktrain preset of a random-weight model spec (`random:PRESET`; `tiny` = random:tiny), else None."""
+    return "tiny" if spec == "tiny" else spec.removeprefix("random:") if spec.startswith("random:") else None
+
+
 def load(spec: str, device: str = "cpu", dtype: str = "float32"):
-    """The model and book tokens in its tokenization (`tiny`: sinktrain's tiny GPT-NeoX, random weights)."""
+    """The model and book tokens in its tokenization (`random:PRESET`, e.g. random:pythia-160m, or `tiny`:
+    sinktrain's GPT-NeoX of that preset with random weights, which time a decode step as trained weights do)."""
     from sinktrain.data.tokenizer import load_tokenizer
     from sinktrain.model.source import load_model_tokenizer, load_pretrained, resolve_model_source
 
-    if spec == "tiny":
+    if random_preset(spec):
         from sinktrain.model import ModelConfig, build_model
 
-        model = build_model(ModelConfig(preset="tiny"), seed=0).eval().to(device, getattr(torch, dtype))
+        model = build_model(ModelConfig(preset=random_preset(spec)), seed=0).eval().to(device, getattr(torch, dtype))
         tok = load_tokenizer()
     else:
         source = resolve_model_source(spec)
@@ -224,10 +232,10 @@ def child(args_list: list[str], threads: int) -> dict:
 def kv_mb(spec: str, cache: int) -> float:
     from sinktrain.model.source import load_config, resolve_model_source
 
-    if spec == "tiny":
+    if random_preset(spec):
         from sinktrain.model import ModelConfig, hf_config
 
-        cfg = hf_config(ModelConfig(preset="tiny"))
+        cfg = hf_config(ModelConfig(preset=random_preset(spec)))
     else:
         cfg = load_config(resolve_model_source(spec))
     heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
