@@ -4,8 +4,9 @@ own public entry (the same functions its CLI verb calls).
 Every input of every stage is checked before the first stage runs (`preflight`). Idempotent and resumable: a
 stage is skipped only when its artifact was made from the current inputs (done-markers, markers.py; a training
 run's inputs are its run.json's data manifest); an unfinished training run resumes from its newest complete
-checkpoint (the training stage's own `resume: auto`). A run trained on data that has since been re-prepared is
-kept aside as `train/<variant>.old-N` and trained again.
+checkpoint (the training stage's own `resume: auto`). A run trained on data that has since been re-prepared, or
+finished under another recipe (`RECIPE_FIELDS`: model, optimizer, schedule, batch, ...), is kept aside as
+`train/<variant>.old-N` and trained again.
 Under torchrun every rank trains; rank 0 alone prepares data, exports, evaluates and writes the report.
 """
 
@@ -23,6 +24,7 @@ from sinktrain.export import ExportConfig, export_checkpoint
 from sinktrain.stream import evaluate
 from sinktrain.stream.config import validate as validate_stream_config
 from sinktrain.train import latest_checkpoint, preflight as train_preflight, train
+from sinktrain.train.checkpoint import read_meta
 from sinktrain.util.atomic import write_yaml_atomic
 from sinktrain.util.rank import is_global_rank_zero, rank_zero_print
 from sinktrain.zeroshot import zeroshot
@@ -67,25 +69,62 @@ def stage_data(cfg: ExperimentConfig) -> None:
         time.sleep(5)
 
 
-def _trained_on_other_data(run_dir: Path, manifest: dict) -> bool:
+# What decides a trained variant's weights. The rest of a training config (where it logs, how often it
+# checkpoints, the speed levers, the micro-batch split of the same global batch, the run's own path) may change
+# without training again.
+RECIPE_FIELDS = ("model", "data.tokenizer", "data.seed", "optim.lr", "optim.min_lr", "optim.betas", "optim.eps",
+                 "optim.weight_decay", "optim.grad_clip", "schedule", "trainer.precision",
+                 "trainer.global_batch_size", "trainer.max_steps", "seed")
+
+
+def _field(config: dict, dotted: str):
+    for key in dotted.split("."):
+        config = config.get(key) if isinstance(config, dict) else None
+    return config
+
+
+def recipe_changes(saved: dict, current: dict) -> list[str]:
+    """The RECIPE_FIELDS (sections: their keys) that differ between a checkpoint's config and this one."""
+    changes = []
+    for name in RECIPE_FIELDS:
+        old, new = _field(saved, name), _field(current, name)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += [f"{name}.{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+                        if old.get(k) != new.get(k)]
+        elif old != new:
+            changes.append(f"{name} {old!r} -> {new!r}")
+    return changes
+
+
+def _stale_reason(run_dir: Path, tc, manifest: dict) -> str | None:
+    """Why the variant's existing run cannot be reused or continued, or None: it was trained on other data, or
+    it finished under another recipe (a finished run is otherwise skipped, and its old weights would be reported
+    under the new recipe). An unfinished run resumes; train() refuses a changed model section itself."""
     info = run_dir / "run.json"
-    return info.is_file() and json.loads(info.read_text()).get("data_manifest") != manifest
+    if info.is_file() and json.loads(info.read_text()).get("data_manifest") != manifest:
+        return "the data was prepared again since this variant was trained"
+    ckpt = latest_checkpoint(run_dir) if run_dir.exists() else None
+    if ckpt is not None and _checkpoint_step(ckpt) >= tc.trainer.max_steps:
+        changes = recipe_changes(read_meta(ckpt)["config"], tc.to_dict())
+        if changes:
+            return f"it finished under another recipe ({'; '.join(changes)})"
+    return None
 
 
 def stage_train(cfg: ExperimentConfig, variant: str) -> Path:
     tc = cfg.train_config(variant)
     run_dir = Path(tc.run_dir)
     manifest = read_manifest(cfg.data_dir)
-    if _trained_on_other_data(run_dir, manifest):
+    reason = _stale_reason(run_dir, tc, manifest)
+    if reason is not None:
         if is_global_rank_zero():
             n = 1
             while run_dir.with_name(f"{run_dir.name}.old-{n}").exists():
                 n += 1
             aside = run_dir.with_name(f"{run_dir.name}.old-{n}")
             run_dir.rename(aside)
-            log(f"train {variant}: the data was prepared again since this variant was trained; its run is kept "
-                f"as {aside} and the variant trains again")
-        while _trained_on_other_data(run_dir, manifest):  # other ranks wait for rank 0's move
+            log(f"train {variant}: {reason}; its run is kept as {aside} and the variant trains again")
+        while _stale_reason(run_dir, tc, manifest) is not None:  # other ranks wait for rank 0's move
             time.sleep(1)
     if _checkpoint_step(latest_checkpoint(run_dir) if run_dir.exists() else None) >= tc.trainer.max_steps:
         log(f"train {variant}: done (step {tc.trainer.max_steps} checkpoint exists), skipped")

@@ -88,3 +88,18 @@ def test_a_stage_whose_inputs_changed_runs_again(tmp_path, capfd):
     assert run_info["data_manifest"]["config"]["val_fraction"] == 0.1
     assert "stream-eval: done" not in out
     assert json.loads((root / "report.json").read_text())["vanilla"]["0+32"]["ppl"] != longer["vanilla"]["0+32"]["ppl"]
+
+    # A finished variant under another recipe (here the learning rate) is kept aside and trained again, instead
+    # of its old weights being reported under the new recipe; bookkeeping (how often it logs) changes nothing.
+    bookkeeping = json.loads(json.dumps(study))
+    bookkeeping["base"]["trainer"]["log_every"] = 2
+    code, out = run_study(tmp_path, capfd, bookkeeping)
+    assert code == 0 and "train vanilla: done" in out and "stream-eval: done" in out, out
+    relearned = json.loads(json.dumps(bookkeeping))
+    relearned["base"]["optim"] = {"lr": 1.0e-3}
+    code, out = run_study(tmp_path, capfd, relearned)
+    assert code == 0, out
+    assert "it finished under another recipe (optim.lr 0.003 -> 0.001)" in out, out
+    assert (root / "train/vanilla.old-2/checkpoints/step-00000004").is_dir()
+    assert yaml.safe_load((root / "train/vanilla/config.yaml").read_text())["optim"]["lr"] == 1.0e-3
+    assert "stream-eval: done" not in out
