@@ -3,11 +3,13 @@
     python benchmarks/sink_attention_memory.py                       # CPU, fp32, B=2 H=4 T=512 D=64
     python benchmarks/sink_attention_memory.py --device cuda --dtype bfloat16 --batch 8 --heads 12 --seq 2048
 
-Per path, forward + backward of the attention function alone (q, k, v and sink_logit require grad), with
-transformers' additive causal mask as the model would pass it: median wall time, the bytes autograd keeps for
-backward (unique storages, what training holds per layer until its backward) and, on CUDA, the peak allocated
-during forward + backward above what was allocated before. Prints one JSON object per line. vanilla = stock SDPA
-(no sink), for reference. Also checks the SDPA outputs and gradients against the eager formula's.
+Per path, forward + backward of the attention function alone (q, k, v and sink_logit require grad): `*_sdpa`
+with no mask, as a training forward (no padding) passes it (SDPA's is_causal, no mask tensor); `*_sdpa_masked`
+and `*_eager` with transformers' additive causal mask (a padded batch's path). Reported: median wall time, the
+bytes autograd keeps for backward (unique storages, what training holds per layer until its backward) and, on
+CUDA, the peak allocated during forward + backward above what was allocated before. Prints one JSON object per
+line. vanilla = stock SDPA (no sink), for reference. Also checks the SDPA outputs and gradients against the eager
+formula's.
 """
 
 from __future__ import annotations
@@ -58,9 +60,11 @@ def main(argv=None) -> int:
     paths = {
         "vanilla_sdpa": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling),
         "softmax1_eager": lambda: sg.softmax1_attention_eager(module, q, k, v, mask, scaling)[0],
-        "softmax1_sdpa": lambda: sg.softmax1_attention(module, q, k, v, mask, scaling)[0],
+        "softmax1_sdpa_masked": lambda: sg.softmax1_attention(module, q, k, v, mask, scaling)[0],
+        "softmax1_sdpa": lambda: sg.softmax1_attention(module, q, k, v, None, scaling)[0],
         "logit_eager": lambda: sg.logit_attention_eager(module, q, k, v, mask, scaling)[0],
-        "logit_sdpa": lambda: sg.logit_attention(module, q, k, v, mask, scaling)[0],
+        "logit_sdpa_masked": lambda: sg.logit_attention(module, q, k, v, mask, scaling)[0],
+        "logit_sdpa": lambda: sg.logit_attention(module, q, k, v, None, scaling)[0],
     }
     grad_out = torch.randn(B, T, H, D, device=dev, dtype=dt, generator=g)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
@@ -98,11 +102,12 @@ def main(argv=None) -> int:
             row["peak_MiB"] = round(peak / 2**20, 1)
         print(json.dumps(row), flush=True)
     for kind in ("softmax1", "logit"):
-        (o_e, g_e), (o_s, g_s) = results[f"{kind}_eager"], results[f"{kind}_sdpa"]
-        gd = [(x - y).abs().max().item() for x, y in zip(g_s, g_e) if x is not None and y is not None]
-        print(json.dumps({"check": kind, "out_max_abs_diff": (o_s - o_e).abs().max().item(),
-                          "grad_max_abs_diff": max(gd), "sink_logit_grad": None if g_s[3] is None else
-                          g_s[3].abs().sum().item()}), flush=True)
+        for path in (f"{kind}_sdpa", f"{kind}_sdpa_masked"):
+            (o_e, g_e), (o_s, g_s) = results[f"{kind}_eager"], results[path]
+            gd = [(x - y).abs().max().item() for x, y in zip(g_s, g_e) if x is not None and y is not None]
+            print(json.dumps({"check": path, "out_max_abs_diff": (o_s - o_e).abs().max().item(),
+                              "grad_max_abs_diff": max(gd), "sink_logit_grad": None if g_s[3] is None else
+                              g_s[3].abs().sum().item()}), flush=True)
     return 0
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import AttentionInterface, AutoConfig, AutoModelForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM
-from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask, sdpa_mask
 
 SOFTMAX1 = "sinktrain_softmax1"
 LOGIT = "sinktrain_logit"
@@ -50,29 +50,32 @@ def _sink_attention(module, query, key, value, attention_mask, scaling, extra, d
     # reproduces it exactly. Scores in fp32 as eager's softmax does (fp64 stays fp64, for exactness tests).
     acc = torch.promote_types(query.dtype, torch.float32)
     scores = torch.matmul(query, key.transpose(2, 3)).to(acc) * scaling
+    q_len, k_len = query.shape[-2], key.shape[-2]
+    if attention_mask is None and q_len > 1:  # no mask: causal, as SDPA's is_causal (see _sink_sdpa)
+        attention_mask = torch.ones(q_len, k_len, dtype=torch.bool, device=query.device).tril()[None, None]
+    if attention_mask is not None and attention_mask.dtype == torch.bool:  # True = attend
+        attention_mask = torch.zeros(attention_mask.shape, dtype=acc, device=query.device).masked_fill_(
+            ~attention_mask, torch.finfo(acc).min)
     if attention_mask is not None:
-        scores = scores + attention_mask[..., : key.shape[-2]].to(acc)
+        scores = scores + attention_mask[..., :k_len].to(acc)
     weights = softmax_with_extra_logit(scores, extra).to(query.dtype)
     weights = torch.nn.functional.dropout(weights, p=dropout, training=module.training)
     out = torch.matmul(weights, value).transpose(1, 2).contiguous()
     return out, weights
 
 
-def _mask_with_extra_column(attention_mask, q_len: int, k_len: int, dtype, device) -> torch.Tensor:
+def _mask_with_extra_column(attention_mask, q_len: int, k_len: int, dtype, device) -> torch.Tensor | None:
     """Additive mask [b, 1, q, k + 1] in `dtype`: the causal/padding part for the k real keys, then 0 (visible
     to every query) for the extra key.
 
     `attention_mask` is transformers' additive float mask ([b, 1, q, >= k], only the first k columns apply, as
-    in the eager formula) or a bool mask (True = attend); None means plain causal attention, lower-right
-    aligned (query i sees keys j <= i + k - q: all of them for a single decoding query).
-    The rows are allocated 8-aligned and sliced, so CUDA's memory-efficient kernel need not pad a copy.
+    in the eager formula) or a bool mask (True = attend); None (a single decoding query: every key visible)
+    needs no mask. The rows are allocated 8-aligned and sliced, so CUDA's memory-efficient kernel need not pad a
+    copy.
     """
-    width = (k_len + 1 + 7) // 8 * 8
     if attention_mask is None:
-        mask = torch.zeros(1, 1, q_len, width, dtype=dtype, device=device)[..., : k_len + 1]
-        hidden = torch.ones(q_len, k_len, dtype=torch.bool, device=device).triu(k_len - q_len + 1)
-        mask[..., :k_len].masked_fill_(hidden, float("-inf"))
-        return mask
+        return None
+    width = (k_len + 1 + 7) // 8 * 8
     real = attention_mask[..., :k_len]
     mask = torch.zeros(*real.shape[:-1], width, dtype=dtype, device=device)[..., : k_len + 1]
     if real.dtype == torch.bool:
@@ -89,9 +92,15 @@ def _sink_sdpa(module, query, key, value, attention_mask, scaling, sink_logit=No
     """The sink attention through `scaled_dot_product_attention`: never materialises [B, H, q, k] scores here
     (whether the kernel does is up to the backend SDPA picks).
 
-    One extra key and value, both all-zero, go after the real ones; the additive mask leaves that key visible
-    to every query. Its score is q . 0 = 0, so softmax over the k + 1 columns is softmax-with-extra-logit 0
-    (softmax1) and the zero value adds nothing to the output.
+    One extra key and value, both all-zero, join the real ones and every query sees that key. Its score is
+    q . 0 = 0, so softmax over the k + 1 columns is softmax-with-extra-logit 0 (softmax1) and the zero value adds
+    nothing to the output.
+
+    No mask (transformers' SDPA mask builder, registered for these names, returns None for plain causal
+    attention; None then means SDPA's `is_causal`, aligned top-left, and for a single query: every key): the
+    extra key goes first and an all-zero dummy query too, so SDPA's own causal mask shows query i the extra key
+    plus keys 0..i and the dummy's output is dropped. Without a mask tensor SDPA may pick its flash kernels,
+    which take no mask: training runs this path. A given mask (padding, a cache) gets one more, visible column.
 
     For `logit` the extra score must be b_h per head. Putting b_h in the mask's extra column would make the
     mask per head ([B, H, q, k + 1]) and require grad: SDPA then falls back to its math path on CPU (its
@@ -106,21 +115,27 @@ def _sink_sdpa(module, query, key, value, attention_mask, scaling, sink_logit=No
     k_len = key.shape[-2]
     dtype = query.dtype
     key, value = key.to(dtype), value.to(dtype)
-    mask = _mask_with_extra_column(attention_mask, q_len, k_len, dtype, query.device)
-    zero_row = key.new_zeros(b, key.shape[1], 1, d)
-    value = torch.cat([value, zero_row], dim=2)
+    causal = attention_mask is None and q_len > 1
+    mask = None if causal else _mask_with_extra_column(attention_mask, q_len, k_len, dtype, query.device)
+    extra_value = value.new_zeros(b, value.shape[1], 1, d)
     if sink_logit is None:
-        key = torch.cat([key, zero_row], dim=2)
+        extra_key = key.new_zeros(b, key.shape[1], 1, d)
     else:
         pad = (d // 8 + 1) * 8 - d  # >= 1 new columns; column d carries the sink logit
         query = torch.cat([query, query.new_ones(b, h, q_len, 1), query.new_zeros(b, h, q_len, pad - 1)], dim=-1)
         extra = (sink_logit.float() / scaling).to(dtype).view(1, h, 1, 1).expand(b, h, 1, 1)
         extra_key = torch.cat([key.new_zeros(b, h, 1, d), extra, key.new_zeros(b, h, 1, pad - 1)], dim=-1)
-        key = torch.cat([torch.nn.functional.pad(key, (0, pad)), extra_key], dim=2)
-        value = torch.nn.functional.pad(value, (0, pad))
-    out = torch.nn.functional.scaled_dot_product_attention(
-        query, key, value, attn_mask=mask, dropout_p=dropout if module.training else 0.0, scale=scaling
-    )
+        key = torch.nn.functional.pad(key, (0, pad))
+        value, extra_value = (torch.nn.functional.pad(x, (0, pad)) for x in (value, extra_value))
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    dropout = dropout if module.training else 0.0
+    if causal:
+        query = torch.cat([query.new_zeros(b, h, 1, query.shape[-1]), query], dim=2)
+        key, value = torch.cat([extra_key, key], dim=2), torch.cat([extra_value, value], dim=2)
+        out = sdpa(query, key, value, dropout_p=dropout, is_causal=True, scale=scaling)[:, :, 1:]
+    else:
+        key, value = torch.cat([key, extra_key], dim=2), torch.cat([value, extra_value], dim=2)
+        out = sdpa(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling)
     return out[..., :d].transpose(1, 2).contiguous(), None
 
 
@@ -149,12 +164,13 @@ def logit_attention(module, query, key, value, attention_mask, scaling, dropout=
 
 
 def register() -> None:
-    """Make the functions (and the additive float mask they expect) known to transformers. Idempotent."""
-    for name, fn in [(SOFTMAX1, softmax1_attention), (LOGIT, logit_attention),
-                     (EAGER_ATTN_IMPLEMENTATION[SOFTMAX1], softmax1_attention_eager),
-                     (EAGER_ATTN_IMPLEMENTATION[LOGIT], logit_attention_eager)]:
+    """Make the functions, and the mask each expects, known to transformers. Idempotent. The SDPA names get
+    transformers' SDPA mask (None for plain causal attention, else bool), the eager names its additive mask."""
+    for name, fn, mask in [(SOFTMAX1, softmax1_attention, sdpa_mask), (LOGIT, logit_attention, sdpa_mask),
+                           (EAGER_ATTN_IMPLEMENTATION[SOFTMAX1], softmax1_attention_eager, eager_mask),
+                           (EAGER_ATTN_IMPLEMENTATION[LOGIT], logit_attention_eager, eager_mask)]:
         AttentionInterface.register(name, fn)
-        ALL_MASK_ATTENTION_FUNCTIONS.register(name, eager_mask)
+        ALL_MASK_ATTENTION_FUNCTIONS.register(name, mask)
 
 
 register()
