@@ -14,6 +14,7 @@ from transformers import DynamicCache, GPTNeoXForCausalLM
 from sinktrain.model import ModelConfig, SinkConfig, build_model
 from sinktrain.model import sink_gptneox as sg
 from sinktrain.model.probe import attention_probs
+from sinktrain.stream.model_info import cache_kwarg
 
 TOL = 1e-6
 KINDS = ["softmax1", "logit"]
@@ -95,10 +96,10 @@ def test_cached_decoding_q_shorter_than_k(kind):
         full = model(ids).logits
         for eager in (False, True):
             _set_eager(model, eager)
-            cache = DynamicCache(config=model.config)
-            first = model(ids[:, :16], cache=cache, use_cache=True).logits
-            chunk = model(ids[:, 16:19], cache=cache, use_cache=True).logits
-            step = model(ids[:, 19:], cache=cache, use_cache=True).logits
+            kw = {cache_kwarg(model): DynamicCache(config=model.config)}  # `cache` from 5.2x, else past_key_values
+            first = model(ids[:, :16], use_cache=True, **kw).logits
+            chunk = model(ids[:, 16:19], use_cache=True, **kw).logits
+            step = model(ids[:, 19:], use_cache=True, **kw).logits
             got = torch.cat([first, chunk, step], dim=1)
             assert _max_diff(got, full) <= 2e-6  # cached vs one pass: also different matmul shapes
 
