@@ -11,11 +11,11 @@ Both are "softmax over the real keys plus one extra column that carries no value
 With b_h = -inf the extra column gets zero weight and `logit` is exactly vanilla attention (bit for bit
 through the eager formula, up to float rounding through SDPA).
 
-They are registered with transformers' AttentionInterface (and the additive-mask builder) under the names
-below, so a GPT-NeoX model whose config says `attn_implementation="sinktrain_softmax1"` routes every layer
-through them; nothing else in the stock model changes. Those run `scaled_dot_product_attention` with one extra
-all-zero key/value (see `_sink_sdpa`); the `*_eager` names run the explicit formula, which materialises the
-[B, H, q, k] weights and returns them (the attention probe, `output_attentions=True`).
+They are registered with transformers' AttentionInterface (and a mask builder) under the names below, so a
+GPT-NeoX model whose config says `attn_implementation="sinktrain_softmax1"` routes every layer through them;
+nothing else in the stock model changes. Those run `scaled_dot_product_attention` with one extra all-zero
+key/value (see `_sink_sdpa`; no mask tensor for an unpadded batch); the `*_eager` names run the explicit formula,
+which materialises the [B, H, q, k] weights and returns them (the attention probe, `output_attentions=True`).
 `SinkGPTNeoXForCausalLM` is that model: a stock GPT-NeoX plus, for `logit`, one learned scalar per head per layer.
 """
 
