@@ -7,7 +7,9 @@ phase, so a run cut short still reports what it finished, and logs go to OUT_DIR
   1. environment   device, torch, deepspeed (>= 0.19.2), bf16
   2. throughput    benchmarks/train_throughput.py: the stock-HF baseline and sinktrain's loop in the same
                    process, with the issue's targets (MFU, vs HF + compile, sink token / Zero Sink vs vanilla,
-                   loop vs bare step) checked as `target_*` (reported, not gating)
+                   loop vs bare step) checked as `target_*` (reported, not gating); then one layer's sink
+                   attention with and without a mask against vanilla (benchmarks/sink_attention_memory.py,
+                   reported as `attention`)
   3. train         the three paper variants at once through launch/torchrun-single-node.sh (DeepSpeed, bf16);
                    vanilla is SIGKILLed right after its mid-run checkpoint and resumed with --resume auto
   4. tokens/s      logged tokens/s of each run against the wall clock between its metrics rows (within 10%)
@@ -146,6 +148,15 @@ def main(argv=None) -> int:
         throughput_targets(acc, json.loads(bench_json.read_text()))
     else:
         acc.check("throughput", False, rc=rc, log=acc.tail("throughput"))
+
+    # 2b. one layer's Zero Sink / logit attention with and without a mask against vanilla SDPA (reported) ---
+    attn = [py, "benchmarks/sink_attention_memory.py", "--device", device]
+    attn += ["--dtype", "bfloat16", "--batch", "8", "--heads", "12", "--seq", str(args.seq_len)] if cuda else \
+        ["--seq", "256", "--repeats", "2"]
+    rc = acc.wait(acc.run("attention", attn, 120))
+    lines = (acc.logs / "attention.log").read_text(errors="replace").splitlines()
+    acc.report["attention"] = {"rc": rc, "rows": [json.loads(line) for line in lines if line.startswith("{")]}
+    acc.save()
 
     # 3. train the three variants at once; vanilla is killed after its mid-run save and resumed ----------
     runs = out / "runs"
