@@ -23,7 +23,7 @@ from sinktrain.train.config import TrainConfig
 from sinktrain.train.flops import mfu
 from sinktrain.train.loss import causal_lm_loss
 from sinktrain.train.metrics import MetricsLog, Throughput, probe_sink_score, validation_loss
-from sinktrain.train.strategy import resolved_precision
+from sinktrain.train.strategy import uses_grad_scaler
 
 
 class WarmupCosine:
@@ -66,8 +66,7 @@ def make_optimizer(groups: list[dict], cfg: TrainConfig, on_cuda: bool) -> torch
             warnings.warn(f"DeepSpeed FusedAdam unavailable ({e}); using torch AdamW(fused=True)")
     # fused: one kernel for every parameter. Not under fp16 outside DeepSpeed: a fused AdamW unscales inside
     # its step, after Lightning would clip the still-scaled gradients (Lightning refuses that combination).
-    fp16_scaler = cfg.trainer.strategy != "deepspeed" and resolved_precision(cfg) == "16-mixed"
-    return torch.optim.AdamW(groups, fused=True if on_cuda and not fp16_scaler else None, **kw)
+    return torch.optim.AdamW(groups, fused=True if on_cuda and not uses_grad_scaler(cfg) else None, **kw)
 
 
 @dataclass

@@ -174,16 +174,18 @@ class BF16MixedPrecision(MixedPrecision):
         return super().clip_gradients(optimizer, clip_val, gradient_clip_algorithm)
 
 
+def uses_grad_scaler(cfg: TrainConfig) -> bool:
+    """fp16 outside DeepSpeed (which scales the loss itself): Lightning's plugin with a torch GradScaler."""
+    return cfg.trainer.strategy != "deepspeed" and resolved_precision(cfg) == "16-mixed"
+
+
 def build_plugins(cfg: TrainConfig) -> list:
     """The precision plugin outside DeepSpeed (which has its own): fp16 with a torch GradScaler at Pythia's
     initial scale (Lightning's default is 2^16); bf16-mixed that clips gradients of fused optimizers."""
-    if cfg.trainer.strategy == "deepspeed":
-        return []
     device = "cuda" if on_gpu(cfg) else "cpu"
-    precision = resolved_precision(cfg)
-    if precision == "16-mixed":
+    if uses_grad_scaler(cfg):
         scaler = torch.amp.GradScaler(device, init_scale=2.0 ** cfg.trainer.initial_loss_scale_power)
         return [MixedPrecision("16-mixed", device, scaler=scaler)]
-    if precision == "bf16-mixed":
+    if cfg.trainer.strategy != "deepspeed" and resolved_precision(cfg) == "bf16-mixed":
         return [BF16MixedPrecision("bf16-mixed", device)]
     return []
