@@ -193,9 +193,6 @@ def causal_lm_loss(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tens
         raise ValueError(f"unknown loss impl {impl!r}; choose one of {', '.join(IMPLS)}")
     if impl == "off":
         return model(input_ids=input_ids, labels=labels, use_cache=False, **model_kwargs).loss
-    if impl == "liger" and not input_ids.is_cuda:
-        raise ValueError(f"impl='liger' needs a CUDA model (this one is on {input_ids.device.type}); "
-                         "use impl='chunked'")
     hidden, targets, weight, bias = _shifted_valid(model, input_ids, labels, model_kwargs)
     if impl == "liger" or (impl == "auto" and hidden.is_cuda and _liger_available()):
         return liger_linear_cross_entropy(hidden, weight, bias, targets)
