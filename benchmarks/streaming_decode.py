@@ -71,7 +71,9 @@ def peak_rss_mb() -> float:
 
 def random_preset(spec: str) -> str | None:
     """The sinktrain preset of a random-weight model spec (`random:PRESET`; `tiny` = random:tiny), else None."""
-    return "tiny" if spec == "tiny" else spec.removeprefix("random:") if spec.startswith("random:") else None
+    if spec == "tiny":
+        return "tiny"
+    return spec.removeprefix("random:") if spec.startswith("random:") else None
 
 
 def load(spec: str, device: str = "cpu", dtype: str = "float32"):
