@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 from transformers import GenerationConfig
@@ -20,6 +19,7 @@ from sinktrain.export.model_card import plot_loss_curve, read_metrics, write_mod
 from sinktrain.export.tokenizer_files import save_tokenizer
 from sinktrain.model import ModelConfig, build_model, save_model
 from sinktrain.train import latest_checkpoint, list_checkpoints, load_checkpoint_weights
+from sinktrain.util.outputs import check_out_dir, staged_out_dir
 
 # Files a finished export holds; also the allow-list the hub upload uses.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
@@ -137,18 +137,8 @@ def read_eval_results(path: str | None) -> tuple[dict | None, str]:
     return results, text
 
 
-def _prepare_out_dir(out: Path, overwrite: bool) -> Path:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not overwrite:
-            raise FileExistsError(f"output folder {out} exists and is not empty; pass --overwrite to replace it")
-        if not (out / "config.json").is_file():  # --overwrite replaces an earlier export, nothing else
-            raise FileExistsError(f"output folder {out} is not an earlier export (no config.json); --overwrite "
-                                  f"replaces only exports. Choose another out_dir")
-    tmp = out.with_name(out.name + ".tmp-export")
-    if tmp.exists():
-        shutil.rmtree(tmp)  # left by an interrupted export
-    tmp.mkdir(parents=True)
-    return tmp
+def check_export_target(out: Path, overwrite: bool) -> None:
+    check_out_dir(out, overwrite=overwrite, markers=("config.json",), what="export", option="out_dir")
 
 
 def export_checkpoint(cfg: ExportConfig) -> Path:
@@ -160,12 +150,11 @@ def export_checkpoint(cfg: ExportConfig) -> Path:
     model_cfg = ModelConfig.from_dict(train_config["model"])
     eval_results, eval_text = read_eval_results(cfg.eval_results)  # checked before anything is written
     zeroshot = read_zeroshot(cfg.zeroshot_results, out) if cfg.zeroshot_results else None
-    tmp = _prepare_out_dir(out, cfg.overwrite)
+    check_export_target(out, cfg.overwrite)
 
     model = build_model(model_cfg, seed=None)
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
     if missing or unexpected:
-        shutil.rmtree(tmp)
         raise ValueError(
             f"checkpoint {ckpt} does not match its model config ({model_cfg.preset}, sink {model_cfg.sink.kind}): "
             f"missing {missing[:3]}, unexpected {unexpected[:3]}"
@@ -184,19 +173,17 @@ def export_checkpoint(cfg: ExportConfig) -> Path:
         "checkpoint": str(ckpt),
     }
     model.config.sinktrain = sink_meta
-    save_model(model, tmp)
-    GenerationConfig(bos_token_id=0, eos_token_id=0, pad_token_id=0).save_pretrained(tmp)
-    save_tokenizer(run_tokenizer(run_dir, train_config), model_cfg.sink_token_ids, tmp)
+    with staged_out_dir(out, "export") as tmp:
+        save_model(model, tmp)
+        GenerationConfig(bos_token_id=0, eos_token_id=0, pad_token_id=0).save_pretrained(tmp)
+        save_tokenizer(run_tokenizer(run_dir, train_config), model_cfg.sink_token_ids, tmp)
 
-    has_plot = plot_loss_curve(read_metrics(run_dir), tmp / "loss_curve.png", f"{out.name}: training loss")
-    write_model_card(tmp, sink_meta, train_config, has_plot, eval_results, eval_text, name=out.name,
-                     zeroshot=zeroshot)
+        has_plot = plot_loss_curve(read_metrics(run_dir), tmp / "loss_curve.png", f"{out.name}: training loss")
+        write_model_card(tmp, sink_meta, train_config, has_plot, eval_results, eval_text, name=out.name,
+                         zeroshot=zeroshot)
 
-    leftovers = [p.name for p in tmp.iterdir() if p.suffix in PICKLE_SUFFIXES]
-    assert not leftovers, f"pickle files in export: {leftovers}"
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+        leftovers = [p.name for p in tmp.iterdir() if p.suffix in PICKLE_SUFFIXES]
+        assert not leftovers, f"pickle files in export: {leftovers}"
     return out
 
 
@@ -210,6 +197,8 @@ def export_every(run_dir: str, out_root: str, every_k: int = 1, overwrite: bool 
         raise ValueError(f"every must be >= 1, got {every_k}")
     check_out_dir_apart(Path(out_root), run)
     ckpts = list_checkpoints(run)[::-1][::every_k][::-1]  # always include the newest
+    for c in ckpts:  # every target checked before the first export is written
+        check_export_target(Path(out_root) / c.name, overwrite)
     return [export_checkpoint(ExportConfig(str(c), str(Path(out_root) / c.name), overwrite=overwrite)) for c in ckpts]
 
 

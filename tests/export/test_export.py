@@ -101,6 +101,13 @@ def test_export_every_kth_checkpoint(zero2_token_run, tmp_path):
     b = load_file(outs[1] / "model.safetensors")["gpt_neox.embed_in.weight"]
     assert not torch.equal(a, b)  # two different points of training
     assert [p.name for p in export_every(str(zero2_token_run), str(tmp_path / "k2"), every_k=2)] == ["step-00000008"]
+    # One target refused: every target is checked first, so no other step is written either.
+    mine = tmp_path / "k1" / "step-00000008"
+    mine.mkdir(parents=True)
+    (mine / "mine.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="step-00000008 exists and is not empty"):
+        export_every(str(zero2_token_run), str(tmp_path / "k1"), every_k=1)
+    assert [p.name for p in (tmp_path / "k1").iterdir()] == ["step-00000008"]
 
 
 def test_push_to_unreachable_endpoint_fails_clearly_and_keeps_export(exported, tmp_path):
