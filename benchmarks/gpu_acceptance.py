@@ -212,7 +212,7 @@ def main(argv=None) -> int:
     # 6. stream-eval: bf16 vs fp32, and parallel vs reference ----------------------------------------------
     if exported:
         base = [py, "-m", "sinktrain", "stream-eval", *(str(exports / v) for v in exported), "--text", str(BOOK),
-                "--device", device,
+                "--device", device, "--overwrite",  # this run's own folders: a rerun replaces them
                 "--plots", "false", "--tensorboard", "false"]
         ppl = {}
         sizes = ["--tokens", str(args.eval_tokens), "--cache", str(args.eval_cache), "--sinks", "0,1,4"]

@@ -32,6 +32,10 @@ from sinktrain.stream import StreamEvalConfig
 from sinktrain.train import TrainConfig
 from sinktrain.zeroshot import ZeroShotConfig
 
+# Keys of the `stream:` and `zeroshot:` blocks the experiment sets itself: the models it exported, and a folder
+# of its own that it replaces (--overwrite) whenever the stage's done marker says the inputs changed.
+EXPERIMENT_SET = ("models", "out", "overwrite")
+
 
 @configclass()
 class ExperimentConfig:
@@ -84,14 +88,13 @@ class ExperimentConfig:
         return TrainConfig.from_dict(data)
 
     def stream_config(self, model_dirs: list[str]) -> StreamEvalConfig:
-        return build_dataclass(StreamEvalConfig,
-                               {**self.stream, "models": model_dirs, "out": str(self.root / "stream")},
-                               where="experiment stream")
+        data = {**self.stream, "models": model_dirs, "out": str(self.root / "stream"), "overwrite": True}
+        return build_dataclass(StreamEvalConfig, data, where="experiment stream")
 
     def zeroshot_config(self, model_dirs: list[str]) -> ZeroShotConfig | None:
         if not self.zeroshot:
             return None
-        data = {**self.zeroshot, "models": model_dirs, "out": str(self.root / "zeroshot")}
+        data = {**self.zeroshot, "models": model_dirs, "out": str(self.root / "zeroshot"), "overwrite": True}
         return build_dataclass(ZeroShotConfig, data, where="experiment zeroshot")
 
     def validate(self) -> None:
@@ -102,7 +105,7 @@ class ExperimentConfig:
         if not Path(self.recipe).is_file():
             raise FileNotFoundError(
                 f"experiment recipe {self.recipe!r} does not exist; point `recipe:` at a training recipe YAML")
-        for key in ("models", "out"):
+        for key in EXPERIMENT_SET:
             if key in self.stream:
                 raise ConfigKeyError(f"experiment stream: {key!r} is set by the experiment; remove it")
         self.prepare_config()
@@ -111,7 +114,7 @@ class ExperimentConfig:
                 raise ConfigKeyError(f"variant name {v!r} must be letters, digits, - or _ (it names folders)")
             self.train_config(v)
         self.stream_config([str(self.root / "export" / v) for v in self.variants])
-        for key in ("models", "out"):
+        for key in EXPERIMENT_SET:
             if key in self.zeroshot:
                 raise ConfigKeyError(f"experiment zeroshot: {key!r} is set by the experiment; remove it")
         zc = self.zeroshot_config([str(self.root / "export" / v) for v in self.variants])

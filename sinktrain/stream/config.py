@@ -6,10 +6,13 @@ from dataclasses import field
 from typing import Annotated
 
 from sinktrain.config_io import NonNegativeInt, PositiveInt, Range, configclass
+from sinktrain.util.outputs import check_out_dir
 
 MODES = ("parallel", "reference")
 BASELINES = ("dense", "recompute")
 DTYPES = ("float32", "bfloat16", "float16")
+# What an earlier stream-eval folder holds (nll/ alone: one that versions before staging left unfinished).
+OUT_MARKERS = ("results.json", "nll")
 
 
 @configclass()
@@ -32,6 +35,8 @@ class StreamEvalConfig:
     """Read at most this many text tokens (per tokenizer); None: the whole text."""
     out: str = "stream-eval"
     """Output folder (results.json, table.md, nll/, plots, run.json)."""
+    overwrite: bool = False
+    """Replace an earlier stream-eval's non-empty out folder (once the new results are complete)."""
     mode: str = "parallel"
     """parallel (exact block-parallel, fast) or reference (a KV cache, one token per forward)."""
     baselines: list[str] = field(default_factory=list)
@@ -109,4 +114,5 @@ def validate(cfg: StreamEvalConfig) -> list[tuple[int, int]]:
     pairs = sink_window_pairs(cfg)
     if not pairs and not cfg.baselines:
         raise ValueError("nothing to evaluate; give sink counts, s+w configurations or baselines")
+    check_out_dir(cfg.out, overwrite=cfg.overwrite, markers=OUT_MARKERS, what="stream-eval output")
     return pairs

@@ -33,6 +33,7 @@ from sinktrain.stream.recompute import recompute_nll
 from sinktrain.stream.reference import reference_nll
 from sinktrain.stream.stats import attention_maps, attention_sink_stats
 from sinktrain.util.atomic import write_json_atomic
+from sinktrain.util.outputs import staged_out_dir
 from sinktrain.util.progress import progress
 
 SELF_CHECK_TOKENS = 64
@@ -196,12 +197,17 @@ def run_configuration(model, adapter, stream: np.ndarray, name: str, cfg: Stream
 def evaluate(cfg: StreamEvalConfig) -> dict:
     """Run the evaluation, write every artifact under `cfg.out`; returns {model: {config: {ppl, nll_mean, tokens}}}."""
     pairs = validate(cfg)
-    names = [f"{s}+{w}" for s, w in pairs] + list(cfg.baselines)
     # The largest cache evaluated; the recompute baseline re-encodes windows of this size.
     longest = max((s + w for s, w in pairs), default=cfg.cache)
     plans = plan(cfg, longest)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    # Written beside cfg.out and moved into its place once whole: an earlier output (replaced only with
+    # --overwrite) stays as it was if this run fails or is killed.
+    with staged_out_dir(cfg.out, "stream-eval") as out:
+        return _evaluate_into(out, cfg, pairs, plans, longest)
+
+
+def _evaluate_into(out: Path, cfg: StreamEvalConfig, pairs, plans, longest: int) -> dict:
+    names = [f"{s}+{w}" for s, w in pairs] + list(cfg.baselines)
     results: dict = {}
     nlls: dict = {}
     stats: dict = {}

@@ -6,6 +6,7 @@ from dataclasses import field
 from pathlib import Path
 
 from sinktrain.config_io import PositiveInt, configclass
+from sinktrain.util.outputs import check_out_dir
 from sinktrain.zeroshot.tasks import DEFAULT_TASKS, local_split, parse_tasks
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -24,6 +25,8 @@ class ZeroShotConfig:
     """lm-eval task names, a subset of Table 4's, e.g. piqa,arc_easy."""
     out: str = "zeroshot"
     """Folder for results.json, table.md and run.json."""
+    overwrite: bool = False
+    """Score into an earlier zeroshot's non-empty out folder (its results are replaced after the first model)."""
     limit: PositiveInt | None = None
     """Score only the first N examples of each task (None: all)."""
     batch_size: PositiveInt = 16
@@ -52,6 +55,7 @@ class ZeroShotConfig:
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
         self.task_sources()
+        check_out_dir(self.out, overwrite=self.overwrite, markers=("results.json", "tasks"), what="zeroshot output")
 
     def task_sources(self) -> dict[str, tuple[str, list[Path]] | None]:
         """{task: (split, arrow files)} under data_dir (None: no offline copy); {} when lm-eval downloads.

@@ -27,17 +27,18 @@ def gpt2_dir(tmp_path_factory):
     (["--text", "/nonexistent/book.txt"], "does not exist"),
 ])
 def test_bad_arguments(model_dirs, tmp_path, capsys, args, phrase):
-    rc = main(["stream-eval", str(model_dirs["vanilla"]), "--text", BOOK, "--out", str(tmp_path), *args])
+    rc = main(["stream-eval", str(model_dirs["vanilla"]), "--text", BOOK, "--out", str(tmp_path / "out"), *args])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and phrase in err and len(err.splitlines()) == 1, err
 
 
 def test_unsupported_architecture(gpt2_dir, tmp_path, capsys):
-    rc = main(["stream-eval", str(gpt2_dir), "--text", BOOK, "--cache", "8", "--tokens", "50", "--out", str(tmp_path)])
+    rc = main(["stream-eval", str(gpt2_dir), "--text", BOOK, "--cache", "8", "--tokens", "50",
+               "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "unsupported architecture 'gpt2'" in err and len(err.splitlines()) == 1
 
 
 def test_missing_model_folder(tmp_path, capsys):
-    rc = main(["stream-eval", str(tmp_path / "nope"), "--text", BOOK, "--out", str(tmp_path)])
+    rc = main(["stream-eval", str(tmp_path / "nope"), "--text", BOOK, "--out", str(tmp_path / "out")])
     assert rc == 2 and "does not exist" in capsys.readouterr().err

@@ -49,11 +49,12 @@ def test_model_that_cannot_be_loaded(model_dirs, tmp_path, capsys):
     (broken / "config.json").write_text('{"model_type": "no_such_architecture"}')
     out = tmp_path / "o"
     out.mkdir()
-    (out / "results.json").write_text("{}")  # an earlier run's results stay as they were
-    err = refused(capsys, [str(model_dirs["vanilla"]), str(broken), "--tasks", "piqa", "--out", str(out)])
+    (out / "results.json").write_text("{}")  # an earlier run's results stay as they were, even with --overwrite
+    err = refused(capsys, [str(model_dirs["vanilla"]), str(broken), "--tasks", "piqa", "--out", str(out),
+                           "--overwrite"])
     assert f"cannot load model {str(broken)!r}" in err
     assert (out / "results.json").read_text() == "{}"
-    err = refused(capsys, [str(tmp_path / "nowhere"), "--tasks", "piqa", "--out", str(out)])
+    err = refused(capsys, [str(tmp_path / "nowhere"), "--tasks", "piqa", "--out", str(out), "--overwrite"])
     assert "does not exist" in err
 
 
@@ -66,3 +67,13 @@ def test_model_with_broken_weights(model_dirs, tmp_path, capsys):
     err = refused(capsys, [str(broken), "--tasks", "piqa", "--data-dir", str(SAMPLE), "--out", str(out)])
     assert err.startswith(f"sinktrain zeroshot: error: cannot load model {str(broken)!r}: ")
     assert not (out / "results.json").exists()
+
+
+def test_overwrite_replaces_only_a_zeroshot_output(model_dirs, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    args = [str(model_dirs["vanilla"]), "--tasks", "piqa", "--data-dir", str(SAMPLE), "--out", str(mine)]
+    assert "exists and is not empty; pass --overwrite" in refused(capsys, args)
+    assert "is not an earlier zeroshot output (no results.json)" in refused(capsys, [*args, "--overwrite"])
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "my notes"

@@ -72,3 +72,13 @@ def test_zeroshot_cli_writes_results_and_table(model_dirs, tmp_path, capsys):
     # The task YAMLs written for lm-eval keep its own config and replace only the data source.
     piqa_yaml = (out / "tasks" / "piqa.yaml").read_text()
     assert "lm_eval/tasks/piqa/piqa.yaml" in piqa_yaml and "doc_to_text" not in piqa_yaml
+
+    # Run again into the same folder: refused, the first run's results as they were; --overwrite replaces them.
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    again = ["zeroshot", models[1], "--tasks", "piqa", "--limit", "2", "--data-dir", str(SAMPLE), "--out", str(out)]
+    assert main(again) == 2
+    assert "exists and is not empty; pass --overwrite" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert main([*again, "--overwrite"]) == 0
+    assert json.loads((out / "results.json").read_text())[models[1]]["piqa"]["n"] == 2
+    assert list(json.loads((out / "results.json").read_text())) == [models[1]]
