@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sinktrain.stream.sink_cache import check_sizes
+from sinktrain.util.outputs import check_out_dir, check_out_file
 
 CACHE_KINDS = ("sink", "static")
 
@@ -104,6 +105,8 @@ class ChatConfig(CacheOptions, SamplingOptions):
     """Tokens per reply at most."""
     out: str | None = None
     """Write the transcript (and per-turn statistics) as JSONL here."""
+    overwrite: bool = False
+    """Replace an existing --out file."""
 
     def check(self) -> None:
         super().check()
@@ -113,6 +116,8 @@ class ChatConfig(CacheOptions, SamplingOptions):
             raise FileNotFoundError(f"chat template {self.chat_template!r} does not exist; pass a Jinja template file")
         if self.max_new_tokens < 1:
             raise ValueError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+        if self.out is not None:
+            check_out_file(self.out, overwrite=self.overwrite)
 
 
 STREAMEVAL_METHODS = ("sink", "window", "dense", "recompute")
@@ -126,6 +131,8 @@ class StreamEvalQAConfig(CacheOptions):
     """Model folder, .gguf file, hub id (owner/name) or zoo name (smollm2-135m-instruct)."""
     out: str = ""
     """Output folder (results.json, streameval.png)."""
+    overwrite: bool = False
+    """Replace an earlier streameval's non-empty out folder (once the new results are complete)."""
     lines: int = 200
     """Lines in the stream (a query after every 10th, from line 30 on)."""
     seed: int = 0
@@ -150,6 +157,7 @@ class StreamEvalQAConfig(CacheOptions):
         super().check()
         if not self.out:
             raise ValueError("--out is required: the folder for results.json and the plot")
+        check_out_dir(self.out, overwrite=self.overwrite, markers=("results.json",), what="streameval output")
         if self.lines < 30:
             raise ValueError(f"--lines must be >= 30 (the first query comes after line 30), got {self.lines}")
         self.methods_list()

@@ -29,6 +29,7 @@ from sinktrain.config_io import write_json_atomic
 from sinktrain.generate.config import StreamEvalQAConfig
 from sinktrain.generate.decode import Decoder
 from sinktrain.generate.session import load_session
+from sinktrain.util.outputs import staged_out_dir
 
 HEADER = (
     "Below is a record of lines I want you to remember. Each line begins with 'line <line index>' and ends "
@@ -238,9 +239,8 @@ def streameval(cfg: StreamEvalQAConfig, err=None) -> dict:
             file=err,
             flush=True,
         )
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "results.json", {"config": asdict(cfg), "results": results})
-    if not cfg.no_plots:
-        plot(results, out / "streameval.png", f"StreamEval: {Path(cfg.model).name}, cache {c} ({s} sinks)")
+    with staged_out_dir(cfg.out, "streameval") as out:  # an earlier output is replaced only once this one is whole
+        write_json_atomic(out / "results.json", {"config": asdict(cfg), "results": results})
+        if not cfg.no_plots:
+            plot(results, out / "streameval.png", f"StreamEval: {Path(cfg.model).name}, cache {c} ({s} sinks)")
     return results

@@ -110,3 +110,17 @@ def test_interactive_chat_reads_stdin(folders, monkeypatch, capsys):
     assert main(["chat", str(folders["chat"][0]), "--max-new-tokens", "4", "--cache", "32", "--sinks", "2"]) == 0
     out = capsys.readouterr()
     assert out.out.count("USER: ") == 2 and "USER: How are you?" in out.out and "[chat] turn 2" in out.err
+
+
+def test_an_existing_transcript_is_kept(folders, tmp_path, capsys):
+    log = tmp_path / "log.jsonl"
+    log.write_text("an earlier conversation\n")
+    script = write_script(tmp_path / "s.jsonl", [{"user": "hi"}])
+    chat = ["chat", str(folders["chat"][0]), "--script", script, "--max-new-tokens", "2"]
+    for out, phrase in [(log, f"--out {str(log)!r} exists; pass --overwrite"), (tmp_path, "is a folder")]:
+        rc = main([*chat, "--out", str(out)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and phrase in err[0], err
+    assert log.read_text() == "an earlier conversation\n"
+    assert main([*chat, "--out", str(log), "--overwrite"]) == 0
+    assert [json.loads(line)["user"] for line in log.read_text().splitlines()] == ["hi"]

@@ -67,3 +67,21 @@ def test_bad_input_is_one_line(tmp_path, capsys, args, phrase):
     rc = main(["streameval", str(folder), "--out", str(tmp_path / "o"), *args])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and phrase in err[0]
+
+
+def test_an_earlier_output_is_kept_until_overwrite(tmp_path, capsys):
+    folder, _, _ = tiny_folder(tmp_path)
+    capsys.readouterr()
+    out = tmp_path / "se"
+    out.mkdir()
+    (out / "results.json").write_text('{"earlier": true}')
+    run = ["streameval", str(folder), "--out", str(out), "--lines", "30", "--cache", "96", "--sinks", "4",
+           "--methods", "sink", "--no-plots", "true"]
+    assert main(run) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"output folder {out} exists and is not empty; pass --overwrite" in err[0], err
+    assert (out / "results.json").read_text() == '{"earlier": true}'
+    assert main([*run, "--overwrite"]) == 0
+    assert list(json.loads((out / "results.json").read_text())["results"]) == ["sink"]
+    assert sorted(p.name for p in out.iterdir()) == ["results.json"]
+    assert not list(tmp_path.glob("se.*"))  # no staging folder left beside it
