@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sinktrain.util.text_files import read_utf8
+
 PG19_PREFIX = "pg19"
 
 
@@ -96,7 +98,7 @@ def check_long_text_source(source: str) -> None:
 
 def _local_documents(source: str):
     for p in _local_paths(source):
-        yield p.stem, p.read_text(encoding="utf-8", errors="replace")
+        yield p.stem, read_utf8(p, "text file")
 
 
 def load_long_text(

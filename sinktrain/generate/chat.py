@@ -12,19 +12,19 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Iterator
 
 from sinktrain.generate.config import ChatConfig
 from sinktrain.generate.decode import Sampler
 from sinktrain.generate.session import load_session, peak_rss_mb
 from sinktrain.generate.text import IncrementalDetokenizer
+from sinktrain.util.text_files import read_utf8
 
 
 def read_script(path: str) -> list[str]:
     """User turns of a JSONL script: {"user": "..."} or {"role": "user", "content": "..."} per line."""
     turns = []
-    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+    for i, line in enumerate(read_utf8(path, "chat script").splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -81,7 +81,7 @@ class TemplateTurns:
 
 def check_template(spec: str, tok, template_file: str | None) -> None:
     if template_file is not None:
-        tok.chat_template = Path(template_file).read_text(encoding="utf-8")
+        tok.chat_template = read_utf8(template_file, "chat template")
     if not getattr(tok, "chat_template", None):
         raise ValueError(
             f"the tokenizer of {spec} has no chat template; pass --chat-template FILE (a Jinja "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sinktrain.stream.sink_cache import check_sizes
 from sinktrain.util.outputs import check_out_dir, check_out_file
+from sinktrain.util.text_files import read_utf8
 
 CACHE_KINDS = ("sink", "static")
 
@@ -81,7 +82,7 @@ class GenerateConfig(CacheOptions, SamplingOptions):
             raise ValueError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
 
     def prompt_text(self) -> str:
-        text = self.prompt if self.prompt is not None else Path(self.prompt_file).read_text(encoding="utf-8")
+        text = self.prompt if self.prompt is not None else read_utf8(self.prompt_file, "prompt file")
         if not text.strip():
             where = "--prompt" if self.prompt is not None else f"prompt file {self.prompt_file!r}"
             raise ValueError(f"{where} is empty; give some text to continue")

@@ -64,6 +64,7 @@ def test_scripted_chat_streams_past_the_cache(folders, tmp_path, capsys):
         ("no-template", "has no chat template; pass --chat-template FILE"),
         ("missing-script", "chat script '/nonexistent/s.jsonl' does not exist"),
         ("bad-line", "line 2 is not JSON"),
+        ("latin-1", "is not UTF-8 text (byte 0xe9 at offset 13); convert it first"),
         ("no-user", 'line 1: expected {"user": "..."}'),
     ],
 )
@@ -72,7 +73,10 @@ def test_bad_input_is_one_line(folders, tmp_path, capsys, case, phrase):
     script = {
         "missing-script": "/nonexistent/s.jsonl",
         "no-user": write_script(tmp_path / "s.jsonl", [{"assistant": "hi"}]),
+        "latin-1": tmp_path / "latin.jsonl",
     }.get(case)
+    if case == "latin-1":
+        script.write_bytes('{"user": "café"}\n'.encode("latin-1"))
     if script is None:
         script = tmp_path / "s.jsonl"
         script.write_text('{"user": "hi"}\n' + ("{oops\n" if case == "bad-line" else ""))

@@ -38,6 +38,14 @@ def test_empty_prompt_file(folder, tmp_path, capsys):
     assert "is empty" in capsys.readouterr().err
 
 
+def test_prompt_file_that_is_not_utf8(folder, tmp_path, capsys):
+    (tmp_path / "p.txt").write_bytes("Il était une fois".encode("latin-1"))
+    assert main(["generate", str(folder[0]), "--prompt-file", str(tmp_path / "p.txt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    expected = f"prompt file {str(tmp_path / 'p.txt')!r} is not UTF-8 text (byte 0xe9 at offset 3); convert it first"
+    assert len(err) == 1 and expected in err[0], err
+
+
 def test_stdout_is_the_decode_loop_past_the_cache(folder, capsys):
     path, model, tok = folder
     prompt = "It was a truth universally acknowledged, that a single man in possession of a good fortune"

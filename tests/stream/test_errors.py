@@ -39,6 +39,18 @@ def test_unsupported_architecture(gpt2_dir, tmp_path, capsys):
     assert rc == 2 and "unsupported architecture 'gpt2'" in err and len(err.splitlines()) == 1
 
 
+def test_a_text_that_is_not_utf8_is_refused(model_dirs, tmp_path, capsys):
+    """Read with replacement characters, a Latin-1 book would stream without its accents and report a number."""
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(("Mais où sont les neiges d'antan? " * 200).encode("latin-1"))
+    rc = main(["stream-eval", str(model_dirs["vanilla"]), "--text", str(latin), "--cache", "8",
+               "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert f"text file {str(latin)!r} is not UTF-8 text (byte 0xf9 at offset 6); convert it first" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_model_folder(tmp_path, capsys):
     rc = main(["stream-eval", str(tmp_path / "nope"), "--text", BOOK, "--out", str(tmp_path / "out")])
     assert rc == 2 and "does not exist" in capsys.readouterr().err

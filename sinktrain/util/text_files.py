@@ -1,0 +1,17 @@
+"""Reading a user's text file: UTF-8 or one clear line.
+
+Decoding with replacement characters would go on with text that is not what the file says (a Latin-1 book
+streamed with U+FFFD where its accents were, a binary file read as text) and report a number with exit 0."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def read_utf8(path: str | Path, what: str = "file") -> str:
+    """The text of `path`; a file that is not UTF-8 raises ValueError naming it, the first bad byte and the fix."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{what} {str(path)!r} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                         f"{e.start:,}); convert it first (e.g. iconv -f latin1 -t utf-8)") from None
