@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sinktrain.model.source import check_device
 from sinktrain.stream.sink_cache import check_sizes
 from sinktrain.util.outputs import check_out_dir, check_out_file
 from sinktrain.util.text_files import read_utf8
@@ -41,6 +42,7 @@ class CacheOptions:
             raise ValueError(f"--prefill-chunk must be >= 1, got {self.prefill_chunk}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"--dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+        check_device(self.device)
 
 
 @dataclass

@@ -6,6 +6,7 @@ from dataclasses import field
 from typing import Annotated
 
 from sinktrain.config_io import NonNegativeInt, PositiveInt, Range, configclass
+from sinktrain.model.source import check_device
 from sinktrain.util.outputs import check_out_dir
 
 MODES = ("parallel", "reference")
@@ -107,6 +108,7 @@ def validate(cfg: StreamEvalConfig) -> list[tuple[int, int]]:
         raise ValueError(f"unknown baseline(s) {', '.join(bad)}; choose from {', '.join(BASELINES)}")
     if cfg.dtype not in DTYPES:
         raise ValueError(f"unknown dtype {cfg.dtype!r}; choose one of {', '.join(DTYPES)}")
+    check_device(cfg.device)
     if cfg.tokens is not None and cfg.tokens < 2:
         raise ValueError(f"tokens must be at least 2, got {cfg.tokens}")
     if cfg.block_size < 1 or cfg.recompute_batch < 1:

@@ -6,6 +6,7 @@ from dataclasses import field
 from pathlib import Path
 
 from sinktrain.config_io import PositiveInt, configclass
+from sinktrain.model.source import check_device
 from sinktrain.util.outputs import check_out_dir
 from sinktrain.zeroshot.tasks import DEFAULT_TASKS, local_split, parse_tasks
 
@@ -54,6 +55,7 @@ class ZeroShotConfig:
             raise ValueError(f"--batch-size {self.batch_size}: give a positive batch size")
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
+        check_device(self.device)
         self.task_sources()
         check_out_dir(self.out, overwrite=self.overwrite, markers=("results.json", "tasks"), what="zeroshot output")
 

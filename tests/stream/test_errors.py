@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from stream_helpers import BOOKS
 
 from sinktrain.cli import main
@@ -25,11 +26,24 @@ def gpt2_dir(tmp_path_factory):
     (["--cache", "64", "--tokens", "40"], "not more than the cache size 64"),
     (["--mode", "fast"], "unknown mode"),
     (["--text", "/nonexistent/book.txt"], "does not exist"),
+    (["--device", "gpu"], "--device 'gpu' is not a torch device; pass cpu, cuda or cuda:N"),
+    (["--device", "meta"], "--device 'meta': sinktrain runs on cpu, cuda or mps"),
 ])
 def test_bad_arguments(model_dirs, tmp_path, capsys, args, phrase):
     rc = main(["stream-eval", str(model_dirs["vanilla"]), "--text", BOOK, "--out", str(tmp_path / "out"), *args])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and phrase in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("verb", [["stream-eval", "--out", "o"], ["generate", "--prompt", "hi"],
+                                  ["zeroshot", "--tasks", "piqa", "--out", "o"]])
+def test_cuda_without_a_gpu_is_one_line_before_loading(model_dirs, tmp_path, capsys, monkeypatch, verb):
+    monkeypatch.chdir(tmp_path)
+    rc = main([verb[0], str(model_dirs["vanilla"]), *verb[1:], "--device", "cuda"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--device cuda: torch sees no CUDA GPU here" in err[0], err
+    assert not any(tmp_path.iterdir())
 
 
 def test_unsupported_architecture(gpt2_dir, tmp_path, capsys):
