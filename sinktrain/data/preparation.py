@@ -254,12 +254,21 @@ def _check_out_dir_is_ours(out_dir: Path) -> None:
         )
 
 
+def _remove_partial(out_dir: Path) -> None:
+    """Delete the `.tmp` files a killed prepare left here (an earlier complete dataset stays as it is)."""
+    for path in out_dir.iterdir():
+        if _OWN_FILE.match(path.name) and path.name.endswith(".tmp") and path.is_file():
+            path.unlink()
+
+
 def _remove_previous(out_dir: Path) -> None:
-    """Delete what an earlier prepare wrote here: the manifest first, so the directory stops looking complete."""
+    """Delete what an earlier prepare completed here, once the new shards are all written (as `.tmp`): the
+    manifest first, so the directory stops looking complete. Until then an overwritten dataset stays whole,
+    so a source that fails half-way (a file that is not UTF-8, a broken archive) loses nothing."""
     (out_dir / MANIFEST).unlink(missing_ok=True)
     shutil.rmtree(out_dir / TOKENIZER_DIR, ignore_errors=True)
     for path in out_dir.iterdir():
-        if _OWN_FILE.match(path.name) and path.is_file():
+        if _OWN_FILE.match(path.name) and not path.name.endswith(".tmp") and path.is_file():
             path.unlink()
 
 
@@ -327,7 +336,7 @@ def prepare(cfg: PrepareConfig) -> Path:
         )
     _check_out_dir_is_ours(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _remove_previous(out_dir)
+    _remove_partial(out_dir)
 
     writers = {split: ShardWriter(out_dir, split, dtype, cfg.shard_tokens) for split in ("train", "val")}
     per_source = [{"documents": 0, "tokens": 0, "text_bytes": 0} for _ in sources]
@@ -381,6 +390,7 @@ def prepare(cfg: PrepareConfig) -> Path:
             # A small corpus (a few whole books) where the coin picked nothing: the last document becomes
             # the validation split rather than leaving training without one.
             writers["val"].write_document(writers["train"].pop_last_document())
+        _remove_previous(out_dir)
         files = {split: w.commit() for split, w in writers.items()}
     except BaseException:
         for w in writers.values():

@@ -74,8 +74,10 @@ def test_interrupted_prepare_leaves_nothing_complete(tmp_path, persuasion, monke
     (tmp_path / "book.txt").write_text(persuasion[:50000])
     out = run_prepare([tmp_path / "book.txt"], tmp_path / "out", txt_documents="paragraphs")
     assert (out / "manifest.json").is_file()
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
 
-    # Crash mid-stream while redoing it: the old manifest went first, the new shards never got their names.
+    # Crash mid-stream while redoing it: the new shards never got their names, and the earlier dataset, which is
+    # only deleted once the new shards are all written, is as it was.
     real = prepare_module.ShardWriter.write_document
     calls = {"n": 0}
 
@@ -88,7 +90,8 @@ def test_interrupted_prepare_leaves_nothing_complete(tmp_path, persuasion, monke
     monkeypatch.setattr(prepare_module.ShardWriter, "write_document", crash_after_some)
     with pytest.raises(KeyboardInterrupt):
         run_prepare([tmp_path / "book.txt"], out, txt_documents="paragraphs", seed=5, overwrite=True)
-    assert sorted(p.name for p in out.iterdir()) == []
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert not list(out.glob("*.tmp"))
     monkeypatch.undo()
 
     # Crash after the shards are renamed but before the manifest: still not a dataset.
@@ -97,7 +100,7 @@ def test_interrupted_prepare_leaves_nothing_complete(tmp_path, persuasion, monke
 
     monkeypatch.setattr(prepare_module, "write_json_atomic", no_manifest)
     with pytest.raises(OSError):
-        run_prepare([tmp_path / "book.txt"], out, txt_documents="paragraphs")
+        run_prepare([tmp_path / "book.txt"], out, txt_documents="paragraphs", seed=5, overwrite=True)
     assert not (out / "manifest.json").exists()
     with pytest.raises(FileNotFoundError, match="an interrupted prepare leaves none; run it again"):
         TokenDataset(out, sample_len=16)

@@ -141,3 +141,18 @@ def test_hub_records_without_the_text_field_are_counted(tmp_path, capsys):
                      "--out_dir", str(tmp_path / "out"),
                      "--progress", "false")
     assert code == 2 and len(err.splitlines()) == 1 and "9 of 10 records have no field 'text'" in err
+
+
+def test_overwrite_with_a_source_that_fails_keeps_the_earlier_dataset(tmp_path, capsys):
+    (tmp_path / "doc.txt").write_text("A short document for the dataset. " * 20)
+    (tmp_path / "latin.txt").write_bytes(("Un caf\xe9 noir. " * 50).encode("latin-1"))
+    out = run_prepare([tmp_path / "doc.txt"], tmp_path / "out", val_fraction=0)
+    before = _snapshot(out)
+    # The failing file comes second: the first source's shards were already being written when it fails.
+    sources = json.dumps([str(tmp_path / "doc.txt"), str(tmp_path / "latin.txt")])
+    code, err = _cli(capsys, "data", "prepare", "--sources", sources, "--out_dir", str(out), "--progress", "false",
+                     "--overwrite")
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f"file {str(tmp_path / 'latin.txt')!r} is not valid UTF-8" in err
+    assert _snapshot(out) == before
+    assert read_manifest(out)["sources"][0]["documents"] > 0 and not list(out.glob("*.tmp"))
