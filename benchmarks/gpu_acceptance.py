@@ -181,11 +181,13 @@ def main(argv=None) -> int:
              for v in RECIPES}
     rcs = {v: acc.wait(proc) for v, proc in procs.items()}
     killed_at = latest_step(runs / "vanilla")
+    logs = {v: f"train-{v}" for v in RECIPES}
     if rcs["vanilla"] != 0 and killed_at == half:
-        rcs["vanilla"] = acc.wait(launch("vanilla", "train-vanilla-resumed"))
+        logs["vanilla"] = "train-vanilla-resumed"  # a vanilla that failed before its kill has only its first log
+        rcs["vanilla"] = acc.wait(launch("vanilla", logs["vanilla"]))
     for v in RECIPES:
         final = latest_step(runs / v)
-        log = f"train-{v}" + ("-resumed" if v == "vanilla" else "")
+        log = logs[v]
         facts = {"rc": rcs[v], "final_step": final, "log": acc.tail(log)}
         rows = [r for r in read_metrics(runs / v) if "loss" in r]
         facts.update(last_row(runs / v), first_loss=rows[0]["loss"] if rows else None)
