@@ -45,7 +45,9 @@ class CheckpointSaver:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         trainer.strategy.barrier("sinktrain-ckpt-mkdir")
-        trainer.save_checkpoint(tmp if deepspeed else tmp / LIGHTNING_FILE)
+        # weights_only=False: the full training state (optimizer, loops) for an exact resume. Said explicitly, since
+        # Lightning otherwise logs "`weights_only` was not set, defaulting to `False`", which reads like a load.
+        trainer.save_checkpoint(tmp if deepspeed else tmp / LIGHTNING_FILE, weights_only=False)
         trainer.strategy.barrier("sinktrain-ckpt-written")
         if trainer.is_global_zero:
             _fault("kill-during-save", step)
