@@ -47,7 +47,10 @@ def changed(study, section, key, value):
     ("stream", "mode", "fast", "unknown mode 'fast'"),
     ("data", "sources", ["/nonexistent/corpus.jsonl"], "source '/nonexistent/corpus.jsonl' does not exist"),
     ("base", "accelerator", "gpu", "trainer.accelerator is gpu but this machine has no CUDA GPU"),
-], ids=["sinks-ge-cache", "missing-text", "bad-mode", "missing-source", "gpu-without-one"])
+    ("stream", "overwrite", True, "experiment stream: 'overwrite' is set by the experiment; remove it"),
+    ("stream", "device", "gpu", "--device 'gpu' is not a torch device"),
+], ids=["sinks-ge-cache", "missing-text", "bad-mode", "missing-source", "gpu-without-one", "stream-overwrite",
+        "bad-stream-device"])
 def test_every_stage_input_is_checked_before_the_first_stage(tmp_path, capfd, section, key, value, message):
     import torch
 
