@@ -82,9 +82,10 @@ def parse_config_name(name: str) -> tuple[int, int]:
 
 
 def sink_window_pairs(cfg: StreamEvalConfig) -> list[tuple[int, int]]:
-    """The (s, w) pairs to evaluate, validated."""
+    """The (s, w) pairs to evaluate, validated, each once (in the order given): a repeated one would be streamed
+    again for the same column."""
     if cfg.configs:
-        return [parse_config_name(c) for c in cfg.configs]
+        return list(dict.fromkeys(parse_config_name(c) for c in cfg.configs))
     if cfg.cache < 1:
         raise ValueError(f"cache size must be at least 1, got {cfg.cache}")
     pairs = []
@@ -95,7 +96,7 @@ def sink_window_pairs(cfg: StreamEvalConfig) -> list[tuple[int, int]]:
             raise ValueError(f"sink count s={s} is not below the cache size C={cfg.cache}; "
                              f"w = C - s must be at least 1")
         pairs.append((s, cfg.cache - s))
-    return pairs
+    return list(dict.fromkeys(pairs))
 
 
 def validate(cfg: StreamEvalConfig) -> list[tuple[int, int]]:

@@ -207,7 +207,7 @@ def evaluate(cfg: StreamEvalConfig) -> dict:
 
 
 def _evaluate_into(out: Path, cfg: StreamEvalConfig, pairs, plans, longest: int) -> dict:
-    names = [f"{s}+{w}" for s, w in pairs] + list(cfg.baselines)
+    names = [f"{s}+{w}" for s, w in pairs] + list(dict.fromkeys(cfg.baselines))
     results: dict = {}
     nlls: dict = {}
     stats: dict = {}

@@ -68,3 +68,20 @@ def test_a_text_that_is_not_utf8_is_refused(model_dirs, tmp_path, capsys):
 def test_missing_model_folder(tmp_path, capsys):
     rc = main(["stream-eval", str(tmp_path / "nope"), "--text", BOOK, "--out", str(tmp_path / "out")])
     assert rc == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_a_repeated_configuration_is_streamed_once(model_dirs, tmp_path, monkeypatch):
+    import importlib
+
+    evaluate_module = importlib.import_module("sinktrain.stream.evaluate")
+    real, streamed = evaluate_module.run_configuration, []
+
+    def counting(*args, **kwargs):
+        streamed.append(args[3])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "run_configuration", counting)
+    assert main(["stream-eval", str(model_dirs["vanilla"]), "--text", BOOK, "--tokens", "60", "--cache", "8",
+                 "--sinks", "4,1,4", "--baselines", "dense,dense", "--plots", "false", "--tensorboard", "false",
+                 "--out", str(tmp_path / "out")]) == 0
+    assert streamed == ["4+4", "1+7", "dense"]
