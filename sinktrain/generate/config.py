@@ -3,9 +3,10 @@ they are declared, so a typed-config CLI can be generated from them)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
+from sinktrain.config_io import NonNegativeFloat, NonNegativeInt, PositiveInt, Range, Seed, configclass
 from sinktrain.model.source import check_device
 from sinktrain.stream.sink_cache import check_sizes
 from sinktrain.util.outputs import check_out_dir, check_out_file
@@ -14,18 +15,18 @@ from sinktrain.util.text_files import read_utf8
 CACHE_KINDS = ("sink", "static")
 
 
-@dataclass
+@configclass()
 class CacheOptions:
     """How the model's KV cache streams: s sinks + w = cache - s recent entries."""
 
-    cache: int = 1024
+    cache: PositiveInt = 1024
     """Cache size C = s + w: entries kept after each step."""
-    sinks: int = 4
+    sinks: NonNegativeInt = 4
     """Attention-sink entries s kept from the start of the stream (a sinktrain token-sink model's sink tokens
     count among them)."""
     cache_kind: str = "sink"
     """sink (dynamic tensors) | static (fixed-size ring buffers, same tokens; for CUDA graphs / torch.compile)."""
-    prefill_chunk: int = 64
+    prefill_chunk: PositiveInt = 64
     """Tokens per forward when a prompt overflows the cache (1 = exactly as if decoded token by token)."""
     device: str = "cpu"
     """torch device."""
@@ -33,29 +34,25 @@ class CacheOptions:
     """float32 | bfloat16 | float16."""
 
     def check(self) -> None:
-        if self.sinks < 0:
-            raise ValueError(f"--sinks must be >= 0, got {self.sinks}")
         check_sizes(self.sinks, self.cache - self.sinks)
         if self.cache_kind not in CACHE_KINDS:
             raise ValueError(f"--cache-kind must be one of {', '.join(CACHE_KINDS)}, got {self.cache_kind!r}")
-        if self.prefill_chunk < 1:
-            raise ValueError(f"--prefill-chunk must be >= 1, got {self.prefill_chunk}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"--dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
         check_device(self.device)
 
 
-@dataclass
+@configclass()
 class SamplingOptions:
-    temperature: float = 0.0
+    temperature: NonNegativeFloat = 0.0
     """0 = greedy; otherwise softmax temperature."""
-    top_p: float = 1.0
+    top_p: Annotated[float, Range(gt=0, le=1)] = 1.0
     """Nucleus sampling mass (1 = off)."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the sampler."""
 
 
-@dataclass
+@configclass()
 class GenerateConfig(CacheOptions, SamplingOptions):
     """`sinktrain generate MODEL --prompt TEXT | --prompt-file F`."""
 
@@ -65,11 +62,11 @@ class GenerateConfig(CacheOptions, SamplingOptions):
     """The prompt text."""
     prompt_file: str | None = None
     """A UTF-8 file holding the prompt (instead of --prompt)."""
-    max_new_tokens: int = 256
+    max_new_tokens: PositiveInt = 256
     """Tokens to generate."""
     ignore_eos: bool = False
     """Keep going past end-of-sequence (long-run benchmarks)."""
-    progress_every: int = 0
+    progress_every: NonNegativeInt = 0
     """Report progress (tokens/s, peak RSS) on stderr every this many tokens (0: tqdm's own pace)."""
 
     def check(self) -> None:
@@ -80,8 +77,6 @@ class GenerateConfig(CacheOptions, SamplingOptions):
             raise FileNotFoundError(
                 f"prompt file {self.prompt_file!r} does not exist; pass an existing UTF-8 text file"
             )
-        if self.max_new_tokens < 1:
-            raise ValueError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
 
     def prompt_text(self) -> str:
         text = self.prompt if self.prompt is not None else read_utf8(self.prompt_file, "prompt file")
@@ -91,7 +86,7 @@ class GenerateConfig(CacheOptions, SamplingOptions):
         return text
 
 
-@dataclass
+@configclass()
 class ChatConfig(CacheOptions, SamplingOptions):
     """`sinktrain chat MODEL`: multi-turn streaming chat with the tokenizer's chat template."""
 
@@ -104,7 +99,7 @@ class ChatConfig(CacheOptions, SamplingOptions):
     """System message put before the first turn."""
     chat_template: str | None = None
     """A Jinja chat template file, for a tokenizer that has none."""
-    max_new_tokens: int = 256
+    max_new_tokens: PositiveInt = 256
     """Tokens per reply at most."""
     out: str | None = None
     """Write the transcript (and per-turn statistics) as JSONL here."""
@@ -117,8 +112,6 @@ class ChatConfig(CacheOptions, SamplingOptions):
             raise FileNotFoundError(f"chat script {self.script!r} does not exist; pass a JSONL file of user turns")
         if self.chat_template is not None and not Path(self.chat_template).is_file():
             raise FileNotFoundError(f"chat template {self.chat_template!r} does not exist; pass a Jinja template file")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
         if self.out is not None:
             check_out_file(self.out, overwrite=self.overwrite)
 
@@ -126,7 +119,7 @@ class ChatConfig(CacheOptions, SamplingOptions):
 STREAMEVAL_METHODS = ("sink", "window", "dense", "recompute")
 
 
-@dataclass
+@configclass()
 class StreamEvalQAConfig(CacheOptions):
     """`sinktrain streameval MODEL --out DIR`: StreamEval line retrieval (paper §4.3) against input length."""
 
@@ -136,15 +129,15 @@ class StreamEvalQAConfig(CacheOptions):
     """Output folder (results.json, streameval.png)."""
     overwrite: bool = False
     """Replace an earlier streameval's non-empty out folder (once the new results are complete)."""
-    lines: int = 200
-    """Lines in the stream (a query after every 10th, from line 30 on)."""
-    seed: int = 0
+    lines: Annotated[int, Range(ge=30)] = 200
+    """Lines in the stream, at least 30: the first query comes after line 30, then one after every 10th."""
+    seed: Seed = 0
     """Seed of the line words and numbers."""
     methods: str = ",".join(STREAMEVAL_METHODS)
     """Comma-separated caches to compare: sink, window, dense, recompute."""
-    max_tokens: int = 100_000
+    max_tokens: PositiveInt = 100_000
     """Stop asking once this many input tokens have been fed (bounds dense attention)."""
-    bin_tokens: int = 500
+    bin_tokens: PositiveInt = 500
     """Width of the input-length bins of the accuracy curve."""
     no_plots: bool = False
     """Skip streameval.png."""
@@ -161,6 +154,4 @@ class StreamEvalQAConfig(CacheOptions):
         if not self.out:
             raise ValueError("--out is required: the folder for results.json and the plot")
         check_out_dir(self.out, overwrite=self.overwrite, markers=("results.json",), what="streameval output")
-        if self.lines < 30:
-            raise ValueError(f"--lines must be >= 30 (the first query comes after line 30), got {self.lines}")
         self.methods_list()

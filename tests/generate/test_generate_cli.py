@@ -20,11 +20,13 @@ def folder(tmp_path_factory):
 
 @pytest.mark.parametrize("args, phrase", [
     (["--prompt", "hi", "--cache", "4", "--sinks", "4"], "must be larger than the sink count (4); raise --cache"),
-    (["--prompt", "hi", "--sinks", "-1"], "--sinks must be >= 0, got -1"),
+    (["--prompt", "hi", "--sinks", "-1"], "sinks must be >= 0, got -1"),
+    (["--prompt", "hi", "--seed", "-5"], "seed must be >= 0 and <= 4294967295, got -5"),
+    (["--prompt", "hi", "--max-new-tokens", "0"], "max_new_tokens must be >= 1, got 0"),
     (["--prompt", "   "], "--prompt is empty"),
     (["--prompt-file", "/nonexistent/prompt.txt"], "prompt file '/nonexistent/prompt.txt' does not exist"),
     ([], "give exactly one of --prompt TEXT and --prompt-file FILE"),
-    (["--prompt", "hi", "--top-p", "0"], "--top-p must be in (0, 1]"),
+    (["--prompt", "hi", "--top-p", "0"], "top_p must be > 0 and <= 1, got 0.0"),
 ])
 def test_bad_input_is_one_line(folder, capsys, args, phrase):
     rc = main(["generate", str(folder[0]), *args])

@@ -59,7 +59,9 @@ def test_run_scores_each_cache(tmp_path, capsys):
     assert "[streameval] sink:" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args, phrase", [(["--lines", "10"], "--lines must be >= 30"),
+@pytest.mark.parametrize("args, phrase", [(["--lines", "10"], "lines must be >= 30, got 10"),
+                                          (["--bin-tokens", "0"], "bin_tokens must be >= 1, got 0"),
+                                          (["--max-tokens", "0"], "max_tokens must be >= 1, got 0"),
                                           (["--methods", "sink,magic"], "--methods takes sink, window"),
                                           (["--cache", "4", "--sinks", "4"], "must be larger than the sink count")])
 def test_bad_input_is_one_line(tmp_path, capsys, args, phrase):
