@@ -13,6 +13,7 @@ from sinktrain.util.outputs import check_out_dir, check_out_file
 from sinktrain.util.text_files import read_utf8
 
 CACHE_KINDS = ("sink", "static")
+TopP = Annotated[float, Range(gt=0, le=1)]  # nucleus mass: (0, 1], 1 = off
 
 
 @configclass()
@@ -46,7 +47,7 @@ class CacheOptions:
 class SamplingOptions:
     temperature: NonNegativeFloat = 0.0
     """0 = greedy; otherwise softmax temperature."""
-    top_p: Annotated[float, Range(gt=0, le=1)] = 1.0
+    top_p: TopP = 1.0
     """Nucleus sampling mass (1 = off)."""
     seed: Seed = 0
     """Seed of the sampler."""

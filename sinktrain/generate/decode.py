@@ -9,27 +9,25 @@ stream does not need. `model.generate(past_key_values=SinkCache(...))` works too
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 
+from sinktrain.config_io import NonNegativeFloat, configclass
+from sinktrain.generate.config import TopP
 from sinktrain.stream.model_info import cache_kwarg
 
 
-@dataclass
+@configclass()
 class Sampler:
-    """Greedy when temperature == 0; otherwise temperature, then nucleus (top-p) sampling, seeded."""
+    """Greedy when temperature == 0; otherwise temperature, then nucleus (top-p) sampling, seeded. The ranges
+    are checked on construction, as the verbs' SamplingOptions are."""
 
-    temperature: float = 0.0
-    top_p: float = 1.0
+    temperature: NonNegativeFloat = 0.0
+    top_p: TopP = 1.0
     seed: int = 0
 
     def __post_init__(self):
-        if self.temperature < 0:
-            raise ValueError(f"--temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"--top-p must be in (0, 1], got {self.top_p}")
         self.generator = None
 
     def __call__(self, logits: torch.Tensor) -> int:
