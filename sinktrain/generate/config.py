@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 from sinktrain.config_io import NonNegativeFloat, NonNegativeInt, PositiveInt, Range, Seed, configclass
-from sinktrain.model.source import check_device
+from sinktrain.model.source import DTYPES, check_device
 from sinktrain.stream.sink_cache import check_sizes
 from sinktrain.util.outputs import check_out_dir, check_out_file
 from sinktrain.util.text_files import read_utf8
@@ -38,7 +38,7 @@ class CacheOptions:
         check_sizes(self.sinks, self.cache - self.sinks)
         if self.cache_kind not in CACHE_KINDS:
             raise ValueError(f"--cache-kind must be one of {', '.join(CACHE_KINDS)}, got {self.cache_kind!r}")
-        if self.dtype not in ("float32", "bfloat16", "float16"):
+        if self.dtype not in DTYPES:
             raise ValueError(f"--dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
         check_device(self.device)
 

@@ -83,6 +83,10 @@ def load_config(source: ModelSource):
     return _hub_call(source, lambda: AutoConfig.from_pretrained(source.location, **source.kwargs()))
 
 
+# The weight dtypes `load_pretrained` takes (by name); every verb that loads a model checks its --dtype against them.
+DTYPES = ("float32", "bfloat16", "float16")
+
+
 def check_device(device: str) -> None:
     """Refuse, before anything loads, a --device torch cannot use here (a typo, CUDA on a CPU-only build, a
     GPU index past the last one): each would otherwise end in a traceback after the model was read."""

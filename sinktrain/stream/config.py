@@ -6,12 +6,11 @@ from dataclasses import field
 from typing import Annotated
 
 from sinktrain.config_io import NonNegativeInt, PositiveInt, Range, configclass
-from sinktrain.model.source import check_device
+from sinktrain.model.source import DTYPES, check_device
 from sinktrain.util.outputs import check_out_dir
 
 MODES = ("parallel", "reference")
 BASELINES = ("dense", "recompute")
-DTYPES = ("float32", "bfloat16", "float16")
 # What an earlier stream-eval folder holds (nll/ alone: one that versions before staging left unfinished).
 OUT_MARKERS = ("results.json", "nll")
 

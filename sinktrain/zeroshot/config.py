@@ -6,11 +6,9 @@ from dataclasses import field
 from pathlib import Path
 
 from sinktrain.config_io import PositiveInt, configclass
-from sinktrain.model.source import check_device
+from sinktrain.model.source import DTYPES, check_device
 from sinktrain.util.outputs import check_out_dir
 from sinktrain.zeroshot.tasks import DEFAULT_TASKS, local_split, parse_tasks
-
-DTYPES = ("float32", "bfloat16", "float16")
 
 
 @configclass()
