@@ -15,6 +15,7 @@ import torch
 
 from sinktrain.config_io import NonNegativeFloat, configclass
 from sinktrain.generate.config import TopP
+from sinktrain.model.decode_attention import decode_attention
 from sinktrain.stream.model_info import cache_kwarg
 
 
@@ -72,7 +73,8 @@ class Decoder:
             if free is not None and size > free:
                 self.cache.make_room(size)
             chunk = torch.tensor([ids[i : i + size]], dtype=torch.long, device=self.device)
-            out = self.model(input_ids=chunk, use_cache=True, logits_to_keep=1, **{self.kw: self.cache})
+            with decode_attention(self.cache):  # no cuDNN graph build per step while the cache grows
+                out = self.model(input_ids=chunk, use_cache=True, logits_to_keep=1, **{self.kw: self.cache})
             logits = out.logits[0, -1]
             i += size
         self.tokens_seen += len(ids)

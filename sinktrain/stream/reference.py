@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from sinktrain.model.decode_attention import decode_attention
 from sinktrain.stream.families import FamilyAdapter
 from sinktrain.stream.model_info import cache_kwarg
 from sinktrain.stream.sink_cache import SinkCache
@@ -30,7 +31,8 @@ def reference_nll(model, tokens, sinks: int, window: int | None, progress=None,
     cache = cache if cache is not None else SinkCache(model, sinks, window, adapter=adapter)
     nll = np.empty(n_tok - 1, dtype=np.float64)
     for t in range(n_tok - 1):  # the last token predicts nothing, so it is never decoded
-        out = model(input_ids=ids[None, t : t + 1], use_cache=True, **{kw: cache})
+        with decode_attention(cache):
+            out = model(input_ids=ids[None, t : t + 1], use_cache=True, **{kw: cache})
         logp = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
         nll[t] = -float(logp[ids[t + 1]])
         if progress is not None:
