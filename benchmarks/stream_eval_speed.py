@@ -152,7 +152,8 @@ def main() -> None:
     ap.add_argument("--real", action="store_true", help="also benchmark SmolLM2-135M-Instruct at 4+252")
     ap.add_argument("--real-ref-tokens", type=int, default=256)
     ap.add_argument("--real-par-tokens", type=int, default=8192)
-    ap.add_argument("--memory-tokens", default="", help="comma-separated stream lengths for the peak-RSS runs")
+    ap.add_argument("--memory-tokens", default="",
+                    help="comma-separated stream lengths for SmolLM2-135M-Instruct's peak-RSS runs")
     ap.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -161,6 +162,10 @@ def main() -> None:
     if args.memory_child:
         memory_child(args.memory_child, 4, 252, 1024)
         return
+    if args.real or args.memory_tokens:  # fetch (or fail) before any timing, not after it
+        from sinktrain.model.source import resolve_model_source
+
+        resolve_model_source("smollm2-135m-instruct")
     result = {"torch": torch.__version__, "machine": platform.machine(), "threads": torch.get_num_threads(),
               "cuda": torch.cuda.is_available(), "runs": []}
     import transformers

@@ -25,6 +25,7 @@ Prints the JSON; with --out also writes it and the plot (same name, .png).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -135,11 +136,16 @@ def worker(
     dtype: str = "float32",
     static: bool = False,
     compile_step: bool = False,
+    sdpa: str = "decode",
 ) -> dict:
     """One configuration. `static`: the sink method uses StaticSinkCache; `compile_step`: its decode step is
-    torch.compile'd with mode="reduce-overhead" (CUDA graphs on a GPU)."""
+    torch.compile'd with mode="reduce-overhead" (CUDA graphs on a GPU); `sdpa`: the SDPA kernels of the cached
+    methods: "decode" as sinktrain decodes (no cuDNN while the cache grows, sinktrain/model/decode_attention.py),
+    "no-cudnn" never cuDNN, "torch" torch's own choice. Re-computation always runs with torch's choice."""
+    from torch.nn.attention import sdpa_kernel
     from transformers import DynamicCache
 
+    from sinktrain.model.decode_attention import NO_CUDNN, decode_attention
     from sinktrain.stream.model_info import cache_kwarg
     from sinktrain.stream.sink_cache import SinkCache
     from sinktrain.stream.static_sink_cache import StaticSinkCache
@@ -163,16 +169,24 @@ def worker(
             kv = DynamicCache(config=model.config)
         else:
             kv = (StaticSinkCache if static else SinkCache)(model, sinks, cache - sinks)
-        for i in range(
-            0, cache, FILL_CHUNK
-        ):  # fill C entries in small chunks: the peak is the decode's, not a big prefill's
-            model(input_ids=tokens[:, i : min(i + FILL_CHUNK, cache)], use_cache=True, logits_to_keep=1, **{kw: kv})
+
+        def kernels():  # the SDPA kernels of the next forward through kv (docstring)
+            if sdpa == "decode":
+                return decode_attention(kv)
+            return sdpa_kernel(NO_CUDNN) if sdpa == "no-cudnn" else contextlib.nullcontext()
+
+        for i in range(0, cache, FILL_CHUNK):  # fill C entries in small chunks: the peak is the decode's
+            with kernels():
+                model(input_ids=tokens[:, i : min(i + FILL_CHUNK, cache)], use_cache=True, logits_to_keep=1, **{kw: kv})
         # The static cache keeps positions and state as tensors, so the compiled step is reused every token.
         step = torch.compile(model, mode="reduce-overhead") if compile_step else model
+
+        def decode_one(t):
+            with kernels():
+                step(input_ids=tokens[:, t : t + 1], use_cache=True, logits_to_keep=1, **{kw: kv})
+
         for t in range(cache, cache + steps + warmup):
-            times.append(
-                meter.time(lambda: step(input_ids=tokens[:, t : t + 1], use_cache=True, logits_to_keep=1, **{kw: kv}))
-            )
+            times.append(meter.time(lambda: decode_one(t)))
         times = times[warmup:]
         assert method == "dense" or int(kv.get_seq_length()) == cache
         kv_bytes = sum(t.numel() * t.element_size() for layer in kv.layers for t in (layer.keys, layer.values))
@@ -302,6 +316,13 @@ def main() -> None:
         help="torch.compile the sink and dense decode steps (mode reduce-overhead: CUDA graphs on a GPU); "
         "needs --static",
     )
+    p.add_argument(
+        "--sdpa",
+        choices=("decode", "no-cudnn", "torch"),
+        default="decode",
+        help="SDPA kernels of the cached methods. decode: as sinktrain decodes (no cuDNN while the cache grows: "
+        "it builds a graph for each new length); no-cudnn: never cuDNN; torch: torch's own choice",
+    )
     p.add_argument("--long-run", type=int, default=0, help="also generate this many tokens through the sink cache")
     p.add_argument("--long-model", default=None, help="model of the long run (default: --model)")
     p.add_argument("--long-cache", type=int, default=1024)
@@ -315,7 +336,16 @@ def main() -> None:
         print(
             json.dumps(
                 worker(
-                    method, a.model, cache, a.sinks, steps, a.device, a.dtype, a.static, a.compile and method == "sink"
+                    method,
+                    a.model,
+                    cache,
+                    a.sinks,
+                    steps,
+                    a.device,
+                    a.dtype,
+                    a.static,
+                    a.compile and method == "sink",
+                    a.sdpa,
                 )
             )
         )
@@ -340,6 +370,8 @@ def main() -> None:
         a.device,
         "--dtype",
         a.dtype,
+        "--sdpa",
+        a.sdpa,
     ]
     common += ["--static"] * a.static + ["--compile"] * a.compile
     runs = []
@@ -363,6 +395,7 @@ def main() -> None:
         "dtype": a.dtype,
         "sink_cache": "static" if a.static else "sink",
         "compiled_decode": a.compile,
+        "sdpa": a.sdpa,
         "sinks": a.sinks,
         "command": "python benchmarks/streaming_decode.py " + " ".join(sys.argv[1:]),
         "machine": {
