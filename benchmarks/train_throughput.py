@@ -6,6 +6,8 @@
 
 Configs (--configs, comma list), each timed after --warmup steps over --steps steps, the device synced:
   hf[+compile]           the baseline: stock GPTNeoXForCausalLM, SDPA, autocast, AdamW, clip; a bare loop
+                         (+compile: the whole model, as users compile it; +compile-blocks: each block alone,
+                         as speed.compile does, which keeps the attention mask off: sinktrain/model/modeling.py)
   bare:VARIANT[+LEVERS]  sinktrain's model and loss (SinkLM.loss) in the same bare loop, no Lightning
   loop:VARIANT[+LEVERS]  sinktrain's whole training loop: train() with Lightning, timed by its metrics rows
 VARIANT: vanilla | token (one learnable sink token) | zerosink (softmax1). LEVERS: compile, fused (fused
@@ -34,7 +36,7 @@ LEVER_SETS = {"compile": "speed.compile=true", "fused": "speed.fused_loss=auto",
               "ckpt": "speed.activation_checkpointing=true"}
 CPU_CONFIGS = ("hf,bare:vanilla,loop:vanilla,loop:token,loop:zerosink,bare:vanilla+fused,loop:vanilla+fused,"
                "loop:vanilla+ckpt")
-GPU_CONFIGS = ("hf,hf+compile,bare:vanilla+compile+fused,loop:vanilla+compile+fused,loop:token+compile+fused,"
+GPU_CONFIGS = ("hf,hf+compile,hf+compile-blocks,bare:vanilla+compile+fused,loop:vanilla+compile+fused,loop:token+compile+fused,"
                "loop:zerosink+compile+fused,loop:vanilla,loop:token,loop:zerosink,loop:vanilla+fused,"
                "loop:vanilla+compile,loop:vanilla+compile+fused+ckpt")
 
@@ -113,10 +115,13 @@ def parse_config(name: str) -> tuple[str, str, list[str]]:
     'hf+compile' -> ('hf', 'vanilla', ['compile'])."""
     kind, _, rest = name.partition(":") if ":" in name else (name.split("+")[0], "", "vanilla" + name[2:])
     variant, *levers = rest.split("+")
-    if kind not in ("hf", "bare", "loop") or variant not in VARIANT_SINK or any(x not in LEVER_SETS for x in levers):
+    known = {*LEVER_SETS, "compile-blocks"}
+    if kind not in ("hf", "bare", "loop") or variant not in VARIANT_SINK or any(x not in known for x in levers):
         raise ValueError(f"unknown config {name!r}; see --help")
-    if kind == "hf" and (variant != "vanilla" or set(levers) - {"compile"}):
-        raise ValueError(f"{name!r}: the stock baseline takes only +compile")
+    if kind == "hf" and (variant != "vanilla" or len(levers) > 1 or set(levers) - {"compile", "compile-blocks"}):
+        raise ValueError(f"{name!r}: the stock baseline takes only +compile or +compile-blocks")
+    if kind != "hf" and "compile-blocks" in levers:
+        raise ValueError(f"{name!r}: +compile-blocks is for the stock baseline; sinktrain's +compile is blocks")
     return kind, variant, levers
 
 
@@ -130,7 +135,7 @@ def train_config(args, precision: str, variant: str, levers: list[str], data_dir
             f"trainer.max_steps={args.warmup + args.steps}", "trainer.val_every=0", "trainer.log_every=1",
             "trainer.progress_bar=false", "checkpoint.every=0", "logging.sink_score_every=0", "optim.impl=torch",
             f"logging.peak_tflops={args.peak_tflops if args.peak_tflops else 'null'}",
-            *(LEVER_SETS[x] for x in levers)]
+            *(LEVER_SETS[x] for x in levers if x in LEVER_SETS)]
     return load_train_config(REPO / "recipes" / "tiny-cpu.yaml", sets, run_dir=run_dir, resume="never")
 
 
@@ -145,7 +150,7 @@ def run_config(name: str, args, precision: str, data_dir: str | None, tmp: Path)
     if kind == "loop":
         tps = time_loop(cfg, args)
     else:
-        tps = time_bare(cfg, args, stock=kind == "hf", compile_stock="compile" in levers)
+        tps = time_bare(cfg, args, stock=kind == "hf", compile_stock=next(iter(levers), None))
     row = {"config": name, "tokens_per_s": round(tps, 1)}
     row["peak_mem_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None
     return row
@@ -164,10 +169,11 @@ def time_loop(cfg, args) -> float:
     return tokens / (last["time"] - first["time"])
 
 
-def time_bare(cfg, args, *, stock: bool, compile_stock: bool) -> float:
+def time_bare(cfg, args, *, stock: bool, compile_stock: str | None) -> float:
     """A bare training loop: forward, backward, clip 1.0, AdamW, zero_grad; autocast as the precision says."""
     import torch
 
+    from sinktrain.model import compile_blocks
     from sinktrain.train.module import SinkLM
     from sinktrain.train.strategy import resolved_precision
 
@@ -177,8 +183,10 @@ def time_bare(cfg, args, *, stock: bool, compile_stock: bool) -> float:
     module = SinkLM(cfg).to(device)
     if stock:  # stock transformers: the model's own loss on plain input ids, nothing of sinktrain's in the step
         model = module.model
-        if compile_stock:
+        if compile_stock == "compile":
             model.compile()
+        elif compile_stock == "compile-blocks":
+            compile_blocks(model)
 
         def loss_fn(tokens):
             return model(input_ids=tokens, labels=tokens, use_cache=False).loss

@@ -84,6 +84,19 @@ def build_model(cfg: ModelConfig, seed: int | None = 1234, attn_implementation: 
     return model
 
 
+def compile_blocks(model: GPTNeoXForCausalLM) -> None:
+    """torch.compile each transformer block in place (nn.Module.compile: parameter names, and so checkpoints and
+    exports, stay the plain model's). The blocks share one code object, so they share one compiled graph.
+
+    Why the blocks and not the whole body: transformers builds the attention mask outside the blocks, and only
+    an eager call can see that the position ids are one unbroken range (no packed sequences) and so pass no
+    mask at all; traced, it must assume packing and hands every layer a [B, 1, T, T] mask, which bars SDPA
+    from its flash kernels (vanilla included). Embeddings, the mask and the final norm are a few small eager
+    kernels; the loss runs after the body either way (Dynamo cannot trace liger-kernel's host-side .item())."""
+    for block in model.base_model.layers:
+        block.compile()
+
+
 def save_model(model: GPTNeoXForCausalLM, out_dir) -> None:
     """save_pretrained (safetensors). For softmax1/logit models also the self-contained `sink_gptneox.py` and
     an `auto_map` to it, so `AutoModelForCausalLM.from_pretrained(out_dir, trust_remote_code=True)` loads the

@@ -114,7 +114,8 @@ class SpeedConfig:
     gradients. docs/train.md has the measured effect of each (benchmarks/train_throughput.py)."""
 
     compile: bool = False
-    """torch.compile the model (nn.Module.compile: parameter names, checkpoints and exports are unchanged)."""
+    """torch.compile each transformer block (nn.Module.compile: parameter names, checkpoints and exports are
+    unchanged); the attention mask stays eager, so unpadded batches run SDPA with no mask (compile_blocks)."""
     fused_loss: str = "off"
     """Cross-entropy without the [tokens x vocab] fp32 logits: off | chunked (torch, any device) | liger
     (liger-kernel, CUDA) | auto (liger when installed on CUDA, else chunked)."""

@@ -17,7 +17,7 @@ import lightning.pytorch as pl
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from sinktrain.model import build_model, lm_labels, prepend_sink_tokens
+from sinktrain.model import build_model, compile_blocks, lm_labels, prepend_sink_tokens
 from sinktrain.train.checkpoint_saver import CheckpointSaver
 from sinktrain.train.config import TrainConfig
 from sinktrain.train.flops import mfu
@@ -116,10 +116,7 @@ class SinkLM(pl.LightningModule):
         if cfg.speed.activation_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if cfg.speed.compile:
-            # In place (nn.Module.compile): parameter names, and so checkpoints and exports, stay the plain
-            # model's. With a fused loss only the body is compiled; the loss kernels run after it (Dynamo cannot
-            # trace liger-kernel's host-side .item(), and the chunked loss is one kernel per chunk anyway).
-            (self.model.base_model if cfg.speed.fused_loss != "off" else self.model).compile()
+            compile_blocks(self.model)
         self.step = StepState()
         self.nonfinite: tuple[int, float] | None = None  # (step, loss) when training was stopped
 

@@ -54,10 +54,29 @@ def test_compile_gives_the_plain_loss_and_gradients_and_keeps_parameter_names(fu
     plain = module("token", f"speed.fused_loss={fused}")
     compiled = module("token", "speed.compile=true", f"speed.fused_loss={fused}")
     assert compiled.state_dict().keys() == plain.state_dict().keys()  # no "_orig_mod." anywhere
-    target = compiled.model.base_model if fused != "off" else compiled.model
-    assert target._compiled_call_impl is not None
+    assert all(block._compiled_call_impl is not None for block in compiled.model.base_model.layers)
     # inductor's fused kernels reassociate float sums: equal to fp32 rounding, not bit for bit
     assert_same(loss_and_grads(plain, TOKENS), loss_and_grads(compiled, TOKENS), 2e-5)
+
+
+@pytest.mark.parametrize("sink", ["vanilla", "token", "zerosink"])
+def test_compiled_training_passes_no_attention_mask(sink, monkeypatch):
+    """Traced, transformers cannot rule out packed sequences and builds a [B, 1, T, T] mask (no flash kernels);
+    speed.compile leaves the mask to an eager call, which sees one unbroken range of positions and passes None."""
+    from transformers.models.gpt_neox import modeling_gpt_neox
+
+    masks = []
+    real = modeling_gpt_neox.create_causal_mask
+
+    def spy(*args, **kwargs):
+        mask = real(*args, **kwargs)
+        masks.append(mask)
+        return mask
+
+    monkeypatch.setattr(modeling_gpt_neox, "create_causal_mask", spy)
+    m = module(sink, "speed.compile=true", "speed.fused_loss=chunked")
+    loss_and_grads(m, TOKENS)
+    assert masks == [None]
 
 
 def test_fused_adamw_takes_the_same_step_as_the_plain_one():
