@@ -36,8 +36,8 @@ LEVER_SETS = {"compile": "speed.compile=true", "fused": "speed.fused_loss=auto",
               "ckpt": "speed.activation_checkpointing=true"}
 CPU_CONFIGS = ("hf,bare:vanilla,loop:vanilla,loop:token,loop:zerosink,bare:vanilla+fused,loop:vanilla+fused,"
                "loop:vanilla+ckpt")
-GPU_CONFIGS = ("hf,hf+compile,hf+compile-blocks,bare:vanilla+compile+fused,loop:vanilla+compile+fused,loop:token+compile+fused,"
-               "loop:zerosink+compile+fused,loop:vanilla,loop:token,loop:zerosink,loop:vanilla+fused,"
+GPU_CONFIGS = ("hf,hf+compile,hf+compile-blocks,bare:vanilla+compile+fused,loop:vanilla+compile+fused,"
+               "loop:token+compile+fused,loop:zerosink+compile+fused,loop:vanilla,loop:token,loop:zerosink,loop:vanilla+fused,"
                "loop:vanilla+compile,loop:vanilla+compile+fused+ckpt")
 
 
