@@ -49,10 +49,11 @@ def test_lever_gives_the_plain_loss_and_gradients(sink, lever, atol):
     assert_same(loss_and_grads(plain, TOKENS), loss_and_grads(switched, TOKENS), atol)
 
 
-@pytest.mark.parametrize("fused", ["off", "chunked"])
-def test_compile_gives_the_plain_loss_and_gradients_and_keeps_parameter_names(fused):
+@pytest.mark.parametrize("fused, ckpt", [("off", "false"), ("chunked", "false"), ("chunked", "true")])
+def test_compile_gives_the_plain_loss_and_gradients_and_keeps_parameter_names(fused, ckpt):
     plain = module("token", f"speed.fused_loss={fused}")
-    compiled = module("token", "speed.compile=true", f"speed.fused_loss={fused}")
+    compiled = module("token", "speed.compile=true", f"speed.fused_loss={fused}",
+                      f"speed.activation_checkpointing={ckpt}")
     assert compiled.state_dict().keys() == plain.state_dict().keys()  # no "_orig_mod." anywhere
     assert all(block._compiled_call_impl is not None for block in compiled.model.base_model.layers)
     # inductor's fused kernels reassociate float sums: equal to fp32 rounding, not bit for bit
