@@ -44,9 +44,7 @@ def main(argv=None) -> int:
     from torch.profiler import ProfilerActivity, profile
 
     from sinktrain.train.flops import flops_per_token, mfu
-    from sinktrain.train.module import SinkLM
-    from sinktrain.train.strategy import resolved_precision
-    from train_throughput import LEVER_SETS, VARIANT_SINK, train_config
+    from train_throughput import LEVER_SETS, VARIANT_SINK, bare_step, train_config
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="tiny")
@@ -66,27 +64,9 @@ def main(argv=None) -> int:
         p.error(f"--levers takes {', '.join(LEVER_SETS)}; got {args.levers!r}")
 
     cuda = torch.cuda.is_available()
-    device = torch.device("cuda" if cuda else "cpu")
     precision = args.precision if args.precision != "auto" else ("bf16-mixed" if cuda else "32-true")
     cfg = train_config(args, precision, args.variant, levers, "unused", "unused")
-    dtype = {"bf16-mixed": torch.bfloat16}.get(resolved_precision(cfg))
-    module = SinkLM(cfg).to(device)
-    params = [q for q in module.parameters() if q.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4, fused=cuda or None)
-    tokens = torch.randint(0, cfg.model.tokenizer_vocab_size, (cfg.trainer.micro_batch_size, cfg.sample_len),
-                           generator=torch.Generator().manual_seed(0)).to(device)
-
-    def step():
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = module.loss(*module.inputs_and_labels(tokens))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    def sync():
-        if cuda:
-            torch.cuda.synchronize()
+    step, sync = bare_step(cfg, args, stock=False)
 
     for _ in range(args.warmup):
         step()

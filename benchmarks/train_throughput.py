@@ -169,8 +169,9 @@ def time_loop(cfg, args) -> float:
     return tokens / (last["time"] - first["time"])
 
 
-def time_bare(cfg, args, *, stock: bool, compile_stock: str | None) -> float:
-    """A bare training loop: forward, backward, clip 1.0, AdamW, zero_grad; autocast as the precision says."""
+def bare_step(cfg, args, *, stock: bool, compile_stock: str | None = None):
+    """One bare optimizer step as a function, and a device sync: forward, backward (args.accum micro-batches),
+    clip 1.0, AdamW, zero_grad; autocast as the precision says. Also `benchmarks/train_profile.py`'s step."""
     import torch
 
     from sinktrain.model import compile_blocks
@@ -216,6 +217,12 @@ def time_bare(cfg, args, *, stock: bool, compile_stock: str | None) -> float:
         if cuda:
             torch.cuda.synchronize()
 
+    return step, sync
+
+
+def time_bare(cfg, args, *, stock: bool, compile_stock: str | None) -> float:
+    """Tokens/s of `bare_step` over args.steps steps after args.warmup."""
+    step, sync = bare_step(cfg, args, stock=stock, compile_stock=compile_stock)
     for _ in range(args.warmup):
         step()
     sync()
