@@ -28,10 +28,30 @@ def eager_attention(model):
         cfg._attn_implementation = old
 
 
+@contextlib.contextmanager
+def no_lasting_hooks(model):
+    """Take off the forward hooks a forward leaves behind. transformers installs its output-capturing hooks on
+    the first forward that asks for attentions, keeps them, and marks the model as hooked. A block compiled after
+    that traces the hooks into its graph and takes its parameters in another order, so it fires its gradient hooks
+    in another order: during training only rank 0 probes, and DeepSpeed reduces in hook order (docs/train.md)."""
+    flag = "_output_capturing_hooks_installed"
+    before = {m: (set(m._forward_hooks), hasattr(m, flag)) for m in model.modules()}
+    try:
+        yield model
+    finally:
+        for m, (hooks, flagged) in before.items():
+            for key in set(m._forward_hooks) - hooks:
+                del m._forward_hooks[key]
+                m._forward_hooks_with_kwargs.pop(key, None)
+                m._forward_hooks_always_called.pop(key, None)
+            if not flagged and flag in vars(m):
+                delattr(m, flag)
+
+
 @torch.no_grad()
 def attention_probs(model, input_ids: torch.Tensor) -> list[torch.Tensor]:
     """Per-layer attention probabilities [batch, heads, q, k] (fp32) of a causal forward over `input_ids`."""
-    with eager_attention(model):
+    with eager_attention(model), no_lasting_hooks(model):
         out = model(input_ids=input_ids, output_attentions=True, use_cache=False)
     return [a.float() for a in out.attentions]
 

@@ -201,12 +201,6 @@ class TrainConfig:
                 "model sequence length leaves fewer than 2 text tokens per sample; raise model.max_seq_len")
         if not self.resume:
             raise ValueError("resume must be auto, never or a checkpoint path")
-        if self.speed.compile and t.strategy == "deepspeed" and t.zero_stage >= 2:
-            # ZeRO-2 packs gradients into its reduce buckets in the order their hooks fire, and assumes that order
-            # is the same on every rank; with compiled blocks it is not (docs/train.md), so the sums mix up
-            # different parameters. ZeRO-1 reduces in parameter order after backward and is exact.
-            raise ValueError("speed.compile with trainer.zero_stage=2 sums gradients of different parameters across "
-                             "ranks; use trainer.zero_stage=1 (the paper recipes' stage) or speed.compile=false")
 
     # --- derived values -------------------------------------------------------------------------------
     @property

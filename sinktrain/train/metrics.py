@@ -118,10 +118,20 @@ def probe_sink_score(pl_module, tokens: torch.Tensor) -> list[float]:
         # One sequence at a time: eager attention keeps [heads, T, T] probabilities per layer, ~2.4 GB
         # for Pythia-160M at T = 2048; every sequence has the same number of (head, query) terms, so the
         # mean of the per-sequence means is the batch mean.
-        per_seq = torch.stack([sink_score(model, input_ids[i: i + 1], first_k=1) for i in range(len(input_ids))])
+        # Eager even under speed.compile: the probe runs eager attention, on rank 0 alone; compiling the blocks
+        # for it would cost rank 0 a compile the other ranks do not make.
+        with _eager():
+            per_seq = torch.stack([sink_score(model, input_ids[i: i + 1], first_k=1)
+                                   for i in range(len(input_ids))])
         return [float(x) for x in per_seq.mean(0)]
     finally:
         model.train(was_training)
+
+
+def _eager():
+    """Run compiled modules eagerly, without compiling them (torch >= 2.6; before, they compile as usual)."""
+    set_stance = getattr(torch.compiler, "set_stance", None)
+    return set_stance("force_eager") if set_stance else contextlib.nullcontext()
 
 
 def _tb_writer(trainer):

@@ -80,6 +80,26 @@ def test_compiled_training_passes_no_attention_mask(sink, monkeypatch):
     assert masks == [None]
 
 
+def test_the_sink_probe_does_not_change_the_compiled_training_graph():
+    """The probe runs on rank 0 alone. Compiled blocks fire their gradient hooks in the order of their compiled
+    graph's inputs, and DeepSpeed reduces in hook order: a probe that compiled the blocks first left rank 0 with
+    another order than the other ranks. The probe runs eagerly, so training compiles the same with or without it."""
+    from sinktrain.train.metrics import probe_sink_score
+
+    def hook_order(probe_first: bool) -> list[str]:
+        torch._dynamo.reset()  # the blocks of both modules share one code object, so one compile cache
+        m = module("vanilla", "speed.compile=true", "speed.fused_loss=chunked")
+        if probe_first:
+            assert len(probe_sink_score(m, TOKENS[:1, :16])) == m.cfg.model.arch.num_layers
+        order = []
+        for name, p in m.named_parameters():
+            p.register_post_accumulate_grad_hook(lambda _, name=name: order.append(name))
+        loss_and_grads(m, TOKENS)
+        return order
+
+    assert hook_order(probe_first=True) == hook_order(probe_first=False)
+
+
 def test_fused_adamw_takes_the_same_step_as_the_plain_one():
     torch.manual_seed(0)
     params = [torch.randn(64, 32), torch.randn(32)]
