@@ -193,6 +193,10 @@ def test_probe_and_output_attentions_still_get_weights(kind):
     assert model.config._attn_implementation == sg.ATTN_IMPLEMENTATION[kind]  # switched back
     assert len(probs) == 2 and probs[0].shape == (2, 4, 12, 12)
     assert (probs[0].sum(-1) < 1).all()  # the sink column took some weight
+    # No hooks left behind (a compiled block would trace them, sinktrain/model/probe.py), and a second probe,
+    # which has transformers install them again, gets the same weights.
+    assert not any(m._forward_hooks for m in model.modules())
+    assert all(_max_diff(a, p) == 0 for a, p in zip(attention_probs(model, ids), probs))
     with torch.no_grad():
         out = model(ids, output_attentions=True)
     for a, p in zip(out.attentions, probs):
