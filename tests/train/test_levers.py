@@ -64,6 +64,7 @@ def test_compile_gives_the_plain_loss_and_gradients_and_keeps_parameter_names(fu
 def test_compiled_training_passes_no_attention_mask(sink, monkeypatch):
     """Traced, transformers cannot rule out packed sequences and builds a [B, 1, T, T] mask (no flash kernels);
     speed.compile leaves the mask to an eager call, which sees one unbroken range of positions and passes None."""
+    from torch._dynamo.utils import counters
     from transformers.models.gpt_neox import modeling_gpt_neox
 
     masks = []
@@ -75,9 +76,12 @@ def test_compiled_training_passes_no_attention_mask(sink, monkeypatch):
         return mask
 
     monkeypatch.setattr(modeling_gpt_neox, "create_causal_mask", spy)
+    torch._dynamo.reset()
+    counters.clear()
     m = module(sink, "speed.compile=true", "speed.fused_loss=chunked")
     loss_and_grads(m, TOKENS)
     assert masks == [None]
+    assert counters["stats"]["unique_graphs"] == 1  # both blocks run one compiled graph
 
 
 def test_the_sink_probe_does_not_change_the_compiled_training_graph():
