@@ -10,8 +10,9 @@ phase, so a run cut short still reports what it finished, and logs go to OUT_DIR
                    loop vs bare step) checked as `target_*` (reported, not gating); then one layer's sink
                    attention with and without a mask against vanilla (benchmarks/sink_attention_memory.py,
                    reported as `attention`)
-  3. train         the three paper variants at once through launch/torchrun-single-node.sh (DeepSpeed, bf16);
-                   vanilla is SIGKILLed right after its mid-run checkpoint and resumed with --resume auto
+  3. train         the three paper variants at once through launch/torchrun-single-node.sh (DeepSpeed, bf16;
+                   --train-set adds overrides, e.g. speed.compile=true); vanilla is SIGKILLed right after its
+                   mid-run checkpoint and resumed with --resume auto
   4. tokens/s      logged tokens/s of each run against the wall clock between its metrics rows (within 10%)
   5. export        each run to a Hugging Face folder
   6. stream-eval   the three exports in bf16 and fp32 (PPL within 1%), and parallel vs reference mode in fp32
@@ -108,6 +109,8 @@ def main(argv=None) -> int:
     p.add_argument("--eval-tokens", type=int, default=8192)
     p.add_argument("--eval-cache", type=int, default=1024)
     p.add_argument("--reference-tokens", type=int, default=1024)
+    p.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="one more --set for the three trainings, repeatable (e.g. speed.compile=true)")
     p.add_argument("--cpu-smoke", action="store_true",
                    help="run the same phases on CPU (tiny sizes) to test this script")
     args = p.parse_args(argv)
@@ -169,6 +172,8 @@ def main(argv=None) -> int:
             f"logging.sink_score_every={half}", "schedule.warmup_steps=20", "trainer.progress_bar=false",
             "optim.impl=torch", f"model.preset={args.preset}", f"model.max_seq_len={args.seq_len}"]
     sets += ["trainer.accelerator=cpu"] if not cuda else []
+    sets += args.train_set
+    acc.report["train_sets"] = args.train_set
 
     def launch(variant: str, name: str, env=None):
         cmd = ["bash", "launch/torchrun-single-node.sh", f"recipes/{RECIPES[variant]}",
