@@ -104,4 +104,3 @@ def test_world_size_must_divide_the_global_batch():
     assert check_batch_geometry(cfg, 2) == 2
     with pytest.raises(ValueError, match="world size 3 .* does not divide global_batch_size 8"):
         check_batch_geometry(cfg, 3)
-
