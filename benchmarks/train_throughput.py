@@ -11,7 +11,9 @@ Configs (--configs, comma list), each timed after --warmup steps over --steps st
   bare:VARIANT[+LEVERS]  sinktrain's model and loss (SinkLM.loss) in the same bare loop, no Lightning
   loop:VARIANT[+LEVERS]  sinktrain's whole training loop: train() with Lightning, timed by its metrics rows
 VARIANT: vanilla | token (one learnable sink token) | zerosink (softmax1). LEVERS: compile, fused (fused
-linear + cross-entropy, speed.fused_loss=auto), ckpt (activation checkpointing). Every config has the same
+linear + cross-entropy, speed.fused_loss=auto), ckpt (activation checkpointing), zero1 (DeepSpeed ZeRO-1 with
+fp32 gradient accumulation, the paper recipes' strategy; loop only), fusedadam (DeepSpeed FusedAdam, CUDA; every
+other config runs torch AdamW, fused on CUDA). Every config has the same
 geometry; tokens/s counts every sequence position (sinks included), MFU = tokens/s x FLOPs/token / peak
 (FLOPs/token of the vanilla model, sinktrain/train/flops.py), `vs_baseline` = tokens/s / the first hf config's.
 `loop_vs_bare` compares each loop config to the bare config of the same variant and levers, when both ran.
@@ -32,8 +34,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 VARIANT_SINK = {"vanilla": "{kind: none, num_tokens: 0}", "token": "{kind: token, num_tokens: 1}",
                 "zerosink": "{kind: softmax1, num_tokens: 0}"}
-LEVER_SETS = {"compile": "speed.compile=true", "fused": "speed.fused_loss=auto",
-              "ckpt": "speed.activation_checkpointing=true"}
+LEVER_SETS = {"compile": ["speed.compile=true"], "fused": ["speed.fused_loss=auto"],
+              "ckpt": ["speed.activation_checkpointing=true"],
+              "zero1": ["trainer.strategy=deepspeed", "trainer.zero_stage=1"],  # the paper recipes' strategy
+              "fusedadam": ["optim.impl=fused_adam"]}  # DeepSpeed's FusedAdam (CUDA; JIT-built on first use)
 CPU_CONFIGS = ("hf,bare:vanilla,loop:vanilla,loop:token,loop:zerosink,bare:vanilla+fused,loop:vanilla+fused,"
                "loop:vanilla+ckpt")
 GPU_CONFIGS = ("hf,hf+compile,hf+compile-blocks,bare:vanilla+compile+fused,loop:vanilla+compile+fused,"
@@ -120,6 +124,8 @@ def parse_config(name: str) -> tuple[str, str, list[str]]:
         raise ValueError(f"unknown config {name!r}; see --help")
     if kind == "hf" and (variant != "vanilla" or len(levers) > 1 or set(levers) - {"compile", "compile-blocks"}):
         raise ValueError(f"{name!r}: the stock baseline takes only +compile or +compile-blocks")
+    if kind == "bare" and {"zero1", "fusedadam"} & set(levers):
+        raise ValueError(f"{name!r}: +zero1 and +fusedadam are settings of the training loop; use loop:...")
     if kind != "hf" and "compile-blocks" in levers:
         raise ValueError(f"{name!r}: +compile-blocks is for the stock baseline; sinktrain's +compile is blocks")
     return kind, variant, levers
@@ -135,7 +141,7 @@ def train_config(args, precision: str, variant: str, levers: list[str], data_dir
             f"trainer.max_steps={args.warmup + args.steps}", "trainer.val_every=0", "trainer.log_every=1",
             "trainer.progress_bar=false", "checkpoint.every=0", "logging.sink_score_every=0", "optim.impl=torch",
             f"logging.peak_tflops={args.peak_tflops if args.peak_tflops else 'null'}",
-            *(LEVER_SETS[x] for x in levers if x in LEVER_SETS)]
+            *(s for x in levers for s in LEVER_SETS.get(x, []))]
     return load_train_config(REPO / "recipes" / "tiny-cpu.yaml", sets, run_dir=run_dir, resume="never")
 
 
