@@ -54,6 +54,8 @@ def make_optimizer(groups: list[dict], cfg: TrainConfig, on_cuda: bool) -> torch
     """DeepSpeed FusedAdam (AdamW mode) on CUDA when it builds, else torch AdamW (fused kernel on CUDA)."""
     o = cfg.optim
     kw = dict(lr=o.lr, betas=tuple(o.betas), eps=o.eps)
+    if o.impl == "fused_adam" and not on_cuda:
+        raise ValueError("optim.impl fused_adam runs on CUDA only (DeepSpeed FusedAdam); use optim.impl auto")
     if on_cuda and o.impl in ("auto", "fused_adam"):
         try:
             from deepspeed.ops.adam import FusedAdam

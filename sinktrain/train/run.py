@@ -149,6 +149,11 @@ def preflight(cfg: TrainConfig) -> tuple[int, int, int]:
     if on_gpu(cfg) and not torch.cuda.is_available():
         raise ValueError(f"trainer.accelerator is {cfg.trainer.accelerator} but this machine has no CUDA GPU "
                          f"(torch.cuda.is_available() is False); use accelerator cpu or auto")
+    # Levers that exist only as CUDA kernels: say so now, before the run dir is written (not at the first step).
+    for key, value, cuda_only in (("optim.impl", cfg.optim.impl, "fused_adam"),
+                                  ("speed.fused_loss", cfg.speed.fused_loss, "liger")):
+        if value == cuda_only and not on_gpu(cfg):
+            raise ValueError(f"{key} {value} runs on CUDA only and this run trains on the CPU; use {key} auto")
     check_run_dir_is_ours(Path(cfg.run_dir))
     return devices, nodes, accum
 

@@ -179,6 +179,15 @@ def test_gpu_on_a_machine_without_one_fails_before_writing(tiny_data, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("lever", ["optim.impl=fused_adam", "speed.fused_loss=liger"])
+def test_a_cuda_only_lever_on_the_cpu_fails_before_writing(tiny_data, tmp_path, lever):
+    key, value = lever.split("=")
+    with pytest.raises(ValueError, match=f"^{key} {value} runs on CUDA only and this run trains on the CPU; "
+                                         f"use {key} auto$"):
+        train(tiny(tiny_data, tmp_path / "run", "trainer.accelerator=cpu", lever))
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("content", ["trainer: {max_steps: 3\n", "\x00\xff binary"])
 def test_a_garbage_recipe_is_one_line_naming_it(tmp_path, capsys, content):
     (tmp_path / "recipe.yaml").write_bytes(content.encode("latin1"))
