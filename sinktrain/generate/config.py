@@ -39,7 +39,7 @@ class CacheOptions:
         if self.cache_kind not in CACHE_KINDS:
             raise ValueError(f"--cache-kind must be one of {', '.join(CACHE_KINDS)}, got {self.cache_kind!r}")
         if self.dtype not in DTYPES:
-            raise ValueError(f"--dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+            raise ValueError(f"--dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
         check_device(self.device)
 
 

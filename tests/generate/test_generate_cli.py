@@ -27,6 +27,8 @@ def folder(tmp_path_factory):
     (["--prompt-file", "/nonexistent/prompt.txt"], "prompt file '/nonexistent/prompt.txt' does not exist"),
     ([], "give exactly one of --prompt TEXT and --prompt-file FILE"),
     (["--prompt", "hi", "--top-p", "0"], "top_p must be > 0 and <= 1, got 0.0"),
+    (["--prompt", "hi", "--dtype", "fp8"], "--dtype 'fp8': use one of float32, bfloat16, float16"),
+    (["--prompt", "hi", "--cache-kind", "paged"], "--cache-kind must be one of sink, static, got 'paged'"),
 ])
 def test_bad_input_is_one_line(folder, capsys, args, phrase):
     rc = main(["generate", str(folder[0]), *args])
