@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Does an attention sink form in a short training of our own? Two Pythia models (vanilla, and one learnable
+# sink token: the pythia-*-vanilla / -sink recipes) trained at once on one GPU for a fixed wall time, then
+# streamed at the paper's Table 3 caches (s + w = 1024, s = 0, 1, 2, 4) over a held-out book.
+#   benchmarks/gpu_sink_emergence.sh DATA_DIR OUT_DIR
+# DATA_DIR: `sinktrain data prepare` output that leaves the book out (docs/benchmarks.md has the command).
+# OUT_DIR gets the two runs' metrics.jsonl (loss, val loss, per-layer sink scores), their logs, and the
+# stream-eval folder (table.md, plots). Each training stops at MAX_STEPS or after TRAIN_S seconds (SIGINT),
+# whichever comes first; the export takes the newest complete checkpoint (saved every 200 steps).
+# A CPU smoke run: DEVICE=cpu PRESET=tiny MAX_STEPS=20 CACHE=64 \
+#   EXTRA="--set model.max_seq_len=128 --set trainer.micro_batch_size=16" benchmarks/gpu_sink_emergence.sh DATA OUT
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:?usage: $0 DATA_DIR OUT_DIR}
+OUT=${2:?usage: $0 DATA_DIR OUT_DIR}
+RECIPE=${RECIPE:-pythia-70m}; PRESET=${PRESET:-$RECIPE}; TRAIN_S=${TRAIN_S:-115}; MAX_STEPS=${MAX_STEPS:-800}; DEVICE=${DEVICE:-cuda}
+BOOK=${BOOK:-data/books/austen_persuasion.txt}; CACHE=${CACHE:-1024}
+EXTRA=${EXTRA:-"--set speed.compile=true --set speed.fused_loss=auto --set trainer.micro_batch_size=16"}
+PY=${PYTHON:-python3}
+[ "$DEVICE" = cuda ] && source launch/cuda_env.sh
+RUNS="$OUT/runs"
+rm -rf "$RUNS" && mkdir -p "$RUNS" "$OUT/metrics"
+date -u
+for V in vanilla sink; do
+  # shellcheck disable=SC2086  # EXTRA is a list of --set pairs
+  timeout -s INT -k 10 "$TRAIN_S" "$PY" -m sinktrain train --config "recipes/$RECIPE-$V.yaml" --run-dir "$RUNS/$V" \
+    --resume never --set "data.dir=$DATA" --set "model.preset=$PRESET" --set trainer.strategy=single \
+    --set trainer.global_batch_size=16 --set "trainer.max_steps=$MAX_STEPS" --set schedule.warmup_steps=50 \
+    --set checkpoint.every=200 --set trainer.val_every=200 --set logging.sink_score_every=200 \
+    --set trainer.log_every=50 --set trainer.progress_bar=false $EXTRA > "$OUT/train-$V.log" 2>&1 &
+done
+wait
+date -u
+for V in vanilla sink; do
+  cp "$RUNS/$V/metrics.jsonl" "$OUT/metrics/$V.jsonl" || { tail -3 "$OUT/train-$V.log"; exit 1; }
+  "$PY" -m sinktrain export "$RUNS/$V" "$RUNS/export-$V" > "$OUT/export-$V.log" 2>&1 &
+done
+wait
+"$PY" -m sinktrain stream-eval "$RUNS/export-vanilla" "$RUNS/export-sink" --text "$BOOK" --tokens 8192 \
+  --cache "$CACHE" --sinks 0,1,2,4 --device "$DEVICE" --dtype float32 --out "$OUT/stream" > "$OUT/stream.log" 2>&1
+rc=$?
+cat "$OUT/stream/table.md" 2>/dev/null || tail -5 "$OUT/stream.log"
+date -u
+exit $rc
