@@ -116,7 +116,12 @@ class SinkLM(pl.LightningModule):
         self.sink_ids = cfg.model.sink_token_ids
         self.num_sink = cfg.model.num_sink_tokens
         if cfg.speed.activation_checkpointing:
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            # transformers 5.24 renamed it (the old name warns, and goes in v6); 5.17-5.23 have only the old one.
+            enable = getattr(self.model, "activation_checkpointing_enable", None)
+            if enable is not None:
+                enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if cfg.speed.compile:
             compile_blocks(self.model)
         self.step = StepState()
