@@ -42,7 +42,7 @@ CPU_CONFIGS = ("hf,bare:vanilla,loop:vanilla,loop:token,loop:zerosink,bare:vanil
                "loop:vanilla+ckpt")
 GPU_CONFIGS = ("hf,hf+compile,hf+compile-blocks,bare:vanilla+compile+fused,loop:vanilla+compile+fused,"
                "loop:token+compile+fused,loop:zerosink+compile+fused,loop:vanilla,loop:token,loop:zerosink,loop:vanilla+fused,"
-               "loop:vanilla+compile,loop:vanilla+compile+fused+ckpt")
+               "loop:vanilla+compile,loop:vanilla+compile+fused+ckpt,loop:vanilla+zero1,loop:vanilla+compile+fused+zero1")
 
 
 def main(argv=None) -> int:
