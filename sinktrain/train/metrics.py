@@ -129,9 +129,8 @@ def probe_sink_score(pl_module, tokens: torch.Tensor) -> list[float]:
 
 
 def _eager():
-    """Run compiled modules eagerly, without compiling them (torch >= 2.6; before, they compile as usual)."""
-    set_stance = getattr(torch.compiler, "set_stance", None)
-    return set_stance("force_eager") if set_stance else contextlib.nullcontext()
+    """Run compiled modules eagerly, without compiling them."""
+    return torch.compiler.set_stance("force_eager")
 
 
 def _tb_writer(trainer):
