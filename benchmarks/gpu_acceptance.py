@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -76,7 +77,8 @@ class Acceptance:
     def run(self, name: str, cmd: list[str], limit: float, env: dict | None = None) -> subprocess.Popen:
         """Start `cmd` with its output in logs/NAME.log; the caller waits with `wait`."""
         log = open(self.logs / f"{name}.log", "w")
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+        # Its own process group, so a time limit reaches the launcher's children too.
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         proc.limit_at = time.time() + max(5.0, min(limit, self.left()))
         proc.log_name = name
@@ -86,8 +88,14 @@ class Acceptance:
         try:
             return proc.wait(timeout=max(1.0, proc.limit_at - time.time()))
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            # SIGTERM first: torchrun runs its workers in sessions of their own and stops them only when it
+            # is stopped with a signal it can handle; SIGKILL after a grace period.
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
             print(f"[acceptance] {proc.log_name}: stopped at its time limit", flush=True)
             return 124
 
