@@ -131,7 +131,7 @@ def test_report_equals_running_each_stage_by_hand(killed_then_finished, tmp_path
 def test_study_under_torchrun_with_deepspeed(tmp_path):
     """The cluster path of paper-table3: every rank trains each variant (DeepSpeed ZeRO-1, world size 2), rank 0
     alone prepares data, exports, evaluates and reports."""
-    import socket
+    from torchrun_helpers import free_port, run
 
     study = json.loads(json.dumps(STUDY))
     study["base"]["trainer"].update(strategy="deepspeed", zero_stage=1, max_steps=2, val_every=2)
@@ -139,13 +139,9 @@ def test_study_under_torchrun_with_deepspeed(tmp_path):
     study["base"]["logging"] = {"sink_score_every": 2, "sink_score_samples": 2}
     cfg_path = tmp_path / "mini.yaml"
     cfg_path.write_text(yaml.safe_dump(study, sort_keys=False))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            "-m", "sinktrain", "experiment", str(cfg_path), "--runs_dir", str(tmp_path / "runs")]
-    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                          timeout=600)
+    proc = run(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     root = tmp_path / "runs" / "mini"
     for variant in ("vanilla", "sink1"):

@@ -1,18 +1,11 @@
 import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from torchrun_helpers import free_port, run
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +27,7 @@ def zero2_token_run(tmp_path_factory) -> Path:
            "--set", "trainer.micro_batch_size=2",
            "--set", "checkpoint.every=4", "--set", "checkpoint.keep_last=0", "--set", "trainer.val_every=0",
            "--set", "logging.sink_score_every=0"]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = run(cmd, cwd=REPO, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return run_dir
 

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from torchrun_helpers import finish, free_port, run
+
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = REPO / "recipes"
 BOOKS = REPO / "data" / "books"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def subprocess_env(**extra) -> dict:
@@ -41,8 +36,7 @@ def torchrun(args: list[str], *, nproc: int = 2, env: dict | None = None, timeou
     """One single-node torchrun job; returns the finished process (stdout+stderr in .stdout)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
            "--master_addr", "127.0.0.1", "--master_port", str(free_port()), *args]
-    proc = _finish([subprocess.Popen(cmd, cwd=REPO, env=env or subprocess_env(), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)], timeout)[0]
+    proc = run(cmd, timeout=timeout, cwd=REPO, env=env or subprocess_env())
     if log is not None:
         log.write_text(proc.stdout + proc.stderr)
     return proc
@@ -58,29 +52,7 @@ def torchrun_two_nodes(args: list[str], *, env: dict | None = None,
                "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port), *args]
         procs.append(subprocess.Popen(cmd, cwd=REPO, env=env or subprocess_env(), stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True))
-    return _finish(procs, timeout)
-
-
-def _finish(procs: list[subprocess.Popen], timeout: int) -> list[subprocess.CompletedProcess]:
-    """Wait for each torchrun launcher. Past `timeout` (TimeoutExpired is raised), stop them with SIGTERM:
-    torchrun's workers run in sessions of their own and outlive a SIGKILLed launcher, which leaves them
-    training on after the test. SIGKILL only after a grace period."""
-    done = []
-    try:
-        for p in procs:
-            out, err = p.communicate(timeout=timeout)
-            done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err or ""))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.communicate()
-    return done
+    return finish(procs, timeout)
 
 
 def ok(proc: subprocess.CompletedProcess) -> None:
