@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         print(f"sinktrain {verb}: error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import math
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -126,6 +128,8 @@ class SinkLM(pl.LightningModule):
             compile_blocks(self.model)
         self.step = StepState()
         self.nonfinite: tuple[int, float] | None = None  # (step, loss) when training was stopped
+        self.sigterm_received = False  # set by the handler on_train_start installs
+        self.stopped_by_sigterm: int | None = None  # the step training stopped at, after a SIGTERM
 
     # --- batches and loss -----------------------------------------------------------------------------
     def inputs_and_labels(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,6 +172,14 @@ class SinkLM(pl.LightningModule):
             elif self.cfg.logging.sink_score_every:  # the sink score of the initialisation, for reference
                 self.hooks.metrics.write({"step": 0, "sink_score": self._probe()})
         self.throughput = Throughput(self.device)  # the clock starts after the probe: training time only
+        # SIGTERM (a scheduler's preemption, torchrun passing on its own) stops training at the next step every
+        # rank agrees on, with a checkpoint of that step. Lightning's own handler would stop inside a gradient
+        # accumulation, without a save, and exit 0; ours replaces it (Lightning restores the original after fit).
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum, frame) -> None:
+        self.sigterm_received = True
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         step = self.trainer.global_step
@@ -183,8 +195,10 @@ class SinkLM(pl.LightningModule):
         # and checkpoints that follow a row (tokens_per_s leaves them out too).
         row = {"step": step, "time": round(time.time(), 3)}
         log, checkpoint = self._logs(step), h.checkpoints.due(step, self.trainer.max_steps)
+        # One rank alone may have the signal: ranks agree when they reduce the loss; a single process every step.
+        stop = self.sigterm_received and self.trainer.world_size == 1
         if log or checkpoint:  # the only per-step host syncs: the loss is reduced over ranks here
-            loss = self._mean_loss(state)
+            loss, stop = self._mean_loss(state)
             if not math.isfinite(loss):
                 # Every rank sees the same reduced loss, so all stop together; no checkpoint of these weights.
                 self.nonfinite = (step, loss)
@@ -207,9 +221,12 @@ class SinkLM(pl.LightningModule):
                 row["sink_score"] = self._probe()
         if len(row) > 2:
             h.metrics.write(row)
-        if checkpoint:
+        if checkpoint or (stop and h.checkpoints.every):
             with self.throughput.paused():
                 h.checkpoints.save(self.trainer, step)
+        if stop:
+            self.stopped_by_sigterm = step
+            self.trainer.should_stop = True
 
     def on_train_end(self) -> None:
         # The last step is normally saved at its end already; this catches any other clean stop.
@@ -221,12 +238,14 @@ class SinkLM(pl.LightningModule):
     def _logs(self, step: int) -> bool:
         return step % max(1, self.cfg.trainer.log_every) == 0 or step >= self.trainer.max_steps
 
-    def _mean_loss(self, state: StepState) -> float:
-        """Mean loss of a step over its micro-batches and all ranks (one small all-reduce)."""
+    def _mean_loss(self, state: StepState) -> tuple[float, bool]:
+        """Mean loss of a step over its micro-batches and all ranks, and whether any rank has had a SIGTERM
+        (one small all-reduce)."""
         local = torch.stack([state.loss_sum.reshape(()),
-                             torch.tensor(float(state.micro_batches), device=state.loss_sum.device)])
+                             torch.tensor(float(state.micro_batches), device=state.loss_sum.device),
+                             torch.tensor(float(self.sigterm_received), device=state.loss_sum.device)])
         total = self.trainer.strategy.reduce(local, reduce_op="sum")
-        return float(total[0] / total[1])
+        return float(total[0] / total[1]), float(total[2]) > 0
 
     def _grad_norm(self, state: StepState) -> float | None:
         engine = self.trainer.model

@@ -9,7 +9,9 @@ dir's lock (run_dir.py) for the whole run.
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -34,6 +36,12 @@ from sinktrain.util.rank import is_global_rank_zero
 
 class LossNotFinite(UserError, RuntimeError):
     """Training diverged; the message names the last good checkpoint and what to change."""
+
+
+class StoppedBySigterm(UserError, RuntimeError):
+    """Training stopped early on a SIGTERM, with a checkpoint of the step it stopped at; exits 143 (128 + 15)."""
+
+    exit_code = 143
 
 
 def save_run_tokenizer(data_dir: Path, run_dir: Path) -> None:
@@ -232,8 +240,18 @@ def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, t
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         # weights_only: Lightning checkpoints hold tensors and plain data only (verified in resolve_resume).
-        trainer.fit(module, datamodule=datamodule, weights_only=True,
-                    ckpt_path=str(ckpt.resume_target(resume_from)) if resume_from else None)
+        previous = signal.getsignal(signal.SIGTERM)
+        try:
+            trainer.fit(module, datamodule=datamodule, weights_only=True,
+                        ckpt_path=str(ckpt.resume_target(resume_from)) if resume_from else None)
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, previous)  # SinkLM installs its own handler at train start
+    if module.stopped_by_sigterm is not None:
+        step, last = module.stopped_by_sigterm, ckpt.latest_checkpoint(run_dir)
+        saved = f"saved {last}" if last and last.name == ckpt.checkpoint_name(step) else \
+            f"checkpoints are off (checkpoint.every 0); last checkpoint: {last if last else 'none'}"
+        raise StoppedBySigterm(f"stopped by SIGTERM after step {step}; {saved}; continue with --resume auto")
     if module.nonfinite is not None:
         step, loss = module.nonfinite
         last = ckpt.latest_checkpoint(run_dir)

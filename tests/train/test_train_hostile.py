@@ -214,3 +214,48 @@ def test_garbage_lines_in_metrics_do_not_stop_resume_or_export(tiny_data, run_co
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
     (run_copy / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n7\n["a"]\n')
     assert main(["export", str(run_copy), str(tmp_path / "hf")]) == 0
+
+
+def test_sigterm_stops_at_a_step_with_its_checkpoint_and_resume_matches_a_straight_run(tiny_data, tmp_path):
+    """A scheduler's SIGTERM: the run saves the step it stopped at, says so in one line, exits 143, and
+    `--resume auto` from there ends with the weights of a run never stopped."""
+    import subprocess
+    import sys
+    import time
+
+    from train_helpers import REPO, subprocess_env, train_args
+
+    from sinktrain.train import load_checkpoint_weights
+
+    run = tmp_path / "stopped"
+    sets = ["trainer.max_steps=100000", "schedule.total_steps=100000",  # one LR schedule for all three runs
+            "checkpoint.every=1000", "checkpoint.keep_last=0", "trainer.log_every=1",
+            "trainer.val_every=0", "logging.sink_score_every=0", "trainer.progress_bar=false",
+            "trainer.global_batch_size=4", "trainer.micro_batch_size=2"]  # 2 micro-batches: accumulation
+    proc = subprocess.Popen([sys.executable, *train_args("tiny-cpu.yaml", tiny_data, run, *sets)], cwd=REPO,
+                            env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text().count("\n") >= 3):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.1)
+    proc.terminate()
+    _, err = proc.communicate(timeout=120)
+    step = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+    assert proc.returncode == 143, err[-2000:]
+    saved = run / "checkpoints" / f"step-{step:08d}"
+    assert err.strip().splitlines()[-1] == (
+        f"sinktrain train: error: stopped by SIGTERM after step {step}; saved {saved}; continue with --resume auto")
+    assert [p.name for p in list_checkpoints(run)] == [f"step-{step:08d}"]
+
+    # The same processes as the stopped run (one thread each), so the same arithmetic.
+    end = [f"trainer.max_steps={step + 2}", *sets[1:]]
+    resumed, straight = run, tmp_path / "straight"
+    for run_dir, resume in ((resumed, "auto"), (straight, "never")):
+        done = subprocess.run([sys.executable, *train_args("tiny-cpu.yaml", tiny_data, run_dir, *end, resume=resume)],
+                              cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((resumed / "run.json").read_text())["resumed_from"].endswith(f"step-{step:08d}")
+    a, meta_a = load_checkpoint_weights(latest_checkpoint(resumed))
+    b, meta_b = load_checkpoint_weights(latest_checkpoint(straight))
+    assert meta_a["step"] == meta_b["step"] == step + 2
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
