@@ -9,9 +9,7 @@ dir's lock (run_dir.py) for the whole run.
 from __future__ import annotations
 
 import shutil
-import signal
 import sys
-import threading
 import warnings
 from pathlib import Path
 
@@ -240,13 +238,8 @@ def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, t
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         # weights_only: Lightning checkpoints hold tensors and plain data only (verified in resolve_resume).
-        previous = signal.getsignal(signal.SIGTERM)
-        try:
-            trainer.fit(module, datamodule=datamodule, weights_only=True,
-                        ckpt_path=str(ckpt.resume_target(resume_from)) if resume_from else None)
-        finally:
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGTERM, previous)  # SinkLM installs its own handler at train start
+        trainer.fit(module, datamodule=datamodule, weights_only=True,
+                    ckpt_path=str(ckpt.resume_target(resume_from)) if resume_from else None)
     if module.stopped_by_sigterm is not None:
         step, last = module.stopped_by_sigterm, ckpt.latest_checkpoint(run_dir)
         saved = f"saved {last}" if last and last.name == ckpt.checkpoint_name(step) else \
