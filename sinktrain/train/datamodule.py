@@ -10,6 +10,7 @@ ranks are split here.
 
 from __future__ import annotations
 
+import signal
 from typing import Callable
 
 import lightning.pytorch as pl
@@ -92,6 +93,13 @@ def open_token_datasets(cfg: TrainConfig):
     return train, val
 
 
+def _ignore_sigterm(worker_id: int) -> None:
+    """`timeout`, Slurm and `kill -- -PGID` send SIGTERM to the whole process group. A worker that died of it
+    made the trainer raise in the middle of the save that the SIGTERM asked for; the trainer alone answers it
+    (SinkLM.on_train_start) and shuts its workers down when it exits."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class TokenDataModule(pl.LightningDataModule):
     def __init__(self, cfg: TrainConfig, accum: int, train_tokens=None, val_tokens=None):
         super().__init__()
@@ -117,7 +125,8 @@ class TokenDataModule(pl.LightningDataModule):
         gpu = on_gpu(self.cfg)
         workers = self.cfg.speed.loader_workers
         workers = (2 if gpu else 0) if workers is None else workers
-        extra = dict(prefetch_factor=self.cfg.speed.prefetch_factor, persistent_workers=True) if workers else {}
+        extra = dict(prefetch_factor=self.cfg.speed.prefetch_factor, persistent_workers=True,
+                     worker_init_fn=_ignore_sigterm) if workers else {}
         return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=workers, pin_memory=gpu, **extra)
 
     def val_batches(self) -> list[torch.Tensor]:

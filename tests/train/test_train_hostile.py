@@ -218,7 +218,11 @@ def test_garbage_lines_in_metrics_do_not_stop_resume_or_export(tiny_data, run_co
 
 def test_sigterm_stops_at_a_step_with_its_checkpoint_and_resume_matches_a_straight_run(tiny_data, tmp_path):
     """A scheduler's SIGTERM: the run saves the step it stopped at, says so in one line, exits 143, and
-    `--resume auto` from there ends with the weights of a run never stopped."""
+    `--resume auto` from there ends with the weights of a run never stopped. The signal goes to the whole
+    process group, data-loader workers included, as `timeout` and Slurm send it: a worker that died of it
+    used to crash the save (seen on a GPU, where the loader has workers by default)."""
+    import os
+    import signal
     import subprocess
     import sys
     import time
@@ -231,14 +235,16 @@ def test_sigterm_stops_at_a_step_with_its_checkpoint_and_resume_matches_a_straig
     sets = ["trainer.max_steps=100000", "schedule.total_steps=100000",  # one LR schedule for all three runs
             "checkpoint.every=1000", "checkpoint.keep_last=0", "trainer.log_every=1",
             "trainer.val_every=0", "logging.sink_score_every=0", "trainer.progress_bar=false",
-            "trainer.global_batch_size=4", "trainer.micro_batch_size=2"]  # 2 micro-batches: accumulation
+            "trainer.global_batch_size=4", "trainer.micro_batch_size=2",  # 2 micro-batches: accumulation
+            "speed.loader_workers=1"]
     proc = subprocess.Popen([sys.executable, *train_args("tiny-cpu.yaml", tiny_data, run, *sets)], cwd=REPO,
-                            env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     deadline = time.time() + 120
     while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text().count("\n") >= 3):
         assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
         time.sleep(0.1)
-    proc.terminate()
+    os.killpg(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     step = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"]
     assert proc.returncode == 143, err[-2000:]
