@@ -5,8 +5,10 @@
 #   benchmarks/gpu_sink_emergence.sh DATA_DIR OUT_DIR
 # DATA_DIR: `sinktrain data prepare` output that leaves the book out (docs/benchmarks.md has the command).
 # OUT_DIR gets the two runs' metrics.jsonl (loss, val loss, per-layer sink scores), their logs, and the
-# stream-eval folder (table.md, plots). Each training stops at MAX_STEPS or after TRAIN_S seconds (SIGINT),
-# whichever comes first; the export takes the newest complete checkpoint (saved every 200 steps).
+# stream-eval summary (table.md, attention_stats.json, plots). Each training stops at MAX_STEPS or after TRAIN_S seconds (SIGTERM: the run saves the step it is in and exits 143),
+# whichever comes first; the export takes the newest complete checkpoint (saved every CKPT_EVERY steps).
+# RUNS (default OUT_DIR/runs) holds the run dirs and exports: point it outside OUT_DIR on the device machine,
+# where everything under OUT_DIR is copied back.
 # A CPU smoke run: DEVICE=cpu PRESET=tiny MAX_STEPS=20 CACHE=64 \
 #   EXTRA="--set model.max_seq_len=128 --set trainer.micro_batch_size=16" benchmarks/gpu_sink_emergence.sh DATA OUT
 set -uo pipefail
@@ -14,19 +16,19 @@ cd "$(dirname "$0")/.."
 DATA=${1:?usage: $0 DATA_DIR OUT_DIR}
 OUT=${2:?usage: $0 DATA_DIR OUT_DIR}
 RECIPE=${RECIPE:-pythia-70m}; PRESET=${PRESET:-$RECIPE}; TRAIN_S=${TRAIN_S:-115}; MAX_STEPS=${MAX_STEPS:-800}; DEVICE=${DEVICE:-cuda}
-BOOK=${BOOK:-data/books/austen_persuasion.txt}; CACHE=${CACHE:-1024}
+BOOK=${BOOK:-data/books/austen_persuasion.txt}; CACHE=${CACHE:-1024}; CKPT_EVERY=${CKPT_EVERY:-200}
 EXTRA=${EXTRA:-"--set speed.compile=true --set speed.fused_loss=auto --set trainer.micro_batch_size=16"}
 PY=${PYTHON:-python3}
 [ "$DEVICE" = cuda ] && source launch/cuda_env.sh
-RUNS="$OUT/runs"
+RUNS=${RUNS:-$OUT/runs}
 rm -rf "$RUNS" && mkdir -p "$RUNS" "$OUT/metrics"
 date -u
 for V in vanilla sink; do
   # shellcheck disable=SC2086  # EXTRA is a list of --set pairs
-  timeout -s INT -k 10 "$TRAIN_S" "$PY" -m sinktrain train --config "recipes/$RECIPE-$V.yaml" --run-dir "$RUNS/$V" \
+  timeout -s TERM -k 60 "$TRAIN_S" "$PY" -m sinktrain train --config "recipes/$RECIPE-$V.yaml" --run-dir "$RUNS/$V" \
     --resume never --set "data.dir=$DATA" --set "model.preset=$PRESET" --set trainer.strategy=single \
     --set trainer.global_batch_size=16 --set "trainer.max_steps=$MAX_STEPS" --set schedule.warmup_steps=50 \
-    --set checkpoint.every=200 --set trainer.val_every=200 --set logging.sink_score_every=200 \
+    --set "checkpoint.every=$CKPT_EVERY" --set "trainer.val_every=$CKPT_EVERY" --set logging.sink_score_every=200 \
     --set trainer.log_every=50 --set trainer.progress_bar=false $EXTRA > "$OUT/train-$V.log" 2>&1 &
 done
 wait
@@ -37,8 +39,10 @@ for V in vanilla sink; do
 done
 wait
 "$PY" -m sinktrain stream-eval "$RUNS/export-vanilla" "$RUNS/export-sink" --text "$BOOK" --tokens 8192 \
-  --cache "$CACHE" --sinks 0,1,2,4 --device "$DEVICE" --dtype float32 --out "$OUT/stream" > "$OUT/stream.log" 2>&1
+  --cache "$CACHE" --sinks 0,1,2,4 --device "$DEVICE" --dtype float32 --out "$RUNS/stream" > "$OUT/stream.log" 2>&1
 rc=$?
+# The summary only: the per-token NLL and TensorBoard folders hold too many files for a device call to return.
+mkdir -p "$OUT/stream" && cp "$RUNS"/stream/*.md "$RUNS"/stream/*.json "$RUNS"/stream/*.png "$OUT/stream/" 2>/dev/null
 cat "$OUT/stream/table.md" 2>/dev/null || tail -5 "$OUT/stream.log"
 date -u
 exit $rc
