@@ -10,7 +10,10 @@ ranks are split here.
 
 from __future__ import annotations
 
+import functools
+import os
 import signal
+import threading
 from typing import Callable
 
 import lightning.pytorch as pl
@@ -93,11 +96,22 @@ def open_token_datasets(cfg: TrainConfig):
     return train, val
 
 
-def _ignore_sigterm(worker_id: int) -> None:
-    """`timeout`, Slurm and `kill -- -PGID` send SIGTERM to the whole process group. A worker that died of it
-    made the trainer raise in the middle of the save that the SIGTERM asked for; the trainer alone answers it
-    (SinkLM.on_train_start) and shuts its workers down when it exits."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+def _sigterm_from_main_only(main_pid: int, worker_id: int) -> None:
+    """A loader worker obeys only its trainer's SIGTERM (the one that shuts workers down at exit).
+    `timeout`, Slurm and `kill -- -PGID` send SIGTERM to every process of the job: a worker that died of it
+    made the trainer raise in the middle of the save the SIGTERM asked for. Ignoring SIGTERM outright is no
+    cure either: a worker still alive at interpreter exit is terminated by multiprocessing and then joined,
+    which would wait for ever. So the signal is taken by a thread that reads who sent it."""
+    if not hasattr(signal, "sigwaitinfo"):  # macOS: no siginfo; workers keep the default
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # threads started later inherit the mask
+
+    def wait() -> None:
+        while signal.sigwaitinfo({signal.SIGTERM}).si_pid not in (main_pid, os.getppid()):
+            pass  # someone else's: the trainer answers it and shuts this worker down when it exits
+        os._exit(0)
+
+    threading.Thread(target=wait, name="sigterm-from-main", daemon=True).start()
 
 
 class TokenDataModule(pl.LightningDataModule):
@@ -126,7 +140,7 @@ class TokenDataModule(pl.LightningDataModule):
         workers = self.cfg.speed.loader_workers
         workers = (2 if gpu else 0) if workers is None else workers
         extra = dict(prefetch_factor=self.cfg.speed.prefetch_factor, persistent_workers=True,
-                     worker_init_fn=_ignore_sigterm) if workers else {}
+                     worker_init_fn=functools.partial(_sigterm_from_main_only, os.getpid())) if workers else {}
         return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=workers, pin_memory=gpu, **extra)
 
     def val_batches(self) -> list[torch.Tensor]:

@@ -216,6 +216,48 @@ def test_garbage_lines_in_metrics_do_not_stop_resume_or_export(tiny_data, run_co
     assert main(["export", str(run_copy), str(tmp_path / "hf")]) == 0
 
 
+LOADER_UNDER_SIGTERM = """
+import functools, os, signal, sys, time
+from torch.utils.data import DataLoader
+from sinktrain.train.datamodule import _sigterm_from_main_only
+got = []
+signal.signal(signal.SIGTERM, lambda *_: got.append(1))  # the trainer's part: note it, stop later
+loader = DataLoader(list(range(10000)), batch_size=2, num_workers=2, persistent_workers=True,
+                    worker_init_fn=functools.partial(_sigterm_from_main_only, os.getpid()))
+it = iter(loader)
+next(it)
+print("ready", flush=True)
+while not got:
+    time.sleep(0.01)
+time.sleep(0.5)  # the workers had the signal too
+print("served", sum(int(next(it).sum()) > -1 for _ in range(100)), flush=True)
+KEEP = it  # still alive at interpreter exit: multiprocessing terminates and joins its workers there
+"""
+
+
+def test_loader_workers_outlive_a_group_sigterm_and_still_exit_with_the_trainer():
+    """`timeout` and Slurm send SIGTERM to every process of the job. The loader's workers must keep serving
+    batches (a dead worker crashed the trainer's save) and still exit when the trainer does (a worker
+    that ignored SIGTERM outright made interpreter exit wait for ever)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from train_helpers import REPO, subprocess_env
+
+    proc = subprocess.Popen([sys.executable, "-c", LOADER_UNDER_SIGTERM], cwd=REPO, env=subprocess_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline() == "ready\n", proc.stderr.read()[-2000:]
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert (proc.returncode, out) == (0, "served 100\n"), err[-2000:]
+
+
 def test_sigterm_stops_at_a_step_with_its_checkpoint_and_resume_matches_a_straight_run(tiny_data, tmp_path):
     """A scheduler's SIGTERM: the run saves the step it stopped at, says so in one line, exits 143, and
     `--resume auto` from there ends with the weights of a run never stopped. The signal goes to the whole
