@@ -5,10 +5,12 @@
 #   benchmarks/gpu_sink_emergence.sh DATA_DIR OUT_DIR
 # DATA_DIR: `sinktrain data prepare` output that leaves the book out (docs/benchmarks.md has the command).
 # OUT_DIR gets the two runs' metrics.jsonl (loss, val loss, per-layer sink scores), their logs, and the
-# stream-eval summary (table.md, attention_stats.json, plots). Each training stops at MAX_STEPS or after TRAIN_S seconds (SIGTERM: the run saves the step it is in and exits 143),
-# whichever comes first; the export takes the newest complete checkpoint (saved every CKPT_EVERY steps).
+# stream-eval summary (table.md, attention_stats.json, plots). Each training stops at MAX_STEPS or after
+# TRAIN_S seconds, whichever comes first (SIGTERM: the run saves the step it is in and exits 143); the export
+# takes the newest complete checkpoint (saved every CKPT_EVERY steps).
 # RUNS (default OUT_DIR/runs) holds the run dirs and exports: point it outside OUT_DIR on the device machine,
-# where everything under OUT_DIR is copied back.
+# where everything under OUT_DIR is copied back. PACK=FILE.tgz also packs OUT_DIR into one archive (a device
+# call returns at most eight files: a fifth lease lost the metrics that way).
 # A CPU smoke run: DEVICE=cpu PRESET=tiny MAX_STEPS=20 CACHE=64 \
 #   EXTRA="--set model.max_seq_len=128 --set trainer.micro_batch_size=16" benchmarks/gpu_sink_emergence.sh DATA OUT
 set -uo pipefail
@@ -44,5 +46,6 @@ rc=$?
 # The summary only: the per-token NLL and TensorBoard folders hold too many files for a device call to return.
 mkdir -p "$OUT/stream" && cp "$RUNS"/stream/*.md "$RUNS"/stream/*.json "$RUNS"/stream/*.png "$OUT/stream/" 2>/dev/null
 cat "$OUT/stream/table.md" 2>/dev/null || tail -5 "$OUT/stream.log"
+[ -n "${PACK:-}" ] && tar czf "$PACK" -C "$OUT" --exclude=runs .
 date -u
 exit $rc
