@@ -181,21 +181,25 @@ def one_line(message) -> str:
 
 
 def explain(cls, message: str) -> str:
-    """Add the accepted keys to an unknown-key message about dataclass `cls`."""
+    """Add the accepted keys to an unknown-key message about dataclass `cls`. A key under a section that does
+    not exist (`model.sink.kind` given to a study file) is reported at that section: `unknown key 'model'`."""
     m = re.search(r"unknown key '([^']+)'", message)
     if not m:
         return message
-    *section, _ = m[1].split(".")
-    node = cls
-    for name in section:
-        hints = typing.get_type_hints(node) if dataclasses.is_dataclass(node) else {}
-        node = next((a for a in (hints.get(name), *typing.get_args(hints.get(name))) if dataclasses.is_dataclass(a)),
-                    None)
-        if node is None:
-            return message
+    parts = m[1].split(".")
+    node, depth = cls, 0
+    for name in parts[:-1]:
+        hints = typing.get_type_hints(node)
+        if name not in hints:
+            break  # the section itself is unknown: report it, with the keys accepted where it stood
+        child = next((a for a in (hints[name], *typing.get_args(hints[name])) if dataclasses.is_dataclass(a)), None)
+        if child is None:
+            return message  # a free-form section (a dict): no key list to give
+        node, depth = child, depth + 1
+    section = parts[:depth]
     where = f" in {'.'.join(section)}" if section else ""
     keys = ", ".join(f.name for f in dataclasses.fields(node) if f.init)
-    return f"unknown key {m[1]!r}; accepted keys{where}: {keys}"
+    return f"unknown key {'.'.join(parts[:depth + 1])!r}; accepted keys{where}: {keys}"
 
 
 @functools.cache

@@ -49,6 +49,8 @@ def test_overrides_are_typed_by_the_annotations():
     ("schedule.warmup_fraction=1", "schedule.warmup_fraction must be >= 0 and < 1, got 1.0"),
     ("model.max_seq_len=0", "model.max_seq_len must be >= 1, got 0"),
     ("trainer.bogus=1", "unknown key 'trainer.bogus'; accepted keys in trainer: strategy,"),
+    ("model.sink.kindx=token", "unknown key 'model.sink.kindx'; accepted keys in model.sink: kind, num_tokens,"),
+    ("trainr.max_steps=3", "unknown key 'trainr'; accepted keys: model, data, optim,"),  # a misspelt section
 ])
 def test_bad_override_is_one_line_and_writes_nothing(tmp_path, capsys, override, message):
     run = tmp_path / "run"
@@ -145,3 +147,10 @@ def test_positionals_and_bare_bool_flags():
     assert (cfg.source, cfg.out_dir, cfg.overwrite, cfg.every, cfg.dry_run) == ("run", "out", True, 2, False)
     with pytest.raises(ConfigKeyError, match="unexpected argument 'extra'"):
         parse_config(ExportConfig, ["run", "out", "extra"], prog="t", positionals=("source", "out_dir"))
+
+
+def test_a_training_recipe_given_to_experiment_names_the_keys_a_study_file_takes(capsys):
+    code = main(["experiment", RECIPE])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "unknown key 'model'; accepted keys: name, recipe, base, variants, data," in err, err
