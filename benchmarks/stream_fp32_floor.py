@@ -5,7 +5,9 @@ The streaming evaluator's two modes (parallel, reference) do the same arithmetic
 products over blocks of tokens vs one token at a time. In fp32 that reorders the rounding. This script puts
 their disagreement beside transformers' own: the same model run over the same tokens as one forward, as
 128-token chunks through a KV cache, and one token at a time through a KV cache (dense attention, no sinktrain
-code). Each fp32 run is also compared against float64 (the model in float64, rotary angles computed in float64),
+code). The parallel mode is also compared with itself at other query blocks (--other-blocks): the same code
+and formulas; the block changes only the shapes of its products and the key its rotary angles count from.
+Each fp32 run is also compared against float64 (the model in float64, rotary angles computed in float64),
 where the two evaluator modes agree to 1e-9 (tests/stream/test_smollm2.py).
 
     python benchmarks/stream_fp32_floor.py [--tokens 512] [--sinks 4 --window 60] [--out floor.json]
@@ -79,6 +81,7 @@ def main(argv=None) -> int:
     p.add_argument("--sinks", type=int, default=4)
     p.add_argument("--window", type=int, default=60)
     p.add_argument("--block-size", type=int, default=128, help="the parallel mode's query block")
+    p.add_argument("--other-blocks", default="1,512", help="parallel mode again at these blocks (comma list)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
 
@@ -98,6 +101,8 @@ def main(argv=None) -> int:
           (("one_forward", None), ("chunks_128", 128), ("token_by_token", 1))}
     ref = reference_nll(model, stream, s, w)
     par = parallel_nll(model, stream, s, w, block_size=args.block_size)
+    others = {b: parallel_nll(model, stream, s, w, block_size=b)
+              for b in (int(x) for x in args.other_blocks.split(",") if x)}
     m64 = float64_copy(model)
     truth = parallel_nll(m64, stream, s, w, block_size=args.block_size)
     truth_dense = transformers_nll(m64, ids, None)
@@ -114,6 +119,7 @@ def main(argv=None) -> int:
         },
         f"sinktrain_{s}+{w}": {
             "parallel_vs_reference": gap(par, ref),
+            **{f"parallel_block_{b}_vs_block_{args.block_size}": gap(o, par) for b, o in others.items()},
             "parallel_vs_float64": gap(par, truth),
             "reference_vs_float64": gap(ref, truth),
         },
