@@ -114,6 +114,28 @@ def _sigterm_from_main_only(main_pid: int, worker_id: int) -> None:
     threading.Thread(target=wait, name="sigterm-from-main", daemon=True).start()
 
 
+class _SigtermSafeLoader(DataLoader):
+    """Starts its workers with SIGTERM blocked (a forked child inherits the mask), so a SIGTERM that comes
+    before a worker has run `_sigterm_from_main_only` waits for it instead of killing the worker."""
+
+    def __iter__(self):
+        if not self.num_workers or not hasattr(signal, "sigwaitinfo"):
+            return super().__iter__()
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            return super().__iter__()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)  # a SIGTERM that came meanwhile is delivered now
+
+
+def sigterm_safe_loader(dataset, **kwargs) -> DataLoader:
+    """A DataLoader whose workers outlive a SIGTERM sent to the whole process group and still exit with their
+    trainer (see `_sigterm_from_main_only`)."""
+    if kwargs.get("num_workers"):
+        kwargs["worker_init_fn"] = functools.partial(_sigterm_from_main_only, os.getpid())
+    return _SigtermSafeLoader(dataset, **kwargs)
+
+
 class TokenDataModule(pl.LightningDataModule):
     def __init__(self, cfg: TrainConfig, accum: int, train_tokens=None, val_tokens=None):
         super().__init__()
@@ -139,9 +161,9 @@ class TokenDataModule(pl.LightningDataModule):
         gpu = on_gpu(self.cfg)
         workers = self.cfg.speed.loader_workers
         workers = (2 if gpu else 0) if workers is None else workers
-        extra = dict(prefetch_factor=self.cfg.speed.prefetch_factor, persistent_workers=True,
-                     worker_init_fn=functools.partial(_sigterm_from_main_only, os.getpid())) if workers else {}
-        return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=workers, pin_memory=gpu, **extra)
+        extra = dict(prefetch_factor=self.cfg.speed.prefetch_factor, persistent_workers=True) if workers else {}
+        return sigterm_safe_loader(ds, sampler=sampler, batch_size=None, num_workers=workers, pin_memory=gpu,
+                                   **extra)
 
     def val_batches(self) -> list[torch.Tensor]:
         """This rank's fixed validation micro-batches (the same every time; measured where a step ends)."""

@@ -217,19 +217,17 @@ def test_garbage_lines_in_metrics_do_not_stop_resume_or_export(tiny_data, run_co
 
 
 LOADER_UNDER_SIGTERM = """
-import functools, os, signal, sys, time
-from torch.utils.data import DataLoader
-from sinktrain.train.datamodule import _sigterm_from_main_only
+import os, signal, sys, time
+from sinktrain.train.datamodule import sigterm_safe_loader
 got = []
 signal.signal(signal.SIGTERM, lambda *_: got.append(1))  # the trainer's part: note it, stop later
-loader = DataLoader(list(range(10000)), batch_size=2, num_workers=2, persistent_workers=True,
-                    worker_init_fn=functools.partial(_sigterm_from_main_only, os.getpid()))
+loader = sigterm_safe_loader(list(range(10000)), batch_size=2, num_workers=2, persistent_workers=True)
+init = loader.worker_init_fn
+loader.worker_init_fn = lambda i: (time.sleep(1), init(i))  # the signal comes before the workers are set up
 it = iter(loader)
-next(it)
 print("ready", flush=True)
 while not got:
     time.sleep(0.01)
-time.sleep(0.5)  # the workers had the signal too
 print("served", sum(int(next(it).sum()) > -1 for _ in range(100)), flush=True)
 KEEP = it  # still alive at interpreter exit: multiprocessing terminates and joins its workers there
 """
