@@ -281,11 +281,15 @@ def test_sigterm_stops_at_a_step_with_its_checkpoint_and_resume_matches_a_straig
                             env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     deadline = time.time() + 120
-    while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text().count("\n") >= 3):
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    try:
+        while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text().count("\n") >= 3):
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # the test failed: leave no trainer behind
+            os.killpg(proc.pid, signal.SIGKILL)
     step = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"]
     assert proc.returncode == 143, err[-2000:]
     saved = run / "checkpoints" / f"step-{step:08d}"
