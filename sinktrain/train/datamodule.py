@@ -96,13 +96,18 @@ def open_token_datasets(cfg: TrainConfig):
     return train, val
 
 
+# Reading who sent a signal needs sigwaitinfo (Linux, most Unixes; not macOS or Windows). Without it the
+# loader's workers keep the default SIGTERM.
+_CAN_READ_SENDER = hasattr(signal, "sigwaitinfo")
+
+
 def _sigterm_from_main_only(main_pid: int, worker_id: int) -> None:
     """A loader worker obeys only its trainer's SIGTERM (the one that shuts workers down at exit).
     `timeout`, Slurm and `kill -- -PGID` send SIGTERM to every process of the job: a worker that died of it
     made the trainer raise in the middle of the save the SIGTERM asked for. Ignoring SIGTERM outright is no
     cure either: a worker still alive at interpreter exit is terminated by multiprocessing and then joined,
     which would wait for ever. So the signal is taken by a thread that reads who sent it."""
-    if not hasattr(signal, "sigwaitinfo"):  # macOS: no siginfo; workers keep the default
+    if not _CAN_READ_SENDER:
         return
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # threads started later inherit the mask
 
@@ -119,7 +124,7 @@ class _SigtermSafeLoader(DataLoader):
     before a worker has run `_sigterm_from_main_only` waits for it instead of killing the worker."""
 
     def __iter__(self):
-        if not self.num_workers or not hasattr(signal, "sigwaitinfo"):
+        if not self.num_workers or not _CAN_READ_SENDER:
             return super().__iter__()
         old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
