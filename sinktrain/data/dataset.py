@@ -46,6 +46,19 @@ class TokenDataset:
             )
         self._perm_cache: dict[int, np.ndarray] = {}
 
+    # Loader workers started by spawn or forkserver (Python 3.14's default on Linux) receive the dataset
+    # pickled. A memmap pickles as a copy of its whole file, and the permutation cache holds 8 bytes a
+    # sample: pass the folder instead, and each worker maps the same files again.
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("shards", "_perm_cache")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _perm_cache={})
+        self.shards = [self._open_shard(name) for name in self.manifest["splits"][self.split]["files"]]
+        if sum(len(s) for s in self.shards) != self.num_tokens:
+            raise ValueError(f"{self.data_dir}: the {self.split} shards changed while training read them; "
+                             f"prepare the data again")
+
     def _open_shard(self, name: str) -> np.memmap:
         path = self.data_dir / name
         if not path.is_file():

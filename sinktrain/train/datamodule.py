@@ -121,7 +121,8 @@ def _sigterm_from_main_only(main_pid: int, worker_id: int) -> None:
 
 class _SigtermSafeLoader(DataLoader):
     """Starts its workers with SIGTERM blocked (a forked child inherits the mask), so a SIGTERM that comes
-    before a worker has run `_sigterm_from_main_only` waits for it instead of killing the worker."""
+    before a worker has run `_sigterm_from_main_only` waits for it instead of killing the worker. The workers
+    are forked (`sigterm_safe_loader`): spawn and forkserver children start with nothing blocked."""
 
     def __iter__(self):
         if not self.num_workers or not _CAN_READ_SENDER:
@@ -138,6 +139,11 @@ def sigterm_safe_loader(dataset, **kwargs) -> DataLoader:
     trainer (see `_sigterm_from_main_only`)."""
     if kwargs.get("num_workers"):
         kwargs["worker_init_fn"] = functools.partial(_sigterm_from_main_only, os.getpid())
+        if _CAN_READ_SENDER:
+            # Fork, as Linux did by default through Python 3.13: spawn and forkserver (3.14's default) children
+            # neither inherit the blocked SIGTERM nor start quickly (each imports torch first), so a group
+            # SIGTERM during their start-up killed them (seen with both on 3.11, by passing the context).
+            kwargs.setdefault("multiprocessing_context", "fork")
     return _SigtermSafeLoader(dataset, **kwargs)
 
 

@@ -115,6 +115,30 @@ def test_two_processes_together_see_the_one_rank_batches(book_dir, tmp_path):
         np.testing.assert_array_equal(np.concatenate([r0[s], r1[s]]), one.rank_batch(s, 6, 0, 1))
 
 
+def test_a_pickled_dataset_carries_its_folder_not_its_tokens(book_dir, tmp_path):
+    """Loader workers started by spawn or forkserver (Python 3.14's default) get the dataset pickled: a pickled
+    memmap is a copy of the whole corpus (hundreds of GB for the Pile), once per worker."""
+    import pickle
+    import shutil
+
+    data_dir = shutil.copytree(book_dir[0], tmp_path / "data")  # a copy: its shard is cut short below
+    ds = TokenDataset(data_dir, "train", sample_len=SAMPLE_LEN, seed=11)
+    ds.rank_batch(3, 8, 0, 1)  # fills the permutation cache (8 bytes a sample)
+    blob = pickle.dumps(ds)
+    assert ds.num_tokens * ds.dtype.itemsize > 6000 and len(blob) < 2000, len(blob)
+    back = pickle.loads(blob)
+    for s in (0, 3, 20):  # 20: another epoch
+        np.testing.assert_array_equal(back.rank_batch(s, 8, 1, 2), ds.rank_batch(s, 8, 1, 2))
+    np.testing.assert_array_equal(back.sequential(len(ds) - 1), ds.sequential(len(ds) - 1))
+
+    files = ds.manifest["splits"]["train"]["files"]
+    del ds, back  # unmap first: touching a mapped page past the new end of a file is SIGBUS
+    shard = data_dir / files[0]
+    shard.write_bytes(shard.read_bytes()[:-2])  # one token short: not the data the trainer checked
+    with pytest.raises(ValueError, match="shards changed while training read them; prepare the data again"):
+        pickle.loads(blob)
+
+
 def test_validation_split_is_read_in_file_order(tmp_path, persuasion, raw_tok):
     (tmp_path / "book.txt").write_text(persuasion[:60000])
     out = run_prepare([tmp_path / "book.txt"], tmp_path / "data", txt_documents="paragraphs", val_fraction=0.3)

@@ -217,26 +217,34 @@ def test_garbage_lines_in_metrics_do_not_stop_resume_or_export(tiny_data, run_co
 
 
 LOADER_UNDER_SIGTERM = """
-import os, signal, sys, time
+import functools, multiprocessing, signal, sys, time
 from sinktrain.train.datamodule import sigterm_safe_loader
-got = []
-signal.signal(signal.SIGTERM, lambda *_: got.append(1))  # the trainer's part: note it, stop later
-loader = sigterm_safe_loader(list(range(10000)), batch_size=2, num_workers=2, persistent_workers=True)
-init = loader.worker_init_fn
-loader.worker_init_fn = lambda i: (time.sleep(1), init(i))  # the signal comes before the workers are set up
-it = iter(loader)
-print("ready", flush=True)
-while not got:
-    time.sleep(0.01)
-print("served", sum(int(next(it).sum()) > -1 for _ in range(100)), flush=True)
-KEEP = it  # still alive at interpreter exit: multiprocessing terminates and joins its workers there
+
+def slow_start(init, worker_id):  # the signal comes before the workers are set up
+    time.sleep(1)
+    init(worker_id)
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method(sys.argv[1], force=True)  # the platform's default, as Python 3.14 changed it
+    got = []
+    signal.signal(signal.SIGTERM, lambda *_: got.append(1))  # the trainer's part: note it, stop later
+    loader = sigterm_safe_loader(list(range(10000)), batch_size=2, num_workers=2, persistent_workers=True)
+    loader.worker_init_fn = functools.partial(slow_start, loader.worker_init_fn)
+    it = iter(loader)
+    print("ready", flush=True)
+    while not got:
+        time.sleep(0.01)
+    print("served", sum(int(next(it).sum()) > -1 for _ in range(100)), flush=True)
+    KEEP = it  # still alive at interpreter exit: multiprocessing terminates and joins its workers there
 """
 
 
-def test_loader_workers_outlive_a_group_sigterm_and_still_exit_with_the_trainer():
+@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
+def test_loader_workers_outlive_a_group_sigterm_and_still_exit_with_the_trainer(start_method, tmp_path):
     """`timeout` and Slurm send SIGTERM to every process of the job. The loader's workers must keep serving
     batches (a dead worker crashed the trainer's save) and still exit when the trainer does (a worker
-    that ignored SIGTERM outright made interpreter exit wait for ever)."""
+    that ignored SIGTERM outright made interpreter exit wait for ever). Whatever the default start method
+    (forkserver from Python 3.14): spawned workers start with SIGTERM unblocked and died of it."""
     import os
     import signal
     import subprocess
@@ -244,7 +252,9 @@ def test_loader_workers_outlive_a_group_sigterm_and_still_exit_with_the_trainer(
 
     from train_helpers import REPO, subprocess_env
 
-    proc = subprocess.Popen([sys.executable, "-c", LOADER_UNDER_SIGTERM], cwd=REPO, env=subprocess_env(),
+    script = tmp_path / "loader_under_sigterm.py"  # a file: spawned workers import its slow_start
+    script.write_text(LOADER_UNDER_SIGTERM)
+    proc = subprocess.Popen([sys.executable, str(script), start_method], cwd=REPO, env=subprocess_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert proc.stdout.readline() == "ready\n", proc.stderr.read()[-2000:]
