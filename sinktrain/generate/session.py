@@ -45,7 +45,7 @@ def load_session(spec: str, opts: CacheOptions, check_tokenizer=None) -> Session
     from sinktrain.stream.model_info import sink_token_ids
 
     opts.check()
-    source, config = check_source(spec, opts.cache + 1)
+    source, config = check_source(spec, opts.cache)
     tok = load_model_tokenizer(source)
     if tok is None:
         raise ValueError(f"{spec} has no tokenizer files; save the tokenizer it was trained with into the model folder")

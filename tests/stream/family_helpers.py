@@ -15,8 +15,9 @@ SMALL = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_atte
 DEFAULT_ROPE = {"rope_type": "default", "rope_theta": 10000.0}
 
 # name -> (config class name, overrides). Together they cover grouped-query and multi-head attention, tied and
-# untied heads, rope_theta, static scaled RoPE (linear, llama3, YaRN), q/k/v biases, q/k RMSNorm and a head
-# dim that is not hidden/heads.
+# untied heads, rope_theta, static scaled RoPE (linear, llama3, YaRN), q/k/v biases, q/k RMSNorm (per head and
+# over all heads), a head dim that is not hidden/heads, packed q/k/v, partial rotary, post-norms and scalar
+# multipliers.
 FAMILY_CASES = {
     "llama-gqa-tied": ("LlamaConfig", dict(num_key_value_heads=2, tie_word_embeddings=True,
                                            rope_parameters={"rope_type": "default", "rope_theta": 500000.0})),
@@ -30,6 +31,16 @@ FAMILY_CASES = {
     "mistral": ("MistralConfig", dict(num_key_value_heads=2, sliding_window=None, rope_parameters=DEFAULT_ROPE)),
     "qwen2-bias": ("Qwen2Config", dict(num_key_value_heads=2, rope_parameters=DEFAULT_ROPE)),
     "qwen3-qknorm": ("Qwen3Config", dict(num_key_value_heads=2, head_dim=24, rope_parameters=DEFAULT_ROPE)),
+    "gemma-mqa": ("GemmaConfig", dict(num_key_value_heads=1, head_dim=24, rope_parameters=DEFAULT_ROPE)),
+    # a sliding window wider than the test streams (110 tokens): it must change nothing
+    "phi3-partial-rotary": ("Phi3Config", dict(num_key_value_heads=2, sliding_window=128, pad_token_id=0,
+                                               eos_token_id=2, rope_parameters={**DEFAULT_ROPE,
+                                                                                "partial_rotary_factor": 0.5})),
+    "olmo2-postnorm": ("Olmo2Config", dict(num_key_value_heads=2, pad_token_id=0, eos_token_id=2,
+                                           rope_parameters=DEFAULT_ROPE)),
+    "granite-multipliers": ("GraniteConfig", dict(num_key_value_heads=2, embedding_multiplier=3.0,
+                                                  residual_multiplier=0.5, logits_scaling=4.0,
+                                                  attention_multiplier=0.2, rope_parameters=DEFAULT_ROPE)),
 }
 
 

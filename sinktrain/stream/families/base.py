@@ -88,12 +88,18 @@ class FamilyAdapter:
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.get_output_embeddings()(self.backbone.norm(x))
 
+    # Families whose attention applies `config.sliding_window` (None: full) to every layer without marking it in
+    # `config.layer_types` (Mistral, Phi-3).
+    window_on_every_layer = False
+
     @classmethod
     def sliding_windows(cls, config) -> list[int | None]:
         """Per layer: the attention window of a sliding-window layer, None for full attention (transformers 5
         marks them in `config.layer_types`)."""
-        types = getattr(config, "layer_types", None) or ["full_attention"] * config.num_hidden_layers
         window = getattr(config, "sliding_window", None)
+        if cls.window_on_every_layer:
+            return [window] * config.num_hidden_layers
+        types = getattr(config, "layer_types", None) or ["full_attention"] * config.num_hidden_layers
         return [window if t == "sliding_attention" else None for t in types]
 
     # --- rotary, from the model's own module ---------------------------------------------------------------------
@@ -143,8 +149,10 @@ def _model_function(model, name: str, family: str):
 
 
 def check_config(config, adapter_cls, cache: int | None = None) -> None:
-    """Refuse a config the evaluator cannot treat exactly, in one line. `cache`: the largest number of keys
-    a query will see (sliding-window layers narrower than that would drop keys the cache keeps)."""
+    """Refuse a config the evaluator cannot treat exactly, in one line. `cache`: the most entries the cache
+    will hold, C = s + w. A query sees those C keys plus its own, while a sliding-window layer of window W
+    sees W keys, its own included (transformers' masks), so it would drop the oldest cached key (the first
+    sink, at cache index 0) unless W > C."""
     missing = [k for k in adapter_cls.required_config_keys if getattr(config, k, None) is None]
     if missing:
         raise ValueError(f"model config lacks {', '.join(missing)}; the {adapter_cls.family} adapter needs them")
@@ -156,9 +164,10 @@ def check_config(config, adapter_cls, cache: int | None = None) -> None:
             f"exact; the streaming evaluator supports static RoPE only ({', '.join(STATIC_ROPE_TYPES)})"
         )
     if cache is not None:
-        narrow = sorted({w for w in adapter_cls.sliding_windows(config) if w is not None and w < cache})
+        narrow = sorted({w for w in adapter_cls.sliding_windows(config) if w is not None and w <= cache})
         if narrow:
             raise ValueError(
-                f"the model has sliding-window attention layers of window {narrow[0]} < the cache of {cache} tokens, "
-                f"so its attention would not see the whole cache; use a cache of at most {narrow[0]} tokens"
+                f"the model has sliding-window attention layers of window {narrow[0]} (keys a query sees, its own "
+                f"included), too narrow for a cache of {cache} tokens plus the query; use a cache of at most "
+                f"{narrow[0] - 1} tokens"
             )

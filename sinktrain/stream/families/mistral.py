@@ -6,7 +6,4 @@ from sinktrain.stream.families.base import FamilyAdapter
 class MistralAdapter(FamilyAdapter):
     family = "mistral"
     model_types = ("mistral",)
-
-    @classmethod
-    def sliding_windows(cls, config):
-        return [getattr(config, "sliding_window", None)] * config.num_hidden_layers
+    window_on_every_layer = True

@@ -1,0 +1,20 @@
+"""OLMo 2: no norm before attention or MLP; an RMSNorm after each instead, on the branch before it joins the
+residual (`post_attention_layernorm`, `post_feedforward_layernorm`), and an RMSNorm over the whole query and key
+projections (all heads at once, not per head) before the rotary embedding."""
+
+from sinktrain.stream.families.base import FamilyAdapter
+
+
+class Olmo2Adapter(FamilyAdapter):
+    family = "olmo2"
+    model_types = ("olmo2",)
+
+    def qkv(self, layer, x):
+        attn, n = layer.self_attn, x.shape[0]
+        q = attn.q_norm(attn.q_proj(x)).view(n, self.num_heads, self.head_dim)
+        k = attn.k_norm(attn.k_proj(x)).view(n, self.num_kv_heads, self.head_dim)
+        return q, k, attn.v_proj(x).view(n, self.num_kv_heads, self.head_dim)
+
+    def residual(self, layer, x, attn_out):
+        x = x + layer.post_attention_layernorm(layer.self_attn.o_proj(attn_out))
+        return x + layer.post_feedforward_layernorm(layer.mlp(x))

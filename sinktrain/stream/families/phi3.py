@@ -1,0 +1,17 @@
+"""Phi-3 / Phi-4: the Llama layout with q, k and v packed in one projection (`qkv_proj`, in that order),
+optionally partial rotary (Phi-4-mini), and `config.sliding_window` on every layer when set (Phi-3-mini-4k:
+2047). LongRoPE checkpoints (Phi-3.5, Phi-4-mini) are refused by the base adapter's static-RoPE check."""
+
+from sinktrain.stream.families.base import FamilyAdapter
+
+
+class Phi3Adapter(FamilyAdapter):
+    family = "phi3"
+    model_types = ("phi3",)
+    window_on_every_layer = True
+
+    def qkv(self, layer, x):
+        n, H, KV, D = x.shape[0], self.num_heads, self.num_kv_heads, self.head_dim
+        qkv = layer.self_attn.qkv_proj(layer.input_layernorm(x))
+        q, k, v = qkv.split([H * D, KV * D, KV * D], dim=-1)
+        return q.view(n, H, D), k.view(n, KV, D), v.view(n, KV, D)
