@@ -135,9 +135,9 @@ def plan(cfg: StreamEvalConfig, longest: int) -> list[ModelPlan]:
             raise ValueError(f"the text has {len(text)} tokens (tokenizer of {spec}), not more than the cache size "
                              f"{longest}; use a longer text (or a larger --tokens) or a smaller cache")
         trained = getattr(config, "max_position_embeddings", None)
-        if trained and longest + len(prefix) > trained:
-            warn(f"{spec}: the cache ({longest} tokens) exceeds the {trained} positions the model was trained on; "
-                 f"its perplexity there measures extrapolation")
+        if trained and longest + 1 > trained:  # a full cache's query sits at position C (its keys at 0..C-1)
+            warn(f"{spec}: the cache ({longest} tokens + the query) exceeds the {trained} positions the model was "
+                 f"trained on; its perplexity there measures extrapolation")
         plans.append(ModelPlan(name, source, prefix, text))
     return plans
 

@@ -150,10 +150,14 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
 
 
 def test_cache_beyond_trained_context_warns(tmp_path, small_tok, capsys):
-    model = family_model("llama-gqa-tied", max_position_embeddings=16)
+    """A full cache of C puts its query at position C: a model trained on 32 positions (0..31) fits C = 31."""
+    model = family_model("llama-gqa-tied", max_position_embeddings=32)
     folder = save_family_folder(model, small_tok, tmp_path / "short")
-    assert main(stream_eval(folder, "--out", tmp_path / "o")) == 0
-    assert "exceeds the 16 positions the model was trained on" in capsys.readouterr().err
+    for cache, warns in (("31", False), ("32", True)):
+        capsys.readouterr()
+        assert main([*stream_eval(folder, "--out", tmp_path / cache), "--cache", cache]) == 0
+        err = capsys.readouterr().err
+        assert warns == (f"the cache ({cache} tokens + the query) exceeds the 32 positions" in err), err[-500:]
 
 
 def test_gguf_without_the_gguf_package(tmp_path, monkeypatch, capsys):
