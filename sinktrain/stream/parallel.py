@@ -52,6 +52,7 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
     capacity = s + w
     H, KV, D, r = ad.num_heads, ad.num_kv_heads, ad.head_dim, ad.rotary_dim
     kind = ad.softmax_sink_kind()
+    softcap = ad.attention_softcap()
     layers = ad.layers
     scales = [ad.attention_scale(layer) for layer in layers]
     # Per layer, sequence-major like the projections ([tokens, kv_heads, head_dim]), un-rotated:
@@ -118,7 +119,7 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
                 keys, values = keys.repeat_interleave(H // KV, dim=1), values.repeat_interleave(H // KV, dim=1)
             values = F.pad(values, (0, query.shape[-1] - D))
             out = _attend(query, keys, values, layer_mask, scales[li], n_sinks, band_start, a, w,
-                          extra=kind != "none", chunk=attn_chunk)[..., :D]
+                          extra=kind != "none", chunk=attn_chunk, softcap=softcap)[..., :D]
             x = ad.residual(layer, x, out.reshape(n_q, H * D))
             # Keep the last w non-sink tokens' K/V for the next block.
             keep_from = max(min(s, b), b - w)
@@ -129,13 +130,15 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
 
 
 def _attend(query, keys, values, mask, scale, n_sinks: int, band_start: int, a: int, w: int, extra: bool,
-            chunk: int | None = None) -> torch.Tensor:
+            chunk: int | None = None, softcap: float | None = None) -> torch.Tensor:
     """SDPA of a block's queries [q, H, D'] against its keys [sinks | band | extra?], query chunk by chunk.
 
     Query t sees at most the w+1 band keys ending at t, yet the block's band spans w + the whole block: one
     SDPA call would score every query against every band key and mask most of them away (5x the useful work
     at block 1024, w 252). A chunk of queries gets only the band keys its first query can reach, about
-    chunk + w of them. Same scores, same softmax: the keys left out were masked to -inf anyway. -> [q, H, D']"""
+    chunk + w of them. Same scores, same softmax: the keys left out were masked to -inf anyway. `softcap`:
+    scores become cap·tanh(score / cap) before the mask, which SDPA cannot do: then the attention is written
+    out as the model's own eager attention does it (softmax in float32). -> [q, H, D']"""
     n_q, n_keys = query.shape[0], keys.shape[0]
     n_band = n_keys - n_sinks - int(extra)
     chunk = chunk or max(64, w)
@@ -148,7 +151,12 @@ def _attend(query, keys, values, mask, scale, n_sinks: int, band_start: int, a: 
         k = torch.cat([keys[c] for c in cols]).transpose(0, 1)[None]
         v = torch.cat([values[c] for c in cols]).transpose(0, 1)[None]
         m = torch.cat([mask[..., qa:qb, c] for c in cols], dim=-1)
-        out = F.scaled_dot_product_attention(query[qa:qb].transpose(0, 1)[None], k, v, attn_mask=m, scale=scale)
+        q = query[qa:qb].transpose(0, 1)[None]
+        if softcap is None:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=m, scale=scale)
+        else:
+            scores = torch.tanh(q @ k.transpose(-1, -2) * scale / softcap) * softcap + m
+            out = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype) @ v
         outs.append(out[0].transpose(0, 1))
     return torch.cat(outs)
 

@@ -16,8 +16,8 @@ DEFAULT_ROPE = {"rope_type": "default", "rope_theta": 10000.0}
 
 # name -> (config class name, overrides). Together they cover grouped-query and multi-head attention, tied and
 # untied heads, rope_theta, static scaled RoPE (linear, llama3, YaRN), q/k/v biases, q/k RMSNorm (per head and
-# over all heads), a head dim that is not hidden/heads, packed q/k/v, partial rotary, post-norms and scalar
-# multipliers.
+# over all heads), a head dim that is not hidden/heads, packed q/k/v, partial rotary, post-norms, scalar
+# multipliers and soft-capped attention scores and logits.
 FAMILY_CASES = {
     "llama-gqa-tied": ("LlamaConfig", dict(num_key_value_heads=2, tie_word_embeddings=True,
                                            rope_parameters={"rope_type": "default", "rope_theta": 500000.0})),
@@ -32,6 +32,10 @@ FAMILY_CASES = {
     "qwen2-bias": ("Qwen2Config", dict(num_key_value_heads=2, rope_parameters=DEFAULT_ROPE)),
     "qwen3-qknorm": ("Qwen3Config", dict(num_key_value_heads=2, head_dim=24, rope_parameters=DEFAULT_ROPE)),
     "gemma-mqa": ("GemmaConfig", dict(num_key_value_heads=1, head_dim=24, rope_parameters=DEFAULT_ROPE)),
+    # caps low enough to bend a tiny random model's scores and logits; windows wider than the test streams
+    "gemma2-softcap": ("Gemma2Config", dict(num_key_value_heads=2, head_dim=24, query_pre_attn_scalar=20,
+                                            attn_logit_softcapping=1.5, final_logit_softcapping=4.0,
+                                            sliding_window=128, rope_parameters=DEFAULT_ROPE)),
     # a sliding window wider than the test streams (110 tokens): it must change nothing
     "phi3-partial-rotary": ("Phi3Config", dict(num_key_value_heads=2, sliding_window=128, pad_token_id=0,
                                                eos_token_id=2, rope_parameters={**DEFAULT_ROPE,

@@ -46,9 +46,9 @@ def test_self_check_passes_and_catches_a_wrong_adapter(case):
     adapter = adapter_for(model)
     stream = random_tokens(80, seed=3)
     assert self_check(model, adapter, stream, cache=64, dtype="float32") <= 1e-5
-    # A transformers release that re-laid a module would look like this: the adapter mis-scales the attention
-    # branch of the residual.
-    adapter.residual = lambda layer, x, attn, _res=adapter.residual: _res(layer, x, attn * 1.5)
+    # A transformers release that re-laid a module would look like this: the attention output reaches o_proj
+    # one element out of place. (Not a scaled branch: a post-norm family's norm undoes a scale.)
+    adapter.residual = lambda layer, x, attn, _res=adapter.residual: _res(layer, x, attn.roll(1, dims=-1))
     with pytest.raises(RuntimeError, match=f"the {adapter.family} family adapter"):
         self_check(model, adapter, stream, cache=64, dtype="float32")
 

@@ -145,7 +145,8 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
     folder = save_family_folder(GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=512)),
                                 small_tok, tmp_path / "gpt2")
     line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
-    for family in ("gpt_neox", "llama", "mistral", "qwen2", "qwen3", "gemma", "phi3", "olmo2", "granite"):
+    for family in ("gpt_neox", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "olmo2",
+                   "granite"):
         assert family in line
 
 

@@ -80,6 +80,10 @@ class FamilyAdapter:
     def attention_scale(self, layer) -> float:
         return float(getattr(self.attention(layer), "scaling", self.head_dim**-0.5))
 
+    def attention_softcap(self) -> float | None:
+        """Scores become cap·tanh(score / cap) before the mask (Gemma 2); None: plain scores."""
+        return None
+
     def residual(self, layer, x: torch.Tensor, attn_out: torch.Tensor) -> torch.Tensor:
         """x after the layer, given its attention output (already projected back to the hidden size)."""
         x = x + self.attention(layer).o_proj(attn_out)
