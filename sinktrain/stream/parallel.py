@@ -54,6 +54,7 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
     kind = ad.softmax_sink_kind()
     softcap = ad.attention_softcap()
     layers = ad.layers
+    kinds = ad.rotary_kinds()
     scales = [ad.attention_scale(layer) for layer in layers]
     # Per layer, sequence-major like the projections ([tokens, kv_heads, head_dim]), un-rotated:
     sink_k: list[torch.Tensor | None] = [None] * len(layers)  # the <= s sink tokens
@@ -78,11 +79,11 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
         if kind != "none":
             mask = torch.cat([mask, torch.zeros(n_q, 1, dtype=dtype, device=device)], dim=-1)
         mask = mask[None, None]  # [1, 1, q, keys]; per-head only for `logit`, below
-        # cos/sin once per block (the same positions in every layer), from the model's rotary module.
-        rot_q_band = ad.cos_sin(t - band_start, dtype)
-        rot_k_band = ad.cos_sin(u - band_start, dtype)
-        rot_q_sink = ad.cos_sin(torch.clamp(t, max=capacity), dtype)
-        rot_k_sink = ad.cos_sin(j, dtype)
+        # cos/sin once per block and rotary kind (the same positions in every layer), from the model's rotary
+        # module: (query, key) for the band, then for the sinks.
+        rot = {kind: [ad.cos_sin(p, dtype, kind) for p in (t - band_start, u - band_start,
+                                                           torch.clamp(t, max=capacity), j)]
+               for kind in dict.fromkeys(kinds)}
 
         x = ad.embed(ids[a:b])  # [q, hidden]
         for li, layer in enumerate(layers):
@@ -93,6 +94,7 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
                 sink_v[li] = v[grab] if sink_v[li] is None else torch.cat([sink_v[li], v[grab]])
             band_k = k if tail_k[li] is None else torch.cat([tail_k[li], k])
             band_v = v if tail_v[li] is None else torch.cat([tail_v[li], v])
+            rot_q_band, rot_k_band, rot_q_sink, rot_k_sink = rot[kinds[li]]
             q_band = ad.apply_rotary(q, *rot_q_band, seq_major=True)
             k_band = ad.apply_rotary(band_k, *rot_k_band, seq_major=True)
             if n_sinks:

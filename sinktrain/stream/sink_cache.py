@@ -40,11 +40,20 @@ def check_sizes(sinks: int, window: int | None) -> None:
 
 class RotaryTable:
     """cos/sin of the model's rotary module at positions 0..L-1, computed once and grown on demand; shared by
-    every layer of a cache (positions inside the cache never exceed C + the largest chunk)."""
+    every layer of a cache that uses that rotary `kind` (positions inside the cache never exceed C + the
+    largest chunk)."""
 
-    def __init__(self, adapter: FamilyAdapter):
-        self.adapter = adapter
+    def __init__(self, adapter: FamilyAdapter, kind=None):
+        self.adapter, self.kind = adapter, kind
+        self.scaling = adapter.rotary_scaling(kind)
         self.cos = self.sin = None
+
+    @staticmethod
+    def per_layer(adapter: FamilyAdapter) -> list["RotaryTable"]:
+        """One table per layer, shared by the layers of one rotary kind."""
+        kinds = adapter.rotary_kinds()
+        tables = {kind: RotaryTable(adapter, kind) for kind in dict.fromkeys(kinds)}
+        return [tables[kind] for kind in kinds]
 
     def table(self, length: int, like: torch.Tensor):
         if (
@@ -54,7 +63,7 @@ class RotaryTable:
             or self.cos.device != like.device
         ):
             size = max(length, 2 * (0 if self.cos is None else self.cos.shape[0]), 64)
-            self.cos, self.sin = self.adapter.cos_sin(torch.arange(size, device=like.device), like.dtype)
+            self.cos, self.sin = self.adapter.cos_sin(torch.arange(size, device=like.device), like.dtype, self.kind)
         return self.cos, self.sin
 
     def rotate(self, x: torch.Tensor, positions: torch.Tensor, bound: int | None = None) -> torch.Tensor:
@@ -79,8 +88,7 @@ class RotaryTable:
         b, h, n, d = x.shape
         cos, sin = self.table(start + n, x)
         out = self.adapter.apply_rotary(x.reshape(b * h, n, d), cos[start : start + n], -sin[start : start + n])
-        scale = self.adapter.attention_scaling
-        return (out if scale == 1.0 else out / scale**2).view(b, h, n, d)
+        return (out if self.scaling == 1.0 else out / self.scaling**2).view(b, h, n, d)
 
 
 class SinkCacheLayer(DynamicLayer):
@@ -141,8 +149,7 @@ class SinkCache(Cache):
         check_sizes(sinks, window)
         self.adapter = adapter or adapter_for(model)
         self.sinks, self.window = sinks, window
-        rotary = RotaryTable(self.adapter)
-        super().__init__(layers=[self.make_layer(rotary) for _ in range(model.config.num_hidden_layers)])
+        super().__init__(layers=[self.make_layer(rotary) for rotary in RotaryTable.per_layer(self.adapter)])
         install_position_hook(model)
 
     def make_layer(self, rotary: RotaryTable):

@@ -58,7 +58,7 @@ class StaticSinkCacheLayer(StaticLayer):
         new_pos = start + torch.arange(q, device=self.device)
         b, h, _, d = key_states.shape
         raw = self.rotary.adapter.apply_rotary(key_states.reshape(b * h, q, d), cos[new_pos], -sin[new_pos])
-        raw = raw.view(b, h, q, d) / self.rotary.adapter.attention_scaling**2
+        raw = raw.view(b, h, q, d) / self.rotary.scaling**2
         slots = self._slots(fed + torch.arange(q, device=self.device))
         self.keys.index_copy_(2, slots, raw)
         self.values.index_copy_(2, slots, value_states)
@@ -82,9 +82,8 @@ class StaticSinkCache(Cache):
         check_sizes(sinks, window)
         self.adapter = adapter or adapter_for(model)
         self.sinks, self.window, self.capacity = sinks, window, sinks + window
-        rotary = RotaryTable(self.adapter)
         super().__init__(layers=[StaticSinkCacheLayer(rotary, sinks, window)
-                                 for _ in range(model.config.num_hidden_layers)])
+                                 for rotary in RotaryTable.per_layer(self.adapter)])
         install_position_hook(model)
 
     def positions(self, length: int, device) -> torch.Tensor:

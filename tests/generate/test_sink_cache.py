@@ -26,6 +26,8 @@ def random_tokens(n: int, vocab: int, seed: int = 0) -> np.ndarray:
 def model_for(kind: str):
     if kind == "llama":
         return family_model("llama-gqa-tied", seed=1)
+    if kind == "gemma3":  # a rotary table per layer type
+        return family_model("gemma3-two-ropes", seed=1)
     model = tiny("token" if kind == "token" else kind, seed=3, **({"num_tokens": 1} if kind == "token" else {}))
     if kind == "logit":  # learned sink logits that differ per head and layer
         with torch.no_grad():
@@ -34,7 +36,7 @@ def model_for(kind: str):
     return model
 
 
-KINDS = ["none", "token", "softmax1", "logit", "llama"]
+KINDS = ["none", "token", "softmax1", "logit", "llama", "gemma3"]
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -36,6 +36,13 @@ FAMILY_CASES = {
     "gemma2-softcap": ("Gemma2Config", dict(num_key_value_heads=2, head_dim=24, query_pre_attn_scalar=20,
                                             attn_logit_softcapping=1.5, final_logit_softcapping=4.0,
                                             sliding_window=128, rope_parameters=DEFAULT_ROPE)),
+    # two rotary bases, the global one linearly scaled; sliding layers 1 and 3 of 4 (window wider than the streams)
+    "gemma3-two-ropes": ("Gemma3TextConfig", dict(
+        num_hidden_layers=4, num_key_value_heads=2, head_dim=24, query_pre_attn_scalar=24, sliding_window=128,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
+        final_logit_softcapping=4.0, rope_parameters={
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10.0},
+            "full_attention": {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}})),
     # a sliding window wider than the test streams (110 tokens): it must change nothing
     "phi3-partial-rotary": ("Phi3Config", dict(num_key_value_heads=2, sliding_window=128, pad_token_id=0,
                                                eos_token_id=2, rope_parameters={**DEFAULT_ROPE,
@@ -55,7 +62,9 @@ def family_model(case: str, seed: int = 0, **overrides):
     cls_name, extra = FAMILY_CASES[case]
     config = getattr(transformers, cls_name)(**{**SMALL, **extra, **overrides})
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config).eval()
+    # as sinktrain's load_pretrained does: SDPA cannot soft-cap (transformers 5.17 picked it for Gemma 2 anyway)
+    eager = {"attn_implementation": "eager"} if getattr(config, "attn_logit_softcapping", None) else {}
+    model = AutoModelForCausalLM.from_config(config, **eager).eval()
     with torch.no_grad():  # norms start at exactly 1 and biases at 0: make them matter
         for name, p in model.named_parameters():
             if "norm" in name or name.endswith(".bias"):

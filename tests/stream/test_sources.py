@@ -93,6 +93,30 @@ def test_dynamic_ntk_is_refused(tmp_path, small_tok, capsys):
     assert "'dynamic' depends on the sequence length" in line and "static RoPE only" in line
 
 
+def test_a_soft_capped_model_loads_with_the_attention_that_caps(tmp_path, small_tok):
+    """transformers 5.17 loads Gemma 2 with SDPA, which drops the soft-cap (the self-check then failed by 0.26 on
+    this model); 5.24 picks eager itself, so on 5.24 this guards the choice, on 5.17 the fix."""
+    from sinktrain.model.source import load_pretrained, resolve_model_source
+
+    folder = save_family_folder(family_model("gemma2-softcap", seed=3), small_tok, tmp_path / "g2")
+    assert load_pretrained(resolve_model_source(str(folder))).config._attn_implementation == "eager"
+    assert main(stream_eval(folder, "--out", tmp_path / "o")) == 0
+    assert json.loads((tmp_path / "o" / "run.json").read_text())["timing"]["g2"]["self_check_max_abs_dlogp"] < 1e-5
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    # Gemma 3 keeps RoPE parameters per layer type: each set is checked
+    (dict(rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10.0},
+                           "full_attention": {"rope_type": "dynamic", "rope_theta": 1e4, "factor": 2.0}}),
+     "rotary embedding type 'dynamic' depends on the sequence length"),
+    (dict(use_bidirectional_attention=True), "the model attends in both directions (an embedding model"),
+])
+def test_gemma3_configs_it_cannot_stream_are_refused(overrides, expected, tmp_path, small_tok, capsys):
+    folder = save_family_folder(family_model("gemma3-two-ropes", **overrides), small_tok, tmp_path / "g3")
+    assert expected in one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("case, marked", [
     ("qwen2-bias", dict(use_sliding_window=True, max_window_layers=1)),  # per layer, in config.layer_types
     ("phi3-partial-rotary", {}),  # config.sliding_window on every layer
@@ -145,8 +169,8 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
     folder = save_family_folder(GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=512)),
                                 small_tok, tmp_path / "gpt2")
     line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
-    for family in ("gpt_neox", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "olmo2",
-                   "granite"):
+    for family in ("gpt_neox", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3",
+                   "olmo2", "granite"):
         assert family in line
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sinktrain.stream.families.base import STATIC_ROPE_TYPES, FamilyAdapter, check_config
 from sinktrain.stream.families.gemma import GemmaAdapter
 from sinktrain.stream.families.gemma2 import Gemma2Adapter
+from sinktrain.stream.families.gemma3 import Gemma3Adapter
 from sinktrain.stream.families.gpt_neox import GPTNeoXAdapter
 from sinktrain.stream.families.granite import GraniteAdapter
 from sinktrain.stream.families.llama import LlamaAdapter
@@ -19,7 +20,8 @@ from sinktrain.stream.families.qwen2 import Qwen2Adapter
 from sinktrain.stream.families.qwen3 import Qwen3Adapter
 
 FAMILIES: tuple[type[FamilyAdapter], ...] = (GPTNeoXAdapter, LlamaAdapter, MistralAdapter, Qwen2Adapter, Qwen3Adapter,
-                                             GemmaAdapter, Gemma2Adapter, Phi3Adapter, Olmo2Adapter, GraniteAdapter)
+                                             GemmaAdapter, Gemma2Adapter, Gemma3Adapter, Phi3Adapter, Olmo2Adapter,
+                                             GraniteAdapter)
 
 
 def supported_model_types() -> list[str]:

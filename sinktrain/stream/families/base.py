@@ -39,9 +39,8 @@ class FamilyAdapter:
         self.num_kv_heads = int(getattr(self.config, "num_key_value_heads", None) or self.num_heads)
         self.head_dim = int(getattr(self.config, "head_dim", None) or self.config.hidden_size // self.num_heads)
         self._apply_rotary = _model_function(model, "apply_rotary_pos_emb", self.family)
-        self.attention_scaling = float(getattr(self.rotary_module, "attention_scaling", 1.0))
         with torch.no_grad():
-            cos, _ = self.cos_sin(torch.zeros(1, dtype=torch.long), torch.float32)
+            cos, _ = self.cos_sin(torch.zeros(1, dtype=torch.long), torch.float32, self.rotary_kinds()[0])
         self.rotary_dim = int(cos.shape[-1])  # GPT-NeoX rotates only part of each head
 
     # --- where things live (Llama layout; override per family) ---------------------------------------------------
@@ -107,15 +106,20 @@ class FamilyAdapter:
         return [window if t == "sliding_attention" else None for t in types]
 
     # --- rotary, from the model's own module ---------------------------------------------------------------------
-    def cos_sin(self, positions: torch.Tensor, dtype: torch.dtype):
+    def rotary_kinds(self) -> list:
+        """Per layer, which rotary embedding it uses (a key for `cos_sin`); one for all layers (None) unless a
+        family has several (Gemma 3: a base per layer type)."""
+        return [None] * len(self.layers)
+
+    def cos_sin(self, positions: torch.Tensor, dtype: torch.dtype, kind=None):
         """cos, sin [n, rotary_dim] at integer positions [n] (any sign), from the model's rotary module."""
         probe = torch.empty(0, dtype=dtype, device=positions.device)
-        cos, sin = self.rotary_module(probe, positions[None])
+        cos, sin = self.rotary_module(probe, positions[None], *(() if kind is None else (kind,)))
         return cos[0], sin[0]
 
-    def rotate(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """x [heads, n, head_dim] rotated at positions [n] (the rotary dims; the rest passes through)."""
-        return self.apply_rotary(x, *self.cos_sin(positions.to(x.device), x.dtype))
+    def rotary_scaling(self, kind=None) -> float:
+        """The factor m the rotary module multiplies cos and sin by (1 unless YaRN): R(p)^-1 = R(-p) / m^2."""
+        return float(getattr(self.rotary_module, "attention_scaling", 1.0))
 
     def apply_rotary(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, seq_major: bool = False):
         """x [heads, n, head_dim] (or [n, heads, head_dim] with seq_major) rotated by cos/sin [n, rotary_dim],
@@ -125,10 +129,6 @@ class FamilyAdapter:
         one_head = x[None, :, :1] if seq_major else x[None, :1]
         rotated, _ = self._apply_rotary(x[None], one_head, cos[None], sin[None], unsqueeze_dim=2 if seq_major else 1)
         return rotated[0]
-
-    def unrotate(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Inverse of `rotate` (YaRN-style RoPE scales cos/sin by m, so R(p)^-1 = R(-p) / m^2)."""
-        return self.rotate(x, -positions) / self.attention_scaling**2
 
     # --- sink variants that change the softmax (sinktrain's softmax1 / logit) -------------------------------------
     def softmax_sink_kind(self) -> str:
@@ -161,12 +161,16 @@ def check_config(config, adapter_cls, cache: int | None = None) -> None:
     if missing:
         raise ValueError(f"model config lacks {', '.join(missing)}; the {adapter_cls.family} adapter needs them")
     rope = getattr(config, "rope_parameters", None) or {}
-    rope_type = rope.get("rope_type", "default")
-    if rope_type not in STATIC_ROPE_TYPES:
-        raise ValueError(
-            f"rotary embedding type {rope_type!r} depends on the sequence length, so re-positioned keys are not "
-            f"exact; the streaming evaluator supports static RoPE only ({', '.join(STATIC_ROPE_TYPES)})"
-        )
+    per_layer_type = [r for r in rope.values() if isinstance(r, dict)]  # Gemma 3: one set per layer type
+    for rope_type in sorted({r.get("rope_type", "default") for r in per_layer_type or [rope]}):
+        if rope_type not in STATIC_ROPE_TYPES:
+            raise ValueError(
+                f"rotary embedding type {rope_type!r} depends on the sequence length, so re-positioned keys are not "
+                f"exact; the streaming evaluator supports static RoPE only ({', '.join(STATIC_ROPE_TYPES)})"
+            )
+    if getattr(config, "use_bidirectional_attention", False):
+        raise ValueError("the model attends in both directions (an embedding model, such as EmbeddingGemma), so it "
+                         "predicts no next token to stream; use a causal language model")
     if cache is not None:
         narrow = sorted({w for w in adapter_cls.sliding_windows(config) if w is not None and w <= cache})
         if narrow:
