@@ -83,10 +83,16 @@ class FamilyAdapter:
         """Scores become cap·tanh(score / cap) before the mask (Gemma 2); None: plain scores."""
         return None
 
+    # Mixture-of-experts blocks read [batch, seq, hidden]; dense MLPs take the [n, hidden] rows as they are.
+    mlp_takes_batches = False
+
+    def mlp(self, layer, h: torch.Tensor) -> torch.Tensor:
+        return layer.mlp(h[None])[0] if self.mlp_takes_batches else layer.mlp(h)
+
     def residual(self, layer, x: torch.Tensor, attn_out: torch.Tensor) -> torch.Tensor:
         """x after the layer, given its attention output (already projected back to the hidden size)."""
         x = x + self.attention(layer).o_proj(attn_out)
-        return x + layer.mlp(layer.post_attention_layernorm(x))
+        return x + self.mlp(layer, layer.post_attention_layernorm(x))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.get_output_embeddings()(self.backbone.norm(x))
