@@ -28,6 +28,8 @@ def model_for(kind: str):
         return family_model("llama-gqa-tied", seed=1)
     if kind == "gemma3":  # a rotary table per layer type
         return family_model("gemma3-two-ropes", seed=1)
+    if kind == "gpt-oss":  # learned sink logits, YaRN
+        return family_model("gpt-oss-sinks", seed=1)
     model = tiny("token" if kind == "token" else kind, seed=3, **({"num_tokens": 1} if kind == "token" else {}))
     if kind == "logit":  # learned sink logits that differ per head and layer
         with torch.no_grad():
@@ -36,7 +38,7 @@ def model_for(kind: str):
     return model
 
 
-KINDS = ["none", "token", "softmax1", "logit", "llama", "gemma3"]
+KINDS = ["none", "token", "softmax1", "logit", "llama", "gemma3", "gpt-oss"]
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -59,6 +59,11 @@ FAMILY_CASES = {
                                          moe_intermediate_size=32, norm_topk_prob=True, rope_parameters=DEFAULT_ROPE)),
     "olmoe-clipped": ("OlmoeConfig", dict(num_key_value_heads=2, num_experts=4, num_experts_per_tok=2, clip_qkv=0.3,
                                           pad_token_id=0, eos_token_id=2, rope_parameters=DEFAULT_ROPE)),
+    # learned per-head sink logits (scaled up to matter), MoE returning router scores, YaRN, sliding layers 0, 2
+    "gpt-oss-sinks": ("GptOssConfig", dict(num_key_value_heads=2, head_dim=16, num_local_experts=4,
+                                           num_experts_per_tok=2, sliding_window=128, pad_token_id=0, eos_token_id=2,
+                                           rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+                                                            "original_max_position_embeddings": 64})),
     "granite-multipliers": ("GraniteConfig", dict(num_key_value_heads=2, embedding_multiplier=3.0,
                                                   residual_multiplier=0.5, logits_scaling=4.0,
                                                   attention_multiplier=0.2, rope_parameters=DEFAULT_ROPE)),
@@ -77,6 +82,8 @@ def family_model(case: str, seed: int = 0, **overrides):
     model = AutoModelForCausalLM.from_config(config, **eager).eval()
     with torch.no_grad():  # norms start at exactly 1 and biases at 0: make them matter
         for name, p in model.named_parameters():
+            if name.endswith(".sinks"):  # gpt-oss's per-head sink logits: large enough to take real attention
+                p.normal_(0.0, 2.0)
             if "norm" in name or name.endswith(".bias"):
                 p.add_(torch.randn_like(p) * 0.2)
     return model

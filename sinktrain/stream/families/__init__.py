@@ -11,6 +11,7 @@ from sinktrain.stream.families.gemma import GemmaAdapter
 from sinktrain.stream.families.gemma2 import Gemma2Adapter
 from sinktrain.stream.families.gemma3 import Gemma3Adapter
 from sinktrain.stream.families.gpt_neox import GPTNeoXAdapter
+from sinktrain.stream.families.gpt_oss import GptOssAdapter
 from sinktrain.stream.families.granite import GraniteAdapter
 from sinktrain.stream.families.llama import LlamaAdapter
 from sinktrain.stream.families.mistral import MistralAdapter
@@ -26,7 +27,7 @@ from sinktrain.stream.families.qwen3_moe import Qwen3MoeAdapter
 FAMILIES: tuple[type[FamilyAdapter], ...] = (GPTNeoXAdapter, LlamaAdapter, MistralAdapter, Qwen2Adapter, Qwen3Adapter,
                                              GemmaAdapter, Gemma2Adapter, Gemma3Adapter, Phi3Adapter, Olmo2Adapter,
                                              GraniteAdapter, MixtralAdapter, Qwen2MoeAdapter, Qwen3MoeAdapter,
-                                             OlmoeAdapter)
+                                             OlmoeAdapter, GptOssAdapter)
 
 
 def supported_model_types() -> list[str]:
