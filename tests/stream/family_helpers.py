@@ -64,6 +64,12 @@ FAMILY_CASES = {
                                            num_experts_per_tok=2, sliding_window=128, pad_token_id=0, eos_token_id=2,
                                            rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
                                                             "original_max_position_embeddings": 64})),
+    # parallel residual, biases, q/k LayerNorm per head, partial rotary applied outside the model's rotation function
+    "phi-parallel": ("PhiConfig", dict(num_key_value_heads=4, qk_layernorm=True, pad_token_id=0, eos_token_id=2,
+                                       rope_parameters={**DEFAULT_ROPE, "partial_rotary_factor": 0.5})),
+    # layers 1 and 3 use no rotary embedding (NoPE)
+    "smollm3-nope": ("SmolLM3Config", dict(num_hidden_layers=4, num_key_value_heads=2, no_rope_layers=[1, 0, 1, 0],
+                                           pad_token_id=0, eos_token_id=2, rope_parameters=DEFAULT_ROPE)),
     "granite-multipliers": ("GraniteConfig", dict(num_key_value_heads=2, embedding_multiplier=3.0,
                                                   residual_multiplier=0.5, logits_scaling=4.0,
                                                   attention_multiplier=0.2, rope_parameters=DEFAULT_ROPE)),

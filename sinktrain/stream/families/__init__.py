@@ -18,16 +18,18 @@ from sinktrain.stream.families.mistral import MistralAdapter
 from sinktrain.stream.families.mixtral import MixtralAdapter
 from sinktrain.stream.families.olmo2 import Olmo2Adapter
 from sinktrain.stream.families.olmoe import OlmoeAdapter
+from sinktrain.stream.families.phi import PhiAdapter
 from sinktrain.stream.families.phi3 import Phi3Adapter
 from sinktrain.stream.families.qwen2 import Qwen2Adapter
 from sinktrain.stream.families.qwen2_moe import Qwen2MoeAdapter
 from sinktrain.stream.families.qwen3 import Qwen3Adapter
 from sinktrain.stream.families.qwen3_moe import Qwen3MoeAdapter
+from sinktrain.stream.families.smollm3 import SmolLM3Adapter
 
 FAMILIES: tuple[type[FamilyAdapter], ...] = (GPTNeoXAdapter, LlamaAdapter, MistralAdapter, Qwen2Adapter, Qwen3Adapter,
                                              GemmaAdapter, Gemma2Adapter, Gemma3Adapter, Phi3Adapter, Olmo2Adapter,
                                              GraniteAdapter, MixtralAdapter, Qwen2MoeAdapter, Qwen3MoeAdapter,
-                                             OlmoeAdapter, GptOssAdapter)
+                                             OlmoeAdapter, GptOssAdapter, PhiAdapter, SmolLM3Adapter)
 
 
 def supported_model_types() -> list[str]:
