@@ -81,9 +81,8 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
         mask = mask[None, None]  # [1, 1, q, keys]; per-head only for `logit`, below
         # cos/sin once per block and rotary kind (the same positions in every layer), from the model's rotary
         # module: (query, key) for the band, then for the sinks.
-        rot = {kind: [ad.cos_sin(p, dtype, kind) for p in (t - band_start, u - band_start,
-                                                           torch.clamp(t, max=capacity), j)]
-               for kind in dict.fromkeys(kinds)}
+        rot = {rk: [ad.cos_sin(p, dtype, rk) for p in (t - band_start, u - band_start, torch.clamp(t, max=capacity), j)]
+               for rk in dict.fromkeys(kinds)}
 
         x = ad.embed(ids[a:b])  # [q, hidden]
         for li, layer in enumerate(layers):

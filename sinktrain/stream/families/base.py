@@ -6,10 +6,11 @@ projections (and any q/k norm), the rotary embedding, the attention output proje
 (sequential or GPT-NeoX's parallel), the final norm and the output head. A `FamilyAdapter` subclass states
 exactly that for one family; everything else (positions, masks, eviction) is family-independent.
 
-Rotary cos/sin always come from the model's own rotary module and are applied with the model's own
+Rotary cos/sin always come from the model's own rotary module (one per layer kind where a family has several:
+Gemma 3's two bases, SmolLM3's layers without any) and are applied with the model's own
 `apply_rotary_pos_emb`, never from a copy of their arithmetic: static scaled RoPE (linear, llama3, YaRN) is a
 fixed function of the position and is then exact too. Kinds that depend on the sequence length (dynamic NTK,
-LongRoPE) are refused, and so are sliding-window layers narrower than the cache.
+LongRoPE) are refused, and so are sliding-window layers that cannot see the whole cache plus the query.
 """
 
 from __future__ import annotations
