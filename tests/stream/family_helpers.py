@@ -70,6 +70,13 @@ FAMILY_CASES = {
     # layers 1 and 3 use no rotary embedding (NoPE)
     "smollm3-nope": ("SmolLM3Config", dict(num_hidden_layers=4, num_key_value_heads=2, no_rope_layers=[1, 0, 1, 0],
                                            pad_token_id=0, eos_token_id=2, rope_parameters=DEFAULT_ROPE)),
+    "stablelm-parallel": ("StableLmConfig", dict(num_key_value_heads=2, qk_layernorm=True, use_qkv_bias=True,
+                                                 use_parallel_residual=True, pad_token_id=0, eos_token_id=2,
+                                                 rope_parameters={**DEFAULT_ROPE, "partial_rotary_factor": 0.25})),
+    "stablelm-sequential": ("StableLmConfig", dict(num_key_value_heads=4, pad_token_id=0, eos_token_id=2,
+                                                   rope_parameters={**DEFAULT_ROPE, "partial_rotary_factor": 0.5})),
+    "starcoder2": ("Starcoder2Config", dict(num_key_value_heads=2, sliding_window=128, pad_token_id=0,
+                                            eos_token_id=2, rope_parameters=DEFAULT_ROPE)),
     "granite-multipliers": ("GraniteConfig", dict(num_key_value_heads=2, embedding_multiplier=3.0,
                                                   residual_multiplier=0.5, logits_scaling=4.0,
                                                   attention_multiplier=0.2, rope_parameters=DEFAULT_ROPE)),

@@ -171,7 +171,7 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
     line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
     for family in ("gpt_neox", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3",
                    "olmo2", "granite", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe",
-                   "gpt_oss", "phi", "smollm3"):
+                   "gpt_oss", "phi", "smollm3", "stablelm", "starcoder2"):
         assert family in line
 
 

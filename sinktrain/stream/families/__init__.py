@@ -25,11 +25,14 @@ from sinktrain.stream.families.qwen2_moe import Qwen2MoeAdapter
 from sinktrain.stream.families.qwen3 import Qwen3Adapter
 from sinktrain.stream.families.qwen3_moe import Qwen3MoeAdapter
 from sinktrain.stream.families.smollm3 import SmolLM3Adapter
+from sinktrain.stream.families.stablelm import StableLmAdapter
+from sinktrain.stream.families.starcoder2 import Starcoder2Adapter
 
 FAMILIES: tuple[type[FamilyAdapter], ...] = (GPTNeoXAdapter, LlamaAdapter, MistralAdapter, Qwen2Adapter, Qwen3Adapter,
                                              GemmaAdapter, Gemma2Adapter, Gemma3Adapter, Phi3Adapter, Olmo2Adapter,
                                              GraniteAdapter, MixtralAdapter, Qwen2MoeAdapter, Qwen3MoeAdapter,
-                                             OlmoeAdapter, GptOssAdapter, PhiAdapter, SmolLM3Adapter)
+                                             OlmoeAdapter, GptOssAdapter, PhiAdapter, SmolLM3Adapter, StableLmAdapter,
+                                             Starcoder2Adapter)
 
 
 def supported_model_types() -> list[str]:

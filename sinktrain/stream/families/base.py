@@ -128,9 +128,19 @@ class FamilyAdapter:
         """The factor m the rotary module multiplies cos and sin by (1 unless YaRN): R(p)^-1 = R(-p) / m^2."""
         return float(getattr(self.rotary_module, "attention_scaling", 1.0))
 
+    # Partial rotary where the attention module hands apply_rotary_pos_emb only the leading rotary_dim dims
+    # (Phi, StableLM); otherwise the function takes the whole head and passes the rest through itself (GPT-NeoX).
+    rotary_on_leading_slice = False
+
     def apply_rotary(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, seq_major: bool = False):
         """x [heads, n, head_dim] (or [n, heads, head_dim] with seq_major) rotated by cos/sin [n, rotary_dim],
         with the model's own apply_rotary_pos_emb."""
+        r = cos.shape[-1]
+        if self.rotary_on_leading_slice and r < x.shape[-1]:
+            return torch.cat([self._rotate(x[..., :r], cos, sin, seq_major), x[..., r:]], dim=-1)
+        return self._rotate(x, cos, sin, seq_major)
+
+    def _rotate(self, x, cos, sin, seq_major):
         # The model's function rotates a query and a key at once; the key slot gets one head (not a second copy
         # of x), so the rotation costs what one tensor's does.
         one_head = x[None, :, :1] if seq_major else x[None, :1]

@@ -3,21 +3,16 @@ q/k/v and the output projection (`dense`) carry biases, an optional LayerNorm pe
 rotary applied by the attention module itself (the model's apply_rotary_pos_emb sees only the rotary dims), and
 a final LayerNorm named `final_layernorm`."""
 
-import torch
-
 from sinktrain.stream.families.base import FamilyAdapter
 
 
 class PhiAdapter(FamilyAdapter):
     family = "phi"
     model_types = ("phi",)
+    rotary_on_leading_slice = True
 
     def qk_norm(self, attn, q, k):
         return (attn.q_layernorm(q), attn.k_layernorm(k)) if attn.qk_layernorm else (q, k)
-
-    def apply_rotary(self, x, cos, sin, seq_major=False):
-        r = cos.shape[-1]
-        return torch.cat([super().apply_rotary(x[..., :r], cos, sin, seq_major), x[..., r:]], dim=-1)
 
     def residual(self, layer, x, attn_out):
         return x + layer.self_attn.dense(attn_out) + layer.mlp(layer.input_layernorm(x))
