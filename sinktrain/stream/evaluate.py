@@ -138,8 +138,25 @@ def plan(cfg: StreamEvalConfig, longest: int) -> list[ModelPlan]:
         if trained and longest + 1 > trained:  # a full cache's query sits at position C (its keys at 0..C-1)
             warn(f"{spec}: the cache ({longest} tokens + the query) exceeds the {trained} positions the model was "
                  f"trained on; its perplexity there measures extrapolation")
+        if "dense" in cfg.baselines:
+            check_dense(spec, config, len(prefix), len(text), trained)
         plans.append(ModelPlan(name, source, prefix, text))
     return plans
+
+
+def check_dense(spec: str, config, prefix_len: int, text_len: int, trained: int | None) -> None:
+    """The dense baseline's last query sees every token of the stream but the one it predicts: a sliding-window
+    layer narrower than that would drop keys, and positions past the trained context extrapolate."""
+    keys = prefix_len + text_len - 1  # the last query's keys, its own included; it sits at position keys - 1
+    narrow = [w for w in adapter_class(config).sliding_windows(config) if w is not None and w < keys]
+    if narrow:
+        most = min(narrow) + 1 - prefix_len
+        raise ValueError(f"{spec}: the dense baseline attends over {keys} tokens, but the model has sliding-window "
+                         f"attention layers of window {min(narrow)}; drop the dense baseline or read at most {most} "
+                         f"text tokens (--tokens {most})")
+    if trained and keys > trained:
+        warn(f"{spec}: the dense baseline reaches position {keys - 1}, past the {trained} positions the model was "
+             f"trained on; its perplexity there measures extrapolation")
 
 
 def self_check(model, adapter, stream: np.ndarray, cache: int, dtype: str) -> float:

@@ -131,7 +131,7 @@ def test_narrow_sliding_window_is_refused(case, marked, tmp_path, small_tok, cap
         line = one_line_error(capsys, main([*stream_eval(folder, "--out", tmp_path / "o"), "--cache", cache]))
         assert (f"window 24 (keys a query sees, its own included), too narrow for a cache of {cache} tokens plus "
                 f"the query; use a cache of at most 23 tokens") in line
-    assert main([*stream_eval(folder, "--out", tmp_path / "ok"), "--cache", "23"]) == 0  # the last --cache wins
+    assert main([*stream_eval(folder, "--out", str(tmp_path / "ok")), "--cache", "23"]) == 0  # the last --cache wins
     # What the refusal protects: the two modes agree up to C = W - 1 and not at C = W.
     stream = np.random.default_rng(0).integers(0, VOCAB, 90)
     gap = {c: np.abs(reference_nll(model, stream, 4, c - 4) - parallel_nll(model, stream, 4, c - 4)).max()
@@ -173,6 +173,30 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
                    "olmo2", "granite", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe",
                    "gpt_oss", "phi", "smollm3", "stablelm", "starcoder2"):
         assert family in line
+
+
+def test_dense_baseline_is_checked_against_sliding_windows_and_the_trained_context(tmp_path, small_tok, capsys):
+    """The dense baseline's last query sees the whole stream but its target: L - 1 keys for L tokens."""
+    model = family_model("phi3-partial-rotary", sliding_window=24, max_position_embeddings=24)
+    folder = save_family_folder(model, small_tok, tmp_path / "swa")
+    args = [*stream_eval(folder), "--cache", "16", "--baselines", "dense"]
+    line = one_line_error(capsys, main([*args, "--out", str(tmp_path / "no"), "--tokens", "26"]))
+    assert line.endswith("the dense baseline attends over 25 tokens, but the model has sliding-window attention "
+                         "layers of window 24; drop the dense baseline or read at most 25 text tokens (--tokens 25)")
+    assert not (tmp_path / "no").exists()
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "ok"), "--tokens", "25"]) == 0
+    assert "past the 24 positions" not in capsys.readouterr().err  # the last query sits at position 23
+    # What the refusal protects: the model's own dense stream drops keys once the stream passes W + 1 tokens.
+    stream = np.random.default_rng(1).integers(0, VOCAB, 26)
+    gap = {n: np.abs(reference_nll(model, stream[:n], 0, None) - parallel_nll(model, stream[:n], 0, None)).max()
+           for n in (25, 26)}
+    assert gap[25] <= 1e-5 and gap[26] > 1e-3, gap
+
+    folder = save_family_folder(family_model("llama-gqa-tied", max_position_embeddings=24), small_tok, tmp_path / "l")
+    args = [*stream_eval(folder), "--cache", "16", "--baselines", "dense", "--tokens", "26"]
+    assert main([*args, "--out", str(tmp_path / "long")]) == 0
+    assert "the dense baseline reaches position 24, past the 24 positions" in capsys.readouterr().err
 
 
 def test_cache_beyond_trained_context_warns(tmp_path, small_tok, capsys):
