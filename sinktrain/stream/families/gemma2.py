@@ -4,8 +4,7 @@
 - soft-capped attention scores, cap·tanh(score / cap) before the mask and softmax (the parallel mode then
   computes attention itself: SDPA has no soft-capping), and soft-capped logits;
 - the attention scale 1/sqrt(query_pre_attn_scalar) (the module's `scaling`);
-- sliding-window layers every other layer (`config.layer_types`, window 4096 in the released models).
-Gemma 3 is another family (a rotary base per layer kind) and is refused."""
+- sliding-window layers every other layer (`config.layer_types`, window 4096 in the released models)."""
 
 import torch
 
