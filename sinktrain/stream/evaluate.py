@@ -58,7 +58,8 @@ class ModelPlan:
 
 
 def check_source(spec: str, cache: int):
-    """Resolve a model spec and check its config (architecture, required fields, RoPE, sliding windows)."""
+    """Resolve a model spec and check its config (architecture, required fields, RoPE, sliding windows).
+    -> (source, the language model's config: a multimodal wrapper's `text_config`)"""
     source = resolve_model_source(spec)
     config = load_config(source)
     cls = adapter_class(config)
@@ -69,7 +70,7 @@ def check_source(spec: str, cache: int):
             raise ValueError(f"{spec}: config.json lacks {', '.join(missing)}; the {cls.family} adapter needs them "
                              f"(re-export the model, or restore the fields)")
     check_config(config, cls, cache)
-    return source, config
+    return source, cls.language_config(config)
 
 
 def model_tokenizer(spec: str, source: ModelSource, config, override: str | None):
@@ -172,7 +173,7 @@ def self_check(model, adapter, stream: np.ndarray, cache: int, dtype: str) -> fl
             f"self-check failed: the {adapter.family} family adapter's logits differ from the model's own forward "
             f"by {diff:.3g} (tolerance {SELF_CHECK_TOL[dtype]}) on the first {n} tokens; this transformers release "
             f"({__import__('transformers').__version__}) lays the {adapter.family} modules out differently than "
-            f"sinktrain/stream/families/{adapter.family}.py expects"
+            f"{type(adapter).__module__.replace('.', '/')}.py expects"
         )
     return diff
 
@@ -249,7 +250,7 @@ def _evaluate_into(out: Path, cfg: StreamEvalConfig, pairs, plans, longest: int)
             report.write_nll(out, mname, name, nll)
             print(f"[stream-eval] {mname} {name}: ppl {results[mname][name]['ppl']:.3f} "
                   f"({rate:,.0f} tokens/s)", file=sys.stderr, flush=True)
-        probe = stream[: min(len(stream), cfg.attention_tokens, model.config.max_position_embeddings)]
+        probe = stream[: min(len(stream), cfg.attention_tokens, adapter.config.max_position_embeddings)]
         if len(probe) > cfg.first_k:
             stats[mname] = attention_sink_stats(model, probe, cfg.first_k).numpy()
             maps[mname] = attention_maps(model, probe)

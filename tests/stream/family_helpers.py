@@ -43,6 +43,12 @@ FAMILY_CASES = {
         final_logit_softcapping=4.0, rope_parameters={
             "sliding_attention": {"rope_type": "default", "rope_theta": 10.0},
             "full_attention": {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}})),
+    # the image-text wrapper of Gemma 3 4B and up: the same language model (its sizes go to text_config)
+    "gemma3-multimodal": ("Gemma3Config", dict(
+        vision_config=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=28, patch_size=14), mm_tokens_per_image=4,
+        text_config=dict(num_hidden_layers=3, num_key_value_heads=2, head_dim=24, query_pre_attn_scalar=24,
+                         sliding_window=128, final_logit_softcapping=4.0))),
     # a sliding window wider than the test streams (110 tokens): it must change nothing
     "phi3-partial-rotary": ("Phi3Config", dict(num_key_value_heads=2, sliding_window=128, pad_token_id=0,
                                                eos_token_id=2, rope_parameters={**DEFAULT_ROPE,
@@ -88,7 +94,11 @@ def family_model(case: str, seed: int = 0, **overrides):
     from transformers import AutoModelForCausalLM
 
     cls_name, extra = FAMILY_CASES[case]
-    config = getattr(transformers, cls_name)(**{**SMALL, **extra, **overrides})
+    if "text_config" in extra:  # a multimodal wrapper: the sizes and overrides are its language model's
+        config = getattr(transformers, cls_name)(**{**extra, "text_config": {**SMALL, **extra["text_config"],
+                                                                             **overrides}})
+    else:
+        config = getattr(transformers, cls_name)(**{**SMALL, **extra, **overrides})
     torch.manual_seed(seed)
     # as sinktrain's load_pretrained does: SDPA cannot soft-cap (transformers 5.17 picked it for Gemma 2 anyway)
     eager = {"attn_implementation": "eager"} if getattr(config, "attn_logit_softcapping", None) else {}

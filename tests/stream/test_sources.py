@@ -104,6 +104,18 @@ def test_a_soft_capped_model_loads_with_the_attention_that_caps(tmp_path, small_
     assert json.loads((tmp_path / "o" / "run.json").read_text())["timing"]["g2"]["self_check_max_abs_dlogp"] < 1e-5
 
 
+def test_a_multimodal_wrapper_streams_text_through_its_language_model(tmp_path, small_tok):
+    """Gemma 3 4B and up: the config's sizes, vocabulary and context live in `text_config`, the layers in
+    model.model.language_model; the wrapper's head never soft-caps."""
+    folder = save_family_folder(family_model("gemma3-multimodal", seed=5), small_tok, tmp_path / "g3mm")
+    args = [*stream_eval(folder, "--out", tmp_path / "o"), "--tokens", "120", "--baselines", "dense", "--plots", "true"]
+    assert main(args) == 0
+    run = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert run["models"]["g3mm"]["family"] == "gemma3_mm" and run["timing"]["g3mm"]["self_check_max_abs_dlogp"] < 1e-5
+    assert set(json.loads((tmp_path / "o" / "results.json").read_text())["g3mm"]) == {"0+32", "4+28", "dense"}
+    assert (tmp_path / "o" / "sink_attention.png").is_file()
+
+
 @pytest.mark.parametrize("overrides, expected", [
     # Gemma 3 keeps RoPE parameters per layer type: each set is checked
     (dict(rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10.0},
@@ -169,7 +181,7 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
     folder = save_family_folder(GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=512)),
                                 small_tok, tmp_path / "gpt2")
     line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
-    for family in ("gpt_neox", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3",
+    for family in ("gpt_neox", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "gemma3_mm", "phi3",
                    "olmo2", "granite", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe",
                    "gpt_oss", "phi", "smollm3", "stablelm", "starcoder2"):
         assert family in line

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sinktrain.stream.families.base import STATIC_ROPE_TYPES, FamilyAdapter, check_config
 from sinktrain.stream.families.gemma import GemmaAdapter
 from sinktrain.stream.families.gemma2 import Gemma2Adapter
-from sinktrain.stream.families.gemma3 import Gemma3Adapter
+from sinktrain.stream.families.gemma3 import Gemma3Adapter, Gemma3MultimodalAdapter
 from sinktrain.stream.families.gpt_neox import GPTNeoXAdapter
 from sinktrain.stream.families.gpt_oss import GptOssAdapter
 from sinktrain.stream.families.granite import GraniteAdapter
@@ -29,7 +29,8 @@ from sinktrain.stream.families.stablelm import StableLmAdapter
 from sinktrain.stream.families.starcoder2 import Starcoder2Adapter
 
 FAMILIES: tuple[type[FamilyAdapter], ...] = (GPTNeoXAdapter, LlamaAdapter, MistralAdapter, Qwen2Adapter, Qwen3Adapter,
-                                             GemmaAdapter, Gemma2Adapter, Gemma3Adapter, Phi3Adapter, Olmo2Adapter,
+                                             GemmaAdapter, Gemma2Adapter, Gemma3Adapter, Gemma3MultimodalAdapter,
+                                             Phi3Adapter, Olmo2Adapter,
                                              GraniteAdapter, MixtralAdapter, Qwen2MoeAdapter, Qwen3MoeAdapter,
                                              OlmoeAdapter, GptOssAdapter, PhiAdapter, SmolLM3Adapter, StableLmAdapter,
                                              Starcoder2Adapter)

@@ -34,8 +34,8 @@ class FamilyAdapter:
 
     def __init__(self, model):
         self.model = model
-        self.config = model.config
-        check_config(self.config, type(self))
+        self.config = self.language_config(model.config)
+        check_config(model.config, type(self))
         self.num_heads = int(self.config.num_attention_heads)
         self.num_kv_heads = int(getattr(self.config, "num_key_value_heads", None) or self.num_heads)
         self.head_dim = int(getattr(self.config, "head_dim", None) or self.config.hidden_size // self.num_heads)
@@ -45,6 +45,11 @@ class FamilyAdapter:
         self.rotary_dim = int(cos.shape[-1])  # GPT-NeoX rotates only part of each head
 
     # --- where things live (Llama layout; override per family) ---------------------------------------------------
+    @classmethod
+    def language_config(cls, config):
+        """The config of the language model (a multimodal wrapper keeps it in `text_config`)."""
+        return config
+
     @property
     def backbone(self):
         return self.model.model
@@ -174,6 +179,7 @@ def check_config(config, adapter_cls, cache: int | None = None) -> None:
     will hold, C = s + w. A query sees those C keys plus its own, while a sliding-window layer of window W
     sees W keys, its own included (transformers' masks), so it would drop the oldest cached key (the first
     sink, at cache index 0) unless W > C."""
+    config = adapter_cls.language_config(config)
     missing = [k for k in adapter_cls.required_config_keys if getattr(config, k, None) is None]
     if missing:
         raise ValueError(f"model config lacks {', '.join(missing)}; the {adapter_cls.family} adapter needs them")
