@@ -116,13 +116,14 @@ def load_pretrained(source: ModelSource, device: str = "cpu", dtype: str = "floa
     import sinktrain.model  # noqa: F401
     from transformers import AutoModelForCausalLM
 
+    config = load_config(source)  # read once (a GGUF header takes seconds to parse) and handed to the loader
     kwargs = source.kwargs()
-    if getattr(load_config(source), "attn_logit_softcapping", None) is not None:
+    if getattr(config, "attn_logit_softcapping", None) is not None:
         # Soft-capped attention scores (Gemma 2): no SDPA kernel can cap them, and transformers 5.17 loads such
         # a model with SDPA by default, which silently drops the cap. The eager attention is the definition.
         kwargs["attn_implementation"] = "eager"
     model = _hub_call(source, lambda: AutoModelForCausalLM.from_pretrained(
-        source.location, dtype=getattr(torch, dtype), **kwargs))
+        source.location, config=config, dtype=getattr(torch, dtype), **kwargs))
     return model.to(device).eval()
 
 
