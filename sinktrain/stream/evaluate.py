@@ -26,7 +26,7 @@ from sinktrain.model.source import ModelSource, load_config, load_model_tokenize
     resolve_model_source
 from sinktrain.stream import report
 from sinktrain.stream.config import StreamEvalConfig, validate
-from sinktrain.stream.families import adapter_class, adapter_for, check_config
+from sinktrain.stream.families import adapter_class, adapter_for, check_config, narrowest_window
 from sinktrain.stream.model_info import sink_token_ids
 from sinktrain.stream.parallel import parallel_logits, parallel_nll
 from sinktrain.stream.recompute import recompute_nll
@@ -149,11 +149,11 @@ def check_dense(spec: str, config, prefix_len: int, text_len: int, trained: int 
     """The dense baseline's last query sees every token of the stream but the one it predicts: a sliding-window
     layer narrower than that would drop keys, and positions past the trained context extrapolate."""
     keys = prefix_len + text_len - 1  # the last query's keys, its own included; it sits at position keys - 1
-    narrow = [w for w in adapter_class(config).sliding_windows(config) if w is not None and w < keys]
-    if narrow:
-        most = min(narrow) + 1 - prefix_len
+    narrow = narrowest_window(adapter_class(config), config, keys)
+    if narrow is not None:
+        most = narrow + 1 - prefix_len
         raise ValueError(f"{spec}: the dense baseline attends over {keys} tokens, but the model has sliding-window "
-                         f"attention layers of window {min(narrow)}; drop the dense baseline or read at most {most} "
+                         f"attention layers of window {narrow}; drop the dense baseline or read at most {most} "
                          f"text tokens (--tokens {most})")
     if trained and keys > trained:
         warn(f"{spec}: the dense baseline reaches position {keys - 1}, past the {trained} positions the model was "

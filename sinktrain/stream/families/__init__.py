@@ -6,7 +6,7 @@ one line in FAMILIES.
 
 from __future__ import annotations
 
-from sinktrain.stream.families.base import STATIC_ROPE_TYPES, FamilyAdapter, check_config
+from sinktrain.stream.families.base import STATIC_ROPE_TYPES, FamilyAdapter, check_config, narrowest_window
 from sinktrain.stream.families.gemma import GemmaAdapter
 from sinktrain.stream.families.gemma2 import Gemma2Adapter
 from sinktrain.stream.families.gemma3 import Gemma3Adapter, Gemma3MultimodalAdapter
@@ -55,4 +55,4 @@ def adapter_for(model) -> FamilyAdapter:
 
 
 __all__ = ["FAMILIES", "STATIC_ROPE_TYPES", "FamilyAdapter", "adapter_class", "adapter_for", "check_config",
-           "supported_model_types"]
+           "narrowest_window", "supported_model_types"]

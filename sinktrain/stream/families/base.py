@@ -195,10 +195,16 @@ def check_config(config, adapter_cls, cache: int | None = None) -> None:
         raise ValueError("the model attends in both directions (an embedding model, such as EmbeddingGemma), so it "
                          "predicts no next token to stream; use a causal language model")
     if cache is not None:
-        narrow = sorted({w for w in adapter_cls.sliding_windows(config) if w is not None and w <= cache})
-        if narrow:
+        narrow = narrowest_window(adapter_cls, config, cache + 1)
+        if narrow is not None:
             raise ValueError(
-                f"the model has sliding-window attention layers of window {narrow[0]} (keys a query sees, its own "
+                f"the model has sliding-window attention layers of window {narrow} (keys a query sees, its own "
                 f"included), too narrow for a cache of {cache} tokens plus the query; use a cache of at most "
-                f"{narrow[0] - 1} tokens"
+                f"{narrow - 1} tokens"
             )
+
+
+def narrowest_window(adapter_cls, config, keys: int) -> int | None:
+    """The narrowest sliding window among the layers of `config` (a language model's) that would drop some of
+    `keys` keys, a query's own among them (a window W shows W); None when every layer sees them all."""
+    return min((w for w in adapter_cls.sliding_windows(config) if w is not None and w < keys), default=None)
