@@ -18,12 +18,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# One pytest-xdist worker per core, whole test files per worker (module fixtures such as the loaded SmolLM2
+# are built once): on 2 cores the suite takes about 5 minutes instead of 8.
+XDIST := -n auto --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q $(XDIST) tests
 
 # The editing loop: everything except the multi-process (torchrun) tests.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not distributed" tests
+	$(BIN)/python -m pytest -q $(XDIST) -m "not distributed" tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check sinktrain tests benchmarks
