@@ -42,10 +42,12 @@ def load_session(spec: str, opts: CacheOptions, check_tokenizer=None) -> Session
     (`check_tokenizer(tok)`, e.g. its chat template) before loading the weights."""
     from sinktrain.model.source import load_model_tokenizer, load_pretrained
     from sinktrain.stream.evaluate import check_source
+    from sinktrain.stream.families import language_config
     from sinktrain.stream.model_info import sink_token_ids
 
     opts.check()
-    source, config = check_source(spec, opts.cache)
+    source, read = check_source(spec, opts.cache)
+    config = language_config(read)
     tok = load_model_tokenizer(source)
     if tok is None:
         raise ValueError(f"{spec} has no tokenizer files; save the tokenizer it was trained with into the model folder")
@@ -59,5 +61,5 @@ def load_session(spec: str, opts: CacheOptions, check_tokenizer=None) -> Session
     if trained and opts.cache + 1 > trained:  # positions inside the cache reach C (the query of a full cache)
         print(f"[sinktrain] warning: the cache ({opts.cache} + the query) exceeds the {trained} positions {spec} "
               f"was trained on", file=sys.stderr)
-    model = load_pretrained(source, opts.device, opts.dtype)
+    model = load_pretrained(source, opts.device, opts.dtype, config=read)
     return Session(model, tok, sinks, opts)

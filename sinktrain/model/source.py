@@ -109,14 +109,16 @@ def check_device(device: str) -> None:
         raise ValueError(f"--device {device!r}: sinktrain runs on cpu, cuda or mps")
 
 
-def load_pretrained(source: ModelSource, device: str = "cpu", dtype: str = "float32"):
-    """The model in eval mode on `device`, weights in `dtype` (GGUF weights are dequantized to it)."""
+def load_pretrained(source: ModelSource, device: str = "cpu", dtype: str = "float32", config=None):
+    """The model in eval mode on `device`, weights in `dtype` (GGUF weights are dequantized to it). `config`: the
+    source's config (`load_config`) where the caller has read it already; a GGUF header takes seconds to parse."""
     import torch
 
     import sinktrain.model  # noqa: F401
     from transformers import AutoModelForCausalLM
 
-    config = load_config(source)  # read once (a GGUF header takes seconds to parse) and handed to the loader
+    if config is None:
+        config = load_config(source)  # read once and handed to the loader
     kwargs = source.kwargs()
     if getattr(config, "attn_logit_softcapping", None) is not None:
         # Soft-capped attention scores (Gemma 2): no SDPA kernel can cap them, and transformers 5.17 loads such

@@ -26,7 +26,7 @@ from sinktrain.model.source import ModelSource, load_config, load_model_tokenize
     resolve_model_source
 from sinktrain.stream import report
 from sinktrain.stream.config import StreamEvalConfig, validate
-from sinktrain.stream.families import adapter_class, adapter_for, check_config, narrowest_window
+from sinktrain.stream.families import adapter_class, adapter_for, check_config, language_config, narrowest_window
 from sinktrain.stream.model_info import sink_token_ids
 from sinktrain.stream.parallel import parallel_logits, parallel_nll
 from sinktrain.stream.recompute import recompute_nll
@@ -53,13 +53,14 @@ class ModelPlan:
 
     name: str
     source: ModelSource
+    config: object  # as read from the source (the wrapper's, for a multimodal model): loading reuses it
     prefix: list[int]  # prepended to the text: sink tokens, then BOS if asked for
     text: object  # LongText, in this model's tokenization
 
 
 def check_source(spec: str, cache: int):
     """Resolve a model spec and check its config (architecture, required fields, RoPE, sliding windows).
-    -> (source, the language model's config: a multimodal wrapper's `text_config`)"""
+    -> (source, its config as read; `language_config` of it is the config of the model that streams)"""
     source = resolve_model_source(spec)
     config = load_config(source)
     cls = adapter_class(config)
@@ -70,7 +71,7 @@ def check_source(spec: str, cache: int):
             raise ValueError(f"{spec}: config.json lacks {', '.join(missing)}; the {cls.family} adapter needs them "
                              f"(re-export the model, or restore the fields)")
     check_config(config, cls, cache)
-    return source, cls.language_config(config)
+    return source, config
 
 
 def model_tokenizer(spec: str, source: ModelSource, config, override: str | None):
@@ -125,7 +126,8 @@ def plan(cfg: StreamEvalConfig, longest: int) -> list[ModelPlan]:
     texts: dict[str, object] = {}
     plans = []
     for spec, name in zip(cfg.models, model_names(cfg.models)):
-        source, config = check_source(spec, longest)
+        source, read = check_source(spec, longest)
+        config = language_config(read)
         tok = model_tokenizer(spec, source, config, cfg.tokenizer)
         prefix = stream_prefix(spec, config, tok, cfg.bos)
         key = tokenizer_hash(tok)
@@ -141,7 +143,7 @@ def plan(cfg: StreamEvalConfig, longest: int) -> list[ModelPlan]:
                  f"trained on; its perplexity there measures extrapolation")
         if "dense" in cfg.baselines:
             check_dense(spec, config, len(prefix), len(text), trained)
-        plans.append(ModelPlan(name, source, prefix, text))
+        plans.append(ModelPlan(name, source, read, prefix, text))
     return plans
 
 
@@ -233,7 +235,7 @@ def _evaluate_into(out: Path, cfg: StreamEvalConfig, pairs, plans, longest: int)
     timing: dict = {}
     texts: dict = {}
     for p in plans:
-        model = load_pretrained(p.source, cfg.device, cfg.dtype)
+        model = load_pretrained(p.source, cfg.device, cfg.dtype, config=p.config)
         adapter = adapter_for(model)
         stream = np.concatenate([np.asarray(p.prefix, dtype=np.int64), p.text.tokens])
         diff = self_check(model, adapter, stream, longest, cfg.dtype)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from gen_helpers import tiny_folder
-from stream_helpers import SINK_ID
+from stream_helpers import SINK_ID, count_config_reads
 
 from sinktrain.cli import main
 from sinktrain.generate.decode import Decoder, Sampler
@@ -50,8 +50,9 @@ def test_prompt_file_that_is_not_utf8(folder, tmp_path, capsys):
     assert len(err) == 1 and expected in err[0], err
 
 
-def test_stdout_is_the_decode_loop_past_the_cache(folder, capsys):
+def test_stdout_is_the_decode_loop_past_the_cache(folder, capsys, monkeypatch):
     path, model, tok = folder
+    reads = count_config_reads(monkeypatch)
     prompt = "It was a truth universally acknowledged, that a single man in possession of a good fortune"
     ids = tok(prompt)["input_ids"]
     assert len(ids) > 12  # longer than the cache: chunked prefill with eviction
@@ -61,6 +62,7 @@ def test_stdout_is_the_decode_loop_past_the_cache(folder, capsys):
     expected = list(Decoder(model, SinkCache(model, 2, 10), prefill_chunk=3).stream(ids, 40, Sampler()))
     assert rc == 0 and out.out == tok.decode(expected) + "\n"
     assert "[generate] 40 tokens" in out.err and "cache 12 entries" in out.err
+    assert reads == [str(path)]  # checked and loaded from one reading of the config
 
 
 def test_static_cache_and_seeded_sampling(folder, capsys):

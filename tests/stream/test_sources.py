@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 from family_helpers import VOCAB, family_model, save_family_folder, small_tokenizer
-from stream_helpers import BOOKS
+from stream_helpers import BOOKS, count_config_reads
 
 from sinktrain.cli import main
 from sinktrain.stream import parallel_nll, reference_nll
@@ -44,9 +44,11 @@ def one_line_error(capsys, rc) -> str:
     return last
 
 
-def test_folder_streams_with_its_own_tokenizer(llama_dir, small_tok, tmp_path):
+def test_folder_streams_with_its_own_tokenizer(llama_dir, small_tok, tmp_path, monkeypatch):
+    reads = count_config_reads(monkeypatch)
     out = tmp_path / "out"
     assert main(stream_eval(llama_dir, "--out", out)) == 0
+    assert reads == [str(llama_dir)]  # checked and loaded from one reading (a GGUF header takes seconds)
     results = json.loads((out / "results.json").read_text())
     text = BOOKS.joinpath("austen_persuasion.txt").read_text()
     expected = min(300, len(small_tok(text, add_special_tokens=False)["input_ids"])) - 1
@@ -114,6 +116,9 @@ def test_a_multimodal_wrapper_streams_text_through_its_language_model(tmp_path, 
     assert run["models"]["g3mm"]["family"] == "gemma3_mm" and run["timing"]["g3mm"]["self_check_max_abs_dlogp"] < 1e-5
     assert set(json.loads((tmp_path / "o" / "results.json").read_text())["g3mm"]) == {"0+32", "4+28", "dense"}
     assert (tmp_path / "o" / "sink_attention.png").is_file()
+    generate = ["generate", str(folder), "--prompt", "It was", "--cache", "16", "--sinks", "2", "--max-new-tokens",
+                "20", "--ignore-eos"]
+    assert main(generate) == 0  # the same checks, then the wrapper's loaded model decodes past its cache
 
 
 @pytest.mark.parametrize("overrides, expected", [

@@ -50,9 +50,15 @@ def adapter_class(config) -> type[FamilyAdapter]:
     raise ValueError(f"unsupported architecture {mtype!r}; the streaming evaluator supports these families: {families}")
 
 
+def language_config(config):
+    """The config of the language model that streams (a multimodal wrapper's `text_config`)."""
+    return adapter_class(config).language_config(config)
+
+
 def adapter_for(model) -> FamilyAdapter:
     return adapter_class(model.config)(model)
 
 
 __all__ = ["FAMILIES", "STATIC_ROPE_TYPES", "FamilyAdapter", "adapter_class", "adapter_for", "check_config",
+           "language_config",
            "narrowest_window", "supported_model_types"]
