@@ -35,14 +35,15 @@ def resolve(spec: str):
     return resolve_model_source(spec)
 
 
-def load(spec: str, device: str, dtype: str) -> LoadedModel:
+def load(spec: str, device: str, dtype: str, config=None) -> LoadedModel:
     """Weights and tokenizer of a folder / .gguf / hub id / zoo name; one-line ValueError when it cannot load.
-    softmax1/logit exports load with sinktrain's own architecture (registered by sinktrain.model)."""
+    softmax1/logit exports load with sinktrain's own architecture (registered by sinktrain.model). `config`: the
+    model's config where the caller has read it already."""
     from sinktrain.model.source import load_model_tokenizer, load_pretrained
 
     source = resolve(spec)
     try:
-        model = load_pretrained(source, device, dtype)
+        model = load_pretrained(source, device, dtype, config=config)
     except Exception as e:  # broken weights, a missing file: one line naming the model
         text = str(e).strip().removeprefix(f"cannot load model {spec!r}: ")
         raise ValueError(f"cannot load model {spec!r}: {text.splitlines()[0] if text else type(e).__name__}") from None

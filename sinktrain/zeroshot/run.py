@@ -21,16 +21,19 @@ def log(msg: str) -> None:
     print(f"[zeroshot] {msg}", flush=True)
 
 
-def check_models(cfg: ZeroShotConfig) -> None:
-    """Each spec resolves and its config loads (one line naming the model if not) before any scoring."""
+def check_models(cfg: ZeroShotConfig) -> dict:
+    """Each spec resolves and its config loads (one line naming the model if not) before any scoring.
+    -> {spec: config}, handed to the loader so that each config is read once (a GGUF header takes seconds)."""
     from sinktrain.model.source import load_config, resolve_model_source
 
+    configs = {}
     for spec in cfg.models:
         source = resolve_model_source(spec)  # its own one-line errors name the spec and the fix
         try:
-            load_config(source)
+            configs[spec] = load_config(source)
         except Exception as e:  # an unknown architecture, a malformed config: one line naming the model
             raise ValueError(f"cannot load model {spec!r}: {first_line(e)}") from None
+    return configs
 
 
 def first_line(e: Exception) -> str:
@@ -59,7 +62,7 @@ def zeroshot(cfg: ZeroShotConfig) -> dict:
 
     cfg.validate()
     sources = cfg.task_sources()
-    check_models(cfg)
+    configs = check_models(cfg)
     out = Path(cfg.out)
     refs, splits = {}, {}
     for t in cfg.tasks:
@@ -78,7 +81,7 @@ def zeroshot(cfg: ZeroShotConfig) -> dict:
     results: dict = {}
     for spec in cfg.models:
         t0 = time.perf_counter()
-        loaded = load(spec, cfg.device, cfg.dtype)
+        loaded = load(spec, cfg.device, cfg.dtype, configs[spec])
         log(f"{spec}: loaded in {time.perf_counter() - t0:.1f} s"
             + (f", sink token(s) {loaded.sink_ids} at position 0 of every request" if loaded.sink_ids else ""))
         lm = lm_for(loaded, cfg.batch_size)

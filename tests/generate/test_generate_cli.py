@@ -4,9 +4,10 @@ loop on the same model; token-sink exports get their sink token first; sampling 
 from __future__ import annotations
 
 import pytest
+from config_reads import count_config_reads
 import torch
 from gen_helpers import tiny_folder
-from stream_helpers import SINK_ID, count_config_reads
+from stream_helpers import SINK_ID
 
 from sinktrain.cli import main
 from sinktrain.generate.decode import Decoder, Sampler

@@ -58,21 +58,3 @@ def train_tiny(tokenizer, kind: str = "none", steps: int = 40):
             opt.step()
     model.final_loss = float(loss.detach())
     return model.eval()
-
-
-def count_config_reads(monkeypatch) -> list[str]:
-    """Every `load_config` call, by model location (the checks and the loader each import it)."""
-    import importlib
-
-    source_module = importlib.import_module("sinktrain.model.source")
-    # by name: `sinktrain.stream` exports a function called `evaluate`
-    evaluate_module = importlib.import_module("sinktrain.stream.evaluate")
-    reads, real = [], source_module.load_config
-
-    def counting(source):
-        reads.append(source.location)
-        return real(source)
-
-    for module in (source_module, evaluate_module):
-        monkeypatch.setattr(module, "load_config", counting)
-    return reads

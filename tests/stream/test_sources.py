@@ -11,8 +11,9 @@ import sys
 
 import numpy as np
 import pytest
+from config_reads import count_config_reads
 from family_helpers import VOCAB, family_model, save_family_folder, small_tokenizer
-from stream_helpers import BOOKS, count_config_reads
+from stream_helpers import BOOKS
 
 from sinktrain.cli import main
 from sinktrain.stream import parallel_nll, reference_nll

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import torch
+from config_reads import count_config_reads
 from datasets import load_from_disk
 
 from sinktrain.cli import main
@@ -38,7 +39,8 @@ def piqa_by_hand(model_dir, limit: int) -> tuple[float, float]:
     return hits / limit, hits_norm / limit
 
 
-def test_zeroshot_cli_writes_results_and_table(model_dirs, tmp_path, capsys):
+def test_zeroshot_cli_writes_results_and_table(model_dirs, tmp_path, capsys, monkeypatch):
+    reads = count_config_reads(monkeypatch)
     out = tmp_path / "zs"
     models = [str(model_dirs["sink1"]), str(model_dirs["zerosink"])]
     rc = main(["zeroshot", *models, "--tasks", "piqa,arc_easy,lambada_openai", "--limit", str(LIMIT),
@@ -46,6 +48,7 @@ def test_zeroshot_cli_writes_results_and_table(model_dirs, tmp_path, capsys):
     assert rc == 0
     printed = capsys.readouterr().out
     assert "examples/s" in printed and "sink token(s) [50277] at position 0" in printed
+    assert reads == models  # each checked before any scoring, and loaded from that same reading
 
     results = json.loads((out / "results.json").read_text())
     assert list(results) == models  # keyed by the model as given
