@@ -23,13 +23,18 @@ def random_tokens(n: int, vocab: int, seed: int = 0) -> np.ndarray:
     return torch.randint(0, vocab, (n,), generator=torch.Generator().manual_seed(seed)).numpy()
 
 
+FAMILY_KINDS = {
+    "llama": "llama-gqa-tied",
+    "gemma3": "gemma3-two-ropes",  # a rotary table per layer type
+    "gpt-oss": "gpt-oss-sinks",  # learned sink logits, YaRN
+    "olmo3": "olmo3-two-ropes",  # a rotary table per layer type, YaRN on one of them
+    "cohere2": "cohere2-nope",  # rotary on interleaved pairs; a layer without position encoding
+}
+
+
 def model_for(kind: str):
-    if kind == "llama":
-        return family_model("llama-gqa-tied", seed=1)
-    if kind == "gemma3":  # a rotary table per layer type
-        return family_model("gemma3-two-ropes", seed=1)
-    if kind == "gpt-oss":  # learned sink logits, YaRN
-        return family_model("gpt-oss-sinks", seed=1)
+    if kind in FAMILY_KINDS:
+        return family_model(FAMILY_KINDS[kind], seed=1)
     model = tiny("token" if kind == "token" else kind, seed=3, **({"num_tokens": 1} if kind == "token" else {}))
     if kind == "logit":  # learned sink logits that differ per head and layer
         with torch.no_grad():
@@ -38,7 +43,7 @@ def model_for(kind: str):
     return model
 
 
-KINDS = ["none", "token", "softmax1", "logit", "llama", "gemma3", "gpt-oss"]
+KINDS = ["none", "token", "softmax1", "logit", *FAMILY_KINDS]
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -13,6 +13,7 @@ VOCAB = 512
 SMALL = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, vocab_size=VOCAB,
              max_position_embeddings=1024, initializer_range=0.08)
 DEFAULT_ROPE = {"rope_type": "default", "rope_theta": 10000.0}
+TOKEN_IDS = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)  # inside the tiny vocabulary
 
 # name -> (config class name, overrides). Together they cover grouped-query and multi-head attention, tied and
 # untied heads, rope_theta, static scaled RoPE (linear, llama3, YaRN), q/k/v biases, q/k RMSNorm (per head and
@@ -83,6 +84,35 @@ FAMILY_CASES = {
                                                    rope_parameters={**DEFAULT_ROPE, "partial_rotary_factor": 0.5})),
     "starcoder2": ("Starcoder2Config", dict(num_key_value_heads=2, sliding_window=128, pad_token_id=0,
                                             eos_token_id=2, rope_parameters=DEFAULT_ROPE)),
+    # parallel residual from one LayerNorm, LayerNorm per head on q and k, interleaved rotary, scaled logits
+    "cohere-parallel-qknorm": ("CohereConfig", dict(num_key_value_heads=2, use_qk_norm=True, logit_scale=0.5,
+                                                    **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
+    # sliding layers 0-2 with rotary, layer 3 full attention without any position encoding (NoPE)
+    "cohere2-nope": ("Cohere2Config", dict(num_hidden_layers=4, num_key_value_heads=2, sliding_window=128,
+                                           logit_scale=0.5, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
+    # interleaved partial rotary, biases, fused gate/up
+    "glm-interleaved": ("GlmConfig", dict(num_key_value_heads=2, **TOKEN_IDS,
+                                          rope_parameters={**DEFAULT_ROPE, "partial_rotary_factor": 0.5})),
+    "glm4-postnorms": ("Glm4Config", dict(num_key_value_heads=2, **TOKEN_IDS,
+                                          rope_parameters={**DEFAULT_ROPE, "partial_rotary_factor": 0.5})),
+    # a rotary set per layer type (YaRN on the full-attention layer only), sliding layers 0-2
+    "olmo3-two-ropes": ("Olmo3Config", dict(
+        num_hidden_layers=4, num_key_value_heads=2, sliding_window=128, **TOKEN_IDS, rope_parameters={
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10.0},
+            "full_attention": {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+                               "original_max_position_embeddings": 256}})),
+    # post-norms, per-head q/k norms, NoPE on the full-attention layer 3
+    "exaone4-nope": ("Exaone4Config", dict(num_hidden_layers=4, num_key_value_heads=2, sliding_window=128,
+                                           **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
+    "apertus-qknorm": ("ApertusConfig", dict(num_key_value_heads=2, **TOKEN_IDS, rope_parameters={
+        "rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0, "original_max_position_embeddings": 32})),
+    "arcee-relu2": ("ArceeConfig", dict(num_key_value_heads=2, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
+    "seed-oss-bias": ("SeedOssConfig", dict(num_key_value_heads=2, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
+    "ernie4.5-interleaved": ("Ernie4_5Config", dict(num_key_value_heads=2, **TOKEN_IDS,
+                                                    rope_parameters=DEFAULT_ROPE)),
+    "nemotron-partial": ("NemotronConfig", dict(num_key_value_heads=2, **TOKEN_IDS,
+                                                rope_parameters={**DEFAULT_ROPE, "partial_rotary_factor": 0.5})),
     "granite-multipliers": ("GraniteConfig", dict(num_key_value_heads=2, embedding_multiplier=3.0,
                                                   residual_multiplier=0.5, logits_scaling=4.0,
                                                   attention_multiplier=0.2, rope_parameters=DEFAULT_ROPE)),

@@ -6,17 +6,26 @@ one line in FAMILIES.
 
 from __future__ import annotations
 
+from sinktrain.stream.families.apertus import ApertusAdapter
+from sinktrain.stream.families.arcee import ArceeAdapter
 from sinktrain.stream.families.base import STATIC_ROPE_TYPES, FamilyAdapter, check_config, narrowest_window
+from sinktrain.stream.families.cohere import Cohere2Adapter, CohereAdapter
+from sinktrain.stream.families.ernie4_5 import Ernie4_5Adapter
+from sinktrain.stream.families.exaone4 import Exaone4Adapter
 from sinktrain.stream.families.gemma import GemmaAdapter
 from sinktrain.stream.families.gemma2 import Gemma2Adapter
 from sinktrain.stream.families.gemma3 import Gemma3Adapter, Gemma3MultimodalAdapter
+from sinktrain.stream.families.glm import GlmAdapter
+from sinktrain.stream.families.glm4 import Glm4Adapter
 from sinktrain.stream.families.gpt_neox import GPTNeoXAdapter
 from sinktrain.stream.families.gpt_oss import GptOssAdapter
 from sinktrain.stream.families.granite import GraniteAdapter
 from sinktrain.stream.families.llama import LlamaAdapter
 from sinktrain.stream.families.mistral import MistralAdapter
 from sinktrain.stream.families.mixtral import MixtralAdapter
+from sinktrain.stream.families.nemotron import NemotronAdapter
 from sinktrain.stream.families.olmo2 import Olmo2Adapter
+from sinktrain.stream.families.olmo3 import Olmo3Adapter
 from sinktrain.stream.families.olmoe import OlmoeAdapter
 from sinktrain.stream.families.phi import PhiAdapter
 from sinktrain.stream.families.phi3 import Phi3Adapter
@@ -24,16 +33,18 @@ from sinktrain.stream.families.qwen2 import Qwen2Adapter
 from sinktrain.stream.families.qwen2_moe import Qwen2MoeAdapter
 from sinktrain.stream.families.qwen3 import Qwen3Adapter
 from sinktrain.stream.families.qwen3_moe import Qwen3MoeAdapter
+from sinktrain.stream.families.seed_oss import SeedOssAdapter
 from sinktrain.stream.families.smollm3 import SmolLM3Adapter
 from sinktrain.stream.families.stablelm import StableLmAdapter
 from sinktrain.stream.families.starcoder2 import Starcoder2Adapter
 
-FAMILIES: tuple[type[FamilyAdapter], ...] = (GPTNeoXAdapter, LlamaAdapter, MistralAdapter, Qwen2Adapter, Qwen3Adapter,
-                                             GemmaAdapter, Gemma2Adapter, Gemma3Adapter, Gemma3MultimodalAdapter,
-                                             Phi3Adapter, Olmo2Adapter,
-                                             GraniteAdapter, MixtralAdapter, Qwen2MoeAdapter, Qwen3MoeAdapter,
-                                             OlmoeAdapter, GptOssAdapter, PhiAdapter, SmolLM3Adapter, StableLmAdapter,
-                                             Starcoder2Adapter)
+FAMILIES: tuple[type[FamilyAdapter], ...] = (
+    GPTNeoXAdapter, LlamaAdapter, MistralAdapter, Qwen2Adapter, Qwen3Adapter, GemmaAdapter, Gemma2Adapter,
+    Gemma3Adapter, Gemma3MultimodalAdapter, Phi3Adapter, Olmo2Adapter, Olmo3Adapter, GraniteAdapter, MixtralAdapter,
+    Qwen2MoeAdapter, Qwen3MoeAdapter, OlmoeAdapter, GptOssAdapter, PhiAdapter, SmolLM3Adapter, StableLmAdapter,
+    Starcoder2Adapter, CohereAdapter, Cohere2Adapter, GlmAdapter, Glm4Adapter, Exaone4Adapter, ApertusAdapter,
+    ArceeAdapter, SeedOssAdapter, Ernie4_5Adapter, NemotronAdapter,
+)
 
 
 def supported_model_types() -> list[str]:

@@ -72,12 +72,16 @@ class FamilyAdapter:
         """Un-rotated q [n, heads, d] and k, v [n, kv_heads, d] of hidden states x [n, hidden] (sequence-major:
         contiguous views of the projections, so rotation and concatenation along the sequence stay cheap)."""
         attn, n = self.attention(layer), x.shape[0]
-        h = layer.input_layernorm(x)
+        h = self.attention_input(layer, x)
         q = attn.q_proj(h).view(n, self.num_heads, self.head_dim)
         k = attn.k_proj(h).view(n, self.num_kv_heads, self.head_dim)
         v = attn.v_proj(h).view(n, self.num_kv_heads, self.head_dim)
         q, k = self.qk_norm(attn, q, k)
         return q, k, v
+
+    def attention_input(self, layer, x: torch.Tensor) -> torch.Tensor:
+        """What the q/k/v projections read: the pre-attention norm of x (post-norm families: x itself)."""
+        return layer.input_layernorm(x)
 
     def qk_norm(self, attn, q, k):
         return q, k
@@ -118,20 +122,33 @@ class FamilyAdapter:
         return [window if t == "sliding_attention" else None for t in types]
 
     # --- rotary, from the model's own module ---------------------------------------------------------------------
+    # Families whose rotary module takes the layer type and keeps frequencies (and a YaRN factor) per type
+    # (Gemma 3, OLMo 3).
+    rotary_per_layer_type = False
+
     def rotary_kinds(self) -> list:
         """Per layer, which rotary embedding it uses (a key for `cos_sin`); one for all layers (None) unless a
-        family has several (Gemma 3: a base per layer type)."""
+        family has several (a set per layer type), or layers without any ("nope": SmolLM3, Cohere 2)."""
+        if self.rotary_per_layer_type:
+            return list(self.config.layer_types)
         return [None] * len(self.layers)
 
     def cos_sin(self, positions: torch.Tensor, dtype: torch.dtype, kind=None):
         """cos, sin [n, rotary_dim] at integer positions [n] (any sign), from the model's rotary module."""
+        if kind == "nope":  # cos 1, sin 0: the model's own rotation function then leaves q and k as they are
+            shape = (positions.shape[0], self.head_dim)
+            return (torch.ones(shape, dtype=dtype, device=positions.device),
+                    torch.zeros(shape, dtype=dtype, device=positions.device))
         probe = torch.empty(0, dtype=dtype, device=positions.device)
         cos, sin = self.rotary_module(probe, positions[None], *(() if kind is None else (kind,)))
         return cos[0], sin[0]
 
     def rotary_scaling(self, kind=None) -> float:
         """The factor m the rotary module multiplies cos and sin by (1 unless YaRN): R(p)^-1 = R(-p) / m^2."""
-        return float(getattr(self.rotary_module, "attention_scaling", 1.0))
+        if kind == "nope":
+            return 1.0
+        name = f"{kind}_attention_scaling" if self.rotary_per_layer_type else "attention_scaling"
+        return float(getattr(self.rotary_module, name, 1.0))
 
     # Partial rotary where the attention module hands apply_rotary_pos_emb only the leading rotary_dim dims
     # (Phi, StableLM); otherwise the function takes the whole head and passes the rest through itself (GPT-NeoX).

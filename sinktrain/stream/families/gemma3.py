@@ -16,14 +16,10 @@ class Gemma3Adapter(Gemma2Adapter):
     def qk_norm(self, attn, q, k):
         return attn.q_norm(q), attn.k_norm(k)
 
+    rotary_per_layer_type = True
+
     def attention_softcap(self):
         return None  # Gemma 3's attention passes no soft-cap, whatever its config says
-
-    def rotary_kinds(self):
-        return list(self.config.layer_types)
-
-    def rotary_scaling(self, kind=None):
-        return float(getattr(self.rotary_module, f"{kind}_attention_scaling", 1.0))
 
 
 class Gemma3MultimodalAdapter(Gemma3Adapter):

@@ -1,0 +1,20 @@
+"""Apertus (Swiss AI, 8B and 70B): the Llama layout with its pre-norms named `attention_layernorm` and
+`feedforward_layernorm`, an RMSNorm on each head's query and key before the rotary embedding, and an xIELU MLP
+without a gate (the MLP module's business)."""
+
+from sinktrain.stream.families.base import FamilyAdapter
+
+
+class ApertusAdapter(FamilyAdapter):
+    family = "apertus"
+    model_types = ("apertus",)
+
+    def attention_input(self, layer, x):
+        return layer.attention_layernorm(x)
+
+    def qk_norm(self, attn, q, k):
+        return attn.q_norm(q), attn.k_norm(k)
+
+    def residual(self, layer, x, attn_out):
+        x = x + layer.self_attn.o_proj(attn_out)
+        return x + layer.mlp(layer.feedforward_layernorm(x))
