@@ -157,6 +157,12 @@ def check_dense(spec: str, config, prefix_len: int, text_len: int, trained: int 
         raise ValueError(f"{spec}: the dense baseline attends over {keys} tokens, but the model has sliding-window "
                          f"attention layers of window {narrow}; drop the dense baseline or read at most {most} "
                          f"text tokens (--tokens {most})")
+    limit = adapter_class(config).position_limit(config)
+    if limit is not None and keys > limit[0]:
+        most = limit[0] + 1 - prefix_len
+        raise ValueError(f"{spec}: the dense baseline reaches position {keys - 1}, but the model's {limit[1]} changes "
+                         f"its attention from position {limit[0]} on, which the streaming evaluator does not "
+                         f"reproduce; drop the dense baseline or read at most {most} text tokens (--tokens {most})")
     if trained and keys > trained:
         warn(f"{spec}: the dense baseline reaches position {keys - 1}, past the {trained} positions the model was "
              f"trained on; its perplexity there measures extrapolation")

@@ -13,6 +13,8 @@ VOCAB = 512
 SMALL = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, vocab_size=VOCAB,
              max_position_embeddings=1024, initializer_range=0.08)
 DEFAULT_ROPE = {"rope_type": "default", "rope_theta": 10000.0}
+MINISTRAL3_ROPE = {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 256,
+                   "llama_4_scaling_beta": 0.5}
 TOKEN_IDS = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)  # inside the tiny vocabulary
 
 # name -> (config class name, overrides). Together they cover grouped-query and multi-head attention, tied and
@@ -113,6 +115,13 @@ FAMILY_CASES = {
                                                     rope_parameters=DEFAULT_ROPE)),
     "nemotron-partial": ("NemotronConfig", dict(num_key_value_heads=2, **TOKEN_IDS,
                                                 rope_parameters={**DEFAULT_ROPE, "partial_rotary_factor": 0.5})),
+    # sliding windows marked per layer (layers 0 and 2)
+    "ministral-layer-windows": ("MinistralConfig", dict(
+        num_hidden_layers=4, num_key_value_heads=2, head_dim=16, sliding_window=128, **TOKEN_IDS,
+        layer_types=["sliding_attention", "full_attention"] * 2, rope_parameters=DEFAULT_ROPE)),
+    # YaRN with Llama 4's query scaling from position 256 on (the streams stay below it)
+    "ministral3-scaled-queries": ("Ministral3Config", dict(num_key_value_heads=2, head_dim=16, **TOKEN_IDS,
+                                                          rope_parameters=MINISTRAL3_ROPE)),
     "granite-multipliers": ("GraniteConfig", dict(num_key_value_heads=2, embedding_multiplier=3.0,
                                                   residual_multiplier=0.5, logits_scaling=4.0,
                                                   attention_multiplier=0.2, rope_parameters=DEFAULT_ROPE)),

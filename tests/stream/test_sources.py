@@ -157,6 +157,30 @@ def test_narrow_sliding_window_is_refused(case, marked, tmp_path, small_tok, cap
     assert gap[23] <= 1e-5 and gap[24] > 0.1, gap
 
 
+def test_ministral3_query_scaling_bounds_the_cache_and_the_dense_baseline(tmp_path, small_tok, capsys):
+    """Ministral 3 multiplies a query at position p by 1 + β·log(1 + ⌊p / P⌋): exactly 1 below P, as far as the
+    evaluator reproduces the model. P = 24 here."""
+    from family_helpers import MINISTRAL3_ROPE
+
+    model = family_model("ministral3-scaled-queries", rope_parameters={**MINISTRAL3_ROPE,
+                                                                       "original_max_position_embeddings": 24})
+    folder = save_family_folder(model, small_tok, tmp_path / "m3")
+    line = one_line_error(capsys, main([*stream_eval(folder, "--out", tmp_path / "o"), "--cache", "24"]))
+    assert line.endswith("the model's query scaling (llama_4_scaling_beta) changes its attention from position 24 "
+                         "on, which the streaming evaluator does not reproduce; use a cache of at most 23 tokens")
+    dense = [*stream_eval(folder), "--cache", "16", "--baselines", "dense"]
+    line = one_line_error(capsys, main([*dense, "--out", str(tmp_path / "d"), "--tokens", "26"]))
+    assert line.endswith("drop the dense baseline or read at most 25 text tokens (--tokens 25)")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "d").exists()
+    assert main([*stream_eval(folder, "--out", tmp_path / "ok"), "--cache", "23"]) == 0
+    assert main([*dense, "--out", str(tmp_path / "ok-dense"), "--tokens", "25"]) == 0
+    # What the refusal protects: the model's own attention (the reference mode) scales the query at position 24.
+    stream = np.random.default_rng(2).integers(0, VOCAB, 90)
+    gap = {c: np.abs(reference_nll(model, stream, 4, c - 4) - parallel_nll(model, stream, 4, c - 4)).max()
+           for c in (23, 24)}
+    assert gap[23] <= 1e-5 and gap[24] > 1e-3, gap
+
+
 def test_config_missing_heads_is_refused_before_the_first_model_runs(llama_dir, tmp_path, capsys):
     broken = tmp_path / "broken"
     shutil.copytree(llama_dir, broken)
@@ -189,7 +213,7 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
     line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
     from sinktrain.stream.families import FAMILIES
 
-    assert len(FAMILIES) == 32
+    assert len(FAMILIES) == 34
     for cls in FAMILIES:  # each named with the model types it takes
         assert f"{cls.family} ({', '.join(cls.model_types)})" in line
 

@@ -21,6 +21,7 @@ from sinktrain.stream.families.gpt_neox import GPTNeoXAdapter
 from sinktrain.stream.families.gpt_oss import GptOssAdapter
 from sinktrain.stream.families.granite import GraniteAdapter
 from sinktrain.stream.families.llama import LlamaAdapter
+from sinktrain.stream.families.ministral import Ministral3Adapter, MinistralAdapter
 from sinktrain.stream.families.mistral import MistralAdapter
 from sinktrain.stream.families.mixtral import MixtralAdapter
 from sinktrain.stream.families.nemotron import NemotronAdapter
@@ -43,7 +44,7 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     Gemma3Adapter, Gemma3MultimodalAdapter, Phi3Adapter, Olmo2Adapter, Olmo3Adapter, GraniteAdapter, MixtralAdapter,
     Qwen2MoeAdapter, Qwen3MoeAdapter, OlmoeAdapter, GptOssAdapter, PhiAdapter, SmolLM3Adapter, StableLmAdapter,
     Starcoder2Adapter, CohereAdapter, Cohere2Adapter, GlmAdapter, Glm4Adapter, Exaone4Adapter, ApertusAdapter,
-    ArceeAdapter, SeedOssAdapter, Ernie4_5Adapter, NemotronAdapter,
+    ArceeAdapter, SeedOssAdapter, Ernie4_5Adapter, NemotronAdapter, MinistralAdapter, Ministral3Adapter,
 )
 
 

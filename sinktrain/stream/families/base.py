@@ -121,6 +121,12 @@ class FamilyAdapter:
         types = getattr(config, "layer_types", None) or ["full_attention"] * config.num_hidden_layers
         return [window if t == "sliding_attention" else None for t in types]
 
+    @classmethod
+    def position_limit(cls, config) -> tuple[int, str] | None:
+        """(N, what changes): the model computes something position-dependent beyond rotary from position N on,
+        which the evaluator does not reproduce, so every position it uses must stay below N. None: no limit."""
+        return None
+
     # --- rotary, from the model's own module ---------------------------------------------------------------------
     # Families whose rotary module takes the layer type and keeps frequencies (and a YaRN factor) per type
     # (Gemma 3, OLMo 3).
@@ -219,6 +225,10 @@ def check_config(config, adapter_cls, cache: int | None = None) -> None:
                 f"included), too narrow for a cache of {cache} tokens plus the query; use a cache of at most "
                 f"{narrow - 1} tokens"
             )
+        limit = adapter_cls.position_limit(config)
+        if limit is not None and cache + 1 > limit[0]:  # a full cache's query sits at position C
+            raise ValueError(f"the model's {limit[1]} changes its attention from position {limit[0]} on, which the "
+                             f"streaming evaluator does not reproduce; use a cache of at most {limit[0] - 1} tokens")
 
 
 def narrowest_window(adapter_cls, config, keys: int) -> int | None:
