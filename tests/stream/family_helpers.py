@@ -20,7 +20,8 @@ TOKEN_IDS = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)  # inside the t
 # name -> (config class name, overrides). Together they cover grouped-query and multi-head attention, tied and
 # untied heads, rope_theta, static scaled RoPE (linear, llama3, YaRN), q/k/v biases, q/k RMSNorm (per head and
 # over all heads), a head dim that is not hidden/heads, packed q/k/v, partial rotary, post-norms, scalar
-# multipliers and soft-capped attention scores and logits.
+# multipliers, soft-capped attention scores and logits, interleaved rotary, layers without rotary (NoPE), a rotary set
+# per layer type, and position-dependent query scaling.
 FAMILY_CASES = {
     "llama-gqa-tied": ("LlamaConfig", dict(num_key_value_heads=2, tie_word_embeddings=True,
                                            rope_parameters={"rope_type": "default", "rope_theta": 500000.0})),
