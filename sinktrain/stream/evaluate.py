@@ -151,13 +151,14 @@ def check_dense(spec: str, config, prefix_len: int, text_len: int, trained: int 
     """The dense baseline's last query sees every token of the stream but the one it predicts: a sliding-window
     layer narrower than that would drop keys, and positions past the trained context extrapolate."""
     keys = prefix_len + text_len - 1  # the last query's keys, its own included; it sits at position keys - 1
-    narrow = narrowest_window(adapter_class(config), config, keys)
+    cls = adapter_class(config)
+    narrow = narrowest_window(cls, config, keys)
     if narrow is not None:
         most = narrow + 1 - prefix_len
         raise ValueError(f"{spec}: the dense baseline attends over {keys} tokens, but the model has sliding-window "
                          f"attention layers of window {narrow}; drop the dense baseline or read at most {most} "
                          f"text tokens (--tokens {most})")
-    limit = adapter_class(config).position_limit(config)
+    limit = cls.position_limit(config)
     if limit is not None and keys > limit[0]:
         most = limit[0] + 1 - prefix_len
         raise ValueError(f"{spec}: the dense baseline reaches position {keys - 1}, but the model's {limit[1]} changes "
@@ -189,8 +190,9 @@ def self_check(model, adapter, stream: np.ndarray, cache: int, dtype: str) -> fl
 def load_model(spec: str, device: str = "cpu", dtype: str = "float32"):
     """A model the evaluator supports, in eval mode (folder, .gguf, hub id or zoo name)."""
     source = resolve_model_source(spec)
-    adapter_class(load_config(source))
-    return load_pretrained(source, device, dtype)
+    config = load_config(source)
+    adapter_class(config)  # an unsupported architecture fails here, before the weights load
+    return load_pretrained(source, device, dtype, config=config)
 
 
 def score(nll_stream: np.ndarray, num_prefix_tokens: int) -> np.ndarray:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from config_reads import count_config_reads
 from stream_helpers import BOOKS, SINK_ID
 
 from sinktrain.cli import main
@@ -54,9 +55,11 @@ def test_results_schema_and_arrays(run_parallel):
     assert len(stats["vanilla"]["per_layer_head"]) == 2 and len(stats["vanilla"]["per_layer_head"][0]) == 4
 
 
-def test_scored_tokens_match_teacher_forcing(run_parallel, model_dirs, tokenizer):
+def test_scored_tokens_match_teacher_forcing(run_parallel, model_dirs, tokenizer, monkeypatch):
     text = tokenizer(open(BOOK).read()[:5000], add_special_tokens=False)["input_ids"][:300]
+    reads = count_config_reads(monkeypatch)
     vanilla = load_model(str(model_dirs["vanilla"]))
+    assert reads == [str(model_dirs["vanilla"])]  # the architecture check's reading is the loader's too
     dense = np.load(run_parallel / "nll" / "vanilla" / "dense.npy")
     assert np.abs(dense - teacher_forced(vanilla, text)).mean() < 1e-4
     # The token-sink model streams [sink] + text; before the first eviction it equals teacher forcing over that.

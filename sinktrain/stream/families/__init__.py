@@ -72,5 +72,4 @@ def adapter_for(model) -> FamilyAdapter:
 
 
 __all__ = ["FAMILIES", "STATIC_ROPE_TYPES", "FamilyAdapter", "adapter_class", "adapter_for", "check_config",
-           "language_config",
-           "narrowest_window", "supported_model_types"]
+           "language_config", "narrowest_window", "supported_model_types"]
