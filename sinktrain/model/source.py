@@ -115,18 +115,33 @@ def load_pretrained(source: ModelSource, device: str = "cpu", dtype: str = "floa
     import torch
 
     import sinktrain.model  # noqa: F401
-    from transformers import AutoModelForCausalLM
 
     if config is None:
         config = load_config(source)  # read once and handed to the loader
     kwargs = source.kwargs()
-    if getattr(config, "attn_logit_softcapping", None) is not None:
+    if getattr(getattr(config, "text_config", None) or config, "attn_logit_softcapping", None) is not None:
         # Soft-capped attention scores (Gemma 2): no SDPA kernel can cap them, and transformers 5.17 loads such
         # a model with SDPA by default, which silently drops the cap. The eager attention is the definition.
         kwargs["attn_implementation"] = "eager"
-    model = _hub_call(source, lambda: AutoModelForCausalLM.from_pretrained(
+    auto = auto_model_class(config)
+    model = _hub_call(source, lambda: auto.from_pretrained(
         source.location, config=config, dtype=getattr(torch, dtype), **kwargs))
     return model.to(device).eval()
+
+
+def auto_model_class(config):
+    """AutoModelForCausalLM, or AutoModelForImageTextToText for an image-text model that transformers does not map
+    to a causal LM (Mistral 3, LLaVA, ...; Gemma 3's wrapper it does). Both give logits over the vocabulary."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
+    )
+
+    mtype = getattr(config, "model_type", None)
+    if mtype in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES and mtype not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return AutoModelForImageTextToText
+    return AutoModelForCausalLM
 
 
 def load_model_tokenizer(source: ModelSource):

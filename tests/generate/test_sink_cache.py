@@ -29,6 +29,7 @@ FAMILY_KINDS = {
     "gpt-oss": "gpt-oss-sinks",  # learned sink logits, YaRN
     "olmo3": "olmo3-two-ropes",  # a rotary table per layer type, YaRN on one of them
     "cohere2": "cohere2-nope",  # rotary on interleaved pairs; a layer without position encoding
+    "mistral3": "mistral3-ministral3",  # an image-text wrapper: the language model one level down, its own head
 }
 
 

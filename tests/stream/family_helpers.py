@@ -53,6 +53,28 @@ FAMILY_CASES = {
                            image_size=28, patch_size=14), mm_tokens_per_image=4,
         text_config=dict(num_hidden_layers=3, num_key_value_heads=2, head_dim=24, query_pre_attn_scalar=24,
                          sliding_window=128, final_logit_softcapping=4.0))),
+    # image-text wrappers of other language models (tiny vision towers that text never reaches): Ministral 3 as
+    # it ships, LLaVA around Llama, Aya Vision around Cohere 2 (whose logit_scale the wrapper's head drops), and
+    # SmolVLM, whose language model sits at `text_model`
+    "mistral3-ministral3": ("Mistral3Config", dict(
+        vision_config=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2,
+                           head_dim=16, image_size=28, patch_size=14), image_token_index=5,
+        text_config=dict(model_type="ministral3", num_key_value_heads=2, head_dim=16, **TOKEN_IDS,
+                         rope_parameters=MINISTRAL3_ROPE))),
+    "llava-llama": ("LlavaConfig", dict(
+        vision_config=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                           num_attention_heads=2, image_size=28, patch_size=14, projection_dim=32),
+        image_token_index=5,
+        text_config=dict(model_type="llama", num_key_value_heads=2, rope_parameters=DEFAULT_ROPE))),
+    "aya-vision-cohere2": ("AyaVisionConfig", dict(
+        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                           num_attention_heads=2, image_size=28, patch_size=14), image_token_index=5,
+        text_config=dict(model_type="cohere2", num_hidden_layers=4, num_key_value_heads=2, sliding_window=128,
+                         logit_scale=0.5, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE))),
+    "smolvlm-llama": ("SmolVLMConfig", dict(
+        vision_config=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=28, patch_size=14), image_token_id=5,
+        text_config=dict(model_type="llama", num_key_value_heads=1, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE))),
     # a sliding window wider than the test streams (110 tokens): it must change nothing
     "phi3-partial-rotary": ("Phi3Config", dict(num_key_value_heads=2, sliding_window=128, pad_token_id=0,
                                                eos_token_id=2, rope_parameters={**DEFAULT_ROPE,
@@ -131,7 +153,8 @@ FAMILY_CASES = {
 
 def family_model(case: str, seed: int = 0, **overrides):
     import transformers
-    from transformers import AutoModelForCausalLM
+
+    from sinktrain.model.source import auto_model_class
 
     cls_name, extra = FAMILY_CASES[case]
     if "text_config" in extra:  # a multimodal wrapper: the sizes and overrides are its language model's
@@ -142,7 +165,7 @@ def family_model(case: str, seed: int = 0, **overrides):
     torch.manual_seed(seed)
     # as sinktrain's load_pretrained does: SDPA cannot soft-cap (transformers 5.17 picked it for Gemma 2 anyway)
     eager = {"attn_implementation": "eager"} if getattr(config, "attn_logit_softcapping", None) else {}
-    model = AutoModelForCausalLM.from_config(config, **eager).eval()
+    model = auto_model_class(config).from_config(config, **eager).eval()
     with torch.no_grad():  # norms start at exactly 1 and biases at 0: make them matter
         for name, p in model.named_parameters():
             if name.endswith(".sinks"):  # gpt-oss's per-head sink logits: large enough to take real attention

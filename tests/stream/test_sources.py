@@ -107,15 +107,19 @@ def test_a_soft_capped_model_loads_with_the_attention_that_caps(tmp_path, small_
     assert json.loads((tmp_path / "o" / "run.json").read_text())["timing"]["g2"]["self_check_max_abs_dlogp"] < 1e-5
 
 
-def test_a_multimodal_wrapper_streams_text_through_its_language_model(tmp_path, small_tok):
-    """Gemma 3 4B and up: the config's sizes, vocabulary and context live in `text_config`, the layers in
-    model.model.language_model; the wrapper's head never soft-caps."""
-    folder = save_family_folder(family_model("gemma3-multimodal", seed=5), small_tok, tmp_path / "g3mm")
+@pytest.mark.parametrize("case, family", [("gemma3-multimodal", "gemma3/gemma3"),
+                                          ("mistral3-ministral3", "mistral3/ministral3")])
+def test_an_image_text_wrapper_streams_text_through_its_language_model(case, family, tmp_path, small_tok):
+    """Gemma 3 4B and up, Mistral Small 3.x and Ministral 3: the config's sizes, vocabulary and context live in
+    `text_config`, the layers in model.model.language_model, and the head is the wrapper's own (Gemma 3's never
+    soft-caps). transformers maps Gemma 3's wrapper to AutoModelForCausalLM but not Mistral 3's: that one loads as
+    an image-text model."""
+    folder = save_family_folder(family_model(case, seed=5), small_tok, tmp_path / "mm")
     args = [*stream_eval(folder, "--out", tmp_path / "o"), "--tokens", "120", "--baselines", "dense", "--plots", "true"]
     assert main(args) == 0
     run = json.loads((tmp_path / "o" / "run.json").read_text())
-    assert run["models"]["g3mm"]["family"] == "gemma3_mm" and run["timing"]["g3mm"]["self_check_max_abs_dlogp"] < 1e-5
-    assert set(json.loads((tmp_path / "o" / "results.json").read_text())["g3mm"]) == {"0+32", "4+28", "dense"}
+    assert run["models"]["mm"]["family"] == family and run["timing"]["mm"]["self_check_max_abs_dlogp"] < 1e-5
+    assert set(json.loads((tmp_path / "o" / "results.json").read_text())["mm"]) == {"0+32", "4+28", "dense"}
     assert (tmp_path / "o" / "sink_attention.png").is_file()
     generate = ["generate", str(folder), "--prompt", "It was", "--cache", "16", "--sinks", "2", "--max-new-tokens",
                 "20", "--ignore-eos"]
@@ -213,9 +217,27 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
     line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
     from sinktrain.stream.families import FAMILIES
 
-    assert len(FAMILIES) == 34
+    assert len(FAMILIES) == 33
     for cls in FAMILIES:  # each named with the model types it takes
         assert f"{cls.family} ({', '.join(cls.model_types)})" in line
+    assert line.endswith("and image-text models wrapping one of them (gemma3, mistral3, llava, aya_vision, idefics3, "
+                         "smolvlm)")
+
+
+def test_an_image_text_wrapper_around_an_unsupported_language_model_is_refused(tmp_path, small_tok, capsys):
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+
+    # Helium: a Llama-like model the evaluator has no adapter for
+    config = LlavaConfig(text_config=dict(model_type="helium", num_hidden_layers=1, hidden_size=16,
+                                          intermediate_size=32, num_attention_heads=2, num_key_value_heads=2,
+                                          vocab_size=512),
+                         vision_config=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=48,
+                                            num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14))
+    folder = save_family_folder(LlavaForConditionalGeneration(config), small_tok, tmp_path / "llava-helium")
+    line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
+    assert line.startswith("sinktrain stream-eval: error: the image-text model 'llava' wraps a language model the "
+                           "streaming evaluator cannot run: unsupported architecture 'helium'")
+    assert not (tmp_path / "o").exists()
 
 
 def test_dense_baseline_is_checked_against_sliding_windows_and_the_trained_context(tmp_path, small_tok, capsys):

@@ -1,7 +1,8 @@
 """Model-family adapters for the streaming evaluator: one small module per family (see base.py).
 
 `adapter_for(model)` picks the adapter by `config.model_type`; adding a family is one file plus its tests and
-one line in FAMILIES.
+one line in FAMILIES. An image-text model that wraps a supported language model (image_text.py) streams through
+that model's adapter.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from sinktrain.stream.families.ernie4_5 import Ernie4_5Adapter
 from sinktrain.stream.families.exaone4 import Exaone4Adapter
 from sinktrain.stream.families.gemma import GemmaAdapter
 from sinktrain.stream.families.gemma2 import Gemma2Adapter
-from sinktrain.stream.families.gemma3 import Gemma3Adapter, Gemma3MultimodalAdapter
+from sinktrain.stream.families.gemma3 import Gemma3Adapter
 from sinktrain.stream.families.glm import GlmAdapter
 from sinktrain.stream.families.glm4 import Glm4Adapter
 from sinktrain.stream.families.gpt_neox import GPTNeoXAdapter
 from sinktrain.stream.families.gpt_oss import GptOssAdapter
 from sinktrain.stream.families.granite import GraniteAdapter
+from sinktrain.stream.families.image_text import LANGUAGE_MODEL_ATTRIBUTE, wrapped
 from sinktrain.stream.families.llama import LlamaAdapter
 from sinktrain.stream.families.ministral import Ministral3Adapter, MinistralAdapter
 from sinktrain.stream.families.mistral import MistralAdapter
@@ -41,7 +43,7 @@ from sinktrain.stream.families.starcoder2 import Starcoder2Adapter
 
 FAMILIES: tuple[type[FamilyAdapter], ...] = (
     GPTNeoXAdapter, LlamaAdapter, MistralAdapter, Qwen2Adapter, Qwen3Adapter, GemmaAdapter, Gemma2Adapter,
-    Gemma3Adapter, Gemma3MultimodalAdapter, Phi3Adapter, Olmo2Adapter, Olmo3Adapter, GraniteAdapter, MixtralAdapter,
+    Gemma3Adapter, Phi3Adapter, Olmo2Adapter, Olmo3Adapter, GraniteAdapter, MixtralAdapter,
     Qwen2MoeAdapter, Qwen3MoeAdapter, OlmoeAdapter, GptOssAdapter, PhiAdapter, SmolLM3Adapter, StableLmAdapter,
     Starcoder2Adapter, CohereAdapter, Cohere2Adapter, GlmAdapter, Glm4Adapter, Exaone4Adapter, ApertusAdapter,
     ArceeAdapter, SeedOssAdapter, Ernie4_5Adapter, NemotronAdapter, MinistralAdapter, Ministral3Adapter,
@@ -49,17 +51,29 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
 
 
 def supported_model_types() -> list[str]:
-    return [t for cls in FAMILIES for t in cls.model_types]
+    """Every model_type that streams: the families' and the image-text wrappers' (around a supported family)."""
+    return [t for cls in FAMILIES for t in cls.model_types] + list(LANGUAGE_MODEL_ATTRIBUTE)
 
 
 def adapter_class(config) -> type[FamilyAdapter]:
     """The adapter for a config's model_type; ValueError listing the supported ones otherwise."""
     mtype = getattr(config, "model_type", None)
+    if mtype in LANGUAGE_MODEL_ATTRIBUTE:
+        text = getattr(config, "text_config", None)
+        if getattr(text, "model_type", None) in LANGUAGE_MODEL_ATTRIBUTE:
+            raise ValueError(f"the image-text model {mtype!r} wraps another image-text model ({text.model_type!r}); "
+                             f"the streaming evaluator runs a wrapper around a language model only")
+        try:
+            return wrapped(adapter_class(text), mtype)
+        except ValueError as e:
+            raise ValueError(f"the image-text model {mtype!r} wraps a language model the streaming evaluator cannot "
+                             f"run: {e}") from None
     for cls in FAMILIES:
         if mtype in cls.model_types:
             return cls
     families = "; ".join(f"{c.family} ({', '.join(c.model_types)})" for c in FAMILIES)
-    raise ValueError(f"unsupported architecture {mtype!r}; the streaming evaluator supports these families: {families}")
+    raise ValueError(f"unsupported architecture {mtype!r}; the streaming evaluator supports these families: "
+                     f"{families}; and image-text models wrapping one of them ({', '.join(LANGUAGE_MODEL_ATTRIBUTE)})")
 
 
 def language_config(config):

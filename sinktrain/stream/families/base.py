@@ -39,7 +39,7 @@ class FamilyAdapter:
         self.num_heads = int(self.config.num_attention_heads)
         self.num_kv_heads = int(getattr(self.config, "num_key_value_heads", None) or self.num_heads)
         self.head_dim = int(getattr(self.config, "head_dim", None) or self.config.hidden_size // self.num_heads)
-        self._apply_rotary = _model_function(model, "apply_rotary_pos_emb", self.family)
+        self._apply_rotary = _model_function((model, self.backbone), "apply_rotary_pos_emb", self.family)
         with torch.no_grad():
             cos, _ = self.cos_sin(torch.zeros(1, dtype=torch.long), torch.float32, self.rotary_kinds()[0])
         self.rotary_dim = int(cos.shape[-1])  # GPT-NeoX rotates only part of each head
@@ -184,14 +184,16 @@ class FamilyAdapter:
         raise NotImplementedError
 
 
-def _model_function(model, name: str, family: str):
-    """`name` from the modeling file of the model's class or of the first base class that has it (a sinktrain
-    softmax1/logit model subclasses transformers' GPT-NeoX)."""
-    modules = (sys.modules.get(cls.__module__) for cls in type(model).__mro__)
+def _model_function(models, name: str, family: str):
+    """`name` from the modeling file of the first of `models` (the model, then its language model: an image-text
+    wrapper's file has no rotary) whose class, or a base class of it, has it (a sinktrain softmax1/logit model
+    subclasses transformers' GPT-NeoX)."""
+    classes = [cls for m in models for cls in type(m).__mro__]
+    modules = (sys.modules.get(cls.__module__) for cls in classes)
     fn = next((getattr(m, name) for m in modules if m is not None and hasattr(m, name)), None)
     if fn is None:
         raise RuntimeError(
-            f"the {family} family adapter found no {name}() in {type(model).__module__}; this transformers "
+            f"the {family} family adapter found no {name}() in {type(models[-1]).__module__}; this transformers "
             f"release changed the modeling file, so the streaming evaluator cannot run this model"
         )
     return fn

@@ -3,9 +3,8 @@ the rotary embedding), no attention soft-capping, and two rotary embeddings: sli
 base (10k) and the full-attention layers a global one (1M, linearly scaled in the larger models), from one rotary
 module called with the layer type. Five of every six layers are sliding windows of 512 tokens (1B; 1024 in the
 larger ones), so caches stay below that. The multimodal checkpoints (4B and up, `gemma3`) hold the same language
-model; they stream text through it (`Gemma3MultimodalAdapter`)."""
+model; they stream text through it (image_text.py)."""
 
-from sinktrain.stream.families.base import FamilyAdapter
 from sinktrain.stream.families.gemma2 import Gemma2Adapter
 
 
@@ -20,22 +19,3 @@ class Gemma3Adapter(Gemma2Adapter):
 
     def attention_softcap(self):
         return None  # Gemma 3's attention passes no soft-cap, whatever its config says
-
-
-class Gemma3MultimodalAdapter(Gemma3Adapter):
-    """Gemma 3 4B, 12B, 27B (`gemma3`): the same language model inside an image-text wrapper; text-only streams
-    never touch the vision tower."""
-
-    family = "gemma3_mm"
-    model_types = ("gemma3",)
-
-    @classmethod
-    def language_config(cls, config):
-        return config.text_config
-
-    @property
-    def backbone(self):
-        return self.model.model.language_model
-
-    def logits(self, x):
-        return FamilyAdapter.logits(self, x)  # the wrapper's head never soft-caps, whatever text_config says

@@ -1,0 +1,61 @@
+"""Image-text models that wrap a supported language model: Gemma 3 4B and up (`gemma3`), Mistral Small 3.1 / 3.2
+and every Ministral 3 (`mistral3`), Pixtral 12B and LLaVA 1.5 (`llava`), Aya Vision (`aya_vision`), Idefics 3
+and SmolVLM (`idefics3`, `smolvlm`).
+
+Given text alone, each of them embeds the ids with its language model's embedding, runs that language model and
+applies its own output head; the vision tower is never touched. So a wrapper streams through its language
+model's family adapter with three things changed:
+- the config: the wrapper's `text_config`;
+- where the language model sits: `model.model.language_model` (`text_model` in Idefics 3 / SmolVLM);
+- the head: the wrapper's plain `lm_head` on the final norm. It applies none of the text family's own logit
+  scaling or soft-capping (Aya Vision's Cohere 2 drops its logit_scale, Gemma 3 its final soft-cap), because
+  the wrapper's forward does not.
+The runtime self-check compares the result with the wrapper's own forward, so a wrapper that starts doing more
+is caught before streaming.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from sinktrain.stream.families.base import FamilyAdapter
+
+# wrapper model_type -> the attribute of `model.model` that holds the language model
+LANGUAGE_MODEL_ATTRIBUTE = {
+    "gemma3": "language_model",
+    "mistral3": "language_model",
+    "llava": "language_model",
+    "aya_vision": "language_model",
+    "idefics3": "text_model",
+    "smolvlm": "text_model",
+}
+
+
+class ImageTextWrapper:
+    """Mixed in before a language family's adapter (see `wrapped`)."""
+
+    language_model_attribute = "language_model"
+
+    @classmethod
+    def language_config(cls, config):
+        return config.text_config
+
+    @property
+    def backbone(self):
+        return getattr(self.model.model, self.language_model_attribute)
+
+    def logits(self, x):
+        return FamilyAdapter.logits(self, x)  # the wrapper's own head, see the module doc
+
+
+@functools.cache
+def wrapped(text_adapter: type[FamilyAdapter], wrapper_type: str) -> type[FamilyAdapter]:
+    """The adapter of a `wrapper_type` model whose language model is a `text_adapter` family (family name
+    'wrapper/text', e.g. 'mistral3/ministral3')."""
+    name = "".join(part.capitalize() for part in wrapper_type.split("_")) + text_adapter.__name__
+    return type(name, (ImageTextWrapper, text_adapter), {
+        "family": f"{wrapper_type}/{text_adapter.family}",
+        "model_types": (wrapper_type,),
+        "language_model_attribute": LANGUAGE_MODEL_ATTRIBUTE[wrapper_type],
+        "__doc__": f"The {text_adapter.family} language model inside a {wrapper_type} image-text model.",
+    })
