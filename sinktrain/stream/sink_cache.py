@@ -14,7 +14,9 @@ needs no rotation of stored keys and a million-token run accumulates no rotation
 `generate()` counts positions from the start of the text, which would rotate queries at ever larger positions
 than the cache's keys. A forward pre-hook, installed once per model by the cache's constructor, replaces the
 position ids (and 5.17's cache_position) of any forward that is given a SinkCache by the cache's own positions;
-forwards with other caches are left alone.
+forwards with other caches are left alone. Models with a position per axis (Qwen-VL's multimodal RoPE) get the
+cache position on every axis, which is right for text, the only input sinktrain streams (an image's tokens have
+distinct positions per axis, which a sink cache does not keep).
 
 `StaticSinkCache` keeps the same entries in fixed-size ring buffers (see static_sink_cache.py).
 """
@@ -203,8 +205,8 @@ def _streaming_positions(module, args, kwargs):
         return None
     device = module.get_input_embeddings().weight.device
     pos = cache.positions(q, device)
-    if kwargs.get("position_ids") is not None:
-        kwargs["position_ids"] = pos[None].expand(kwargs["position_ids"].shape[0], -1)
+    if kwargs.get("position_ids") is not None:  # [batch, q], or [axes, batch, q] (Qwen-VL's multimodal RoPE)
+        kwargs["position_ids"] = pos.expand(kwargs["position_ids"].shape)
     if kwargs.get("cache_position") is not None:  # transformers 5.17 derives masks and positions from it
         kwargs["cache_position"] = pos
     return args, kwargs

@@ -30,6 +30,7 @@ FAMILY_KINDS = {
     "olmo3": "olmo3-two-ropes",  # a rotary table per layer type, YaRN on one of them
     "cohere2": "cohere2-nope",  # rotary on interleaved pairs; a layer without position encoding
     "mistral3": "mistral3-ministral3",  # an image-text wrapper: the language model one level down, its own head
+    "qwen2.5-vl": "qwen2.5-vl",  # another wrapper, whose rotary module wants a position per axis
 }
 
 
@@ -74,7 +75,7 @@ def test_static_ring_generates_the_same_tokens(kind):
     assert len(set(dyn)) > 3  # not a degenerate repetition of one token
 
 
-@pytest.mark.parametrize("kind", ["none", "softmax1", "logit", "llama"])
+@pytest.mark.parametrize("kind", ["none", "softmax1", "logit", "llama", "mistral3", "qwen2.5-vl"])
 def test_hf_generate_with_the_cache_equals_the_decode_loop(kind):
     """model.generate(past_key_values=SinkCache) past the cache size gives sinktrain's tokens; a dense
     DynamicCache run diverges once eviction starts (so the cache is really used)."""

@@ -21,7 +21,7 @@ TOKEN_IDS = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)  # inside the t
 # untied heads, rope_theta, static scaled RoPE (linear, llama3, YaRN), q/k/v biases, q/k RMSNorm (per head and
 # over all heads), a head dim that is not hidden/heads, packed q/k/v, partial rotary, post-norms, scalar
 # multipliers, soft-capped attention scores and logits, interleaved rotary, layers without rotary (NoPE), a rotary set
-# per layer type, and position-dependent query scaling.
+# per layer type, position-dependent query scaling, multimodal RoPE, and every supported image-text wrapper.
 FAMILY_CASES = {
     "llama-gqa-tied": ("LlamaConfig", dict(num_key_value_heads=2, tie_word_embeddings=True,
                                            rope_parameters={"rope_type": "default", "rope_theta": 500000.0})),
@@ -75,6 +75,28 @@ FAMILY_CASES = {
         vision_config=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2,
                            image_size=28, patch_size=14), image_token_id=5,
         text_config=dict(model_type="llama", num_key_value_heads=1, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE))),
+    "idefics3-llama": ("Idefics3Config", dict(
+        vision_config=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=28, patch_size=14), image_token_id=5,
+        text_config=dict(model_type="llama", num_key_value_heads=2, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE))),
+    # Qwen-VL: multimodal RoPE (a frequency slice per axis; text sits at one position on all three)
+    "qwen2-vl": ("Qwen2VLConfig", dict(
+        vision_config=dict(depth=1, embed_dim=32, hidden_size=64, num_heads=2),
+        text_config=dict(num_key_value_heads=2, **TOKEN_IDS, rope_parameters={**DEFAULT_ROPE,
+                                                                               "mrope_section": [2, 3, 3]}))),
+    "qwen2.5-vl": ("Qwen2_5_VLConfig", dict(
+        vision_config=dict(depth=1, hidden_size=32, intermediate_size=48, num_heads=2, out_hidden_size=64),
+        text_config=dict(num_key_value_heads=2, **TOKEN_IDS, rope_parameters={**DEFAULT_ROPE,
+                                                                               "mrope_section": [2, 3, 3]}))),
+    "qwen3-vl-interleaved": ("Qwen3VLConfig", dict(
+        vision_config=dict(depth=1, hidden_size=32, intermediate_size=48, num_heads=2, out_hidden_size=64),
+        text_config=dict(num_key_value_heads=2, head_dim=16, **TOKEN_IDS, rope_parameters={
+            **DEFAULT_ROPE, "mrope_section": [2, 3, 3], "mrope_interleaved": True}))),
+    "qwen3-vl-moe": ("Qwen3VLMoeConfig", dict(
+        vision_config=dict(depth=1, hidden_size=32, intermediate_size=48, num_heads=2, out_hidden_size=64),
+        text_config=dict(num_key_value_heads=2, head_dim=16, num_experts=4, num_experts_per_tok=2,
+                         moe_intermediate_size=32, **TOKEN_IDS, rope_parameters={
+                             **DEFAULT_ROPE, "mrope_section": [2, 3, 3], "mrope_interleaved": True}))),
     # a sliding window wider than the test streams (110 tokens): it must change nothing
     "phi3-partial-rotary": ("Phi3Config", dict(num_key_value_heads=2, sliding_window=128, pad_token_id=0,
                                                eos_token_id=2, rope_parameters={**DEFAULT_ROPE,

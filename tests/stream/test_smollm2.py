@@ -85,3 +85,28 @@ def test_parallel_equals_reference_in_float64(smollm2, book):
     ref = reference_nll(m64, stream, 4, 60)
     par = parallel_nll(m64, stream, 4, 60, block_size=50)
     assert np.abs(ref - par).max() <= 1e-9
+
+
+def test_inside_an_image_text_wrapper_the_real_model_streams_the_same(smollm2, book):
+    """SmolLM2's weights as the language model of a SmolVLM (its own layout: SmolVLM is built on SmolLM2), with a
+    tiny vision tower that text never reaches: the wrapper adapter streams exactly what the plain model does, and
+    the real sink is there (window attention collapses)."""
+    import transformers
+
+    model, _ = smollm2
+    config = transformers.SmolVLMConfig(
+        text_config=model.config.to_dict(), image_token_id=5, tie_word_embeddings=True,
+        vision_config=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=28, patch_size=14))
+    vlm = transformers.AutoModelForImageTextToText.from_config(config).eval()
+    vlm.model.text_model.load_state_dict(model.model.state_dict())
+    vlm.lm_head.weight = model.lm_head.weight
+    adapter = adapter_for(vlm)
+    assert adapter.family == "smolvlm/llama"
+    stream = book[:400]
+    assert self_check(vlm, adapter, stream, cache=64, dtype="float32") <= 1e-5
+    for sinks in (0, 4):
+        plain = parallel_nll(model, stream, sinks, 64 - sinks, block_size=128)
+        assert np.array_equal(parallel_nll(vlm, stream, sinks, 64 - sinks, block_size=128, adapter=adapter), plain)
+    window, sink = (np.exp(parallel_nll(vlm, stream, s, 64 - s, adapter=adapter)[s:].mean()) for s in (0, 4))
+    assert window > 1.4 * sink, (window, sink)

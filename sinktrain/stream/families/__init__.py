@@ -32,9 +32,9 @@ from sinktrain.stream.families.olmo3 import Olmo3Adapter
 from sinktrain.stream.families.olmoe import OlmoeAdapter
 from sinktrain.stream.families.phi import PhiAdapter
 from sinktrain.stream.families.phi3 import Phi3Adapter
-from sinktrain.stream.families.qwen2 import Qwen2Adapter
+from sinktrain.stream.families.qwen2 import Qwen2Adapter, Qwen2VLTextAdapter
 from sinktrain.stream.families.qwen2_moe import Qwen2MoeAdapter
-from sinktrain.stream.families.qwen3 import Qwen3Adapter
+from sinktrain.stream.families.qwen3 import Qwen3Adapter, Qwen3VLMoeTextAdapter, Qwen3VLTextAdapter
 from sinktrain.stream.families.qwen3_moe import Qwen3MoeAdapter
 from sinktrain.stream.families.seed_oss import SeedOssAdapter
 from sinktrain.stream.families.smollm3 import SmolLM3Adapter
@@ -47,6 +47,7 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     Qwen2MoeAdapter, Qwen3MoeAdapter, OlmoeAdapter, GptOssAdapter, PhiAdapter, SmolLM3Adapter, StableLmAdapter,
     Starcoder2Adapter, CohereAdapter, Cohere2Adapter, GlmAdapter, Glm4Adapter, Exaone4Adapter, ApertusAdapter,
     ArceeAdapter, SeedOssAdapter, Ernie4_5Adapter, NemotronAdapter, MinistralAdapter, Ministral3Adapter,
+    Qwen2VLTextAdapter, Qwen3VLTextAdapter, Qwen3VLMoeTextAdapter,
 )
 
 

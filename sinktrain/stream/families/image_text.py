@@ -1,6 +1,7 @@
 """Image-text models that wrap a supported language model: Gemma 3 4B and up (`gemma3`), Mistral Small 3.1 / 3.2
 and every Ministral 3 (`mistral3`), Pixtral 12B and LLaVA 1.5 (`llava`), Aya Vision (`aya_vision`), Idefics 3
-and SmolVLM (`idefics3`, `smolvlm`).
+and SmolVLM (`idefics3`, `smolvlm`), Qwen2-VL, Qwen2.5-VL and Qwen3-VL
+(`qwen2_vl`, `qwen2_5_vl`, `qwen3_vl`, `qwen3_vl_moe`).
 
 Given text alone, each of them embeds the ids with its language model's embedding, runs that language model and
 applies its own output head; the vision tower is never touched. So a wrapper streams through its language
@@ -28,6 +29,10 @@ LANGUAGE_MODEL_ATTRIBUTE = {
     "aya_vision": "language_model",
     "idefics3": "text_model",
     "smolvlm": "text_model",
+    "qwen2_vl": "language_model",
+    "qwen2_5_vl": "language_model",
+    "qwen3_vl": "language_model",
+    "qwen3_vl_moe": "language_model",
 }
 
 

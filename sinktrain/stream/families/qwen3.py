@@ -1,6 +1,8 @@
-"""Qwen3: the Llama layout plus an RMSNorm on each head's query and key, applied before the rotary embedding."""
+"""Qwen3: the Llama layout plus an RMSNorm on each head's query and key, applied before the rotary embedding.
+Qwen3-VL holds the same language model (`qwen3_vl_text`) with multimodal RoPE, ordinary RoPE for text (qwen2.py)."""
 
 from sinktrain.stream.families.base import FamilyAdapter
+from sinktrain.stream.families.qwen2 import multimodal_cos_sin
 
 
 class Qwen3Adapter(FamilyAdapter):
@@ -9,3 +11,19 @@ class Qwen3Adapter(FamilyAdapter):
 
     def qk_norm(self, attn, q, k):
         return attn.q_norm(q), attn.k_norm(k)
+
+
+class Qwen3VLTextAdapter(Qwen3Adapter):
+    family = "qwen3_vl"
+    model_types = ("qwen3_vl_text",)
+
+    def cos_sin(self, positions, dtype, kind=None):
+        return multimodal_cos_sin(self, positions, dtype)
+
+
+class Qwen3VLMoeTextAdapter(Qwen3VLTextAdapter):
+    """Qwen3-VL-30B-A3B, Qwen3-VL-235B-A22B: Qwen3-VL's language model with a mixture-of-experts MLP."""
+
+    family = "qwen3_vl_moe"
+    model_types = ("qwen3_vl_moe_text",)
+    mlp_takes_batches = True
