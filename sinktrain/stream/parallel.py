@@ -50,6 +50,10 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
         sinks, window = 0, n_tok
     s, w = sinks, window
     capacity = s + w
+    bound = ad.position_bound
+    if bound is not None and sinks + window < n_tok:  # (dense: positions stay below n_tok, checked by the caller)
+        # Band rotary positions run up to block + w - 1 (relative to the band's start); keep them exact.
+        block_size = max(1, min(block_size, bound - w))
     H, KV, D, r = ad.num_heads, ad.num_kv_heads, ad.head_dim, ad.rotary_dim
     kind = ad.softmax_sink_kind()
     softcap = ad.attention_softcap()

@@ -65,6 +65,9 @@ class RotaryTable:
             or self.cos.device != like.device
         ):
             size = max(length, 2 * (0 if self.cos is None else self.cos.shape[0]), 64)
+            bound = self.adapter.position_bound
+            if bound is not None and length <= bound:  # grow no further than the positions that are exact
+                size = min(size, bound)
             self.cos, self.sin = self.adapter.cos_sin(torch.arange(size, device=like.device), like.dtype, self.kind)
         return self.cos, self.sin
 
@@ -85,12 +88,20 @@ class RotaryTable:
         )
 
     def unrotate_range(self, x: torch.Tensor, start: int) -> torch.Tensor:
-        """Inverse of rotate_range: R(p)^-1 = R(-p) / m^2 (m: the rotary module's attention scaling, 1 unless
-        YaRN), with cos(-a) = cos(a) and sin(-a) = -sin(a) taken from the same table."""
+        """Inverse of rotate_range."""
         b, h, n, d = x.shape
         cos, sin = self.table(start + n, x)
-        out = self.adapter.apply_rotary(x.reshape(b * h, n, d), cos[start : start + n], -sin[start : start + n])
-        return (out if self.scaling == 1.0 else out / self.scaling**2).view(b, h, n, d)
+        return self.unrotate(x.reshape(b * h, n, d), cos[start : start + n], sin[start : start + n]).view(b, h, n, d)
+
+    def unrotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """x [rows, n, head_dim] rotated by cos/sin [n, rotary_dim], un-rotated: R(p)^-1 = R(-p) / m^2 on the
+        rotary dims (m: the rotary module's attention scaling, 1 unless YaRN or LongRoPE; cos(-a) = cos(a),
+        sin(-a) = -sin(a)); the dims past rotary_dim (partial rotary) pass through both ways unscaled."""
+        out = self.adapter.apply_rotary(x, cos, -sin)
+        if self.scaling == 1.0:
+            return out
+        r = self.adapter.rotary_dim  # (not cos's width: gpt-oss's holds one angle per pair of dims)
+        return torch.cat([out[..., :r] / self.scaling**2, out[..., r:]], dim=-1)
 
 
 class SinkCacheLayer(DynamicLayer):

@@ -57,8 +57,7 @@ class StaticSinkCacheLayer(StaticLayer):
         cos, sin = self.rotary.table(self.max_cache_len, key_states)
         new_pos = start + torch.arange(q, device=self.device)
         b, h, _, d = key_states.shape
-        raw = self.rotary.adapter.apply_rotary(key_states.reshape(b * h, q, d), cos[new_pos], -sin[new_pos])
-        raw = raw.view(b, h, q, d) / self.rotary.scaling**2
+        raw = self.rotary.unrotate(key_states.reshape(b * h, q, d), cos[new_pos], sin[new_pos]).view(b, h, q, d)
         slots = self._slots(fed + torch.arange(q, device=self.device))
         self.keys.index_copy_(2, slots, raw)
         self.values.index_copy_(2, slots, value_states)

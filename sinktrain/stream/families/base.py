@@ -9,8 +9,9 @@ exactly that for one family; everything else (positions, masks, eviction) is fam
 Rotary cos/sin always come from the model's own rotary module (one per layer kind where a family has several:
 Gemma 3's two bases, SmolLM3's layers without any) and are applied with the model's own
 `apply_rotary_pos_emb`, never from a copy of their arithmetic: static scaled RoPE (linear, llama3, YaRN) is a
-fixed function of the position and is then exact too. Kinds that depend on the sequence length (dynamic NTK,
-LongRoPE) are refused, and so are sliding-window layers that cannot see the whole cache plus the query.
+fixed function of the position and is then exact too. LongRoPE is static below its original context, so caches
+stay below that (`position_limit`). Dynamic NTK depends on the sequence length and is refused, and so are
+sliding-window layers that cannot see the whole cache plus the query.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import torch
 
 # RoPE kinds whose cos/sin at a position do not depend on how long the sequence is.
 STATIC_ROPE_TYPES = ("default", "linear", "llama3", "yarn")
+# LongRoPE (Phi-3 128k, Phi-3.5, Phi-4-mini) is static below a position: its rotary module switches every
+# frequency from the short to the long factors once a forward reaches `original_max_position_embeddings`.
+BOUNDED_ROPE_TYPES = ("longrope",)
 
 
 class FamilyAdapter:
@@ -122,10 +126,27 @@ class FamilyAdapter:
         return [window if t == "sliding_attention" else None for t in types]
 
     @classmethod
-    def position_limit(cls, config) -> tuple[int, str] | None:
-        """(N, what changes): the model computes something position-dependent beyond rotary from position N on,
-        which the evaluator does not reproduce, so every position it uses must stay below N. None: no limit."""
+    def unsupported(cls, config) -> str | None:
+        """Why a config of this family cannot stream (a family variant the adapter does not implement), as the
+        one line the user sees; None when it can."""
         return None
+
+    @classmethod
+    def position_limit(cls, config) -> tuple[int, str] | None:
+        """(N, what changes): the model's attention changes from position N on in a way the evaluator does not
+        reproduce, so every position it uses must stay below N (caches hold at most N - 1 tokens). None: no
+        limit. Here: LongRoPE's switch to its long factors."""
+        rope = getattr(config, "rope_parameters", None) or {}
+        if rope.get("rope_type") in BOUNDED_ROPE_TYPES and rope.get("original_max_position_embeddings"):
+            return int(rope["original_max_position_embeddings"]), "LongRoPE (its long-context frequencies)"
+        return None
+
+    @property
+    def position_bound(self) -> int | None:
+        """Positions at which cos/sin may be asked of the rotary module: below `position_limit` (a LongRoPE module
+        asked for any position past it rotates every position with its long factors)."""
+        limit = self.position_limit(self.config)
+        return None if limit is None else limit[0]
 
     # --- rotary, from the model's own module ---------------------------------------------------------------------
     # Families whose rotary module takes the layer type and keeps frequencies (and a YaRN factor) per type
@@ -141,6 +162,9 @@ class FamilyAdapter:
 
     def cos_sin(self, positions: torch.Tensor, dtype: torch.dtype, kind=None):
         """cos, sin [n, rotary_dim] at integer positions [n] (any sign), from the model's rotary module."""
+        if positions.numel() == 0:  # (no sinks yet): LongRoPE's module cannot take an empty batch of positions
+            cos, sin = self.cos_sin(positions.new_zeros(1), dtype, kind)
+            return cos[:0], sin[:0]
         if kind == "nope":  # cos 1, sin 0: the model's own rotation function then leaves q and k as they are
             shape = (positions.shape[0], self.head_dim)
             return (torch.ones(shape, dtype=dtype, device=positions.device),
@@ -211,11 +235,15 @@ def check_config(config, adapter_cls, cache: int | None = None) -> None:
     rope = getattr(config, "rope_parameters", None) or {}
     per_layer_type = [r for r in rope.values() if isinstance(r, dict)]  # Gemma 3: one set per layer type
     for rope_type in sorted({r.get("rope_type", "default") for r in per_layer_type or [rope]}):
-        if rope_type not in STATIC_ROPE_TYPES:
+        if rope_type not in STATIC_ROPE_TYPES + BOUNDED_ROPE_TYPES:
             raise ValueError(
                 f"rotary embedding type {rope_type!r} depends on the sequence length, so re-positioned keys are not "
-                f"exact; the streaming evaluator supports static RoPE only ({', '.join(STATIC_ROPE_TYPES)})"
+                f"exact; the streaming evaluator supports static RoPE only ({', '.join(STATIC_ROPE_TYPES)}; "
+                f"{', '.join(BOUNDED_ROPE_TYPES)} below its original context)"
             )
+    reason = adapter_cls.unsupported(config)
+    if reason is not None:
+        raise ValueError(reason)
     if getattr(config, "use_bidirectional_attention", False):
         raise ValueError("the model attends in both directions (an embedding model, such as EmbeddingGemma), so it "
                          "predicts no next token to stream; use a causal language model")

@@ -24,4 +24,4 @@ class Ministral3Adapter(FamilyAdapter):
         rope = getattr(config, "rope_parameters", None) or {}
         if rope.get("llama_4_scaling_beta") and rope.get("original_max_position_embeddings"):
             return int(rope["original_max_position_embeddings"]), "query scaling (llama_4_scaling_beta)"
-        return None
+        return super().position_limit(config)
