@@ -31,6 +31,8 @@ FAMILY_KINDS = {
     "cohere2": "cohere2-nope",  # rotary on interleaved pairs; a layer without position encoding
     "mistral3": "mistral3-ministral3",  # an image-text wrapper: the language model one level down, its own head
     "qwen2.5-vl": "qwen2.5-vl",  # another wrapper, whose rotary module wants a position per axis
+    "longrope": "phi3-longrope",  # partial rotary with a rotary scaling m != 1: un-rotation divides only those dims
+    "falcon": "falcon-40b-groups",  # fused q/k/v whose K/V groups are broadcast to the query heads
 }
 
 

@@ -16,12 +16,16 @@ DEFAULT_ROPE = {"rope_type": "default", "rope_theta": 10000.0}
 MINISTRAL3_ROPE = {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 256,
                    "llama_4_scaling_beta": 0.5}
 TOKEN_IDS = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)  # inside the tiny vocabulary
+# Phi-4-mini's kind: partial rotary (12 of 16 dims: 6 factors each), short factors below the original context
+LONGROPE = {"rope_type": "longrope", "rope_theta": 10000.0, "partial_rotary_factor": 0.75,
+            "short_factor": [1.0, 1.1, 1.3, 1.6, 2.0, 2.5], "long_factor": [1.5, 2.0, 3.0, 4.5, 6.0, 8.0]}
 
 # name -> (config class name, overrides). Together they cover grouped-query and multi-head attention, tied and
 # untied heads, rope_theta, static scaled RoPE (linear, llama3, YaRN), q/k/v biases, q/k RMSNorm (per head and
 # over all heads), a head dim that is not hidden/heads, packed q/k/v, partial rotary, post-norms, scalar
 # multipliers, soft-capped attention scores and logits, interleaved rotary, layers without rotary (NoPE), a rotary set
-# per layer type, position-dependent query scaling, multimodal RoPE, and every supported image-text wrapper.
+# per layer type, position-dependent query scaling, LongRoPE, multimodal RoPE, Falcon's fused layouts, and every
+# supported image-text wrapper.
 FAMILY_CASES = {
     "llama-gqa-tied": ("LlamaConfig", dict(num_key_value_heads=2, tie_word_embeddings=True,
                                            rope_parameters={"rope_type": "default", "rope_theta": 500000.0})),
@@ -101,6 +105,17 @@ FAMILY_CASES = {
     "phi3-partial-rotary": ("Phi3Config", dict(num_key_value_heads=2, sliding_window=128, pad_token_id=0,
                                                eos_token_id=2, rope_parameters={**DEFAULT_ROPE,
                                                                                 "partial_rotary_factor": 0.5})),
+    # LongRoPE with an original context (128) above every position the tests stream at
+    "phi3-longrope": ("Phi3Config", dict(num_key_value_heads=2, original_max_position_embeddings=128, **TOKEN_IDS,
+                                         rope_parameters=LONGROPE)),
+    # Falcon's three fused-q/k/v layouts: 7B (multi-query, parallel branches from one LayerNorm), 40B/180B (K/V
+    # groups broadcast to their query heads, a LayerNorm per branch), RW (multi-head, sequential, biases)
+    "falcon-7b-mqa": ("FalconConfig", dict(multi_query=True, parallel_attn=True, new_decoder_architecture=False,
+                                           **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
+    "falcon-40b-groups": ("FalconConfig", dict(new_decoder_architecture=True, num_kv_heads=2, **TOKEN_IDS,
+                                               rope_parameters=DEFAULT_ROPE)),
+    "falcon-rw-sequential": ("FalconConfig", dict(multi_query=False, parallel_attn=False, bias=True, **TOKEN_IDS,
+                                                  rope_parameters=DEFAULT_ROPE)),
     "olmo2-postnorm": ("Olmo2Config", dict(num_key_value_heads=2, pad_token_id=0, eos_token_id=2,
                                            rope_parameters=DEFAULT_ROPE)),
     # mixtures of experts: 4 experts, 2 per token (Qwen2-MoE: a shared expert, and a dense MLP in layer 0)

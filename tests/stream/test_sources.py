@@ -186,6 +186,35 @@ def test_ministral3_query_scaling_bounds_the_cache_and_the_dense_baseline(tmp_pa
     assert gap[23] <= 1e-5 and gap[24] > 1e-3, gap
 
 
+def test_falcon_with_alibi_is_refused(tmp_path, small_tok, capsys):
+    folder = save_family_folder(family_model("falcon-rw-sequential", alibi=True), small_tok, tmp_path / "rw")
+    line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
+    assert line.endswith("the model uses ALiBi position biases instead of rotary embeddings (Falcon-RW), which the "
+                         "streaming evaluator does not implement; use a rotary Falcon (7B, 40B, 180B)")
+    assert not (tmp_path / "o").exists()
+
+
+def test_longrope_streams_below_its_original_context(tmp_path, small_tok, capsys):
+    """LongRoPE (Phi-3 128k, Phi-3.5, Phi-4-mini) rotates every position with its short factors while a forward
+    stays below the original context P, and with its long factors once any position reaches P: exact below P, so
+    caches reach at most P - 1 and the parallel mode's blocks keep their rotary positions below P. P = 24 here."""
+    model = family_model("phi3-longrope", original_max_position_embeddings=24)
+    folder = save_family_folder(model, small_tok, tmp_path / "phi")
+    line = one_line_error(capsys, main([*stream_eval(folder, "--out", tmp_path / "o"), "--cache", "24"]))
+    assert line.endswith("the model's LongRoPE (its long-context frequencies) changes its attention from position 24 "
+                         "on, which the streaming evaluator does not reproduce; use a cache of at most 23 tokens")
+    dense = [*stream_eval(folder), "--cache", "16", "--baselines", "dense"]
+    line = one_line_error(capsys, main([*dense, "--out", str(tmp_path / "d"), "--tokens", "26"]))
+    assert line.endswith("drop the dense baseline or read at most 25 text tokens (--tokens 25)")
+    assert main([*stream_eval(folder, "--out", tmp_path / "ok"), "--cache", "23", "--sinks", "0,4"]) == 0
+    stream = np.random.default_rng(3).integers(0, VOCAB, 90)
+    ref = reference_nll(model, stream, 4, 19)  # C = 23: the model's own forwards see positions up to 23
+    for block in (5, 1024):  # a block of 1024 would rotate the band at positions up to 1042 without the bound
+        assert np.abs(ref - parallel_nll(model, stream, 4, 19, block_size=block)).max() <= 1e-5
+    # What the bound protects: a forward that reaches position 24 rotates with the long factors.
+    assert np.abs(reference_nll(model, stream, 4, 20) - parallel_nll(model, stream, 4, 20)).max() > 1e-3
+
+
 def test_config_missing_heads_is_refused_before_the_first_model_runs(llama_dir, tmp_path, capsys):
     broken = tmp_path / "broken"
     shutil.copytree(llama_dir, broken)
@@ -218,7 +247,7 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
     line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
     from sinktrain.stream.families import FAMILIES
 
-    assert len(FAMILIES) == 36
+    assert len(FAMILIES) == 37
     for cls in FAMILIES:  # each named with the model types it takes
         assert f"{cls.family} ({', '.join(cls.model_types)})" in line
     assert line.endswith("and image-text models wrapping one of them (gemma3, mistral3, llava, aya_vision, idefics3, "

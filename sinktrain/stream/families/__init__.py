@@ -13,6 +13,7 @@ from sinktrain.stream.families.base import STATIC_ROPE_TYPES, FamilyAdapter, che
 from sinktrain.stream.families.cohere import Cohere2Adapter, CohereAdapter
 from sinktrain.stream.families.ernie4_5 import Ernie4_5Adapter
 from sinktrain.stream.families.exaone4 import Exaone4Adapter
+from sinktrain.stream.families.falcon import FalconAdapter
 from sinktrain.stream.families.gemma import GemmaAdapter
 from sinktrain.stream.families.gemma2 import Gemma2Adapter
 from sinktrain.stream.families.gemma3 import Gemma3Adapter
@@ -47,7 +48,7 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     Qwen2MoeAdapter, Qwen3MoeAdapter, OlmoeAdapter, GptOssAdapter, PhiAdapter, SmolLM3Adapter, StableLmAdapter,
     Starcoder2Adapter, CohereAdapter, Cohere2Adapter, GlmAdapter, Glm4Adapter, Exaone4Adapter, ApertusAdapter,
     ArceeAdapter, SeedOssAdapter, Ernie4_5Adapter, NemotronAdapter, MinistralAdapter, Ministral3Adapter,
-    Qwen2VLTextAdapter, Qwen3VLTextAdapter, Qwen3VLMoeTextAdapter,
+    Qwen2VLTextAdapter, Qwen3VLTextAdapter, Qwen3VLMoeTextAdapter, FalconAdapter,
 )
 
 
