@@ -48,6 +48,11 @@ def load_session(spec: str, opts: CacheOptions, check_tokenizer=None) -> Session
     opts.check()
     source, read = check_source(spec, opts.cache)
     config = language_config(read)
+    if opts.cache_kind == "static":
+        from sinktrain.stream.families import adapter_class
+        from sinktrain.stream.static_sink_cache import check_ring_order
+
+        check_ring_order(adapter_class(read))
     tok = load_model_tokenizer(source)
     if tok is None:
         raise ValueError(f"{spec} has no tokenizer files; save the tokenizer it was trained with into the model folder")

@@ -10,7 +10,8 @@ Both score sets go through one softmax. We do it with one SDPA call by widening 
 [q_rot@t, q_rot@p(t), q_pass], a band key [k_rot@u, 0, k_pass], a sink key [0, k_rot@j, k_pass]; the dot
 product then is the right score for either kind of key. softmax1 / logit models get one more key (all zeros,
 zero value) whose additive mask carries their extra logit (0, or the learned per-head `sink_logit`).
-Grouped-query attention repeats each K/V head for its group of query heads.
+Grouped-query attention repeats each K/V head for its group of query heads. ALiBi models (MPT) rotate nothing;
+their per-head bias -m·(distance inside the cache) joins the mask: t - u for a band key, p(t) - j for a sink.
 
 A token's K/V at layer l depend only on its own K(t), so computing the stream layer by layer, block of queries
 by block, reproduces the KV cache exactly. Memory stays bounded: per layer we keep the s sink K/V and the
@@ -60,6 +61,8 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
     layers = ad.layers
     kinds = ad.rotary_kinds()
     scales = [ad.attention_scale(layer) for layer in layers]
+    slopes = ad.alibi_slopes()
+    slopes = None if slopes is None else slopes.to(device=device, dtype=dtype)
     # Per layer, sequence-major like the projections ([tokens, kv_heads, head_dim]), un-rotated:
     sink_k: list[torch.Tensor | None] = [None] * len(layers)  # the <= s sink tokens
     sink_v: list[torch.Tensor | None] = [None] * len(layers)
@@ -80,9 +83,12 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
         j = torch.arange(n_sinks, device=device)
         sink_mask = torch.zeros(n_q, n_sinks, dtype=dtype, device=device).masked_fill_(j[None, :] > t[:, None], neg_inf)
         mask = torch.cat([sink_mask, band_mask], dim=-1)
+        if slopes is not None:  # ALiBi: -m_h · (distance inside the cache), per head
+            dist = torch.cat([torch.clamp(t, max=capacity)[:, None] - j[None, :], t[:, None] - u[None, :]], dim=-1)
+            mask = mask - slopes[:, None, None] * dist.to(dtype)  # [heads, q, keys]
         if kind != "none":
-            mask = torch.cat([mask, torch.zeros(n_q, 1, dtype=dtype, device=device)], dim=-1)
-        mask = mask[None, None]  # [1, 1, q, keys]; per-head only for `logit`, below
+            mask = torch.cat([mask, mask.new_zeros(*mask.shape[:-1], 1)], dim=-1)
+        mask = mask[None] if mask.dim() == 3 else mask[None, None]  # [1, 1 or heads, q, keys]
         # cos/sin once per block and rotary kind (the same positions in every layer), from the model's rotary
         # module: (query, key) for the band, then for the sinks.
         rot = {rk: [ad.cos_sin(p, dtype, rk) for p in (t - band_start, u - band_start, torch.clamp(t, max=capacity), j)]
@@ -115,7 +121,7 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
                 keys = torch.cat([keys, keys.new_zeros(1, KV, keys.shape[-1])])
                 values = torch.cat([values, values.new_zeros(1, KV, D)])
                 if kind == "logit":
-                    layer_mask = mask.expand(1, H, -1, -1).clone()
+                    layer_mask = mask.expand(1, H, -1, -1).clone()  # (ALiBi models have no logit sink)
                     layer_mask[..., -1] = ad.sink_logit(layer).to(dtype)[None, :, None]
             # SDPA's fast kernels want as many K/V heads as query heads and one head dim for q, k and v;
             # otherwise it falls back to its slow path (2x slower on CPU): repeat K/V per group (HF's

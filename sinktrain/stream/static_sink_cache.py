@@ -72,6 +72,13 @@ class StaticSinkCacheLayer(StaticLayer):
         raise NotImplementedError("a sink cache cannot be cropped: evicted entries are gone")
 
 
+def check_ring_order(adapter_cls) -> None:
+    """The ring keeps entries out of order, which only rotary models cannot tell: ALiBi biases a key by its index."""
+    if not adapter_cls.uses_rotary:
+        raise ValueError(f"the static sink cache keeps its entries in ring order, but the model's ALiBi bias "
+                         f"({adapter_cls.family}) depends on each key's index in the cache; use --cache-kind sink")
+
+
 class StaticSinkCache(Cache):
     """Ring-buffer StreamingLLM cache: `sinks` + `window` entries in C + 1 fixed slots per layer."""
 
@@ -80,6 +87,7 @@ class StaticSinkCache(Cache):
     def __init__(self, model, sinks: int, window: int, adapter: FamilyAdapter | None = None):
         check_sizes(sinks, window)
         self.adapter = adapter or adapter_for(model)
+        check_ring_order(type(self.adapter))
         self.sinks, self.window, self.capacity = sinks, window, sinks + window
         super().__init__(layers=[StaticSinkCacheLayer(rotary, sinks, window)
                                  for rotary in RotaryTable.per_layer(self.adapter)])

@@ -186,6 +186,28 @@ def test_ministral3_query_scaling_bounds_the_cache_and_the_dense_baseline(tmp_pa
     assert gap[23] <= 1e-5 and gap[24] > 1e-3, gap
 
 
+def test_mpt_streams_with_alibi(tmp_path, small_tok, capsys):
+    """MPT's config.json names its sizes d_model / n_heads / n_layers; ALiBi takes the place of rotary."""
+    folder = save_family_folder(family_model("mpt-alibi", seed=5), small_tok, tmp_path / "mpt")
+    assert {"d_model", "n_heads", "n_layers"} <= set(json.loads((folder / "config.json").read_text()))
+    args = [*stream_eval(folder, "--out", tmp_path / "o"), "--tokens", "120", "--baselines", "dense", "--plots", "true"]
+    assert main(args) == 0
+    run = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert run["models"]["mpt"]["family"] == "mpt" and run["timing"]["mpt"]["self_check_max_abs_dlogp"] < 1e-5
+    generate = ["generate", str(folder), "--prompt", "It was", "--cache", "16", "--sinks", "2", "--max-new-tokens",
+                "20", "--ignore-eos"]
+    assert main(generate) == 0
+    capsys.readouterr()
+    assert main([*generate, "--cache-kind", "static"]) == 2  # before the weights load
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "sinktrain generate: error: the static sink cache keeps its entries in ring order, but the model's ALiBi bias "
+        "(mpt) depends on each key's index in the cache; use --cache-kind sink")
+    short = save_family_folder(family_model("mpt-alibi", max_seq_len=24), small_tok, tmp_path / "mpt24")
+    line = one_line_error(capsys, main([*stream_eval(short, "--out", tmp_path / "o24"), "--cache", "24"]))
+    assert line.endswith("the model's ALiBi bias (a table of max_seq_len keys) changes its attention from position 24 "
+                         "on, which the streaming evaluator does not reproduce; use a cache of at most 23 tokens")
+
+
 def test_falcon_with_alibi_is_refused(tmp_path, small_tok, capsys):
     folder = save_family_folder(family_model("falcon-rw-sequential", alibi=True), small_tok, tmp_path / "rw")
     line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
@@ -247,7 +269,7 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
     line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
     from sinktrain.stream.families import FAMILIES
 
-    assert len(FAMILIES) == 37
+    assert len(FAMILIES) == 38
     for cls in FAMILIES:  # each named with the model types it takes
         assert f"{cls.family} ({', '.join(cls.model_types)})" in line
     assert line.endswith("and image-text models wrapping one of them (gemma3, mistral3, llava, aya_vision, idefics3, "

@@ -27,6 +27,7 @@ from sinktrain.stream.families.llama import LlamaAdapter
 from sinktrain.stream.families.ministral import Ministral3Adapter, MinistralAdapter
 from sinktrain.stream.families.mistral import MistralAdapter
 from sinktrain.stream.families.mixtral import MixtralAdapter
+from sinktrain.stream.families.mpt import MptAdapter
 from sinktrain.stream.families.nemotron import NemotronAdapter
 from sinktrain.stream.families.olmo2 import Olmo2Adapter
 from sinktrain.stream.families.olmo3 import Olmo3Adapter
@@ -48,7 +49,7 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     Qwen2MoeAdapter, Qwen3MoeAdapter, OlmoeAdapter, GptOssAdapter, PhiAdapter, SmolLM3Adapter, StableLmAdapter,
     Starcoder2Adapter, CohereAdapter, Cohere2Adapter, GlmAdapter, Glm4Adapter, Exaone4Adapter, ApertusAdapter,
     ArceeAdapter, SeedOssAdapter, Ernie4_5Adapter, NemotronAdapter, MinistralAdapter, Ministral3Adapter,
-    Qwen2VLTextAdapter, Qwen3VLTextAdapter, Qwen3VLMoeTextAdapter, FalconAdapter,
+    Qwen2VLTextAdapter, Qwen3VLTextAdapter, Qwen3VLMoeTextAdapter, FalconAdapter, MptAdapter,
 )
 
 

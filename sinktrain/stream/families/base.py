@@ -43,6 +43,9 @@ class FamilyAdapter:
         self.num_heads = int(self.config.num_attention_heads)
         self.num_kv_heads = int(getattr(self.config, "num_key_value_heads", None) or self.num_heads)
         self.head_dim = int(getattr(self.config, "head_dim", None) or self.config.hidden_size // self.num_heads)
+        if not self.uses_rotary:  # (ALiBi): every layer is "nope", no dims rotate
+            self._apply_rotary, self.rotary_dim = None, 0
+            return
         self._apply_rotary = _model_function((model, self.backbone), "apply_rotary_pos_emb", self.family)
         with torch.no_grad():
             cos, _ = self.cos_sin(torch.zeros(1, dtype=torch.long), torch.float32, self.rotary_kinds()[0])
@@ -153,9 +156,14 @@ class FamilyAdapter:
     # (Gemma 3, OLMo 3).
     rotary_per_layer_type = False
 
+    # False: no rotary embedding at all (MPT's ALiBi; see alibi_slopes).
+    uses_rotary = True
+
     def rotary_kinds(self) -> list:
         """Per layer, which rotary embedding it uses (a key for `cos_sin`); one for all layers (None) unless a
         family has several (a set per layer type), or layers without any ("nope": SmolLM3, Cohere 2)."""
+        if not self.uses_rotary:
+            return ["nope"] * len(self.layers)
         if self.rotary_per_layer_type:
             return list(self.config.layer_types)
         return [None] * len(self.layers)
@@ -187,6 +195,8 @@ class FamilyAdapter:
     def apply_rotary(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, seq_major: bool = False):
         """x [heads, n, head_dim] (or [n, heads, head_dim] with seq_major) rotated by cos/sin [n, rotary_dim],
         with the model's own apply_rotary_pos_emb."""
+        if self._apply_rotary is None:
+            return x
         r = cos.shape[-1]
         if self.rotary_on_leading_slice and r < x.shape[-1]:
             return torch.cat([self._rotate(x[..., :r], cos, sin, seq_major), x[..., r:]], dim=-1)
@@ -206,6 +216,12 @@ class FamilyAdapter:
 
     def sink_logit(self, layer) -> torch.Tensor:
         raise NotImplementedError
+
+    # --- ALiBi ---------------------------------------------------------------------------------------------------
+    def alibi_slopes(self) -> torch.Tensor | None:
+        """Per head, the slope m of an ALiBi bias -m · (query index - key index) added to the scores (indices inside
+        the cache); None for rotary families."""
+        return None
 
 
 def _model_function(models, name: str, family: str):
