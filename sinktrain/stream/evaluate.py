@@ -260,7 +260,9 @@ def _evaluate_into(out: Path, cfg: StreamEvalConfig, pairs, plans, longest: int)
             report.write_nll(out, mname, name, nll)
             print(f"[stream-eval] {mname} {name}: ppl {results[mname][name]['ppl']:.3f} "
                   f"({rate:,.0f} tokens/s)", file=sys.stderr, flush=True)
-        probe = stream[: min(len(stream), cfg.attention_tokens, adapter.config.max_position_embeddings)]
+        # (within the trained context and any position bound: MPT's forward fails past its ALiBi table)
+        limits = (getattr(adapter.config, "max_position_embeddings", None), adapter.position_bound)
+        probe = stream[: min(len(stream), cfg.attention_tokens, *(n for n in limits if n))]
         if len(probe) > cfg.first_k:
             stats[mname] = attention_sink_stats(model, probe, cfg.first_k).numpy()
             maps[mname] = attention_maps(model, probe)

@@ -162,6 +162,20 @@ def test_narrow_sliding_window_is_refused(case, marked, tmp_path, small_tok, cap
     assert gap[23] <= 1e-5 and gap[24] > 0.1, gap
 
 
+def check_position_limit_24(folder, what: str, tmp_path, capsys):
+    """A model whose `what` changes its attention from position 24 on: caches of 24 and dense baselines past
+    position 24 are refused in one line before anything is written; 23 and 25 text tokens stream."""
+    line = one_line_error(capsys, main([*stream_eval(folder, "--out", tmp_path / "o"), "--cache", "24"]))
+    assert line.endswith(f"the model's {what} changes its attention from position 24 on, which the streaming "
+                         f"evaluator does not reproduce; use a cache of at most 23 tokens")
+    dense = [*stream_eval(folder), "--cache", "16", "--baselines", "dense"]
+    line = one_line_error(capsys, main([*dense, "--out", str(tmp_path / "d"), "--tokens", "26"]))
+    assert line.endswith("drop the dense baseline or read at most 25 text tokens (--tokens 25)")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "d").exists()
+    assert main([*stream_eval(folder, "--out", tmp_path / "ok"), "--cache", "23"]) == 0
+    assert main([*dense, "--out", str(tmp_path / "ok-dense"), "--tokens", "25"]) == 0
+
+
 def test_ministral3_query_scaling_bounds_the_cache_and_the_dense_baseline(tmp_path, small_tok, capsys):
     """Ministral 3 multiplies a query at position p by 1 + β·log(1 + ⌊p / P⌋): exactly 1 below P, as far as the
     evaluator reproduces the model. P = 24 here."""
@@ -170,15 +184,7 @@ def test_ministral3_query_scaling_bounds_the_cache_and_the_dense_baseline(tmp_pa
     model = family_model("ministral3-scaled-queries", rope_parameters={**MINISTRAL3_ROPE,
                                                                        "original_max_position_embeddings": 24})
     folder = save_family_folder(model, small_tok, tmp_path / "m3")
-    line = one_line_error(capsys, main([*stream_eval(folder, "--out", tmp_path / "o"), "--cache", "24"]))
-    assert line.endswith("the model's query scaling (llama_4_scaling_beta) changes its attention from position 24 "
-                         "on, which the streaming evaluator does not reproduce; use a cache of at most 23 tokens")
-    dense = [*stream_eval(folder), "--cache", "16", "--baselines", "dense"]
-    line = one_line_error(capsys, main([*dense, "--out", str(tmp_path / "d"), "--tokens", "26"]))
-    assert line.endswith("drop the dense baseline or read at most 25 text tokens (--tokens 25)")
-    assert not (tmp_path / "o").exists() and not (tmp_path / "d").exists()
-    assert main([*stream_eval(folder, "--out", tmp_path / "ok"), "--cache", "23"]) == 0
-    assert main([*dense, "--out", str(tmp_path / "ok-dense"), "--tokens", "25"]) == 0
+    check_position_limit_24(folder, "query scaling (llama_4_scaling_beta)", tmp_path, capsys)
     # What the refusal protects: the model's own attention (the reference mode) scales the query at position 24.
     stream = np.random.default_rng(2).integers(0, VOCAB, 90)
     gap = {c: np.abs(reference_nll(model, stream, 4, c - 4) - parallel_nll(model, stream, 4, c - 4)).max()
@@ -203,9 +209,7 @@ def test_mpt_streams_with_alibi(tmp_path, small_tok, capsys):
         "sinktrain generate: error: the static sink cache keeps its entries in ring order, but the model's ALiBi bias "
         "(mpt) depends on each key's index in the cache; use --cache-kind sink")
     short = save_family_folder(family_model("mpt-alibi", max_seq_len=24), small_tok, tmp_path / "mpt24")
-    line = one_line_error(capsys, main([*stream_eval(short, "--out", tmp_path / "o24"), "--cache", "24"]))
-    assert line.endswith("the model's ALiBi bias (a table of max_seq_len keys) changes its attention from position 24 "
-                         "on, which the streaming evaluator does not reproduce; use a cache of at most 23 tokens")
+    check_position_limit_24(short, "ALiBi bias (a table of max_seq_len keys)", tmp_path / "24", capsys)
 
 
 def test_falcon_with_alibi_is_refused(tmp_path, small_tok, capsys):
@@ -222,13 +226,7 @@ def test_longrope_streams_below_its_original_context(tmp_path, small_tok, capsys
     caches reach at most P - 1 and the parallel mode's blocks keep their rotary positions below P. P = 24 here."""
     model = family_model("phi3-longrope", original_max_position_embeddings=24)
     folder = save_family_folder(model, small_tok, tmp_path / "phi")
-    line = one_line_error(capsys, main([*stream_eval(folder, "--out", tmp_path / "o"), "--cache", "24"]))
-    assert line.endswith("the model's LongRoPE (its long-context frequencies) changes its attention from position 24 "
-                         "on, which the streaming evaluator does not reproduce; use a cache of at most 23 tokens")
-    dense = [*stream_eval(folder), "--cache", "16", "--baselines", "dense"]
-    line = one_line_error(capsys, main([*dense, "--out", str(tmp_path / "d"), "--tokens", "26"]))
-    assert line.endswith("drop the dense baseline or read at most 25 text tokens (--tokens 25)")
-    assert main([*stream_eval(folder, "--out", tmp_path / "ok"), "--cache", "23", "--sinks", "0,4"]) == 0
+    check_position_limit_24(folder, "LongRoPE (its long-context frequencies)", tmp_path, capsys)
     stream = np.random.default_rng(3).integers(0, VOCAB, 90)
     ref = reference_nll(model, stream, 4, 19)  # C = 23: the model's own forwards see positions up to 23
     for block in (5, 1024):  # a block of 1024 would rotate the band at positions up to 1042 without the bound
