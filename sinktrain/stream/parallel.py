@@ -10,7 +10,7 @@ Both score sets go through one softmax. We do it with one SDPA call by widening 
 [q_rot@t, q_rot@p(t), q_pass], a band key [k_rot@u, 0, k_pass], a sink key [0, k_rot@j, k_pass]; the dot
 product then is the right score for either kind of key. softmax1 / logit models get one more key (all zeros,
 zero value) whose additive mask carries their extra logit (0, or the learned per-head `sink_logit`).
-Grouped-query attention repeats each K/V head for its group of query heads. ALiBi models (MPT) rotate nothing;
+Grouped-query attention repeats each K/V head for its group of query heads. ALiBi models (MPT, BLOOM) rotate nothing;
 their per-head bias -m·(distance inside the cache) joins the mask: t - u for a band key, p(t) - j for a sink.
 
 A token's K/V at layer l depend only on its own K(t), so computing the stream layer by layer, block of queries

@@ -73,7 +73,8 @@ class StaticSinkCacheLayer(StaticLayer):
 
 
 def check_ring_order(adapter_cls) -> None:
-    """The ring keeps entries out of order, which only rotary models cannot tell: ALiBi biases a key by its index."""
+    """The ring keeps entries out of order, which only rotary models cannot tell: ALiBi (MPT, BLOOM) biases a key
+    by its index."""
     if not adapter_cls.uses_rotary:
         raise ValueError(f"the static sink cache keeps its entries in ring order, but the model's ALiBi bias "
                          f"({adapter_cls.family}) depends on each key's index in the cache; use --cache-kind sink")

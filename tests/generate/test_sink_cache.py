@@ -34,6 +34,7 @@ FAMILY_KINDS = {
     "longrope": "phi3-longrope",  # partial rotary with a rotary scaling m != 1: un-rotation divides only those dims
     "falcon": "falcon-40b-groups",  # fused q/k/v whose K/V groups are broadcast to the query heads
     "mpt": "mpt-alibi",  # ALiBi: no rotary at all, a per-head bias on cache distances
+    "bloom": "bloom-alibi",
 }
 
 
@@ -49,7 +50,7 @@ def model_for(kind: str):
 
 
 KINDS = ["none", "token", "softmax1", "logit", *FAMILY_KINDS]
-RING_REFUSED = {"mpt"}  # ALiBi biases a key by its index, which the ring does not keep in order
+RING_REFUSED = {"mpt", "bloom"}  # ALiBi biases a key by its index, which the ring does not keep in order
 
 
 @pytest.mark.parametrize("kind", KINDS)

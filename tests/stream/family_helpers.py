@@ -119,6 +119,9 @@ FAMILY_CASES = {
     # ALiBi instead of rotary (slopes from a head count that is not a power of two), clipped q/k/v
     "mpt-alibi": ("MptConfig", dict(num_attention_heads=6, hidden_size=96, max_seq_len=1024,
                                     attn_config={"clip_qkv": 2.0}, **TOKEN_IDS)),
+    # ALiBi again, BLOOM's way (its own slopes for 6 heads), an embedding LayerNorm, residuals from the LayerNorm
+    "bloom-alibi": ("BloomConfig", dict(num_attention_heads=6, hidden_size=96, **TOKEN_IDS)),
+    "bloom-post-ln-residual": ("BloomConfig", dict(apply_residual_connection_post_layernorm=True, **TOKEN_IDS)),
     "olmo2-postnorm": ("Olmo2Config", dict(num_key_value_heads=2, pad_token_id=0, eos_token_id=2,
                                            rope_parameters=DEFAULT_ROPE)),
     # mixtures of experts: 4 experts, 2 per token (Qwen2-MoE: a shared expert, and a dense MLP in layer 0)

@@ -192,14 +192,17 @@ def test_ministral3_query_scaling_bounds_the_cache_and_the_dense_baseline(tmp_pa
     assert gap[23] <= 1e-5 and gap[24] > 1e-3, gap
 
 
-def test_mpt_streams_with_alibi(tmp_path, small_tok, capsys):
-    """MPT's config.json names its sizes d_model / n_heads / n_layers; ALiBi takes the place of rotary."""
-    folder = save_family_folder(family_model("mpt-alibi", seed=5), small_tok, tmp_path / "mpt")
-    assert {"d_model", "n_heads", "n_layers"} <= set(json.loads((folder / "config.json").read_text()))
+@pytest.mark.parametrize("family, case, names", [("mpt", "mpt-alibi", {"d_model", "n_heads", "n_layers"}),
+                                                 ("bloom", "bloom-alibi", {"n_head", "n_layer"})])
+def test_alibi_models_stream(family, case, names, tmp_path, small_tok, capsys):
+    """MPT and BLOOM name their sizes their own way in config.json; ALiBi takes the place of rotary, and the
+    static ring cache, which keeps keys out of order, is refused for them before the weights load."""
+    folder = save_family_folder(family_model(case, seed=5), small_tok, tmp_path / family)
+    assert names <= set(json.loads((folder / "config.json").read_text()))
     args = [*stream_eval(folder, "--out", tmp_path / "o"), "--tokens", "120", "--baselines", "dense", "--plots", "true"]
     assert main(args) == 0
     run = json.loads((tmp_path / "o" / "run.json").read_text())
-    assert run["models"]["mpt"]["family"] == "mpt" and run["timing"]["mpt"]["self_check_max_abs_dlogp"] < 1e-5
+    assert run["models"][family]["family"] == family and run["timing"][family]["self_check_max_abs_dlogp"] < 1e-5
     generate = ["generate", str(folder), "--prompt", "It was", "--cache", "16", "--sinks", "2", "--max-new-tokens",
                 "20", "--ignore-eos"]
     assert main(generate) == 0
@@ -207,9 +210,13 @@ def test_mpt_streams_with_alibi(tmp_path, small_tok, capsys):
     assert main([*generate, "--cache-kind", "static"]) == 2  # before the weights load
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "sinktrain generate: error: the static sink cache keeps its entries in ring order, but the model's ALiBi bias "
-        "(mpt) depends on each key's index in the cache; use --cache-kind sink")
+        f"({family}) depends on each key's index in the cache; use --cache-kind sink")
+
+
+def test_mpt_caches_stay_below_its_alibi_table(tmp_path, small_tok, capsys):
+    """MPT's forward slices its bias from a table of max_seq_len keys and fails on more."""
     short = save_family_folder(family_model("mpt-alibi", max_seq_len=24), small_tok, tmp_path / "mpt24")
-    check_position_limit_24(short, "ALiBi bias (a table of max_seq_len keys)", tmp_path / "24", capsys)
+    check_position_limit_24(short, "ALiBi bias (a table of max_seq_len keys)", tmp_path, capsys)
 
 
 def test_falcon_with_alibi_is_refused(tmp_path, small_tok, capsys):
@@ -267,7 +274,7 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
     line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
     from sinktrain.stream.families import FAMILIES
 
-    assert len(FAMILIES) == 38
+    assert len(FAMILIES) == 39
     for cls in FAMILIES:  # each named with the model types it takes
         assert f"{cls.family} ({', '.join(cls.model_types)})" in line
     assert line.endswith("and image-text models wrapping one of them (gemma3, mistral3, llava, aya_vision, idefics3, "

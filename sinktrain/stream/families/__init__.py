@@ -10,6 +10,7 @@ from __future__ import annotations
 from sinktrain.stream.families.apertus import ApertusAdapter
 from sinktrain.stream.families.arcee import ArceeAdapter
 from sinktrain.stream.families.base import STATIC_ROPE_TYPES, FamilyAdapter, check_config, narrowest_window
+from sinktrain.stream.families.bloom import BloomAdapter
 from sinktrain.stream.families.cohere import Cohere2Adapter, CohereAdapter
 from sinktrain.stream.families.ernie4_5 import Ernie4_5Adapter
 from sinktrain.stream.families.exaone4 import Exaone4Adapter
@@ -50,6 +51,7 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     Starcoder2Adapter, CohereAdapter, Cohere2Adapter, GlmAdapter, Glm4Adapter, Exaone4Adapter, ApertusAdapter,
     ArceeAdapter, SeedOssAdapter, Ernie4_5Adapter, NemotronAdapter, MinistralAdapter, Ministral3Adapter,
     Qwen2VLTextAdapter, Qwen3VLTextAdapter, Qwen3VLMoeTextAdapter, FalconAdapter, MptAdapter,
+    BloomAdapter,
 )
 
 

@@ -156,7 +156,7 @@ class FamilyAdapter:
     # (Gemma 3, OLMo 3).
     rotary_per_layer_type = False
 
-    # False: no rotary embedding at all (MPT's ALiBi; see alibi_slopes).
+    # False: no rotary embedding at all (ALiBi: MPT, BLOOM; see alibi_slopes).
     uses_rotary = True
 
     def rotary_kinds(self) -> list:
