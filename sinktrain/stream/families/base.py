@@ -224,6 +224,22 @@ class FamilyAdapter:
         return None
 
 
+class BloomStyleLayout:
+    """Mixed in before FamilyAdapter by BLOOM and Falcon (Falcon grew out of BLOOM's code): the decoder at
+    `model.transformer`, its layers in `.h`, each layer's attention in `.self_attention`."""
+
+    @property
+    def backbone(self):
+        return self.model.transformer
+
+    @property
+    def layers(self):
+        return list(self.backbone.h)
+
+    def attention(self, layer):
+        return layer.self_attention
+
+
 def _model_function(models, name: str, family: str):
     """`name` from the modeling file of the first of `models` (the model, then its language model: an image-text
     wrapper's file has no rotary) whose class, or a base class of it, has it (a sinktrain softmax1/logit model

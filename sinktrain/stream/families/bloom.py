@@ -6,10 +6,10 @@ the head and layer counts `n_head` / `n_layer`."""
 
 import torch
 
-from sinktrain.stream.families.base import FamilyAdapter
+from sinktrain.stream.families.base import BloomStyleLayout, FamilyAdapter
 
 
-class BloomAdapter(FamilyAdapter):
+class BloomAdapter(BloomStyleLayout, FamilyAdapter):
     family = "bloom"
     model_types = ("bloom",)
     required_config_keys = ("n_head", "n_layer", "vocab_size")
@@ -21,17 +21,6 @@ class BloomAdapter(FamilyAdapter):
             return ("the model's config asks for BLOOM's slow_but_exact tensor-parallel emulation, which the streaming "
                     "evaluator does not implement; set slow_but_exact to false in config.json")
         return None
-
-    @property
-    def backbone(self):
-        return self.model.transformer
-
-    @property
-    def layers(self):
-        return list(self.backbone.h)
-
-    def attention(self, layer):
-        return layer.self_attention
 
     def embed(self, ids):
         return self.backbone.word_embeddings_layernorm(self.backbone.word_embeddings(ids))

@@ -7,10 +7,10 @@ One fused q/k/v projection whose layout depends on the generation (split with th
 - the original RW layout: multi-head, sequential residual.
 Rotary on the whole head; the final LayerNorm is `ln_f`. Falcon-RW with ALiBi instead of rotary is refused."""
 
-from sinktrain.stream.families.base import FamilyAdapter
+from sinktrain.stream.families.base import BloomStyleLayout, FamilyAdapter
 
 
-class FalconAdapter(FamilyAdapter):
+class FalconAdapter(BloomStyleLayout, FamilyAdapter):
     family = "falcon"
     model_types = ("falcon",)
 
@@ -27,17 +27,6 @@ class FalconAdapter(FamilyAdapter):
             return ("the model uses ALiBi position biases instead of rotary embeddings (Falcon-RW), which the "
                     "streaming evaluator does not implement; use a rotary Falcon (7B, 40B, 180B)")
         return None
-
-    @property
-    def backbone(self):
-        return self.model.transformer
-
-    @property
-    def layers(self):
-        return list(self.backbone.h)
-
-    def attention(self, layer):
-        return layer.self_attention
 
     def embed(self, ids):
         return self.backbone.word_embeddings(ids)
