@@ -22,7 +22,7 @@ from sinktrain.stream.families.glm import GlmAdapter
 from sinktrain.stream.families.glm4 import Glm4Adapter
 from sinktrain.stream.families.gpt_neox import GPTNeoXAdapter
 from sinktrain.stream.families.gpt_oss import GptOssAdapter
-from sinktrain.stream.families.granite import GraniteAdapter
+from sinktrain.stream.families.granite import GraniteAdapter, GraniteMoeAdapter
 from sinktrain.stream.families.image_text import LANGUAGE_MODEL_ATTRIBUTE, wrapped
 from sinktrain.stream.families.llama import LlamaAdapter
 from sinktrain.stream.families.ministral import Ministral3Adapter, MinistralAdapter
@@ -51,7 +51,7 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     Starcoder2Adapter, CohereAdapter, Cohere2Adapter, GlmAdapter, Glm4Adapter, Exaone4Adapter, ApertusAdapter,
     ArceeAdapter, SeedOssAdapter, Ernie4_5Adapter, NemotronAdapter, MinistralAdapter, Ministral3Adapter,
     Qwen2VLTextAdapter, Qwen3VLTextAdapter, Qwen3VLMoeTextAdapter, FalconAdapter, MptAdapter,
-    BloomAdapter,
+    BloomAdapter, GraniteMoeAdapter,
 )
 
 

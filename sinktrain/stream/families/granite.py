@@ -1,6 +1,10 @@
 """IBM Granite (3.x dense): the Llama layout with four scalars from the config: the embeddings are multiplied by
 `embedding_multiplier`, each branch by `residual_multiplier` before it joins the residual, the logits divided by
-`logits_scaling`, and the attention scale is `attention_multiplier` (the attention module's `scaling`)."""
+`logits_scaling`, and the attention scale is `attention_multiplier` (the attention module's `scaling`).
+
+Granite 3 MoE (`granitemoe`: granite-3.x-1b-a400m, 3b-a800m) and its shared-expert variant (`granitemoeshared`)
+put a mixture of experts (`block_sparse_moe`, reading [batch, seq, hidden]) in place of the MLP; the shared
+variant adds a dense `shared_mlp` on the same input."""
 
 from sinktrain.stream.families.base import FamilyAdapter
 
@@ -17,7 +21,17 @@ class GraniteAdapter(FamilyAdapter):
     def residual(self, layer, x, attn_out):
         m = self.config.residual_multiplier
         x = x + layer.self_attn.o_proj(attn_out) * m
-        return x + layer.mlp(layer.post_attention_layernorm(x)) * m
+        return x + self.mlp(layer, layer.post_attention_layernorm(x)) * m
 
     def logits(self, x):
         return super().logits(x) / self.config.logits_scaling
+
+
+class GraniteMoeAdapter(GraniteAdapter):
+    family = "granitemoe"
+    model_types = ("granitemoe", "granitemoeshared")
+
+    def mlp(self, layer, h):
+        out = layer.block_sparse_moe(h[None])[0]
+        shared = getattr(layer, "shared_mlp", None)
+        return out if shared is None else out + shared(h)
