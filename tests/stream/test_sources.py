@@ -281,6 +281,20 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
                          "smolvlm, qwen2_vl, qwen2_5_vl, qwen3_vl, qwen3_vl_moe)")
 
 
+def test_hunyuan_is_refused_with_its_reason(tmp_path, small_tok, capsys):
+    from transformers import HunYuanDenseV1Config, HunYuanDenseV1ForCausalLM
+
+    config = HunYuanDenseV1Config(vocab_size=512, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                                  num_attention_heads=2, num_key_value_heads=2, head_dim=16)
+    folder = save_family_folder(HunYuanDenseV1ForCausalLM(config), small_tok, tmp_path / "hunyuan")
+    line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
+    assert line.endswith("architecture 'hunyuan_v1_dense' normalizes queries and keys after the rotary embedding, "
+                         "with a learned per-dim weight, so its attention scores depend on absolute positions, not "
+                         "only on query-key distances as the block-parallel evaluator needs; the streaming evaluator "
+                         "cannot run it")
+    assert not (tmp_path / "o").exists()
+
+
 def test_an_image_text_wrapper_around_an_unsupported_language_model_is_refused(tmp_path, small_tok, capsys):
     from transformers import LlavaConfig, LlavaForConditionalGeneration
 

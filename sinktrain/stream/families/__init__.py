@@ -55,6 +55,15 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
 )
 
 
+# Architectures that cannot stream exactly by construction, with the reason (instead of the generic list).
+CANNOT_STREAM = {
+    **dict.fromkeys(("hunyuan_v1_dense", "hunyuan_v1_moe"), (
+        "normalizes queries and keys after the rotary embedding, with a learned per-dim weight, so its attention "
+        "scores depend on absolute positions, not only on query-key distances as the block-parallel evaluator "
+        "needs")),
+}
+
+
 def supported_model_types() -> list[str]:
     """Every model_type that streams: the families' and the image-text wrappers' (around a supported family)."""
     return [t for cls in FAMILIES for t in cls.model_types] + list(LANGUAGE_MODEL_ATTRIBUTE)
@@ -76,6 +85,8 @@ def adapter_class(config) -> type[FamilyAdapter]:
     for cls in FAMILIES:
         if mtype in cls.model_types:
             return cls
+    if mtype in CANNOT_STREAM:
+        raise ValueError(f"architecture {mtype!r} {CANNOT_STREAM[mtype]}; the streaming evaluator cannot run it")
     families = "; ".join(f"{c.family} ({', '.join(c.model_types)})" for c in FAMILIES)
     raise ValueError(f"unsupported architecture {mtype!r}; the streaming evaluator supports these families: "
                      f"{families}; and image-text models wrapping one of them ({', '.join(LANGUAGE_MODEL_ATTRIBUTE)})")
