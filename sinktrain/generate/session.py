@@ -42,17 +42,17 @@ def load_session(spec: str, opts: CacheOptions, check_tokenizer=None) -> Session
     (`check_tokenizer(tok)`, e.g. its chat template) before loading the weights."""
     from sinktrain.model.source import load_model_tokenizer, load_pretrained
     from sinktrain.stream.evaluate import check_source
-    from sinktrain.stream.families import language_config
+    from sinktrain.stream.families import adapter_class
     from sinktrain.stream.model_info import sink_token_ids
 
     opts.check()
     source, read = check_source(spec, opts.cache)
-    config = language_config(read)
+    cls = adapter_class(read)
+    config = cls.language_config(read)
     if opts.cache_kind == "static":
-        from sinktrain.stream.families import adapter_class
         from sinktrain.stream.static_sink_cache import check_ring_order
 
-        check_ring_order(adapter_class(read))
+        check_ring_order(cls)
     tok = load_model_tokenizer(source)
     if tok is None:
         raise ValueError(f"{spec} has no tokenizer files; save the tokenizer it was trained with into the model folder")

@@ -226,7 +226,8 @@ class FamilyAdapter:
 
 class BloomStyleLayout:
     """Mixed in before FamilyAdapter by BLOOM and Falcon (Falcon grew out of BLOOM's code): the decoder at
-    `model.transformer`, its layers in `.h`, each layer's attention in `.self_attention`."""
+    `model.transformer`, its layers in `.h`, each layer's attention in `.self_attention`, the final LayerNorm
+    `ln_f`."""
 
     @property
     def backbone(self):
@@ -238,6 +239,9 @@ class BloomStyleLayout:
 
     def attention(self, layer):
         return layer.self_attention
+
+    def logits(self, x):
+        return self.model.get_output_embeddings()(self.backbone.ln_f(x))
 
 
 def _model_function(models, name: str, family: str):

@@ -39,9 +39,6 @@ class BloomAdapter(BloomStyleLayout, FamilyAdapter):
         h = layer.post_attention_layernorm(x)
         return layer.mlp(h, h if post_ln else x)  # BLOOM's MLP adds the residual itself
 
-    def logits(self, x):
-        return self.model.get_output_embeddings()(self.backbone.ln_f(x))
-
     def alibi_slopes(self) -> torch.Tensor:
         # The model's bias over two keys, [0, slope] per head.
         bias = self.backbone.build_alibi_tensor(torch.ones(1, 2, dtype=torch.long), self.num_heads, torch.float32)

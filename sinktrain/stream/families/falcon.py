@@ -50,6 +50,3 @@ class FalconAdapter(BloomStyleLayout, FamilyAdapter):
             return x + attn_out + layer.mlp(mlp_in)
         x = x + attn_out
         return x + layer.mlp(layer.post_attention_layernorm(x))
-
-    def logits(self, x):
-        return self.model.get_output_embeddings()(self.backbone.ln_f(x))

@@ -2,7 +2,7 @@
 Qwen3-VL holds the same language model (`qwen3_vl_text`) with multimodal RoPE, ordinary RoPE for text (qwen2.py)."""
 
 from sinktrain.stream.families.base import FamilyAdapter
-from sinktrain.stream.families.qwen2 import multimodal_cos_sin
+from sinktrain.stream.families.qwen2 import MultimodalRope
 
 
 class Qwen3Adapter(FamilyAdapter):
@@ -13,12 +13,9 @@ class Qwen3Adapter(FamilyAdapter):
         return attn.q_norm(q), attn.k_norm(k)
 
 
-class Qwen3VLTextAdapter(Qwen3Adapter):
+class Qwen3VLTextAdapter(MultimodalRope, Qwen3Adapter):
     family = "qwen3_vl"
     model_types = ("qwen3_vl_text",)
-
-    def cos_sin(self, positions, dtype, kind=None):
-        return multimodal_cos_sin(self, positions, dtype)
 
 
 class Qwen3VLMoeTextAdapter(Qwen3VLTextAdapter):
