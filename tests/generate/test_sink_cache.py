@@ -32,6 +32,7 @@ FAMILY_KINDS = {
     "mistral3": "mistral3-ministral3",  # an image-text wrapper: the language model one level down, its own head
     "qwen2.5-vl": "qwen2.5-vl",  # another wrapper, whose rotary module wants a position per axis
     "longrope": "phi3-longrope",  # partial rotary with a rotary scaling m != 1: un-rotation divides only those dims
+    "phimoe": "phimoe-longrope",  # a module whose cos/sin factor (short_mscale) is not its attention_scaling
     "falcon": "falcon-40b-groups",  # fused q/k/v whose K/V groups are broadcast to the query heads
     "mpt": "mpt-alibi",  # ALiBi: no rotary at all, a per-head bias on cache distances
     "bloom": "bloom-alibi",

@@ -3,6 +3,7 @@ independent float64 Llama written from the definition of the StreamingLLM cache.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -197,6 +198,41 @@ FAMILY_CASES = {
                                                          embedding_multiplier=3.0, residual_multiplier=0.5,
                                                          logits_scaling=4.0, attention_multiplier=0.2,
                                                          rope_parameters=DEFAULT_ROPE)),
+    # OLMo 1: weightless LayerNorms, clamped q/k/v
+    "olmo-clipped": ("OlmoConfig", dict(num_key_value_heads=2, clip_qkv=0.3, **TOKEN_IDS,
+                                        rope_parameters=DEFAULT_ROPE)),
+    "helium-bias": ("HeliumConfig", dict(num_key_value_heads=2, head_dim=16, attention_bias=True, **TOKEN_IDS,
+                                         rope_parameters=DEFAULT_ROPE)),
+    # GLM-4.5: half-rotary heads, biases, q/k norms per head, a dense layer 0 then routed + shared experts
+    "glm4-moe-qknorm": ("Glm4MoeConfig", dict(num_key_value_heads=2, head_dim=16, use_qk_norm=True,
+                                              attention_bias=True, n_routed_experts=4, num_experts_per_tok=2,
+                                              n_shared_experts=1, moe_intermediate_size=32, first_k_dense_replace=1,
+                                              n_group=1, topk_group=1, **TOKEN_IDS,
+                                              rope_parameters={**DEFAULT_ROPE, "partial_rotary_factor": 0.5})),
+    "solar-open-moe": ("SolarOpenConfig", dict(num_key_value_heads=2, head_dim=16, n_routed_experts=4,
+                                               num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,
+                                               n_group=1, topk_group=1, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
+    "ernie4.5-moe-shared": ("Ernie4_5_MoeConfig", dict(
+        num_key_value_heads=2, use_bias=True, moe_num_experts=4, moe_k=2, moe_num_shared_experts=1,
+        moe_intermediate_size=32, moe_layer_start_index=1, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
+    # Phi-3.5-MoE's LongRoPE: short factors throughout, cos/sin scaled by short_mscale (not attention_scaling) below
+    # the original context (128, above the test streams); a window wider than the streams on every layer
+    "phimoe-longrope": ("PhimoeConfig", dict(num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2,
+                                             sliding_window=128, **TOKEN_IDS, rope_parameters={
+                                                 "rope_type": "longrope", "rope_theta": 10000.0,
+                                                 "short_factor": [1.0, 1.1, 1.3, 1.6, 2.0, 2.5, 3.0, 3.5],
+                                                 "long_factor": [1.5, 2.0, 3.0, 4.5, 6.0, 8.0, 9.0, 10.0],
+                                                 "short_mscale": 1.3, "long_mscale": 1.6,
+                                                 "original_max_position_embeddings": 128})),
+    # MiniMax-M2: q/k RMSNorm over all heads, rotary on 8 of 16 dims (its config's legacy `rotary_dim`)
+    "minimax-m2-partial": ("MiniMaxM2Config", dict(num_key_value_heads=2, head_dim=16, rotary_dim=8,
+                                                   num_local_experts=4, num_experts_per_tok=2, **TOKEN_IDS,
+                                                   rope_parameters=DEFAULT_ROPE)),
+    # dots.llm1: per-head q/k norms, a dense layer 0, routed + shared experts, a sliding window from layer 1 on
+    "dots1-sliding": ("Dots1Config", dict(num_hidden_layers=3, num_key_value_heads=2, head_dim=16, n_routed_experts=4,
+                                          num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,
+                                          first_k_dense_replace=1, n_group=1, topk_group=1, sliding_window=128,
+                                          max_window_layers=1, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
     "granite-multipliers": ("GraniteConfig", dict(num_key_value_heads=2, embedding_multiplier=3.0,
                                                   residual_multiplier=0.5, logits_scaling=4.0,
                                                   attention_multiplier=0.2, rope_parameters=DEFAULT_ROPE)),
@@ -209,6 +245,7 @@ def family_model(case: str, seed: int = 0, **overrides):
     from sinktrain.model.source import auto_model_class
 
     cls_name, extra = FAMILY_CASES[case]
+    extra = copy.deepcopy(extra)  # configs may write into the dicts they get (MiniMax-M2: its rotary_dim)
     if "text_config" in extra:  # a multimodal wrapper: the sizes and overrides are its language model's
         config = getattr(transformers, cls_name)(**{**extra, "text_config": {**SMALL, **extra["text_config"],
                                                                              **overrides}})

@@ -274,7 +274,7 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
     line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
     from sinktrain.stream.families import FAMILIES
 
-    assert len(FAMILIES) == 40
+    assert len(FAMILIES) == 47
     for cls in FAMILIES:  # each named with the model types it takes
         assert f"{cls.family} ({', '.join(cls.model_types)})" in line
     assert line.endswith("and image-text models wrapping one of them (gemma3, mistral3, llava, aya_vision, idefics3, "
@@ -298,16 +298,16 @@ def test_hunyuan_is_refused_with_its_reason(tmp_path, small_tok, capsys):
 def test_an_image_text_wrapper_around_an_unsupported_language_model_is_refused(tmp_path, small_tok, capsys):
     from transformers import LlavaConfig, LlavaForConditionalGeneration
 
-    # Helium: a Llama-like model the evaluator has no adapter for
-    config = LlavaConfig(text_config=dict(model_type="helium", num_hidden_layers=1, hidden_size=16,
+    # JetMoE: a model the evaluator has no adapter for (mixtures of attention heads)
+    config = LlavaConfig(text_config=dict(model_type="jetmoe", num_hidden_layers=1, hidden_size=16,
                                           intermediate_size=32, num_attention_heads=2, num_key_value_heads=2,
-                                          vocab_size=512),
+                                          kv_channels=8, vocab_size=512),
                          vision_config=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=48,
                                             num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14))
     folder = save_family_folder(LlavaForConditionalGeneration(config), small_tok, tmp_path / "llava-helium")
     line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
     assert line.startswith("sinktrain stream-eval: error: the image-text model 'llava' wraps a language model the "
-                           "streaming evaluator cannot run: unsupported architecture 'helium'")
+                           "streaming evaluator cannot run: unsupported architecture 'jetmoe'")
     assert not (tmp_path / "o").exists()
 
 

@@ -12,7 +12,8 @@ from sinktrain.stream.families.arcee import ArceeAdapter
 from sinktrain.stream.families.base import STATIC_ROPE_TYPES, FamilyAdapter, check_config, narrowest_window
 from sinktrain.stream.families.bloom import BloomAdapter
 from sinktrain.stream.families.cohere import Cohere2Adapter, CohereAdapter
-from sinktrain.stream.families.ernie4_5 import Ernie4_5Adapter
+from sinktrain.stream.families.dots1 import Dots1Adapter
+from sinktrain.stream.families.ernie4_5 import Ernie4_5Adapter, Ernie4_5MoeAdapter
 from sinktrain.stream.families.exaone4 import Exaone4Adapter
 from sinktrain.stream.families.falcon import FalconAdapter
 from sinktrain.stream.families.gemma import GemmaAdapter
@@ -20,21 +21,26 @@ from sinktrain.stream.families.gemma2 import Gemma2Adapter
 from sinktrain.stream.families.gemma3 import Gemma3Adapter
 from sinktrain.stream.families.glm import GlmAdapter
 from sinktrain.stream.families.glm4 import Glm4Adapter
+from sinktrain.stream.families.glm4_moe import Glm4MoeAdapter
 from sinktrain.stream.families.gpt_neox import GPTNeoXAdapter
 from sinktrain.stream.families.gpt_oss import GptOssAdapter
 from sinktrain.stream.families.granite import GraniteAdapter, GraniteMoeAdapter
+from sinktrain.stream.families.helium import HeliumAdapter
 from sinktrain.stream.families.image_text import LANGUAGE_MODEL_ATTRIBUTE, wrapped
 from sinktrain.stream.families.llama import LlamaAdapter
+from sinktrain.stream.families.minimax_m2 import MiniMaxM2Adapter
 from sinktrain.stream.families.ministral import Ministral3Adapter, MinistralAdapter
 from sinktrain.stream.families.mistral import MistralAdapter
 from sinktrain.stream.families.mixtral import MixtralAdapter
 from sinktrain.stream.families.mpt import MptAdapter
 from sinktrain.stream.families.nemotron import NemotronAdapter
+from sinktrain.stream.families.olmo import OlmoAdapter
 from sinktrain.stream.families.olmo2 import Olmo2Adapter
 from sinktrain.stream.families.olmo3 import Olmo3Adapter
 from sinktrain.stream.families.olmoe import OlmoeAdapter
 from sinktrain.stream.families.phi import PhiAdapter
 from sinktrain.stream.families.phi3 import Phi3Adapter
+from sinktrain.stream.families.phimoe import PhimoeAdapter
 from sinktrain.stream.families.qwen2 import Qwen2Adapter, Qwen2VLTextAdapter
 from sinktrain.stream.families.qwen2_moe import Qwen2MoeAdapter
 from sinktrain.stream.families.qwen3 import Qwen3Adapter, Qwen3VLMoeTextAdapter, Qwen3VLTextAdapter
@@ -51,7 +57,8 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     Starcoder2Adapter, CohereAdapter, Cohere2Adapter, GlmAdapter, Glm4Adapter, Exaone4Adapter, ApertusAdapter,
     ArceeAdapter, SeedOssAdapter, Ernie4_5Adapter, NemotronAdapter, MinistralAdapter, Ministral3Adapter,
     Qwen2VLTextAdapter, Qwen3VLTextAdapter, Qwen3VLMoeTextAdapter, FalconAdapter, MptAdapter,
-    BloomAdapter, GraniteMoeAdapter,
+    BloomAdapter, GraniteMoeAdapter, OlmoAdapter, HeliumAdapter, Glm4MoeAdapter, Ernie4_5MoeAdapter, PhimoeAdapter,
+    MiniMaxM2Adapter, Dots1Adapter,
 )
 
 

@@ -80,9 +80,13 @@ class FamilyAdapter:
         contiguous views of the projections, so rotation and concatenation along the sequence stay cheap)."""
         attn, n = self.attention(layer), x.shape[0]
         h = self.attention_input(layer, x)
-        q = attn.q_proj(h).view(n, self.num_heads, self.head_dim)
-        k = attn.k_proj(h).view(n, self.num_kv_heads, self.head_dim)
-        v = attn.v_proj(h).view(n, self.num_kv_heads, self.head_dim)
+        q, k, v = attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)
+        if self.qk_norm_across_heads:
+            q, k = attn.q_norm(q), attn.k_norm(k)
+        q, k, v = self.clip_qkv(q, k, v)
+        q = q.view(n, self.num_heads, self.head_dim)
+        k = k.view(n, self.num_kv_heads, self.head_dim)
+        v = v.view(n, self.num_kv_heads, self.head_dim)
         q, k = self.qk_norm(attn, q, k)
         return q, k, v
 
@@ -90,8 +94,17 @@ class FamilyAdapter:
         """What the q/k/v projections read: the pre-attention norm of x (post-norm families: x itself)."""
         return layer.input_layernorm(x)
 
+    # OLMo 2, OLMoE, MiniMax-M2: one RMSNorm over all heads' queries (and one over the keys), before the heads are
+    # split; per-head norms (Qwen3 and most others) go in `qk_norm`.
+    qk_norm_across_heads = False
+
     def qk_norm(self, attn, q, k):
+        """Per-head q/k norms of q [n, heads, d], k [n, kv_heads, d] (none here)."""
         return q, k
+
+    def clip_qkv(self, q, k, v):
+        """The projections as the attention uses them (OLMo clamps them to a range; nothing here)."""
+        return q, k, v
 
     def attention_scale(self, layer) -> float:
         return float(getattr(self.attention(layer), "scaling", self.head_dim**-0.5))
@@ -182,11 +195,12 @@ class FamilyAdapter:
         return cos[0], sin[0]
 
     def rotary_scaling(self, kind=None) -> float:
-        """The factor m the rotary module multiplies cos and sin by (1 unless YaRN): R(p)^-1 = R(-p) / m^2."""
-        if kind == "nope":
-            return 1.0
-        name = f"{kind}_attention_scaling" if self.rotary_per_layer_type else "attention_scaling"
-        return float(getattr(self.rotary_module, name, 1.0))
+        """The factor m the rotary module multiplies cos and sin by (1 unless YaRN or LongRoPE): R(p)^-1 = R(-p) / m^2.
+        Read off the module's output (cos 0 = 1, so cos at position 0 is m), not an attribute: Phi-3.5-MoE's module
+        multiplies by its config's `short_mscale`, not by its `attention_scaling`."""
+        with torch.no_grad():
+            cos, _ = self.cos_sin(torch.zeros(1, dtype=torch.long), torch.float32, kind)
+        return float(cos[0, 0])
 
     # Partial rotary where the attention module hands apply_rotary_pos_emb only the leading rotary_dim dims
     # (Phi, StableLM); otherwise the function takes the whole head and passes the rest through itself (GPT-NeoX).

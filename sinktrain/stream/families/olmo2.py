@@ -8,12 +8,10 @@ from sinktrain.stream.families.base import FamilyAdapter
 class Olmo2Adapter(FamilyAdapter):
     family = "olmo2"
     model_types = ("olmo2",)
+    qk_norm_across_heads = True
 
-    def qkv(self, layer, x):
-        attn, n = layer.self_attn, x.shape[0]
-        q = attn.q_norm(attn.q_proj(x)).view(n, self.num_heads, self.head_dim)
-        k = attn.k_norm(attn.k_proj(x)).view(n, self.num_kv_heads, self.head_dim)
-        return q, k, attn.v_proj(x).view(n, self.num_kv_heads, self.head_dim)
+    def attention_input(self, layer, x):
+        return x
 
     def residual(self, layer, x, attn_out):
         x = x + layer.post_attention_layernorm(layer.self_attn.o_proj(attn_out))

@@ -1,6 +1,7 @@
 """Phi-3 / Phi-4: the Llama layout with q, k and v packed in one projection (`qkv_proj`, in that order),
 partial rotary where `partial_rotary_factor` < 1, and `config.sliding_window` on every layer when set
-(Phi-3-mini-4k: 2047). LongRoPE checkpoints (Phi-3.5, Phi-4-mini) are refused by the static-RoPE check."""
+(Phi-3-mini-4k: 2047). LongRoPE checkpoints (Phi-3 128k, Phi-3.5, Phi-4-mini) stream at caches below their original
+context (base.position_limit)."""
 
 from sinktrain.stream.families.base import FamilyAdapter
 
