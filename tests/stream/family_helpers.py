@@ -233,6 +233,17 @@ FAMILY_CASES = {
                                           num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,
                                           first_k_dense_replace=1, n_group=1, topk_group=1, sliding_window=128,
                                           max_window_layers=1, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
+    # Gemma 2's attention and logit caps with pre-norms only; sliding layers 0 and 2 (windows wider than the streams)
+    "vaultgemma-softcap": ("VaultGemmaConfig", dict(
+        num_hidden_layers=4, num_key_value_heads=2, head_dim=24, query_pre_attn_scalar=20, attn_logit_softcapping=1.5,
+        final_logit_softcapping=4.0, sliding_window=128, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
+    "flex-olmo-moe": ("FlexOlmoConfig", dict(num_key_value_heads=2, num_experts=4, num_experts_per_tok=2, **TOKEN_IDS,
+                                             rope_parameters=DEFAULT_ROPE)),
+    # Cohere 2's parallel layer with NoPE on the full-attention layer 3, a dense layer 0, routed + shared experts
+    "cohere2-moe-nope": ("Cohere2MoeConfig", dict(
+        num_hidden_layers=4, num_key_value_heads=2, sliding_window=128, logit_scale=0.5, num_experts=4,
+        num_experts_per_tok=2, num_shared_experts=1, first_k_dense_replace=1, prefix_dense_intermediate_size=96,
+        **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
     "granite-multipliers": ("GraniteConfig", dict(num_key_value_heads=2, embedding_multiplier=3.0,
                                                   residual_multiplier=0.5, logits_scaling=4.0,
                                                   attention_multiplier=0.2, rope_parameters=DEFAULT_ROPE)),

@@ -11,11 +11,12 @@ from sinktrain.stream.families.apertus import ApertusAdapter
 from sinktrain.stream.families.arcee import ArceeAdapter
 from sinktrain.stream.families.base import STATIC_ROPE_TYPES, FamilyAdapter, check_config, narrowest_window
 from sinktrain.stream.families.bloom import BloomAdapter
-from sinktrain.stream.families.cohere import Cohere2Adapter, CohereAdapter
+from sinktrain.stream.families.cohere import Cohere2Adapter, Cohere2MoeAdapter, CohereAdapter
 from sinktrain.stream.families.dots1 import Dots1Adapter
 from sinktrain.stream.families.ernie4_5 import Ernie4_5Adapter, Ernie4_5MoeAdapter
 from sinktrain.stream.families.exaone4 import Exaone4Adapter
 from sinktrain.stream.families.falcon import FalconAdapter
+from sinktrain.stream.families.flex_olmo import FlexOlmoAdapter
 from sinktrain.stream.families.gemma import GemmaAdapter
 from sinktrain.stream.families.gemma2 import Gemma2Adapter
 from sinktrain.stream.families.gemma3 import Gemma3Adapter
@@ -49,6 +50,7 @@ from sinktrain.stream.families.seed_oss import SeedOssAdapter
 from sinktrain.stream.families.smollm3 import SmolLM3Adapter
 from sinktrain.stream.families.stablelm import StableLmAdapter
 from sinktrain.stream.families.starcoder2 import Starcoder2Adapter
+from sinktrain.stream.families.vaultgemma import VaultGemmaAdapter
 
 FAMILIES: tuple[type[FamilyAdapter], ...] = (
     GPTNeoXAdapter, LlamaAdapter, MistralAdapter, Qwen2Adapter, Qwen3Adapter, GemmaAdapter, Gemma2Adapter,
@@ -58,7 +60,7 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     ArceeAdapter, SeedOssAdapter, Ernie4_5Adapter, NemotronAdapter, MinistralAdapter, Ministral3Adapter,
     Qwen2VLTextAdapter, Qwen3VLTextAdapter, Qwen3VLMoeTextAdapter, FalconAdapter, MptAdapter,
     BloomAdapter, GraniteMoeAdapter, OlmoAdapter, HeliumAdapter, Glm4MoeAdapter, Ernie4_5MoeAdapter, PhimoeAdapter,
-    MiniMaxM2Adapter, Dots1Adapter,
+    MiniMaxM2Adapter, Dots1Adapter, VaultGemmaAdapter, FlexOlmoAdapter, Cohere2MoeAdapter,
 )
 
 

@@ -17,4 +17,4 @@ class ApertusAdapter(FamilyAdapter):
 
     def residual(self, layer, x, attn_out):
         x = x + layer.self_attn.o_proj(attn_out)
-        return x + layer.mlp(layer.feedforward_layernorm(x))
+        return x + self.mlp(layer, layer.feedforward_layernorm(x))

@@ -47,6 +47,6 @@ class FalconAdapter(BloomStyleLayout, FamilyAdapter):
         attn_out = layer.self_attention.dense(attn_out)
         if c.new_decoder_architecture or c.parallel_attn:  # both branches read x, their sum is added to it
             mlp_in = layer.ln_mlp(x) if self._two_norms() else layer.input_layernorm(x)
-            return x + attn_out + layer.mlp(mlp_in)
+            return x + attn_out + self.mlp(layer, mlp_in)
         x = x + attn_out
-        return x + layer.mlp(layer.post_attention_layernorm(x))
+        return x + self.mlp(layer, layer.post_attention_layernorm(x))

@@ -17,7 +17,7 @@ class Gemma2Adapter(FamilyAdapter):
 
     def residual(self, layer, x, attn_out):
         x = x + layer.post_attention_layernorm(layer.self_attn.o_proj(attn_out))
-        return x + layer.post_feedforward_layernorm(layer.mlp(layer.pre_feedforward_layernorm(x)))
+        return x + layer.post_feedforward_layernorm(self.mlp(layer, layer.pre_feedforward_layernorm(x)))
 
     def attention_softcap(self):
         return self.config.attn_logit_softcapping

@@ -11,4 +11,4 @@ class Glm4Adapter(FamilyAdapter):
 
     def residual(self, layer, x, attn_out):
         x = x + layer.post_self_attn_layernorm(layer.self_attn.o_proj(attn_out))
-        return x + layer.post_mlp_layernorm(layer.mlp(layer.post_attention_layernorm(x)))
+        return x + layer.post_mlp_layernorm(self.mlp(layer, layer.post_attention_layernorm(x)))

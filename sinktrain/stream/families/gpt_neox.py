@@ -25,9 +25,9 @@ class GPTNeoXAdapter(FamilyAdapter):
     def residual(self, layer, x, attn_out):
         attn_out = layer.attention.dense(attn_out)
         if self.config.use_parallel_residual:
-            return x + attn_out + layer.mlp(layer.post_attention_layernorm(x))
+            return x + attn_out + self.mlp(layer, layer.post_attention_layernorm(x))
         x = x + attn_out
-        return x + layer.mlp(layer.post_attention_layernorm(x))
+        return x + self.mlp(layer, layer.post_attention_layernorm(x))
 
     def logits(self, x):
         return self.model.get_output_embeddings()(self.backbone.final_layer_norm(x))

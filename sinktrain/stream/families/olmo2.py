@@ -15,4 +15,4 @@ class Olmo2Adapter(FamilyAdapter):
 
     def residual(self, layer, x, attn_out):
         x = x + layer.post_attention_layernorm(layer.self_attn.o_proj(attn_out))
-        return x + layer.post_feedforward_layernorm(layer.mlp(x))
+        return x + layer.post_feedforward_layernorm(self.mlp(layer, x))

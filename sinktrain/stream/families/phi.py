@@ -15,7 +15,7 @@ class PhiAdapter(FamilyAdapter):
         return (attn.q_layernorm(q), attn.k_layernorm(k)) if attn.qk_layernorm else (q, k)
 
     def residual(self, layer, x, attn_out):
-        return x + layer.self_attn.dense(attn_out) + layer.mlp(layer.input_layernorm(x))
+        return x + layer.self_attn.dense(attn_out) + self.mlp(layer, layer.input_layernorm(x))
 
     def logits(self, x):
         return self.model.get_output_embeddings()(self.backbone.final_layernorm(x))

@@ -16,4 +16,4 @@ class StableLmAdapter(FamilyAdapter):
     def residual(self, layer, x, attn_out):
         if not self.config.use_parallel_residual:
             return super().residual(layer, x, attn_out)
-        return x + layer.self_attn.o_proj(attn_out) + layer.mlp(layer.input_layernorm(x))
+        return x + layer.self_attn.o_proj(attn_out) + self.mlp(layer, layer.input_layernorm(x))
