@@ -55,7 +55,7 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
     if bound is not None and sinks + window < n_tok:  # (dense: positions stay below n_tok, checked by the caller)
         # Band rotary positions run up to block + w - 1 (relative to the band's start); keep them exact.
         block_size = max(1, min(block_size, bound - w))
-    H, KV, D, r = ad.num_heads, ad.num_kv_heads, ad.head_dim, ad.rotary_dim
+    H, KV, Dv, r = ad.num_heads, ad.num_kv_heads, ad.value_dim, ad.rotary_dim
     kind = ad.softmax_sink_kind()
     softcap = ad.attention_softcap()
     layers = ad.layers
@@ -96,7 +96,7 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
 
         x = ad.embed(ids[a:b])  # [q, hidden]
         for li, layer in enumerate(layers):
-            q, k, v = ad.qkv(layer, x)  # [q, heads, D], [q, kv_heads, D]; un-rotated
+            q, k, v = ad.qkv(layer, x)  # [q, heads, head_dim], [q, kv_heads, head_dim], [q, kv_heads, Dv]; un-rotated
             if a < s:  # block holds sink tokens: they are keys of this very block already
                 grab = slice(0, min(b, s) - a)
                 sink_k[li] = k[grab] if sink_k[li] is None else torch.cat([sink_k[li], k[grab]])
@@ -119,19 +119,22 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
             layer_mask = mask
             if kind != "none":
                 keys = torch.cat([keys, keys.new_zeros(1, KV, keys.shape[-1])])
-                values = torch.cat([values, values.new_zeros(1, KV, D)])
+                values = torch.cat([values, values.new_zeros(1, KV, Dv)])
                 if kind == "logit":
                     layer_mask = mask.expand(1, H, -1, -1).clone()  # (ALiBi models have no logit sink)
                     layer_mask[..., -1] = ad.sink_logit(layer).to(dtype)[None, :, None]
             # SDPA's fast kernels want as many K/V heads as query heads and one head dim for q, k and v;
             # otherwise it falls back to its slow path (2x slower on CPU): repeat K/V per group (HF's
-            # repeat_kv order) and zero-pad V to the widened dim, then drop the padding.
+            # repeat_kv order) and zero-pad V (or, were V wider, q and k) to one width, then drop the padding.
             if KV != H:
                 keys, values = keys.repeat_interleave(H // KV, dim=1), values.repeat_interleave(H // KV, dim=1)
-            values = F.pad(values, (0, query.shape[-1] - D))
+            width = max(query.shape[-1], Dv)
+            if width > query.shape[-1]:
+                query, keys = F.pad(query, (0, width - query.shape[-1])), F.pad(keys, (0, width - keys.shape[-1]))
+            values = F.pad(values, (0, width - Dv))
             out = _attend(query, keys, values, layer_mask, scales[li], n_sinks, band_start, a, w,
-                          extra=kind != "none", chunk=attn_chunk, softcap=softcap)[..., :D]
-            x = ad.residual(layer, x, out.reshape(n_q, H * D))
+                          extra=kind != "none", chunk=attn_chunk, softcap=softcap)[..., :Dv]
+            x = ad.residual(layer, x, out.reshape(n_q, H * Dv))
             # Keep the last w non-sink tokens' K/V for the next block.
             keep_from = max(min(s, b), b - w)
             tail_k[li] = band_k[keep_from - band_start:]

@@ -9,7 +9,9 @@
 
 Keys are stored un-rotated and rotated at their current cache indices when a forward reads them, with the
 model's own rotary module (through its family adapter), so an eviction (which moves later keys one index down)
-needs no rotation of stored keys and a million-token run accumulates no rotation error.
+needs no rotation of stored keys and a million-token run accumulates no rotation error. (Multi-head latent
+attention, DeepSeek-V3's, hands the cache a latent as its "keys" and the rotated key part as its "values": the
+layers then treat the value slot as the rotated one.)
 
 `generate()` counts positions from the start of the text, which would rotate queries at ever larger positions
 than the cache's keys. A forward pre-hook, installed once per model by the cache's constructor, replaces the
@@ -121,6 +123,13 @@ class SinkCacheLayer(DynamicLayer):
     def update(self, key_states, value_states, *args, **kwargs):
         """Store the new entries (their keys arrive rotated at positions n..n+q-1), return every entry's key
         rotated at its cache index, then evict back to C entries."""
+        if self.rotary.adapter.cache_rotates_values:  # latent attention: the rotated part comes in the value slot
+            values, keys = self._update(value_states, key_states)
+            return keys, values
+        return self._update(key_states, value_states)
+
+    def _update(self, key_states, value_states):
+        """`update` with the rotated tensor first (`self.keys` holds it un-rotated)."""
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         n = self.get_seq_length()

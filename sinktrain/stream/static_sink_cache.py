@@ -45,6 +45,12 @@ class StaticSinkCacheLayer(StaticLayer):
         return torch.where(slots < s, slots, pos).clamp(min=0)
 
     def update(self, key_states, value_states, *args, **kwargs):
+        if self.rotary.adapter.cache_rotates_values:  # latent attention (see SinkCacheLayer.update)
+            values, keys = self._update(value_states, key_states)
+            return keys, values
+        return self._update(key_states, value_states)
+
+    def _update(self, key_states, value_states):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
             self.rotary.table(self.max_cache_len, key_states)

@@ -33,6 +33,7 @@ FAMILY_KINDS = {
     "qwen2.5-vl": "qwen2.5-vl",  # another wrapper, whose rotary module wants a position per axis
     "longrope": "phi3-longrope",  # partial rotary with a rotary scaling m != 1: un-rotation divides only those dims
     "phimoe": "phimoe-longrope",  # a module whose cos/sin factor (short_mscale) is not its attention_scaling
+    "deepseek": "deepseek-v3-mla",  # latent attention: the cache's value slot holds the rotated key part
     "falcon": "falcon-40b-groups",  # fused q/k/v whose K/V groups are broadcast to the query heads
     "mpt": "mpt-alibi",  # ALiBi: no rotary at all, a per-head bias on cache distances
     "bloom": "bloom-alibi",
@@ -85,7 +86,7 @@ def test_static_ring_generates_the_same_tokens(kind):
     assert len(set(dyn)) > 3  # not a degenerate repetition of one token
 
 
-@pytest.mark.parametrize("kind", ["none", "softmax1", "logit", "llama", "mistral3", "qwen2.5-vl", "mpt"])
+@pytest.mark.parametrize("kind", ["none", "softmax1", "logit", "llama", "mistral3", "qwen2.5-vl", "mpt", "deepseek"])
 def test_hf_generate_with_the_cache_equals_the_decode_loop(kind):
     """model.generate(past_key_values=SinkCache) past the cache size gives sinktrain's tokens; a dense
     DynamicCache run diverges once eviction starts (so the cache is really used)."""

@@ -244,6 +244,21 @@ FAMILY_CASES = {
         num_hidden_layers=4, num_key_value_heads=2, sliding_window=128, logit_scale=0.5, num_experts=4,
         num_experts_per_tok=2, num_shared_experts=1, first_k_dense_replace=1, prefix_dense_intermediate_size=96,
         **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
+    # multi-head latent attention: low-rank queries, a shared rotated key part on interleaved pairs, values narrower
+    # than q/k heads, YaRN (cos/sin scaled by mscale / mscale_all_dim, the softmax scale by mscale_all_dim^2); a dense
+    # layer 0 then routed + shared experts
+    "deepseek-v3-mla": ("DeepseekV3Config", dict(
+        num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12, qk_rope_head_dim=8,
+        v_head_dim=10, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,
+        first_k_dense_replace=1, n_group=1, topk_group=1, **TOKEN_IDS, rope_parameters={
+            "rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 256,
+            "mscale": 1.0, "mscale_all_dim": 0.5})),
+    # full-rank queries, rotate-half rotary, values wider than q/k heads
+    "deepseek-v3-full-rank": ("DeepseekV3Config", dict(
+        num_key_value_heads=4, q_lora_rank=None, kv_lora_rank=16, qk_nope_head_dim=12, qk_rope_head_dim=8,
+        v_head_dim=24, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,
+        first_k_dense_replace=1, n_group=1, topk_group=1, rope_interleave=False, **TOKEN_IDS,
+        rope_parameters=DEFAULT_ROPE)),
     "granite-multipliers": ("GraniteConfig", dict(num_key_value_heads=2, embedding_multiplier=3.0,
                                                   residual_multiplier=0.5, logits_scaling=4.0,
                                                   attention_multiplier=0.2, rope_parameters=DEFAULT_ROPE)),

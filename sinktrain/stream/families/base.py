@@ -43,6 +43,7 @@ class FamilyAdapter:
         self.num_heads = int(self.config.num_attention_heads)
         self.num_kv_heads = int(getattr(self.config, "num_key_value_heads", None) or self.num_heads)
         self.head_dim = int(getattr(self.config, "head_dim", None) or self.config.hidden_size // self.num_heads)
+        self.value_dim = self.head_dim  # (latent attention: a value head narrower than the query/key head)
         if not self.uses_rotary:  # (ALiBi): every layer is "nope", no dims rotate
             self._apply_rotary, self.rotary_dim = None, 0
             return
@@ -201,6 +202,10 @@ class FamilyAdapter:
         with torch.no_grad():
             cos, _ = self.cos_sin(torch.zeros(1, dtype=torch.long), torch.float32, kind)
         return float(cos[0, 0])
+
+    # Multi-head latent attention (DeepSeek-V3) caches a normalized latent in the key slot and the rotated key part
+    # shared by all heads in the value slot: the sink caches then un-rotate and re-rotate the value slot.
+    cache_rotates_values = False
 
     # Partial rotary where the attention module hands apply_rotary_pos_emb only the leading rotary_dim dims
     # (Phi, StableLM); otherwise the function takes the whole head and passes the rest through itself (GPT-NeoX).

@@ -1,0 +1,48 @@
+"""DeepSeek-V3 / R1 (and the models built on its code: Moonlight, `glm4_moe_lite` (GLM-4.7-Flash), Youtu-LLM):
+multi-head latent attention (MLA) with a mixture of experts.
+
+Per head, a query is [q_nope, q_rot] (from `q_proj`, or through the low-rank `q_a_proj` -> RMSNorm -> `q_b_proj`)
+and a key is [k_nope, k_rot]: k_nope and the value come out of one normalized latent per token (`kv_b_proj` of
+`kv_a_layernorm(kv_a_proj_with_mqa(h)[:kv_lora_rank])`), and k_rot, the only rotated part, is shared by all heads.
+The adapter hands the evaluator q = [q_rot, q_nope] and k = [k_rot, k_nope] (the same dot product with the rotary
+dims first, where the evaluator expects them), one K/V head per query head, and values of their own width
+(`v_head_dim`). The softmax scale includes YaRN's mscale (the module's `scaling`).
+
+With `rope_interleave` (the released checkpoints) the model rotates interleaved pairs (x0, x1), (x2, x3), ... and
+returns them de-interleaved, [rotated evens, rotated odds]: exactly the ordinary rotate-half rotation of the
+de-interleaved vector. So the adapter de-interleaves q_rot and k_rot itself and rotates with the model's
+`apply_rotary_pos_emb` (the same arithmetic, bit for bit). transformers caches the latent and the rotated k_rot,
+de-interleaved; the sink caches un-rotate and re-rotate k_rot in that layout (`cache_rotates_values`)."""
+
+import torch
+
+from sinktrain.stream.families.base import FamilyAdapter
+
+
+class DeepseekV3Adapter(FamilyAdapter):
+    family = "deepseek_v3"
+    model_types = ("deepseek_v3", "glm4_moe_lite", "youtu")
+    mlp_takes_batches = True
+    rotary_on_leading_slice = True
+    cache_rotates_values = True
+
+    def __init__(self, model):
+        super().__init__(model)
+        c = self.config
+        self.nope_dim, self.rope_dim = int(c.qk_nope_head_dim), int(c.qk_rope_head_dim)
+        self.head_dim, self.value_dim = self.nope_dim + self.rope_dim, int(c.v_head_dim)
+        self.num_kv_heads = self.num_heads  # each head gets its own k_nope and value out of the latent
+
+    def qkv(self, layer, x):
+        attn, n, H = layer.self_attn, x.shape[0], self.num_heads
+        h = layer.input_layernorm(x)
+        q = attn.q_proj(h) if attn.q_proj is not None else attn.q_b_proj(attn.q_a_layernorm(attn.q_a_proj(h)))
+        q_nope, q_rot = q.view(n, H, self.head_dim).split([self.nope_dim, self.rope_dim], dim=-1)
+        latent, k_rot = attn.kv_a_proj_with_mqa(h).split([attn.kv_lora_rank, self.rope_dim], dim=-1)
+        k_nope, v = attn.kv_b_proj(attn.kv_a_layernorm(latent)).view(n, H, -1).split(
+            [self.nope_dim, self.value_dim], dim=-1)
+        if getattr(self.config, "rope_interleave", False):
+            q_rot, k_rot = (torch.cat([t[..., 0::2], t[..., 1::2]], dim=-1) for t in (q_rot, k_rot))
+        q = torch.cat([q_rot, q_nope], dim=-1)
+        k = torch.cat([k_rot[:, None].expand(n, H, self.rope_dim), k_nope], dim=-1)
+        return q, k, v
