@@ -34,6 +34,8 @@ FAMILY_KINDS = {
     "longrope": "phi3-longrope",  # partial rotary with a rotary scaling m != 1: un-rotation divides only those dims
     "phimoe": "phimoe-longrope",  # a module whose cos/sin factor (short_mscale) is not its attention_scaling
     "deepseek": "deepseek-v3-mla",  # latent attention: the cache's value slot holds the rotated key part
+    "llama4": "llama4-nope-chunked",  # complex-number rotary (conjugate to un-rotate), q/k L2-normed after it
+    "deepseek-v2": "deepseek-v2-mla",  # complex rotary, head-major, in the value slot
     "falcon": "falcon-40b-groups",  # fused q/k/v whose K/V groups are broadcast to the query heads
     "mpt": "mpt-alibi",  # ALiBi: no rotary at all, a per-head bias on cache distances
     "bloom": "bloom-alibi",
@@ -86,7 +88,8 @@ def test_static_ring_generates_the_same_tokens(kind):
     assert len(set(dyn)) > 3  # not a degenerate repetition of one token
 
 
-@pytest.mark.parametrize("kind", ["none", "softmax1", "logit", "llama", "mistral3", "qwen2.5-vl", "mpt", "deepseek"])
+@pytest.mark.parametrize("kind", ["none", "softmax1", "logit", "llama", "mistral3", "qwen2.5-vl", "mpt", "deepseek",
+                                  "llama4"])
 def test_hf_generate_with_the_cache_equals_the_decode_loop(kind):
     """model.generate(past_key_values=SinkCache) past the cache size gives sinktrain's tokens; a dense
     DynamicCache run diverges once eviction starts (so the cache is really used)."""

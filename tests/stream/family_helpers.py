@@ -259,6 +259,19 @@ FAMILY_CASES = {
         v_head_dim=24, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,
         first_k_dense_replace=1, n_group=1, topk_group=1, rope_interleave=False, **TOKEN_IDS,
         rope_parameters=DEFAULT_ROPE)),
+    # DeepSeek-V2: the same latent attention with complex-number rotary on adjacent pairs, YaRN with mscale
+    "deepseek-v2-mla": ("DeepseekV2Config", dict(
+        num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12, qk_rope_head_dim=8,
+        v_head_dim=10, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,
+        first_k_dense_replace=1, **TOKEN_IDS, rope_parameters={
+            "rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 256,
+            "mscale": 1.0, "mscale_all_dim": 0.5})),
+    # Llama 4: complex rotary with L2-normed q/k on layers 0-2 (chunks wider than the streams), NoPE with query
+    # temperature tuning on layer 3 (exactly 1 below position 255, above the streams), MoE in layers 1 and 3
+    "llama4-nope-chunked": ("Llama4TextConfig", dict(
+        num_hidden_layers=4, num_key_value_heads=2, head_dim=16, intermediate_size_mlp=96, num_local_experts=4,
+        num_experts_per_tok=1, interleave_moe_layer_step=2, attention_chunk_size=128, floor_scale=256,
+        use_qk_norm=True, **TOKEN_IDS, rope_parameters={"rope_type": "default", "rope_theta": 500000.0})),
     "granite-multipliers": ("GraniteConfig", dict(num_key_value_heads=2, embedding_multiplier=3.0,
                                                   residual_multiplier=0.5, logits_scaling=4.0,
                                                   attention_multiplier=0.2, rope_parameters=DEFAULT_ROPE)),

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 from config_reads import count_config_reads
-from family_helpers import VOCAB, family_model, save_family_folder, small_tokenizer
+from family_helpers import SMALL, VOCAB, family_model, save_family_folder, small_tokenizer
 from stream_helpers import BOOKS
 
 from sinktrain.cli import main
@@ -274,7 +274,7 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
     line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
     from sinktrain.stream.families import FAMILIES
 
-    assert len(FAMILIES) == 51
+    assert len(FAMILIES) == 53
     for cls in FAMILIES:  # each named with the model types it takes
         assert f"{cls.family} ({', '.join(cls.model_types)})" in line
     assert line.endswith("and image-text models wrapping one of them (gemma3, mistral3, llava, aya_vision, idefics3, "
@@ -390,3 +390,44 @@ def test_hub_id_offline_from_the_hf_cache(llama_dir, tmp_path):
                              env=env, capture_output=True, text=True)
     err = missing.stderr.strip().splitlines()
     assert missing.returncode == 2 and "cannot load 'tiny-org/absent' from the Hugging Face hub" in err[-1], err
+
+
+def llama4_folder(folder, small_tok, **text):
+    """A tiny Llama 4 checkpoint as released: the image-text model (`llama4`), whose language model has
+    chunked-attention rotary layers (chunks of 64) and a NoPE layer (the fourth) with query temperature tuning from
+    position 127 on."""
+    import torch
+    from transformers import Llama4Config, Llama4ForConditionalGeneration
+
+    config = Llama4Config(
+        text_config={**SMALL, "num_hidden_layers": 4, "num_key_value_heads": 2, "head_dim": 16,
+                     "intermediate_size_mlp": 96, "num_local_experts": 4, "num_experts_per_tok": 1,
+                     "attention_chunk_size": 64, "floor_scale": 128, "pad_token_id": 0, "bos_token_id": 1,
+                     "eos_token_id": 2, **text},
+        vision_config=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=28, patch_size=14, vision_output_dim=32, projector_input_dim=32,
+                           projector_output_dim=32), pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(6)
+    return save_family_folder(Llama4ForConditionalGeneration(config).eval(), small_tok, folder)
+
+
+def test_a_llama4_checkpoint_streams_its_language_model(tmp_path, small_tok, capsys):
+    """transformers' AutoModelForCausalLM loads a Llama 4 checkpoint's language model alone; the config.json the
+    checks read is the image-text model's. Its chunks and temperature tuning bound the cache in one line each."""
+    folder = llama4_folder(tmp_path / "l4", small_tok)
+    assert main(stream_eval(folder, "--out", tmp_path / "o")) == 0
+    run = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert run["models"]["l4"]["family"] == "llama4" and run["timing"]["l4"]["self_check_max_abs_dlogp"] < 1e-5
+    generate = ["generate", str(folder), "--prompt", "It was", "--cache", "16", "--sinks", "2", "--max-new-tokens",
+                "20", "--ignore-eos"]
+    assert main(generate) == 0
+    capsys.readouterr()
+    line = one_line_error(capsys, main([*stream_eval(folder, "--out", tmp_path / "no"), "--cache", "64"]))
+    assert line.endswith("sliding-window attention layers of window 64 (keys a query sees, its own included), too "
+                         "narrow for a cache of 64 tokens plus the query; use a cache of at most 63 tokens")
+    wide = llama4_folder(tmp_path / "wide", small_tok, attention_chunk_size=1024)
+    line = one_line_error(capsys, main([*stream_eval(wide, "--out", tmp_path / "no"), "--cache", "127"]))
+    assert line.endswith("the model's attention temperature tuning (it scales the queries of its layers without "
+                         "rotary) changes its attention from position 127 on, which the streaming evaluator does not "
+                         "reproduce; use a cache of at most 126 tokens")
+    assert not (tmp_path / "no").exists()

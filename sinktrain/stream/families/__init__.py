@@ -12,7 +12,7 @@ from sinktrain.stream.families.arcee import ArceeAdapter
 from sinktrain.stream.families.base import STATIC_ROPE_TYPES, FamilyAdapter, check_config, narrowest_window
 from sinktrain.stream.families.bloom import BloomAdapter
 from sinktrain.stream.families.cohere import Cohere2Adapter, Cohere2MoeAdapter, CohereAdapter
-from sinktrain.stream.families.deepseek_v3 import DeepseekV3Adapter
+from sinktrain.stream.families.deepseek_v3 import DeepseekV2Adapter, DeepseekV3Adapter
 from sinktrain.stream.families.dots1 import Dots1Adapter
 from sinktrain.stream.families.ernie4_5 import Ernie4_5Adapter, Ernie4_5MoeAdapter
 from sinktrain.stream.families.exaone4 import Exaone4Adapter
@@ -30,6 +30,7 @@ from sinktrain.stream.families.granite import GraniteAdapter, GraniteMoeAdapter
 from sinktrain.stream.families.helium import HeliumAdapter
 from sinktrain.stream.families.image_text import LANGUAGE_MODEL_ATTRIBUTE, wrapped
 from sinktrain.stream.families.llama import LlamaAdapter
+from sinktrain.stream.families.llama4 import Llama4Adapter
 from sinktrain.stream.families.minimax_m2 import MiniMaxM2Adapter
 from sinktrain.stream.families.ministral import Ministral3Adapter, MinistralAdapter
 from sinktrain.stream.families.mistral import MistralAdapter
@@ -62,6 +63,7 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     Qwen2VLTextAdapter, Qwen3VLTextAdapter, Qwen3VLMoeTextAdapter, FalconAdapter, MptAdapter,
     BloomAdapter, GraniteMoeAdapter, OlmoAdapter, HeliumAdapter, Glm4MoeAdapter, Ernie4_5MoeAdapter, PhimoeAdapter,
     MiniMaxM2Adapter, Dots1Adapter, VaultGemmaAdapter, FlexOlmoAdapter, Cohere2MoeAdapter, DeepseekV3Adapter,
+    Llama4Adapter, DeepseekV2Adapter,
 )
 
 

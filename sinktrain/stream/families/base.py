@@ -47,10 +47,10 @@ class FamilyAdapter:
         if not self.uses_rotary:  # (ALiBi): every layer is "nope", no dims rotate
             self._apply_rotary, self.rotary_dim = None, 0
             return
-        self._apply_rotary = _model_function((model, self.backbone), "apply_rotary_pos_emb", self.family)
+        self._apply_rotary = _model_function((model, self.backbone), self.rotary_function, self.family)
         with torch.no_grad():
             cos, _ = self.cos_sin(torch.zeros(1, dtype=torch.long), torch.float32, self.rotary_kinds()[0])
-        self.rotary_dim = int(cos.shape[-1])  # GPT-NeoX rotates only part of each head
+        self.rotary_dim = self.rotated_dims(cos)  # GPT-NeoX rotates only part of each head
 
     # --- where things live (Llama layout; override per family) ---------------------------------------------------
     @classmethod
@@ -203,6 +203,9 @@ class FamilyAdapter:
             cos, _ = self.cos_sin(torch.zeros(1, dtype=torch.long), torch.float32, kind)
         return float(cos[0, 0])
 
+    # The modeling file's rotation function (complex-number rotary has its own: complex_rotary.py).
+    rotary_function = "apply_rotary_pos_emb"
+
     # Multi-head latent attention (DeepSeek-V3) caches a normalized latent in the key slot and the rotated key part
     # shared by all heads in the value slot: the sink caches then un-rotate and re-rotate the value slot.
     cache_rotates_values = False
@@ -216,10 +219,14 @@ class FamilyAdapter:
         with the model's own apply_rotary_pos_emb."""
         if self._apply_rotary is None:
             return x
-        r = cos.shape[-1]
+        r = self.rotated_dims(cos)
         if self.rotary_on_leading_slice and r < x.shape[-1]:
             return torch.cat([self._rotate(x[..., :r], cos, sin, seq_major), x[..., r:]], dim=-1)
         return self._rotate(x, cos, sin, seq_major)
+
+    def rotated_dims(self, cos: torch.Tensor) -> int:
+        """How many dims of a head cos/sin of this width rotate (one per entry; complex rotary: two)."""
+        return int(cos.shape[-1])
 
     def _rotate(self, x, cos, sin, seq_major):
         # The model's function rotates a query and a key at once; the key slot gets one head (not a second copy

@@ -17,6 +17,7 @@ de-interleaved; the sink caches un-rotate and re-rotate k_rot in that layout (`c
 import torch
 
 from sinktrain.stream.families.base import FamilyAdapter
+from sinktrain.stream.families.complex_rotary import ComplexRotary
 
 
 class DeepseekV3Adapter(FamilyAdapter):
@@ -46,3 +47,13 @@ class DeepseekV3Adapter(FamilyAdapter):
         q = torch.cat([q_rot, q_nope], dim=-1)
         k = torch.cat([k_rot[:, None].expand(n, H, self.rope_dim), k_nope], dim=-1)
         return q, k, v
+
+
+class DeepseekV2Adapter(ComplexRotary, DeepseekV3Adapter):
+    """DeepSeek-V2 / V2-Lite / V2.5 and DeepSeek-Coder-V2: V3's latent attention with complex-number rotary
+    (complex_rotary.py) on adjacent pairs, which its function takes head-major and returns in place, so nothing
+    is de-interleaved."""
+
+    family = "deepseek_v2"
+    model_types = ("deepseek_v2",)
+    rotary_seq_major = False
