@@ -266,6 +266,12 @@ FAMILY_CASES = {
         first_k_dense_replace=1, **TOKEN_IDS, rope_parameters={
             "rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 256,
             "mscale": 1.0, "mscale_all_dim": 0.5})),
+    # Arcee Trinity: gated attention output, norms around both branches, muP embedding scale, rotary on the sliding
+    # layers 0-2 only (windows wider than the streams), a dense layer 0
+    "afmoe-gated": ("AfmoeConfig", dict(
+        num_hidden_layers=4, num_key_value_heads=2, head_dim=16, num_experts=4, num_experts_per_tok=2,
+        num_shared_experts=1, moe_intermediate_size=32, num_dense_layers=1, sliding_window=128, mup_enabled=True,
+        **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
     # Llama 4: complex rotary with L2-normed q/k on layers 0-2 (chunks wider than the streams), NoPE with query
     # temperature tuning on layer 3 (exactly 1 below position 255, above the streams), MoE in layers 1 and 3
     "llama4-nope-chunked": ("Llama4TextConfig", dict(

@@ -7,6 +7,7 @@ that model's adapter.
 
 from __future__ import annotations
 
+from sinktrain.stream.families.afmoe import AfmoeAdapter
 from sinktrain.stream.families.apertus import ApertusAdapter
 from sinktrain.stream.families.arcee import ArceeAdapter
 from sinktrain.stream.families.base import STATIC_ROPE_TYPES, FamilyAdapter, check_config, narrowest_window
@@ -63,7 +64,7 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     Qwen2VLTextAdapter, Qwen3VLTextAdapter, Qwen3VLMoeTextAdapter, FalconAdapter, MptAdapter,
     BloomAdapter, GraniteMoeAdapter, OlmoAdapter, HeliumAdapter, Glm4MoeAdapter, Ernie4_5MoeAdapter, PhimoeAdapter,
     MiniMaxM2Adapter, Dots1Adapter, VaultGemmaAdapter, FlexOlmoAdapter, Cohere2MoeAdapter, DeepseekV3Adapter,
-    Llama4Adapter, DeepseekV2Adapter,
+    Llama4Adapter, DeepseekV2Adapter, AfmoeAdapter,
 )
 
 
