@@ -272,6 +272,9 @@ FAMILY_CASES = {
         num_hidden_layers=4, num_key_value_heads=2, head_dim=16, num_experts=4, num_experts_per_tok=2,
         num_shared_experts=1, moe_intermediate_size=32, num_dense_layers=1, sliding_window=128, mup_enabled=True,
         **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
+    # nanochat: q/k RMS-normed after the rotary embedding, a norm after the embedding, soft-capped logits
+    "nanochat-softcap": ("NanoChatConfig", dict(num_key_value_heads=2, final_logit_softcapping=4.0, **TOKEN_IDS,
+                                                rope_parameters=DEFAULT_ROPE)),
     # Llama 4: complex rotary with L2-normed q/k on layers 0-2 (chunks wider than the streams), NoPE with query
     # temperature tuning on layer 3 (exactly 1 below position 255, above the streams), MoE in layers 1 and 3
     "llama4-nope-chunked": ("Llama4TextConfig", dict(

@@ -37,6 +37,7 @@ from sinktrain.stream.families.ministral import Ministral3Adapter, MinistralAdap
 from sinktrain.stream.families.mistral import MistralAdapter
 from sinktrain.stream.families.mixtral import MixtralAdapter
 from sinktrain.stream.families.mpt import MptAdapter
+from sinktrain.stream.families.nanochat import NanoChatAdapter
 from sinktrain.stream.families.nemotron import NemotronAdapter
 from sinktrain.stream.families.olmo import OlmoAdapter
 from sinktrain.stream.families.olmo2 import Olmo2Adapter
@@ -64,7 +65,7 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     Qwen2VLTextAdapter, Qwen3VLTextAdapter, Qwen3VLMoeTextAdapter, FalconAdapter, MptAdapter,
     BloomAdapter, GraniteMoeAdapter, OlmoAdapter, HeliumAdapter, Glm4MoeAdapter, Ernie4_5MoeAdapter, PhimoeAdapter,
     MiniMaxM2Adapter, Dots1Adapter, VaultGemmaAdapter, FlexOlmoAdapter, Cohere2MoeAdapter, DeepseekV3Adapter,
-    Llama4Adapter, DeepseekV2Adapter, AfmoeAdapter,
+    Llama4Adapter, DeepseekV2Adapter, AfmoeAdapter, NanoChatAdapter,
 )
 
 
