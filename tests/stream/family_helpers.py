@@ -173,6 +173,11 @@ FAMILY_CASES = {
     # post-norms, per-head q/k norms, NoPE on the full-attention layer 3
     "exaone4-nope": ("Exaone4Config", dict(num_hidden_layers=4, num_key_value_heads=2, sliding_window=128,
                                            **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
+    # K-EXAONE: EXAONE 4's attention in the pre-norm layout, NoPE on the full-attention layer 3, a dense layer 0
+    "exaone-moe-nope": ("ExaoneMoeConfig", dict(num_hidden_layers=4, num_key_value_heads=2, sliding_window=128,
+                                                num_experts=4, num_experts_per_tok=2, num_shared_experts=1,
+                                                moe_intermediate_size=32, first_k_dense_replace=1, **TOKEN_IDS,
+                                                rope_parameters=DEFAULT_ROPE)),
     "apertus-qknorm": ("ApertusConfig", dict(num_key_value_heads=2, **TOKEN_IDS, rope_parameters={
         "rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
         "high_freq_factor": 4.0, "original_max_position_embeddings": 32})),

@@ -16,7 +16,7 @@ from sinktrain.stream.families.cohere import Cohere2Adapter, Cohere2MoeAdapter, 
 from sinktrain.stream.families.deepseek_v3 import DeepseekV2Adapter, DeepseekV3Adapter
 from sinktrain.stream.families.dots1 import Dots1Adapter
 from sinktrain.stream.families.ernie4_5 import Ernie4_5Adapter, Ernie4_5MoeAdapter
-from sinktrain.stream.families.exaone4 import Exaone4Adapter
+from sinktrain.stream.families.exaone4 import Exaone4Adapter, ExaoneMoeAdapter
 from sinktrain.stream.families.falcon import FalconAdapter
 from sinktrain.stream.families.flex_olmo import FlexOlmoAdapter
 from sinktrain.stream.families.gemma import GemmaAdapter
@@ -65,7 +65,7 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     Qwen2VLTextAdapter, Qwen3VLTextAdapter, Qwen3VLMoeTextAdapter, FalconAdapter, MptAdapter,
     BloomAdapter, GraniteMoeAdapter, OlmoAdapter, HeliumAdapter, Glm4MoeAdapter, Ernie4_5MoeAdapter, PhimoeAdapter,
     MiniMaxM2Adapter, Dots1Adapter, VaultGemmaAdapter, FlexOlmoAdapter, Cohere2MoeAdapter, DeepseekV3Adapter,
-    Llama4Adapter, DeepseekV2Adapter, AfmoeAdapter, NanoChatAdapter,
+    Llama4Adapter, DeepseekV2Adapter, AfmoeAdapter, NanoChatAdapter, ExaoneMoeAdapter,
 )
 
 
