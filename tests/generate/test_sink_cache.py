@@ -36,6 +36,7 @@ FAMILY_KINDS = {
     "deepseek": "deepseek-v3-mla",  # latent attention: the cache's value slot holds the rotated key part
     "llama4": "llama4-nope-chunked",  # complex-number rotary (conjugate to un-rotate), q/k L2-normed after it
     "deepseek-v2": "deepseek-v2-mla",  # complex rotary, head-major, in the value slot
+    "granite-swa": "granite-swa-sinks",  # learned sink logits, a rotary table per base, a NoPE layer
     "falcon": "falcon-40b-groups",  # fused q/k/v whose K/V groups are broadcast to the query heads
     "mpt": "mpt-alibi",  # ALiBi: no rotary at all, a per-head bias on cache distances
     "bloom": "bloom-alibi",

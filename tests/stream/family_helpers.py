@@ -286,6 +286,17 @@ FAMILY_CASES = {
         num_hidden_layers=4, num_key_value_heads=2, head_dim=16, intermediate_size_mlp=96, num_local_experts=4,
         num_experts_per_tok=1, interleave_moe_layer_step=2, attention_chunk_size=128, floor_scale=256,
         use_qk_norm=True, **TOKEN_IDS, rope_parameters={"rope_type": "default", "rope_theta": 500000.0})),
+    # granite-swash: Granite's multipliers, a learned sink logit per head, a rotary base per layer (0: NoPE),
+    # sliding layers 1-3 (windows wider than the streams); its MoE variant with a shared MLP
+    "granite-swa-sinks": ("GraniteSWAConfig", dict(
+        num_hidden_layers=4, num_key_value_heads=2, sliding_window=128, layer_rope_theta=[10000.0, 0, 500.0, 10000.0],
+        embedding_multiplier=3.0, residual_multiplier=0.5, logits_scaling=4.0, attention_multiplier=0.2, **TOKEN_IDS,
+        rope_parameters=DEFAULT_ROPE)),
+    "granitemoe-swa-sinks": ("GraniteMoeSWAConfig", dict(
+        num_hidden_layers=4, num_key_value_heads=2, sliding_window=128, layer_rope_theta=[0, 10000.0, 10000.0, 500.0],
+        num_local_experts=4, num_experts_per_tok=2, shared_intermediate_size=48, embedding_multiplier=3.0,
+        residual_multiplier=0.5, logits_scaling=4.0, attention_multiplier=0.2, **TOKEN_IDS,
+        rope_parameters=DEFAULT_ROPE)),
     "granite-multipliers": ("GraniteConfig", dict(num_key_value_heads=2, embedding_multiplier=3.0,
                                                   residual_multiplier=0.5, logits_scaling=4.0,
                                                   attention_multiplier=0.2, rope_parameters=DEFAULT_ROPE)),

@@ -6,6 +6,8 @@ Granite 3 MoE (`granitemoe`: granite-3.x-1b-a400m, 3b-a800m) and its shared-expe
 put a mixture of experts (`block_sparse_moe`, reading [batch, seq, hidden]) in place of the MLP; the shared
 variant adds a dense `shared_mlp` on the same input."""
 
+import torch
+
 from sinktrain.stream.families.base import FamilyAdapter
 
 
@@ -35,3 +37,36 @@ class GraniteMoeAdapter(GraniteAdapter):
         out = layer.block_sparse_moe(h[None])[0]
         shared = getattr(layer, "shared_mlp", None)
         return out if shared is None else out + shared(h)
+
+
+class RopePerLayerWithSinks:
+    """Mixed in before a Granite adapter by the sliding-window models (`granite_swa`, `granitemoe_swa`, e.g.
+    granite-swash-2b): a learned attention sink per head (an extra softmax logit with no value, as gpt-oss's:
+    sinktrain's `logit` kind), sliding windows on the layers `layer_types` marks, and a rotary base per layer
+    (`layer_rope_theta`; 0: no position encoding at all), computed by one rotary module per distinct base."""
+
+    def rotary_kinds(self):
+        return [theta if theta else "nope" for theta in self.config.layer_rope_theta]
+
+    def cos_sin(self, positions, dtype, kind=None):
+        if kind in (None, "nope") or positions.numel() == 0:  # (None: the module at the global base)
+            return super().cos_sin(positions, dtype, kind)
+        module = next(m for m in self.backbone.rotary_embs if m.config.rope_parameters["rope_theta"] == kind)
+        cos, sin = module(torch.empty(0, dtype=dtype, device=positions.device), positions[None])
+        return cos[0], sin[0]
+
+    def softmax_sink_kind(self):
+        return "logit"
+
+    def sink_logit(self, layer):
+        return layer.self_attn.sinks
+
+
+class GraniteSwaAdapter(RopePerLayerWithSinks, GraniteAdapter):
+    family = "granite_swa"
+    model_types = ("granite_swa",)
+
+
+class GraniteMoeSwaAdapter(RopePerLayerWithSinks, GraniteMoeAdapter):
+    family = "granitemoe_swa"
+    model_types = ("granitemoe_swa",)
