@@ -203,6 +203,18 @@ FAMILY_CASES = {
                                                          embedding_multiplier=3.0, residual_multiplier=0.5,
                                                          logits_scaling=4.0, attention_multiplier=0.2,
                                                          rope_parameters=DEFAULT_ROPE)),
+    # Llama's layout under other model types: IQuest-Coder; CWM with Llama 3 rotary and sliding layers 1-3 (windows
+    # wider than the streams); Jais 2 with LayerNorms and a gateless MLP
+    "iquestcoder": ("IQuestCoderConfig", dict(num_key_value_heads=2, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
+    "cwm-sliding": ("CwmConfig", dict(num_hidden_layers=4, num_key_value_heads=2, head_dim=16, sliding_window=128,
+                                      **TOKEN_IDS, rope_parameters={
+                                          "rope_type": "llama3", "rope_theta": 1e6, "factor": 16.0,
+                                          "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                          "original_max_position_embeddings": 64})),
+    "jais2-layernorm": ("Jais2Config", dict(num_key_value_heads=2, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
+    "sarvam-moe-qknorm": ("SarvamMoEConfig", dict(num_key_value_heads=2, head_dim=16, n_routed_experts=4,
+                                                  num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,
+                                                  n_group=1, topk_group=1, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
     # OLMo 1: weightless LayerNorms, clamped q/k/v
     "olmo-clipped": ("OlmoConfig", dict(num_key_value_heads=2, clip_qkv=0.3, **TOKEN_IDS,
                                         rope_parameters=DEFAULT_ROPE)),

@@ -1,14 +1,14 @@
 """GLM-4.5 / GLM-4.6 / GLM-4.5-Air (`glm4_moe`): unlike the dense GLM-4, the Llama layout (pre-norms only), with
 q/k/v biases, rotary on the first half of each head, an RMSNorm per head on q and k where `use_qk_norm` is set,
 dense MLPs in the first `first_k_dense_replace` layers and a mixture of routed plus shared experts after them.
-Solar Open (Upstage) is the same decoder without the q/k norms."""
+Solar Open (Upstage) is the same decoder without the q/k norms, Sarvam-MoE (`sarvam_moe`) the same with them."""
 
 from sinktrain.stream.families.base import FamilyAdapter
 
 
 class Glm4MoeAdapter(FamilyAdapter):
     family = "glm4_moe"
-    model_types = ("glm4_moe", "solar_open")
+    model_types = ("glm4_moe", "solar_open", "sarvam_moe")
     mlp_takes_batches = True
 
     def qk_norm(self, attn, q, k):

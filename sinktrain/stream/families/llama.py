@@ -1,10 +1,13 @@
 """Llama family: Llama 2/3, SmolLM/SmolLM2, TinyLlama (pre-norm, sequential residual, grouped-query attention).
 
-The base adapter's defaults are this layout; this file only names the family."""
+The base adapter's defaults are this layout; this file only names the family. Model types of their own whose
+layers are this layout too (their differences live inside modules the adapter calls anyway): InternLM3
+(`internlm3`), IQuest-Coder (`iquestcoder`), Meta's Code World Model (`cwm`: Llama 3 rotary, sliding-window layers
+marked in `layer_types`) and Jais 2 (`jais2`: LayerNorms, an MLP without a gate)."""
 
 from sinktrain.stream.families.base import FamilyAdapter
 
 
 class LlamaAdapter(FamilyAdapter):
     family = "llama"
-    model_types = ("llama",)
+    model_types = ("llama", "internlm3", "iquestcoder", "cwm", "jais2")
