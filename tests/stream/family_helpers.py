@@ -84,6 +84,26 @@ FAMILY_CASES = {
         vision_config=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2,
                            image_size=28, patch_size=14), image_token_id=5,
         text_config=dict(model_type="llama", num_key_value_heads=2, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE))),
+    # more wrappers around supported language models: InternVL (Qwen2), LLaVA-NeXT (Llama), LLaVA-OneVision
+    # (Qwen2), Command A Vision (Cohere 2)
+    "internvl-qwen2": ("InternVLConfig", dict(
+        vision_config=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=[28, 28], patch_size=[14, 14]), image_token_id=5,
+        text_config=dict(model_type="qwen2", num_key_value_heads=2, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE))),
+    "llava-next-llama": ("LlavaNextConfig", dict(
+        vision_config=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                           num_attention_heads=2, image_size=28, patch_size=14, projection_dim=32),
+        image_token_index=5,
+        text_config=dict(model_type="llama", num_key_value_heads=2, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE))),
+    "llava-onevision-qwen2": ("LlavaOnevisionConfig", dict(
+        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                           num_attention_heads=2, image_size=28, patch_size=14), image_token_index=5,
+        text_config=dict(model_type="qwen2", num_key_value_heads=2, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE))),
+    "cohere2-vision": ("Cohere2VisionConfig", dict(
+        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                           num_attention_heads=2, image_size=28, patch_size=14), image_token_id=5,
+        text_config=dict(model_type="cohere2", num_hidden_layers=4, num_key_value_heads=2, sliding_window=128,
+                         logit_scale=0.5, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE))),
     # Qwen-VL: multimodal RoPE (a frequency slice per axis; text sits at one position on all three)
     "qwen2-vl": ("Qwen2VLConfig", dict(
         vision_config=dict(depth=1, embed_dim=32, hidden_size=64, num_heads=2),

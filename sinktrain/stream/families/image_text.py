@@ -1,7 +1,8 @@
 """Image-text models that wrap a supported language model: Gemma 3 4B and up (`gemma3`), Mistral Small 3.1 / 3.2
 and every Ministral 3 (`mistral3`), Pixtral 12B and LLaVA 1.5 (`llava`), Aya Vision (`aya_vision`), Idefics 3
 and SmolVLM (`idefics3`, `smolvlm`), Qwen2-VL, Qwen2.5-VL and Qwen3-VL
-(`qwen2_vl`, `qwen2_5_vl`, `qwen3_vl`, `qwen3_vl_moe`).
+(`qwen2_vl`, `qwen2_5_vl`, `qwen3_vl`, `qwen3_vl_moe`), InternVL 2.5 / 3 (`internvl`), LLaVA-NeXT (`llava_next`),
+LLaVA-OneVision (`llava_onevision`) and Command A Vision (`cohere2_vision`).
 
 Given text alone, each of them embeds the ids with its language model's embedding, runs that language model and
 applies its own output head; the vision tower is never touched. So a wrapper streams through its language
@@ -33,6 +34,10 @@ LANGUAGE_MODEL_ATTRIBUTE = {
     "qwen2_5_vl": "language_model",
     "qwen3_vl": "language_model",
     "qwen3_vl_moe": "language_model",
+    "internvl": "language_model",
+    "llava_next": "language_model",
+    "llava_onevision": "language_model",
+    "cohere2_vision": "language_model",
 }
 
 
