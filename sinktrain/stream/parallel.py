@@ -55,11 +55,13 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
     if bound is not None and sinks + window < n_tok:  # (dense: positions stay below n_tok, checked by the caller)
         # Band rotary positions run up to block + w - 1 (relative to the band's start); keep them exact.
         block_size = max(1, min(block_size, bound - w))
-    H, KV, Dv, r = ad.num_heads, ad.num_kv_heads, ad.value_dim, ad.rotary_dim
+    H = ad.num_heads  # (K/V heads and head widths are read off each layer's tensors: Gemma 4's differ by layer)
     kind = ad.softmax_sink_kind()
     softcap = ad.attention_softcap()
     layers = ad.layers
     kinds = ad.rotary_kinds()
+    sources = [ad.kv_source(layer) for layer in layers]  # per layer, the index of the layer whose K/V it reuses
+    reused = set(sources) - {None}
     scales = [ad.attention_scale(layer) for layer in layers]
     slopes = ad.alibi_slopes()
     slopes = None if slopes is None else slopes.to(device=device, dtype=dtype)
@@ -93,27 +95,42 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
         # module: (query, key) for the band, then for the sinks.
         rot = {rk: [ad.cos_sin(p, dtype, rk) for p in (t - band_start, u - band_start, torch.clamp(t, max=capacity), j)]
                for rk in dict.fromkeys(kinds)}
+        rdims = {rk: ad.rotated_dims(cs[0][0]) for rk, cs in rot.items()}  # leading dims each kind rotates
 
         x = ad.embed(ids[a:b])  # [q, hidden]
+        block_kv = {}  # this block's band K/V of the layers that others reuse
         for li, layer in enumerate(layers):
-            q, k, v = ad.qkv(layer, x)  # [q, heads, head_dim], [q, kv_heads, head_dim], [q, kv_heads, Dv]; un-rotated
-            if a < s:  # block holds sink tokens: they are keys of this very block already
-                grab = slice(0, min(b, s) - a)
-                sink_k[li] = k[grab] if sink_k[li] is None else torch.cat([sink_k[li], k[grab]])
-                sink_v[li] = v[grab] if sink_v[li] is None else torch.cat([sink_v[li], v[grab]])
-            band_k = k if tail_k[li] is None else torch.cat([tail_k[li], k])
-            band_v = v if tail_v[li] is None else torch.cat([tail_v[li], v])
+            # q [q, heads, head_dim], k [q, kv_heads, head_dim], v [q, kv_heads, value dim], un-rotated (k, v: None
+            # in a layer that reuses another's)
+            q, k, v = ad.qkv(layer, x)
+            own = sources[li] is None
+            src = li if own else sources[li]
+            if own:
+                if a < s:  # block holds sink tokens: they are keys of this very block already
+                    grab = slice(0, min(b, s) - a)
+                    sink_k[li] = k[grab] if sink_k[li] is None else torch.cat([sink_k[li], k[grab]])
+                    sink_v[li] = v[grab] if sink_v[li] is None else torch.cat([sink_v[li], v[grab]])
+                band_k = k if tail_k[li] is None else torch.cat([tail_k[li], k])
+                band_v = v if tail_v[li] is None else torch.cat([tail_v[li], v])
+                if li in reused:
+                    block_kv[li] = band_k, band_v
+                # Keep the last w non-sink tokens' K/V for the next block.
+                keep_from = max(min(s, b), b - w)
+                tail_k[li], tail_v[li] = band_k[keep_from - band_start:], band_v[keep_from - band_start:]
+            else:
+                band_k, band_v = block_kv[src]
+            KV, Dv, r = band_k.shape[1], band_v.shape[-1], rdims[kinds[li]]
             rot_q_band, rot_k_band, rot_q_sink, rot_k_sink = rot[kinds[li]]
             q_band = ad.apply_rotary(q, *rot_q_band, seq_major=True)
             k_band = ad.apply_rotary(band_k, *rot_k_band, seq_major=True)
             if n_sinks:
                 q_sink = ad.apply_rotary(q, *rot_q_sink, seq_major=True)
-                k_sink = ad.apply_rotary(sink_k[li], *rot_k_sink, seq_major=True)
+                k_sink = ad.apply_rotary(sink_k[src], *rot_k_sink, seq_major=True)
                 query = _cat_last(q_band[..., :r], q_sink[..., :r], q[..., r:])
                 sink_keys = _cat_last(k_sink.new_zeros(n_sinks, KV, r), k_sink[..., :r], k_sink[..., r:])
                 band_keys = _cat_last(k_band[..., :r], k_band.new_zeros(k_band.shape[0], KV, r), k_band[..., r:])
                 keys = torch.cat([sink_keys, band_keys])
-                values = torch.cat([sink_v[li], band_v])
+                values = torch.cat([sink_v[src], band_v])
             else:
                 query, keys, values = q_band, k_band, band_v
             layer_mask = mask
@@ -135,10 +152,6 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
             out = _attend(query, keys, values, layer_mask, scales[li], n_sinks, band_start, a, w,
                           extra=kind != "none", chunk=attn_chunk, softcap=softcap)[..., :Dv]
             x = ad.residual(layer, x, out.reshape(n_q, H * Dv))
-            # Keep the last w non-sink tokens' K/V for the next block.
-            keep_from = max(min(s, b), b - w)
-            tail_k[li] = band_k[keep_from - band_start:]
-            tail_v[li] = band_v[keep_from - band_start:]
         tail_start = max(min(s, b), b - w)
         yield a, b, ad.logits(x)
 

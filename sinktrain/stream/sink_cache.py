@@ -102,7 +102,7 @@ class RotaryTable:
         out = self.adapter.apply_rotary(x, cos, -sin)
         if self.scaling == 1.0:
             return out
-        r = self.adapter.rotary_dim  # (not cos's width: gpt-oss's holds one angle per pair of dims)
+        r = self.adapter.rotated_dims(cos)  # (not always cos's width: gpt-oss's holds one angle per pair of dims)
         return torch.cat([out[..., :r] / self.scaling**2, out[..., r:]], dim=-1)
 
 

@@ -103,6 +103,11 @@ class FamilyAdapter:
         """Per-head q/k norms of q [n, heads, d], k [n, kv_heads, d] (none here)."""
         return q, k
 
+    def kv_source(self, layer) -> int | None:
+        """The index of an earlier layer whose keys and values this layer attends to instead of its own (Gemma 4's
+        shared K/V layers; `qkv` then returns None for k and v); None: its own."""
+        return None
+
     def clip_qkv(self, q, k, v):
         """The projections as the attention uses them (OLMo clamps them to a range; nothing here)."""
         return q, k, v

@@ -12,9 +12,8 @@ class GptOssAdapter(FamilyAdapter):
     model_types = ("gpt_oss",)
     mlp_takes_batches = True
 
-    def __init__(self, model):
-        super().__init__(model)
-        self.rotary_dim = self.head_dim  # cos/sin are head_dim / 2 wide, one angle per (i, i + head_dim/2) pair
+    def rotated_dims(self, cos):
+        return 2 * int(cos.shape[-1])  # one angle per (i, i + head_dim/2) pair
 
     def mlp(self, layer, h):
         out, _router_scores = layer.mlp(h[None])
