@@ -17,6 +17,9 @@ from sinktrain.stream.sink_cache import SinkCache
 from sinktrain.stream.static_sink_cache import StaticSinkCache
 
 TOL = 1e-5  # max |ΔNLL| in fp32 over every token: one wrong token must fail
+# Gemma 4's scale-1 attention over normed q/k turns fp32 cos/sin rounding into up to 3e-5 (see test_families.py, which
+# checks its modes in float64).
+KIND_TOL = {"gemma4": 1e-4}
 
 
 def random_tokens(n: int, vocab: int, seed: int = 0) -> np.ndarray:
@@ -37,6 +40,7 @@ FAMILY_KINDS = {
     "llama4": "llama4-nope-chunked",  # complex-number rotary (conjugate to un-rotate), q/k L2-normed after it
     "deepseek-v2": "deepseek-v2-mla",  # complex rotary, head-major, in the value slot
     "granite-swa": "granite-swa-sinks",  # learned sink logits, a rotary table per base, a NoPE layer
+    "gemma4": "gemma4-shared-kv",  # layers without K/V of their own, keys as values, per-layer head widths
     "falcon": "falcon-40b-groups",  # fused q/k/v whose K/V groups are broadcast to the query heads
     "mpt": "mpt-alibi",  # ALiBi: no rotary at all, a per-head bias on cache distances
     "bloom": "bloom-alibi",
@@ -67,13 +71,14 @@ def test_teacher_forced_through_both_caches_equals_parallel(kind):
     for sinks in (0, 1, 4):
         par = parallel_nll(model, stream, sinks, window, block_size=29)
         dyn = reference_nll(model, stream, sinks, window, cache=SinkCache(model, sinks, window))
-        assert np.abs(dyn - par).max() <= TOL, (kind, sinks)
+        tol = KIND_TOL.get(kind, TOL)
+        assert np.abs(dyn - par).max() <= tol, (kind, sinks)
         if kind in RING_REFUSED:
             with pytest.raises(ValueError, match="keeps its entries in ring order, but the model's ALiBi bias"):
                 StaticSinkCache(model, sinks, window)
         else:
             ring = reference_nll(model, stream, sinks, window, cache=StaticSinkCache(model, sinks, window))
-            assert np.abs(ring - par).max() <= TOL, (kind, sinks)
+            assert np.abs(ring - par).max() <= tol, (kind, sinks)
         # 60 evictions must have changed the numbers, or the agreement says nothing about them.
         assert np.abs(par - parallel_nll(model, stream, 0, None)).mean() > 1e-3
 
@@ -90,7 +95,7 @@ def test_static_ring_generates_the_same_tokens(kind):
 
 
 @pytest.mark.parametrize("kind", ["none", "softmax1", "logit", "llama", "mistral3", "qwen2.5-vl", "mpt", "deepseek",
-                                  "llama4"])
+                                  "llama4", "gemma4"])
 def test_hf_generate_with_the_cache_equals_the_decode_loop(kind):
     """model.generate(past_key_values=SinkCache) past the cache size gives sinktrain's tokens; a dense
     DynamicCache run diverges once eviction starts (so the cache is really used)."""

@@ -52,6 +52,28 @@ FAMILY_CASES = {
         final_logit_softcapping=4.0, rope_parameters={
             "sliding_attention": {"rope_type": "default", "rope_theta": 10.0},
             "full_attention": {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}})),
+    # Gemma 4: full-attention layers 1, 3, 5 with wider heads, one K/V head, keys as values and proportional RoPE;
+    # layers 4 and 5 reuse the K/V of layers 2 and 3; per-layer embeddings; experts beside the MLP; capped logits
+    "gemma4-shared-kv": ("Gemma4TextConfig", dict(
+        num_hidden_layers=6, num_key_value_heads=2, head_dim=16, global_head_dim=32, num_global_key_value_heads=1,
+        attention_k_eq_v=True, num_kv_shared_layers=2, sliding_window=128, hidden_size_per_layer_input=8,
+        vocab_size_per_layer_input=512, enable_moe_block=True, num_experts=4, top_k_experts=2,
+        moe_intermediate_size=32, final_logit_softcapping=4.0, **TOKEN_IDS,
+        layer_types=["sliding_attention", "full_attention"] * 3, rope_parameters={
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10.0},
+            "full_attention": {"rope_type": "proportional", "partial_rotary_factor": 0.25, "rope_theta": 10000.0}})),
+    # the dense layout without the options: every layer its own K/V and values, no per-layer embeddings
+    "gemma4-plain": ("Gemma4TextConfig", dict(
+        num_hidden_layers=3, num_key_value_heads=2, head_dim=16, global_head_dim=24, sliding_window=128,
+        hidden_size_per_layer_input=0, **TOKEN_IDS, layer_types=["sliding_attention"] * 2 + ["full_attention"])),
+    # Gemma 4's image-text wrapper (a tiny vision tower that text never reaches), whose head soft-caps too
+    "gemma4-multimodal": ("Gemma4Config", dict(
+        vision_config=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2,
+                           num_key_value_heads=2, head_dim=16),
+        text_config=dict(num_hidden_layers=3, num_key_value_heads=2, head_dim=16, global_head_dim=24,
+                         sliding_window=128, hidden_size_per_layer_input=8, vocab_size_per_layer_input=512,
+                         final_logit_softcapping=4.0, layer_types=["sliding_attention"] * 2 + ["full_attention"],
+                         **TOKEN_IDS))),
     # the image-text wrapper of Gemma 3 4B and up: the same language model (its sizes go to text_config)
     "gemma3-multimodal": ("Gemma3Config", dict(
         vision_config=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2,
@@ -357,6 +379,9 @@ def family_model(case: str, seed: int = 0, **overrides):
                 p.normal_(0.0, 2.0)
             if "norm" in name or name.endswith(".bias"):
                 p.add_(torch.randn_like(p) * 0.2)
+        for name, b in model.named_buffers():
+            if name.endswith(".layer_scalar"):  # Gemma 4's per-layer output scale (a buffer, 1 at init)
+                b.uniform_(0.5, 1.5)
     return model
 
 

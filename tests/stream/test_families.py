@@ -3,6 +3,8 @@ models, the self-check passes, and Llama agrees with an independent float64 per-
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,10 @@ from sinktrain.stream.evaluate import self_check
 from sinktrain.stream.families import adapter_for
 
 TOL = 1e-5  # max |ΔNLL| over all tokens: one wrong token must fail
+# Gemma 4 attends with scale 1 over RMS-normed q and k, so its scores reach about the head width: there the fp32
+# rounding of cos/sin, which the two modes take at different positions, moves these tiny models' NLLs by up to 3e-5.
+# Their exactness is checked in float64 below (no difference at all).
+FP32_TOL = {"gemma4-shared-kv": 1e-4, "gemma4-plain": 1e-4, "gemma4-multimodal": 1e-4}
 
 
 def random_tokens(n: int, seed: int = 0) -> np.ndarray:
@@ -27,13 +33,14 @@ def test_parallel_matches_reference(case):
     window = 16
     teacher = F.cross_entropy(model(input_ids=torch.as_tensor(stream)[None]).logits[0, :-1].float(),
                               torch.as_tensor(stream[1:]), reduction="none").detach().double().numpy()
+    tol = FP32_TOL.get(case, TOL)
     for sinks in (0, 1, 4):
         ref = reference_nll(model, stream, sinks, window)
         par = parallel_nll(model, stream, sinks, window, block_size=37)  # block edges inside the stream
-        assert np.abs(ref - par).max() <= TOL, (case, sinks, np.abs(ref - par).max())
+        assert np.abs(ref - par).max() <= tol, (case, sinks, np.abs(ref - par).max())
         # attention in query chunks smaller than the block, each with only the band keys it can reach
         chunked = parallel_nll(model, stream, sinks, window, block_size=37, attn_chunk=5)
-        assert np.abs(ref - chunked).max() <= TOL, (case, sinks, np.abs(ref - chunked).max())
+        assert np.abs(ref - chunked).max() <= tol, (case, sinks, np.abs(ref - chunked).max())
         # Eviction must change the numbers, else the agreement proves nothing about it.
         assert np.abs(par - teacher).mean() > 1e-3, (case, sinks)
     dense = parallel_nll(model, stream, 0, None, block_size=37)
@@ -62,3 +69,23 @@ def test_llama_against_independent_float64(layout, sinks):
     truth = llama_streaming_nll_f64(model, stream, sinks, window)
     for got in (parallel_nll(model, stream, sinks, window, block_size=17), reference_nll(model, stream, sinks, window)):
         assert np.abs(got - truth).max() <= TOL
+
+
+@pytest.mark.parametrize("case", ["gemma4-shared-kv", "gemma4-plain"])
+def test_gemma4_modes_agree_in_float64(case):
+    """With the model in float64 and its rotary angles computed in float64 (transformers computes them in fp32
+    whatever the dtype), the two modes are the same arithmetic. (Without experts: their grouped matrix product
+    has no float64 kernel.)"""
+    model = family_model(case, seed=1, enable_moe_block=False).double()
+    rotary = model.model.rotary_emb
+
+    def forward(self, x, position_ids, layer_type):
+        angles = position_ids[..., None].double() * getattr(self, f"{layer_type}_inv_freq").double()
+        emb, scale = torch.cat([angles, angles], dim=-1), getattr(self, f"{layer_type}_attention_scaling")
+        return (emb.cos() * scale).to(x.dtype), (emb.sin() * scale).to(x.dtype)
+
+    rotary.forward = types.MethodType(forward, rotary)
+    stream = random_tokens(110)
+    for sinks in (0, 4):
+        ref = reference_nll(model, stream, sinks, 16)
+        assert np.abs(ref - parallel_nll(model, stream, sinks, 16, block_size=37)).max() <= 1e-9

@@ -21,7 +21,7 @@ import sys
 import torch
 
 # RoPE kinds whose cos/sin at a position do not depend on how long the sequence is.
-STATIC_ROPE_TYPES = ("default", "linear", "llama3", "yarn")
+STATIC_ROPE_TYPES = ("default", "linear", "llama3", "yarn", "proportional")
 # LongRoPE (Phi-3 128k, Phi-3.5, Phi-4-mini) is static below a position: its rotary module switches every
 # frequency from the short to the long factors once a forward reaches `original_max_position_embeddings`.
 BOUNDED_ROPE_TYPES = ("longrope",)
@@ -41,8 +41,7 @@ class FamilyAdapter:
         self.config = self.language_config(model.config)
         check_config(model.config, type(self))
         self.num_heads = int(self.config.num_attention_heads)
-        self.num_kv_heads = int(getattr(self.config, "num_key_value_heads", None) or self.num_heads)
-        self.head_dim = int(getattr(self.config, "head_dim", None) or self.config.hidden_size // self.num_heads)
+        self.num_kv_heads, self.head_dim = self.kv_heads_and_head_dim()
         self.value_dim = self.head_dim  # (latent attention: a value head narrower than the query/key head)
         if not self.uses_rotary:  # (ALiBi): every layer is "nope", no dims rotate
             self._apply_rotary, self.rotary_dim = None, 0
@@ -51,6 +50,12 @@ class FamilyAdapter:
         with torch.no_grad():
             cos, _ = self.cos_sin(torch.zeros(1, dtype=torch.long), torch.float32, self.rotary_kinds()[0])
         self.rotary_dim = self.rotated_dims(cos)  # GPT-NeoX rotates only part of each head
+
+    def kv_heads_and_head_dim(self) -> tuple[int, int]:
+        """K/V heads and the width of a head, from the config (a family whose layers differ: its first layer's)."""
+        c = self.config
+        return (int(getattr(c, "num_key_value_heads", None) or self.num_heads),
+                int(getattr(c, "head_dim", None) or c.hidden_size // self.num_heads))
 
     # --- where things live (Llama layout; override per family) ---------------------------------------------------
     @classmethod
@@ -311,7 +316,8 @@ def check_config(config, adapter_cls, cache: int | None = None) -> None:
     reason = adapter_cls.unsupported(config)
     if reason is not None:
         raise ValueError(reason)
-    if getattr(config, "use_bidirectional_attention", False):
+    if getattr(config, "use_bidirectional_attention", False) not in (False, None, "vision"):  # (Gemma 4's "vision":
+        # image tokens see each other, text stays causal)
         raise ValueError("the model attends in both directions (an embedding model, such as EmbeddingGemma), so it "
                          "predicts no next token to stream; use a causal language model")
     if cache is not None:

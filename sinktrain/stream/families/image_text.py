@@ -2,7 +2,7 @@
 and every Ministral 3 (`mistral3`), Pixtral 12B and LLaVA 1.5 (`llava`), Aya Vision (`aya_vision`), Idefics 3
 and SmolVLM (`idefics3`, `smolvlm`), Qwen2-VL, Qwen2.5-VL and Qwen3-VL
 (`qwen2_vl`, `qwen2_5_vl`, `qwen3_vl`, `qwen3_vl_moe`), InternVL 2.5 / 3 (`internvl`), LLaVA-NeXT (`llava_next`),
-LLaVA-OneVision (`llava_onevision`) and Command A Vision (`cohere2_vision`).
+LLaVA-OneVision (`llava_onevision`), Command A Vision (`cohere2_vision`) and Gemma 4 (`gemma4`).
 
 Given text alone, each of them embeds the ids with its language model's embedding, runs that language model and
 applies its own output head; the vision tower is never touched. So a wrapper streams through its language
@@ -11,7 +11,8 @@ model's family adapter with three things changed:
 - where the language model sits: `model.model.language_model` (`text_model` in Idefics 3 / SmolVLM);
 - the head: the wrapper's plain `lm_head` on the final norm. It applies none of the text family's own logit
   scaling or soft-capping (Aya Vision's Cohere 2 drops its logit_scale, Gemma 3 its final soft-cap), because
-  the wrapper's forward does not.
+  the wrapper's forward does not; Gemma 4's wrapper soft-caps as its language model does
+  (`HEAD_AS_LANGUAGE_MODEL`).
 The runtime self-check compares the result with the wrapper's own forward, so a wrapper that starts doing more
 is caught before streaming.
 """
@@ -38,7 +39,10 @@ LANGUAGE_MODEL_ATTRIBUTE = {
     "llava_next": "language_model",
     "llava_onevision": "language_model",
     "cohere2_vision": "language_model",
+    "gemma4": "language_model",
 }
+# Wrappers whose forward applies their language family's own logit processing (Gemma 4 soft-caps in the wrapper too).
+HEAD_AS_LANGUAGE_MODEL = {"gemma4"}
 
 
 class ImageTextWrapper:
@@ -63,9 +67,11 @@ def wrapped(text_adapter: type[FamilyAdapter], wrapper_type: str) -> type[Family
     """The adapter of a `wrapper_type` model whose language model is a `text_adapter` family (family name
     'wrapper/text', e.g. 'mistral3/ministral3')."""
     name = "".join(part.capitalize() for part in wrapper_type.split("_")) + text_adapter.__name__
+    head = {"logits": text_adapter.logits} if wrapper_type in HEAD_AS_LANGUAGE_MODEL else {}
     return type(name, (ImageTextWrapper, text_adapter), {
         "family": f"{wrapper_type}/{text_adapter.family}",
         "model_types": (wrapper_type,),
         "language_model_attribute": LANGUAGE_MODEL_ATTRIBUTE[wrapper_type],
         "__doc__": f"The {text_adapter.family} language model inside a {wrapper_type} image-text model.",
+        **head,
     })
