@@ -16,7 +16,9 @@ their per-head bias -m·(distance inside the cache) joins the mask: t - u for a 
 A token's K/V at layer l depend only on its own K(t), so computing the stream layer by layer, block of queries
 by block, reproduces the KV cache exactly. Memory stays bounded: per layer we keep the s sink K/V and the
 last w tokens' K/V (un-rotated; rotated per block relative to the block's first key so angles stay small
-however long the stream is), plus the current block's hidden states.
+however long the stream is), plus the current block's hidden states. A layer that attends to an earlier
+layer's K/V (Gemma 4's shared layers) uses that layer's sinks and band. Head counts and widths are read off
+each layer's q/k/v (Gemma 4's differ by layer type; multi-head latent attention has narrower values).
 
 Everything family-specific (where q/k/v, norms, rotary and the head live) comes from a `FamilyAdapter`.
 """

@@ -280,7 +280,8 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
     for cls in FAMILIES:  # each named with the model types it takes
         assert f"{cls.family} ({', '.join(cls.model_types)})" in line
     assert line.endswith("and image-text models wrapping one of them (gemma3, mistral3, llava, aya_vision, idefics3, "
-                         "smolvlm, qwen2_vl, qwen2_5_vl, qwen3_vl, qwen3_vl_moe)")
+                         "smolvlm, qwen2_vl, qwen2_5_vl, qwen3_vl, qwen3_vl_moe, internvl, llava_next, "
+                         "llava_onevision, cohere2_vision, gemma4)")
 
 
 def test_hunyuan_is_refused_with_its_reason(tmp_path, small_tok, capsys):
