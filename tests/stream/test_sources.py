@@ -269,10 +269,11 @@ def test_sink_tokenizer_without_sink_metadata_is_refused(llama_dir, tmp_path, ca
 
 
 def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys):
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import JetMoeConfig, JetMoeForCausalLM
 
-    folder = save_family_folder(GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=512)),
-                                small_tok, tmp_path / "gpt2")
+    config = JetMoeConfig(num_hidden_layers=1, hidden_size=16, intermediate_size=32, num_attention_heads=2,
+                          num_key_value_heads=2, kv_channels=8, vocab_size=512)
+    folder = save_family_folder(JetMoeForCausalLM(config), small_tok, tmp_path / "jetmoe")
     line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
     from sinktrain.stream.families import FAMILIES
 
@@ -282,6 +283,24 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
     assert line.endswith("and image-text models wrapping one of them (gemma3, mistral3, llava, aya_vision, idefics3, "
                          "smolvlm, qwen2_vl, qwen2_5_vl, qwen3_vl, qwen3_vl_moe, internvl, llava_next, "
                          "llava_onevision, cohere2_vision, gemma4)")
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("gpt2", "architecture 'gpt2' adds absolute position embeddings to its input, so a token's position is fixed"),
+    ("qwen3_next", "architecture 'qwen3_next' has recurrent layers (state-space, convolution or linear attention)"),
+])
+def test_architectures_that_cannot_stream_are_refused_with_their_reason(name, reason, tmp_path, small_tok, capsys):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    sizes = dict(n_layer=1, n_embd=8, n_head=2) if name == "gpt2" else dict(
+        num_hidden_layers=2, hidden_size=32, intermediate_size=48, num_attention_heads=2, num_key_value_heads=2,
+        head_dim=16, layer_types=["linear_attention", "full_attention"], num_experts=2, num_experts_per_tok=1,
+        moe_intermediate_size=16, shared_expert_intermediate_size=16)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(name, vocab_size=512, **sizes))
+    folder = save_family_folder(model, small_tok, tmp_path / name)
+    line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
+    assert reason in line and line.endswith("; the streaming evaluator cannot run it")
+    assert not (tmp_path / "o").exists()
 
 
 def test_hunyuan_is_refused_with_its_reason(tmp_path, small_tok, capsys):

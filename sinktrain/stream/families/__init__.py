@@ -77,6 +77,18 @@ CANNOT_STREAM = {
         "normalizes queries and keys after the rotary embedding, with a learned per-dim weight, so its attention "
         "scores depend on absolute positions, not only on query-key distances as the block-parallel evaluator "
         "needs")),
+    # State-space, convolution and linear-attention layers (alone or beside attention layers)
+    **dict.fromkeys((
+        "mamba", "mamba2", "falcon_mamba", "jamba", "bamba", "zamba", "zamba2", "falcon_h1", "nemotron_h",
+        "granitemoehybrid", "bailing_hybrid", "olmo_hybrid", "lfm2", "lfm2_moe", "lfm3", "minimax", "kimi_linear",
+        "qwen3_next", "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text", "recurrent_gemma", "rwkv",
+        "xlstm"), (
+        "has recurrent layers (state-space, convolution or linear attention) whose state carries the whole history "
+        "instead of a KV cache; StreamingLLM's cache, which the evaluator reproduces, bounds attention layers only")),
+    # Learned or sinusoidal absolute positions added to the input embeddings
+    **dict.fromkeys(("gpt2", "gpt-sw3", "gpt_neo", "gpt_bigcode", "opt", "xglm", "biogpt", "openai-gpt", "ctrl"), (
+        "adds absolute position embeddings to its input, so a token's position is fixed when it enters the cache "
+        "and cannot be re-assigned inside it as StreamingLLM's cache requires (rotary or ALiBi models can)")),
 }
 
 
