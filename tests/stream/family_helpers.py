@@ -257,6 +257,8 @@ FAMILY_CASES = {
     "sarvam-moe-qknorm": ("SarvamMoEConfig", dict(num_key_value_heads=2, head_dim=16, n_routed_experts=4,
                                                   num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,
                                                   n_group=1, topk_group=1, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
+    # GPT-J: parallel residual from one LayerNorm, interleaved rotary on the first 8 of 16 dims from a sin/cos table
+    "gptj-partial": ("GPTJConfig", dict(rotary_dim=8, **TOKEN_IDS)),
     # OLMo 1: weightless LayerNorms, clamped q/k/v
     "olmo-clipped": ("OlmoConfig", dict(num_key_value_heads=2, clip_qkv=0.3, **TOKEN_IDS,
                                         rope_parameters=DEFAULT_ROPE)),

@@ -28,6 +28,7 @@ from sinktrain.stream.families.glm4 import Glm4Adapter
 from sinktrain.stream.families.glm4_moe import Glm4MoeAdapter
 from sinktrain.stream.families.gpt_neox import GPTNeoXAdapter
 from sinktrain.stream.families.gpt_oss import GptOssAdapter
+from sinktrain.stream.families.gptj import GptjAdapter
 from sinktrain.stream.families.granite import GraniteAdapter, GraniteMoeAdapter, GraniteMoeSwaAdapter, GraniteSwaAdapter
 from sinktrain.stream.families.helium import HeliumAdapter
 from sinktrain.stream.families.image_text import LANGUAGE_MODEL_ATTRIBUTE, wrapped
@@ -67,7 +68,7 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     BloomAdapter, GraniteMoeAdapter, OlmoAdapter, HeliumAdapter, Glm4MoeAdapter, Ernie4_5MoeAdapter, PhimoeAdapter,
     MiniMaxM2Adapter, Dots1Adapter, VaultGemmaAdapter, FlexOlmoAdapter, Cohere2MoeAdapter, DeepseekV3Adapter,
     Llama4Adapter, DeepseekV2Adapter, AfmoeAdapter, NanoChatAdapter, ExaoneMoeAdapter,
-    GraniteSwaAdapter, GraniteMoeSwaAdapter, Gemma4Adapter,
+    GraniteSwaAdapter, GraniteMoeSwaAdapter, Gemma4Adapter, GptjAdapter,
 )
 
 
