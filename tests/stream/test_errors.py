@@ -50,7 +50,8 @@ def test_unsupported_architecture(gpt2_dir, tmp_path, capsys):
     rc = main(["stream-eval", str(gpt2_dir), "--text", BOOK, "--cache", "8", "--tokens", "50",
                "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and "unsupported architecture 'gpt2'" in err and len(err.splitlines()) == 1
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert "architecture 'gpt2' adds absolute position embeddings to its input" in err
 
 
 def test_a_text_that_is_not_utf8_is_refused(model_dirs, tmp_path, capsys):
