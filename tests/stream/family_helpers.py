@@ -62,6 +62,13 @@ FAMILY_CASES = {
         layer_types=["sliding_attention", "full_attention"] * 3, rope_parameters={
             "sliding_attention": {"rope_type": "default", "rope_theta": 10.0},
             "full_attention": {"rope_type": "proportional", "partial_rotary_factor": 0.25, "rope_theta": 10000.0}})),
+    # Gemma 3n: AltUp over 4 copies of the residual stream, LAuReL, activation sparsity in layer 0, per-layer
+    # embeddings, layers 4 and 5 reusing the K/V of layers 2 and 3, capped logits
+    "gemma3n-altup": ("Gemma3nTextConfig", dict(
+        num_hidden_layers=6, num_key_value_heads=2, head_dim=16, sliding_window=128, num_kv_shared_layers=2,
+        hidden_size_per_layer_input=8, vocab_size_per_layer_input=512, laurel_rank=8, altup_num_inputs=4,
+        activation_sparsity_pattern=[0.95, 0.0, 0.0, 0.0, 0.0, 0.0], final_logit_softcapping=4.0, **TOKEN_IDS,
+        layer_types=["sliding_attention", "full_attention"] * 3)),
     # the dense layout without the options: every layer its own K/V and values, no per-layer embeddings
     "gemma4-plain": ("Gemma4TextConfig", dict(
         num_hidden_layers=3, num_key_value_heads=2, head_dim=16, global_head_dim=24, sliding_window=128,

@@ -16,10 +16,10 @@ from sinktrain.stream.evaluate import self_check
 from sinktrain.stream.families import adapter_for
 
 TOL = 1e-5  # max |ΔNLL| over all tokens: one wrong token must fail
-# Gemma 4 attends with scale 1 over RMS-normed q and k, so its scores reach about the head width: there the fp32
+# Gemma 4 and 3n attend with scale 1 over RMS-normed q and k, so its scores reach about the head width: there the fp32
 # rounding of cos/sin, which the two modes take at different positions, moves these tiny models' NLLs by up to 3e-5.
 # Their exactness is checked in float64 below (no difference at all).
-FP32_TOL = {"gemma4-shared-kv": 1e-4, "gemma4-plain": 1e-4, "gemma4-multimodal": 1e-4}
+FP32_TOL = {"gemma4-shared-kv": 1e-4, "gemma4-plain": 1e-4, "gemma4-multimodal": 1e-4, "gemma3n-altup": 1e-4}
 
 
 def random_tokens(n: int, seed: int = 0) -> np.ndarray:
@@ -71,12 +71,13 @@ def test_llama_against_independent_float64(layout, sinks):
         assert np.abs(got - truth).max() <= TOL
 
 
-@pytest.mark.parametrize("case", ["gemma4-shared-kv", "gemma4-plain"])
-def test_gemma4_modes_agree_in_float64(case):
+@pytest.mark.parametrize("case, overrides", [("gemma4-shared-kv", dict(enable_moe_block=False)),
+                                             ("gemma4-plain", {}), ("gemma3n-altup", {})])
+def test_gemma4_and_3n_modes_agree_in_float64(case, overrides):
     """With the model in float64 and its rotary angles computed in float64 (transformers computes them in fp32
-    whatever the dtype), the two modes are the same arithmetic. (Without experts: their grouped matrix product
-    has no float64 kernel.)"""
-    model = family_model(case, seed=1, enable_moe_block=False).double()
+    whatever the dtype), the two modes are the same arithmetic. (Gemma 4 without experts: their grouped matrix
+    product has no float64 kernel.)"""
+    model = family_model(case, seed=1, **overrides).double()
     rotary = model.model.rotary_emb
 
     def forward(self, x, position_ids, layer_type):

@@ -22,6 +22,7 @@ from sinktrain.stream.families.flex_olmo import FlexOlmoAdapter
 from sinktrain.stream.families.gemma import GemmaAdapter
 from sinktrain.stream.families.gemma2 import Gemma2Adapter
 from sinktrain.stream.families.gemma3 import Gemma3Adapter
+from sinktrain.stream.families.gemma3n import Gemma3nAdapter
 from sinktrain.stream.families.gemma4 import Gemma4Adapter
 from sinktrain.stream.families.glm import GlmAdapter
 from sinktrain.stream.families.glm4 import Glm4Adapter
@@ -68,7 +69,7 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     BloomAdapter, GraniteMoeAdapter, OlmoAdapter, HeliumAdapter, Glm4MoeAdapter, Ernie4_5MoeAdapter, PhimoeAdapter,
     MiniMaxM2Adapter, Dots1Adapter, VaultGemmaAdapter, FlexOlmoAdapter, Cohere2MoeAdapter, DeepseekV3Adapter,
     Llama4Adapter, DeepseekV2Adapter, AfmoeAdapter, NanoChatAdapter, ExaoneMoeAdapter,
-    GraniteSwaAdapter, GraniteMoeSwaAdapter, Gemma4Adapter, GptjAdapter,
+    GraniteSwaAdapter, GraniteMoeSwaAdapter, Gemma4Adapter, GptjAdapter, Gemma3nAdapter,
 )
 
 

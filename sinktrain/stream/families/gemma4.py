@@ -55,8 +55,12 @@ class Gemma4Adapter(FamilyAdapter):
         return x
 
     def qkv(self, layer, x):
-        attn, n = layer.self_attn, x.shape[0]
-        h = layer.input_layernorm(x)
+        return self.project(layer.self_attn, layer.input_layernorm(x))
+
+    @staticmethod
+    def project(attn, h):
+        """q, k, v of the normed input h [n, hidden]; k, v None in a layer that reuses another's."""
+        n = h.shape[0]
         q = attn.q_norm(attn.q_proj(h).view(n, -1, attn.head_dim))
         if attn.is_kv_shared_layer:
             return q, None, None
