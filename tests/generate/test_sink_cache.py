@@ -17,9 +17,9 @@ from sinktrain.stream.sink_cache import SinkCache
 from sinktrain.stream.static_sink_cache import StaticSinkCache
 
 TOL = 1e-5  # max |ΔNLL| in fp32 over every token: one wrong token must fail
-# Gemma 4's scale-1 attention over normed q/k turns fp32 cos/sin rounding into up to 3e-5 (see test_families.py, which
-# checks its modes in float64).
-KIND_TOL = {"gemma4": 1e-4}
+# Gemma 4's and 3n's scale-1 attention over normed q/k turns fp32 cos/sin rounding into up to 3e-5 (see
+# test_families.py, which checks their modes in float64).
+KIND_TOL = {"gemma4": 1e-4, "gemma3n": 1e-4}
 
 
 def random_tokens(n: int, vocab: int, seed: int = 0) -> np.ndarray:
@@ -41,6 +41,7 @@ FAMILY_KINDS = {
     "deepseek-v2": "deepseek-v2-mla",  # complex rotary, head-major, in the value slot
     "granite-swa": "granite-swa-sinks",  # learned sink logits, a rotary table per base, a NoPE layer
     "gemma4": "gemma4-shared-kv",  # layers without K/V of their own, keys as values, per-layer head widths
+    "gemma3n": "gemma3n-altup",  # AltUp's copies of the residual stream around shared K/V layers
     "falcon": "falcon-40b-groups",  # fused q/k/v whose K/V groups are broadcast to the query heads
     "mpt": "mpt-alibi",  # ALiBi: no rotary at all, a per-head bias on cache distances
     "bloom": "bloom-alibi",
