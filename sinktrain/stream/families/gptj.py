@@ -32,7 +32,12 @@ class GptjAdapter(BloomStyleLayout, FamilyAdapter):
     def cos_sin(self, positions, dtype, kind=None):
         if positions.numel() == 0:
             return super().cos_sin(positions, dtype, kind)
-        sin, cos = self.rotary_module(torch.empty(0, dtype=dtype, device=positions.device), positions[None])
+        module = getattr(self.backbone, "rotary_emb", None)
+        if module is None:  # transformers 5.17 keeps the table in each attention module
+            sincos = self.attention(self.layers[0]).embed_positions.to(positions.device)[positions].to(dtype)
+            sin, cos = torch.split(sincos, sincos.shape[-1] // 2, dim=-1)
+            return cos, sin
+        sin, cos = module(torch.empty(0, dtype=dtype, device=positions.device), positions[None])
         return cos[0], sin[0]
 
     def rotated_dims(self, cos):
