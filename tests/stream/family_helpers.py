@@ -21,6 +21,11 @@ TOKEN_IDS = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)  # inside the t
 LONGROPE = {"rope_type": "longrope", "rope_theta": 10000.0, "partial_rotary_factor": 0.75,
             "short_factor": [1.0, 1.1, 1.3, 1.6, 2.0, 2.5], "long_factor": [1.5, 2.0, 3.0, 4.5, 6.0, 8.0]}
 
+# A vision tower that text never reaches, as small as its config allows (CLIP's also names its type).
+TINY_VISION = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+                   patch_size=14)
+CLIP = dict(model_type="clip_vision_model", projection_dim=32)
+
 # name -> (config class name, overrides). Together they cover grouped-query and multi-head attention, tied and
 # untied heads, rope_theta, static scaled RoPE (linear, llama3, YaRN), q/k/v biases, q/k RMSNorm (per head and
 # over all heads), a head dim that is not hidden/heads, packed q/k/v, partial rotary, post-norms, scalar
@@ -133,6 +138,17 @@ FAMILY_CASES = {
                            num_attention_heads=2, image_size=28, patch_size=14), image_token_id=5,
         text_config=dict(model_type="cohere2", num_hidden_layers=4, num_key_value_heads=2, sliding_window=128,
                          logit_scale=0.5, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE))),
+    # and more of the same kind (each streams through its language model's adapter)
+    **{name: (cls, dict(vision_config=dict(TINY_VISION, **vision), text_config=dict(
+        model_type=text, num_key_value_heads=2, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE), **ids))
+       for name, cls, text, vision, ids in (
+           ("vipllava-llama", "VipLlavaConfig", "llama", CLIP, {"image_token_index": 5}),
+           ("llava-next-video-llama", "LlavaNextVideoConfig", "llama", CLIP, {"image_token_index": 5}),
+           ("video-llava-llama", "VideoLlavaConfig", "llama", CLIP, {"image_token_index": 5}),
+           ("idefics2-mistral", "Idefics2Config", "mistral", {}, {"image_token_id": 5}),
+           ("got-ocr2-qwen2", "GotOcr2Config", "qwen2", {}, {"image_token_index": 5}),
+           ("ovis2-qwen2", "Ovis2Config", "qwen2", {}, {"image_token_id": 5}),
+           ("deepseek-vl-llama", "DeepseekVLConfig", "llama", {}, {"image_token_id": 5}))},
     # Qwen-VL: multimodal RoPE (a frequency slice per axis; text sits at one position on all three)
     "qwen2-vl": ("Qwen2VLConfig", dict(
         vision_config=dict(depth=1, embed_dim=32, hidden_size=64, num_heads=2),

@@ -2,7 +2,9 @@
 and every Ministral 3 (`mistral3`), Pixtral 12B and LLaVA 1.5 (`llava`), Aya Vision (`aya_vision`), Idefics 3
 and SmolVLM (`idefics3`, `smolvlm`), Qwen2-VL, Qwen2.5-VL and Qwen3-VL
 (`qwen2_vl`, `qwen2_5_vl`, `qwen3_vl`, `qwen3_vl_moe`), InternVL 2.5 / 3 (`internvl`), LLaVA-NeXT (`llava_next`),
-LLaVA-OneVision (`llava_onevision`), Command A Vision (`cohere2_vision`) and Gemma 4 (`gemma4`).
+LLaVA-OneVision (`llava_onevision`), Command A Vision (`cohere2_vision`), Gemma 4 (`gemma4`), ViP-LLaVA
+(`vipllava`), LLaVA-NeXT-Video (`llava_next_video`), Video-LLaVA (`video_llava`), Idefics 2 (`idefics2`), GOT-OCR 2
+(`got_ocr2`), Ovis 2 (`ovis2`) and DeepSeek-VL (`deepseek_vl`).
 
 Given text alone, each of them embeds the ids with its language model's embedding, runs that language model and
 applies its own output head; the vision tower is never touched. So a wrapper streams through its language
@@ -40,6 +42,13 @@ LANGUAGE_MODEL_ATTRIBUTE = {
     "llava_onevision": "language_model",
     "cohere2_vision": "language_model",
     "gemma4": "language_model",
+    "vipllava": "language_model",
+    "llava_next_video": "language_model",
+    "video_llava": "language_model",
+    "idefics2": "text_model",
+    "got_ocr2": "language_model",
+    "ovis2": "language_model",
+    "deepseek_vl": "language_model",
 }
 # Wrappers whose forward applies their language family's own logit processing (Gemma 4 soft-caps in the wrapper too).
 HEAD_AS_LANGUAGE_MODEL = {"gemma4"}
