@@ -149,6 +149,11 @@ FAMILY_CASES = {
            ("got-ocr2-qwen2", "GotOcr2Config", "qwen2", {}, {"image_token_index": 5}),
            ("ovis2-qwen2", "Ovis2Config", "qwen2", {}, {"image_token_id": 5}),
            ("deepseek-vl-llama", "DeepseekVLConfig", "llama", {}, {"image_token_id": 5}))},
+    # Kimi K2.5: DeepSeek-V3's latent attention inside an image-text wrapper (its default vision tower is small)
+    "kimi-k2.5-deepseek-v3": ("Kimi_K25Config", dict(text_config=dict(
+        model_type="deepseek_v3", num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12,
+        qk_rope_head_dim=8, v_head_dim=10, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1,
+        moe_intermediate_size=32, first_k_dense_replace=1, n_group=1, topk_group=1, **TOKEN_IDS))),
     # Qwen-VL: multimodal RoPE (a frequency slice per axis; text sits at one position on all three)
     "qwen2-vl": ("Qwen2VLConfig", dict(
         vision_config=dict(depth=1, embed_dim=32, hidden_size=64, num_heads=2),

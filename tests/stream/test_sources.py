@@ -283,7 +283,7 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
     assert line.endswith("and image-text models wrapping one of them (gemma3, mistral3, llava, aya_vision, idefics3, "
                          "smolvlm, qwen2_vl, qwen2_5_vl, qwen3_vl, qwen3_vl_moe, internvl, llava_next, "
                          "llava_onevision, cohere2_vision, gemma4, vipllava, llava_next_video, video_llava, "
-                         "idefics2, got_ocr2, ovis2, deepseek_vl)")
+                         "idefics2, got_ocr2, ovis2, deepseek_vl, kimi_k25)")
 
 
 @pytest.mark.parametrize("name, reason", [
