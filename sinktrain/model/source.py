@@ -139,9 +139,16 @@ def auto_model_class(config):
     )
 
     mtype = getattr(config, "model_type", None)
-    if mtype in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES and mtype not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+    if mtype in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES and (
+        mtype not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or mtype in IMAGE_TEXT_LOADER_ONLY
+    ):
         return AutoModelForImageTextToText
     return AutoModelForCausalLM
+
+
+# Image-text models that transformers maps to a causal LM whose loader then refuses their checkpoints (Llama 3.2
+# Vision: "Unrecognized configuration class MllamaTextConfig").
+IMAGE_TEXT_LOADER_ONLY = {"mllama"}
 
 
 def load_model_tokenizer(source: ModelSource):

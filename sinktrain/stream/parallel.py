@@ -64,7 +64,8 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
     kinds = ad.rotary_kinds()
     sources = [ad.kv_source(layer) for layer in layers]  # per layer, the index of the layer whose K/V it reuses
     reused = set(sources) - {None}
-    scales = [ad.attention_scale(layer) for layer in layers]
+    runs = [not ad.skips(layer) for layer in layers]
+    scales = [ad.attention_scale(layer) if run else None for layer, run in zip(layers, runs)]
     slopes = ad.alibi_slopes()
     slopes = None if slopes is None else slopes.to(device=device, dtype=dtype)
     # Per layer, sequence-major like the projections ([tokens, kv_heads, head_dim]), un-rotated:
@@ -102,6 +103,8 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
         x = ad.embed(ids[a:b])  # [q, hidden]
         block_kv = {}  # this block's band K/V of the layers that others reuse
         for li, layer in enumerate(layers):
+            if not runs[li]:
+                continue
             # q [q, heads, head_dim], k [q, kv_heads, head_dim], v [q, kv_heads, value dim], un-rotated (k, v: None
             # in a layer that reuses another's)
             q, k, v = ad.qkv(layer, x)

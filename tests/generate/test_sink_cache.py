@@ -42,6 +42,7 @@ FAMILY_KINDS = {
     "granite-swa": "granite-swa-sinks",  # learned sink logits, a rotary table per base, a NoPE layer
     "gemma4": "gemma4-shared-kv",  # layers without K/V of their own, keys as values, per-layer head widths
     "gemma3n": "gemma3n-altup",  # AltUp's copies of the residual stream around shared K/V layers
+    "mllama": "mllama-cross-layers",  # cross-attention layers that text skips: their cache layers stay empty
     "falcon": "falcon-40b-groups",  # fused q/k/v whose K/V groups are broadcast to the query heads
     "mpt": "mpt-alibi",  # ALiBi: no rotary at all, a per-head bias on cache distances
     "bloom": "bloom-alibi",
@@ -96,7 +97,7 @@ def test_static_ring_generates_the_same_tokens(kind):
 
 
 @pytest.mark.parametrize("kind", ["none", "softmax1", "logit", "llama", "mistral3", "qwen2.5-vl", "mpt", "deepseek",
-                                  "llama4", "gemma4"])
+                                  "llama4", "gemma4", "mllama"])
 def test_hf_generate_with_the_cache_equals_the_decode_loop(kind):
     """model.generate(past_key_values=SinkCache) past the cache size gives sinktrain's tokens; a dense
     DynamicCache run diverges once eviction starts (so the cache is really used)."""

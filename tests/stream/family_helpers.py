@@ -154,6 +154,15 @@ FAMILY_CASES = {
         model_type="deepseek_v3", num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12,
         qk_rope_head_dim=8, v_head_dim=10, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1,
         moe_intermediate_size=32, first_k_dense_replace=1, n_group=1, topk_group=1, **TOKEN_IDS))),
+    # Llama 3.2 Vision: cross-attention layers 1 and 3 between self-attention layers (skipped for text), Llama 3 RoPE
+    "mllama-cross-layers": ("MllamaConfig", dict(
+        vision_config=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_global_layers=1,
+                           num_attention_heads=2, image_size=28, patch_size=14, vision_output_dim=64,
+                           intermediate_layers_indices=[0]),
+        text_config=dict(num_hidden_layers=4, cross_attention_layers=[1, 3], num_key_value_heads=2, **TOKEN_IDS,
+                         rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                                          "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                          "original_max_position_embeddings": 64}))),
     # Qwen-VL: multimodal RoPE (a frequency slice per axis; text sits at one position on all three)
     "qwen2-vl": ("Qwen2VLConfig", dict(
         vision_config=dict(depth=1, embed_dim=32, hidden_size=64, num_heads=2),

@@ -110,13 +110,15 @@ def test_a_soft_capped_model_loads_with_the_attention_that_caps(tmp_path, small_
 @pytest.mark.parametrize("case, family", [("gemma3-multimodal", "gemma3/gemma3"),
                                           ("mistral3-ministral3", "mistral3/ministral3"),
                                           ("qwen3-vl-interleaved", "qwen3_vl/qwen3_vl"),
-                                          ("gemma4-multimodal", "gemma4/gemma4")])
+                                          ("gemma4-multimodal", "gemma4/gemma4"),
+                                          ("mllama-cross-layers", "mllama/mllama")])
 def test_an_image_text_wrapper_streams_text_through_its_language_model(case, family, tmp_path, small_tok):
     """Gemma 3 4B and up, Mistral Small 3.x and Ministral 3, Qwen3-VL: the config's sizes, vocabulary and context
     live in `text_config`, the layers in model.model.language_model, and the head is the wrapper's own (Gemma 3's
     never soft-caps). transformers maps Gemma 3's wrapper to AutoModelForCausalLM but not the others: they load as
     image-text models. Qwen3-VL's rotary module wants a position per axis, in the evaluator and in `generate`.
-    Gemma 4's wrapper soft-caps its logits, and its language model has per-layer inputs."""
+    Gemma 4's wrapper soft-caps its logits, and its language model has per-layer inputs. Llama 3.2 Vision's text
+    skips its cross-attention layers."""
     folder = save_family_folder(family_model(case, seed=5), small_tok, tmp_path / "mm")
     args = [*stream_eval(folder, "--out", tmp_path / "o"), "--tokens", "120", "--baselines", "dense", "--plots", "true"]
     assert main(args) == 0
@@ -277,13 +279,13 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
     line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
     from sinktrain.stream.families import FAMILIES
 
-    assert len(FAMILIES) == 61
+    assert len(FAMILIES) == 62
     for cls in FAMILIES:  # each named with the model types it takes
         assert f"{cls.family} ({', '.join(cls.model_types)})" in line
     assert line.endswith("and image-text models wrapping one of them (gemma3, mistral3, llava, aya_vision, idefics3, "
                          "smolvlm, qwen2_vl, qwen2_5_vl, qwen3_vl, qwen3_vl_moe, internvl, llava_next, "
                          "llava_onevision, cohere2_vision, gemma4, vipllava, llava_next_video, video_llava, "
-                         "idefics2, got_ocr2, ovis2, deepseek_vl, kimi_k25)")
+                         "idefics2, got_ocr2, ovis2, deepseek_vl, kimi_k25, mllama)")
 
 
 @pytest.mark.parametrize("name, reason", [

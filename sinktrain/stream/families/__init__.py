@@ -39,6 +39,7 @@ from sinktrain.stream.families.minimax_m2 import MiniMaxM2Adapter
 from sinktrain.stream.families.ministral import Ministral3Adapter, MinistralAdapter
 from sinktrain.stream.families.mistral import MistralAdapter
 from sinktrain.stream.families.mixtral import MixtralAdapter
+from sinktrain.stream.families.mllama import MllamaTextAdapter
 from sinktrain.stream.families.mpt import MptAdapter
 from sinktrain.stream.families.nanochat import NanoChatAdapter
 from sinktrain.stream.families.nemotron import NemotronAdapter
@@ -70,6 +71,7 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     MiniMaxM2Adapter, Dots1Adapter, VaultGemmaAdapter, FlexOlmoAdapter, Cohere2MoeAdapter, DeepseekV3Adapter,
     Llama4Adapter, DeepseekV2Adapter, AfmoeAdapter, NanoChatAdapter, ExaoneMoeAdapter,
     GraniteSwaAdapter, GraniteMoeSwaAdapter, Gemma4Adapter, GptjAdapter, Gemma3nAdapter,
+    MllamaTextAdapter,
 )
 
 

@@ -108,6 +108,11 @@ class FamilyAdapter:
         """Per-head q/k norms of q [n, heads, d], k [n, kv_heads, d] (none here)."""
         return q, k
 
+    def skips(self, layer) -> bool:
+        """Whether the model's own forward skips this layer for text (Mllama's cross-attention layers, which see
+        only images); the evaluator then skips it too."""
+        return False
+
     def kv_source(self, layer) -> int | None:
         """The index of an earlier layer whose keys and values this layer attends to instead of its own (Gemma 4's
         shared K/V layers; `qkv` then returns None for k and v); None: its own."""

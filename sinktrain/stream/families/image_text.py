@@ -1,10 +1,10 @@
-"""Image-text models that wrap a supported language model: Gemma 3 4B and up (`gemma3`), Mistral Small 3.1 / 3.2
-and every Ministral 3 (`mistral3`), Pixtral 12B and LLaVA 1.5 (`llava`), Aya Vision (`aya_vision`), Idefics 3
-and SmolVLM (`idefics3`, `smolvlm`), Qwen2-VL, Qwen2.5-VL and Qwen3-VL
-(`qwen2_vl`, `qwen2_5_vl`, `qwen3_vl`, `qwen3_vl_moe`), InternVL 2.5 / 3 (`internvl`), LLaVA-NeXT (`llava_next`),
-LLaVA-OneVision (`llava_onevision`), Command A Vision (`cohere2_vision`), Gemma 4 (`gemma4`), ViP-LLaVA
-(`vipllava`), LLaVA-NeXT-Video (`llava_next_video`), Video-LLaVA (`video_llava`), Idefics 2 (`idefics2`), GOT-OCR 2
-(`got_ocr2`), Ovis 2 (`ovis2`), DeepSeek-VL (`deepseek_vl`) and Kimi K2.5 (`kimi_k25`, around DeepSeek-V3).
+"""Image-text models that wrap a supported language model: Gemma 3 4B and up (`gemma3`), Mistral Small 3.1 / 3.2 and
+every Ministral 3 (`mistral3`), Pixtral 12B and LLaVA 1.5 (`llava`), Aya Vision (`aya_vision`), Idefics 3 and
+SmolVLM (`idefics3`, `smolvlm`), Qwen2-VL, Qwen2.5-VL and Qwen3-VL (`qwen2_vl`, `qwen2_5_vl`, `qwen3_vl`,
+`qwen3_vl_moe`), InternVL 2.5 / 3 (`internvl`), LLaVA-NeXT (`llava_next`), LLaVA-OneVision (`llava_onevision`),
+Command A Vision (`cohere2_vision`), Gemma 4 (`gemma4`), ViP-LLaVA (`vipllava`), LLaVA-NeXT-Video
+(`llava_next_video`), Video-LLaVA (`video_llava`), Idefics 2 (`idefics2`), GOT-OCR 2 (`got_ocr2`), Ovis 2 (`ovis2`),
+DeepSeek-VL (`deepseek_vl`), Kimi K2.5 (`kimi_k25`, around DeepSeek-V3) and Llama 3.2 Vision (`mllama`).
 
 Given text alone, each of them embeds the ids with its language model's embedding, runs that language model and
 applies its own output head; the vision tower is never touched. So a wrapper streams through its language
@@ -50,6 +50,7 @@ LANGUAGE_MODEL_ATTRIBUTE = {
     "ovis2": "language_model",
     "deepseek_vl": "language_model",
     "kimi_k25": "language_model",
+    "mllama": "language_model",
 }
 # Wrappers whose forward applies their language family's own logit processing (Gemma 4 soft-caps in the wrapper too).
 HEAD_AS_LANGUAGE_MODEL = {"gemma4"}
