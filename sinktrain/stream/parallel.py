@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from sinktrain.stream.families import FamilyAdapter, adapter_for
+from sinktrain.stream.families.base import soft_cap
 
 
 def _cat_last(*parts: torch.Tensor) -> torch.Tensor:
@@ -187,7 +188,7 @@ def _attend(query, keys, values, mask, scale, n_sinks: int, band_start: int, a: 
         if softcap is None:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=m, scale=scale)
         else:
-            scores = torch.tanh(q @ k.transpose(-1, -2) * scale / softcap) * softcap + m
+            scores = soft_cap(q @ k.transpose(-1, -2) * scale, softcap) + m
             out = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype) @ v
         outs.append(out[0].transpose(0, 1))
     return torch.cat(outs)

@@ -106,7 +106,18 @@ class RotaryTable:
         return torch.cat([out[..., :r] / self.scaling**2, out[..., r:]], dim=-1)
 
 
-class SinkCacheLayer(DynamicLayer):
+class RotatedSlotFirst:
+    """Mixed in before a cache layer class whose `_update(rotated, other)` takes first the tensor that carries the
+    rotary embedding: the keys, or the value slot for multi-head latent attention (see the module doc)."""
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if self.rotary.adapter.cache_rotates_values:
+            values, keys = self._update(value_states, key_states)
+            return keys, values
+        return self._update(key_states, value_states)
+
+
+class SinkCacheLayer(RotatedSlotFirst, DynamicLayer):
     """One decoder layer's s + w entries. `keys` holds keys un-rotated (unlike DynamicLayer), `values` as is;
     `window=None` keeps every entry (dense attention with re-assigned positions = plain positions)."""
 
@@ -120,16 +131,9 @@ class SinkCacheLayer(DynamicLayer):
     def capacity(self) -> int | None:
         return None if self.window is None else self.sinks + self.window
 
-    def update(self, key_states, value_states, *args, **kwargs):
-        """Store the new entries (their keys arrive rotated at positions n..n+q-1), return every entry's key
-        rotated at its cache index, then evict back to C entries."""
-        if self.rotary.adapter.cache_rotates_values:  # latent attention: the rotated part comes in the value slot
-            values, keys = self._update(value_states, key_states)
-            return keys, values
-        return self._update(key_states, value_states)
-
     def _update(self, key_states, value_states):
-        """`update` with the rotated tensor first (`self.keys` holds it un-rotated)."""
+        """Store the new entries (their keys arrive rotated at positions n..n+q-1), return every entry's key
+        rotated at its cache index, then evict back to C entries. (`self.keys` holds the rotated slot un-rotated.)"""
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         n = self.get_seq_length()

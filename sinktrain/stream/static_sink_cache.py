@@ -19,10 +19,10 @@ import torch
 from transformers.cache_utils import Cache, StaticLayer
 
 from sinktrain.stream.families import FamilyAdapter, adapter_for
-from sinktrain.stream.sink_cache import RotaryTable, check_sizes, install_position_hook
+from sinktrain.stream.sink_cache import RotaryTable, RotatedSlotFirst, check_sizes, install_position_hook
 
 
-class StaticSinkCacheLayer(StaticLayer):
+class StaticSinkCacheLayer(RotatedSlotFirst, StaticLayer):
     """`keys`/`values`: [batch, kv_heads, C + 1, head_dim]; `cumulative_length`: tokens fed so far."""
 
     def __init__(self, rotary: RotaryTable, sinks: int, window: int):
@@ -43,12 +43,6 @@ class StaticSinkCacheLayer(StaticLayer):
         stamp = newest - (newest - s - (slots - s)) % ring
         pos = stamp - torch.clamp(newest - self.capacity, min=0)
         return torch.where(slots < s, slots, pos).clamp(min=0)
-
-    def update(self, key_states, value_states, *args, **kwargs):
-        if self.rotary.adapter.cache_rotates_values:  # latent attention (see SinkCacheLayer.update)
-            values, keys = self._update(value_states, key_states)
-            return keys, values
-        return self._update(key_states, value_states)
 
     def _update(self, key_states, value_states):
         if not self.is_initialized:

@@ -265,6 +265,24 @@ class FamilyAdapter:
         return None
 
 
+def soft_cap(x: torch.Tensor, cap: float | None) -> torch.Tensor:
+    """cap·tanh(x / cap), the soft-capping of Gemma 2's attention scores and of several families' logits; x itself
+    when cap is None."""
+    return x if cap is None else torch.tanh(x / cap) * cap
+
+
+class LearnedSinkLogits:
+    """Mixed in before FamilyAdapter by models trained with a learned attention-sink logit per head (`sinks` on
+    each attention module: gpt-oss, Granite SWASH): an extra softmax column with no value, sinktrain's `logit`
+    sink kind."""
+
+    def softmax_sink_kind(self):
+        return "logit"
+
+    def sink_logit(self, layer):
+        return self.attention(layer).sinks
+
+
 class BloomStyleLayout:
     """Mixed in before FamilyAdapter by BLOOM and Falcon (Falcon grew out of BLOOM's code): the decoder at
     `model.transformer`, its layers in `.h`, each layer's attention in `.self_attention`, the final LayerNorm

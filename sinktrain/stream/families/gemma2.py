@@ -6,9 +6,7 @@
 - the attention scale 1/sqrt(query_pre_attn_scalar) (the module's `scaling`);
 - sliding-window layers every other layer (`config.layer_types`, window 4096 in the released models)."""
 
-import torch
-
-from sinktrain.stream.families.base import FamilyAdapter
+from sinktrain.stream.families.base import FamilyAdapter, soft_cap
 
 
 class Gemma2Adapter(FamilyAdapter):
@@ -23,6 +21,4 @@ class Gemma2Adapter(FamilyAdapter):
         return self.config.attn_logit_softcapping
 
     def logits(self, x):
-        logits = super().logits(x)
-        cap = self.config.final_logit_softcapping
-        return logits if cap is None else torch.tanh(logits / cap) * cap
+        return soft_cap(super().logits(x), self.config.final_logit_softcapping)

@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from sinktrain.stream.families.base import soft_cap
 from sinktrain.stream.families.gemma4 import Gemma4Adapter
 
 
@@ -47,13 +48,11 @@ class Gemma3nAdapter(Gemma4Adapter):
         first = corrected[self.config.altup_active_idx].clone()
         if self.config.altup_correct_scale:
             first = layer.altup.scale_corrected_output(first)
-        gated = layer.act_fn(layer.per_layer_input_gate(first)) * self._per_layer[None, :, layer.layer_idx]
-        corrected[1:] += layer.post_per_layer_input_norm(layer.per_layer_projection(gated))
+        corrected[1:] += self.per_layer_update(layer, first)
         return corrected[:, 0]
 
     def logits(self, x):
         unembed = self.backbone.altup_unembed_projections
         copies = [x[0]] + [_rescaled(proj(x[i + 1]), x[0]) for i, proj in enumerate(unembed)]
         logits = self.model.get_output_embeddings()(self.backbone.norm(torch.mean(torch.stack(copies), dim=0)))
-        cap = self.config.final_logit_softcapping
-        return logits if cap is None else torch.tanh(logits / cap) * cap
+        return soft_cap(logits, self.config.final_logit_softcapping)

@@ -12,9 +12,7 @@ both branches, q/k RMSNorm per head, sliding-window layers (512 or 1024) and sof
 - a per-layer scalar on the layer's output.
 The model's rotation function takes one tensor, not a (query, key) pair."""
 
-import torch
-
-from sinktrain.stream.families.base import FamilyAdapter
+from sinktrain.stream.families.base import FamilyAdapter, soft_cap
 
 
 class Gemma4Adapter(FamilyAdapter):
@@ -80,11 +78,13 @@ class Gemma4Adapter(FamilyAdapter):
             out = layer.post_feedforward_layernorm_1(out) + layer.post_feedforward_layernorm_2(experts)
         x = x + layer.post_feedforward_layernorm(out)
         if layer.hidden_size_per_layer_input:
-            gated = layer.act_fn(layer.per_layer_input_gate(x)) * self._per_layer[:, layer.layer_idx]
-            x = x + layer.post_per_layer_input_norm(layer.per_layer_projection(gated))
+            x = x + self.per_layer_update(layer, x)
         return x * layer.layer_scalar
 
+    def per_layer_update(self, layer, h):
+        """The layer's per-layer input, gated by h [..., n, hidden] and projected back: what joins the residual."""
+        gated = layer.act_fn(layer.per_layer_input_gate(h)) * self._per_layer[:, layer.layer_idx]
+        return layer.post_per_layer_input_norm(layer.per_layer_projection(gated))
+
     def logits(self, x):
-        logits = super().logits(x)
-        cap = self.config.final_logit_softcapping
-        return logits if cap is None else torch.tanh(logits / cap) * cap
+        return soft_cap(super().logits(x), self.config.final_logit_softcapping)

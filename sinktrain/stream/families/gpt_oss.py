@@ -4,10 +4,10 @@ the Llama layout with q/k/v biases, a mixture-of-experts MLP that also returns i
 whose cos/sin hold one angle per pair of dims (the first and second halves of a head rotate together, so all of
 the head is rotary), and sliding-window layers of 128 on every other layer, so caches stay below 128."""
 
-from sinktrain.stream.families.base import FamilyAdapter
+from sinktrain.stream.families.base import FamilyAdapter, LearnedSinkLogits
 
 
-class GptOssAdapter(FamilyAdapter):
+class GptOssAdapter(LearnedSinkLogits, FamilyAdapter):
     family = "gpt_oss"
     model_types = ("gpt_oss",)
     mlp_takes_batches = True
@@ -18,9 +18,3 @@ class GptOssAdapter(FamilyAdapter):
     def mlp(self, layer, h):
         out, _router_scores = layer.mlp(h[None])
         return out[0]
-
-    def softmax_sink_kind(self):
-        return "logit"
-
-    def sink_logit(self, layer):
-        return layer.self_attn.sinks

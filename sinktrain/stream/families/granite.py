@@ -8,7 +8,7 @@ variant adds a dense `shared_mlp` on the same input."""
 
 import torch
 
-from sinktrain.stream.families.base import FamilyAdapter
+from sinktrain.stream.families.base import FamilyAdapter, LearnedSinkLogits
 
 
 class GraniteAdapter(FamilyAdapter):
@@ -39,7 +39,7 @@ class GraniteMoeAdapter(GraniteAdapter):
         return out if shared is None else out + shared(h)
 
 
-class RopePerLayerWithSinks:
+class RopePerLayerWithSinks(LearnedSinkLogits):
     """Mixed in before a Granite adapter by the sliding-window models (`granite_swa`, `granitemoe_swa`, e.g.
     granite-swash-2b): a learned attention sink per head (an extra softmax logit with no value, as gpt-oss's:
     sinktrain's `logit` kind), sliding windows on the layers `layer_types` marks, and a rotary base per layer
@@ -54,12 +54,6 @@ class RopePerLayerWithSinks:
         module = next(m for m in self.backbone.rotary_embs if m.config.rope_parameters["rope_theta"] == kind)
         cos, sin = module(torch.empty(0, dtype=dtype, device=positions.device), positions[None])
         return cos[0], sin[0]
-
-    def softmax_sink_kind(self):
-        return "logit"
-
-    def sink_logit(self, layer):
-        return layer.self_attn.sinks
 
 
 class GraniteSwaAdapter(RopePerLayerWithSinks, GraniteAdapter):

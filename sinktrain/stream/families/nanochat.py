@@ -2,9 +2,7 @@
 squared-ReLU MLP (the MLP module's business), q and k RMS-normed after the rotary embedding (a rotation keeps a
 vector's length, so the norm commutes with it and the evaluator applies it before), and soft-capped logits."""
 
-import torch
-
-from sinktrain.stream.families.base import FamilyAdapter
+from sinktrain.stream.families.base import FamilyAdapter, soft_cap
 
 
 class NanoChatAdapter(FamilyAdapter):
@@ -18,6 +16,4 @@ class NanoChatAdapter(FamilyAdapter):
         return attn.q_norm(q), attn.k_norm(k)
 
     def logits(self, x):
-        logits = super().logits(x)
-        cap = self.config.final_logit_softcapping
-        return logits if cap is None else torch.tanh(logits / cap) * cap
+        return soft_cap(super().logits(x), self.config.final_logit_softcapping)
