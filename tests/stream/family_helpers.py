@@ -42,6 +42,8 @@ FAMILY_CASES = {
         "rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 64})),
     "llama-linear": ("LlamaConfig", dict(num_key_value_heads=1, rope_parameters={
         "rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0})),
+    # EXAONE 3 / 3.5: its own config type, Llama's modules
+    "exaone-llama": ("ExaoneConfig", dict(num_key_value_heads=2, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
     "mistral": ("MistralConfig", dict(num_key_value_heads=2, sliding_window=None, rope_parameters=DEFAULT_ROPE)),
     "qwen2-bias": ("Qwen2Config", dict(num_key_value_heads=2, rope_parameters=DEFAULT_ROPE)),
     "qwen3-qknorm": ("Qwen3Config", dict(num_key_value_heads=2, head_dim=24, rope_parameters=DEFAULT_ROPE)),
@@ -148,7 +150,27 @@ FAMILY_CASES = {
            ("idefics2-mistral", "Idefics2Config", "mistral", {}, {"image_token_id": 5}),
            ("got-ocr2-qwen2", "GotOcr2Config", "qwen2", {}, {"image_token_index": 5}),
            ("ovis2-qwen2", "Ovis2Config", "qwen2", {}, {"image_token_id": 5}),
-           ("deepseek-vl-llama", "DeepseekVLConfig", "llama", {}, {"image_token_id": 5}))},
+           ("deepseek-vl-llama", "DeepseekVLConfig", "llama", {}, {"image_token_id": 5}),
+           ("lighton-ocr-qwen3", "LightOnOcrConfig", "qwen3", {"head_dim": 16}, {"image_token_id": 5}),
+           ("qianfan-ocr-qwen3", "QianfanOCRConfig", "qwen3", {}, {"image_token_id": 5}),
+           ("videollama3-qwen2", "VideoLlama3Config", "qwen2", {}, {"image_token_id": 5}),
+           ("janus-llama", "JanusConfig", "llama", {}, {}),
+           ("deepseek-vl-hybrid-llama", "DeepseekVLHybridConfig", "llama", {}, {"image_token_id": 5}),
+           ("pp-chart2table-qwen2", "PPChart2TableConfig", "qwen2", {}, {"image_token_index": 5}))},
+    # ShieldGemma 2 (Gemma 3's wrapper under its own config type), EXAONE 4.5 (around EXAONE 4), Cosmos 3 Omni (around
+    # Qwen3-VL's language model)
+    "shieldgemma2-gemma3": ("ShieldGemma2Config", dict(
+        vision_config=dict(TINY_VISION), mm_tokens_per_image=4,
+        text_config=dict(num_hidden_layers=3, num_key_value_heads=2, head_dim=24, query_pre_attn_scalar=24,
+                         sliding_window=128, final_logit_softcapping=4.0, **TOKEN_IDS))),
+    "exaone4.5-exaone4": ("Exaone4_5_Config", dict(
+        vision_config=dict(depth=1, hidden_size=32, intermediate_size=48, num_heads=2, out_hidden_size=64),
+        text_config=dict(model_type="exaone4", num_hidden_layers=4, num_key_value_heads=2, sliding_window=128,
+                         **TOKEN_IDS, rope_parameters=DEFAULT_ROPE))),
+    "cosmos3-omni-qwen3-vl": ("Cosmos3OmniConfig", dict(
+        vision_config=dict(depth=1, hidden_size=32, intermediate_size=48, num_heads=2, out_hidden_size=64),
+        text_config=dict(num_key_value_heads=2, head_dim=16, **TOKEN_IDS, rope_parameters={
+            **DEFAULT_ROPE, "mrope_section": [2, 3, 3], "mrope_interleaved": True}))),
     # Kimi K2.5: DeepSeek-V3's latent attention inside an image-text wrapper (its default vision tower is small)
     "kimi-k2.5-deepseek-v3": ("Kimi_K25Config", dict(text_config=dict(
         model_type="deepseek_v3", num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12,
@@ -358,6 +380,16 @@ FAMILY_CASES = {
         first_k_dense_replace=1, n_group=1, topk_group=1, rope_interleave=False, **TOKEN_IDS,
         rope_parameters=DEFAULT_ROPE)),
     # DeepSeek-V2: the same latent attention with complex-number rotary on adjacent pairs, YaRN with mscale
+    # Sarvam's latent-attention config around DeepSeek-V3's modules; Mistral Small 4: latent attention with
+    # rotate-half rotary and Ministral 3's query scaling (1 below the original context, 256 here)
+    "sarvam-mla": ("SarvamMLAConfig", dict(
+        num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12, qk_rope_head_dim=8,
+        v_head_dim=10, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,
+        first_k_dense_replace=1, n_group=1, topk_group=1, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
+    "mistral4-mla": ("Mistral4Config", dict(
+        num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12, qk_rope_head_dim=8,
+        v_head_dim=10, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,
+        first_k_dense_replace=1, rope_interleave=False, **TOKEN_IDS, rope_parameters=MINISTRAL3_ROPE)),
     "deepseek-v2-mla": ("DeepseekV2Config", dict(
         num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12, qk_rope_head_dim=8,
         v_head_dim=10, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,

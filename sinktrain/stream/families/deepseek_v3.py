@@ -1,4 +1,5 @@
-"""DeepSeek-V3 / R1 (and the models built on its code: Moonlight, `glm4_moe_lite` (GLM-4.7-Flash), Youtu-LLM):
+"""DeepSeek-V3 / R1 (and the models built on its code: Moonlight, `glm4_moe_lite` (GLM-4.7-Flash), Youtu-LLM,
+`sarvam_mla` (Sarvam-M's latent-attention models)) and Mistral Small 4 (`mistral4`, below):
 multi-head latent attention (MLA) with a mixture of experts.
 
 Per head, a query is [q_nope, q_rot] (from `q_proj`, or through the low-rank `q_a_proj` -> RMSNorm -> `q_b_proj`)
@@ -18,11 +19,12 @@ import torch
 
 from sinktrain.stream.families.base import FamilyAdapter
 from sinktrain.stream.families.complex_rotary import ComplexRotary
+from sinktrain.stream.families.ministral import Llama4QueryScaling
 
 
 class DeepseekV3Adapter(FamilyAdapter):
     family = "deepseek_v3"
-    model_types = ("deepseek_v3", "glm4_moe_lite", "youtu")
+    model_types = ("deepseek_v3", "glm4_moe_lite", "youtu", "sarvam_mla")
     mlp_takes_batches = True
     rotary_on_leading_slice = True
     cache_rotates_values = True
@@ -57,3 +59,11 @@ class DeepseekV2Adapter(ComplexRotary, DeepseekV3Adapter):
     family = "deepseek_v2"
     model_types = ("deepseek_v2",)
     rotary_seq_major = False
+
+
+class Mistral4Adapter(Llama4QueryScaling, DeepseekV3Adapter):
+    """Mistral Small 4 (`mistral4`): DeepSeek-V3's latent attention and experts, rotary interleaved or not
+    (`rope_interleave`), and Ministral 3's query scaling, which is exactly 1 below its original context."""
+
+    family = "mistral4"
+    model_types = ("mistral4",)

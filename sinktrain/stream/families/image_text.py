@@ -51,6 +51,15 @@ LANGUAGE_MODEL_ATTRIBUTE = {
     "deepseek_vl": "language_model",
     "kimi_k25": "language_model",
     "mllama": "language_model",
+    "lighton_ocr": "language_model",
+    "qianfan_ocr": "language_model",
+    "video_llama_3": "language_model",
+    "janus": "language_model",
+    "deepseek_vl_hybrid": "language_model",
+    "exaone4_5": "language_model",
+    "cosmos3_omni": "language_model",
+    "shieldgemma2": "language_model",
+    "pp_chart2table": "language_model",
 }
 # Wrappers whose forward applies their language family's own logit processing (Gemma 4 soft-caps in the wrapper too).
 HEAD_AS_LANGUAGE_MODEL = {"gemma4"}

@@ -14,10 +14,9 @@ class MinistralAdapter(FamilyAdapter):
     model_types = ("ministral",)
 
 
-class Ministral3Adapter(FamilyAdapter):
-    family = "ministral3"
-    model_types = ("ministral3",)
-    window_on_every_layer = True
+class Llama4QueryScaling:
+    """Mixed in before an adapter whose queries are multiplied by Llama 4's attention-temperature factor (Ministral 3,
+    Mistral Small 4): cache positions, and dense baselines, must stay below P, where the factor is exactly 1."""
 
     @classmethod
     def position_limit(cls, config):
@@ -25,3 +24,9 @@ class Ministral3Adapter(FamilyAdapter):
         if rope.get("llama_4_scaling_beta") and rope.get("original_max_position_embeddings"):
             return int(rope["original_max_position_embeddings"]), "query scaling (llama_4_scaling_beta)"
         return super().position_limit(config)
+
+
+class Ministral3Adapter(Llama4QueryScaling, FamilyAdapter):
+    family = "ministral3"
+    model_types = ("ministral3",)
+    window_on_every_layer = True
