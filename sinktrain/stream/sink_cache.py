@@ -126,6 +126,7 @@ class SinkCacheLayer(RotatedSlotFirst, DynamicLayer):
     def __init__(self, rotary: RotaryTable, sinks: int, window: int | None):
         super().__init__()
         self.rotary, self.sinks, self.window = rotary, sinks, window
+        self.indexer_keys = None  # DeepSeek sparse attention's (update_indexer)
 
     @property
     def capacity(self) -> int | None:
@@ -144,12 +145,24 @@ class SinkCacheLayer(RotatedSlotFirst, DynamicLayer):
         self.keys, self.values = self._evict(raw, 0), self._evict(values, 0)
         return keys, values
 
+    def update_indexer(self, key_states):
+        """DeepSeek sparse attention's indexer keys [batch, n, dim] (rotary dims first, arriving rotated at the
+        next positions), kept as the keys are: return every entry's rotated at its cache index, then evict."""
+        x, old = key_states[:, None], self.indexer_keys
+        m = 0 if old is None else old.shape[-2]
+        raw = self.rotary.unrotate_range(x, m)
+        full = torch.cat([self.rotary.rotate_range(old, 0), x], dim=-2) if m else x
+        self.indexer_keys = self._evict(torch.cat([old, raw], dim=-2) if m else raw, 0)
+        return full[:, 0]
+
     def make_room(self, incoming: int) -> None:
         """Before a chunk of `incoming` tokens: evict the oldest window entries so that each token of the chunk
         sees at most C cached entries plus itself (as a token decoded alone does)."""
         if self.capacity is None or self.get_seq_length() == 0:
             return
         self.keys, self.values = self._evict(self.keys, incoming - 1), self._evict(self.values, incoming - 1)
+        if self.indexer_keys is not None:
+            self.indexer_keys = self._evict(self.indexer_keys, incoming - 1)
 
     def _evict(self, x: torch.Tensor, extra: int) -> torch.Tensor:
         """Keep the s sinks and the most recent w - extra window entries."""
@@ -206,7 +219,8 @@ class SinkCache(Cache):
             t.numel() * t.element_size()
             for layer in self.layers
             if layer.is_initialized
-            for t in (layer.keys, layer.values)
+            for t in (layer.keys, layer.values, layer.indexer_keys)
+            if t is not None
         )
 
 

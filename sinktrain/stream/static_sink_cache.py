@@ -6,7 +6,9 @@ window entries in which the next token overwrites the oldest one, which is exact
 `SinkCache`. Keys are stored un-rotated; each step rotates every slot at its position inside the cache:
 a sink at its slot, a window entry at s + (its age rank), so the newest sits at C once the cache is full.
 Attention is order-free apart from its mask, so the ring order needs no reshuffling: while the cache fills,
-slot == position and the causal mask hides the empty slots; once full, every slot is visible. All state
+slot == position and the causal mask hides the empty slots; once full, every slot is visible. (DeepSeek sparse
+attention's top-k is order-free too, except that it breaks exact ties between indexer scores by slot order; its keys
+get a ring of their own.) All state
 (the token count) is a tensor updated in place, and the buffers keep their addresses.
 
 Prompts longer than the cache are fed one token at a time once it is full (the ring has no room for a
@@ -29,6 +31,7 @@ class StaticSinkCacheLayer(RotatedSlotFirst, StaticLayer):
         super().__init__(max_cache_len=sinks + window + 1)
         self.rotary, self.sinks, self.window = rotary, sinks, window
         self.capacity = sinks + window
+        self.indexer_keys = None  # DeepSeek sparse attention's (update_indexer)
 
     def _slots(self, stamps: torch.Tensor) -> torch.Tensor:
         """Slot of the token with absolute index `stamps` (sinks keep theirs, the window wraps)."""
@@ -53,16 +56,35 @@ class StaticSinkCacheLayer(RotatedSlotFirst, StaticLayer):
         if q > 1 and int(fed) + q > self.max_cache_len:
             raise RuntimeError("a static sink cache takes multi-token chunks only until it is full; feed the rest "
                                "one token at a time")
-        start = torch.clamp(fed, max=self.capacity)  # the positions the model rotated the new keys at
-        cos, sin = self.rotary.table(self.max_cache_len, key_states)
-        new_pos = start + torch.arange(q, device=self.device)
-        b, h, _, d = key_states.shape
-        raw = self.rotary.unrotate(key_states.reshape(b * h, q, d), cos[new_pos], sin[new_pos]).view(b, h, q, d)
-        slots = self._slots(fed + torch.arange(q, device=self.device))
-        self.keys.index_copy_(2, slots, raw)
+        slots = self._store(self.keys, key_states, fed)
         self.values.index_copy_(2, slots, value_states)
         self.cumulative_length.add_(q)
-        return self.rotary.rotate(self.keys, self._positions(self.cumulative_length), self.max_cache_len), self.values
+        return self._rotated(self.keys, self.cumulative_length), self.values
+
+    def update_indexer(self, key_states):
+        """DeepSeek sparse attention's indexer keys [batch, n, dim], kept in a ring of their own as the keys are
+        (see sink_cache.SinkCacheLayer.update_indexer); returns all C + 1 slots, rotated."""
+        x = key_states[:, None]
+        if self.indexer_keys is None:
+            self.indexer_keys = x.new_zeros(x.shape[0], 1, self.max_cache_len, x.shape[-1])
+            self.indexer_fed = torch.zeros((), dtype=torch.long, device=x.device)
+        self._store(self.indexer_keys, x, self.indexer_fed)
+        self.indexer_fed.add_(x.shape[-2])
+        return self._rotated(self.indexer_keys, self.indexer_fed)[:, 0]
+
+    def _store(self, buffer: torch.Tensor, rotated: torch.Tensor, fed: torch.Tensor) -> torch.Tensor:
+        """Write the new entries (rotated by the model at the next positions) un-rotated into their slots of
+        `buffer`, `fed` entries having come before; returns the slots."""
+        b, h, q, d = rotated.shape
+        cos, sin = self.rotary.table(self.max_cache_len, rotated)
+        new_pos = torch.clamp(fed, max=self.capacity) + torch.arange(q, device=self.device)
+        raw = self.rotary.unrotate(rotated.reshape(b * h, q, d), cos[new_pos], sin[new_pos]).view(b, h, q, d)
+        slots = self._slots(fed + torch.arange(q, device=self.device))
+        buffer.index_copy_(2, slots, raw)
+        return slots
+
+    def _rotated(self, buffer: torch.Tensor, fed: torch.Tensor) -> torch.Tensor:
+        return self.rotary.rotate(buffer, self._positions(fed), self.max_cache_len)
 
     def get_seq_length(self):
         """Entries the cache holds (<= C): the next token's position."""
@@ -107,4 +129,4 @@ class StaticSinkCache(Cache):
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for layer in self.layers if layer.is_initialized
-                   for t in (layer.keys, layer.values))
+                   for t in (layer.keys, layer.values, layer.indexer_keys) if t is not None)

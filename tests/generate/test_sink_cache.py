@@ -39,6 +39,8 @@ FAMILY_KINDS = {
     "deepseek": "deepseek-v3-mla",  # latent attention: the cache's value slot holds the rotated key part
     "llama4": "llama4-nope-chunked",  # complex-number rotary (conjugate to un-rotate), q/k L2-normed after it
     "deepseek-v2": "deepseek-v2-mla",  # complex rotary, head-major, in the value slot
+    "deepseek-v3.2": "deepseek-v3.2-dsa",  # sparse attention: the indexer's keys cached beside the latent
+    "glm5": "glm5-dsa-shared",  # the same with interleaved indexer rotary, and layers that reuse the top-k
     "granite-swa": "granite-swa-sinks",  # learned sink logits, a rotary table per base, a NoPE layer
     "gemma4": "gemma4-shared-kv",  # layers without K/V of their own, keys as values, per-layer head widths
     "gemma3n": "gemma3n-altup",  # AltUp's copies of the residual stream around shared K/V layers
@@ -97,7 +99,7 @@ def test_static_ring_generates_the_same_tokens(kind):
 
 
 @pytest.mark.parametrize("kind", ["none", "softmax1", "logit", "llama", "mistral3", "qwen2.5-vl", "mpt", "deepseek",
-                                  "llama4", "gemma4", "mllama"])
+                                  "llama4", "gemma4", "mllama", "glm5"])
 def test_hf_generate_with_the_cache_equals_the_decode_loop(kind):
     """model.generate(past_key_values=SinkCache) past the cache size gives sinktrain's tokens; a dense
     DynamicCache run diverges once eviction starts (so the cache is really used)."""
@@ -117,6 +119,34 @@ def test_hf_generate_with_the_cache_equals_the_decode_loop(kind):
     # Dense attention differs once eviction starts (token 17 on), so the sink cache was really used.
     assert (logits["SinkCache"][20:] - logits["DynamicCache"][20:]).abs().max() > 1e-3
     assert torch.allclose(logits["SinkCache"][:5], logits["DynamicCache"][:5], atol=1e-4)
+
+
+@pytest.mark.parametrize("case", ["deepseek-v3.2-dsa", "glm5-dsa-shared"])
+@pytest.mark.parametrize("cache_class", [SinkCache, StaticSinkCache])
+def test_sparse_attention_selects_from_the_cached_indexer_keys(case, cache_class):
+    """DeepSeek sparse attention with fewer top-k keys (5) than the cache holds (12), which the evaluator refuses
+    but a generation cache allows. With one attention layer a cached entry's K/V (and indexer key) depend on its
+    token alone, so each prediction must equal the model's own forward over exactly the entries the cache keeps,
+    at positions 0..C: right only if the indexer's keys are kept, evicted and re-rotated as the others are.
+    (Eight indexer heads: with two, some keys score exactly 0 after the indexer's ReLU, and top-k breaks such ties
+    by slot order, which the ring does not keep.)"""
+    model = family_model(case, seed=1, num_hidden_layers=1, first_k_dense_replace=1, index_topk=5, index_n_heads=8,
+                         **({"indexer_types": ["full"]} if case.startswith("glm5") else {}))
+    stream = random_tokens(40, 500, seed=7)
+    sinks, window = 2, 10
+    got = reference_nll(model, stream, sinks, window, cache=cache_class(model, sinks, window))
+    want = []
+    for t in range(len(stream) - 1):
+        kept = list(range(t)) if t <= sinks + window else [*range(sinks), *range(t - window, t)]
+        ids = torch.as_tensor(stream[kept + [t]])[None]
+        with torch.no_grad():
+            logits = model(input_ids=ids, use_cache=False).logits[0, -1].float()
+        want.append(float(torch.logsumexp(logits, -1) - logits[stream[t + 1]]))
+    assert np.abs(got - np.asarray(want)).max() <= TOL
+    # The top-5 selection really bites: full attention over the same entries predicts otherwise.
+    dense = family_model(case, seed=1, num_hidden_layers=1, first_k_dense_replace=1, index_topk=64,
+                         **({"indexer_types": ["full"]} if case.startswith("glm5") else {}))
+    assert np.abs(got - reference_nll(dense, stream, sinks, window)).mean() > 1e-3
 
 
 def test_chunked_prefill_within_the_cache_is_exact_and_overflow_evicts():

@@ -390,6 +390,18 @@ FAMILY_CASES = {
         num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12, qk_rope_head_dim=8,
         v_head_dim=10, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,
         first_k_dense_replace=1, rope_interleave=False, **TOKEN_IDS, rope_parameters=MINISTRAL3_ROPE)),
+    # DeepSeek sparse attention: an indexer that keeps each query's index_topk best keys (here more than the tests'
+    # positions, so all of them: exact), its keys cached beside the latent; GLM-5's reuses the top-k on "shared" layers
+    "deepseek-v3.2-dsa": ("DeepseekV32Config", dict(
+        num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12, qk_rope_head_dim=8,
+        v_head_dim=10, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,
+        first_k_dense_replace=1, n_group=1, topk_group=1, index_topk=128, index_n_heads=2, index_head_dim=16,
+        **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
+    "glm5-dsa-shared": ("GlmMoeDsaConfig", dict(
+        num_hidden_layers=3, num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12,
+        qk_rope_head_dim=8, v_head_dim=10, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1,
+        moe_intermediate_size=32, first_k_dense_replace=1, index_topk=128, index_n_heads=2, index_head_dim=16,
+        indexer_types=["full", "shared", "full"], **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
     "deepseek-v2-mla": ("DeepseekV2Config", dict(
         num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12, qk_rope_head_dim=8,
         v_head_dim=10, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,

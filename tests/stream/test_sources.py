@@ -196,6 +196,20 @@ def test_ministral3_query_scaling_bounds_the_cache_and_the_dense_baseline(tmp_pa
     assert gap[23] <= 1e-5 and gap[24] > 1e-3, gap
 
 
+def test_sparse_attention_top_k_bounds_the_cache_and_the_dense_baseline(tmp_path, small_tok, capsys):
+    """DeepSeek-V3.2 keeps each query's index_topk best-scored keys: all of them while a query sees at most that
+    many, so exact up to position index_topk - 1. index_topk = 24 here."""
+    model = family_model("deepseek-v3.2-dsa", index_topk=24, index_n_heads=8)
+    folder = save_family_folder(model, small_tok, tmp_path / "v32")
+    check_position_limit_24(folder, "sparse attention (its indexer keeps each query's index_topk top-scored keys)",
+                            tmp_path, capsys)
+    # What the refusal protects: at C = 24 a query sees 25 keys and the model's indexer drops one.
+    stream = np.random.default_rng(3).integers(0, VOCAB, 90)
+    gap = {c: np.abs(reference_nll(model, stream, 4, c - 4) - parallel_nll(model, stream, 4, c - 4)).max()
+           for c in (23, 24)}
+    assert gap[23] <= 1e-5 and gap[24] > 1e-3, gap
+
+
 @pytest.mark.parametrize("family, case, names", [("mpt", "mpt-alibi", {"d_model", "n_heads", "n_layers"}),
                                                  ("bloom", "bloom-alibi", {"n_head", "n_layer"})])
 def test_alibi_models_stream(family, case, names, tmp_path, small_tok, capsys):
@@ -279,7 +293,7 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
     line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
     from sinktrain.stream.families import FAMILIES
 
-    assert len(FAMILIES) == 63
+    assert len(FAMILIES) == 64
     for cls in FAMILIES:  # each named with the model types it takes
         assert f"{cls.family} ({', '.join(cls.model_types)})" in line
     assert line.endswith("and image-text models wrapping one of them (gemma3, mistral3, llava, aya_vision, idefics3, "

@@ -13,7 +13,12 @@ from sinktrain.stream.families.arcee import ArceeAdapter
 from sinktrain.stream.families.base import STATIC_ROPE_TYPES, FamilyAdapter, check_config, narrowest_window
 from sinktrain.stream.families.bloom import BloomAdapter
 from sinktrain.stream.families.cohere import Cohere2Adapter, Cohere2MoeAdapter, CohereAdapter
-from sinktrain.stream.families.deepseek_v3 import DeepseekV2Adapter, DeepseekV3Adapter, Mistral4Adapter
+from sinktrain.stream.families.deepseek_v3 import (
+    DeepseekV2Adapter,
+    DeepseekV3Adapter,
+    DeepseekV32Adapter,
+    Mistral4Adapter,
+)
 from sinktrain.stream.families.dots1 import Dots1Adapter
 from sinktrain.stream.families.ernie4_5 import Ernie4_5Adapter, Ernie4_5MoeAdapter
 from sinktrain.stream.families.exaone4 import Exaone4Adapter, ExaoneMoeAdapter
@@ -71,7 +76,7 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     MiniMaxM2Adapter, Dots1Adapter, VaultGemmaAdapter, FlexOlmoAdapter, Cohere2MoeAdapter, DeepseekV3Adapter,
     Llama4Adapter, DeepseekV2Adapter, AfmoeAdapter, NanoChatAdapter, ExaoneMoeAdapter,
     GraniteSwaAdapter, GraniteMoeSwaAdapter, Gemma4Adapter, GptjAdapter, Gemma3nAdapter,
-    MllamaTextAdapter, Mistral4Adapter,
+    MllamaTextAdapter, Mistral4Adapter, DeepseekV32Adapter,
 )
 
 

@@ -36,19 +36,51 @@ class DeepseekV3Adapter(FamilyAdapter):
         self.head_dim, self.value_dim = self.nope_dim + self.rope_dim, int(c.v_head_dim)
         self.num_kv_heads = self.num_heads  # each head gets its own k_nope and value out of the latent
 
+    @property
+    def interleaved_rotary(self) -> bool:
+        return bool(getattr(self.config, "rope_interleave", False))
+
     def qkv(self, layer, x):
         attn, n, H = layer.self_attn, x.shape[0], self.num_heads
         h = layer.input_layernorm(x)
-        q = attn.q_proj(h) if attn.q_proj is not None else attn.q_b_proj(attn.q_a_layernorm(attn.q_a_proj(h)))
+        q_proj = getattr(attn, "q_proj", None)  # (V3.2's module has only the low-rank form)
+        q = q_proj(h) if q_proj is not None else attn.q_b_proj(attn.q_a_layernorm(attn.q_a_proj(h)))
         q_nope, q_rot = q.view(n, H, self.head_dim).split([self.nope_dim, self.rope_dim], dim=-1)
         latent, k_rot = attn.kv_a_proj_with_mqa(h).split([attn.kv_lora_rank, self.rope_dim], dim=-1)
         k_nope, v = attn.kv_b_proj(attn.kv_a_layernorm(latent)).view(n, H, -1).split(
             [self.nope_dim, self.value_dim], dim=-1)
-        if getattr(self.config, "rope_interleave", False):
+        if self.interleaved_rotary:
             q_rot, k_rot = (torch.cat([t[..., 0::2], t[..., 1::2]], dim=-1) for t in (q_rot, k_rot))
         q = torch.cat([q_rot, q_nope], dim=-1)
         k = torch.cat([k_rot[:, None].expand(n, H, self.rope_dim), k_nope], dim=-1)
         return q, k, v
+
+
+class DeepseekV32Adapter(DeepseekV3Adapter):
+    """DeepSeek-V3.2 (`deepseek_v32`) and GLM-5 (`glm_moe_dsa`): V3's latent attention plus DeepSeek Sparse
+    Attention, whose indexer keeps for each query the `index_topk` keys it scores highest (2048 in the released
+    models) and masks the rest. A query that sees at most that many keys keeps them all, so its attention is V3's
+    exactly: positions stay below `index_topk` (`position_limit`; caches of at most index_topk - 1 tokens). The sink
+    caches keep the indexer's own keys beside the others (un-rotated, re-rotated at their cache indices), so the
+    model's indexer runs on them as on transformers' cache."""
+
+    family = "deepseek_v32"
+    model_types = ("deepseek_v32", "glm_moe_dsa")
+    interleaved_rotary = True  # always, whatever the config says
+    # GLM-5's modeling file has only the interleaved rotation. It rotates pairs (x0, x1), ... and returns them as
+    # [rotated evens, rotated odds], the layout the adapter works in: re-interleaving first makes it the ordinary
+    # rotate-half rotation of its input, which is also what both indexers' cached keys need un-rotating with.
+    rotary_function = "apply_rotary_pos_emb_interleave"
+
+    def _rotate(self, x, cos, sin, seq_major):
+        half = x.shape[-1] // 2
+        return super()._rotate(torch.stack([x[..., :half], x[..., half:]], dim=-1).flatten(-2), cos, sin, seq_major)
+
+    @classmethod
+    def position_limit(cls, config):
+        limit = super().position_limit(config)
+        topk = int(config.index_topk), "sparse attention (its indexer keeps each query's index_topk top-scored keys)"
+        return topk if limit is None or topk[0] < limit[0] else limit
 
 
 class DeepseekV2Adapter(ComplexRotary, DeepseekV3Adapter):
