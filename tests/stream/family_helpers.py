@@ -25,6 +25,7 @@ LONGROPE = {"rope_type": "longrope", "rope_theta": 10000.0, "partial_rotary_fact
 TINY_VISION = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2, image_size=28,
                    patch_size=14)
 CLIP = dict(model_type="clip_vision_model", projection_dim=32)
+QWEN_VISION = dict(depth=1, hidden_size=32, intermediate_size=48, num_heads=2, out_hidden_size=64)  # and GLM-V's
 
 # name -> (config class name, overrides). Together they cover grouped-query and multi-head attention, tied and
 # untied heads, rope_theta, static scaled RoPE (linear, llama3, YaRN), q/k/v biases, q/k RMSNorm (per head and
@@ -42,6 +43,11 @@ FAMILY_CASES = {
         "rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 64})),
     "llama-linear": ("LlamaConfig", dict(num_key_value_heads=1, rope_parameters={
         "rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0})),
+    # HyperCLOVA X: Granite's muP scalars (logits multiplied), post-norms on both branches (Peri-LN)
+    "hyperclovax-peri-ln": ("HyperCLOVAXConfig", dict(num_key_value_heads=2, embedding_multiplier=2.0,
+                                                      residual_multiplier=0.5, logits_scaling=0.5,
+                                                      attention_multiplier=0.2, **TOKEN_IDS,
+                                                      rope_parameters=DEFAULT_ROPE)),
     # EXAONE 3 / 3.5: its own config type, Llama's modules
     "exaone-llama": ("ExaoneConfig", dict(num_key_value_heads=2, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
     "mistral": ("MistralConfig", dict(num_key_value_heads=2, sliding_window=None, rope_parameters=DEFAULT_ROPE)),
@@ -171,6 +177,23 @@ FAMILY_CASES = {
         vision_config=dict(depth=1, hidden_size=32, intermediate_size=48, num_heads=2, out_hidden_size=64),
         text_config=dict(num_key_value_heads=2, head_dim=16, **TOKEN_IDS, rope_parameters={
             **DEFAULT_ROPE, "mrope_section": [2, 3, 3], "mrope_interleaved": True}))),
+    # GLM-4.1V / 4.6V / GLM-OCR: GLM-4's post-norms with multimodal RoPE on half of each head; GLM-4.5V: GLM-4.5's
+    # experts with it; HyperCLOVA X SEED's image-text wrapper
+    **{name: (cls, dict(vision_config=dict(QWEN_VISION),
+                         text_config=dict(num_key_value_heads=2, **TOKEN_IDS, **text, rope_parameters={
+                             **DEFAULT_ROPE, "partial_rotary_factor": 0.5, "mrope_section": [2, 1, 1]})))
+       for name, cls, text in (
+           ("glm4.1v", "Glm4vConfig", {}),
+           ("glm4.6v", "Glm46VConfig", {}),
+           ("glmga", "GlmgaConfig", {}),
+           ("glm-ocr", "GlmOcrConfig", {}),
+           ("glm4.5v-moe", "Glm4vMoeConfig", dict(head_dim=16, n_routed_experts=4, num_experts_per_tok=2,
+                                                  n_shared_experts=1, moe_intermediate_size=32,
+                                                  first_k_dense_replace=1, n_group=1, topk_group=1)))},
+    "hyperclovax-vision": ("HyperCLOVAXVisionV2Config", dict(
+        vision_config=dict(depth=1, hidden_size=32, intermediate_size=48, num_heads=2, out_hidden_size=64),
+        text_config=dict(model_type="hyperclovax", num_key_value_heads=2, embedding_multiplier=2.0,
+                         residual_multiplier=0.5, logits_scaling=0.5, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE))),
     # Kimi K2.5: DeepSeek-V3's latent attention inside an image-text wrapper (its default vision tower is small)
     "kimi-k2.5-deepseek-v3": ("Kimi_K25Config", dict(text_config=dict(
         model_type="deepseek_v3", num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12,

@@ -30,12 +30,18 @@ from sinktrain.stream.families.gemma3 import Gemma3Adapter
 from sinktrain.stream.families.gemma3n import Gemma3nAdapter
 from sinktrain.stream.families.gemma4 import Gemma4Adapter
 from sinktrain.stream.families.glm import GlmAdapter
-from sinktrain.stream.families.glm4 import Glm4Adapter
-from sinktrain.stream.families.glm4_moe import Glm4MoeAdapter
+from sinktrain.stream.families.glm4 import Glm4Adapter, Glm4vTextAdapter
+from sinktrain.stream.families.glm4_moe import Glm4MoeAdapter, Glm4vMoeTextAdapter
 from sinktrain.stream.families.gpt_neox import GPTNeoXAdapter
 from sinktrain.stream.families.gpt_oss import GptOssAdapter
 from sinktrain.stream.families.gptj import GptjAdapter
-from sinktrain.stream.families.granite import GraniteAdapter, GraniteMoeAdapter, GraniteMoeSwaAdapter, GraniteSwaAdapter
+from sinktrain.stream.families.granite import (
+    GraniteAdapter,
+    GraniteMoeAdapter,
+    GraniteMoeSwaAdapter,
+    GraniteSwaAdapter,
+    HyperClovaXAdapter,
+)
 from sinktrain.stream.families.helium import HeliumAdapter
 from sinktrain.stream.families.image_text import LANGUAGE_MODEL_ATTRIBUTE, wrapped
 from sinktrain.stream.families.llama import LlamaAdapter
@@ -76,7 +82,8 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     MiniMaxM2Adapter, Dots1Adapter, VaultGemmaAdapter, FlexOlmoAdapter, Cohere2MoeAdapter, DeepseekV3Adapter,
     Llama4Adapter, DeepseekV2Adapter, AfmoeAdapter, NanoChatAdapter, ExaoneMoeAdapter,
     GraniteSwaAdapter, GraniteMoeSwaAdapter, Gemma4Adapter, GptjAdapter, Gemma3nAdapter,
-    MllamaTextAdapter, Mistral4Adapter, DeepseekV32Adapter,
+    MllamaTextAdapter, Mistral4Adapter, DeepseekV32Adapter, HyperClovaXAdapter, Glm4vTextAdapter,
+    Glm4vMoeTextAdapter,
 )
 
 

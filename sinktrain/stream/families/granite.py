@@ -64,3 +64,20 @@ class GraniteSwaAdapter(RopePerLayerWithSinks, GraniteAdapter):
 class GraniteMoeSwaAdapter(RopePerLayerWithSinks, GraniteMoeAdapter):
     family = "granitemoe_swa"
     model_types = ("granitemoe_swa",)
+
+
+class HyperClovaXAdapter(GraniteAdapter):
+    """NAVER HyperCLOVA X SEED Think (`hyperclovax`): Granite's muP scalars, except that the logits are multiplied
+    by `logits_scaling`, and with `use_post_norm` an RMSNorm on each branch's output before it joins the residual
+    (Peri-LN; `nn.Identity` otherwise)."""
+
+    family = "hyperclovax"
+    model_types = ("hyperclovax",)
+
+    def residual(self, layer, x, attn_out):
+        m = self.config.residual_multiplier
+        x = x + layer.post_norm1(layer.self_attn.o_proj(attn_out)) * m
+        return x + layer.post_norm2(self.mlp(layer, layer.post_attention_layernorm(x))) * m
+
+    def logits(self, x):
+        return FamilyAdapter.logits(self, x) * self.config.logits_scaling

@@ -60,9 +60,16 @@ LANGUAGE_MODEL_ATTRIBUTE = {
     "cosmos3_omni": "language_model",
     "shieldgemma2": "language_model",
     "pp_chart2table": "language_model",
+    "hyperclovax_vision_v2": "language_model",
+    "glm4v": "language_model",
+    "glm46v": "language_model",
+    "glmga": "language_model",
+    "glm4v_moe": "language_model",
+    "glm_ocr": "language_model",
 }
-# Wrappers whose forward applies their language family's own logit processing (Gemma 4 soft-caps in the wrapper too).
-HEAD_AS_LANGUAGE_MODEL = {"gemma4"}
+# Wrappers whose forward applies their language family's own logit processing (Gemma 4 soft-caps in the wrapper too,
+# HyperCLOVA X SEED multiplies by logits_scaling).
+HEAD_AS_LANGUAGE_MODEL = {"gemma4", "hyperclovax_vision_v2"}
 
 
 class ImageTextWrapper:
