@@ -48,6 +48,15 @@ FAMILY_CASES = {
                                                       residual_multiplier=0.5, logits_scaling=0.5,
                                                       attention_multiplier=0.2, **TOKEN_IDS,
                                                       rope_parameters=DEFAULT_ROPE)),
+    # MiMo-V2-Flash: sliding layers 1 and 3 (window wider than the streams) with twice the K/V heads and learned sink
+    # logits, full layers without; a rotary base per layer kind on a third of each head; narrower, scaled values
+    "mimo-v2-flash-sinks": ("MiMoV2FlashConfig", dict(
+        num_hidden_layers=4, num_key_value_heads=1, head_dim=24, v_head_dim=12, sliding_window=128,
+        attention_value_scale=0.7, n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+        n_group=1, topk_group=1, layer_types=["full_attention", "sliding_attention"] * 2, **TOKEN_IDS,
+        rope_parameters={"full_attention": {**DEFAULT_ROPE, "partial_rotary_factor": 0.334},
+                         "sliding_attention": {"rope_type": "default", "rope_theta": 10.0,
+                                               "partial_rotary_factor": 0.334}})),
     # EXAONE 3 / 3.5: its own config type, Llama's modules
     "exaone-llama": ("ExaoneConfig", dict(num_key_value_heads=2, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
     "mistral": ("MistralConfig", dict(num_key_value_heads=2, sliding_window=None, rope_parameters=DEFAULT_ROPE)),
@@ -425,6 +434,11 @@ FAMILY_CASES = {
         qk_rope_head_dim=8, v_head_dim=10, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1,
         moe_intermediate_size=32, first_k_dense_replace=1, index_topk=128, index_n_heads=2, index_head_dim=16,
         indexer_types=["full", "shared", "full"], **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
+    # MiniCPM3: latent attention (full-rank queries) in a dense muP-scaled Llama layer
+    "minicpm3-mla": ("MiniCPM3Config", dict(
+        num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12, qk_rope_head_dim=8,
+        v_head_dim=10, scale_emb=2.0, scale_depth=1.4, dim_model_base=32, **TOKEN_IDS,
+        rope_parameters=DEFAULT_ROPE)),
     "deepseek-v2-mla": ("DeepseekV2Config", dict(
         num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12, qk_rope_head_dim=8,
         v_head_dim=10, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,

@@ -17,6 +17,7 @@ from sinktrain.stream.families.deepseek_v3 import (
     DeepseekV2Adapter,
     DeepseekV3Adapter,
     DeepseekV32Adapter,
+    MiniCPM3Adapter,
     Mistral4Adapter,
 )
 from sinktrain.stream.families.dots1 import Dots1Adapter
@@ -46,6 +47,7 @@ from sinktrain.stream.families.helium import HeliumAdapter
 from sinktrain.stream.families.image_text import LANGUAGE_MODEL_ATTRIBUTE, wrapped
 from sinktrain.stream.families.llama import LlamaAdapter
 from sinktrain.stream.families.llama4 import Llama4Adapter
+from sinktrain.stream.families.mimo_v2_flash import MiMoV2FlashAdapter
 from sinktrain.stream.families.minimax_m2 import MiniMaxM2Adapter
 from sinktrain.stream.families.ministral import Ministral3Adapter, MinistralAdapter
 from sinktrain.stream.families.mistral import MistralAdapter
@@ -83,7 +85,7 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     Llama4Adapter, DeepseekV2Adapter, AfmoeAdapter, NanoChatAdapter, ExaoneMoeAdapter,
     GraniteSwaAdapter, GraniteMoeSwaAdapter, Gemma4Adapter, GptjAdapter, Gemma3nAdapter,
     MllamaTextAdapter, Mistral4Adapter, DeepseekV32Adapter, HyperClovaXAdapter, Glm4vTextAdapter,
-    Glm4vMoeTextAdapter,
+    Glm4vMoeTextAdapter, MiniCPM3Adapter, MiMoV2FlashAdapter,
 )
 
 

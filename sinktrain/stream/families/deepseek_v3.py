@@ -99,3 +99,21 @@ class Mistral4Adapter(Llama4QueryScaling, DeepseekV3Adapter):
 
     family = "mistral4"
     model_types = ("mistral4",)
+
+
+class MiniCPM3Adapter(DeepseekV3Adapter):
+    """MiniCPM3 (`minicpm3`): DeepSeek-V2's latent attention with ordinary rotate-half rotary, in the Llama layer with
+    a dense MLP; muP-style scalars: embeddings times `scale_emb` (inside its embedding module), each branch times
+    scale_depth / sqrt(layers) before it joins the residual, and the final hidden state divided by hidden_size /
+    dim_model_base (the config's `logits_scaling`) before the head."""
+
+    family = "minicpm3"
+    model_types = ("minicpm3",)
+
+    def residual(self, layer, x, attn_out):
+        m = layer.residual_scale
+        x = x + layer.self_attn.o_proj(attn_out) * m
+        return x + self.mlp(layer, layer.post_attention_layernorm(x)) * m
+
+    def logits(self, x):
+        return self.model.get_output_embeddings()(self.backbone.norm(x) / self.config.logits_scaling)
