@@ -203,6 +203,17 @@ FAMILY_CASES = {
         vision_config=dict(depth=1, hidden_size=32, intermediate_size=48, num_heads=2, out_hidden_size=64),
         text_config=dict(model_type="hyperclovax", num_key_value_heads=2, embedding_multiplier=2.0,
                          residual_multiplier=0.5, logits_scaling=0.5, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE))),
+    # Qwen2.5-Omni's and Qwen3-Omni's thinkers (tiny audio and vision towers that text never reaches) around Qwen2.5-VL's
+    # and Qwen3-VL-MoE's language models
+    **{name: (cls, dict(vision_config=dict(QWEN_VISION),
+                        audio_config=dict(d_model=32, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=48,
+                                          output_dim=64),
+                        text_config=dict(num_key_value_heads=2, **TOKEN_IDS, **text, rope_parameters={
+                            **DEFAULT_ROPE, "mrope_section": [2, 3, 3]})))
+       for name, cls, text in (
+           ("qwen2.5-omni-thinker", "Qwen2_5OmniThinkerConfig", {}),
+           ("qwen3-omni-moe-thinker", "Qwen3OmniMoeThinkerConfig", dict(
+               head_dim=16, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32)))},
     # Kimi K2.5: DeepSeek-V3's latent attention inside an image-text wrapper (its default vision tower is small)
     "kimi-k2.5-deepseek-v3": ("Kimi_K25Config", dict(text_config=dict(
         model_type="deepseek_v3", num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12,

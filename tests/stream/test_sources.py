@@ -301,7 +301,8 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
                          "llava_onevision, cohere2_vision, gemma4, vipllava, llava_next_video, video_llava, "
                          "idefics2, got_ocr2, ovis2, deepseek_vl, kimi_k25, mllama, lighton_ocr, qianfan_ocr, "
                          "video_llama_3, janus, deepseek_vl_hybrid, exaone4_5, cosmos3_omni, shieldgemma2, "
-                         "pp_chart2table, hyperclovax_vision_v2, glm4v, glm46v, glmga, glm4v_moe, glm_ocr)")
+                         "pp_chart2table, hyperclovax_vision_v2, glm4v, glm46v, glmga, glm4v_moe, glm_ocr, "
+                         "qwen2_5_omni_thinker, qwen3_omni_moe_thinker)")
 
 
 @pytest.mark.parametrize("name, reason", [

@@ -1,7 +1,8 @@
 """Qwen2: the Llama layout with biases on q/k/v (the Linear layers carry them) and optional per-layer
 sliding windows (`config.layer_types`, read by the base adapter from each attention module).
 
-Qwen2-VL and Qwen2.5-VL hold the same language model (`qwen2_vl_text`, `qwen2_5_vl_text`) with multimodal RoPE:
+Qwen2-VL, Qwen2.5-VL and Qwen2.5-Omni's thinker hold the same language model (`qwen2_vl_text`, `qwen2_5_vl_text`,
+`qwen2_5_omni_text`) with multimodal RoPE:
 a rotary angle set per axis (time, height, width), each taking its own slice of the frequencies. Text tokens sit
 at the same position on all three axes, so their rotation is ordinary RoPE at that position; the rotary module
 still wants the three axes' positions (transformers 5.17 requires them), which `MultimodalRope` hands it."""
@@ -28,4 +29,4 @@ class MultimodalRope:
 
 class Qwen2VLTextAdapter(MultimodalRope, Qwen2Adapter):
     family = "qwen2_vl"
-    model_types = ("qwen2_vl_text", "qwen2_5_vl_text")
+    model_types = ("qwen2_vl_text", "qwen2_5_vl_text", "qwen2_5_omni_text")

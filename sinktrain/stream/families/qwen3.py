@@ -19,8 +19,9 @@ class Qwen3VLTextAdapter(MultimodalRope, Qwen3Adapter):
 
 
 class Qwen3VLMoeTextAdapter(Qwen3VLTextAdapter):
-    """Qwen3-VL-30B-A3B, Qwen3-VL-235B-A22B: Qwen3-VL's language model with a mixture-of-experts MLP."""
+    """Qwen3-VL-30B-A3B, Qwen3-VL-235B-A22B: Qwen3-VL's language model with a mixture-of-experts MLP; Qwen3-Omni's
+    thinker holds the same (`qwen3_omni_moe_text`)."""
 
     family = "qwen3_vl_moe"
-    model_types = ("qwen3_vl_moe_text",)
+    model_types = ("qwen3_vl_moe_text", "qwen3_omni_moe_text")
     mlp_takes_batches = True
