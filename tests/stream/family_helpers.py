@@ -203,8 +203,8 @@ FAMILY_CASES = {
         vision_config=dict(depth=1, hidden_size=32, intermediate_size=48, num_heads=2, out_hidden_size=64),
         text_config=dict(model_type="hyperclovax", num_key_value_heads=2, embedding_multiplier=2.0,
                          residual_multiplier=0.5, logits_scaling=0.5, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE))),
-    # Qwen2.5-Omni's and Qwen3-Omni's thinkers (tiny audio and vision towers that text never reaches) around Qwen2.5-VL's
-    # and Qwen3-VL-MoE's language models
+    # Qwen2.5-Omni's and Qwen3-Omni's thinkers (tiny audio and vision towers that text never reaches) around
+    # Qwen2.5-VL's and Qwen3-VL-MoE's language models
     **{name: (cls, dict(vision_config=dict(QWEN_VISION),
                         audio_config=dict(d_model=32, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=48,
                                           output_dim=64),
