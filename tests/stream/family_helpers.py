@@ -57,6 +57,19 @@ FAMILY_CASES = {
         rope_parameters={"full_attention": {**DEFAULT_ROPE, "partial_rotary_factor": 0.334},
                          "sliding_attention": {"rope_type": "default", "rope_theta": 10.0,
                                                "partial_rotary_factor": 0.334}})),
+    # Persimmon: packed per-head q/k/v, LayerNorms on q and k per head, rotary on half of each head; Fuyu around it
+    "persimmon-qk-layernorm": ("PersimmonConfig", dict(qk_layernorm=True, **TOKEN_IDS, rope_parameters={
+        **DEFAULT_ROPE, "partial_rotary_factor": 0.5})),
+    "fuyu-persimmon": ("FuyuConfig", dict(patch_size=4, image_token_id=5, text_config=dict(
+        model_type="persimmon", qk_layernorm=True, **TOKEN_IDS, rope_parameters={
+            **DEFAULT_ROPE, "partial_rotary_factor": 0.5}))),
+    # DBRX: MPT's names with grouped-query attention, rotary, clipped fused q/k/v and experts
+    "dbrx-gqa-clipped": ("DbrxConfig", dict(d_model=64, n_heads=4, n_layers=2, max_seq_len=1024, vocab_size=VOCAB,
+                                            attn_config=dict(kv_n_heads=2, clip_qkv=0.3, rope_theta=10000.0),
+                                            ffn_config=dict(ffn_hidden_size=32, moe_num_experts=4, moe_top_k=2),
+                                            initializer_range=0.08, **TOKEN_IDS)),
+    # BitNet b1.58: RMSNorms on the attention output and inside the MLP
+    "bitnet-sub-norms": ("BitNetConfig", dict(num_key_value_heads=2, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
     # EXAONE 3 / 3.5: its own config type, Llama's modules
     "exaone-llama": ("ExaoneConfig", dict(num_key_value_heads=2, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
     "mistral": ("MistralConfig", dict(num_key_value_heads=2, sliding_window=None, rope_parameters=DEFAULT_ROPE)),

@@ -11,8 +11,10 @@ from sinktrain.stream.families.afmoe import AfmoeAdapter
 from sinktrain.stream.families.apertus import ApertusAdapter
 from sinktrain.stream.families.arcee import ArceeAdapter
 from sinktrain.stream.families.base import STATIC_ROPE_TYPES, FamilyAdapter, check_config, narrowest_window
+from sinktrain.stream.families.bitnet import BitNetAdapter
 from sinktrain.stream.families.bloom import BloomAdapter
 from sinktrain.stream.families.cohere import Cohere2Adapter, Cohere2MoeAdapter, CohereAdapter
+from sinktrain.stream.families.dbrx import DbrxAdapter
 from sinktrain.stream.families.deepseek_v3 import (
     DeepseekV2Adapter,
     DeepseekV3Adapter,
@@ -60,6 +62,7 @@ from sinktrain.stream.families.olmo import OlmoAdapter
 from sinktrain.stream.families.olmo2 import Olmo2Adapter
 from sinktrain.stream.families.olmo3 import Olmo3Adapter
 from sinktrain.stream.families.olmoe import OlmoeAdapter
+from sinktrain.stream.families.persimmon import PersimmonAdapter
 from sinktrain.stream.families.phi import PhiAdapter
 from sinktrain.stream.families.phi3 import Phi3Adapter
 from sinktrain.stream.families.phimoe import PhimoeAdapter
@@ -85,7 +88,8 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     Llama4Adapter, DeepseekV2Adapter, AfmoeAdapter, NanoChatAdapter, ExaoneMoeAdapter,
     GraniteSwaAdapter, GraniteMoeSwaAdapter, Gemma4Adapter, GptjAdapter, Gemma3nAdapter,
     MllamaTextAdapter, Mistral4Adapter, DeepseekV32Adapter, HyperClovaXAdapter, Glm4vTextAdapter,
-    Glm4vMoeTextAdapter, MiniCPM3Adapter, MiMoV2FlashAdapter,
+    Glm4vMoeTextAdapter, MiniCPM3Adapter, MiMoV2FlashAdapter, PersimmonAdapter, DbrxAdapter,
+    BitNetAdapter,
 )
 
 

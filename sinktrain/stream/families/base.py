@@ -140,8 +140,11 @@ class FamilyAdapter:
         x = x + self.attention(layer).o_proj(attn_out)
         return x + self.mlp(layer, layer.post_attention_layernorm(x))
 
+    def final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.norm(x)
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.get_output_embeddings()(self.backbone.norm(x))
+        return self.model.get_output_embeddings()(self.final_norm(x))
 
     # Families whose attention applies `config.sliding_window` (None: full) to every layer without marking it in
     # `config.layer_types` (Mistral, Phi-3).
@@ -299,8 +302,8 @@ class BloomStyleLayout:
     def attention(self, layer):
         return layer.self_attention
 
-    def logits(self, x):
-        return self.model.get_output_embeddings()(self.backbone.ln_f(x))
+    def final_norm(self, x):
+        return self.backbone.ln_f(x)
 
 
 def _model_function(models, name: str, family: str):

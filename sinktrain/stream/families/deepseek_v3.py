@@ -116,4 +116,4 @@ class MiniCPM3Adapter(DeepseekV3Adapter):
         return x + self.mlp(layer, layer.post_attention_layernorm(x)) * m
 
     def logits(self, x):
-        return self.model.get_output_embeddings()(self.backbone.norm(x) / self.config.logits_scaling)
+        return self.model.get_output_embeddings()(self.final_norm(x) / self.config.logits_scaling)

@@ -29,8 +29,8 @@ class GPTNeoXAdapter(FamilyAdapter):
         x = x + attn_out
         return x + self.mlp(layer, layer.post_attention_layernorm(x))
 
-    def logits(self, x):
-        return self.model.get_output_embeddings()(self.backbone.final_layer_norm(x))
+    def final_norm(self, x):
+        return self.backbone.final_layer_norm(x)
 
     def softmax_sink_kind(self):
         kind = getattr(self.config, "sink_kind", None)

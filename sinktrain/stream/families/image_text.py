@@ -68,6 +68,7 @@ LANGUAGE_MODEL_ATTRIBUTE = {
     "glm_ocr": "language_model",
     "qwen2_5_omni_thinker": "language_model",
     "qwen3_omni_moe_thinker": "language_model",
+    "fuyu": "language_model",
 }
 # Wrappers whose forward applies their language family's own logit processing (Gemma 4 soft-caps in the wrapper too,
 # HyperCLOVA X SEED multiplies by logits_scaling).

@@ -54,8 +54,8 @@ class MptAdapter(FamilyAdapter):
         x = x + layer.attn.out_proj(attn_out)
         return layer.ffn(layer.norm_2(x), x)  # MPT's MLP adds the residual itself
 
-    def logits(self, x):
-        return self.model.get_output_embeddings()(self.backbone.norm_f(x))
+    def final_norm(self, x):
+        return self.backbone.norm_f(x)
 
     def alibi_slopes(self) -> torch.Tensor:
         # The model's bias for 2 keys seen from the second: [-slope, 0] per head.

@@ -17,5 +17,5 @@ class PhiAdapter(FamilyAdapter):
     def residual(self, layer, x, attn_out):
         return x + layer.self_attn.dense(attn_out) + self.mlp(layer, layer.input_layernorm(x))
 
-    def logits(self, x):
-        return self.model.get_output_embeddings()(self.backbone.final_layernorm(x))
+    def final_norm(self, x):
+        return self.backbone.final_layernorm(x)
