@@ -124,8 +124,13 @@ def load_pretrained(source: ModelSource, device: str = "cpu", dtype: str = "floa
         # a model with SDPA by default, which silently drops the cap. The eager attention is the definition.
         kwargs["attn_implementation"] = "eager"
     auto = auto_model_class(config)
-    model = _hub_call(source, lambda: auto.from_pretrained(
-        source.location, config=config, dtype=getattr(torch, dtype), **kwargs))
+    model, info = _hub_call(source, lambda: auto.from_pretrained(
+        source.location, config=config, dtype=getattr(torch, dtype), output_loading_info=True, **kwargs))
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:  # transformers only warns, and initializes them at random: every number after that would be noise
+        raise ValueError(f"cannot load model {source.spec!r}: {len(missing)} of the weights its config calls for are "
+                         f"not in its checkpoint (e.g. {missing[0]!r}), so they would be random; the checkpoint was "
+                         f"saved for another architecture than {type(model).__name__}, or is incomplete")
     return model.to(device).eval()
 
 
