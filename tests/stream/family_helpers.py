@@ -185,12 +185,7 @@ FAMILY_CASES = {
            ("janus-llama", "JanusConfig", "llama", {}, {}),
            ("deepseek-vl-hybrid-llama", "DeepseekVLHybridConfig", "llama", {}, {"image_token_id": 5}),
            ("pp-chart2table-qwen2", "PPChart2TableConfig", "qwen2", {}, {"image_token_index": 5}))},
-    # ShieldGemma 2 (Gemma 3's wrapper under its own config type), EXAONE 4.5 (around EXAONE 4), Cosmos 3 Omni (around
-    # Qwen3-VL's language model)
-    "shieldgemma2-gemma3": ("ShieldGemma2Config", dict(
-        vision_config=dict(TINY_VISION), mm_tokens_per_image=4,
-        text_config=dict(num_hidden_layers=3, num_key_value_heads=2, head_dim=24, query_pre_attn_scalar=24,
-                         sliding_window=128, final_logit_softcapping=4.0, **TOKEN_IDS))),
+    # EXAONE 4.5 (around EXAONE 4), Cosmos 3 Omni (around Qwen3-VL's language model)
     "exaone4.5-exaone4": ("Exaone4_5_Config", dict(
         vision_config=dict(depth=1, hidden_size=32, intermediate_size=48, num_heads=2, out_hidden_size=64),
         text_config=dict(model_type="exaone4", num_hidden_layers=4, num_key_value_heads=2, sliding_window=128,

@@ -58,7 +58,6 @@ LANGUAGE_MODEL_ATTRIBUTE = {
     "deepseek_vl_hybrid": "language_model",
     "exaone4_5": "language_model",
     "cosmos3_omni": "language_model",
-    "shieldgemma2": "language_model",
     "pp_chart2table": "language_model",
     "hyperclovax_vision_v2": "language_model",
     "glm4v": "language_model",
