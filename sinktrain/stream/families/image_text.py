@@ -4,7 +4,12 @@ SmolVLM (`idefics3`, `smolvlm`), Qwen2-VL, Qwen2.5-VL and Qwen3-VL (`qwen2_vl`, 
 `qwen3_vl_moe`), InternVL 2.5 / 3 (`internvl`), LLaVA-NeXT (`llava_next`), LLaVA-OneVision (`llava_onevision`),
 Command A Vision (`cohere2_vision`), Gemma 4 (`gemma4`), ViP-LLaVA (`vipllava`), LLaVA-NeXT-Video
 (`llava_next_video`), Video-LLaVA (`video_llava`), Idefics 2 (`idefics2`), GOT-OCR 2 (`got_ocr2`), Ovis 2 (`ovis2`),
-DeepSeek-VL (`deepseek_vl`), Kimi K2.5 (`kimi_k25`, around DeepSeek-V3) and Llama 3.2 Vision (`mllama`).
+DeepSeek-VL (`deepseek_vl`), Kimi K2.5 (`kimi_k25`, around DeepSeek-V3), Llama 3.2 Vision (`mllama`), LightOnOCR
+(`lighton_ocr`), Qianfan-OCR (`qianfan_ocr`), VideoLLaMA 3 (`video_llama_3`), Janus (`janus`), DeepSeek-VL hybrid
+(`deepseek_vl_hybrid`), EXAONE 4.5 (`exaone4_5`), Cosmos 3 Omni (`cosmos3_omni`), PP-Chart2Table
+(`pp_chart2table`), HyperCLOVA X SEED Vision (`hyperclovax_vision_v2`), GLM-4.1V / 4.6V / 4.5V and GLM-OCR
+(`glm4v`, `glm46v`, `glmga`, `glm4v_moe`, `glm_ocr`), the Qwen2.5-Omni and Qwen3-Omni thinkers
+(`qwen2_5_omni_thinker`, `qwen3_omni_moe_thinker`) and Fuyu (`fuyu`).
 
 Given text alone, each of them embeds the ids with its language model's embedding, runs that language model and
 applies its own output head; the vision tower is never touched. So a wrapper streams through its language
@@ -13,8 +18,8 @@ model's family adapter with three things changed:
 - where the language model sits: `model.model.language_model` (`text_model` in Idefics 3 / SmolVLM);
 - the head: the wrapper's plain `lm_head` on the final norm. It applies none of the text family's own logit
   scaling or soft-capping (Aya Vision's Cohere 2 drops its logit_scale, Gemma 3 its final soft-cap), because
-  the wrapper's forward does not; Gemma 4's wrapper soft-caps as its language model does
-  (`HEAD_AS_LANGUAGE_MODEL`).
+  the wrapper's forward does not; Gemma 4's wrapper soft-caps and HyperCLOVA X SEED Vision's scales as its
+  language model does (`HEAD_AS_LANGUAGE_MODEL`).
 The runtime self-check compares the result with the wrapper's own forward, so a wrapper that starts doing more
 is caught before streaming.
 """
