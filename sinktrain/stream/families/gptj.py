@@ -1,7 +1,8 @@
 """GPT-J (GPT-J-6B, GPT4All-J): one LayerNorm feeds both branches, added in parallel (x + attn + mlp(ln(x))), biases
 in the MLP and the head, and rotary on interleaved pairs of the first `rotary_dim` dims of each head. Its rotary
 module reads a precomputed sin/cos table (returned as (sin, cos), half width: one angle per pair) that ends at
-`n_positions`, and its rotation function takes one tensor, sequence-major."""
+`n_positions`, and its rotation function takes one tensor, sequence-major. Its config.json names sizes `n_embd`,
+`n_head`, `n_layer`."""
 
 import torch
 
@@ -11,6 +12,7 @@ from sinktrain.stream.families.base import BloomStyleLayout, FamilyAdapter
 class GptjAdapter(BloomStyleLayout, FamilyAdapter):
     family = "gptj"
     model_types = ("gptj",)
+    required_config_keys = ("n_embd", "n_head", "n_layer", "vocab_size")
     rotary_on_leading_slice = True
 
     def attention(self, layer):
