@@ -70,6 +70,10 @@ FAMILY_CASES = {
                                             initializer_range=0.08, **TOKEN_IDS)),
     # BitNet b1.58: RMSNorms on the attention output and inside the MLP
     "bitnet-sub-norms": ("BitNetConfig", dict(num_key_value_heads=2, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
+    # Hunyuan 3: q/k norms per head, a dense first layer, then routed plus shared experts
+    "hy-v3-moe": ("HYV3Config", dict(num_key_value_heads=2, head_dim=16, num_experts=4, num_experts_per_tok=2,
+                                     moe_intermediate_size=32, mlp_layer_types=["dense", "sparse"], **TOKEN_IDS,
+                                     rope_parameters=DEFAULT_ROPE)),
     # EXAONE 3 / 3.5: its own config type, Llama's modules
     "exaone-llama": ("ExaoneConfig", dict(num_key_value_heads=2, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
     "mistral": ("MistralConfig", dict(num_key_value_heads=2, sliding_window=None, rope_parameters=DEFAULT_ROPE)),
@@ -222,6 +226,20 @@ FAMILY_CASES = {
            ("qwen2.5-omni-thinker", "Qwen2_5OmniThinkerConfig", {}),
            ("qwen3-omni-moe-thinker", "Qwen3OmniMoeThinkerConfig", dict(
                head_dim=16, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32)))},
+    # Aria (routed plus shared experts in a Llama layout) and Apertus 1.5 (its tiny image and audio tokenizers never
+    # see text)
+    "aria-moe": ("AriaConfig", dict(
+        vision_config=dict(TINY_VISION), projector_patch_to_query_dict={4: 4}, image_token_index=5,
+        text_config=dict(num_key_value_heads=2, moe_num_experts=4, moe_topk=2, moe_num_shared_experts=1,
+                         **TOKEN_IDS, rope_parameters=DEFAULT_ROPE))),
+    "apertus1.5": ("Apertus1p5Config", dict(
+        vision_config=dict(base_channels=32, channel_multiplier=[1, 1], num_res_blocks=1, embed_dim=8, codebook_size=16,
+                           latent_channels=8, attn_resolutions=[]),
+        audio_config=dict(num_filters=8, upsampling_ratios=[2, 2], num_residual_layers=1, num_lstm_layers=1,
+                          hidden_size=16, codebook_size=16, codebook_dim=16, decoder_hidden_size=16,
+                          decoder_intermediate_size=32, decoder_num_layers=1, decoder_attention_num_groups=4),
+        image_token_id=5, audio_token_id=6, image_token_offset=400, audio_token_offset=416,
+        text_config=dict(num_key_value_heads=2, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE))),
     # Kimi K2.5: DeepSeek-V3's latent attention inside an image-text wrapper (its default vision tower is small)
     "kimi-k2.5-deepseek-v3": ("Kimi_K25Config", dict(text_config=dict(
         model_type="deepseek_v3", num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12,

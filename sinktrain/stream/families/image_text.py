@@ -9,7 +9,7 @@ DeepSeek-VL (`deepseek_vl`), Kimi K2.5 (`kimi_k25`, around DeepSeek-V3), Llama 3
 (`deepseek_vl_hybrid`), EXAONE 4.5 (`exaone4_5`), Cosmos 3 Omni (`cosmos3_omni`), PP-Chart2Table
 (`pp_chart2table`), HyperCLOVA X SEED Vision (`hyperclovax_vision_v2`), GLM-4.1V / 4.6V / 4.5V and GLM-OCR
 (`glm4v`, `glm46v`, `glmga`, `glm4v_moe`, `glm_ocr`), the Qwen2.5-Omni and Qwen3-Omni thinkers
-(`qwen2_5_omni_thinker`, `qwen3_omni_moe_thinker`) and Fuyu (`fuyu`).
+(`qwen2_5_omni_thinker`, `qwen3_omni_moe_thinker`), Fuyu (`fuyu`), Aria (`aria`) and Apertus 1.5 (`apertus1p5`).
 
 Given text alone, each of them embeds the ids with its language model's embedding, runs that language model and
 applies its own output head; the vision tower is never touched. So a wrapper streams through its language
@@ -73,6 +73,8 @@ LANGUAGE_MODEL_ATTRIBUTE = {
     "qwen2_5_omni_thinker": "language_model",
     "qwen3_omni_moe_thinker": "language_model",
     "fuyu": "language_model",
+    "aria": "language_model",
+    "apertus1p5": "language_model",
 }
 # Wrappers whose forward applies their language family's own logit processing (Gemma 4 soft-caps in the wrapper too,
 # HyperCLOVA X SEED multiplies by logits_scaling).

@@ -9,3 +9,12 @@ class Qwen3MoeAdapter(Qwen3Adapter):
     model_types = ("qwen3_moe",)
     window_on_every_layer = True
     mlp_takes_batches = True
+
+
+class HYV3Adapter(Qwen3Adapter):
+    """Tencent Hunyuan 3 (`hy_v3`): the same q/k RMSNorms per head before the rotary embedding (Apertus's attention
+    module), dense first layers, then routed plus shared experts; no sliding windows."""
+
+    family = "hy_v3"
+    model_types = ("hy_v3",)
+    mlp_takes_batches = True
