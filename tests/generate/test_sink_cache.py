@@ -41,6 +41,7 @@ FAMILY_KINDS = {
     "deepseek-v2": "deepseek-v2-mla",  # complex rotary, head-major, in the value slot
     "deepseek-v3.2": "deepseek-v3.2-dsa",  # sparse attention: the indexer's keys cached beside the latent
     "glm5": "glm5-dsa-shared",  # the same with interleaved indexer rotary, and layers that reuse the top-k
+    "longcat": "longcat-flash-shortcut",  # two attention sublayers per decoder layer, each a cache layer of its own
     "granite-swa": "granite-swa-sinks",  # learned sink logits, a rotary table per base, a NoPE layer
     "gemma4": "gemma4-shared-kv",  # layers without K/V of their own, keys as values, per-layer head widths
     "gemma3n": "gemma3n-altup",  # AltUp's copies of the residual stream around shared K/V layers
@@ -99,7 +100,7 @@ def test_static_ring_generates_the_same_tokens(kind):
 
 
 @pytest.mark.parametrize("kind", ["none", "softmax1", "logit", "llama", "mistral3", "qwen2.5-vl", "mpt", "deepseek",
-                                  "llama4", "gemma4", "mllama", "glm5"])
+                                  "llama4", "gemma4", "mllama", "glm5", "longcat"])
 def test_hf_generate_with_the_cache_equals_the_decode_loop(kind):
     """model.generate(past_key_values=SinkCache) past the cache size gives sinktrain's tokens; a dense
     DynamicCache run diverges once eviction starts (so the cache is really used)."""

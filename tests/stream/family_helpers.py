@@ -476,6 +476,12 @@ FAMILY_CASES = {
         num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12, qk_rope_head_dim=8,
         v_head_dim=10, scale_emb=2.0, scale_depth=1.4, dim_model_base=32, **TOKEN_IDS,
         rope_parameters=DEFAULT_ROPE)),
+    # LongCat-Flash: two latent-attention sublayers per layer (caches 2i, 2i + 1), scaled query and latent, a dense
+    # MLP after each and experts (with zero-computation ones) fed by the first and added after the second
+    "longcat-flash-shortcut": ("LongcatFlashConfig", dict(
+        num_layers=2, num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12,
+        qk_rope_head_dim=8, head_dim=8, v_head_dim=10, ffn_hidden_size=48, n_routed_experts=4, zero_expert_num=2,
+        moe_topk=2, expert_ffn_hidden_size=32, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
     "deepseek-v2-mla": ("DeepseekV2Config", dict(
         num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12, qk_rope_head_dim=8,
         v_head_dim=10, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,

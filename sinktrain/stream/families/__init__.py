@@ -49,6 +49,7 @@ from sinktrain.stream.families.helium import HeliumAdapter
 from sinktrain.stream.families.image_text import LANGUAGE_MODEL_ATTRIBUTE, wrapped
 from sinktrain.stream.families.llama import LlamaAdapter
 from sinktrain.stream.families.llama4 import Llama4Adapter
+from sinktrain.stream.families.longcat_flash import LongcatFlashAdapter
 from sinktrain.stream.families.mimo_v2_flash import MiMoV2FlashAdapter
 from sinktrain.stream.families.minimax_m2 import MiniMaxM2Adapter
 from sinktrain.stream.families.ministral import Ministral3Adapter, MinistralAdapter
@@ -89,7 +90,7 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     GraniteSwaAdapter, GraniteMoeSwaAdapter, Gemma4Adapter, GptjAdapter, Gemma3nAdapter,
     MllamaTextAdapter, Mistral4Adapter, DeepseekV32Adapter, HyperClovaXAdapter, Glm4vTextAdapter,
     Glm4vMoeTextAdapter, MiniCPM3Adapter, MiMoV2FlashAdapter, PersimmonAdapter, DbrxAdapter,
-    BitNetAdapter, HYV3Adapter,
+    BitNetAdapter, HYV3Adapter, LongcatFlashAdapter,
 )
 
 
@@ -107,6 +108,9 @@ CANNOT_STREAM = {
         "xlstm"), (
         "has recurrent layers (state-space, convolution or linear attention) whose state carries the whole history "
         "instead of a KV cache; StreamingLLM's cache, which the evaluator reproduces, bounds attention layers only")),
+    "deepseek_v4": (
+        "compresses blocks of earlier keys into summary entries (compressed sparse attention) that stand for the whole "
+        "history; StreamingLLM's cache, which the evaluator reproduces, keeps no such entries"),
     # Learned or sinusoidal absolute positions added to the input embeddings
     **dict.fromkeys(("gpt2", "gpt-sw3", "gpt_neo", "gpt_bigcode", "opt", "xglm", "biogpt", "openai-gpt", "ctrl"), (
         "adds absolute position embeddings to its input, so a token's position is fixed when it enters the cache "

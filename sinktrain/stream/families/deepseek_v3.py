@@ -41,14 +41,22 @@ class DeepseekV3Adapter(FamilyAdapter):
         return bool(getattr(self.config, "rope_interleave", False))
 
     def qkv(self, layer, x):
-        attn, n, H = layer.self_attn, x.shape[0], self.num_heads
-        h = layer.input_layernorm(x)
+        return self.latent_qkv(layer.self_attn, layer.input_layernorm(x))
+
+    def latent_qkv(self, attn, h, q_scale: float | None = None, latent_scale: float | None = None):
+        """q, k, v of normed hidden states h through latent attention module `attn` (LongCat-Flash scales the
+        query and the normalized latent: `q_scale`, `latent_scale`)."""
+        n, H = h.shape[0], self.num_heads
         q_proj = getattr(attn, "q_proj", None)  # (V3.2's module has only the low-rank form)
         q = q_proj(h) if q_proj is not None else attn.q_b_proj(attn.q_a_layernorm(attn.q_a_proj(h)))
+        if q_scale is not None:
+            q = q * q_scale
         q_nope, q_rot = q.view(n, H, self.head_dim).split([self.nope_dim, self.rope_dim], dim=-1)
         latent, k_rot = attn.kv_a_proj_with_mqa(h).split([attn.kv_lora_rank, self.rope_dim], dim=-1)
-        k_nope, v = attn.kv_b_proj(attn.kv_a_layernorm(latent)).view(n, H, -1).split(
-            [self.nope_dim, self.value_dim], dim=-1)
+        latent = attn.kv_a_layernorm(latent)
+        if latent_scale is not None:
+            latent = latent * latent_scale
+        k_nope, v = attn.kv_b_proj(latent).view(n, H, -1).split([self.nope_dim, self.value_dim], dim=-1)
         if self.interleaved_rotary:
             q_rot, k_rot = (torch.cat([t[..., 0::2], t[..., 1::2]], dim=-1) for t in (q_rot, k_rot))
         q = torch.cat([q_rot, q_nope], dim=-1)
@@ -56,7 +64,21 @@ class DeepseekV3Adapter(FamilyAdapter):
         return q, k, v
 
 
-class DeepseekV32Adapter(DeepseekV3Adapter):
+class InterleavedRotaryOnly:
+    """Mixed in before DeepseekV3Adapter by families whose rotary is always interleaved and whose modeling file has
+    only the interleaved rotation (GLM-5, LongCat-Flash). That function rotates pairs (x0, x1), ... and returns them
+    as [rotated evens, rotated odds], the layout the adapter works in: re-interleaving first makes it the ordinary
+    rotate-half rotation of its input (also what the sparse-attention indexers' cached keys need)."""
+
+    interleaved_rotary = True
+    rotary_function = "apply_rotary_pos_emb_interleave"
+
+    def _rotate(self, x, cos, sin, seq_major):
+        half = x.shape[-1] // 2
+        return super()._rotate(torch.stack([x[..., :half], x[..., half:]], dim=-1).flatten(-2), cos, sin, seq_major)
+
+
+class DeepseekV32Adapter(InterleavedRotaryOnly, DeepseekV3Adapter):
     """DeepSeek-V3.2 (`deepseek_v32`) and GLM-5 (`glm_moe_dsa`): V3's latent attention plus DeepSeek Sparse
     Attention, whose indexer keeps for each query the `index_topk` keys it scores highest (2048 in the released
     models) and masks the rest. A query that sees at most that many keys keeps them all, so its attention is V3's
@@ -66,15 +88,7 @@ class DeepseekV32Adapter(DeepseekV3Adapter):
 
     family = "deepseek_v32"
     model_types = ("deepseek_v32", "glm_moe_dsa")
-    interleaved_rotary = True  # always, whatever the config says
-    # GLM-5's modeling file has only the interleaved rotation. It rotates pairs (x0, x1), ... and returns them as
-    # [rotated evens, rotated odds], the layout the adapter works in: re-interleaving first makes it the ordinary
-    # rotate-half rotation of its input, which is also what both indexers' cached keys need un-rotating with.
-    rotary_function = "apply_rotary_pos_emb_interleave"
-
-    def _rotate(self, x, cos, sin, seq_major):
-        half = x.shape[-1] // 2
-        return super()._rotate(torch.stack([x[..., :half], x[..., half:]], dim=-1).flatten(-2), cos, sin, seq_major)
+    # (the interleaved rotation also un-rotates both indexers' cached keys: see InterleavedRotaryOnly)
 
     @classmethod
     def position_limit(cls, config):
