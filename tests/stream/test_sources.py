@@ -336,16 +336,23 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
 @pytest.mark.parametrize("name, reason", [
     ("gpt2", "architecture 'gpt2' adds absolute position embeddings to its input, so a token's position is fixed"),
     ("qwen3_next", "architecture 'qwen3_next' has recurrent layers (state-space, convolution or linear attention)"),
+    ("deepseek_v4", "architecture 'deepseek_v4' compresses blocks of earlier keys into summary entries"),
 ])
 def test_architectures_that_cannot_stream_are_refused_with_their_reason(name, reason, tmp_path, small_tok, capsys):
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    sizes = dict(n_layer=1, n_embd=8, n_head=2) if name == "gpt2" else dict(
-        num_hidden_layers=2, hidden_size=32, intermediate_size=48, num_attention_heads=2, num_key_value_heads=2,
-        head_dim=16, layer_types=["linear_attention", "full_attention"], num_experts=2, num_experts_per_tok=1,
-        moe_intermediate_size=16, shared_expert_intermediate_size=16)
-    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(name, vocab_size=512, **sizes))
-    folder = save_family_folder(model, small_tok, tmp_path / name)
+    folder = tmp_path / name
+    if name == "deepseek_v4":  # refused on its config.json alone, before any weights load
+        folder.mkdir()
+        AutoConfig.for_model(name).save_pretrained(folder)
+        small_tok.save_pretrained(folder)
+    else:
+        sizes = dict(n_layer=1, n_embd=8, n_head=2) if name == "gpt2" else dict(
+            num_hidden_layers=2, hidden_size=32, intermediate_size=48, num_attention_heads=2, num_key_value_heads=2,
+            head_dim=16, layer_types=["linear_attention", "full_attention"], num_experts=2, num_experts_per_tok=1,
+            moe_intermediate_size=16, shared_expert_intermediate_size=16)
+        model = AutoModelForCausalLM.from_config(AutoConfig.for_model(name, vocab_size=512, **sizes))
+        save_family_folder(model, small_tok, folder)
     line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
     assert reason in line and line.endswith("; the streaming evaluator cannot run it")
     assert not (tmp_path / "o").exists()
