@@ -240,6 +240,13 @@ FAMILY_CASES = {
                           decoder_intermediate_size=32, decoder_num_layers=1, decoder_attention_num_groups=4),
         image_token_id=5, audio_token_id=6, image_token_offset=400, audio_token_offset=416,
         text_config=dict(num_key_value_heads=2, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE))),
+    # ERNIE 4.5 VL: interleaved multimodal RoPE in its own frequency order, a dense first layer, then text and vision
+    # experts (text routes to the text ones)
+    "ernie4.5-vl-moe": ("Ernie4_5_VLMoeConfig", dict(
+        vision_config=dict(depth=1, hidden_size=32, intermediate_size=48, num_heads=2, embed_dim=32), image_token_id=5,
+        text_config=dict(num_key_value_heads=2, moe_num_experts=4, moe_k=2, moe_intermediate_size=[32, 16],
+                         moe_num_shared_experts=1, mlp_layer_types=["dense", "sparse"], **TOKEN_IDS,
+                         rope_parameters={**DEFAULT_ROPE, "mrope_section": [2, 2, 4]}))),
     # Kimi K2.5: DeepSeek-V3's latent attention inside an image-text wrapper (its default vision tower is small)
     "kimi-k2.5-deepseek-v3": ("Kimi_K25Config", dict(text_config=dict(
         model_type="deepseek_v3", num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12,

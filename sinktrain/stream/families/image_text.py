@@ -6,10 +6,11 @@ Command A Vision (`cohere2_vision`), Gemma 4 (`gemma4`), ViP-LLaVA (`vipllava`),
 (`llava_next_video`), Video-LLaVA (`video_llava`), Idefics 2 (`idefics2`), GOT-OCR 2 (`got_ocr2`), Ovis 2 (`ovis2`),
 DeepSeek-VL (`deepseek_vl`), Kimi K2.5 (`kimi_k25`, around DeepSeek-V3), Llama 3.2 Vision (`mllama`), LightOnOCR
 (`lighton_ocr`), Qianfan-OCR (`qianfan_ocr`), VideoLLaMA 3 (`video_llama_3`), Janus (`janus`), DeepSeek-VL hybrid
-(`deepseek_vl_hybrid`), EXAONE 4.5 (`exaone4_5`), Cosmos 3 Omni (`cosmos3_omni`), PP-Chart2Table
-(`pp_chart2table`), HyperCLOVA X SEED Vision (`hyperclovax_vision_v2`), GLM-4.1V / 4.6V / 4.5V and GLM-OCR
-(`glm4v`, `glm46v`, `glmga`, `glm4v_moe`, `glm_ocr`), the Qwen2.5-Omni and Qwen3-Omni thinkers
-(`qwen2_5_omni_thinker`, `qwen3_omni_moe_thinker`), Fuyu (`fuyu`), Aria (`aria`) and Apertus 1.5 (`apertus1p5`).
+(`deepseek_vl_hybrid`), EXAONE 4.5 (`exaone4_5`), Cosmos 3 Omni (`cosmos3_omni`), PP-Chart2Table (`pp_chart2table`),
+HyperCLOVA X SEED Vision (`hyperclovax_vision_v2`), GLM-4.1V / 4.6V / 4.5V and GLM-OCR (`glm4v`, `glm46v`, `glmga`,
+`glm4v_moe`, `glm_ocr`), the Qwen2.5-Omni and Qwen3-Omni thinkers (`qwen2_5_omni_thinker`,
+`qwen3_omni_moe_thinker`), Fuyu (`fuyu`), Aria (`aria`), Apertus 1.5 (`apertus1p5`) and ERNIE 4.5 VL
+(`ernie4_5_vl_moe`).
 
 Given text alone, each of them embeds the ids with its language model's embedding, runs that language model and
 applies its own output head; the vision tower is never touched. So a wrapper streams through its language
@@ -75,6 +76,7 @@ LANGUAGE_MODEL_ATTRIBUTE = {
     "fuyu": "language_model",
     "aria": "language_model",
     "apertus1p5": "language_model",
+    "ernie4_5_vl_moe": "language_model",
 }
 # Wrappers whose forward applies their language family's own logit processing (Gemma 4 soft-caps in the wrapper too,
 # HyperCLOVA X SEED multiplies by logits_scaling).
