@@ -96,7 +96,7 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
 
 # Architectures that cannot stream exactly by construction, with the reason (instead of the generic list).
 CANNOT_STREAM = {
-    **dict.fromkeys(("hunyuan_v1_dense", "hunyuan_v1_moe"), (
+    **dict.fromkeys(("hunyuan_v1_dense", "hunyuan_v1_moe", "hunyuan_vl", "hunyuan_vl_text"), (
         "normalizes queries and keys after the rotary embedding, with a learned per-dim weight, so its attention "
         "scores depend on absolute positions, not only on query-key distances as the block-parallel evaluator "
         "needs")),
