@@ -4,30 +4,19 @@ attention (`norm_attn_norm.norm_1` / `norm_2`), a sequential residual and a mixt
 config.json names sizes `d_model`, `n_heads`, `n_layers`."""
 
 from sinktrain.stream.families.base import FamilyAdapter
+from sinktrain.stream.families.mpt import MptStyleLayout
 
 
-class DbrxAdapter(FamilyAdapter):
+class DbrxAdapter(MptStyleLayout, FamilyAdapter):
     family = "dbrx"
     model_types = ("dbrx",)
-    required_config_keys = ("d_model", "n_heads", "n_layers", "vocab_size")
     mlp_takes_batches = True
-
-    @property
-    def backbone(self):
-        return self.model.transformer
-
-    @property
-    def layers(self):
-        return list(self.backbone.blocks)
 
     def kv_heads_and_head_dim(self):
         return int(self.config.attn_config.kv_n_heads), self.config.d_model // self.num_heads
 
     def attention(self, layer):
         return layer.norm_attn_norm.attn
-
-    def embed(self, ids):
-        return self.backbone.wte(ids)
 
     def qkv(self, layer, x):
         attn, n, d = self.attention(layer), x.shape[0], self.head_dim
@@ -43,6 +32,3 @@ class DbrxAdapter(FamilyAdapter):
     def residual(self, layer, x, attn_out):
         x = x + self.attention(layer).out_proj(attn_out)
         return x + self.mlp(layer, layer.norm_attn_norm.norm_2(x))
-
-    def final_norm(self, x):
-        return self.backbone.norm_f(x)

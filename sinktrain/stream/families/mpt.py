@@ -13,11 +13,12 @@ import torch
 from sinktrain.stream.families.base import FamilyAdapter
 
 
-class MptAdapter(FamilyAdapter):
-    family = "mpt"
-    model_types = ("mpt",)
+class MptStyleLayout:
+    """Mixed in before FamilyAdapter by MPT and DBRX (DBRX grew out of MPT's code): the decoder at
+    `model.transformer`, its layers in `.blocks`, the embedding `wte`, the final LayerNorm `norm_f`, and sizes named
+    `d_model`, `n_heads`, `n_layers` in config.json."""
+
     required_config_keys = ("d_model", "n_heads", "n_layers", "vocab_size")
-    uses_rotary = False
 
     @property
     def backbone(self):
@@ -27,6 +28,18 @@ class MptAdapter(FamilyAdapter):
     def layers(self):
         return list(self.backbone.blocks)
 
+    def embed(self, ids):
+        return self.backbone.wte(ids)
+
+    def final_norm(self, x):
+        return self.backbone.norm_f(x)
+
+
+class MptAdapter(MptStyleLayout, FamilyAdapter):
+    family = "mpt"
+    model_types = ("mpt",)
+    uses_rotary = False
+
     @classmethod
     def position_limit(cls, config):
         # MPT's forward slices its bias from a table of max_seq_len keys and fails on more.
@@ -34,9 +47,6 @@ class MptAdapter(FamilyAdapter):
 
     def attention(self, layer):
         return layer.attn
-
-    def embed(self, ids):
-        return self.backbone.wte(ids)
 
     def qkv(self, layer, x):
         attn, n = layer.attn, x.shape[0]
@@ -53,9 +63,6 @@ class MptAdapter(FamilyAdapter):
     def residual(self, layer, x, attn_out):
         x = x + layer.attn.out_proj(attn_out)
         return layer.ffn(layer.norm_2(x), x)  # MPT's MLP adds the residual itself
-
-    def final_norm(self, x):
-        return self.backbone.norm_f(x)
 
     def alibi_slopes(self) -> torch.Tensor:
         # The model's bias for 2 keys seen from the second: [-slope, 0] per head.
