@@ -268,8 +268,8 @@ def _evaluate_into(out: Path, cfg: StreamEvalConfig, pairs, plans, longest: int)
             maps[mname] = attention_maps(model, probe)
         del model
     write_json_atomic(out / "attention_stats.json", {
-        m: {"first_k": cfg.first_k, "tokens": cfg.attention_tokens, "per_layer": a.mean(1).tolist(),
-            "per_layer_head": a.tolist()} for m, a in stats.items()})
+        m: {"first_k": cfg.first_k, "tokens": cfg.attention_tokens, "per_layer": np.nanmean(a, 1).tolist(),
+            "per_layer_head": [row[~np.isnan(row)].tolist() for row in a]} for m, a in stats.items()})
     report.write_table(results, out)
     if cfg.plots:
         report.plot_log_ppl(nlls, out / "log_ppl.png", cache=longest)

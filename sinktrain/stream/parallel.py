@@ -58,7 +58,6 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
     if bound is not None and sinks + window < n_tok:  # (dense: positions stay below n_tok, checked by the caller)
         # Band rotary positions run up to block + w - 1 (relative to the band's start); keep them exact.
         block_size = max(1, min(block_size, bound - w))
-    H = ad.num_heads  # (K/V heads and head widths are read off each layer's tensors: Gemma 4's differ by layer)
     kind = ad.softmax_sink_kind()
     softcap = ad.attention_softcap()
     layers = ad.layers
@@ -125,7 +124,8 @@ def parallel_logits(model, tokens, sinks: int, window: int | None, block_size: i
                 tail_k[li], tail_v[li] = band_k[keep_from - band_start:], band_v[keep_from - band_start:]
             else:
                 band_k, band_v = block_kv[src]
-            KV, Dv, r = band_k.shape[1], band_v.shape[-1], rdims[kinds[li]]
+            # heads, K/V heads and value widths from this layer's tensors (Gemma 4's and Laguna's differ by layer)
+            H, KV, Dv, r = q.shape[1], band_k.shape[1], band_v.shape[-1], rdims[kinds[li]]
             rot_q_band, rot_k_band, rot_q_sink, rot_k_sink = rot[kinds[li]]
             q_band = ad.apply_rotary(q, *rot_q_band, seq_major=True)
             k_band = ad.apply_rotary(band_k, *rot_k_band, seq_major=True)

@@ -77,10 +77,10 @@ def plot_sink_attention(stats: dict, path, first_k: int) -> Path:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for model, per_head in stats.items():
-        arr = np.asarray(per_head)  # [layers, heads]
+        arr = np.asarray(per_head)  # [layers, heads] (NaN where a layer has fewer heads)
         layers = np.arange(arr.shape[0])
-        ax.plot(layers, arr.mean(1), marker="o", label=f"{model} (mean over heads)")
-        ax.fill_between(layers, arr.min(1), arr.max(1), alpha=0.15)
+        ax.plot(layers, np.nanmean(arr, 1), marker="o", label=f"{model} (mean over heads)")
+        ax.fill_between(layers, np.nanmin(arr, 1), np.nanmax(arr, 1), alpha=0.15)
     n_layers = max(np.asarray(a).shape[0] for a in stats.values())
     ax.set_xticks(np.arange(0, n_layers, max(1, (n_layers + 14) // 15)))  # at most ~15 labels (30-layer models)
     style_axes(ax, "layer", f"attention weight on the first {first_k} tokens",

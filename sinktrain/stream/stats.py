@@ -15,7 +15,8 @@ def _as_batch(model, tokens) -> torch.Tensor:
 
 @torch.no_grad()
 def attention_sink_stats(model, tokens, first_k: int = 4) -> torch.Tensor:
-    """Mean attention weight on the first `first_k` positions, per layer and head: [num_layers, num_heads].
+    """Mean attention weight on the first `first_k` positions, per layer and head: [num_layers, num_heads] (NaN pads
+    the layers with fewer heads where the count differs by layer, as in Laguna).
 
     One causal forward over `tokens` ([n] or [batch, n], at most the model's context); averaged over batch and
     over the queries q >= first_k (earlier queries can only look at the first tokens and would inflate it).
@@ -24,7 +25,9 @@ def attention_sink_stats(model, tokens, first_k: int = 4) -> torch.Tensor:
     if first_k < 1 or ids.shape[-1] <= first_k:
         raise ValueError(f"first_k must be >= 1 and below the number of tokens ({ids.shape[-1]}), got {first_k}")
     probs = attention_probs(model, ids)  # per layer [b, h, q, k]
-    return torch.stack([p[:, :, first_k:, :first_k].sum(-1).mean(dim=(0, 2)) for p in probs]).cpu()
+    rows = [p[:, :, first_k:, :first_k].sum(-1).mean(dim=(0, 2)) for p in probs]
+    width = max(r.numel() for r in rows)
+    return torch.stack([torch.nn.functional.pad(r, (0, width - r.numel()), value=float("nan")) for r in rows]).cpu()
 
 
 @torch.no_grad()

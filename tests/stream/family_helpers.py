@@ -74,6 +74,24 @@ FAMILY_CASES = {
     "hy-v3-moe": ("HYV3Config", dict(num_key_value_heads=2, head_dim=16, num_experts=4, num_experts_per_tok=2,
                                      moe_intermediate_size=32, mlp_layer_types=["dense", "sparse"], **TOKEN_IDS,
                                      rope_parameters=DEFAULT_ROPE)),
+    # Kolibri-1: EXAONE 4's attention (NoPE on the full layer 2) in GLM-4's layout with experts in every layer
+    "kolibri1-nope": ("Kolibri1Config", dict(
+        num_hidden_layers=3, num_key_value_heads=2, head_dim=16, sliding_window=128, num_experts=4,
+        num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=32, **TOKEN_IDS,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"], rope_parameters=DEFAULT_ROPE)),
+    # Laguna: query heads per layer (4, 2, 4), softplus-gated attention output per head, a rotary set per layer type on
+    # half of each head, a sliding layer (window wider than the streams), a dense first layer then experts; Mellum:
+    # Qwen3-MoE's attention in Laguna's layer (no gate)
+    **{name: (cls, dict(num_hidden_layers=3, num_key_value_heads=2, head_dim=16, sliding_window=128, num_experts=4,
+                        num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=32,
+                        layer_types=["full_attention", "sliding_attention", "full_attention"], **extra, **TOKEN_IDS,
+                        rope_parameters={"full_attention": {**DEFAULT_ROPE, "partial_rotary_factor": partial},
+                                         "sliding_attention": {"rope_type": "default", "rope_theta": 10.0,
+                                                               "partial_rotary_factor": partial}}))
+       for name, cls, partial, extra in (
+           ("laguna-gated-heads", "LagunaConfig", 0.5, dict(gating="per-head",
+                                                             num_attention_heads_per_layer=[4, 2, 4])),
+           ("mellum", "MellumConfig", 1.0, {}))},
     # EXAONE 3 / 3.5: its own config type, Llama's modules
     "exaone-llama": ("ExaoneConfig", dict(num_key_value_heads=2, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
     "mistral": ("MistralConfig", dict(num_key_value_heads=2, sliding_window=None, rope_parameters=DEFAULT_ROPE)),
@@ -230,8 +248,8 @@ FAMILY_CASES = {
     # see text)
     "aria-moe": ("AriaConfig", dict(
         vision_config=dict(TINY_VISION), projector_patch_to_query_dict={4: 4}, image_token_index=5,
-        text_config=dict(num_key_value_heads=2, moe_num_experts=4, moe_topk=2, moe_num_shared_experts=1,
-                         **TOKEN_IDS, rope_parameters=DEFAULT_ROPE))),
+        text_config=dict(model_type="aria_text", num_key_value_heads=2, moe_num_experts=4, moe_topk=2,
+                         moe_num_shared_experts=1, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE))),
     "apertus1.5": ("Apertus1p5Config", dict(
         vision_config=dict(base_channels=32, channel_multiplier=[1, 1], num_res_blocks=1, embed_dim=8, codebook_size=16,
                            latent_channels=8, attn_resolutions=[]),

@@ -210,6 +210,29 @@ def test_sparse_attention_top_k_bounds_the_cache_and_the_dense_baseline(tmp_path
     assert gap[23] <= 1e-5 and gap[24] > 1e-3, gap
 
 
+def test_query_heads_that_differ_by_layer_stream_and_report(tmp_path, small_tok):
+    """Laguna's layers have 4, 2 and 4 query heads: both modes read them off each layer, and the attention
+    statistics keep each layer's own heads (no padding reaches attention_stats.json)."""
+    folder = save_family_folder(family_model("laguna-gated-heads", seed=5), small_tok, tmp_path / "laguna")
+    assert main([*stream_eval(folder, "--out", tmp_path / "o"), "--tokens", "120", "--plots", "true"]) == 0
+    stats = json.loads((tmp_path / "o" / "attention_stats.json").read_text())["laguna"]
+    assert [len(row) for row in stats["per_layer_head"]] == [4, 2, 4]
+    assert np.allclose(stats["per_layer"], [np.mean(row) for row in stats["per_layer_head"]])
+    assert (tmp_path / "o" / "sink_attention.png").stat().st_size > 0
+
+
+def test_sparse_attention_needs_transformers_5_18(tmp_path, small_tok, capsys, monkeypatch):
+    """transformers 5.17 caches DeepSeek-V3.2's expanded keys and values, not the latent the sink caches keep."""
+    import transformers
+
+    folder = save_family_folder(family_model("deepseek-v3.2-dsa"), small_tok, tmp_path / "v32")
+    monkeypatch.setattr(transformers, "__version__", "5.17.0")
+    line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
+    assert line.endswith("DeepSeek-V3.2 and GLM-5 need transformers >= 5.18: 5.17 caches their expanded keys and "
+                         "values instead of the latent that the sink caches keep; pip install 'transformers>=5.18'")
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("family, case, names", [("mpt", "mpt-alibi", {"d_model", "n_heads", "n_layers"}),
                                                  ("bloom", "bloom-alibi", {"n_head", "n_layer"}),
                                                  ("gptj", "gptj-partial", {"n_embd", "n_head", "n_layer"}),
@@ -320,7 +343,7 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
     line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
     from sinktrain.stream.families import FAMILIES
 
-    assert len(FAMILIES) == 75
+    assert len(FAMILIES) == 77
     for cls in FAMILIES:  # each named with the model types it takes
         assert f"{cls.family} ({', '.join(cls.model_types)})" in line
     assert line.endswith("and image-text models wrapping one of them (gemma3, mistral3, llava, aya_vision, idefics3, "

@@ -24,7 +24,7 @@ from sinktrain.stream.families.deepseek_v3 import (
 )
 from sinktrain.stream.families.dots1 import Dots1Adapter
 from sinktrain.stream.families.ernie4_5 import Ernie4_5Adapter, Ernie4_5MoeAdapter, Ernie4_5VLMoeTextAdapter
-from sinktrain.stream.families.exaone4 import Exaone4Adapter, ExaoneMoeAdapter
+from sinktrain.stream.families.exaone4 import Exaone4Adapter, ExaoneMoeAdapter, Kolibri1Adapter
 from sinktrain.stream.families.falcon import FalconAdapter
 from sinktrain.stream.families.flex_olmo import FlexOlmoAdapter
 from sinktrain.stream.families.gemma import GemmaAdapter
@@ -47,6 +47,7 @@ from sinktrain.stream.families.granite import (
 )
 from sinktrain.stream.families.helium import HeliumAdapter
 from sinktrain.stream.families.image_text import LANGUAGE_MODEL_ATTRIBUTE, wrapped
+from sinktrain.stream.families.laguna import LagunaAdapter
 from sinktrain.stream.families.llama import LlamaAdapter
 from sinktrain.stream.families.llama4 import Llama4Adapter
 from sinktrain.stream.families.longcat_flash import LongcatFlashAdapter
@@ -90,7 +91,8 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     GraniteSwaAdapter, GraniteMoeSwaAdapter, Gemma4Adapter, GptjAdapter, Gemma3nAdapter,
     MllamaTextAdapter, Mistral4Adapter, DeepseekV32Adapter, HyperClovaXAdapter, Glm4vTextAdapter,
     Glm4vMoeTextAdapter, MiniCPM3Adapter, MiMoV2FlashAdapter, PersimmonAdapter, DbrxAdapter,
-    BitNetAdapter, HYV3Adapter, LongcatFlashAdapter, Ernie4_5VLMoeTextAdapter,
+    BitNetAdapter, HYV3Adapter, LongcatFlashAdapter, Ernie4_5VLMoeTextAdapter, Kolibri1Adapter,
+    LagunaAdapter,
 )
 
 

@@ -91,6 +91,16 @@ class DeepseekV32Adapter(InterleavedRotaryOnly, DeepseekV3Adapter):
     # (the interleaved rotation also un-rotates both indexers' cached keys: see InterleavedRotaryOnly)
 
     @classmethod
+    def unsupported(cls, config):
+        import transformers
+        from packaging.version import Version
+
+        if Version(transformers.__version__) < Version("5.18"):
+            return ("DeepSeek-V3.2 and GLM-5 need transformers >= 5.18: 5.17 caches their expanded keys and values "
+                    "instead of the latent that the sink caches keep; pip install 'transformers>=5.18'")
+        return super().unsupported(config)
+
+    @classmethod
     def position_limit(cls, config):
         limit = super().position_limit(config)
         topk = int(config.index_topk), "sparse attention (its indexer keeps each query's index_topk top-scored keys)"

@@ -4,9 +4,12 @@ window, three of every four layers sliding windows with rotary while the full-at
 encoding at all (NoPE). Without a sliding window every layer uses rotary.
 
 K-EXAONE (`exaone_moe`): the same attention in the Llama layout (pre-norms), with a mixture of experts where
-`mlp_layer_types` says."""
+`mlp_layer_types` says. Aleph Alpha's Kolibri-1 (`kolibri1`): the same attention in GLM-4's layout (pre-norms and an
+RMSNorm on each branch's output), routed plus shared experts in every layer, four of every five layers sliding
+windows (513 keys, so caches of at most 512)."""
 
 from sinktrain.stream.families.base import FamilyAdapter
+from sinktrain.stream.families.glm4 import Glm4Adapter
 from sinktrain.stream.families.olmo2 import Olmo2Adapter
 
 
@@ -35,3 +38,10 @@ class ExaoneMoeAdapter(ExaoneAttention, FamilyAdapter):
     family = "exaone_moe"
     model_types = ("exaone_moe",)
     mlp_takes_batches = True
+
+
+class Kolibri1Adapter(ExaoneAttention, FamilyAdapter):
+    family = "kolibri1"
+    model_types = ("kolibri1",)
+    mlp_takes_batches = True
+    residual = Glm4Adapter.residual

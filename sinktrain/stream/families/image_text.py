@@ -78,6 +78,7 @@ LANGUAGE_MODEL_ATTRIBUTE = {
     "apertus1p5": "language_model",
     "ernie4_5_vl_moe": "language_model",
 }
+OMNI_THINKERS = ("qwen2_5_omni_thinker/", "qwen3_omni_moe_thinker/")
 # Wrappers whose forward applies their language family's own logit processing (Gemma 4 soft-caps in the wrapper too,
 # HyperCLOVA X SEED multiplies by logits_scaling).
 HEAD_AS_LANGUAGE_MODEL = {"gemma4", "hyperclovax_vision_v2"}
@@ -94,7 +95,10 @@ class ImageTextWrapper:
 
     @property
     def backbone(self):
-        return getattr(self.model.model, self.language_model_attribute)
+        inner = self.model.model
+        if self.language_model_attribute not in inner._modules and type(self).family.startswith(OMNI_THINKERS):
+            return inner  # (transformers 5.17's Omni thinkers hold the language model itself at model.model)
+        return getattr(inner, self.language_model_attribute)
 
     def logits(self, x):
         return FamilyAdapter.logits(self, x)  # the wrapper's own head, see the module doc
