@@ -107,7 +107,9 @@ CANNOT_STREAM = {
         "mamba", "mamba2", "falcon_mamba", "jamba", "bamba", "zamba", "zamba2", "falcon_h1", "nemotron_h",
         "granitemoehybrid", "bailing_hybrid", "olmo_hybrid", "lfm2", "lfm2_moe", "lfm3", "minimax", "kimi_linear",
         "qwen3_next", "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text", "recurrent_gemma", "rwkv",
-        "xlstm"), (
+        "xlstm", "lara_mini", "zaya", "inkling_text", "inkling2_text", "inkling2_loop_text", "qwen4_exp",
+        "qwen4_exp_text", "glm5_next", "glm5_next_text", "inkling2", "inkling2_loop", "inkling_mm_model", "lfm2_vl",
+        "lfm3_vl", "nemotron_h_omni", "minicpmv4_6", "minicpmv4_7", "minicpm_ocr"), (
         "has recurrent layers (state-space, convolution or linear attention) whose state carries the whole history "
         "instead of a KV cache; StreamingLLM's cache, which the evaluator reproduces, bounds attention layers only")),
     "deepseek_v4": (
