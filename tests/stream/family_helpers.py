@@ -92,6 +92,11 @@ FAMILY_CASES = {
            ("laguna-gated-heads", "LagunaConfig", 0.5, dict(gating="per-head",
                                                              num_attention_heads_per_layer=[4, 2, 4])),
            ("mellum", "MellumConfig", 1.0, {}))},
+    # Flint: learned sink logits on every layer, rotary on the sliding layers (window wider than the streams) only
+    "flint-sinks-nope": ("FlintConfig", dict(
+        num_hidden_layers=3, num_key_value_heads=2, head_dim=16, sliding_window=128, num_experts=4,
+        num_experts_per_tok=2, moe_intermediate_size=32, **TOKEN_IDS,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"], rope_parameters=DEFAULT_ROPE)),
     # EXAONE 3 / 3.5: its own config type, Llama's modules
     "exaone-llama": ("ExaoneConfig", dict(num_key_value_heads=2, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
     "mistral": ("MistralConfig", dict(num_key_value_heads=2, sliding_window=None, rope_parameters=DEFAULT_ROPE)),

@@ -71,7 +71,7 @@ from sinktrain.stream.families.phimoe import PhimoeAdapter
 from sinktrain.stream.families.qwen2 import Qwen2Adapter, Qwen2VLTextAdapter
 from sinktrain.stream.families.qwen2_moe import Qwen2MoeAdapter
 from sinktrain.stream.families.qwen3 import Qwen3Adapter, Qwen3VLMoeTextAdapter, Qwen3VLTextAdapter
-from sinktrain.stream.families.qwen3_moe import HYV3Adapter, Qwen3MoeAdapter
+from sinktrain.stream.families.qwen3_moe import FlintAdapter, HYV3Adapter, Qwen3MoeAdapter
 from sinktrain.stream.families.seed_oss import SeedOssAdapter
 from sinktrain.stream.families.smollm3 import SmolLM3Adapter
 from sinktrain.stream.families.stablelm import StableLmAdapter
@@ -92,7 +92,7 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     MllamaTextAdapter, Mistral4Adapter, DeepseekV32Adapter, HyperClovaXAdapter, Glm4vTextAdapter,
     Glm4vMoeTextAdapter, MiniCPM3Adapter, MiMoV2FlashAdapter, PersimmonAdapter, DbrxAdapter,
     BitNetAdapter, HYV3Adapter, LongcatFlashAdapter, Ernie4_5VLMoeTextAdapter, Kolibri1Adapter,
-    LagunaAdapter,
+    LagunaAdapter, FlintAdapter,
 )
 
 

@@ -1,6 +1,7 @@
 """Qwen3-MoE (Qwen3-30B-A3B, Qwen3-235B-A22B): the Qwen3 layout (q/k RMSNorm per head) with a mixture-of-experts
 MLP; `config.sliding_window` applies to every layer when `use_sliding_window` is set."""
 
+from sinktrain.stream.families.base import LearnedSinkLogits
 from sinktrain.stream.families.qwen3 import Qwen3Adapter
 
 
@@ -18,3 +19,15 @@ class HYV3Adapter(Qwen3Adapter):
     family = "hy_v3"
     model_types = ("hy_v3",)
     mlp_takes_batches = True
+
+
+class FlintAdapter(LearnedSinkLogits, Qwen3Adapter):
+    """Flint (`flint`): Qwen3-MoE's layer with a learned sink logit per head on every layer (gpt-oss's kind), rotary
+    on the sliding-window layers only and none (NoPE) on the full-attention ones."""
+
+    family = "flint"
+    model_types = ("flint",)
+    mlp_takes_batches = True
+
+    def rotary_kinds(self):
+        return [None if attn.sliding_window is not None else "nope" for attn in map(self.attention, self.layers)]
