@@ -160,7 +160,11 @@ def preflight(cfg: TrainConfig) -> tuple[int, int, int]:
                                   ("speed.fused_loss", cfg.speed.fused_loss, "liger")):
         if value == cuda_only and not on_gpu(cfg):
             raise ValueError(f"{key} {value} runs on CUDA only and this run trains on the CPU; use {key} auto")
-    check_run_dir_is_ours(Path(cfg.run_dir))
+    # One process judges the folder. Another rank would race global rank 0, which creates it and writes run.json
+    # atomically (through run.tmp.json): a listing taken mid-write holds neither an empty folder nor a run.json,
+    # and a sound run dir was refused (seen once in CI). Rank 0's refusal ends the whole torchrun job.
+    if is_global_rank_zero():
+        check_run_dir_is_ours(Path(cfg.run_dir))
     return devices, nodes, accum
 
 

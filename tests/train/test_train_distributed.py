@@ -154,3 +154,16 @@ def test_ddp_two_nodes_then_kill_and_resume_on_one_node(tiny_data, tmp_path):
     ok(torchrun(train_args(recipe, tiny_data, killed, *sets, resume="auto"), log=tmp_path / "resumed.log"))
     assert_same_run(rows, metrics(killed))
     assert_same_weights(straight, killed)
+
+
+def test_a_foreign_folder_is_refused_once_under_torchrun(tiny_data, tmp_path):
+    """Global rank 0 alone judges the run dir (the other ranks used to race it while it wrote run.json, and refused
+    a sound run dir); its refusal ends the job, and the user's folder stays as it was."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine\n")
+    proc = torchrun(train_args("tiny-cpu-ddp.yaml", tiny_data, mine, "trainer.max_steps=1"))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert out.count("is not empty and not a sinktrain run") == 1, out[-3000:]
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
