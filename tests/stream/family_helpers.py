@@ -135,6 +135,17 @@ FAMILY_CASES = {
     "gemma4-plain": ("Gemma4TextConfig", dict(
         num_hidden_layers=3, num_key_value_heads=2, head_dim=16, global_head_dim=24, sliding_window=128,
         hidden_size_per_layer_input=0, **TOKEN_IDS, layer_types=["sliding_attention"] * 2 + ["full_attention"])),
+    # Gemma 4 12B ("unified"): Gemma 4's attention (wider full-attention heads, keys as values, layer 4 reusing layer
+    # 2's K/V) in Gemma 2's layer with the per-layer scalar; and its image-text wrapper, whose head soft-caps too
+    "gemma4-unified": ("Gemma4UnifiedTextConfig", dict(
+        num_hidden_layers=4, num_key_value_heads=2, head_dim=16, global_head_dim=32, num_global_key_value_heads=1,
+        attention_k_eq_v=True, num_kv_shared_layers=1, sliding_window=128, final_logit_softcapping=4.0, **TOKEN_IDS,
+        layer_types=["sliding_attention", "full_attention"] * 2, rope_parameters={
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10.0},
+            "full_attention": {"rope_type": "proportional", "partial_rotary_factor": 0.25, "rope_theta": 10000.0}})),
+    "gemma4-unified-multimodal": ("Gemma4UnifiedConfig", dict(text_config=dict(
+        num_hidden_layers=2, num_key_value_heads=2, head_dim=16, global_head_dim=24, sliding_window=128,
+        final_logit_softcapping=4.0, layer_types=["sliding_attention", "full_attention"], **TOKEN_IDS))),
     # Gemma 4's image-text wrapper (a tiny vision tower that text never reaches), whose head soft-caps too
     "gemma4-multimodal": ("Gemma4Config", dict(
         vision_config=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2,

@@ -19,7 +19,8 @@ TOL = 1e-5  # max |ΔNLL| over all tokens: one wrong token must fail
 # Gemma 4 and 3n attend with scale 1 over RMS-normed q and k, so its scores reach about the head width: there the fp32
 # rounding of cos/sin, which the two modes take at different positions, moves these tiny models' NLLs by up to 3e-5.
 # Their exactness is checked in float64 below (no difference at all).
-FP32_TOL = {"gemma4-shared-kv": 1e-4, "gemma4-plain": 1e-4, "gemma4-multimodal": 1e-4, "gemma3n-altup": 1e-4}
+FP32_TOL = {"gemma4-shared-kv": 1e-4, "gemma4-plain": 1e-4, "gemma4-multimodal": 1e-4, "gemma3n-altup": 1e-4,
+            "gemma4-unified": 1e-4, "gemma4-unified-multimodal": 1e-4}
 
 
 def random_tokens(n: int, seed: int = 0) -> np.ndarray:
@@ -72,7 +73,7 @@ def test_llama_against_independent_float64(layout, sinks):
 
 
 @pytest.mark.parametrize("case, overrides", [("gemma4-shared-kv", dict(enable_moe_block=False)),
-                                             ("gemma4-plain", {}), ("gemma3n-altup", {})])
+                                             ("gemma4-plain", {}), ("gemma3n-altup", {}), ("gemma4-unified", {})])
 def test_gemma4_and_3n_modes_agree_in_float64(case, overrides):
     """With the model in float64 and its rotary angles computed in float64 (transformers computes them in fp32
     whatever the dtype), the two modes are the same arithmetic. (Gemma 4 without experts: their grouped matrix

@@ -31,7 +31,7 @@ from sinktrain.stream.families.gemma import GemmaAdapter
 from sinktrain.stream.families.gemma2 import Gemma2Adapter
 from sinktrain.stream.families.gemma3 import Gemma3Adapter
 from sinktrain.stream.families.gemma3n import Gemma3nAdapter
-from sinktrain.stream.families.gemma4 import Gemma4Adapter
+from sinktrain.stream.families.gemma4 import Gemma4Adapter, Gemma4UnifiedTextAdapter
 from sinktrain.stream.families.glm import GlmAdapter
 from sinktrain.stream.families.glm4 import Glm4Adapter, Glm4vTextAdapter
 from sinktrain.stream.families.glm4_moe import Glm4MoeAdapter, Glm4vMoeTextAdapter
@@ -92,7 +92,7 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     MllamaTextAdapter, Mistral4Adapter, DeepseekV32Adapter, HyperClovaXAdapter, Glm4vTextAdapter,
     Glm4vMoeTextAdapter, MiniCPM3Adapter, MiMoV2FlashAdapter, PersimmonAdapter, DbrxAdapter,
     BitNetAdapter, HYV3Adapter, LongcatFlashAdapter, Ernie4_5VLMoeTextAdapter, Kolibri1Adapter,
-    LagunaAdapter, FlintAdapter,
+    LagunaAdapter, FlintAdapter, Gemma4UnifiedTextAdapter,
 )
 
 

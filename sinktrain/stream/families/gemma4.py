@@ -88,3 +88,20 @@ class Gemma4Adapter(FamilyAdapter):
 
     def logits(self, x):
         return soft_cap(super().logits(x), self.config.final_logit_softcapping)
+
+
+class Gemma4UnifiedTextAdapter(Gemma4Adapter):
+    """Gemma 4 12B (`gemma4_unified_text`, inside the `gemma4_unified` image-text model): Gemma 4's attention (its
+    head widths, keys as values, shared K/V layers) in Gemma 2's layer with the per-layer scalar: no per-layer
+    embeddings and no experts."""
+
+    family = "gemma4_unified"
+    model_types = ("gemma4_unified_text",)
+
+    def embed(self, ids):
+        return self.backbone.embed_tokens(ids)
+
+    def residual(self, layer, x, attn_out):
+        x = x + layer.post_attention_layernorm(layer.self_attn.o_proj(attn_out))
+        x = x + layer.post_feedforward_layernorm(layer.mlp(layer.pre_feedforward_layernorm(x)))
+        return x * layer.layer_scalar

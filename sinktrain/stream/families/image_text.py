@@ -9,8 +9,8 @@ DeepSeek-VL (`deepseek_vl`), Kimi K2.5 (`kimi_k25`, around DeepSeek-V3), Llama 3
 (`deepseek_vl_hybrid`), EXAONE 4.5 (`exaone4_5`), Cosmos 3 Omni (`cosmos3_omni`), PP-Chart2Table (`pp_chart2table`),
 HyperCLOVA X SEED Vision (`hyperclovax_vision_v2`), GLM-4.1V / 4.6V / 4.5V and GLM-OCR (`glm4v`, `glm46v`, `glmga`,
 `glm4v_moe`, `glm_ocr`), the Qwen2.5-Omni and Qwen3-Omni thinkers (`qwen2_5_omni_thinker`,
-`qwen3_omni_moe_thinker`), Fuyu (`fuyu`), Aria (`aria`), Apertus 1.5 (`apertus1p5`) and ERNIE 4.5 VL
-(`ernie4_5_vl_moe`).
+`qwen3_omni_moe_thinker`), Fuyu (`fuyu`), Aria (`aria`), Apertus 1.5 (`apertus1p5`) ERNIE 4.5 VL (`ernie4_5_vl_moe`)
+and Gemma 4 12B (`gemma4_unified`).
 
 Given text alone, each of them embeds the ids with its language model's embedding, runs that language model and
 applies its own output head; the vision tower is never touched. So a wrapper streams through its language
@@ -19,7 +19,7 @@ model's family adapter with three things changed:
 - where the language model sits: `model.model.language_model` (`text_model` in Idefics 3 / SmolVLM);
 - the head: the wrapper's plain `lm_head` on the final norm. It applies none of the text family's own logit
   scaling or soft-capping (Aya Vision's Cohere 2 drops its logit_scale, Gemma 3 its final soft-cap), because
-  the wrapper's forward does not; Gemma 4's wrapper soft-caps and HyperCLOVA X SEED Vision's scales as its
+  the wrapper's forward does not; Gemma 4's wrappers soft-cap and HyperCLOVA X SEED Vision's scales as its
   language model does (`HEAD_AS_LANGUAGE_MODEL`).
 The runtime self-check compares the result with the wrapper's own forward, so a wrapper that starts doing more
 is caught before streaming.
@@ -77,11 +77,12 @@ LANGUAGE_MODEL_ATTRIBUTE = {
     "aria": "language_model",
     "apertus1p5": "language_model",
     "ernie4_5_vl_moe": "language_model",
+    "gemma4_unified": "language_model",
 }
 OMNI_THINKERS = ("qwen2_5_omni_thinker/", "qwen3_omni_moe_thinker/")
 # Wrappers whose forward applies their language family's own logit processing (Gemma 4 soft-caps in the wrapper too,
 # HyperCLOVA X SEED multiplies by logits_scaling).
-HEAD_AS_LANGUAGE_MODEL = {"gemma4", "hyperclovax_vision_v2"}
+HEAD_AS_LANGUAGE_MODEL = {"gemma4", "gemma4_unified", "hyperclovax_vision_v2"}
 
 
 class ImageTextWrapper:
