@@ -281,6 +281,15 @@ FAMILY_CASES = {
         text_config=dict(num_key_value_heads=2, moe_num_experts=4, moe_k=2, moe_intermediate_size=[32, 16],
                          moe_num_shared_experts=1, mlp_layer_types=["dense", "sparse"], **TOKEN_IDS,
                          rope_parameters={**DEFAULT_ROPE, "mrope_section": [2, 2, 4]}))),
+    # Granite-Docling (Granite's muP scalars, its head too), PaddleOCR-VL (ERNIE 4.5 with multimodal RoPE)
+    "granite-docling": ("GraniteDoclingConfig", dict(
+        vision_config=dict(TINY_VISION, out_hidden_size=64), image_token_id=5,
+        text_config=dict(num_key_value_heads=2, embedding_multiplier=2.0, residual_multiplier=0.5,
+                         logits_scaling=2.0, attention_multiplier=0.2, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE))),
+    "paddleocr-vl": ("PaddleOCRVLConfig", dict(
+        vision_config=dict(TINY_VISION), image_token_id=5,
+        text_config=dict(num_key_value_heads=2, head_dim=16, use_bias=True, **TOKEN_IDS,
+                         rope_parameters={**DEFAULT_ROPE, "mrope_section": [2, 3, 3]}))),
     # Kimi K2.5: DeepSeek-V3's latent attention inside an image-text wrapper (its default vision tower is small)
     "kimi-k2.5-deepseek-v3": ("Kimi_K25Config", dict(text_config=dict(
         model_type="deepseek_v3", num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12,

@@ -23,7 +23,12 @@ from sinktrain.stream.families.deepseek_v3 import (
     Mistral4Adapter,
 )
 from sinktrain.stream.families.dots1 import Dots1Adapter
-from sinktrain.stream.families.ernie4_5 import Ernie4_5Adapter, Ernie4_5MoeAdapter, Ernie4_5VLMoeTextAdapter
+from sinktrain.stream.families.ernie4_5 import (
+    Ernie4_5Adapter,
+    Ernie4_5MoeAdapter,
+    Ernie4_5VLMoeTextAdapter,
+    PaddleOCRTextAdapter,
+)
 from sinktrain.stream.families.exaone4 import Exaone4Adapter, ExaoneMoeAdapter, Kolibri1Adapter
 from sinktrain.stream.families.falcon import FalconAdapter
 from sinktrain.stream.families.flex_olmo import FlexOlmoAdapter
@@ -92,7 +97,7 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     MllamaTextAdapter, Mistral4Adapter, DeepseekV32Adapter, HyperClovaXAdapter, Glm4vTextAdapter,
     Glm4vMoeTextAdapter, MiniCPM3Adapter, MiMoV2FlashAdapter, PersimmonAdapter, DbrxAdapter,
     BitNetAdapter, HYV3Adapter, LongcatFlashAdapter, Ernie4_5VLMoeTextAdapter, Kolibri1Adapter,
-    LagunaAdapter, FlintAdapter, Gemma4UnifiedTextAdapter,
+    LagunaAdapter, FlintAdapter, Gemma4UnifiedTextAdapter, PaddleOCRTextAdapter,
 )
 
 

@@ -28,3 +28,11 @@ class Ernie4_5VLMoeTextAdapter(MultimodalRope, Ernie4_5MoeAdapter):
     def mlp(self, layer, h):
         out = layer.mlp(h[None])  # (its MoE layers also return their router logits)
         return (out[0] if isinstance(out, tuple) else out)[0]
+
+
+class PaddleOCRTextAdapter(MultimodalRope, Ernie4_5Adapter):
+    """PaddleOCR-VL's language model (`paddleocr_vl_text`, ERNIE-4.5-0.3B): ERNIE 4.5's layer with Qwen2.5-Omni's
+    attention, so multimodal RoPE on rotate-half pairs (the model's own rotation) and optional q/k/v/o biases."""
+
+    family = "paddleocr_vl"
+    model_types = ("paddleocr_vl_text",)

@@ -1,6 +1,7 @@
 """IBM Granite (3.x dense): the Llama layout with four scalars from the config: the embeddings are multiplied by
 `embedding_multiplier`, each branch by `residual_multiplier` before it joins the residual, the logits divided by
 `logits_scaling`, and the attention scale is `attention_multiplier` (the attention module's `scaling`).
+Granite-Docling's language model (`granite_docling_text`) is this layout.
 
 Granite 3 MoE (`granitemoe`: granite-3.x-1b-a400m, 3b-a800m) and its shared-expert variant (`granitemoeshared`)
 put a mixture of experts (`block_sparse_moe`, reading [batch, seq, hidden]) in place of the MLP; the shared
@@ -13,7 +14,7 @@ from sinktrain.stream.families.base import FamilyAdapter, LearnedSinkLogits
 
 class GraniteAdapter(FamilyAdapter):
     family = "granite"
-    model_types = ("granite",)
+    model_types = ("granite", "granite_docling_text")
     required_config_keys = FamilyAdapter.required_config_keys + (
         "embedding_multiplier", "residual_multiplier", "logits_scaling", "attention_multiplier")
 

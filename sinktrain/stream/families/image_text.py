@@ -9,18 +9,20 @@ DeepSeek-VL (`deepseek_vl`), Kimi K2.5 (`kimi_k25`, around DeepSeek-V3), Llama 3
 (`deepseek_vl_hybrid`), EXAONE 4.5 (`exaone4_5`), Cosmos 3 Omni (`cosmos3_omni`), PP-Chart2Table (`pp_chart2table`),
 HyperCLOVA X SEED Vision (`hyperclovax_vision_v2`), GLM-4.1V / 4.6V / 4.5V and GLM-OCR (`glm4v`, `glm46v`, `glmga`,
 `glm4v_moe`, `glm_ocr`), the Qwen2.5-Omni and Qwen3-Omni thinkers (`qwen2_5_omni_thinker`,
-`qwen3_omni_moe_thinker`), Fuyu (`fuyu`), Aria (`aria`), Apertus 1.5 (`apertus1p5`) ERNIE 4.5 VL (`ernie4_5_vl_moe`)
-and Gemma 4 12B (`gemma4_unified`).
+`qwen3_omni_moe_thinker`), Fuyu (`fuyu`), Aria (`aria`), Apertus 1.5 (`apertus1p5`) ERNIE 4.5 VL
+(`ernie4_5_vl_moe`), Gemma 4 12B (`gemma4_unified`), Granite-Docling (`granite_docling`) and PaddleOCR-VL
+(`paddleocr_vl`).
 
 Given text alone, each of them embeds the ids with its language model's embedding, runs that language model and
 applies its own output head; the vision tower is never touched. So a wrapper streams through its language
 model's family adapter with three things changed:
 - the config: the wrapper's `text_config`;
-- where the language model sits: `model.model.language_model` (`text_model` in Idefics 3 / SmolVLM);
+- where the language model sits: `model.model.language_model` (`text_model` in Idefics 2 / 3, SmolVLM and
+  Granite-Docling);
 - the head: the wrapper's plain `lm_head` on the final norm. It applies none of the text family's own logit
   scaling or soft-capping (Aya Vision's Cohere 2 drops its logit_scale, Gemma 3 its final soft-cap), because
-  the wrapper's forward does not; Gemma 4's wrappers soft-cap and HyperCLOVA X SEED Vision's scales as its
-  language model does (`HEAD_AS_LANGUAGE_MODEL`).
+  the wrapper's forward does not; Gemma 4's wrappers soft-cap and HyperCLOVA X SEED Vision's and
+  Granite-Docling's scale as their language models do (`HEAD_AS_LANGUAGE_MODEL`).
 The runtime self-check compares the result with the wrapper's own forward, so a wrapper that starts doing more
 is caught before streaming.
 """
@@ -78,11 +80,13 @@ LANGUAGE_MODEL_ATTRIBUTE = {
     "apertus1p5": "language_model",
     "ernie4_5_vl_moe": "language_model",
     "gemma4_unified": "language_model",
+    "granite_docling": "text_model",
+    "paddleocr_vl": "language_model",
 }
 OMNI_THINKERS = ("qwen2_5_omni_thinker/", "qwen3_omni_moe_thinker/")
 # Wrappers whose forward applies their language family's own logit processing (Gemma 4 soft-caps in the wrapper too,
-# HyperCLOVA X SEED multiplies by logits_scaling).
-HEAD_AS_LANGUAGE_MODEL = {"gemma4", "gemma4_unified", "hyperclovax_vision_v2"}
+# HyperCLOVA X SEED multiplies by logits_scaling, Granite-Docling divides by it).
+HEAD_AS_LANGUAGE_MODEL = {"gemma4", "gemma4_unified", "hyperclovax_vision_v2", "granite_docling"}
 
 
 class ImageTextWrapper:
