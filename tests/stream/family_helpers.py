@@ -326,6 +326,13 @@ FAMILY_CASES = {
     "phi3-partial-rotary": ("Phi3Config", dict(num_key_value_heads=2, sliding_window=128, pad_token_id=0,
                                                eos_token_id=2, rope_parameters={**DEFAULT_ROPE,
                                                                                 "partial_rotary_factor": 0.5})),
+    # Phi-4-multimodal: Phi-3's language model beside tiny image and audio encoders that text never reaches
+    "phi4-multimodal": ("Phi4MultimodalConfig", dict(
+        num_key_value_heads=2, **TOKEN_IDS, rope_parameters={**DEFAULT_ROPE, "partial_rotary_factor": 0.5},
+        vision_config=dict(TINY_VISION, image_token_id=5),
+        audio_config=dict(hidden_size=32, intermediate_size=48, num_blocks=1, num_attention_heads=2,
+                          ext_pw_out_channel=32, depthwise_separable_out_channel=32, nemo_conv_channels=32,
+                          audio_token_id=6))),
     # LongRoPE with an original context (128) above every position the tests stream at
     "phi3-longrope": ("Phi3Config", dict(num_key_value_heads=2, original_max_position_embeddings=128, **TOKEN_IDS,
                                          rope_parameters=LONGROPE)),
