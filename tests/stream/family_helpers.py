@@ -290,6 +290,18 @@ FAMILY_CASES = {
         vision_config=dict(TINY_VISION), image_token_id=5,
         text_config=dict(num_key_value_heads=2, head_dim=16, use_bias=True, **TOKEN_IDS,
                          rope_parameters={**DEFAULT_ROPE, "mrope_section": [2, 3, 3]}))),
+    # DeepSeek-OCR 2: Llama attention in DeepSeek-V2's layer (a dense first layer, then experts); tiny SAM and encoder
+    "deepseek-ocr2": ("DeepseekOcr2Config", dict(
+        vision_config=dict(
+            sam_config=dict(hidden_size=32, output_channels=16, num_hidden_layers=1, num_attention_heads=2,
+                            image_size=64, patch_size=16, window_size=2, global_attn_indexes=[0], mlp_dim=48,
+                            downsample_channels=[16, 32]),
+            encoder_config=dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                                num_attention_heads=2, num_key_value_heads=2, layer_types=["full_attention"])),
+        image_token_id=5, text_config=dict(
+            num_key_value_heads=4, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1,
+            moe_intermediate_size=32, mlp_layer_types=["dense", "sparse"], **TOKEN_IDS,
+            rope_parameters=DEFAULT_ROPE))),
     # Kimi K2.5: DeepSeek-V3's latent attention inside an image-text wrapper (its default vision tower is small)
     "kimi-k2.5-deepseek-v3": ("Kimi_K25Config", dict(text_config=dict(
         model_type="deepseek_v3", num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12,

@@ -53,7 +53,7 @@ from sinktrain.stream.families.granite import (
 from sinktrain.stream.families.helium import HeliumAdapter
 from sinktrain.stream.families.image_text import LANGUAGE_MODEL_ATTRIBUTE, wrapped
 from sinktrain.stream.families.laguna import LagunaAdapter
-from sinktrain.stream.families.llama import LlamaAdapter
+from sinktrain.stream.families.llama import DeepseekOcr2TextAdapter, LlamaAdapter
 from sinktrain.stream.families.llama4 import Llama4Adapter
 from sinktrain.stream.families.longcat_flash import LongcatFlashAdapter
 from sinktrain.stream.families.mimo_v2_flash import MiMoV2FlashAdapter
@@ -97,7 +97,7 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     MllamaTextAdapter, Mistral4Adapter, DeepseekV32Adapter, HyperClovaXAdapter, Glm4vTextAdapter,
     Glm4vMoeTextAdapter, MiniCPM3Adapter, MiMoV2FlashAdapter, PersimmonAdapter, DbrxAdapter,
     BitNetAdapter, HYV3Adapter, LongcatFlashAdapter, Ernie4_5VLMoeTextAdapter, Kolibri1Adapter,
-    LagunaAdapter, FlintAdapter, Gemma4UnifiedTextAdapter, PaddleOCRTextAdapter,
+    LagunaAdapter, FlintAdapter, Gemma4UnifiedTextAdapter, PaddleOCRTextAdapter, DeepseekOcr2TextAdapter,
 )
 
 

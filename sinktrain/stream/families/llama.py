@@ -13,3 +13,12 @@ from sinktrain.stream.families.base import FamilyAdapter
 class LlamaAdapter(FamilyAdapter):
     family = "llama"
     model_types = ("llama", "internlm3", "iquestcoder", "cwm", "jais2", "exaone", "aria_text")
+
+
+class DeepseekOcr2TextAdapter(FamilyAdapter):
+    """DeepSeek-OCR 2's language model (`deepseek_ocr2_text`): Llama's attention and rotary in DeepSeek-V2's layer, a
+    dense MLP or routed plus shared experts where `mlp_layer_types` says."""
+
+    family = "deepseek_ocr2"
+    model_types = ("deepseek_ocr2_text",)
+    mlp_takes_batches = True
