@@ -302,6 +302,19 @@ FAMILY_CASES = {
             num_key_value_heads=4, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1,
             moe_intermediate_size=32, mlp_layer_types=["dense", "sparse"], **TOKEN_IDS,
             rope_parameters=DEFAULT_ROPE))),
+    # Molmo 2: the scaled rotary table (linear) on layers 1 and 3, the unscaled one elsewhere; q/k norms over all heads
+    # and post-norms in one case, per head and pre-norms in the other
+    **{name: ("Molmo2Config", dict(
+        vision_config=dict(TINY_VISION, num_key_value_heads=2, head_dim=16, image_size=[28, 28],
+                           num_position_embeddings=4),
+        adapter_config=dict(vision_feature_layer=[0], hidden_size=32, num_attention_heads=2, num_key_value_heads=2,
+                            head_dim=16, intermediate_size=48, text_hidden_size=64),
+        image_token_id=5, text_config=dict(
+            num_hidden_layers=4, num_key_value_heads=2, head_dim=16, additional_vocab_size=0,
+            rope_scaling_layers=[1, 3], **text, **TOKEN_IDS,
+            rope_parameters={"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0})))
+       for name, text in (("molmo2-olmo-post-norm", dict(qk_norm_type="olmo", norm_after=True)),
+                          ("molmo2-qwen3-pre-norm", dict(qk_norm_type="qwen3", norm_after=False)))},
     # Kimi K2.5: DeepSeek-V3's latent attention inside an image-text wrapper (its default vision tower is small)
     "kimi-k2.5-deepseek-v3": ("Kimi_K25Config", dict(text_config=dict(
         model_type="deepseek_v3", num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12,

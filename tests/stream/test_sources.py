@@ -343,7 +343,7 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
     line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
     from sinktrain.stream.families import FAMILIES
 
-    assert len(FAMILIES) == 81
+    assert len(FAMILIES) == 82
     for cls in FAMILIES:  # each named with the model types it takes
         assert f"{cls.family} ({', '.join(cls.model_types)})" in line
     assert line.endswith("and image-text models wrapping one of them (gemma3, mistral3, llava, aya_vision, idefics3, "
@@ -354,7 +354,7 @@ def test_unsupported_architecture_lists_the_families(tmp_path, small_tok, capsys
                          "pp_chart2table, hyperclovax_vision_v2, glm4v, glm46v, glmga, glm4v_moe, glm_ocr, "
                          "qwen2_5_omni_thinker, qwen3_omni_moe_thinker, fuyu, aria, "
                          "apertus1p5, ernie4_5_vl_moe, gemma4_unified, granite_docling, paddleocr_vl, "
-                         "deepseek_ocr2)")
+                         "deepseek_ocr2, molmo2)")
 
 
 @pytest.mark.parametrize("name, reason", [

@@ -61,6 +61,7 @@ from sinktrain.stream.families.minimax_m2 import MiniMaxM2Adapter
 from sinktrain.stream.families.ministral import Ministral3Adapter, MinistralAdapter
 from sinktrain.stream.families.mistral import MistralAdapter
 from sinktrain.stream.families.mixtral import MixtralAdapter
+from sinktrain.stream.families.molmo2 import Molmo2TextAdapter
 from sinktrain.stream.families.mllama import MllamaTextAdapter
 from sinktrain.stream.families.mpt import MptAdapter
 from sinktrain.stream.families.nanochat import NanoChatAdapter
@@ -98,6 +99,7 @@ FAMILIES: tuple[type[FamilyAdapter], ...] = (
     Glm4vMoeTextAdapter, MiniCPM3Adapter, MiMoV2FlashAdapter, PersimmonAdapter, DbrxAdapter,
     BitNetAdapter, HYV3Adapter, LongcatFlashAdapter, Ernie4_5VLMoeTextAdapter, Kolibri1Adapter,
     LagunaAdapter, FlintAdapter, Gemma4UnifiedTextAdapter, PaddleOCRTextAdapter, DeepseekOcr2TextAdapter,
+    Molmo2TextAdapter,
 )
 
 

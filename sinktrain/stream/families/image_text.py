@@ -11,7 +11,7 @@ HyperCLOVA X SEED Vision (`hyperclovax_vision_v2`), GLM-4.1V / 4.6V / 4.5V and G
 `glm4v_moe`, `glm_ocr`), the Qwen2.5-Omni and Qwen3-Omni thinkers (`qwen2_5_omni_thinker`,
 `qwen3_omni_moe_thinker`), Fuyu (`fuyu`), Aria (`aria`), Apertus 1.5 (`apertus1p5`) ERNIE 4.5 VL
 (`ernie4_5_vl_moe`), Gemma 4 12B (`gemma4_unified`), Granite-Docling (`granite_docling`), PaddleOCR-VL
-(`paddleocr_vl`) and DeepSeek-OCR 2 (`deepseek_ocr2`).
+(`paddleocr_vl`), DeepSeek-OCR 2 (`deepseek_ocr2`) and Molmo 2 (`molmo2`).
 
 Given text alone, each of them embeds the ids with its language model's embedding, runs that language model and
 applies its own output head; the vision tower is never touched. So a wrapper streams through its language
@@ -83,6 +83,7 @@ LANGUAGE_MODEL_ATTRIBUTE = {
     "granite_docling": "text_model",
     "paddleocr_vl": "language_model",
     "deepseek_ocr2": "language_model",
+    "molmo2": "language_model",
 }
 OMNI_THINKERS = ("qwen2_5_omni_thinker/", "qwen3_omni_moe_thinker/")
 # Wrappers whose forward applies their language family's own logit processing (Gemma 4 soft-caps in the wrapper too,
