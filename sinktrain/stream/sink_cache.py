@@ -137,23 +137,25 @@ class SinkCacheLayer(RotatedSlotFirst, DynamicLayer):
         rotated at its cache index, then evict back to C entries. (`self.keys` holds the rotated slot un-rotated.)"""
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
-        n = self.get_seq_length()
-        raw = torch.cat([self.keys, self.rotary.unrotate_range(key_states, n)], dim=-2)
+        keys, self.keys = self._append(self.keys, key_states)
         values = torch.cat([self.values, value_states], dim=-2)
-        # Old keys at their indices; the new ones exactly as the model rotated them (positions n.., see the hook).
-        keys = torch.cat([self.rotary.rotate_range(self.keys, 0), key_states], dim=-2) if n else key_states
-        self.keys, self.values = self._evict(raw, 0), self._evict(values, 0)
+        self.values = self._evict(values, 0)
         return keys, values
 
     def update_indexer(self, key_states):
         """DeepSeek sparse attention's indexer keys [batch, n, dim] (rotary dims first, arriving rotated at the
         next positions), kept as the keys are: return every entry's rotated at its cache index, then evict."""
-        x, old = key_states[:, None], self.indexer_keys
-        m = 0 if old is None else old.shape[-2]
-        raw = self.rotary.unrotate_range(x, m)
-        full = torch.cat([self.rotary.rotate_range(old, 0), x], dim=-2) if m else x
-        self.indexer_keys = self._evict(torch.cat([old, raw], dim=-2) if m else raw, 0)
+        full, self.indexer_keys = self._append(self.indexer_keys, key_states[:, None])
         return full[:, 0]
+
+    def _append(self, kept: torch.Tensor | None, rotated: torch.Tensor):
+        """New entries `rotated` (rotated by the model at the next positions) joining the un-rotated `kept`:
+        -> (every entry rotated at its cache index, the un-rotated entries left after eviction)."""
+        n = 0 if kept is None or kept.numel() == 0 else kept.shape[-2]  # (DynamicLayer starts keys as [])
+        raw = self.rotary.unrotate_range(rotated, n)
+        # Old entries at their indices; the new ones exactly as the model rotated them (positions n.., see the hook).
+        full = torch.cat([self.rotary.rotate_range(kept, 0), rotated], dim=-2) if n else rotated
+        return full, self._evict(torch.cat([kept, raw], dim=-2) if n else raw, 0)
 
     def make_room(self, incoming: int) -> None:
         """Before a chunk of `incoming` tokens: evict the oldest window entries so that each token of the chunk

@@ -31,7 +31,7 @@ class StaticSinkCacheLayer(RotatedSlotFirst, StaticLayer):
         super().__init__(max_cache_len=sinks + window + 1)
         self.rotary, self.sinks, self.window = rotary, sinks, window
         self.capacity = sinks + window
-        self.indexer_keys = None  # DeepSeek sparse attention's (update_indexer)
+        self.indexer_keys = self.indexer_fed = None  # DeepSeek sparse attention's (update_indexer)
 
     def _slots(self, stamps: torch.Tensor) -> torch.Tensor:
         """Slot of the token with absolute index `stamps` (sinks keep theirs, the window wraps)."""
