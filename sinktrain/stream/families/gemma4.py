@@ -13,6 +13,7 @@ both branches, q/k RMSNorm per head, sliding-window layers (512 or 1024) and sof
 The model's rotation function takes one tensor, not a (query, key) pair."""
 
 from sinktrain.stream.families.base import FamilyAdapter, soft_cap
+from sinktrain.stream.families.gemma2 import Gemma2Adapter
 
 
 class Gemma4Adapter(FamilyAdapter):
@@ -102,6 +103,4 @@ class Gemma4UnifiedTextAdapter(Gemma4Adapter):
         return self.backbone.embed_tokens(ids)
 
     def residual(self, layer, x, attn_out):
-        x = x + layer.post_attention_layernorm(layer.self_attn.o_proj(attn_out))
-        x = x + layer.post_feedforward_layernorm(layer.mlp(layer.pre_feedforward_layernorm(x)))
-        return x * layer.layer_scalar
+        return Gemma2Adapter.residual(self, layer, x, attn_out) * layer.layer_scalar

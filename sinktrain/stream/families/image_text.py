@@ -9,7 +9,7 @@ DeepSeek-VL (`deepseek_vl`), Kimi K2.5 (`kimi_k25`, around DeepSeek-V3), Llama 3
 (`deepseek_vl_hybrid`), EXAONE 4.5 (`exaone4_5`), Cosmos 3 Omni (`cosmos3_omni`), PP-Chart2Table (`pp_chart2table`),
 HyperCLOVA X SEED Vision (`hyperclovax_vision_v2`), GLM-4.1V / 4.6V / 4.5V and GLM-OCR (`glm4v`, `glm46v`, `glmga`,
 `glm4v_moe`, `glm_ocr`), the Qwen2.5-Omni and Qwen3-Omni thinkers (`qwen2_5_omni_thinker`,
-`qwen3_omni_moe_thinker`), Fuyu (`fuyu`), Aria (`aria`), Apertus 1.5 (`apertus1p5`) ERNIE 4.5 VL
+`qwen3_omni_moe_thinker`), Fuyu (`fuyu`), Aria (`aria`), Apertus 1.5 (`apertus1p5`), ERNIE 4.5 VL
 (`ernie4_5_vl_moe`), Gemma 4 12B (`gemma4_unified`), Granite-Docling (`granite_docling`), PaddleOCR-VL
 (`paddleocr_vl`), DeepSeek-OCR 2 (`deepseek_ocr2`) and Molmo 2 (`molmo2`).
 
@@ -85,7 +85,8 @@ LANGUAGE_MODEL_ATTRIBUTE = {
     "deepseek_ocr2": "language_model",
     "molmo2": "language_model",
 }
-OMNI_THINKERS = ("qwen2_5_omni_thinker/", "qwen3_omni_moe_thinker/")
+# Wrappers that transformers 5.17 laid out with the language model itself at `model.model` (the Omni thinkers).
+LANGUAGE_MODEL_AT_MODEL_517 = {"qwen2_5_omni_thinker", "qwen3_omni_moe_thinker"}
 # Wrappers whose forward applies their language family's own logit processing (Gemma 4 soft-caps in the wrapper too,
 # HyperCLOVA X SEED multiplies by logits_scaling, Granite-Docling divides by it).
 HEAD_AS_LANGUAGE_MODEL = {"gemma4", "gemma4_unified", "hyperclovax_vision_v2", "granite_docling"}
@@ -103,8 +104,8 @@ class ImageTextWrapper:
     @property
     def backbone(self):
         inner = self.model.model
-        if self.language_model_attribute not in inner._modules and type(self).family.startswith(OMNI_THINKERS):
-            return inner  # (transformers 5.17's Omni thinkers hold the language model itself at model.model)
+        if self.model_types[0] in LANGUAGE_MODEL_AT_MODEL_517 and self.language_model_attribute not in inner._modules:
+            return inner
         return getattr(inner, self.language_model_attribute)
 
     def logits(self, x):
