@@ -17,9 +17,11 @@ and then takes, parsed and type-checked by jsonargparse against the dataclass an
     --print_config         print the resolved config as YAML and exit
     --help                 every key, its type, default and help text, taken from the fields' docstrings
 
-Precedence: defaults < --config files < overrides, in command-line order. A value of the wrong type, an unknown
-key, or an out-of-range number is refused with one line (`sinktrain train: error: trainer.max_steps: expected
-int, got 'ten'`), exit status 2, before the verb runs: nothing is written.
+Precedence: defaults < --config files < overrides, in command-line order. Values are YAML (`--sinks [0,4]`, `--set
+tokenizer=null`), except that an optional text field (`str | None`) takes its value as written: `--prompt "# Chapter
+One"` is that text, where YAML would read a comment, i.e. None (only `null` and `~` mean None). A value of the wrong
+type, an unknown key, or an out-of-range number is refused with one line (`sinktrain train: error:
+trainer.max_steps: expected int, got 'ten'`), exit status 2, before the verb runs: nothing is written.
 
 To move another verb (e.g. stream-eval) onto this pattern: give its config dataclass field docstrings and
 range types, replace its `register` body with one `add_config_verb(...)` call (positionals=("models",) if
@@ -74,6 +76,33 @@ def bool_keys(cls, prefix: str = "") -> set[str]:
         elif dataclasses.is_dataclass(tp):
             keys |= bool_keys(tp, f"{prefix}{name}.")
     return keys
+
+
+def optional_text_keys(cls, prefix: str = "") -> set[str]:
+    """Dotted keys of the `str | None` fields of `cls` and its nested dataclasses. jsonargparse reads their values
+    as YAML and keeps a str only where the YAML is one: "# Rules" (a comment), "" and "null" all become None."""
+    keys = set()
+    for name, tp in _field_types(cls).items():
+        if typing.get_origin(tp) in (typing.Union, types.UnionType) and set(typing.get_args(tp)) == {str, type(None)}:
+            keys.add(prefix + name)
+        elif dataclasses.is_dataclass(tp):
+            keys |= optional_text_keys(tp, f"{prefix}{name}.")
+    return keys
+
+
+def literal_texts(cls, argv: list[str]) -> dict[str, str]:
+    """The values `normalise_argv`'s output gives the optional text fields, as written (the last one of each key
+    wins, as in parsing); a --config file after an override takes that key back to the file's value."""
+    keys = optional_text_keys(cls) if dataclasses.is_dataclass(cls) else set()
+    texts: dict[str, str] = {}
+    for i, arg in enumerate(argv):
+        if arg == "--config" or arg.startswith("--config="):
+            texts.clear()
+            continue
+        key, eq, value = arg[2:].partition("=")
+        if arg.startswith("--") and key in keys and (eq or i + 1 < len(argv)):
+            texts[key] = value if eq else argv[i + 1]  # --key=value, or --key value
+    return {k: v for k, v in texts.items() if v not in ("null", "~")}
 
 
 def normalise_argv(cls, argv: list[str], positionals: tuple[str, ...] = ()) -> list[str]:
@@ -200,12 +229,19 @@ def parse_config(cls, argv: list[str], prog: str, positionals: tuple[str, ...] =
             load_yaml(argv[i + 1])
         elif arg.startswith("--config="):
             load_yaml(arg[len("--config="):])
+    # jsonargparse prints --print_config inside parse_args, before the literal texts are put back: print it here.
+    print_config = "--print_config" in argv
     try:
-        namespace = parser.parse_args(argv)
+        namespace = parser.parse_args([a for a in argv if a != "--print_config"])
     except jsonargparse.ArgumentError as e:
         raise ConfigKeyError(explain(cls, one_line(e))) from None
     namespace.pop("config", None)
     namespace.pop("set", None)
+    for key, text in literal_texts(cls, argv).items():
+        namespace[key] = text
+    if print_config:
+        print(parser.dump(namespace, skip_unset=False), end="")
+        raise SystemExit(0)
     try:
         return instantiate(cls, parser, namespace)
     except jsonargparse.ArgumentError as e:

@@ -154,3 +154,39 @@ def test_a_training_recipe_given_to_experiment_names_the_keys_a_study_file_takes
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
     assert "unknown key 'model'; accepted keys: name, recipe, base, variants, data," in err, err
+
+
+@configclass("inner")
+class TextInner:
+    note: str | None = None
+    """A text."""
+
+
+@configclass("outer")
+class TextOuter:
+    system: str | None = None
+    """A text."""
+    inner: TextInner = dataclasses.field(default_factory=TextInner)
+    """Nested."""
+
+
+def test_optional_text_fields_take_their_value_as_written(tmp_path, capsys):
+    """YAML would read "# Rules" as a comment and "" as nothing: both silently became None (no system prompt)."""
+
+    def parsed(*argv):
+        cfg = parse_config(TextOuter, list(argv), prog="t")
+        return cfg.system, cfg.inner.note
+
+    assert parsed("--system", "# Rules: be brief") == ("# Rules: be brief", None)
+    assert parsed("--system=# a", "--set", "inner.note=#b") == ("# a", "#b")
+    assert parsed("--system", "") == ("", None)
+    assert parsed("--system", "x", "--system", "null", "--set", "inner.note=~") == (None, None)  # YAML's None
+    assert parsed("--system", "12", "--inner.note", "true") == ("12", "true")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("system: from the file\n")
+    assert parsed("--system", "# flag", "--config", str(recipe)) == ("from the file", None)  # later file wins
+    assert parsed("--config", str(recipe), "--system", "# flag") == ("# flag", None)
+    with pytest.raises(SystemExit) as exit_:
+        parsed("--system", "# shown", "--print_config")
+    assert exit_.value.code == 0
+    assert yaml.safe_load(capsys.readouterr().out) == {"system": "# shown", "inner": {"note": None}}
