@@ -11,8 +11,9 @@ from sinktrain.util.outputs import check_out_dir
 
 MODES = ("parallel", "reference")
 BASELINES = ("dense", "recompute")
-# What an earlier stream-eval folder holds (nll/ alone: one that versions before staging left unfinished).
-OUT_MARKERS = ("results.json", "nll")
+# What an earlier stream-eval folder holds, finished or left by a version before staging: its per-configuration
+# NLLs. Not results.json: zeroshot and streameval write one too, and --overwrite must not replace their outputs.
+OUT_MARKERS = ("nll/",)
 
 
 @configclass()

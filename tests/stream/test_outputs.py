@@ -78,8 +78,14 @@ def test_overwrite_replaces_only_a_stream_eval_output(model_dirs, tmp_path, caps
     mine.mkdir()
     (mine / "notes.txt").write_text("my notes")
     assert run(model_dirs["vanilla"], mine, "--sinks", "4", "--overwrite") == 2
-    assert "is not an earlier stream-eval output (no results.json); --overwrite replaces only those" in one_line(capsys)
+    assert "is not an earlier stream-eval output (no nll/); --overwrite replaces only those" in one_line(capsys)
     assert snapshot(mine) == {"notes.txt": b"my notes"}
+    other = tmp_path / "zeroshot"  # another verb's output: it holds a results.json too
+    other.mkdir()
+    (other / "results.json").write_text('{"vanilla": {"piqa": {"acc": 0.6}}}')
+    assert run(model_dirs["vanilla"], other, "--sinks", "4", "--overwrite") == 2
+    assert "is not an earlier stream-eval output (no nll/)" in one_line(capsys)
+    assert snapshot(other) == {"results.json": b'{"vanilla": {"piqa": {"acc": 0.6}}}'}
 
 
 def test_out_that_is_a_file_or_the_current_folder_is_refused(model_dirs, tmp_path, capsys, monkeypatch):
