@@ -3,6 +3,7 @@ they are declared, so a typed-config CLI can be generated from them)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,15 @@ from sinktrain.util.text_files import read_utf8
 
 CACHE_KINDS = ("sink", "static")
 TopP = Annotated[float, Range(gt=0, le=1)]  # nucleus mass: (0, 1], 1 = off
+
+
+def check_input_file(path: str, what: str, fix: str) -> None:
+    """Refuse, before any work, an input file that is missing or is a folder: `what` names it, `fix` says what
+    to pass instead."""
+    if Path(path).is_dir():
+        raise FileNotFoundError(f"{what} {path!r} is a folder; {fix}")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{what} {path!r} does not exist; {fix}")
 
 
 @configclass()
@@ -74,10 +84,8 @@ class GenerateConfig(CacheOptions, SamplingOptions):
         super().check()
         if (self.prompt is None) == (self.prompt_file is None):
             raise ValueError("give exactly one of --prompt TEXT and --prompt-file FILE")
-        if self.prompt_file is not None and not Path(self.prompt_file).is_file():
-            raise FileNotFoundError(
-                f"prompt file {self.prompt_file!r} does not exist; pass an existing UTF-8 text file"
-            )
+        if self.prompt_file is not None:
+            check_input_file(self.prompt_file, "prompt file", "pass an existing UTF-8 text file")
 
     def prompt_text(self) -> str:
         text = self.prompt if self.prompt is not None else read_utf8(self.prompt_file, "prompt file")
@@ -109,15 +117,38 @@ class ChatConfig(CacheOptions, SamplingOptions):
 
     def check(self) -> None:
         super().check()
-        if self.script is not None and not Path(self.script).is_file():
-            raise FileNotFoundError(f"chat script {self.script!r} does not exist; pass a JSONL file of user turns")
-        if self.chat_template is not None and not Path(self.chat_template).is_file():
-            raise FileNotFoundError(f"chat template {self.chat_template!r} does not exist; pass a Jinja template file")
+        if self.script is not None:
+            check_input_file(self.script, "chat script", "pass a JSONL file of user turns")
+        if self.chat_template is not None:
+            check_input_file(self.chat_template, "chat template", "pass a Jinja template file")
         if self.out is not None:
             check_out_file(self.out, overwrite=self.overwrite)
+            parent = Path(self.out).resolve().parent  # else the transcript would fail only after the model loads
+            if not parent.is_dir():
+                raise FileNotFoundError(f"--out {self.out!r}: folder {str(parent)!r} does not exist; create it "
+                                        f"or choose another --out")
 
 
 STREAMEVAL_METHODS = ("sink", "window", "dense", "recompute")
+# Line words are two of 24 syllables, a dash and two more (streameval.SYLLABLES): 24**4 distinct words, one a line.
+STREAMEVAL_MAX_LINES = 24**4
+# The file that marks a streameval output folder. results.json cannot: stream-eval and zeroshot write one too,
+# and --overwrite would replace their folders.
+STREAMEVAL_MARKER = "streameval.json"
+
+
+def is_earlier_streameval(out: Path) -> bool:
+    """Whether folder `out` is a streameval output: it holds streameval.json, or (written before that file
+    existed) a results.json of streameval's layout, {"config": {..., "lines", "methods"}, "results": {...}}, which
+    neither stream-eval's nor zeroshot's results.json has."""
+    if (out / STREAMEVAL_MARKER).is_file():
+        return True
+    try:
+        earlier = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    config = earlier.get("config") if isinstance(earlier, dict) else None
+    return isinstance(config, dict) and set(earlier) == {"config", "results"} and {"lines", "methods"} <= set(config)
 
 
 @configclass()
@@ -127,11 +158,12 @@ class StreamEvalQAConfig(CacheOptions):
     model: str = ""
     """Model folder, .gguf file, hub id (owner/name) or zoo name (smollm2-135m-instruct)."""
     out: str = ""
-    """Output folder (results.json, streameval.png)."""
+    """Output folder (results.json, streameval.json, streameval.png)."""
     overwrite: bool = False
     """Replace an earlier streameval's non-empty out folder (once the new results are complete)."""
-    lines: Annotated[int, Range(ge=30)] = 200
-    """Lines in the stream, at least 30: the first query comes after line 30, then one after every 10th."""
+    lines: Annotated[int, Range(ge=30, le=STREAMEVAL_MAX_LINES)] = 200
+    """Lines in the stream, at least 30 (the first query comes after line 30, then one after every 10th) and at
+    most 331,776 (the distinct line words there are)."""
     seed: Seed = 0
     """Seed of the line words and numbers."""
     methods: str = ",".join(STREAMEVAL_METHODS)
@@ -148,11 +180,16 @@ class StreamEvalQAConfig(CacheOptions):
         bad = [m for m in methods if m not in STREAMEVAL_METHODS]
         if bad or not methods:
             raise ValueError(f"--methods takes {', '.join(STREAMEVAL_METHODS)}, got {self.methods!r}")
-        return methods
+        return list(dict.fromkeys(methods))  # a method named twice runs once
 
     def check(self) -> None:
         super().check()
+        if self.cache_kind != "sink":  # the methods build their own dynamic caches (dense has no fixed size)
+            raise ValueError(f"streameval runs the dynamic sink cache only; drop --cache-kind {self.cache_kind}")
         if not self.out:
             raise ValueError("--out is required: the folder for results.json and the plot")
-        check_out_dir(self.out, overwrite=self.overwrite, markers=("results.json",), what="streameval output")
+        # check_out_dir takes marker names; results.json counts as one only where its layout is streameval's
+        # (a folder written before streameval.json existed).
+        markers = (STREAMEVAL_MARKER, "results.json") if is_earlier_streameval(Path(self.out)) else (STREAMEVAL_MARKER,)
+        check_out_dir(self.out, overwrite=self.overwrite, markers=markers, what="streameval output")
         self.methods_list()

@@ -20,22 +20,25 @@ def generate(cfg: GenerateConfig, out=None, err=None) -> dict:
 
     out, err = out or sys.stdout, err or sys.stderr
     cfg.check()
+    if out is None:  # Python sets sys.stdout to None when it is closed (`>&-`): the text would go nowhere
+        raise ValueError("stdout is closed; give generate an open stdout (e.g. > out.txt)")
     prompt = cfg.prompt_text()
     sampler = Sampler(cfg.temperature, cfg.top_p, cfg.seed)  # bad sampling options fail before the model loads
     session = load_session(cfg.model, cfg)
     tok = session.tokenizer
     ids = session.sink_ids + tok(prompt)["input_ids"]
     decoder = session.decoder()
-    stop = None if cfg.ignore_eos or tok.eos_token_id is None else {int(tok.eos_token_id)}
+    stops = set() if cfg.ignore_eos else session.stop_ids()
     detok = IncrementalDetokenizer(tok)
     checkpoints = {}
     mark = max(1, cfg.max_new_tokens // 10)  # peak RSS at 10% of the run and at its end: flat means constant memory
     bar = tqdm(total=cfg.max_new_tokens, file=err, unit="tok", desc="generate", mininterval=2.0,
                disable=None if cfg.progress_every == 0 else True)
     n = 0
-    for n, token in enumerate(decoder.stream(ids, cfg.max_new_tokens, sampler, stop), start=1):
-        out.write(detok.push(token))
-        out.flush()
+    for n, token in enumerate(decoder.stream(ids, cfg.max_new_tokens, sampler, stops), start=1):
+        if token not in stops:  # the stop token ends the text; it is not part of it
+            out.write(detok.push(token))
+            out.flush()
         bar.update(1)
         if n == 1:
             first = time.perf_counter()

@@ -31,6 +31,14 @@ class Session:
             return StaticSinkCache(self.model, s, w)
         return SinkCache(self.model, s, w)
 
+    def stop_ids(self) -> set[int]:
+        """End-of-sequence ids: the tokenizer's and the generation config's (chat models end a turn with a token,
+        e.g. ChatML's <|im_end|>, that only the generation config lists)."""
+        ids = set()
+        for source in (self.tokenizer.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None)):
+            ids.update(source if isinstance(source, list) else [] if source is None else [source])
+        return {int(i) for i in ids}
+
     def decoder(self):
         from sinktrain.generate.decode import Decoder
 
@@ -39,7 +47,7 @@ class Session:
 
 def load_session(spec: str, opts: CacheOptions, check_tokenizer=None) -> Session:
     """Check the model (family, RoPE kind, sliding windows against the cache) and its tokenizer
-    (`check_tokenizer(tok)`, e.g. its chat template) before loading the weights."""
+    (`check_tokenizer(tok, sink_ids)`, e.g. its chat template) before loading the weights."""
     from sinktrain.model.source import load_model_tokenizer, load_pretrained
     from sinktrain.stream.evaluate import check_source
     from sinktrain.stream.families import adapter_class
@@ -56,12 +64,12 @@ def load_session(spec: str, opts: CacheOptions, check_tokenizer=None) -> Session
     tok = load_model_tokenizer(source)
     if tok is None:
         raise ValueError(f"{spec} has no tokenizer files; save the tokenizer it was trained with into the model folder")
-    if check_tokenizer is not None:
-        check_tokenizer(tok)
     sinks = sink_token_ids(config)
     if len(sinks) > opts.sinks:
         raise ValueError(f"{spec} is a token-sink model with {len(sinks)} sink token(s) but --sinks is {opts.sinks}; "
                          f"use --sinks {len(sinks)} or more so they stay cached")
+    if check_tokenizer is not None:
+        check_tokenizer(tok, sinks)
     trained = getattr(config, "max_position_embeddings", None)
     if trained and opts.cache + 1 > trained:  # positions inside the cache reach C (the query of a full cache)
         print(f"[sinktrain] warning: the cache ({opts.cache} + the query) exceeds the {trained} positions {spec} "

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from sinktrain.config_io import write_json_atomic
-from sinktrain.generate.config import StreamEvalQAConfig
+from sinktrain.generate.config import STREAMEVAL_MARKER, StreamEvalQAConfig
 from sinktrain.generate.decode import Decoder
 from sinktrain.generate.session import load_session
 from sinktrain.util.outputs import staged_out_dir
@@ -75,6 +75,8 @@ class Item:
 def make_stream(lines: int, seed: int, every: int = 10, back: int = 20) -> list[Item]:
     """The StreamEval text: `lines` lines, and after every `every`-th line (from line `back` on) a query for
     the line `back` lines before it."""
+    if lines > len(SYLLABLES) ** 4:  # the draw below would never find that many distinct words
+        raise ValueError(f"--lines {lines}: at most {len(SYLLABLES) ** 4} lines have distinct words")
     rng = random.Random(seed)
     words: list[str] = []
     seen: set[str] = set()
@@ -100,6 +102,19 @@ def make_stream(lines: int, seed: int, every: int = 10, back: int = 20) -> list[
                 )
             )
     return items
+
+
+def check_first_query(tok, sink_ids: list[int], items: list[Item], max_tokens: int) -> None:
+    """Refuse, before the weights load, a --max-tokens that stops every method before its first query (the
+    run would write an empty result). The first query's input is the same for every method."""
+    fed = len(sink_ids) + len(tok(HEADER, add_special_tokens=False)["input_ids"])
+    for item in items:
+        fed += len(tok(item.text, add_special_tokens=False)["input_ids"])
+        if item.kind == "query":
+            break
+    if fed > max_tokens:
+        raise ValueError(f"--max-tokens {max_tokens} is below the {fed} input tokens of the first query; "
+                         f"raise it to {fed} or more")
 
 
 def answer_tokens(tok, item: Item) -> list[int]:
@@ -212,8 +227,9 @@ def streameval(cfg: StreamEvalQAConfig, err=None) -> dict:
     """Run every method; write results.json (and streameval.png) under cfg.out; return the results."""
     err = err or sys.stderr
     cfg.check()
-    session = load_session(cfg.model, cfg)
     items = make_stream(cfg.lines, cfg.seed)
+    session = load_session(cfg.model, cfg,
+                           check_tokenizer=lambda tok, sinks: check_first_query(tok, sinks, items, cfg.max_tokens))
     s, c = cfg.sinks, cfg.cache
     runners = {
         "sink": lambda: run_cached(session, items, s, c - s, cfg.max_tokens),
@@ -224,8 +240,10 @@ def streameval(cfg: StreamEvalQAConfig, err=None) -> dict:
     results = {}
     for method in cfg.methods_list():
         rows = runners[method]()
-        acc = sum(r["correct"] for r in rows) / max(len(rows), 1)
-        digits = sum(r["digits"] for r in rows) / max(len(rows), 1)
+        if not rows:  # check_first_query should prevent it; an empty result must never replace a good one
+            raise ValueError(f"streameval {method} asked no query within --max-tokens {cfg.max_tokens}; raise it")
+        acc = sum(r["correct"] for r in rows) / len(rows)
+        digits = sum(r["digits"] for r in rows) / len(rows)
         results[method] = {
             "accuracy": acc,
             "digit_accuracy": digits,
@@ -235,12 +253,13 @@ def streameval(cfg: StreamEvalQAConfig, err=None) -> dict:
         }
         print(
             f"[streameval] {method}: {acc:.1%} exact, {digits:.1%} of digits, {len(rows)} queries (up to "
-            f"{rows[-1]['input_tokens'] if rows else 0} input tokens)",
+            f"{rows[-1]['input_tokens']} input tokens)",
             file=err,
             flush=True,
         )
     with staged_out_dir(cfg.out, "streameval") as out:  # an earlier output is replaced only once this one is whole
         write_json_atomic(out / "results.json", {"config": asdict(cfg), "results": results})
+        write_json_atomic(out / STREAMEVAL_MARKER, {"verb": "streameval", "config": asdict(cfg)})
         if not cfg.no_plots:
             plot(results, out / "streameval.png", f"StreamEval: {Path(cfg.model).name}, cache {c} ({s} sinks)")
     return results

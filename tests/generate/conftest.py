@@ -16,3 +16,13 @@ from stream_helpers import one_thread  # noqa: E402
 def single_thread():
     with one_thread():
         yield
+
+
+@pytest.fixture
+def weights_never_load(monkeypatch):
+    """Fails the test if a model's weights load: bad input must be refused before that work."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the weights loaded before the bad input was refused")
+
+    monkeypatch.setattr("sinktrain.model.source.load_pretrained", refuse)

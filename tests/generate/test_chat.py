@@ -4,7 +4,9 @@ input is one line."""
 
 from __future__ import annotations
 
+import io
 import json
+from types import SimpleNamespace
 
 import pytest
 from gen_helpers import CHATML, tiny_folder
@@ -43,6 +45,14 @@ def test_turn_texts_concatenate_to_the_template_rendering(folders):
     assert text == tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
+@pytest.mark.parametrize("reply", ["a", "user", "Paris."])
+def test_next_turn_is_the_text_after_the_reply_whatever_the_reply(folders, reply):
+    # "a" and "user" also occur inside ChatML's markers (<|im_start|>user): the text fed must still start right
+    # after the reply, not at such a marker.
+    turns = TemplateTurns(folders["chat"][2], None)
+    assert turns.next(reply, "Why?") == "<|im_end|>\n<|im_start|>user\nWhy?<|im_end|>\n<|im_start|>assistant\n"
+
+
 def test_scripted_chat_streams_past_the_cache(folders, tmp_path, capsys):
     path = str(folders["chat"][0])
     script = write_script(tmp_path / "s.jsonl", [{"user": "Who are you?"}, {"role": "user", "content": "Go on."}] * 4)
@@ -66,6 +76,7 @@ def test_scripted_chat_streams_past_the_cache(folders, tmp_path, capsys):
         ("bad-line", "line 2 is not JSON"),
         ("latin-1", "is not UTF-8 text (byte 0xe9 at offset 13); convert it first"),
         ("no-user", 'line 1: expected {"user": "..."}'),
+        ("script-folder", "is a folder; pass a JSONL file of user turns"),
     ],
 )
 def test_bad_input_is_one_line(folders, tmp_path, capsys, case, phrase):
@@ -74,6 +85,7 @@ def test_bad_input_is_one_line(folders, tmp_path, capsys, case, phrase):
         "missing-script": "/nonexistent/s.jsonl",
         "no-user": write_script(tmp_path / "s.jsonl", [{"assistant": "hi"}]),
         "latin-1": tmp_path / "latin.jsonl",
+        "script-folder": tmp_path,
     }.get(case)
     if case == "latin-1":
         script.write_bytes('{"user": "café"}\n'.encode("latin-1"))
@@ -128,3 +140,99 @@ def test_an_existing_transcript_is_kept(folders, tmp_path, capsys):
     assert log.read_text() == "an earlier conversation\n"
     assert main([*chat, "--out", str(log), "--overwrite"]) == 0
     assert [json.loads(line)["user"] for line in log.read_text().splitlines()] == ["hi"]
+
+
+def test_a_script_with_a_byte_order_mark_is_read(folders, tmp_path, capsys):
+    script = tmp_path / "bom.jsonl"
+    script.write_bytes('{"user": "hi"}\n'.encode("utf-8-sig"))
+    assert main(["chat", str(folders["chat"][0]), "--script", str(script), "--max-new-tokens", "2"]) == 0
+    assert capsys.readouterr().out.startswith("USER: hi\nASSISTANT: ")
+
+
+# Mistral's template: roles must alternate user/assistant from the first message, so a system message breaks it.
+MISTRAL = ("{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+           "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+           "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
+           "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}{% endif %}{% endfor %}")
+
+
+@pytest.mark.parametrize("template, system, phrase", [
+    ("{% for m in messages %", "Be brief.", "t.jinja' fails at line 1: unexpected 'end of template'; fix the template"),
+    ("{{ messages[0].nope.x }}", None, "t.jinja' fails: 'dict object' has no attribute 'nope'; fix the template"),
+    (MISTRAL, "Be brief.", "t.jinja' fails: Conversation roles must alternate user/assistant/user/assistant/...; "
+                           "fix the template or drop --system (it renders without a system message)"),
+    (" \n", None, "t.jinja' is empty; write a Jinja chat template in it"),
+])
+def test_a_bad_template_is_one_line_before_the_weights_load(folders, tmp_path, capsys, weights_never_load,
+                                                              template, system, phrase):
+    (tmp_path / "t.jinja").write_text(template)
+    script = write_script(tmp_path / "s.jsonl", [{"user": "hi"}])
+    rc = main(["chat", str(folders["plain"][0]), "--script", script, "--chat-template", str(tmp_path / "t.jinja"),
+               *(["--system", system] if system else [])])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and f"error: chat template '{tmp_path / 't.jinja'}" in err[0], err
+    assert phrase in err[0] and ("drop --system" in err[0]) == ("drop --system" in phrase), err
+
+
+def test_mistral_template_chats_without_a_system_message(folders, tmp_path, capsys):
+    (tmp_path / "t.jinja").write_text(MISTRAL)
+    script = write_script(tmp_path / "s.jsonl", [{"user": "hi"}, {"user": "more"}])
+    assert main(["chat", str(folders["plain"][0]), "--script", script, "--chat-template", str(tmp_path / "t.jinja"),
+                 "--max-new-tokens", "2"]) == 0
+    assert capsys.readouterr().out.count("USER: ") == 2
+
+
+@pytest.mark.parametrize("stream, phrase", [("stdin", "stdin is closed; type the user turns on stdin or pass --script"),
+                                            ("stdout", "stdout is closed; give chat an open stdout")])
+def test_a_closed_stream_is_one_line_before_the_weights_load(folders, monkeypatch, capsys, weights_never_load,
+                                                              stream, phrase):
+    monkeypatch.setattr(f"sys.{stream}", None)  # what Python sets for `<&-` / `>&-`
+    rc = main(["chat", str(folders["chat"][0])])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and phrase in err[0], err
+
+
+def test_a_stdin_line_that_is_not_utf8_is_one_line(folders, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO("Hello\ncafé\n".encode("latin-1"))))
+    rc = main(["chat", str(folders["chat"][0]), "--max-new-tokens", "2", "--cache", "32", "--sinks", "2"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "[chat] turn 1:" in err and "Traceback" not in err, err
+    assert "error: stdin line 2 is not UTF-8 text (byte 0xe9 at offset 3); send UTF-8" in err.splitlines()[-1], err
+
+
+def test_a_missing_out_folder_is_refused_before_the_weights_load(folders, tmp_path, capsys, weights_never_load):
+    script = write_script(tmp_path / "s.jsonl", [{"user": "hi"}])
+    out = tmp_path / "missing" / "log.jsonl"
+    rc = main(["chat", str(folders["chat"][0]), "--script", script, "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and f"folder '{tmp_path / 'missing'}' does not exist" in err[0], err
+
+
+def test_a_failed_run_leaves_the_earlier_transcript_unchanged(folders, tmp_path, capsys):
+    # A template that fails on the second turn's text only (it renders the probe conversation).
+    (tmp_path / "t.jinja").write_text("{% for m in messages %}{% if m['content'] == 'boom' %}"
+                                      "{{ raise_exception('no boom') }}{% endif %}{% endfor %}" + CHATML)
+    log = tmp_path / "log.jsonl"
+    log.write_text("an earlier conversation\n")
+    script = write_script(tmp_path / "s.jsonl", [{"user": "hi"}, {"user": "boom"}])
+    rc = main(["chat", str(folders["plain"][0]), "--script", script, "--chat-template", str(tmp_path / "t.jinja"),
+               "--max-new-tokens", "2", "--out", str(log), "--overwrite"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "fails: no boom" in err[-1], err
+    assert log.read_text() == "an earlier conversation\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.jsonl", "s.jsonl", "t.jinja"]  # no temporary file
+
+
+def test_ctrl_c_ends_the_conversation_and_keeps_its_turns(folders, tmp_path, monkeypatch, capsys):
+    def typed():
+        yield b"Hello\n"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("sys.stdin", SimpleNamespace(buffer=typed()))
+    log = tmp_path / "log.jsonl"
+    log.write_text("an earlier conversation\n")
+    rc = main(["chat", str(folders["chat"][0]), "--max-new-tokens", "2", "--out", str(log), "--overwrite"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "Traceback" not in err and "[chat] interrupted: the conversation ends after 1 turn(s)" in err
+    assert [json.loads(line)["user"] for line in log.read_text().splitlines()] == ["Hello"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.jsonl"]

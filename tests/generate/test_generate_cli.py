@@ -26,6 +26,7 @@ def folder(tmp_path_factory):
     (["--prompt", "hi", "--max-new-tokens", "0"], "max_new_tokens must be >= 1, got 0"),
     (["--prompt", "   "], "--prompt is empty"),
     (["--prompt-file", "/nonexistent/prompt.txt"], "prompt file '/nonexistent/prompt.txt' does not exist"),
+    (["--prompt-file", "/"], "prompt file '/' is a folder; pass an existing UTF-8 text file"),
     ([], "give exactly one of --prompt TEXT and --prompt-file FILE"),
     (["--prompt", "hi", "--top-p", "0"], "top_p must be > 0 and <= 1, got 0.0"),
     (["--prompt", "hi", "--dtype", "fp8"], "--dtype 'fp8': use one of float32, bfloat16, float16"),
@@ -87,3 +88,25 @@ def test_token_sink_export_gets_its_sink_first(tmp_path, capsys):
     assert capsys.readouterr().out == tok.decode(expected) + "\n"
     with torch.no_grad():  # and the sink changes what the model says
         assert expected != list(Decoder(model, SinkCache(model, 1, 7)).stream(ids[1:], 20, Sampler()))
+
+
+def test_a_closed_stdout_is_one_line_before_the_weights_load(folder, monkeypatch, capsys, weights_never_load):
+    monkeypatch.setattr("sys.stdout", None)  # what Python sets for `>&-`
+    rc = main(["generate", str(folder[0]), "--prompt", "hi"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "stdout is closed; give generate an open stdout" in err[0], err
+
+
+def test_generation_stops_at_the_generation_configs_eos_and_does_not_print_it(tmp_path, capsys):
+    # A chat model ends its turn with a token (ChatML's <|im_end|>) that only its generation config lists: make
+    # the 4th greedy token of the tiny model that token.
+    path, model, tok = tiny_folder(tmp_path)
+    ids = tok("Once upon a time")["input_ids"]
+    greedy = list(Decoder(model, SinkCache(model, 4, 60)).stream(ids, 12, Sampler()))
+    k = next(i for i in range(3, 12) if greedy[i] not in greedy[:i])
+    assert tok.eos_token_id not in greedy[: k + 1]
+    model.generation_config.eos_token_id = greedy[k]
+    model.generation_config.save_pretrained(path)
+    rc = main(["generate", str(path), "--prompt", "Once upon a time", "--cache", "64", "--max-new-tokens", "12"])
+    out = capsys.readouterr()
+    assert rc == 0 and out.out == tok.decode(greedy[:k]) + "\n" and f"[generate] {k + 1} tokens" in out.err

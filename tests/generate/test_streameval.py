@@ -10,7 +10,8 @@ import torch
 from gen_helpers import tiny_folder
 
 from sinktrain.cli import main
-from sinktrain.generate.streameval import HEADER, make_stream
+from sinktrain.generate.config import STREAMEVAL_MAX_LINES
+from sinktrain.generate.streameval import HEADER, SYLLABLES, make_stream
 
 
 def test_stream_is_seeded_and_queries_point_20_lines_back():
@@ -25,6 +26,12 @@ def test_stream_is_seeded_and_queries_point_20_lines_back():
         assert q.line == target.line and f"<{q.answer}>" in target.text
         assert target.text.split(":")[0].removeprefix("line ") in q.text and q.text.endswith("is <")
     assert len({i.text.split(":")[0] for i in lines}) == 60  # line names are unique
+
+
+def test_lines_are_bounded_by_the_distinct_words():
+    assert STREAMEVAL_MAX_LINES == len(SYLLABLES) ** 4  # --lines' bound is the number of words make_stream has
+    with pytest.raises(ValueError, match="at most 331776 lines"):
+        make_stream(STREAMEVAL_MAX_LINES + 1, seed=0)  # refused, not an endless draw
 
 
 def test_run_scores_each_cache(tmp_path, capsys):
@@ -59,10 +66,12 @@ def test_run_scores_each_cache(tmp_path, capsys):
     assert "[streameval] sink:" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args, phrase", [(["--lines", "10"], "lines must be >= 30, got 10"),
+@pytest.mark.parametrize("args, phrase", [(["--lines", "10"], "lines must be >= 30 and <= 331776, got 10"),
                                           (["--bin-tokens", "0"], "bin_tokens must be >= 1, got 0"),
                                           (["--max-tokens", "0"], "max_tokens must be >= 1, got 0"),
                                           (["--methods", "sink,magic"], "--methods takes sink, window"),
+                                          (["--lines", "331777"], "lines must be >= 30 and <= 331776, got 331777"),
+                                          (["--cache-kind", "static"], "streameval runs the dynamic sink cache only"),
                                           (["--cache", "4", "--sinks", "4"], "must be larger than the sink count")])
 def test_bad_input_is_one_line(tmp_path, capsys, args, phrase):
     folder = tmp_path / "nomodel"
@@ -71,19 +80,67 @@ def test_bad_input_is_one_line(tmp_path, capsys, args, phrase):
     assert rc == 2 and len(err) == 1 and phrase in err[0]
 
 
-def test_an_earlier_output_is_kept_until_overwrite(tmp_path, capsys):
+def earlier_streameval(out, with_marker: bool):
+    """An earlier streameval folder, as written before streameval.json existed (or with it)."""
+    out.mkdir()
+    earlier = json.dumps({"config": {"lines": 30, "methods": "sink"}, "results": {"sink": {"earlier": True}}})
+    (out / "results.json").write_text(earlier)
+    if with_marker:
+        (out / "streameval.json").write_text('{"verb": "streameval"}')
+    return earlier
+
+
+@pytest.mark.parametrize("with_marker", [False, True])
+def test_an_earlier_output_is_kept_until_overwrite(tmp_path, capsys, with_marker):
     folder, _, _ = tiny_folder(tmp_path)
     capsys.readouterr()
     out = tmp_path / "se"
-    out.mkdir()
-    (out / "results.json").write_text('{"earlier": true}')
+    earlier = earlier_streameval(out, with_marker)
     run = ["streameval", str(folder), "--out", str(out), "--lines", "30", "--cache", "96", "--sinks", "4",
-           "--methods", "sink", "--no-plots", "true"]
+           "--methods", "sink,sink", "--no-plots", "true"]
     assert main(run) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"output folder {out} exists and is not empty; pass --overwrite" in err[0], err
-    assert (out / "results.json").read_text() == '{"earlier": true}'
+    assert (out / "results.json").read_text() == earlier
     assert main([*run, "--overwrite"]) == 0
     assert list(json.loads((out / "results.json").read_text())["results"]) == ["sink"]
-    assert sorted(p.name for p in out.iterdir()) == ["results.json"]
+    assert capsys.readouterr().err.count("[streameval] sink:") == 1  # a method named twice runs once
+    assert sorted(p.name for p in out.iterdir()) == ["results.json", "streameval.json"]
     assert not list(tmp_path.glob("se.*"))  # no staging folder left beside it
+
+
+def tree(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("verb, files", [
+    ("stream-eval", {"results.json": '{"vanilla": {"1+63": {"ppl": 12.5}}}', "nll/vanilla.npy": "nll"}),
+    ("zeroshot", {"results.json": '{"vanilla": {"piqa": {"acc": 0.5}}}', "tasks/piqa.json": "[]"}),
+])
+def test_overwrite_refuses_another_verbs_results(tmp_path, capsys, verb, files):
+    # stream-eval and zeroshot write a results.json too: --overwrite must not take their folders for its own.
+    out = tmp_path / verb
+    for name, text in files.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    before = tree(out)
+    rc = main(["streameval", str(tmp_path / "nomodel"), "--out", str(out), "--overwrite"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and f"{out} is not an earlier streameval output (no streameval.json)" in err[0]
+    assert tree(out) == before
+
+
+def test_max_tokens_below_the_first_query_is_refused_before_the_weights_load(tmp_path, capsys, weights_never_load):
+    folder, _, tok = tiny_folder(tmp_path)
+    out = tmp_path / "se"
+    earlier = earlier_streameval(out, with_marker=True)
+    items = make_stream(30, seed=0)
+    first = len(tok(HEADER + "".join(i.text for i in items[: items.index(next(i for i in items if i.kind == "query"))
+                                                              + 1]), add_special_tokens=False)["input_ids"])
+    capsys.readouterr()
+    rc = main(["streameval", str(folder), "--out", str(out), "--lines", "30", "--max-tokens", str(first - 1),
+               "--overwrite"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert f"--max-tokens {first - 1} is below the {first} input tokens of the first query; raise it" in err[0]
+    assert (out / "results.json").read_text() == earlier
