@@ -6,7 +6,7 @@ from the config's field docstrings).
 Errors: bad input (ValueError, OSError incl. FileNotFoundError, `sinktrain.util.errors.UserError`, e.g. a
 config value out of range or a failed hub push) is printed as one line and exits 2. Anything else, e.g. a
 RuntimeError deep inside training, is an internal error and keeps its traceback. `--debug` (or SINKTRAIN_DEBUG=1)
-shows the traceback of any error.
+shows the traceback of any error. Ctrl-C prints "interrupted" and exits 130.
 """
 
 from __future__ import annotations
@@ -66,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"sinktrain {verb}: error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
+    except KeyboardInterrupt:
+        # Ctrl-C is the user's choice, not a bug: no traceback. Verbs clean up on the way out (prepare removes its
+        # temporary shards); 130 is the shell's status for a SIGINT.
+        if debug:
+            raise
+        print(f"sinktrain {verb}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

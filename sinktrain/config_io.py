@@ -113,9 +113,39 @@ def _ranged_fields(cls) -> dict[str, tuple[type, Range, tuple[type, ...]]]:
     return out
 
 
+def _admits_none(tp) -> bool:
+    if tp is typing.Any or tp is type(None):
+        return True
+    if typing.get_origin(tp) is Annotated:
+        return _admits_none(typing.get_args(tp)[0])
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and any(map(_admits_none, typing.get_args(tp)))
+
+
+def _type_name(tp) -> str:
+    if typing.get_origin(tp) is Annotated:
+        return _type_name(typing.get_args(tp)[0])
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(map(_type_name, typing.get_args(tp)))
+    return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
+
+
+@functools.cache
+def _required_fields(cls) -> dict[str, str]:
+    """Name -> type name of the fields whose annotation does not admit None."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return {f.name: _type_name(hints[f.name]) for f in dataclasses.fields(cls) if not _admits_none(hints[f.name])}
+
+
 def check_fields(obj, section: str = "") -> None:
-    """Raise ConfigKeyError for a ranged field whose value is not a number of its type inside its range."""
+    """Raise ConfigKeyError for a None in a field whose type does not admit it, and for a ranged field whose value
+    is not a number of its type inside its range."""
     prefix = f"{section}." if section else ""
+    for name, type_name in _required_fields(type(obj)).items():
+        # jsonargparse lets a YAML `key: null` (or a blank `key:`) through for any type; the code behind a `str`
+        # field would then read None (a text field named None, a path "None").
+        if getattr(obj, name) is None:
+            raise ConfigKeyError(f"{prefix}{name}: expected {type_name}, got null; give a value or leave the key "
+                                 f"out for its default")
     for name, (base, rng, others) in _ranged_fields(type(obj)).items():
         value = getattr(obj, name)
         if value is None or (others and isinstance(value, others)):
@@ -166,7 +196,7 @@ def one_line(message) -> str:
     patterns = [
         (r'Parser key "([^"]+)": Expected an? (\S+?)\. Got value: (.*)',
          lambda m: f"{m[1]}: expected {m[2]}, got {m[3]!r}"),
-        (r'Parser key "([^"]+)": Does not validate against any of the Union subtypes Subtypes: \[(.*?)\].*'
+        (r'Parser key "([^"]+)": Does not validate against any of the Union subtypes Subtypes: \[(.*?)\] Errors:.*'
          r"Given value: (.*)", lambda m: f"{m[1]}: expected {m[2].replace(', ', ' or ')}, got {m[3]!r}"),
         (r"unrecognized arguments: --([^= ]+).*", lambda m: f"unknown key {m[1]!r}"),
         (r"Option '([^']+)' is not accepted.*", lambda m: f"unknown key {m[1]!r}"),
@@ -268,4 +298,7 @@ def load_yaml(path: str | Path) -> dict:
         raise ConfigKeyError(f"{path} is not a text file ({e.reason}); pass a YAML recipe") from e
     if not isinstance(data, dict):
         raise ConfigKeyError(f"{path}: a recipe must be a YAML mapping at the top level")
+    if "set" in data:  # the --set option's slot in jsonargparse: a `set: seed=7` line would be dropped silently
+        raise ConfigKeyError(f"{path}: 'set' is a command-line option, not a key; write each override as its own key "
+                             f"(e.g. seed: 7 for set: seed=7)")
     return data

@@ -190,3 +190,44 @@ def test_optional_text_fields_take_their_value_as_written(tmp_path, capsys):
         parsed("--system", "# shown", "--print_config")
     assert exit_.value.code == 0
     assert yaml.safe_load(capsys.readouterr().out) == {"system": "# shown", "inner": {"note": None}}
+
+
+def test_null_is_refused_where_the_type_does_not_admit_it(tmp_path):
+    """jsonargparse lets `key: null` through for any type: a str field then held None (`text_field: null` looked
+    for a field named None), a path field the text "None"."""
+
+    @configclass("new")
+    class Named:
+        name: str = "x"
+        """A name."""
+        count: PositiveInt = 1
+        """How many."""
+        note: str | None = None
+        """Optional."""
+
+    assert Named(note=None).note is None
+    for kwargs, message in [({"name": None}, "new.name: expected str, got null"),
+                            ({"count": None}, "new.count: expected int, got null")]:
+        with pytest.raises(ConfigKeyError, match=message):
+            Named(**kwargs)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("count: 2\nname:\n")  # a blank value is YAML's null
+    with pytest.raises(ConfigKeyError, match="name: expected str, got null"):
+        parse_config(Named, ["--config", str(recipe)], prog="t")
+
+
+def test_a_union_type_is_named_whole_in_the_message(capsys):
+    from sinktrain.config_io import build_dataclass
+
+    with pytest.raises(ConfigKeyError) as err:
+        build_dataclass(PrepareConfig, {"sources": 5, "out_dir": "x"})
+    assert str(err.value) == "config: sources: expected list[str] or str or null, got '5'"
+
+
+def test_a_set_key_in_a_config_file_is_refused_not_dropped(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"trainer": {"max_steps": 2}, "set": "seed=7"}))
+    code = main(["train", "--config", RECIPE, "--config", str(recipe), "--set", f"data.dir={tmp_path}"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "r.yaml: 'set' is a command-line option, not a key; write each override as its own key" in err, err

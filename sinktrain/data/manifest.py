@@ -46,9 +46,38 @@ def read_manifest(data_dir: str | Path) -> dict:
     except (ValueError, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is not valid JSON ({e}); prepare the data again") from e
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        manifest = manifest if isinstance(manifest, dict) else {}
-        raise ValueError(f"{path} has format {manifest.get('format')!r}, expected {FORMAT!r}; prepare the data again")
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        # Most often another program's manifest.json (a web app's): say what the folder is not, not just the key.
+        raise ValueError(f"{str(data_dir)!r} is not a sinktrain dataset ({path} has format {found!r}, expected "
+                         f"{FORMAT!r}); pass a folder written by `sinktrain data prepare`, or prepare the data again")
+    problem = _shape_problem(manifest)
+    if problem:
+        raise ValueError(f"{path} is damaged ({problem}); prepare the data again")
     return manifest
+
+
+def _shape_problem(manifest: dict) -> str | None:
+    """What is missing from a manifest of the right format (a hand-edited or truncated one), else None: every
+    reader (TokenDataset, `data info`, training) may then index the keys below without a KeyError."""
+    tok = manifest.get("tokenizer")
+    if not isinstance(tok, dict) or not {"spec", "sha256", "vocab_size"} <= tok.keys():
+        return "no 'tokenizer' with spec, sha256 and vocab_size"
+    for key in ("dtype", "eod_id", "seed"):
+        if key not in manifest:
+            return f"no {key!r}"
+    if manifest["dtype"] not in ("uint16", "uint32"):
+        return f"dtype {manifest['dtype']!r} is not uint16 or uint32"
+    splits = manifest.get("splits")
+    for split in SPLITS:
+        info = splits.get(split) if isinstance(splits, dict) else None
+        if not isinstance(info, dict) or not isinstance(info.get("files"), list) or not all(
+                isinstance(info.get(k), int) for k in ("tokens", "documents")):
+            return f"no 'splits.{split}' with files, tokens and documents"
+    sources = manifest.get("sources")
+    if not isinstance(sources, list) or not all(
+            isinstance(s, dict) and {"spec", "kind", "documents", "tokens"} <= s.keys() for s in sources):
+        return "no 'sources' list of spec, kind, documents and tokens"
+    return None
 
 
 def manifest_sha256(data_dir: str | Path) -> str:

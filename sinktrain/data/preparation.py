@@ -22,7 +22,7 @@ from typing import Iterator
 import numpy as np
 
 from sinktrain.config_io import Fraction, NonNegativeInt, PositiveInt, Seed, configclass
-from sinktrain.util.atomic import write_json_atomic
+from sinktrain.util.atomic import temp_name, write_json_atomic
 from sinktrain.util.progress import progress
 from sinktrain.data.manifest import FORMAT, MANIFEST, TOKENIZER_DIR, read_manifest, token_dtype
 from sinktrain.data.sources import TXT_DOCUMENTS, Source, iter_documents, resolve_source
@@ -37,8 +37,9 @@ OUTPUT_KEYS = ("sources", "tokenizer", "val_fraction", "val_documents", "seed", 
 class PrepareConfig:
     """What to tokenize and where to put it. See docs/data.md."""
 
-    sources: list[str] | str = field(default_factory=list)
-    """Files, folders, globs, `hub:NAME` or hub dataset names; one, or a list such as [a.txt, b/]."""
+    # None admitted: a blank `sources:` in a YAML file is "none given" (one line below), not a TypeError.
+    sources: list[str] | str | None = None
+    """Files, folders, globs, `hub:NAME` or hub dataset names; one, or a list such as [a.txt, b/] (required)."""
     out_dir: str = ""
     """The data directory to write (manifest.json, train-*.bin, val-*.bin)."""
     tokenizer: str | None = None
@@ -80,7 +81,7 @@ class PrepareConfig:
     def __post_init__(self):
         if isinstance(self.sources, (str, Path)):
             self.sources = [self.sources]
-        self.sources = [str(s) for s in self.sources]
+        self.sources = [str(s) for s in self.sources or []]
         if not self.sources:
             raise ValueError("no sources given; pass --sources PATH|GLOB|DATASET (or a list: --sources '[a, b]')")
         if not self.out_dir:
@@ -238,26 +239,97 @@ class ShardWriter:
             (self.out_dir / (name + ".tmp")).unlink(missing_ok=True)
 
 
-# Exactly the names prepare writes (ShardWriter, write_json_atomic): nothing else in a folder is ever deleted.
-_OWN_FILE = re.compile(rf"^((train|val)-\d{{5}}\.bin|manifest\.json)(\.tmp)?$|^{TOKENIZER_DIR}$")
+# Exactly the file names prepare writes: ShardWriter's shards (`.tmp` while written) and the manifest, plus the
+# temporary name write_json_atomic gives it (util/atomic.py temp_name), which a kill just before the
+# rename leaves. Nothing else in a folder is ever deleted.
+_SHARD = re.compile(r"^(train|val)-\d{5}\.bin$")
+_MANIFEST_TMP = temp_name(MANIFEST).name
+# What save_pretrained writes for a fast tokenizer (transformers 5 writes the first two; the others appear for
+# some tokenizers or versions). A `tokenizer` folder holding anything else is the user's.
+_TOKENIZER_FILES = frozenset({"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                              "added_tokens.json", "chat_template.jinja", "chat_template.json"})
 
 
-def _check_out_dir_is_ours(out_dir: Path) -> None:
-    """Refuse a non-empty folder that is not a sinktrain dataset: its files are the user's, not ours to replace."""
-    if not out_dir.is_dir() or (out_dir / MANIFEST).is_file():
+def _is_partial(name: str) -> bool:
+    return name == _MANIFEST_TMP or (name.endswith(".tmp") and bool(_SHARD.match(name[:-len(".tmp")])))
+
+
+def _is_own(path: Path, dataset: bool) -> bool:
+    """Whether prepare wrote `path` (an entry of the output folder). `dataset`: the folder holds a valid sinktrain
+    manifest, whose `tokenizer` entry is then ours whatever it holds; without one, a `tokenizer` entry is ours only
+    if it is a real folder of save_pretrained's files. Symlinks are never ours (writing or deleting through one
+    would reach outside --out_dir), except a dataset's `tokenizer` link, which is unlinked, never followed."""
+    if path.name == TOKENIZER_DIR:
+        if dataset:
+            return True
+        return path.is_dir() and not path.is_symlink() and all(
+            child.name in _TOKENIZER_FILES and child.is_file() and not child.is_symlink() for child in path.iterdir())
+    return (path.name == MANIFEST or _SHARD.match(path.name) is not None or _is_partial(path.name)) and \
+        path.is_file() and not path.is_symlink()
+
+
+def _dataset_manifest(out_dir: Path) -> dict | None:
+    """The manifest of the sinktrain dataset in `out_dir`; None when there is no manifest.json; FileExistsError
+    when there is one that is not ours (a web app's): that folder is the user's, with or without --overwrite."""
+    if not (out_dir / MANIFEST).exists() and not (out_dir / MANIFEST).is_symlink():
+        return None
+    try:
+        return read_manifest(out_dir)
+    except (ValueError, OSError):
+        # prepare writes its manifest atomically and whole: one that does not read is another program's
+        raise FileExistsError(f"output folder {str(out_dir)!r} is not empty and not a sinktrain dataset (its "
+                              f"{MANIFEST} is not a sinktrain manifest); pass an empty or new --out_dir") from None
+
+
+def _check_out_dir_is_ours(out_dir: Path, dataset: bool) -> None:
+    """Refuse a non-empty folder holding anything prepare did not write (beside a dataset, other files are kept
+    as they are; without one, the folder is the user's): its files are not ours to replace."""
+    if not out_dir.is_dir():
         return
-    foreign = sorted(p.name for p in out_dir.iterdir() if not _OWN_FILE.match(p.name))
-    if foreign:
+    foreign = sorted(p.name for p in out_dir.iterdir() if not _is_own(p, dataset))
+    if foreign and not dataset:
         raise FileExistsError(
             f"output folder {str(out_dir)!r} is not empty and not a sinktrain dataset (it holds "
             f"{', '.join(map(repr, foreign[:3]))}{', ...' if len(foreign) > 3 else ''}); pass an empty or new --out_dir"
         )
 
 
+def _check_out_dir_outside_sources(out_dir: Path, sources: list[Source]) -> None:
+    """Refuse an output folder a source would read back: its manifest.json would become training data."""
+    for source in sources:
+        if source.reads_from(out_dir):
+            raise ValueError(f"--out_dir {str(out_dir)!r} is inside source {source.spec!r}; put it elsewhere")
+
+
+def _damage(out_dir: Path, manifest: dict) -> str | None:
+    """What is wrong with the shards a manifest lists (a missing file, a wrong size), else None."""
+    itemsize = np.dtype(manifest["dtype"]).itemsize
+    for split, info in manifest["splits"].items():
+        paths = [out_dir / name for name in info["files"]]
+        missing = next((p for p in paths if not p.is_file()), None)
+        if missing is not None:
+            return f"shard {missing.name} is missing"
+        size = sum(p.stat().st_size for p in paths)
+        if size != info["tokens"] * itemsize:
+            expected = info["tokens"] * itemsize
+            return f"the {split} shards hold {size:,} bytes, not the {expected:,} of {info['tokens']:,} tokens"
+    return None
+
+
+def _remove_tokenizer(out_dir: Path) -> None:
+    # A symlink is unlinked, never followed (rmtree would refuse one; save_pretrained would write through it).
+    path = out_dir / TOKENIZER_DIR
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.is_symlink() or path.exists():
+        path.unlink()
+
+
 def _remove_partial(out_dir: Path) -> None:
-    """Delete the `.tmp` files a killed prepare left here (an earlier complete dataset stays as it is)."""
+    """Delete the temporary files a killed prepare left here (an earlier complete dataset stays as it is). A link
+    by such a name is unlinked too (not followed): ShardWriter's open() would write through it."""
     for path in out_dir.iterdir():
-        if _OWN_FILE.match(path.name) and path.name.endswith(".tmp") and path.is_file():
+        if _is_partial(path.name) and (path.is_symlink() or path.is_file()):
             path.unlink()
 
 
@@ -266,9 +338,9 @@ def _remove_previous(out_dir: Path) -> None:
     manifest first, so the directory stops looking complete. Until then an overwritten dataset stays whole,
     so a source that fails half-way (a file that is not UTF-8, a broken archive) loses nothing."""
     (out_dir / MANIFEST).unlink(missing_ok=True)
-    shutil.rmtree(out_dir / TOKENIZER_DIR, ignore_errors=True)
+    _remove_tokenizer(out_dir)
     for path in out_dir.iterdir():
-        if _OWN_FILE.match(path.name) and not path.name.endswith(".tmp") and path.is_file():
+        if _SHARD.match(path.name) and path.is_file() and not path.is_symlink():
             path.unlink()
 
 
@@ -308,9 +380,16 @@ def _output_config(cfg: PrepareConfig) -> dict:
 def _same_dataset(manifest: dict, cfg: PrepareConfig, sha: str, sources: list[Source]) -> bool:
     stored = manifest.get("config", {})
     described = [{k: v for k, v in s.items() if k in ("spec", "kind", "files")} for s in manifest.get("sources", [])]
+    current = [s.describe() for s in sources]
+    if not any("sha256" in f for s in described for f in s.get("files", [])):
+        # A manifest from before content hashes records paths and sizes only. Whether a same-size file changed
+        # cannot be told from it; calling it different would refuse (or, with --overwrite, redo) every such
+        # dataset, unchanged ones included, so it is compared as it always was. Its next preparation adds hashes.
+        current = [{**s, "files": [{k: v for k, v in f.items() if k != "sha256"} for f in s["files"]]}
+                   if "files" in s else s for s in current]
     return ({k: stored.get(k) for k in OUTPUT_KEYS} == _output_config(cfg)
             and manifest.get("tokenizer", {}).get("sha256") == sha
-            and described == [s.describe() for s in sources])
+            and described == current)
 
 
 def prepare(cfg: PrepareConfig) -> Path:
@@ -318,23 +397,30 @@ def prepare(cfg: PrepareConfig) -> Path:
     a complete dataset prepared from the same sources and config (unless `overwrite`)."""
     out_dir = Path(cfg.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise FileExistsError(f"output {str(out_dir)!r} is a file; pass a directory to --out")
+        raise FileExistsError(f"output {str(out_dir)!r} is a file; pass a directory to --out_dir")
     tok = load_tokenizer(cfg.tokenizer)
     vocab_size, sha, eod = len(tok), tokenizer_hash(tok), eod_id(tok)
     dtype = token_dtype(vocab_size, cfg.dtype)
     sources = [resolve_source(s) for s in cfg.sources]
+    _check_out_dir_outside_sources(out_dir, sources)
+    existing = _dataset_manifest(out_dir)
 
-    if (out_dir / MANIFEST).is_file() and not cfg.overwrite:
-        if _same_dataset(read_manifest(out_dir), cfg, sha, sources):
-            if cfg.progress:
-                print(f"prepare: {out_dir} already holds this dataset; nothing to do (--overwrite true redoes it)",
-                      file=sys.stderr)
-            return out_dir
-        raise FileExistsError(
-            f"{str(out_dir)!r} holds a dataset prepared from other sources or settings; "
-            f"pass --overwrite true or another --out_dir"
-        )
-    _check_out_dir_is_ours(out_dir)
+    if existing is not None and not cfg.overwrite:
+        if not _same_dataset(existing, cfg, sha, sources):
+            raise FileExistsError(
+                f"{str(out_dir)!r} holds a dataset prepared from other sources or settings; "
+                f"pass --overwrite true or another --out_dir"
+            )
+        damage = _damage(out_dir, existing)
+        if damage:
+            raise ValueError(f"{str(out_dir)!r} holds this dataset but it is damaged ({damage}); "
+                             f"pass --overwrite true to prepare it again")
+        _remove_partial(out_dir)  # what a killed --overwrite run left beside it
+        if cfg.progress:
+            print(f"prepare: {out_dir} already holds this dataset; nothing to do (--overwrite true redoes it)",
+                  file=sys.stderr)
+        return out_dir
+    _check_out_dir_is_ours(out_dir, dataset=existing is not None)
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_partial(out_dir)
 
@@ -400,7 +486,7 @@ def prepare(cfg: PrepareConfig) -> Path:
         bar.close()
     # The tokenizer travels with the data (and from there into every run and export): later stages read it
     # from here instead of re-deriving it from a spec.
-    shutil.rmtree(out_dir / TOKENIZER_DIR, ignore_errors=True)
+    _remove_tokenizer(out_dir)
     tok.save_pretrained(out_dir / TOKENIZER_DIR)
 
     manifest = {

@@ -6,7 +6,8 @@ A source string means, in this order:
   an existing file        that file;
   an existing folder      every supported file below it, recursively, in sorted order;
   a pattern with * ? [    the files it matches (`**` recurses), in sorted order;
-  anything path-like      (starts with / . ~ or ends in a supported extension) that does not exist: an error;
+  anything path-like      (starts with / . ~, ends in a supported extension, is no valid hub id, or its first
+                          folder exists here, as `data/book` when data/ does) that does not exist: an error;
   anything else           a dataset name on the hub, e.g. EleutherAI/the_pile_deduplicated.
 
 What a document is:
@@ -20,12 +21,16 @@ A file that cannot be read (a malformed line, a truncated archive, garbage) is a
 
 from __future__ import annotations
 
+import fnmatch
 import glob
+import hashlib
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
+
+from sinktrain.data.tokenizer import looks_like_local_path
 
 # extension (after stripping compression) -> datasets packaged builder
 BUILDERS = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -41,13 +46,59 @@ class Source:
     spec: str
     kind: str  # "files" | "hub"
     files: list[Path] = field(default_factory=list)
+    _described: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     def describe(self) -> dict:
-        d = {"spec": self.spec, "kind": self.kind}
-        if self.kind == "files":
-            # sizes let a later `prepare` notice that the same paths now hold different data
-            d["files"] = [{"path": str(f), "bytes": f.stat().st_size} for f in self.files]
-        return d
+        """spec, kind and, for local files, each file's path, size and sha256: a later `prepare` compares these
+        to notice that the same paths now hold different data (an edited book often keeps its size). Computed
+        once per Source: each file is hashed once per run however often this is asked."""
+        if self._described is None:
+            d = {"spec": self.spec, "kind": self.kind}
+            if self.kind == "files":
+                d["files"] = [{"path": str(f), "bytes": f.stat().st_size, "sha256": _file_sha256(f)}
+                              for f in self.files]
+            self._described = d
+        return self._described
+
+    def reads_from(self, folder: Path) -> bool:
+        """Whether files `prepare` writes into `folder` (manifest.json, tokenizer/*.json) are, or on the next run
+        would be, among this source's files: an output folder this source reads its own output from."""
+        if self.kind != "files":
+            return False
+        root = Path(os.path.expanduser(self.spec))
+        if root.is_dir():
+            return folder.resolve().is_relative_to(root.resolve())
+        if not root.is_file() and any(c in self.spec for c in "*?["):
+            pattern = os.path.abspath(os.path.expanduser(self.spec))
+            written = [folder / "manifest.json", folder / "tokenizer" / "tokenizer.json"]
+            return any(_glob_matches(pattern, os.path.abspath(p)) for p in written)
+        return False
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _glob_matches(pattern: str, path: str) -> bool:
+    """Whether `glob.glob(pattern, recursive=True)` would list `path` if it existed (both absolute): `**` spans
+    any number of folders, other parts match one name each, and a wildcard does not match a hidden name."""
+
+    def match(pat: tuple, parts: tuple) -> bool:
+        if not pat:
+            return not parts
+        if pat[0] == "**":
+            return any(match(pat[1:], parts[i:]) for i in range(len(parts) + 1)
+                       if not any(p.startswith(".") for p in parts[:i]))
+        if not parts or (parts[0].startswith(".") and not pat[0].startswith(".")
+                          and any(c in pat[0] for c in "*?[")):
+            return False
+        return fnmatch.fnmatchcase(parts[0], pat[0]) and match(pat[1:], parts[1:])
+
+    return match(Path(pattern).parts, Path(path).parts)
 
 
 def builder_for(path: Path) -> str | None:
@@ -65,7 +116,30 @@ def _supported(paths) -> list[Path]:
 
 
 def _looks_like_path(spec: str) -> bool:
-    return spec.startswith(("/", ".", "~")) or builder_for(Path(spec)) is not None
+    # The tokenizer's rule (a missing local path fails at once, not after a minute of hub retries), plus our
+    # data extensions.
+    return looks_like_local_path(spec) or builder_for(Path(spec)) is not None
+
+
+def _check_files(files: list[Path]) -> list[Path]:
+    """Refuse, before anything is tokenized, a file that would fail only once earlier sources are done."""
+    for path in files:
+        if path.stat().st_size == 0:
+            raise ValueError(f"file {str(path)!r} is empty (0 bytes); remove it from the sources")
+    zst = next((p for p in files if p.name.lower().endswith(".zst")), None)
+    if zst is not None:
+        _require_zstandard(zst)
+    return files
+
+
+def _require_zstandard(path: Path) -> None:
+    """datasets reads .zst through the zstandard package (a dependency of ours, not of datasets); without it
+    datasets says only "Compression type zstd not supported"."""
+    try:
+        import zstandard  # noqa: F401
+    except ImportError:
+        raise ValueError(f"file {str(path)!r} is zstd-compressed, which needs the zstandard package; "
+                         f"pip install zstandard") from None
 
 
 def resolve_source(spec: str) -> Source:
@@ -81,19 +155,19 @@ def resolve_source(spec: str) -> Source:
             raise ValueError(
                 f"source {spec!r} has an unsupported extension; use .txt, .jsonl, .json or .parquet (optionally .gz)"
             )
-        return Source(spec, "files", [path])
+        return Source(spec, "files", _check_files([path]))
     if path.is_dir():
         # hidden files and folders (.git, .cache) are not data
         visible = (p for p in path.rglob("*") if not any(part.startswith(".") for part in p.relative_to(path).parts))
         files = _supported(visible)
         if not files:
             raise FileNotFoundError(f"folder {spec!r} holds no .txt/.jsonl/.json/.parquet files (optionally .gz)")
-        return Source(spec, "files", files)
+        return Source(spec, "files", _check_files(files))
     if any(c in spec for c in "*?["):
         files = _supported(glob.glob(os.path.expanduser(spec), recursive=True))
         if not files:
             raise FileNotFoundError(f"pattern {spec!r} matches no .txt/.jsonl/.json/.parquet files")
-        return Source(spec, "files", files)
+        return Source(spec, "files", _check_files(files))
     if _looks_like_path(spec):
         raise FileNotFoundError(
             f"source {spec!r} does not exist; check the path (or prefix a dataset name with 'hub:')")
@@ -161,8 +235,11 @@ def _iter_file(path: Path, text_field: str, txt_documents: str) -> Iterator[str]
     field_name = "text" if builder == "text" else text_field
     kwargs = {"sample_by": TXT_DOCUMENTS[txt_documents]} if builder == "text" else {}
     counts = {"records": 0, "missing": 0, "documents": 0}
+    if path.name.lower().endswith(".zst"):
+        _require_zstandard(path)
     try:
-        ds = load_dataset(builder, data_files=str(path), split="train", streaming=True, **kwargs)
+        # data_files is a glob pattern to datasets: escaped, a name like `notes[1].txt` is that file alone
+        ds = load_dataset(builder, data_files=glob.escape(str(path)), split="train", streaming=True, **kwargs)
         yield from _texts(ds, field_name, f"file {str(path)!r}", counts)
     except ValueError as e:
         if not isinstance(e, UnicodeDecodeError):  # (a subclass of ValueError) our own clear errors pass as is

@@ -31,7 +31,7 @@ def load_tokenizer(spec: str | Path | None = None) -> PreTrainedTokenizerFast:
         with as_file(BUNDLED_TOKENIZER) as path:
             return _with_eos(PreTrainedTokenizerFast(tokenizer_file=str(path)))
     path = Path(spec)
-    if not path.exists() and _looks_like_path(str(spec)):
+    if not path.exists() and looks_like_local_path(str(spec)):
         raise FileNotFoundError(
             f"tokenizer {str(spec)!r} does not exist; pass a tokenizer.json path, a folder, or a hub name")
     try:
@@ -53,7 +53,7 @@ def _with_eos(tok: PreTrainedTokenizerFast) -> PreTrainedTokenizerFast:
     return tok
 
 
-def _looks_like_path(spec: str) -> bool:
+def looks_like_local_path(spec: str) -> bool:
     """A name that cannot be a hub repo id, or whose first folder exists here, is a local path: a missing one is
     an error at once rather than a minute of hub retries."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id

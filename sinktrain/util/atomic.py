@@ -12,6 +12,12 @@ from pathlib import Path
 import yaml
 
 
+def temp_name(path: str | Path) -> Path:
+    """The temporary name atomic_path writes `path` under (what a kill before the rename leaves)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.tmp{path.suffix}")
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to `path`; renamed onto `path` when the block ends without an error.
@@ -20,7 +26,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
+    tmp = temp_name(path)
     try:
         yield tmp
         os.replace(tmp, path)

@@ -5,20 +5,9 @@ import json
 
 import pytest
 
-from sinktrain.cli import main
 from sinktrain.data import load_tokenizer, read_manifest
 
-from data_helpers import run_prepare
-
-
-def _cli(capsys, *argv) -> tuple[int, str]:
-    code = main(list(argv))
-    err = capsys.readouterr().err.strip()
-    return code, err
-
-
-def _snapshot(folder):
-    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+from data_helpers import cli as _cli, run_prepare, snapshot as _snapshot
 
 
 def test_prepare_refuses_a_users_folder_and_deletes_nothing(tmp_path, capsys):

@@ -1,0 +1,264 @@
+"""The output folder is the user's unless prepare wrote it; sources are what they name and are checked before any
+tokenizing; a rerun is a no-op only for the same content and whole shards."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+import sinktrain.data.preparation as prepare_module
+import sinktrain.util.atomic as atomic_module
+from sinktrain.data import read_manifest
+
+from data_helpers import cli, count_tokens, run_prepare, snapshot
+
+TEXT = "A short document for the dataset. " * 20
+
+
+@pytest.fixture
+def doc(tmp_path):
+    (tmp_path / "doc.txt").write_text(TEXT)
+    return tmp_path / "doc.txt"
+
+
+def _prepare_cli(capsys, sources, out_dir, *extra) -> tuple[int, str]:
+    return cli(capsys, "data", "prepare", "--sources", json.dumps([str(s) for s in sources]),
+               "--out_dir", str(out_dir), "--progress", "false", *extra)
+
+
+def _one_line_error(code, err, *needles):
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+
+
+# ---------------------------------------------------------------- 1, 2: the user's folders and files
+
+
+def test_a_users_tokenizer_folder_is_refused_and_kept(tmp_path, doc, capsys):
+    out = tmp_path / "out"
+    (out / "tokenizer").mkdir(parents=True)
+    (out / "tokenizer" / "tokenizer.json").write_text("my own tokenizer")
+    (out / "tokenizer" / "NOTES.md").write_text("my notes")  # not a file save_pretrained writes
+    before = snapshot(out)
+    for extra in ((), ("--overwrite", "true")):
+        code, err = _prepare_cli(capsys, [doc], out, *extra)
+        _one_line_error(code, err, "not a sinktrain dataset", "'tokenizer'", "pass an empty or new --out_dir")
+        assert snapshot(out) == before
+
+
+def test_a_tokenizer_symlink_is_never_written_through(tmp_path, doc, capsys):
+    target = tmp_path / "mytok"
+    target.mkdir()
+    (target / "tokenizer.json").write_text("the real one")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "tokenizer").symlink_to(target)
+    code, err = _prepare_cli(capsys, [doc], out)
+    _one_line_error(code, err, "not a sinktrain dataset", "'tokenizer'")
+    assert snapshot(target) == {target.relative_to(target) / "tokenizer.json": b"the real one"}
+    assert sorted(p.name for p in out.iterdir()) == ["tokenizer"] and (out / "tokenizer").is_symlink()
+
+    # In a real dataset the link is the dataset's entry: --overwrite replaces the link, never what it points to.
+    data = run_prepare([doc], tmp_path / "data", val_fraction=0)
+    import shutil
+
+    shutil.rmtree(data / "tokenizer")
+    (data / "tokenizer").symlink_to(target)
+    run_prepare([doc], data, val_fraction=0, seed=7, overwrite=True)
+    assert (target / "tokenizer.json").read_text() == "the real one" and len(list(target.iterdir())) == 1
+    assert (data / "tokenizer").is_dir() and not (data / "tokenizer").is_symlink()
+    assert (data / "tokenizer" / "tokenizer.json").stat().st_size > 1000
+
+
+def test_what_a_killed_prepare_leaves_is_taken_over(tmp_path, doc):
+    out = run_prepare([doc], tmp_path / "out", val_fraction=0)
+    expected = (out / "train-00000.bin").read_bytes()
+    (out / "manifest.json").unlink()  # killed after the tokenizer was saved, before the manifest
+    (out / "val-00003.bin.tmp").write_bytes(b"partial")
+    run_prepare([doc], out, val_fraction=0)
+    assert (out / "train-00000.bin").read_bytes() == expected and read_manifest(out)["seed"] == 1234
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "tokenizer", "train-00000.bin"]
+
+
+def test_a_foreign_manifest_is_not_a_dataset_even_with_overwrite(tmp_path, doc, capsys):
+    web = tmp_path / "webapp"
+    (web / "tokenizer").mkdir(parents=True)
+    (web / "manifest.json").write_text(json.dumps({"name": "My App", "start_url": "/"}))
+    (web / "tokenizer" / "tokenizer.json").write_text("{}")
+    (web / "index.html").write_text("<html>")
+    before = snapshot(web)
+    for extra in ((), ("--overwrite", "true")):
+        code, err = _prepare_cli(capsys, [doc], web, *extra)
+        _one_line_error(code, err, "not a sinktrain dataset", "pass an empty or new --out_dir")
+        assert snapshot(web) == before
+    code, err = cli(capsys, "data", "info", str(web))
+    _one_line_error(code, err, f"{str(web)!r} is not a sinktrain dataset", "has format None")
+
+
+def test_data_info_on_a_manifest_without_a_key_is_one_line(tmp_path, doc, capsys):
+    out = run_prepare([doc], tmp_path / "out", val_fraction=0)
+    manifest = read_manifest(out)
+    del manifest["tokenizer"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    code, err = cli(capsys, "data", "info", str(out))
+    _one_line_error(code, err, "manifest.json is damaged (no 'tokenizer'", "prepare the data again")
+
+
+# ---------------------------------------------------------------- 3, 4, 7, 8: sources
+
+
+def test_a_file_name_with_glob_characters_is_that_file_alone(tmp_path, raw_tok):
+    (tmp_path / "notes[1].txt").write_text("the bracketed file")
+    (tmp_path / "notes1.txt").write_text("a different file that the pattern notes[1].txt matches")
+    m = read_manifest(run_prepare([tmp_path / "notes[1].txt"], tmp_path / "out", val_fraction=0))
+    expected = raw_tok.encode("the bracketed file", add_special_tokens=False).ids + [0]
+    assert np.fromfile(tmp_path / "out" / "train-00000.bin", dtype=np.uint16).tolist() == expected
+    assert m["splits"]["train"]["documents"] == 1
+
+
+def test_an_out_dir_that_a_source_would_read_back_is_refused(tmp_path, doc, capsys):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "book.jsonl").write_text(json.dumps({"text": TEXT}) + "\n")
+    for source, out in [(corpus, corpus / "prepared"), (str(tmp_path / "**" / "*.jsonl"), tmp_path / "a" / "out"),
+                        (str(tmp_path / "**" / "*.json"), tmp_path / "b" / "out")]:
+        code, err = _prepare_cli(capsys, [source], out)
+        jsonl = str(source).endswith(".jsonl")
+        if jsonl:  # the pattern matches nothing prepare writes: allowed
+            assert code == 0, err
+            continue
+        _one_line_error(code, err, f"--out_dir {str(out)!r} is inside source {str(source)!r}; put it elsewhere")
+        assert not out.exists()
+
+
+def test_an_empty_file_late_in_the_list_fails_before_anything_is_tokenized(tmp_path, doc, capsys, monkeypatch):
+    (tmp_path / "zz_empty.txt").write_bytes(b"")
+    monkeypatch.setattr(prepare_module, "iter_documents", lambda *a, **k: pytest.fail("tokenizing started"))
+    code, err = _prepare_cli(capsys, [doc, tmp_path / "zz_empty.txt"], tmp_path / "out")
+    _one_line_error(code, err, f"file {str(tmp_path / 'zz_empty.txt')!r} is empty (0 bytes)",
+                    "remove it from the sources")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_mistyped_local_path_is_not_a_hub_name(tmp_path, capsys, monkeypatch):
+    import datasets
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("asked the hub"))
+    code, err = _prepare_cli(capsys, ["data/book"], tmp_path / "out")
+    _one_line_error(code, err, "source 'data/book' does not exist; check the path")
+
+
+def test_a_zst_source_round_trips(tmp_path, raw_tok):
+    zstandard = pytest.importorskip("zstandard")
+    (tmp_path / "book.txt.zst").write_bytes(zstandard.ZstdCompressor().compress(TEXT.encode()))
+    m = read_manifest(run_prepare([tmp_path / "book.txt.zst"], tmp_path / "out", val_fraction=0))
+    assert m["splits"]["train"]["tokens"] == count_tokens(raw_tok, [TEXT])
+    expected = raw_tok.encode(TEXT, add_special_tokens=False).ids + [0]
+    assert np.fromfile(tmp_path / "out" / "train-00000.bin", dtype=np.uint16).tolist() == expected
+
+
+def test_a_zst_source_without_zstandard_names_the_package(tmp_path, doc, capsys, monkeypatch):
+    (tmp_path / "book.txt.zst").write_bytes(b"\x28\xb5\x2f\xfd not read")
+    monkeypatch.setitem(__import__("sys").modules, "zstandard", None)  # import zstandard now raises ImportError
+    code, err = _prepare_cli(capsys, [doc, tmp_path / "book.txt.zst"], tmp_path / "out")
+    _one_line_error(code, err, "book.txt.zst", "pip install zstandard")
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- 5, 9, content hashes: reruns
+
+
+def test_a_manifest_temp_file_left_by_a_kill_is_cleaned_up(tmp_path, doc, monkeypatch):
+    # The temporary name is whatever util/atomic.py uses: taken from its own rename, not spelled here.
+    renamed = []
+    real_replace = atomic_module.os.replace
+    monkeypatch.setattr(atomic_module.os, "replace", lambda src, dst: (renamed.append(src), real_replace(src, dst)))
+    out = run_prepare([doc], tmp_path / "out", val_fraction=0)
+    monkeypatch.undo()
+    leftover = out / renamed[-1].name
+    assert not leftover.exists()
+    (out / "manifest.json").rename(leftover)  # killed just before the rename
+    (out / "train-00000.bin.tmp").write_bytes(b"stale")
+    run_prepare([doc], out, val_fraction=0)
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "tokenizer", "train-00000.bin"]
+
+    # The same with the manifest in place: the no-op rerun removes them too.
+    leftover.write_text("{")
+    (out / "val-00000.bin.tmp").write_bytes(b"stale")
+    run_prepare([doc], out, val_fraction=0)
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "tokenizer", "train-00000.bin"]
+
+
+@pytest.mark.parametrize("damage", ["missing", "short"])
+def test_a_rerun_onto_damaged_shards_says_so(tmp_path, doc, capsys, damage):
+    out = run_prepare([doc], tmp_path / "out", val_fraction=0)
+    shard = out / "train-00000.bin"
+    if damage == "missing":
+        shard.unlink()
+    else:
+        shard.write_bytes(shard.read_bytes()[:-2])
+    code, err = _prepare_cli(capsys, [doc], out, "--val_fraction", "0")
+    _one_line_error(code, err, "holds this dataset but it is damaged", "pass --overwrite true")
+    assert ("train-00000.bin is missing" if damage == "missing" else "not the") in err
+    assert _prepare_cli(capsys, [doc], out, "--val_fraction", "0", "--overwrite", "true")[0] == 0
+    assert shard.stat().st_size == 2 * read_manifest(out)["splits"]["train"]["tokens"]
+
+
+def test_an_edited_source_of_the_same_size_is_not_the_same_dataset(tmp_path, doc, capsys):
+    out = run_prepare([doc], tmp_path / "out", val_fraction=0)
+    doc.write_text(TEXT.replace("short", "SHORT"))  # same size, other content
+    with pytest.raises(FileExistsError, match="other sources or settings"):
+        run_prepare([doc], out, val_fraction=0)
+    run_prepare([doc], out, val_fraction=0, overwrite=True)
+    assert "SHORT" in load_first_document(out)
+
+    # A manifest from before content hashes cannot tell: paths and sizes decide, as they did then.
+    manifest = read_manifest(out)
+    for source in manifest["sources"]:
+        for f in source["files"]:
+            del f["sha256"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    before = snapshot(out)
+    capsys.readouterr()
+    run_prepare([doc], out, val_fraction=0, progress=True)
+    assert "nothing to do" in capsys.readouterr().err and snapshot(out) == before
+
+
+def load_first_document(data_dir) -> str:
+    from sinktrain.data import data_tokenizer
+
+    ids = np.fromfile(data_dir / "train-00000.bin", dtype=np.uint16)
+    return data_tokenizer(data_dir).decode(ids[:-1].tolist())
+
+
+# ---------------------------------------------------------------- 6, 10: config and CLI
+
+
+@pytest.mark.parametrize("recipe, message", [
+    ("sources:\nout_dir: OUT\n", "no sources given; pass --sources"),
+    ("sources: DOC\nout_dir: OUT\ntext_field: null\n", "text_field: expected str, got null"),
+    ("sources: DOC\nout_dir: OUT\nset: seed=7\n", "'set' is a command-line option, not a key"),
+    ("sources: 5\nout_dir: OUT\n", "sources: expected list[str] or str or null, got '5'"),
+])
+def test_bad_yaml_configs_are_one_line(tmp_path, doc, capsys, recipe, message):
+    (tmp_path / "r.yaml").write_text(recipe.replace("DOC", str(doc)).replace("OUT", str(tmp_path / "out")))
+    code, err = cli(capsys, "data", "prepare", "--config", str(tmp_path / "r.yaml"), "--progress", "false")
+    _one_line_error(code, err, message)
+    assert not (tmp_path / "out").exists()
+    assert yaml.safe_load(recipe) is not None  # the recipe itself is valid YAML: the refusal is about its keys
+
+
+def test_ctrl_c_is_one_line_exit_130_and_leaves_no_temporary_files(tmp_path, persuasion, capsys, monkeypatch):
+    (tmp_path / "book.txt").write_text(persuasion[:20000])
+
+    def interrupt(self, ids):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prepare_module.ShardWriter, "write_document", interrupt)
+    code, err = _prepare_cli(capsys, [tmp_path / "book.txt"], tmp_path / "out")
+    assert code == 130 and err == "sinktrain data prepare: interrupted"
+    assert list((tmp_path / "out").iterdir()) == []
