@@ -23,6 +23,8 @@ Every section is checked up front (unknown keys are errors) so a typo fails befo
 from __future__ import annotations
 
 import copy
+import re
+from contextlib import contextmanager
 from dataclasses import field
 from pathlib import Path
 
@@ -100,8 +102,14 @@ class ExperimentConfig:
     def validate(self) -> None:
         if not self.name:
             raise ConfigKeyError("experiment needs a name (it names the folder runs/<name>)")
+        check_name("study name", self.name)  # `../x` would put the study outside runs_dir
         if not self.variants:
             raise ConfigKeyError("experiment needs at least one variant under `variants:`")
+        for v, overrides in self.variants.items():
+            check_name("variant name", v)
+            if overrides is not None and not isinstance(overrides, dict):  # null: the base as it is
+                raise ConfigKeyError(f"experiment variants.{v}: {overrides!r} is not a mapping; give overrides of "
+                                     f"the base, e.g. {v}: {{model: {{sink: {{kind: token, num_tokens: 1}}}}}}")
         if not Path(self.recipe).is_file():
             raise FileNotFoundError(
                 f"experiment recipe {self.recipe!r} does not exist; point `recipe:` at a training recipe YAML")
@@ -110,8 +118,6 @@ class ExperimentConfig:
                 raise ConfigKeyError(f"experiment stream: {key!r} is set by the experiment; remove it")
         self.prepare_config()
         for v in self.variants:
-            if not v.replace("-", "").replace("_", "").isalnum():
-                raise ConfigKeyError(f"variant name {v!r} must be letters, digits, - or _ (it names folders)")
             self.train_config(v)
         self.stream_config([str(self.root / "export" / v) for v in self.variants])
         for key in EXPERIMENT_SET:
@@ -119,11 +125,33 @@ class ExperimentConfig:
                 raise ConfigKeyError(f"experiment zeroshot: {key!r} is set by the experiment; remove it")
         zc = self.zeroshot_config([str(self.root / "export" / v) for v in self.variants])
         if zc is not None:
-            zc.validate()  # unknown tasks and an incomplete data_dir fail now, not after training
+            with in_section("zeroshot"):  # unknown tasks and an incomplete data_dir fail now, not after training
+                zc.validate()
         from sinktrain.model.source import resolve_model_source
 
         for spec in self.pretrained:  # a bad spec fails now, not after training; zoo models are fetched here
             resolve_model_source(spec)
+
+
+def check_name(what: str, name: str) -> None:
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise ConfigKeyError(f"{what} {name!r} must be letters, digits, - or _ (it names folders)")
+
+
+@contextmanager
+def in_section(section: str):
+    """Errors of a stage's own checks name its CLI flags (`--device`, `--data-dir`); in a study they are keys of a
+    section: say `stream.device`, prefixed with the section, so the user knows what to edit in the study file."""
+    try:
+        yield
+    except (ValueError, OSError) as e:
+        text = FLAG.sub(lambda m: f"{section}.{m.group(1).replace('-', '_')}", str(e))
+        if not text.startswith(f"experiment {section}"):
+            text = f"experiment {section}: {text}"
+        raise type(e)(text) from None
+
+
+FLAG = re.compile(r"--([a-z][a-z_-]*)")
 
 
 def deep_merge(base: dict, over: dict) -> dict:

@@ -12,9 +12,9 @@ import yaml
 from sinktrain.export import read_metrics
 from sinktrain.plotting import pyplot, save_figure, style_axes
 from sinktrain.train import TrainConfig
-from sinktrain.util.atomic import write_json_atomic, write_text_atomic
+from sinktrain.util.atomic import write_json_atomic, write_text_atomic, write_yaml_atomic
 from sinktrain.util.tables import markdown_table, perplexity_table
-from sinktrain.zeroshot import markdown_table as zeroshot_table
+from sinktrain.zeroshot import limited, markdown_table as zeroshot_table
 
 
 def plot_loss_curves(metrics: dict[str, list[dict]], path: Path) -> Path | None:
@@ -95,7 +95,7 @@ def zeroshot_block(cfg, results: dict | None) -> list[str]:
     root = cfg.root / "zeroshot"
     splits = json.loads((root / "run.json").read_text()).get("splits") if (root / "run.json").is_file() else None
     zc = cfg.zeroshot_config([])
-    return ["## Zero-shot accuracy (Table 4 layout)" + (" — limited run" if zc.limit else ""), "",
+    return ["## Zero-shot accuracy (Table 4 layout)" + (" — limited run" if limited(results, zc.limit) else ""), "",
             zeroshot_table(results, splits, zc.limit),
             f"Results: `{os.path.relpath(root / 'results.json', cfg.root)}`.", ""]
 
@@ -145,5 +145,8 @@ def write_report(cfg, results: dict, run_dirs: dict[str, Path], zeroshot_results
               f"Per-token NLLs: `{rel(stream_dir / 'nll')}`; exported models: `export/<variant>`; "
               f"training runs (TensorBoard in `tb/`): `train/<variant>`.", ""]
     path = root / "report.md"
+    # Written now, not when the run starts: a run that fails before its report must not leave a study file that
+    # the earlier report's "Reproduce" line points at but that did not make its numbers.
+    write_yaml_atomic(root / "experiment.yaml", cfg.__dict__)
     write_text_atomic(path, "\n".join(lines))
     return path

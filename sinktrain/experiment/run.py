@@ -5,29 +5,45 @@ Every input of every stage is checked before the first stage runs (`preflight`).
 stage is skipped only when its artifact was made from the current inputs (done-markers, markers.py; a training
 run's inputs are its run.json's data manifest); an unfinished training run resumes from its newest complete
 checkpoint (the training stage's own `resume: auto`). A run trained on data that has since been re-prepared, or
-finished under another recipe (`RECIPE_FIELDS`: model, optimizer, schedule, batch, ...), is kept aside as
-`train/<variant>.old-N` and trained again.
+under another recipe (`RECIPE_FIELDS`: model, optimizer, schedule, batch, ...; for an unfinished run all but
+max_steps), is kept aside as `train/<variant>.old-N` and trained again.
 Under torchrun every rank trains; rank 0 alone prepares data, exports, evaluates and writes the report.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import time
 from pathlib import Path
 
-from sinktrain.data import check_long_text_source, load_tokenizer, prepare, read_manifest, resolve_source
-from sinktrain.experiment.config import ExperimentConfig
-from sinktrain.experiment.markers import forget, is_done, mark_done, tree_sha256
+from sinktrain.data import (
+    check_long_text_source,
+    data_tokenizer,
+    load_tokenizer,
+    prepare,
+    read_manifest,
+    resolve_source,
+)
+from sinktrain.experiment.config import ExperimentConfig, in_section
+from sinktrain.experiment.markers import (
+    STAGES_DIR,
+    config_sha256,
+    file_sha256,
+    forget,
+    is_done,
+    mark_done,
+    tree_sha256,
+)
 from sinktrain.experiment.report import write_report
 from sinktrain.export import ExportConfig, export_checkpoint
 from sinktrain.stream import evaluate
 from sinktrain.stream.config import validate as validate_stream_config
+from sinktrain.stream.evaluate import plan as stream_plan
 from sinktrain.train import latest_checkpoint, preflight as train_preflight, train
 from sinktrain.train.checkpoint import read_meta
-from sinktrain.util.atomic import write_yaml_atomic
 from sinktrain.util.rank import is_global_rank_zero, rank_zero_print
-from sinktrain.zeroshot import zeroshot
+from sinktrain.zeroshot import check_fits, check_weight_files, longest_answers, refuse_custom_code, zeroshot
 
 
 def log(msg: str) -> None:
@@ -41,6 +57,7 @@ def _checkpoint_step(ckpt: Path | None) -> int:
 def preflight(cfg: ExperimentConfig) -> None:
     """Every stage's inputs, checked before the first stage writes anything: a typo in `stream:` must not
     surface after hours of training."""
+    check_root(cfg.root)
     pc = cfg.prepare_config()
     if pc is None:
         read_manifest(cfg.data_dir)
@@ -52,8 +69,55 @@ def preflight(cfg: ExperimentConfig) -> None:
     for variant in cfg.variants:
         train_preflight(cfg.train_config(variant))
     sc = cfg.stream_config([str(cfg.root / "export" / v) for v in cfg.variants])
-    validate_stream_config(sc)
-    check_long_text_source(sc.text)
+    with in_section("stream"):
+        pairs = validate_stream_config(sc)
+        check_long_text_source(sc.text)
+        if sc.tokenizer is not None:
+            load_tokenizer(sc.tokenizer)
+        check_pretrained(cfg, max((s + w for s, w in pairs), default=sc.cache))
+    check_zeroshot_contexts(cfg, pc)
+
+
+# What an earlier study's folder holds (`stages/` is made first, before any stage writes): a folder without
+# any of them is the user's, and a study would overwrite its report.md, report.json or experiment.yaml.
+STUDY_MARKERS = (STAGES_DIR, "train", "data/manifest.json")
+
+
+def check_root(root: Path) -> None:
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"study folder {root} is a file; choose another name: or runs_dir:")
+    if root.is_dir() and any(root.iterdir()) and not any((root / m).exists() for m in STUDY_MARKERS):
+        raise FileExistsError(f"study folder {root} holds files but is not an earlier study (no {STAGES_DIR}/); "
+                              f"a study would overwrite them: choose another name: or runs_dir:, or move them away")
+
+
+def check_pretrained(cfg: ExperimentConfig, longest: int) -> None:
+    """The pretrained models as stream-eval checks them before streaming (architecture, tokenizer or
+    stream.tokenizer, the text in each tokenizer), and their weight files, before any training. The variants get
+    the same checks from the stream stage once they are exported."""
+    from sinktrain.model.source import resolve_model_source
+
+    if not cfg.pretrained:
+        return
+    for spec in cfg.pretrained:
+        source = resolve_model_source(spec)
+        refuse_custom_code(source)  # before stream-eval's checks read the config, which may ask to run the code
+        check_weight_files(source)
+    stream_plan(cfg.stream_config(list(cfg.pretrained)), longest)
+
+
+def check_zeroshot_contexts(cfg: ExperimentConfig, pc) -> None:
+    """Each variant's context holds the longest answer of every zero-shot task, in the data's tokenizer (the one
+    the export will carry): otherwise the zeroshot stage could only refuse after every variant trained."""
+    zc = cfg.zeroshot_config([str(cfg.root / "export" / v) for v in cfg.variants])
+    if zc is None:
+        return
+    tokenizer = load_tokenizer(pc.tokenizer) if pc is not None else data_tokenizer(cfg.data_dir)
+    longest = longest_answers(zc, [tokenizer])[0]
+    for v in cfg.variants:
+        model = cfg.train_config(v).model
+        check_fits(f"experiment zeroshot: variant {v}", longest, model.seq_len, model.num_sink_tokens,
+                   "raise the variant's model.max_seq_len, or drop the task from zeroshot.tasks")
 
 
 def stage_data(cfg: ExperimentConfig) -> None:
@@ -63,7 +127,16 @@ def stage_data(cfg: ExperimentConfig) -> None:
         log(f"data: using prepared {cfg.data_dir}")
         return
     if is_global_rank_zero():
-        prepare(pc)  # a no-op when the directory already holds this exact preparation
+        try:
+            prepare(pc)  # a no-op when the directory already holds this exact preparation
+        except FileExistsError:
+            if not (cfg.data_dir / "manifest.json").is_file() or pc.overwrite:
+                raise
+            # prepare's own message names its CLI flags, which `sinktrain experiment` does not take
+            raise FileExistsError(
+                f"{cfg.data_dir} holds data prepared from other sources or settings than the study's data: section; "
+                f"to prepare it again (and train every variant again), set overwrite: true under data: in the study "
+                f"file or pass --set data.overwrite=true, or restore the data: section") from None
         return
     while not (cfg.data_dir / "manifest.json").is_file():  # other ranks wait for rank 0's manifest
         time.sleep(5)
@@ -98,17 +171,22 @@ def recipe_changes(saved: dict, current: dict) -> list[str]:
 
 def _stale_reason(run_dir: Path, tc, manifest: dict) -> str | None:
     """Why the variant's existing run cannot be reused or continued, or None: it was trained on other data, or
-    it finished under another recipe (a finished run is otherwise skipped, and its old weights would be reported
-    under the new recipe). An unfinished run resumes; train() refuses a changed model section itself."""
+    under another recipe (a finished run is otherwise skipped, and its old weights would be reported under the
+    new recipe). An unfinished run under the same recipe resumes, to the study's current max_steps."""
     info = run_dir / "run.json"
     if info.is_file() and json.loads(info.read_text()).get("data_manifest") != manifest:
         return "the data was prepared again since this variant was trained"
     ckpt = latest_checkpoint(run_dir) if run_dir.exists() else None
-    if ckpt is not None and _checkpoint_step(ckpt) >= tc.trainer.max_steps:
-        changes = recipe_changes(read_meta(ckpt)["config"], tc.to_dict())
-        if changes:
-            return f"it finished under another recipe ({'; '.join(changes)})"
-    return None
+    if ckpt is None:
+        return None
+    changes = recipe_changes(read_meta(ckpt)["config"], tc.to_dict())
+    step = _checkpoint_step(ckpt)
+    if step >= tc.trainer.max_steps:
+        return f"it finished under another recipe ({'; '.join(changes)})" if changes else None
+    # An unfinished run resumes to the new max_steps; any other recipe change would make the final weights depend
+    # on the step at which the run was stopped (the steps before it under the old recipe, the rest under the new).
+    changes = [c for c in changes if not c.startswith("trainer.max_steps ")]
+    return f"it stopped at step {step} under another recipe ({'; '.join(changes)})" if changes else None
 
 
 def stage_train(cfg: ExperimentConfig, variant: str) -> Path:
@@ -148,11 +226,36 @@ def stage_export(cfg: ExperimentConfig, variant: str, run_dir: Path) -> Path:
     return out
 
 
-def stage_stream(cfg: ExperimentConfig, model_dirs: list[Path]) -> dict:
-    sc = cfg.stream_config([str(d) for d in model_dirs] + list(cfg.pretrained))
+def text_sha256(source: str) -> str | None:
+    """Content hash of a local text source (a file; a folder, all its files; a glob's files), so that an edited
+    book streams again; None for PG19, which comes from the hub by name."""
+    path = Path(source)
+    if path.is_file():
+        return file_sha256(path)
+    if path.is_dir():
+        return tree_sha256(path)
+    files = sorted(p for p in glob.glob(source) if Path(p).is_file())
+    return config_sha256({f: file_sha256(Path(f)) for f in files}) if files else None
+
+
+def local_sha256(spec: str) -> str | None:
+    """Content hash of a pretrained model given as a local folder or file; None for a hub id or zoo name, which
+    the spec identifies (a zoo model is fetched once and never changes)."""
+    path = Path(spec).expanduser()
+    return tree_sha256(path) if path.is_dir() else file_sha256(path) if path.is_file() else None
+
+
+def zeroshot_data_sha256(zc) -> dict:
+    """{task: {arrow file: content hash}} of the local copies lm-eval reads ({} when lm-eval downloads)."""
+    return {t: ({str(a): file_sha256(a) for a in src[1]} if src else None) for t, src in zc.task_sources().items()}
+
+
+def stage_stream(cfg: ExperimentConfig, model_hashes: dict[str, str]) -> dict:
+    """`model_hashes`: content hash of each exported folder (computed once, shared with the zeroshot stage)."""
+    sc = cfg.stream_config(list(model_hashes) + list(cfg.pretrained))
     results_path = Path(sc.out) / "results.json"
-    # Pretrained models are identified by their spec (a zoo name or hub id has no local tree to hash).
-    inputs = {"config": json.loads(json.dumps(sc.__dict__)), "models": {str(d): tree_sha256(d) for d in model_dirs}}
+    inputs = {"config": json.loads(json.dumps(sc.__dict__)), "models": model_hashes,
+              "text_sha256": text_sha256(sc.text), "pretrained": {p: local_sha256(p) for p in cfg.pretrained}}
     if results_path.is_file() and is_done(cfg.root, "stream", inputs):
         log(f"stream-eval: done ({results_path}), skipped")
         return json.loads(results_path.read_text())
@@ -163,40 +266,43 @@ def stage_stream(cfg: ExperimentConfig, model_dirs: list[Path]) -> dict:
     return results
 
 
-def stage_zeroshot(cfg: ExperimentConfig, exports: dict[str, Path]) -> dict | None:
-    """Zero-shot accuracy of each variant, keyed by variant name (None when the study lists no tasks)."""
+def stage_zeroshot(cfg: ExperimentConfig, exports: dict[str, Path], model_hashes: dict[str, str]) -> dict | None:
+    """Zero-shot accuracy of each variant, keyed by variant name (None when the study lists no tasks). Skipped
+    only when its done-marker says every variant was scored from the current exports, data and settings: the
+    zeroshot verb rewrites results.json after each model, so a killed run's file looks whole but is not."""
     zc = cfg.zeroshot_config([str(d) for d in exports.values()])
     if zc is None:
         return None
-    zc.validate()  # normalizes the task list as the run.json of an earlier run has it
+    zc.validate()  # normalizes the task list
     by_dir = dict(zip(zc.models, exports))
-    out = Path(zc.out)
-    results_path = out / "results.json"
-    if results_path.is_file() and (out / "run.json").is_file():
-        previous = json.loads((out / "run.json").read_text()).get("config", {})
-        # an export rewritten since (a newer checkpoint) must be scored again
-        newer = all(results_path.stat().st_mtime_ns > (d / "config.json").stat().st_mtime_ns for d in exports.values())
-        if previous == json.loads(json.dumps(zc.__dict__)) and newer:
-            log(f"zeroshot: done ({out / 'results.json'}), skipped")
-            return {by_dir[m]: r for m, r in json.loads((out / "results.json").read_text()).items()}
+    results_path = Path(zc.out) / "results.json"
+    inputs = {"config": json.loads(json.dumps(zc.__dict__)), "models": model_hashes,
+              "data": zeroshot_data_sha256(zc)}
+    if results_path.is_file() and is_done(cfg.root, "zeroshot", inputs):
+        log(f"zeroshot: done ({results_path}), skipped")
+        return {by_dir[m]: r for m, r in json.loads(results_path.read_text()).items()}
     log(f"zeroshot: {len(zc.models)} variants on {', '.join(zc.tasks)}"
-        + (f" (first {zc.limit} examples each)" if zc.limit else "") + f" -> {out}")
-    return {by_dir[m]: r for m, r in zeroshot(zc).items()}
+        + (f" (first {zc.limit} examples each)" if zc.limit else "") + f" -> {zc.out}")
+    forget(cfg.root, "zeroshot")
+    results = zeroshot(zc)
+    mark_done(cfg.root, "zeroshot", inputs)
+    return {by_dir[m]: r for m, r in results.items()}
 
 
 def run_experiment(cfg: ExperimentConfig) -> Path | None:
     """Run (or finish) the whole study; returns the report path (None on ranks other than 0)."""
     preflight(cfg)
-    cfg.root.mkdir(parents=True, exist_ok=True)
-    if is_global_rank_zero():
-        write_yaml_atomic(cfg.root / "experiment.yaml", cfg.__dict__)
+    # Made before any stage writes: it marks the folder as a study's (check_root). The resolved study file is
+    # written with the report, so that it always describes the run that made the report's numbers.
+    (cfg.root / STAGES_DIR).mkdir(parents=True, exist_ok=True)
     stage_data(cfg)
     run_dirs = {v: stage_train(cfg, v) for v in cfg.variants}
     if not is_global_rank_zero():
         return None
-    exports = [stage_export(cfg, v, run_dirs[v]) for v in cfg.variants]
-    results = stage_stream(cfg, exports)
-    zeroshot_results = stage_zeroshot(cfg, dict(zip(cfg.variants, exports)))
+    exports = {v: stage_export(cfg, v, run_dirs[v]) for v in cfg.variants}
+    model_hashes = {str(d): tree_sha256(d) for d in exports.values()}
+    results = stage_stream(cfg, model_hashes)
+    zeroshot_results = stage_zeroshot(cfg, exports, model_hashes)
     report = write_report(cfg, results, run_dirs, zeroshot_results)
     log(f"report: {report}")
     return report

@@ -188,8 +188,6 @@ class StreamEvalQAConfig(CacheOptions):
             raise ValueError(f"streameval runs the dynamic sink cache only; drop --cache-kind {self.cache_kind}")
         if not self.out:
             raise ValueError("--out is required: the folder for results.json and the plot")
-        # check_out_dir takes marker names; results.json counts as one only where its layout is streameval's
-        # (a folder written before streameval.json existed).
-        markers = (STREAMEVAL_MARKER, "results.json") if is_earlier_streameval(Path(self.out)) else (STREAMEVAL_MARKER,)
-        check_out_dir(self.out, overwrite=self.overwrite, markers=markers, what="streameval output")
+        check_out_dir(self.out, overwrite=self.overwrite, markers=(STREAMEVAL_MARKER,), what="streameval output",
+                      is_earlier=is_earlier_streameval)
         self.methods_list()

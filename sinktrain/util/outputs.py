@@ -17,9 +17,11 @@ from pathlib import Path
 
 
 def check_out_dir(out: str | Path, *, overwrite: bool, markers: tuple[str, ...], what: str,
-                  option: str = "--out") -> None:
+                  option: str = "--out", is_earlier=None) -> None:
     """Refuse, before any work, an output folder the run would lose data in. `markers`: names (files or folders)
-    of which an earlier output of this verb holds at least one; `what` names the verb's output in the message."""
+    of which an earlier output of this verb holds at least one; `what` names the verb's output in the message.
+    `is_earlier(out)`, where given, decides instead (a verb whose marker file is newer than some of its outputs
+    recognises the older ones by their content)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{option} {str(out)!r} is a file; pass a folder (it is created if missing)")
@@ -30,7 +32,7 @@ def check_out_dir(out: str | Path, *, overwrite: bool, markers: tuple[str, ...],
     if not overwrite:
         raise FileExistsError(f"output folder {out} exists and is not empty; pass --overwrite to replace it "
                               f"(once the new {what} is complete) or choose another {option}")
-    if not any((out / m).exists() for m in markers):
+    if not (is_earlier(out) if is_earlier is not None else any((out / m).exists() for m in markers)):
         raise FileExistsError(f"output folder {out} is not an earlier {what} (no {markers[0]}); --overwrite "
                               f"replaces only those. Choose another {option}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import field
 from pathlib import Path
 
@@ -9,6 +10,19 @@ from sinktrain.config_io import PositiveInt, configclass
 from sinktrain.model.source import DTYPES, check_device
 from sinktrain.util.outputs import check_out_dir
 from sinktrain.zeroshot.tasks import DEFAULT_TASKS, local_split, parse_tasks
+
+
+def is_earlier_zeroshot(out: Path) -> bool:
+    """Whether folder `out` is a zeroshot output: its run.json records the splits scored, or (a run stopped before
+    its first model was scored) it holds the task files. results.json alone cannot tell: stream-eval and
+    streameval write one too, and --overwrite would replace their folders."""
+    if (Path(out) / "tasks").is_dir():
+        return True
+    try:
+        info = json.loads((Path(out) / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and {"config", "splits"} <= set(info)
 
 
 @configclass()
@@ -55,7 +69,8 @@ class ZeroShotConfig:
             raise ValueError(f"--dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
         check_device(self.device)
         self.task_sources()
-        check_out_dir(self.out, overwrite=self.overwrite, markers=("results.json", "tasks"), what="zeroshot output")
+        check_out_dir(self.out, overwrite=self.overwrite, markers=("tasks/ or zeroshot run.json",),
+                      what="zeroshot output", is_earlier=is_earlier_zeroshot)
 
     def task_sources(self) -> dict[str, tuple[str, list[Path]] | None]:
         """{task: (split, arrow files)} under data_dir (None: no offline copy); {} when lm-eval downloads.

@@ -35,11 +35,12 @@ def resolve(spec: str):
     return resolve_model_source(spec)
 
 
-def load(spec: str, device: str, dtype: str, config=None) -> LoadedModel:
+def load(spec: str, device: str, dtype: str, config=None, tokenizer=None) -> LoadedModel:
     """Weights and tokenizer of a folder / .gguf / hub id / zoo name; one-line ValueError when it cannot load.
-    softmax1/logit exports load with sinktrain's own architecture (registered by sinktrain.model). `config`: the
-    model's config where the caller has read it already."""
-    from sinktrain.model.source import load_model_tokenizer, load_pretrained
+    softmax1/logit exports load with sinktrain's own architecture (registered by sinktrain.model). `config`,
+    `tokenizer`: the model's own, where the caller has read them already (run.check_models)."""
+    from sinktrain.model.source import load_pretrained
+    from sinktrain.zeroshot.run import model_tokenizer
 
     source = resolve(spec)
     try:
@@ -47,10 +48,8 @@ def load(spec: str, device: str, dtype: str, config=None) -> LoadedModel:
     except Exception as e:  # broken weights, a missing file: one line naming the model
         text = str(e).strip().removeprefix(f"cannot load model {spec!r}: ")
         raise ValueError(f"cannot load model {spec!r}: {text.splitlines()[0] if text else type(e).__name__}") from None
-    tokenizer = load_model_tokenizer(source)
     if tokenizer is None:
-        raise ValueError(f"model {spec!r} has no tokenizer files; zero-shot scoring needs the model's own tokenizer "
-                         f"(export it with sinktrain export, which writes it)")
+        tokenizer = model_tokenizer(source)
     return LoadedModel(spec, model, tokenizer, sink_ids_of(model.config))
 
 

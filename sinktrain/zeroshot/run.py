@@ -1,17 +1,27 @@
 """`zeroshot(ZeroShotConfig)`: score models on Table 4's tasks with lm-evaluation-harness and write
 `<out>/results.json`, `<out>/table.md` and `<out>/run.json`.
 
-Everything that can be refused (task names, the local data, each model's spec and config) is checked before
-the first model loads; results.json is rewritten after each model, so an interrupted run keeps what it scored.
+Everything that can be refused (task names, the local data, each model's spec, config, weight files and
+tokenizer, and whether each model's context holds every task's longest answer) is checked before the first
+model loads; results.json is rewritten after each model, so an interrupted run keeps what it scored.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from pathlib import Path
 
 from sinktrain.config_io import write_json_atomic
+from sinktrain.zeroshot.checks import (
+    DEFAULT_MAX_LENGTH,
+    check_fits,
+    check_weight_files,
+    longest_continuations,
+    refuse_custom_code,
+    task_requests,
+)
 from sinktrain.zeroshot.config import ZeroShotConfig
 from sinktrain.zeroshot.report import UNAVAILABLE, markdown_table
 from sinktrain.zeroshot.tasks import TASKS, lm_eval_config, write_local_task
@@ -22,18 +32,79 @@ def log(msg: str) -> None:
 
 
 def check_models(cfg: ZeroShotConfig) -> dict:
-    """Each spec resolves and its config loads (one line naming the model if not) before any scoring.
-    -> {spec: config}, handed to the loader so that each config is read once (a GGUF header takes seconds)."""
+    """Each spec resolves, ships no code of its own to run, its config loads, its weight files are whole and its
+    tokenizer loads (one line naming the model if not), all before any scoring.
+    -> {spec: (config, tokenizer)}, handed to the loader so that each is read once (a GGUF header takes seconds)."""
     from sinktrain.model.source import load_config, resolve_model_source
 
-    configs = {}
+    checked = {}
     for spec in cfg.models:
         source = resolve_model_source(spec)  # its own one-line errors name the spec and the fix
+        refuse_custom_code(source)
         try:
-            configs[spec] = load_config(source)
+            config = load_config(source)
         except Exception as e:  # an unknown architecture, a malformed config: one line naming the model
             raise ValueError(f"cannot load model {spec!r}: {first_line(e)}") from None
-    return configs
+        check_weight_files(source)
+        checked[spec] = (config, model_tokenizer(source))
+    return checked
+
+
+def model_tokenizer(source):
+    """The tokenizer stored with the model; zero-shot scoring has no other (one line naming the model if absent)."""
+    from sinktrain.model.source import load_model_tokenizer
+
+    try:
+        tokenizer = load_model_tokenizer(source)
+    except Exception as e:  # unreadable tokenizer files
+        raise ValueError(f"cannot load the tokenizer of model {source.spec!r}: {first_line(e)}") from None
+    if tokenizer is None:
+        raise ValueError(f"model {source.spec!r} has no tokenizer files; zero-shot scoring needs the model's own "
+                         f"tokenizer (export it with sinktrain export, which writes it)")
+    return tokenizer
+
+
+def task_refs(cfg: ZeroShotConfig, sources: dict, folder: Path) -> tuple[dict, dict]:
+    """({task: what lm-eval loads: a task YAML under `folder` for a local copy, lm-eval's own config otherwise, or
+    None where no copy exists}, {task: split scored})."""
+    refs, splits = {}, {}
+    for t in cfg.tasks:
+        if t in sources and sources[t] is None:
+            refs[t], splits[t] = None, None
+        elif t in sources:
+            split, arrows = sources[t]
+            refs[t], splits[t] = str(write_local_task(t, split, arrows, folder)), split
+        else:
+            refs[t], splits[t] = str(lm_eval_config(t)), TASKS[t].split
+    return refs, splits
+
+
+def longest_answers(cfg: ZeroShotConfig, tokenizers: list, sources: dict | None = None,
+                    manager=None) -> list[dict[str, int]]:
+    """{task: longest continuation in tokens} for each tokenizer, from the requests lm-eval will score under
+    `cfg.limit` (a few seconds: lm-eval builds them without a model). The task YAMLs are written to a scratch
+    folder: a refused run writes nothing under --out."""
+    from lm_eval.tasks import TaskManager
+
+    sources = cfg.task_sources() if sources is None else sources
+    with tempfile.TemporaryDirectory() as tmp:
+        refs = {t: r for t, r in task_refs(cfg, sources, Path(tmp))[0].items() if r is not None}
+        requests = task_requests(refs, cfg.limit, manager or TaskManager(include_defaults=False))
+    return [longest_continuations(requests, tok) for tok in tokenizers]
+
+
+def check_contexts(cfg: ZeroShotConfig, sources: dict, manager, checked: dict) -> None:
+    """Every model's context holds the longest answer of every task (lm-eval would stop on an assertion, or a
+    sink model's scoring on its first long request, after the earlier models were scored)."""
+    from lm_eval.models.utils import resolve_max_length
+
+    from sinktrain.zeroshot.lm import sink_ids_of
+
+    longest = longest_answers(cfg, [tok for _, tok in checked.values()], sources, manager)
+    for (spec, (config, tok)), per_task in zip(checked.items(), longest):
+        max_length = resolve_max_length(config, tok, default=DEFAULT_MAX_LENGTH)
+        check_fits(f"model {spec!r}", per_task, max_length, len(sink_ids_of(config)),
+                   "score a model with a longer context, or drop that task from --tasks")
 
 
 def first_line(e: Exception) -> str:
@@ -61,27 +132,20 @@ def zeroshot(cfg: ZeroShotConfig) -> dict:
     from sinktrain.zeroshot.lm import lm_for, load
 
     cfg.validate()
-    sources = cfg.task_sources()
-    configs = check_models(cfg)
-    out = Path(cfg.out)
-    refs, splits = {}, {}
-    for t in cfg.tasks:
-        if t in sources and sources[t] is None:
-            refs[t], splits[t] = None, None
-        elif t in sources:
-            split, arrows = sources[t]
-            refs[t], splits[t] = str(write_local_task(t, split, arrows, out / "tasks")), split
-        else:
-            refs[t], splits[t] = str(lm_eval_config(t)), TASKS[t].split
     # Only the task YAMLs named here are read: indexing lm-eval's ~15k built-in tasks is not needed.
     manager = TaskManager(include_defaults=False)
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    sources = cfg.task_sources()
+    checked = check_models(cfg)
+    check_contexts(cfg, sources, manager, checked)
+    out = Path(cfg.out)
+    refs, splits = task_refs(cfg, sources, out / "tasks")
     run_info = {"config": cfg.__dict__, "splits": splits,
                 "data": {t: (r if cfg.data_dir else "lm-eval download") for t, r in refs.items()}}
     results: dict = {}
     for spec in cfg.models:
         t0 = time.perf_counter()
-        loaded = load(spec, cfg.device, cfg.dtype, configs[spec])
+        loaded = load(spec, cfg.device, cfg.dtype, *checked[spec])
         log(f"{spec}: loaded in {time.perf_counter() - t0:.1f} s"
             + (f", sink token(s) {loaded.sink_ids} at position 0 of every request" if loaded.sink_ids else ""))
         lm = lm_for(loaded, cfg.batch_size)

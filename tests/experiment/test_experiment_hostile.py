@@ -11,6 +11,7 @@ import sinktrain.stream.evaluate  # noqa: F401  imported outside any test: its P
 from sinktrain.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "data" / "zeroshot"  # 50 validation rows per task
 
 STUDY = {
     "name": "tiny",
@@ -35,10 +36,24 @@ def run_study(tmp_path, capfd, study) -> tuple[int, str]:
 
 def changed(study, section, key, value):
     study = json.loads(json.dumps(study))
+    if section == "zeroshot":  # a 32-token context: PIQA's sample answers run to 101 tokens
+        study["base"]["model"] = {"max_seq_len": 32}
+        study["zeroshot"] = {"limit": 50, "data_dir": str(SAMPLE)}
     study[section].setdefault("trainer", {}) if section == "base" else None
-    target = study[section]["trainer"] if section == "base" else study[section]
+    target = study if section == "top" else study[section]["trainer"] if section == "base" else study[section]
     target[key] = value
     return study
+
+
+def tiny_model(folder: Path, tokenizer: bool = True, seed: int = 1) -> Path:
+    """A tiny GPT-NeoX folder as a pretrained model (with the bundled tokenizer unless `tokenizer` is False)."""
+    from sinktrain.data import load_tokenizer
+    from sinktrain.model import ModelConfig, build_model
+
+    build_model(ModelConfig(preset="tiny"), seed=seed).save_pretrained(folder)
+    if tokenizer:
+        load_tokenizer().save_pretrained(folder)
+    return folder
 
 
 @pytest.mark.parametrize("section, key, value, message", [
@@ -48,9 +63,15 @@ def changed(study, section, key, value):
     ("data", "sources", ["/nonexistent/corpus.jsonl"], "source '/nonexistent/corpus.jsonl' does not exist"),
     ("base", "accelerator", "gpu", "trainer.accelerator is gpu but this machine has no CUDA GPU"),
     ("stream", "overwrite", True, "experiment stream: 'overwrite' is set by the experiment; remove it"),
-    ("stream", "device", "gpu", "--device 'gpu' is not a torch device"),
+    ("stream", "device", "gpu", "experiment stream: stream.device 'gpu' is not a torch device"),
+    ("stream", "tokenizer", "/nonexistent/tok", "experiment stream: tokenizer '/nonexistent/tok' does not exist"),
+    ("variants", "vanilla", "token", "experiment variants.vanilla: 'token' is not a mapping"),
+    ("top", "name", "../../escaped", "study name '../../escaped' must be letters, digits, - or _"),
+    ("zeroshot", "tasks", ["piqa"], "experiment zeroshot: variant vanilla: a piqa answer is 101 tokens long, more "
+                                    "than the 32 the model's 32-token context leaves"),
 ], ids=["sinks-ge-cache", "missing-text", "bad-mode", "missing-source", "gpu-without-one", "stream-overwrite",
-        "bad-stream-device"])
+        "bad-stream-device", "stream-tokenizer-typo", "scalar-variant", "name-escapes-runs-dir",
+        "zeroshot-answer-past-context"])
 def test_every_stage_input_is_checked_before_the_first_stage(tmp_path, capfd, section, key, value, message):
     import torch
 
@@ -60,6 +81,31 @@ def test_every_stage_input_is_checked_before_the_first_stage(tmp_path, capfd, se
     err = [line for line in out.splitlines() if "error" in line]
     assert code == 2 and len(err) == 1 and message in err[0], out
     assert not (tmp_path / "runs").exists()  # no data prepared, nothing trained
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("cut-weights", "model.safetensors is damaged"),
+    ("no-tokenizer", "has no tokenizer files; pass stream.tokenizer"),
+])
+def test_pretrained_models_are_checked_before_training(tmp_path, capfd, damage, message):
+    model = tiny_model(tmp_path / "pretrained", tokenizer=damage != "no-tokenizer")
+    capfd.readouterr()
+    if damage == "cut-weights":
+        weights = model / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:1000])  # a copy cut short
+    code, out = run_study(tmp_path, capfd, {**STUDY, "pretrained": [str(model)]})
+    err = [line for line in out.splitlines() if "error" in line]
+    assert code == 2 and len(err) == 1 and message in err[0] and str(model) in err[0], out
+    assert "Traceback" not in out and not (tmp_path / "runs").exists()
+
+
+def test_a_folder_that_is_not_a_study_is_refused(tmp_path, capfd):
+    root = tmp_path / "runs" / "tiny"
+    root.mkdir(parents=True)
+    (root / "report.md").write_text("my own report")
+    code, out = run_study(tmp_path, capfd, STUDY)
+    assert code == 2 and f"study folder {root} holds files but is not an earlier study" in out, out
+    assert [p.name for p in root.iterdir()] == ["report.md"] and (root / "report.md").read_text() == "my own report"
 
 
 def test_a_stage_whose_inputs_changed_runs_again(tmp_path, capfd):
@@ -106,3 +152,80 @@ def test_a_stage_whose_inputs_changed_runs_again(tmp_path, capfd):
     assert (root / "train/vanilla.old-2/checkpoints/step-00000004").is_dir()
     assert yaml.safe_load((root / "train/vanilla/config.yaml").read_text())["optim"]["lr"] == 1.0e-3
     assert "stream-eval: done" not in out
+    # Data changed without overwrite: refused with the experiment's own fix (not prepare's CLI flags), and the
+    # study file beside the report still describes the run that made the report.
+    before = {f: (root / f).read_bytes() for f in ("experiment.yaml", "report.md", "report.json")}
+    other_data = json.loads(json.dumps(relearned))
+    other_data["data"].update(overwrite=False, val_fraction=0.2)
+    code, out = run_study(tmp_path, capfd, other_data)
+    err = [line for line in out.splitlines() if "error" in line]
+    assert code == 2 and len(err) == 1 and "--set data.overwrite=true" in err[0] and "--out_dir" not in err[0], out
+    assert {f: (root / f).read_bytes() for f in before} == before
+
+    # A run stopped before its last step under another recipe trains again, as a finished one would: resumed, its
+    # weights would depend on the step at which it stopped. Only a longer max_steps resumes it.
+    stopped = json.loads(json.dumps(relearned))
+    stopped["base"]["trainer"]["max_steps"] = 6
+    stopped["base"]["optim"] = {"lr": 2.0e-3}
+    code, out = run_study(tmp_path, capfd, stopped)
+    assert code == 0 and "it stopped at step 4 under another recipe (optim.lr 0.001 -> 0.002)" in out, out
+    assert (root / "train/vanilla.old-3/checkpoints/step-00000004").is_dir()
+    steps = [json.loads(line)["step"] for line in (root / "train/vanilla/metrics.jsonl").read_text().splitlines()]
+    assert steps[0] == 2 and steps[-1] == 6  # logged every 2 steps from the start, not resumed at step 4
+    assert yaml.safe_load((root / "experiment.yaml").read_text())["base"]["optim"]["lr"] == 2.0e-3
+
+
+def test_stages_rerun_when_input_contents_change_or_a_stage_was_cut_short(tmp_path, capfd, monkeypatch):
+    """Done-markers hold content hashes of the stream text, local pretrained folders and zero-shot data, and the
+    zeroshot stage is done only once every variant was scored (it writes results.json after each model)."""
+    import shutil
+
+    from datasets import load_from_disk
+
+    import sinktrain.zeroshot.run as zeroshot_run
+
+    book = tmp_path / "book.txt"
+    book.write_text((REPO / "data/books/austen_persuasion.txt").read_text()[:20000])
+    data = tmp_path / "zs"
+    shutil.copytree(SAMPLE / "piqa", data / "piqa")
+    model = tiny_model(tmp_path / "pretrained")
+    study = json.loads(json.dumps(STUDY))
+    study["variants"]["sink1"] = {"model": {"sink": {"kind": "token", "num_tokens": 1}}}
+    study["stream"]["text"] = str(book)
+    study["pretrained"] = [str(model)]
+    study["zeroshot"] = {"tasks": ["piqa"], "limit": 2, "batch_size": 2, "data_dir": str(data)}
+    root = tmp_path / "runs" / "tiny"
+
+    real, scored = zeroshot_run.score_task, []
+
+    def killed_after_first_model(lm, ref, task, limit, manager):
+        if scored:
+            raise RuntimeError("killed")
+        scored.append(task)
+        return real(lm, ref, task, limit, manager)
+
+    monkeypatch.setattr(zeroshot_run, "score_task", killed_after_first_model)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_study(tmp_path, capfd, study)
+    assert len(json.loads((root / "zeroshot/results.json").read_text())) == 1  # looks finished, is not
+    monkeypatch.setattr(zeroshot_run, "score_task", real)
+    code, out = run_study(tmp_path, capfd, study)
+    assert code == 0 and "stream-eval: done" in out and "zeroshot: 2 variants" in out, out
+    assert len(json.loads((root / "zeroshot/results.json").read_text())) == 2
+
+    book.write_text(book.read_text().replace("Sir Walter", "Sir Walther"))  # same path, other words
+    code, out = run_study(tmp_path, capfd, study)
+    assert code == 0 and "stream-eval: done" not in out and "zeroshot: done" in out, out
+
+    other = tiny_model(tmp_path / "other", seed=2)
+    shutil.copy(other / "model.safetensors", model / "model.safetensors")  # same folder, new weights
+    code, out = run_study(tmp_path, capfd, study)
+    assert code == 0 and "stream-eval: done" not in out and "zeroshot: done" in out, out
+
+    split = data / "piqa/plain_text/validation"
+    rows = load_from_disk(str(split)).select([1, 0, *range(2, 50)])  # same files, other first examples
+    rows.save_to_disk(str(tmp_path / "resaved"))
+    shutil.rmtree(split)
+    shutil.copytree(tmp_path / "resaved", split)
+    code, out = run_study(tmp_path, capfd, study)
+    assert code == 0 and "stream-eval: done" in out and "zeroshot: done" not in out, out

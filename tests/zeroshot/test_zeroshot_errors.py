@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
 
 import pytest
 
 from sinktrain.cli import main
-from zeroshot_helpers import SAMPLE
+from zeroshot_helpers import SAMPLE, SINK_IDS, save_folder
 
 
 def refused(capsys, argv: list[str]) -> str:
@@ -50,6 +52,7 @@ def test_model_that_cannot_be_loaded(model_dirs, tmp_path, capsys):
     out = tmp_path / "o"
     out.mkdir()
     (out / "results.json").write_text("{}")  # an earlier run's results stay as they were, even with --overwrite
+    (out / "run.json").write_text('{"config": {}, "splits": {}}')
     err = refused(capsys, [str(model_dirs["vanilla"]), str(broken), "--tasks", "piqa", "--out", str(out),
                            "--overwrite"])
     assert f"cannot load model {str(broken)!r}" in err
@@ -75,5 +78,66 @@ def test_overwrite_replaces_only_a_zeroshot_output(model_dirs, tmp_path, capsys)
     (mine / "notes.txt").write_text("my notes")
     args = [str(model_dirs["vanilla"]), "--tasks", "piqa", "--data-dir", str(SAMPLE), "--out", str(mine)]
     assert "exists and is not empty; pass --overwrite" in refused(capsys, args)
-    assert "is not an earlier zeroshot output (no results.json)" in refused(capsys, [*args, "--overwrite"])
+    assert "not an earlier zeroshot output (no tasks/ or zeroshot run.json)" in refused(capsys, [*args, "--overwrite"])
     assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "my notes"
+    stream = tmp_path / "stream"  # another verb's output: stream-eval writes results.json and run.json too
+    (stream / "nll").mkdir(parents=True)
+    (stream / "results.json").write_text("{}")
+    (stream / "run.json").write_text('{"config": {}, "text": {}}')
+    args = [str(model_dirs["vanilla"]), "--tasks", "piqa", "--data-dir", str(SAMPLE), "--out", str(stream)]
+    assert "not an earlier zeroshot output (no tasks/ or zeroshot run.json)" in refused(capsys, [*args, "--overwrite"])
+    assert sorted(p.name for p in stream.iterdir()) == ["nll", "results.json", "run.json"]
+
+
+@pytest.mark.parametrize("name, kind, sink_ids, room", [("vanilla", "none", [], 32), ("sink2", "token", SINK_IDS, 31)])
+def test_answer_longer_than_the_context_is_refused_before_any_scoring(model_dirs, tmp_path, capsys, name, kind,
+                                                                      sink_ids, room):
+    """PIQA's first 50 answers run to 101 tokens: a 32-token model cannot score them. lm-eval would stop on a bare
+    assertion (vanilla), a sink model on its first long request; both only after the models before it scored."""
+    short = save_folder(tmp_path, f"short-{name}", kind, sink_ids, seed=7, max_seq_len=32)
+    capsys.readouterr()  # the folder's own save progress
+    out = tmp_path / "o"
+    err = refused(capsys, [str(model_dirs["vanilla"]), str(short), "--tasks", "arc_easy,piqa", "--limit", "50",
+                           "--data-dir", str(SAMPLE), "--out", str(out)])
+    assert err.startswith(f"sinktrain zeroshot: error: model {str(short)!r}: a piqa answer is 101 tokens long, "
+                          f"more than the {room} the model's 32-token context leaves"), err
+    assert "drop that task from --tasks" in err
+    assert not out.exists()  # the first model was not scored either
+
+
+def test_model_without_tokenizer_is_refused_before_the_first_model_scores(model_dirs, tmp_path, capsys):
+    bare = tmp_path / "bare"
+    shutil.copytree(model_dirs["vanilla"], bare)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        (bare / f).unlink()
+    out = tmp_path / "o"
+    err = refused(capsys, [str(model_dirs["vanilla"]), str(bare), "--tasks", "piqa", "--limit", "2",
+                           "--data-dir", str(SAMPLE), "--out", str(out)])
+    assert f"model {str(bare)!r} has no tokenizer files" in err
+    assert not out.exists()
+
+
+def test_model_with_its_own_code_is_refused_without_asking(model_dirs, tmp_path, capsys, monkeypatch):
+    """transformers would ask on stdin whether to run the folder's code; sinktrain never runs it."""
+    custom = tmp_path / "custom"
+    shutil.copytree(model_dirs["vanilla"], custom)
+    config = json.loads((custom / "config.json").read_text())
+    config.update(model_type="custom_arch", auto_map={"AutoConfig": "custom.Config",
+                                                      "AutoModelForCausalLM": "custom.Model"})
+    (custom / "config.json").write_text(json.dumps(config))
+    ran = tmp_path / "code-ran"
+    (custom / "custom.py").write_text(f"open({str(ran)!r}, 'w').write('x')\n")
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))  # a prompt answered yes would run it
+    err = refused(capsys, [str(custom), "--tasks", "piqa", "--data-dir", str(SAMPLE), "--out", str(tmp_path / "o")])
+    assert f"cannot load model {str(custom)!r}" in err and "never runs a model's own code" in err
+    assert not ran.exists() and not (tmp_path / "o").exists()
+
+
+def test_table_states_the_examples_really_scored():
+    from sinktrain.zeroshot import markdown_table
+
+    whole = {"m": {"piqa": {"acc": 0.5, "acc_norm": 0.5, "n": 50}}}
+    table = markdown_table(whole, {"piqa": "validation"}, limit=1000)  # the sample has 50 rows: none left out
+    assert "1000" not in table and "Limited run" not in table and "| PIQA | 50 |" in table
+    cut = {"m": {"piqa": {"acc": 0.5, "acc_norm": 0.5, "n": 20}}}
+    assert "Limited run: only the first 20 examples" in markdown_table(cut, {"piqa": "validation"}, limit=20)

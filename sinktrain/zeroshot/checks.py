@@ -1,0 +1,96 @@
+"""Checks of a model and of the tasks' requests that run before any model is scored, so that a broken model or a
+request that cannot fit fails in one line at the start instead of after the earlier models were scored.
+
+`check_weight_files` and `refuse_custom_code` are also the experiment's up-front checks of its pretrained models
+(they belong with `sinktrain.model.source`, which is another stage's; they live here until it takes them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+# HFLM's fallback when neither the config nor the tokenizer states a context length (lm_eval.models.utils).
+DEFAULT_MAX_LENGTH = 2048
+
+
+def refuse_custom_code(source) -> None:
+    """A folder whose config.json maps its architecture to code shipped beside it (`auto_map`) for a model type
+    that neither transformers nor sinktrain defines: transformers would ask on stdin whether to run that code.
+    sinktrain never runs a model's own code, so it refuses in one line instead of asking."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    import sinktrain.model  # noqa: F401  registers sinktrain_gpt_neox, whose exports carry an auto_map too
+    from sinktrain.model.source import raw_config
+
+    if source.kind != "folder":
+        return
+    raw = raw_config(source) or {}
+    if raw.get("auto_map") and raw.get("model_type") not in CONFIG_MAPPING:
+        raise ValueError(f"cannot load model {source.spec!r}: its config.json maps model_type "
+                         f"{raw.get('model_type')!r} to code shipped in the folder (auto_map), and sinktrain never "
+                         f"runs a model's own code; use a model whose architecture transformers or sinktrain defines")
+
+
+def check_weight_files(source) -> None:
+    """Every .safetensors file of a model folder opens: its header is whole and its tensors lie inside the file.
+    Opening maps the file without reading the tensors, so a cut-short copy fails here in a second, not when the
+    model loads after hours of other work."""
+    from safetensors import safe_open
+
+    if source.kind != "folder":  # a hub id is checked by its download, a GGUF file by its reader
+        return
+    for path in sorted(Path(source.location).glob("*.safetensors")):
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except Exception as e:  # SafetensorError, or an OSError naming the file
+            raise ValueError(f"cannot load model {source.spec!r}: {path.name} is damaged "
+                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); copy or export it again") \
+                from None
+
+
+def task_requests(refs: dict[str, str], limit: int | None, manager) -> dict[str, list[tuple[str, str]]]:
+    """{task: [(context, continuation), ...]}: the loglikelihood requests lm-eval will score for each task ref
+    (task name or YAML), under `limit`, built by lm-eval itself without any model."""
+    tasks = manager.load(list(refs.values()))["tasks"]
+    out = {}
+    for name in refs:
+        task = tasks[name]
+        # lm-eval's progress bar over the documents has nothing to say here (scoring shows it again), and would
+        # bury a refusal under bars
+        with contextlib.redirect_stderr(io.StringIO()):
+            task.build_all_requests(limit=limit, rank=0, world_size=1)
+        out[name] = [inst.args[:2] for inst in task.instances]
+    return out
+
+
+def continuation_length(tokenizer, context: str, continuation: str) -> int:
+    """Tokens of the continuation as lm-eval splits a pair (`TemplateLM._encode_pair`): the context's trailing
+    spaces move into the continuation, and the continuation is what the whole text has beyond the context."""
+    encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+    if not context:
+        return len(encode(continuation))
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+    return len(encode(context + continuation)) - len(encode(context))
+
+
+def longest_continuations(requests: dict[str, list[tuple[str, str]]], tokenizer) -> dict[str, int]:
+    return {task: max((continuation_length(tokenizer, c, x) for c, x in pairs), default=0)
+            for task, pairs in requests.items()}
+
+
+def check_fits(name: str, longest: dict[str, int], max_length: int, num_sinks: int, fix: str) -> None:
+    """lm-eval cuts a long request's context from the left, so what must fit is each continuation: at most
+    `max_length` tokens, and with k sink tokens kept first (SinkHFLM) at most max_length + 1 - k (the last
+    continuation token is only predicted, never fed)."""
+    room = max_length if not num_sinks else max_length + 1 - num_sinks
+    for task, n in longest.items():
+        if n > room:
+            sinks = f" with its {num_sinks} sink token(s) kept first" if num_sinks else ""
+            need = n if not num_sinks else n + num_sinks - 1
+            raise ValueError(f"{name}: a {task} answer is {n} tokens long, more than the {room} the model's "
+                             f"{max_length}-token context leaves{sinks} (it needs a context of {need}); {fix}")
