@@ -19,6 +19,7 @@ from sinktrain.export.model_card import plot_loss_curve, read_metrics, write_mod
 from sinktrain.export.tokenizer_files import save_tokenizer
 from sinktrain.model import ModelConfig, build_model, save_model
 from sinktrain.train import latest_checkpoint, list_checkpoints, load_checkpoint_weights
+from sinktrain.train.run_dir import CONFIG_FILE, RUN_INFO_FILE
 from sinktrain.util.outputs import check_out_dir, staged_out_dir
 
 # Files a finished export holds; also the allow-list the hub upload uses.
@@ -53,10 +54,18 @@ class ExportConfig:
     def __post_init__(self):
         if not self.source or not self.out_dir:
             raise ValueError("export needs a source and an out_dir: sinktrain export RUN_DIR OUT_DIR")
+        # A results file describes one evaluated model; attaching it to every step's card would claim its scores
+        # for checkpoints that were never evaluated.
+        given = [name for name, value in (("--eval-results", self.eval_results),
+                                          ("--zeroshot-results", self.zeroshot_results)) if value]
+        if self.every and given:
+            raise ValueError(f"--every exports many checkpoints, and {' and '.join(given)} holds the results of one "
+                             f"evaluated model; export that checkpoint alone (without --every) to add its results")
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / "config.yaml").is_file() and (path / "checkpoints").is_dir()
+    """A folder `sinktrain train` wrote: it writes run.json and config.yaml before its first checkpoint."""
+    return (path / RUN_INFO_FILE).is_file() or (path / CONFIG_FILE).is_file()
 
 
 def resolve_checkpoint(source: Path) -> tuple[Path, Path | None]:
@@ -66,8 +75,7 @@ def resolve_checkpoint(source: Path) -> tuple[Path, Path | None]:
     if is_run_dir(source):
         ckpt = latest_checkpoint(source)
         if ckpt is None:
-            raise ValueError(
-                f"run directory {source} has no complete checkpoint yet; train longer or pass a checkpoint")
+            raise ValueError(f"run directory {source} has no complete checkpoint yet; train longer")
         return ckpt, source
     # checkpoints live in <run>/checkpoints/<step>
     run = source.parent.parent
@@ -145,12 +153,13 @@ def export_checkpoint(cfg: ExportConfig) -> Path:
     ckpt, run_dir = resolve_checkpoint(Path(cfg.source))
     out = Path(cfg.out_dir)
     check_out_dir_apart(out, run_dir or ckpt)
+    # The cheap checks of the user's other input first: loading the checkpoint can take minutes.
+    eval_results, eval_text = read_eval_results(cfg.eval_results)
+    zeroshot = read_zeroshot(cfg.zeroshot_results, out) if cfg.zeroshot_results else None
+    check_export_target(out, cfg.overwrite)
     state_dict, meta = load_checkpoint_weights(ckpt)
     train_config = meta["config"]
     model_cfg = ModelConfig.from_dict(train_config["model"])
-    eval_results, eval_text = read_eval_results(cfg.eval_results)  # checked before anything is written
-    zeroshot = read_zeroshot(cfg.zeroshot_results, out) if cfg.zeroshot_results else None
-    check_export_target(out, cfg.overwrite)
 
     model = build_model(model_cfg, seed=None)
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
@@ -192,7 +201,7 @@ def export_every(run_dir: str, out_root: str, every_k: int = 1, overwrite: bool 
     run = Path(run_dir)
     if not is_run_dir(run):
         raise ValueError(
-            f"{run} is not a run directory (no config.yaml + checkpoints/); pass the folder `sinktrain train` wrote")
+            f"{run} is not a run directory (no run.json or config.yaml); pass the folder `sinktrain train` wrote")
     if every_k < 1:
         raise ValueError(f"every must be >= 1, got {every_k}")
     check_out_dir_apart(Path(out_root), run)

@@ -19,6 +19,7 @@ writes them is `checkpoint_saver.CheckpointSaver`.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
 import shutil
@@ -29,6 +30,7 @@ import torch
 CHECKPOINT_DIR = "checkpoints"
 LIGHTNING_FILE = "lightning.ckpt"  # single / ddp checkpoints; DeepSpeed writes its own directory layout
 DEEPSPEED_TAG = "checkpoint"  # Lightning's tag for DeepSpeed checkpoints
+DEEPSPEED_MODEL_FILE = "mp_rank_00_model_states.pt"  # what DeepSpeed (ZeRO-1/2) and zero_to_fp32 load first
 META = "meta.json"
 COMPLETE = "COMPLETE"
 FORMAT = "sinktrain-checkpoint/1"
@@ -83,7 +85,7 @@ def read_meta(ckpt: str | Path) -> dict:
     if not is_complete(ckpt):
         raise ValueError(
             f"{str(ckpt)!r} is not a complete checkpoint (no {COMPLETE} marker or meta.json, or a .tmp name: "
-            f"a save that did not finish); use latest_checkpoint(run_dir) to find the newest complete one"
+            f"a save that did not finish); pass a complete step-XXXXXXXX folder, or the run directory for its newest"
         )
     try:
         meta = json.loads((ckpt / META).read_text())
@@ -129,21 +131,54 @@ def safe_load(path: Path, mmap: bool = False):
         ) from e
 
 
+def _checkpoint_files(ckpt: Path) -> list[Path]:
+    """Every file under a checkpoint folder. A symbolic link anywhere under it is refused: the checks below would
+    look at one file (Path.rglob does not descend into a linked folder) while Lightning or DeepSpeed loads another,
+    the link's target, which need not be a checkpoint at all. The step folder itself may be reached through links."""
+    files = []
+    for root, dirs, names in os.walk(ckpt):  # os.walk lists a linked folder among `dirs` but does not enter it
+        for name in dirs + names:
+            path = Path(root) / name
+            if path.is_symlink():
+                raise UnsafeCheckpointError(
+                    f"checkpoint {str(ckpt)!r} holds a symbolic link, {str(path)!r}; sinktrain only loads files "
+                    f"that are inside the checkpoint. Copy the real files in place of the link")
+        files += [Path(root) / name for name in names]
+    return sorted(files)
+
+
+def _check_deepspeed_tag(ckpt: Path) -> None:
+    """DeepSpeed loads `<ckpt>/<tag>/...` with weights_only=False, the tag read from `<ckpt>/latest` when none is
+    given. sinktrain always saves under DEEPSPEED_TAG, and only that folder is checked, so a `latest` naming any
+    other folder (an absolute path, `../x`) would have DeepSpeed unpickle files nobody checked."""
+    latest = ckpt / "latest"
+    tag = latest.read_text(errors="replace").strip() if latest.is_file() else None  # DeepSpeed strips it too
+    if tag is None:
+        raise UnreadableCheckpointError(f"DeepSpeed checkpoint {str(ckpt)!r} has no 'latest' file; it is damaged")
+    if tag != DEEPSPEED_TAG:
+        raise UnsafeCheckpointError(
+            f"DeepSpeed checkpoint {str(ckpt)!r}: its 'latest' file names {tag[:80]!r}, not {DEEPSPEED_TAG!r}, so "
+            f"DeepSpeed would load files from outside the checked folder; use a checkpoint written by sinktrain")
+
+
 def verify_checkpoint(ckpt: str | Path) -> dict:
     """Open every pickle file of a complete checkpoint with weights_only=True; return its meta.
 
-    Raises UnsafeCheckpointError for files that would run code, UnreadableCheckpointError for damaged ones.
+    Raises UnsafeCheckpointError for files that would run code (or links and a DeepSpeed `latest` that would make
+    the loaders read files outside the checkpoint), UnreadableCheckpointError for damaged ones.
     Tensors are memory-mapped, so this reads little more than the pickles' structure.
     """
     ckpt = Path(ckpt)
     meta = read_meta(ckpt)
-    files = sorted(p for p in ckpt.rglob("*") if p.suffix in PICKLE_SUFFIXES)
-    if meta.get("kind") != "deepspeed" and ckpt / LIGHTNING_FILE not in files:
-        raise UnreadableCheckpointError(f"checkpoint {str(ckpt)!r} has no {LIGHTNING_FILE}; it is damaged")
-    if meta.get("kind") == "deepspeed" and not any(p.name.endswith("model_states.pt") for p in files):
-        raise UnreadableCheckpointError(f"DeepSpeed checkpoint {str(ckpt)!r} has no model states file; it is damaged")
+    files = [p for p in _checkpoint_files(ckpt) if p.suffix in PICKLE_SUFFIXES]
+    needed = ckpt / DEEPSPEED_TAG / DEEPSPEED_MODEL_FILE if meta.get("kind") == "deepspeed" else ckpt / LIGHTNING_FILE
+    if needed not in files:
+        raise UnreadableCheckpointError(
+            f"checkpoint {str(ckpt)!r} has no {needed.relative_to(ckpt)}; it is damaged")
     for path in files:
         safe_load(path, mmap=True)
+    if meta.get("kind") == "deepspeed":
+        _check_deepspeed_tag(ckpt)
     return meta
 
 
@@ -202,7 +237,7 @@ def _bf16_optimizer_fp32_weights(ckpt: Path) -> dict[str, torch.Tensor]:
     `param_shapes`, the same layout zero_to_fp32 walks for ZeRO-1/2."""
     folder = Path(ckpt) / DEEPSPEED_TAG
     shards = [safe_load(f)["optimizer_state_dict"] for f in _bf16_optimizer_files(ckpt)]
-    model_file = safe_load(folder / "mp_rank_00_model_states.pt")
+    model_file = safe_load(folder / DEEPSPEED_MODEL_FILE)
     weights: dict[str, torch.Tensor] = {}
     for group, shapes in enumerate(model_file["param_shapes"]):
         flat = torch.cat([shard["single_partition_of_fp32_groups"][group] for shard in shards])

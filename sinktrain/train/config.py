@@ -30,6 +30,7 @@ from sinktrain.model import ModelConfig
 
 STRATEGIES = ("single", "ddp", "deepspeed")
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda")  # cuda: Lightning's other name for gpu
 FUSED_LOSSES = ("off", "chunked", "liger", "auto")
 OPTIMIZER_IMPLS = ("auto", "torch", "fused_adam")
 
@@ -85,7 +86,7 @@ class TrainerConfig:
     initial_loss_scale_power: NonNegativeInt = 12
     """fp16 only: initial dynamic loss scale 2^k (Pythia: 12)."""
     accelerator: str = "auto"
-    """auto | cpu | gpu."""
+    """auto | cpu | gpu (or cuda)."""
     devices: PositiveInt | str = "auto"
     """Devices per node, or auto; under torchrun taken from LOCAL_WORLD_SIZE."""
     num_nodes: PositiveInt | str = "auto"
@@ -186,6 +187,14 @@ class TrainConfig:
             raise ValueError(f"trainer.strategy {t.strategy!r} is unknown; choose one of {', '.join(STRATEGIES)}")
         if t.precision not in PRECISIONS:
             raise ValueError(f"trainer.precision {t.precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
+        if t.accelerator not in ACCELERATORS:
+            raise ValueError(
+                f"trainer.accelerator {t.accelerator!r} is unknown; choose one of {', '.join(ACCELERATORS)}")
+        for key in ("devices", "num_nodes"):  # `PositiveInt | str` lets any word through; resolve_topology needs these
+            value = getattr(t, key)
+            if isinstance(value, str) and value != "auto":
+                raise ValueError(f"trainer.{key} {value!r} is neither a positive integer nor auto; e.g. "
+                                 f"--set trainer.{key}=2")
         if self.speed.fused_loss not in FUSED_LOSSES:
             raise ValueError(
                 f"speed.fused_loss {self.speed.fused_loss!r} is unknown; choose one of {', '.join(FUSED_LOSSES)}")
@@ -196,6 +205,26 @@ class TrainConfig:
                 f"trainer.micro_batch_size {t.micro_batch_size} does not divide trainer.global_batch_size "
                 f"{t.global_batch_size}; choose sizes where it does"
             )
+        o = self.optim
+        if len(o.betas) != 2:
+            raise ValueError(f"optim.betas {o.betas} must hold two values (AdamW's beta1, beta2); e.g. [0.9, 0.95]")
+        if o.min_lr > o.lr:
+            raise ValueError(f"optim.min_lr {o.min_lr} is above optim.lr {o.lr}, so the cosine would raise the rate; "
+                             f"set min_lr to at most lr (Pythia: lr / 10)")
+        # Equal lengths stay allowed: the tiny recipes' warmup of 2 steps is also the length of 2-step smoke runs.
+        if self.warmup_steps > self.total_steps:
+            raise ValueError(
+                f"the warmup ({self.warmup_steps} steps) is longer than the schedule ({self.total_steps} steps: "
+                f"schedule.total_steps, default trainer.max_steps), so the rate never reaches optim.lr; lower "
+                f"schedule.warmup_steps or raise trainer.max_steps")
+        sink_ids, first_free = self.model.sink_token_ids, self.model.tokenizer_vocab_size
+        # Export registers the sink tokens in the tokenizer, which gives added tokens the next free ids in order.
+        # Any other ids would need a remapped vocabulary there, so they are refused here, before training on them.
+        if sink_ids != list(range(first_free, first_free + len(sink_ids))):
+            raise ValueError(
+                f"model.sink.token_ids {sink_ids} are not the ids right after the tokenizer's "
+                f"{first_free} entries ({list(range(first_free, first_free + len(sink_ids)))}), which export needs "
+                f"to register them as tokenizer tokens; leave model.sink.token_ids unset")
         if self.model.seq_len - self.model.num_sink_tokens < 2:
             raise ValueError(
                 "model sequence length leaves fewer than 2 text tokens per sample; raise model.max_seq_len")

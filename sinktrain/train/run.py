@@ -8,6 +8,7 @@ dir's lock (run_dir.py) for the whole run.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import warnings
@@ -97,6 +98,14 @@ def resolve_resume(cfg: TrainConfig, run_dir: Path, world_size: int, report: boo
             f"{saved_order[1]}, this run has {cfg.trainer.global_batch_size} and {cfg.data.seed}; the data order "
             f"would not continue. Resume with the same values or start a new --run-dir"
         )
+    if meta["step"] > cfg.trainer.max_steps:
+        raise ValueError(
+            f"checkpoint {target.name} is at step {meta['step']}, past trainer.max_steps {cfg.trainer.max_steps}; "
+            f"set trainer.max_steps to {meta['step']} or more, or start a new --run-dir"
+        )
+    check_same_data(target, meta, cfg)
+    # Only the kind of checkpoint has to match: a Lightning checkpoint holds the whole unsharded state, so single
+    # and ddp (any world size) continue each other exactly; DeepSpeed's holds one optimizer shard per rank.
     if meta["kind"] != _checkpoint_kind(cfg):
         raise ValueError(
             f"checkpoint {target.name} was written by a {meta['config']['trainer']['strategy']} run and cannot be "
@@ -112,6 +121,32 @@ def resolve_resume(cfg: TrainConfig, run_dir: Path, world_size: int, report: boo
         print(f"train: resuming {target.name} with {'; '.join(changes)}: the learning-rate schedule of this config "
               f"applies from step {meta['step']} on", file=sys.stderr, flush=True)
     return target
+
+
+def trained_manifest_sha256(target: Path, meta: dict) -> str | None:
+    """sha256 of the data manifest the checkpoint was trained on: its meta.json's, else (checkpoints written
+    before meta.json recorded it) the run.json of the run it belongs to; None when neither says."""
+    if meta.get("data_manifest_sha256"):
+        return meta["data_manifest_sha256"]
+    try:
+        info = json.loads((target.parent.parent / RUN_INFO_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return info.get("data_manifest_sha256") if isinstance(info, dict) else None
+
+
+def check_same_data(target: Path, meta: dict, cfg: TrainConfig) -> None:
+    """A resume continues the sample order of the checkpoint's data: other data (another tokenizer's even) would
+    silently mix two datasets in one run, and the run would record only the new one."""
+    trained = trained_manifest_sha256(target, meta)
+    data_dir = Path(cfg.data.dir)
+    now = manifest_sha256(data_dir)
+    if trained is not None and trained != now:
+        raise ValueError(
+            f"checkpoint {target.name} was trained on data.dir {meta['config']['data']['dir']!r} (manifest sha256 "
+            f"{trained[:12]}), but data.dir {str(data_dir)!r} has manifest sha256 {now[:12]}; resume with the same "
+            f"data.dir or start a new --run-dir"
+        )
 
 
 def newest_readable_checkpoint(run_dir: Path, report: bool = True) -> Path | None:
@@ -227,7 +262,8 @@ def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, t
         metrics=MetricsLog(run_dir, trainer),
         checkpoints=CheckpointSaver(
             run_dir, cfg.checkpoint.every, cfg.checkpoint.keep_last,
-            meta={"format": ckpt.FORMAT, "kind": _checkpoint_kind(cfg), "config": cfg.to_dict()},
+            meta={"format": ckpt.FORMAT, "kind": _checkpoint_kind(cfg), "config": cfg.to_dict(),
+                  "data_manifest_sha256": info["data_manifest_sha256"]},
             tokens_per_step=text_tokens_per_step,
         ),
         val_batches=datamodule.val_batches, probe_batch=datamodule.probe_batch,

@@ -9,6 +9,7 @@ That is what lets the CPU tests run the real DeepSpeed engine rather than a mock
 from __future__ import annotations
 
 import argparse
+import functools
 
 import torch
 from lightning.fabric.utilities.seed import reset_seed
@@ -17,6 +18,7 @@ from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, SingleDeviceStrategy
 from lightning.pytorch.utilities import GradClipAlgorithmType
 
+from sinktrain.train.checkpoint import DEEPSPEED_TAG
 from sinktrain.train.config import TrainConfig
 
 
@@ -80,6 +82,17 @@ class DeepSpeedAnyDeviceStrategy(DeepSpeedStrategy):
             args=argparse.Namespace(device_rank=-1), config=cfg, model=model, optimizer=None,
             lr_scheduler=None, model_parameters=[], dist_init_required=False,
         )
+
+    def load_checkpoint(self, checkpoint_path, weights_only=None):
+        # Without a tag DeepSpeed reads one from <ckpt>/latest, a file that can name any folder, and unpickles
+        # what it finds there. sinktrain saves under DEEPSPEED_TAG only (verify_checkpoint refuses another
+        # `latest`); naming the tag here keeps a `latest` changed after that check from mattering.
+        engine = self.deepspeed_engine
+        engine.load_checkpoint = functools.partial(type(engine).load_checkpoint, engine, tag=DEEPSPEED_TAG)
+        try:
+            return super().load_checkpoint(checkpoint_path, weights_only)
+        finally:
+            del engine.load_checkpoint  # the instance attribute; the class's method shows again
 
     def backward(self, closure_loss, optimizer, *args, **kwargs):
         # Lightning already divides the loss by accumulate_grad_batches; DeepSpeed's engine.backward would

@@ -75,3 +75,58 @@ def test_bad_eval_results_fail_before_anything_is_written(tiny_run, tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--eval-results" in err and message in err
     assert sorted(p.name for p in tmp_path.iterdir()) == (["results.json"] if content is not None else [])
+
+
+@pytest.mark.parametrize("option", ["--eval-results", "--zeroshot-results"])
+def test_every_with_a_results_file_is_refused(tiny_run, tmp_path, capsys, option):
+    # One evaluated model's results would otherwise be dropped silently, or claimed for every step.
+    (tmp_path / "results.json").write_text("{}")
+    assert main(["export", str(tiny_run), str(tmp_path / "steps"), "--every", "1", option,
+                 str(tmp_path / "results.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"--every exports many checkpoints, and {option} holds the results of one evaluated model" in err
+    assert "export that checkpoint alone (without --every)" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+
+
+@pytest.mark.parametrize("marker", ["run.json", "config.yaml"])
+def test_a_run_without_checkpoints_says_train_longer(tiny_run, tmp_path, capsys, marker):
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tiny_run / marker, run / marker)  # what `sinktrain train` writes before its first checkpoint
+    assert main(["export", str(run), str(tmp_path / "hf")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"sinktrain export: error: run directory {run} has no complete checkpoint yet; train longer"
+
+
+def test_a_half_written_checkpoint_names_a_command_line_fix(tiny_run, tmp_path, capsys):
+    half = tmp_path / "step-00000002.tmp"
+    shutil.copytree(tiny_run / "checkpoints" / "step-00000002", half)
+    assert main(["export", str(half), str(tmp_path / "hf")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is not a complete checkpoint" in err
+    assert "pass a complete step-XXXXXXXX folder, or the run directory for its newest" in err
+    assert "latest_checkpoint" not in err
+
+
+@pytest.mark.parametrize("bad", ["target", "eval-results", "zeroshot-results"])
+def test_bad_target_or_results_are_refused_before_the_checkpoint_is_loaded(tiny_run, tmp_path, capsys,
+                                                                           monkeypatch, bad):
+    import sinktrain.export.folder as folder
+
+    loaded = []
+    monkeypatch.setattr(folder, "load_checkpoint_weights", lambda ckpt: loaded.append(ckpt))
+    out = tmp_path / "hf"
+    argv = ["export", str(tiny_run), str(out)]
+    if bad == "target":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    else:
+        argv += [f"--{bad}", str(tmp_path / "missing.json")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    expected = {"target": "exists and is not empty; pass --overwrite", "eval-results": "missing.json' does not exist",
+                "zeroshot-results": "missing.json does not exist"}[bad]
+    assert len(err.splitlines()) == 1 and f"--{bad}" * (bad != "target") in err and expected in err, err
+    assert loaded == []

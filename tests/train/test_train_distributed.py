@@ -162,7 +162,7 @@ def test_a_foreign_folder_is_refused_once_under_torchrun(tiny_data, tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("mine\n")
-    proc = torchrun(train_args("tiny-cpu-ddp.yaml", tiny_data, mine, "trainer.max_steps=1"))
+    proc = torchrun(train_args("tiny-cpu-ddp.yaml", tiny_data, mine, "trainer.max_steps=2"))
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert out.count("is not empty and not a sinktrain run") == 1, out[-3000:]

@@ -61,7 +61,7 @@ def test_a_foreign_folder_is_refused_and_kept(tiny_data, tmp_path, capsys):
         (mine / name).write_text(f"my own {name}\n")
     before = snapshot(mine)
     code = main(["train", "--config", str(RECIPES / "tiny-cpu.yaml"), "--run-dir", str(mine),
-                 "--set", f"data.dir={tiny_data}", "--set", "trainer.max_steps=1"])
+                 "--set", f"data.dir={tiny_data}", "--set", "trainer.max_steps=2"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "is not empty and not a sinktrain run" in err and "choose a new or empty --run-dir" in err
@@ -73,11 +73,11 @@ def test_a_run_without_checkpoint_says_what_it_discards(tiny_data, tmp_path, cap
     train(tiny(tiny_data, run, "trainer.max_steps=2", "checkpoint.every=0"))  # every=0: no checkpoint
     assert not list_checkpoints(run)
     capsys.readouterr()
-    train(tiny(tiny_data, run, "trainer.max_steps=1", "checkpoint.every=0"))
+    train(tiny(tiny_data, run, "trainer.max_steps=2", "checkpoint.every=0"))
     err = capsys.readouterr().err
     assert "has no complete checkpoint, so this run starts at step 0: discarding metrics.jsonl (2 rows), tb/" in err
     assert "rewriting config.yaml, run.json" in err
-    assert [json.loads(r)["step"] for r in (run / "metrics.jsonl").read_text().splitlines()] == [1]
+    assert [json.loads(r)["step"] for r in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
 
 
 def test_a_second_training_is_refused_with_the_holders_pid(tiny_data, run_copy, capsys):
@@ -129,6 +129,82 @@ def test_a_crafted_deepspeed_checkpoint_is_never_run(run_copy, tmp_path, capsys)
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "hf").exists()
 
 
+@pytest.fixture(scope="module")
+def deepspeed_run(tiny_data, tmp_path_factory):
+    """A finished 2-step DeepSpeed ZeRO-2 run of one process (copy it before changing it). A subprocess: DeepSpeed's
+    process group would otherwise stay set up in pytest's process."""
+    import subprocess
+    import sys
+
+    from train_helpers import REPO, ok, subprocess_env, train_args
+
+    run = tmp_path_factory.mktemp("hostile-deepspeed") / "run"
+    sets = ["trainer.devices=1", "trainer.max_steps=2", "checkpoint.every=2", "trainer.val_every=0",
+            "logging.sink_score_every=0"]
+    ok(subprocess.run([sys.executable, *train_args("tiny-cpu-deepspeed.yaml", tiny_data, run, *sets)], cwd=REPO,
+                      env=subprocess_env(), capture_output=True, text=True, timeout=300))
+    return run
+
+
+def resume_and_export(tiny_data, run, tmp_path, capsys) -> list[str]:
+    """`sinktrain train --resume auto` and `sinktrain export` of a DeepSpeed run: the error line of each."""
+    lines = []
+    for argv in (["train", "--config", str(RECIPES / "tiny-cpu-deepspeed.yaml"), "--run-dir", str(run),
+                  "--set", f"data.dir={tiny_data}", "--set", "trainer.devices=1", "--set", "trainer.max_steps=4"],
+                 ["export", str(run), str(tmp_path / "hf")]):
+        code = main(argv)
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1, err
+        lines.append(err)
+    return lines
+
+
+def crafted_deepspeed_folder(folder, marker):
+    """DeepSpeed's file names, holding pickles that create `marker` when unpickled."""
+    folder.mkdir()
+    torch.save({"module": Payload(marker)}, folder / "mp_rank_00_model_states.pt")
+    torch.save({"optimizer_state_dict": Payload(marker)}, folder / "zero_pp_rank_0_mp_rank_00_optim_states.pt")
+
+
+@pytest.mark.parametrize("where", ["absolute", "relative"])
+def test_a_deepspeed_latest_naming_another_folder_is_never_loaded(deepspeed_run, tiny_data, tmp_path, capsys, where):
+    # Lightning resumes without a tag, so DeepSpeed reads it from `latest` and unpickles (weights_only=False)
+    # whatever folder it names: only the checkpoint's own `checkpoint/` folder is checked.
+    run = tmp_path / "run"
+    shutil.copytree(deepspeed_run, run)
+    ckpt = latest_checkpoint(run)
+    evil = run / "checkpoints" / "evil"
+    crafted_deepspeed_folder(evil, tmp_path / "pwned")
+    (ckpt / "latest").write_text(str(evil) if where == "absolute" else "../evil")
+    before = snapshot(run)
+    for err in resume_and_export(tiny_data, run, tmp_path, capsys):
+        assert "its 'latest' file names" in err and "not 'checkpoint'" in err and str(ckpt) in err
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "hf").exists()
+    assert snapshot(run) == before
+
+
+def test_a_symlink_inside_a_deepspeed_checkpoint_is_never_followed(deepspeed_run, tiny_data, tmp_path, capsys):
+    # Path.rglob does not enter a linked folder, so a decoy model-states file elsewhere in the step folder used to
+    # pass the check while DeepSpeed and zero_to_fp32 unpickled the link's target.
+    run = tmp_path / "run"
+    shutil.copytree(deepspeed_run, run)
+    ckpt = latest_checkpoint(run)
+    (ckpt / "checkpoint").rename(ckpt / "decoy")  # real, harmless DeepSpeed files
+    crafted_deepspeed_folder(tmp_path / "evil", tmp_path / "pwned")
+    (ckpt / "checkpoint").symlink_to(tmp_path / "evil")
+    before = snapshot(run)
+    for err in resume_and_export(tiny_data, run, tmp_path, capsys):
+        assert f"holds a symbolic link, {str(ckpt / 'checkpoint')!r}" in err and "Copy the real files" in err
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "hf").exists()
+    assert snapshot(run) == before
+
+
+def test_a_checkpoint_reached_through_a_linked_folder_still_exports(deepspeed_run, tmp_path):
+    (tmp_path / "link").symlink_to(deepspeed_run)  # only links under the step folder are refused
+    assert main(["export", str(tmp_path / "link" / "checkpoints" / "step-00000002"), str(tmp_path / "hf")]) == 0
+    assert (tmp_path / "hf" / "model.safetensors").is_file()
+
+
 def test_resume_falls_back_past_a_truncated_newest_checkpoint(tiny_data, run_copy, capsys):
     newest = run_copy / "checkpoints" / "step-00000004" / "lightning.ckpt"
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
@@ -156,6 +232,76 @@ def test_a_truncated_or_garbage_checkpoint_is_one_line_for_export(run_copy, tmp_
     assert main(["export", str(ckpt), str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "meta.json is not valid JSON" in err
+
+
+@pytest.fixture(scope="module")
+def other_data(tmp_path_factory):
+    """Data of one book only: another manifest than tiny_data's."""
+    from sinktrain.data import PrepareConfig, prepare
+    from train_helpers import BOOKS
+
+    return prepare(PrepareConfig(sources=[str(BOOKS / "austen_persuasion.txt")], txt_documents="paragraphs",
+                                 out_dir=str(tmp_path_factory.mktemp("other-data") / "books"), val_fraction=0.05,
+                                 progress=False))
+
+
+def train_cli(data, run_dir, *sets):
+    code = main(["train", "--config", str(RECIPES / "tiny-cpu.yaml"), "--run-dir", str(run_dir),
+                 "--set", f"data.dir={data}", *sum((["--set", s] for s in [*SETS, *sets]), [])])
+    return code
+
+
+@pytest.mark.parametrize("recorded_in", ["meta.json", "run.json"])  # run.json: checkpoints of older versions
+def test_resume_with_other_data_is_refused_and_keeps_the_runs_record(tiny_data, other_data, run_copy, capsys,
+                                                                     recorded_in):
+    if recorded_in == "run.json":
+        for meta in run_copy.glob("checkpoints/*/meta.json"):
+            meta.write_text(json.dumps({k: v for k, v in json.loads(meta.read_text()).items()
+                                        if k != "data_manifest_sha256"}))
+    before = snapshot(run_copy)  # run.json's manifest hash, tokenizer/ and the checkpoints included
+    assert train_cli(other_data, run_copy, "trainer.max_steps=6") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"checkpoint step-00000004 was trained on data.dir {str(tiny_data)!r}" in err
+    assert f"but data.dir {str(other_data)!r} has manifest sha256" in err
+    assert "resume with the same data.dir or start a new --run-dir" in err
+    assert snapshot(run_copy) == before
+
+
+def test_resume_with_a_copy_of_the_same_data_continues(tiny_data, run_copy, tmp_path):
+    shutil.copytree(tiny_data, tmp_path / "copy")  # the manifest names the data, not its path
+    train(tiny(tmp_path / "copy", run_copy, "trainer.max_steps=6"))
+    assert latest_checkpoint(run_copy).name == "step-00000006"
+
+
+def test_resume_below_the_checkpoints_step_is_refused(tiny_data, run_copy, capsys):
+    before = snapshot(run_copy)
+    assert train_cli(tiny_data, run_copy, "trainer.max_steps=3") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("sinktrain train: error: checkpoint step-00000004 is at step 4, past trainer.max_steps 3; "
+                   "set trainer.max_steps to 4 or more, or start a new --run-dir")
+    assert snapshot(run_copy) == before
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("optim.betas=[0.9]", "optim.betas [0.9] must hold two values (AdamW's beta1, beta2)"),
+    ("trainer.accelerator=GPU", "trainer.accelerator 'GPU' is unknown; choose one of auto, cpu, gpu, cuda"),
+    ("trainer.accelerator=gpux", "trainer.accelerator 'gpux' is unknown"),
+    ("trainer.devices=two", "trainer.devices 'two' is neither a positive integer nor auto; e.g. --set "
+                            "trainer.devices=2"),
+    ("trainer.num_nodes=many", "trainer.num_nodes 'many' is neither a positive integer nor auto"),
+    ("optim.min_lr=0.01", "optim.min_lr 0.01 is above optim.lr 0.003"),
+    ("schedule.warmup_steps=5", "the warmup (5 steps) is longer than the schedule (4 steps"),
+    ("schedule.total_steps=1", "the warmup (2 steps) is longer than the schedule (1 steps"),
+    ("model.sink={kind: token, num_tokens: 1, token_ids: [50300]}",
+     "model.sink.token_ids [50300] are not the ids right after the tokenizer's 50277 entries ([50277]), which "
+     "export needs"),
+])
+def test_a_bad_setting_is_one_line_before_anything_is_written(tiny_data, tmp_path, capsys, setting, message):
+    assert train_cli(tiny_data, tmp_path / "run", setting) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "run").exists()
 
 
 def test_resume_with_a_new_schedule_follows_it_and_says_so(tiny_data, run_copy, capsys):
