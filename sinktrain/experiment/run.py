@@ -43,7 +43,7 @@ from sinktrain.stream.evaluate import plan as stream_plan
 from sinktrain.train import latest_checkpoint, preflight as train_preflight, train
 from sinktrain.train.checkpoint import read_meta
 from sinktrain.util.rank import is_global_rank_zero, rank_zero_print
-from sinktrain.zeroshot import check_fits, check_weight_files, longest_answers, refuse_custom_code, zeroshot
+from sinktrain.zeroshot import check_fits, longest_answers, zeroshot
 
 
 def log(msg: str) -> None:
@@ -92,18 +92,11 @@ def check_root(root: Path) -> None:
 
 
 def check_pretrained(cfg: ExperimentConfig, longest: int) -> None:
-    """The pretrained models as stream-eval checks them before streaming (architecture, tokenizer or
-    stream.tokenizer, the text in each tokenizer), and their weight files, before any training. The variants get
-    the same checks from the stream stage once they are exported."""
-    from sinktrain.model.source import resolve_model_source
-
-    if not cfg.pretrained:
-        return
-    for spec in cfg.pretrained:
-        source = resolve_model_source(spec)
-        refuse_custom_code(source)  # before stream-eval's checks read the config, which may ask to run the code
-        check_weight_files(source)
-    stream_plan(cfg.stream_config(list(cfg.pretrained)), longest)
+    """The pretrained models as stream-eval checks them before streaming (own code, weight files, architecture,
+    tokenizer or stream.tokenizer, the text in each tokenizer), before any training. The variants get the same
+    checks from the stream stage once they are exported."""
+    if cfg.pretrained:
+        stream_plan(cfg.stream_config(list(cfg.pretrained)), longest)
 
 
 def check_zeroshot_contexts(cfg: ExperimentConfig, pc) -> None:

@@ -30,7 +30,9 @@ class ModelSource:
     gguf_file: str | None = None
 
     def kwargs(self) -> dict:
-        return {"gguf_file": self.gguf_file} if self.gguf_file else {}
+        # trust_remote_code=False, said explicitly: left unset, transformers asks on stdin whether to run the Python
+        # files of a folder whose config.json has an auto_map (a `y` would run them); set, it refuses.
+        return {"trust_remote_code": False, **({"gguf_file": self.gguf_file} if self.gguf_file else {})}
 
 
 def resolve_model_source(spec: str | Path) -> ModelSource:
@@ -60,6 +62,47 @@ def resolve_model_source(spec: str | Path) -> ModelSource:
             f"sinktrain's zoo names ({', '.join(zoo.MODELS)})"
         )
     return ModelSource(text, "hub", text)
+
+
+def refuse_custom_code(source) -> None:
+    """A folder whose config.json maps its architecture to code shipped beside it (`auto_map`) for a model type
+    that neither transformers nor sinktrain defines: transformers would ask on stdin whether to run that code.
+    sinktrain never runs a model's own code, so it refuses in one line instead of asking."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    import sinktrain.model  # noqa: F401  registers sinktrain_gpt_neox, whose exports carry an auto_map too
+    if source.kind != "folder":
+        return
+    raw = raw_config(source) or {}
+    if raw.get("auto_map") and raw.get("model_type") not in CONFIG_MAPPING:
+        raise ValueError(f"cannot load model {source.spec!r}: its config.json maps model_type "
+                         f"{raw.get('model_type')!r} to code shipped in the folder (auto_map), and sinktrain never "
+                         f"runs a model's own code; use a model whose architecture transformers or sinktrain defines")
+
+
+def check_weight_files(source) -> None:
+    """Every .safetensors file of a model folder opens: its header is whole and its tensors lie inside the file.
+    Opening maps the file without reading the tensors, so a cut-short copy fails here in a second, not when the
+    model loads after hours of other work."""
+    from safetensors import safe_open
+
+    if source.kind != "folder":  # a hub id is checked by its download, a GGUF file by its reader
+        return
+    for path in sorted(Path(source.location).glob("*.safetensors")):
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except Exception as e:  # SafetensorError, or an OSError naming the file
+            raise ValueError(f"cannot load model {source.spec!r}: {path.name} is damaged "
+                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); copy or export it again") \
+                from None
+
+
+def check_model_files(source: ModelSource) -> None:
+    """What a model folder holds beside its config, checked before any long work: no code of its own to run, and
+    weight files that open."""
+    refuse_custom_code(source)
+    check_weight_files(source)
 
 
 def raw_config(source: ModelSource) -> dict | None:

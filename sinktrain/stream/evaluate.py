@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sinktrain.model.source import ModelSource, load_config, load_model_tokenizer, load_pretrained, raw_config, \
-    resolve_model_source
+from sinktrain.model.source import ModelSource, check_model_files, load_config, load_model_tokenizer, \
+    load_pretrained, raw_config, resolve_model_source
 from sinktrain.stream import report
 from sinktrain.stream.config import StreamEvalConfig, validate
 from sinktrain.stream.families import adapter_class, adapter_for, check_config, language_config, narrowest_window
@@ -62,6 +62,7 @@ def check_source(spec: str, cache: int):
     """Resolve a model spec and check its config (architecture, required fields, RoPE, sliding windows).
     -> (source, its config as read; `language_config` of it is the config of the model that streams)"""
     source = resolve_model_source(spec)
+    check_model_files(source)  # before the config loads: transformers would ask to run a folder's own code
     config = load_config(source)
     cls = adapter_class(config)
     raw = raw_config(source)
@@ -190,6 +191,7 @@ def self_check(model, adapter, stream: np.ndarray, cache: int, dtype: str) -> fl
 def load_model(spec: str, device: str = "cpu", dtype: str = "float32"):
     """A model the evaluator supports, in eval mode (folder, .gguf, hub id or zoo name)."""
     source = resolve_model_source(spec)
+    check_model_files(source)  # before the config loads: transformers would ask to run a folder's own code
     config = load_config(source)
     adapter_class(config)  # an unsupported architecture fails here, before the weights load
     return load_pretrained(source, device, dtype, config=config)

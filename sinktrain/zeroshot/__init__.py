@@ -6,10 +6,10 @@ scoring are exported for the experiment's up-front checks.
 """
 
 from sinktrain.zeroshot.config import ZeroShotConfig
-from sinktrain.zeroshot.checks import check_fits, check_weight_files, refuse_custom_code
+from sinktrain.zeroshot.checks import check_fits
 from sinktrain.zeroshot.report import limited, markdown_table
 from sinktrain.zeroshot.run import longest_answers, zeroshot
 from sinktrain.zeroshot.tasks import DEFAULT_TASKS, TASKS
 
-__all__ = ["DEFAULT_TASKS", "TASKS", "ZeroShotConfig", "check_fits", "check_weight_files", "limited", "longest_answers",
-           "markdown_table", "refuse_custom_code", "zeroshot"]
+__all__ = ["DEFAULT_TASKS", "TASKS", "ZeroShotConfig", "check_fits", "limited", "longest_answers",
+           "markdown_table", "zeroshot"]

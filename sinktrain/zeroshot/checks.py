@@ -1,54 +1,16 @@
 """Checks of a model and of the tasks' requests that run before any model is scored, so that a broken model or a
 request that cannot fit fails in one line at the start instead of after the earlier models were scored.
 
-`check_weight_files` and `refuse_custom_code` are also the experiment's up-front checks of its pretrained models
-(they belong with `sinktrain.model.source`, which is another stage's; they live here until it takes them).
+The model's own files (weights, custom code) are checked by `sinktrain.model.source.check_model_files`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-from pathlib import Path
 
 # HFLM's fallback when neither the config nor the tokenizer states a context length (lm_eval.models.utils).
 DEFAULT_MAX_LENGTH = 2048
-
-
-def refuse_custom_code(source) -> None:
-    """A folder whose config.json maps its architecture to code shipped beside it (`auto_map`) for a model type
-    that neither transformers nor sinktrain defines: transformers would ask on stdin whether to run that code.
-    sinktrain never runs a model's own code, so it refuses in one line instead of asking."""
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
-
-    import sinktrain.model  # noqa: F401  registers sinktrain_gpt_neox, whose exports carry an auto_map too
-    from sinktrain.model.source import raw_config
-
-    if source.kind != "folder":
-        return
-    raw = raw_config(source) or {}
-    if raw.get("auto_map") and raw.get("model_type") not in CONFIG_MAPPING:
-        raise ValueError(f"cannot load model {source.spec!r}: its config.json maps model_type "
-                         f"{raw.get('model_type')!r} to code shipped in the folder (auto_map), and sinktrain never "
-                         f"runs a model's own code; use a model whose architecture transformers or sinktrain defines")
-
-
-def check_weight_files(source) -> None:
-    """Every .safetensors file of a model folder opens: its header is whole and its tensors lie inside the file.
-    Opening maps the file without reading the tensors, so a cut-short copy fails here in a second, not when the
-    model loads after hours of other work."""
-    from safetensors import safe_open
-
-    if source.kind != "folder":  # a hub id is checked by its download, a GGUF file by its reader
-        return
-    for path in sorted(Path(source.location).glob("*.safetensors")):
-        try:
-            with safe_open(str(path), "pt"):
-                pass
-        except Exception as e:  # SafetensorError, or an OSError naming the file
-            raise ValueError(f"cannot load model {source.spec!r}: {path.name} is damaged "
-                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); copy or export it again") \
-                from None
 
 
 def task_requests(refs: dict[str, str], limit: int | None, manager) -> dict[str, list[tuple[str, str]]]:

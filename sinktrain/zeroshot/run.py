@@ -17,9 +17,7 @@ from sinktrain.config_io import write_json_atomic
 from sinktrain.zeroshot.checks import (
     DEFAULT_MAX_LENGTH,
     check_fits,
-    check_weight_files,
     longest_continuations,
-    refuse_custom_code,
     task_requests,
 )
 from sinktrain.zeroshot.config import ZeroShotConfig
@@ -35,17 +33,16 @@ def check_models(cfg: ZeroShotConfig) -> dict:
     """Each spec resolves, ships no code of its own to run, its config loads, its weight files are whole and its
     tokenizer loads (one line naming the model if not), all before any scoring.
     -> {spec: (config, tokenizer)}, handed to the loader so that each is read once (a GGUF header takes seconds)."""
-    from sinktrain.model.source import load_config, resolve_model_source
+    from sinktrain.model.source import check_model_files, load_config, resolve_model_source
 
     checked = {}
     for spec in cfg.models:
         source = resolve_model_source(spec)  # its own one-line errors name the spec and the fix
-        refuse_custom_code(source)
+        check_model_files(source)  # before the config loads: transformers would ask to run a folder's own code
         try:
             config = load_config(source)
         except Exception as e:  # an unknown architecture, a malformed config: one line naming the model
             raise ValueError(f"cannot load model {spec!r}: {first_line(e)}") from None
-        check_weight_files(source)
         checked[spec] = (config, model_tokenizer(source))
     return checked
 

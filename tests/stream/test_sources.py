@@ -38,10 +38,14 @@ def stream_eval(*args) -> list[str]:
 
 
 def one_line_error(capsys, rc) -> str:
+    return refused(capsys, rc, "stream-eval")
+
+
+def refused(capsys, rc, verb: str) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err, err
     last = err[-1]
-    assert last.startswith("sinktrain stream-eval: error: "), err
+    assert last.startswith(f"sinktrain {verb}: error: "), err
     return last
 
 
@@ -299,6 +303,37 @@ def test_config_missing_heads_is_refused_before_the_first_model_runs(llama_dir, 
     line = one_line_error(capsys, main(stream_eval(llama_dir, broken, "--out", out)))
     assert "config.json lacks num_attention_heads" in line
     assert not out.exists()  # the good first model was not evaluated
+
+
+@pytest.mark.parametrize("verb", ["stream-eval", "generate"])
+def test_own_code_or_cut_weights_are_refused_before_the_first_model_runs(llama_dir, tmp_path, capsys, monkeypatch,
+                                                                        verb):
+    """A folder shipping its own model code made transformers ask on stdin whether to run it (a `y` ran it); cut
+    weights failed with a safetensors traceback only when that model's turn came."""
+    custom = tmp_path / "custom"
+    shutil.copytree(llama_dir, custom)
+    cfg = json.loads((custom / "config.json").read_text())
+    (custom / "config.json").write_text(json.dumps({**cfg, "model_type": "my_llama",
+                                                    "auto_map": {"AutoConfig": "my_code.MyConfig"}}))
+    marker = tmp_path / "code-ran"
+    (custom / "my_code.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    cut = tmp_path / "cut"
+    shutil.copytree(llama_dir, cut)
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("y\n"))  # what a user at the prompt could type
+    out = tmp_path / "out"
+    args = stream_eval(llama_dir, custom, "--out", out) if verb == "stream-eval" else \
+        ["generate", str(custom), "--prompt", "hi", "--max-new-tokens", "2"]
+    line = refused(capsys, main(args), verb)
+    assert f"cannot load model {str(custom)!r}: its config.json maps model_type 'my_llama' to code shipped in the " \
+           f"folder (auto_map), and sinktrain never runs a model's own code" in line
+    assert not marker.exists() and not out.exists()
+    args = stream_eval(llama_dir, cut, "--out", out) if verb == "stream-eval" else \
+        ["generate", str(cut), "--prompt", "hi", "--max-new-tokens", "2"]
+    line = refused(capsys, main(args), verb)
+    assert f"cannot load model {str(cut)!r}: model.safetensors is damaged (" in line and "export it again" in line
+    assert not out.exists()
 
 
 def test_sink_tokenizer_without_sink_metadata_is_refused(llama_dir, tmp_path, capsys):
