@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import fnmatch
 import glob
-import hashlib
 import os
 import sys
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sinktrain.data.tokenizer import looks_like_local_path
+from sinktrain.util.hashing import file_sha256
 
 # extension (after stripping compression) -> datasets packaged builder
 BUILDERS = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -55,7 +55,7 @@ class Source:
         if self._described is None:
             d = {"spec": self.spec, "kind": self.kind}
             if self.kind == "files":
-                d["files"] = [{"path": str(f), "bytes": f.stat().st_size, "sha256": _file_sha256(f)}
+                d["files"] = [{"path": str(f), "bytes": f.stat().st_size, "sha256": file_sha256(f)}
                               for f in self.files]
             self._described = d
         return self._described
@@ -73,14 +73,6 @@ class Source:
             written = [folder / "manifest.json", folder / "tokenizer" / "tokenizer.json"]
             return any(_glob_matches(pattern, os.path.abspath(p)) for p in written)
         return False
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _glob_matches(pattern: str, path: str) -> bool:

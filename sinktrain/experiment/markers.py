@@ -13,16 +13,9 @@ import json
 from pathlib import Path
 
 from sinktrain.config_io import write_json_atomic
+from sinktrain.util.hashing import file_sha256
 
 STAGES_DIR = "stages"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tree_sha256(folder: Path) -> str:

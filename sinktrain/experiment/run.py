@@ -26,15 +26,7 @@ from sinktrain.data import (
     resolve_source,
 )
 from sinktrain.experiment.config import ExperimentConfig, in_section
-from sinktrain.experiment.markers import (
-    STAGES_DIR,
-    config_sha256,
-    file_sha256,
-    forget,
-    is_done,
-    mark_done,
-    tree_sha256,
-)
+from sinktrain.experiment.markers import STAGES_DIR, config_sha256, forget, is_done, mark_done, tree_sha256
 from sinktrain.experiment.report import write_report
 from sinktrain.export import ExportConfig, export_checkpoint
 from sinktrain.stream import evaluate
@@ -42,6 +34,7 @@ from sinktrain.stream.config import validate as validate_stream_config
 from sinktrain.stream.evaluate import plan as stream_plan
 from sinktrain.train import latest_checkpoint, preflight as train_preflight, train
 from sinktrain.train.checkpoint import read_meta
+from sinktrain.util.hashing import file_sha256
 from sinktrain.util.rank import is_global_rank_zero, rank_zero_print
 from sinktrain.zeroshot import check_fits, longest_answers, zeroshot
 
