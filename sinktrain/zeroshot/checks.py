@@ -16,15 +16,14 @@ DEFAULT_MAX_LENGTH = 2048
 def task_requests(refs: dict[str, str], limit: int | None, manager) -> dict[str, list[tuple[str, str]]]:
     """{task: [(context, continuation), ...]}: the loglikelihood requests lm-eval will score for each task ref
     (task name or YAML), under `limit`, built by lm-eval itself without any model."""
-    tasks = manager.load(list(refs.values()))["tasks"]
-    out = {}
-    for name in refs:
-        task = tasks[name]
-        # lm-eval's progress bar over the documents has nothing to say here (scoring shows it again), and would
-        # bury a refusal under bars
-        with contextlib.redirect_stderr(io.StringIO()):
-            task.build_all_requests(limit=limit, rank=0, world_size=1)
-        out[name] = [inst.args[:2] for inst in task.instances]
+    # The progress bars of datasets (a split read for the first time) and of lm-eval (over the documents) have
+    # nothing to say here (scoring shows them again), and would bury a refusal under bars.
+    with contextlib.redirect_stderr(io.StringIO()):
+        tasks = manager.load(list(refs.values()))["tasks"]
+        out = {}
+        for name in refs:
+            tasks[name].build_all_requests(limit=limit, rank=0, world_size=1)
+            out[name] = [inst.args[:2] for inst in tasks[name].instances]
     return out
 
 
