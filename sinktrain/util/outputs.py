@@ -10,6 +10,7 @@ that writes one file (chat's transcript) refuses an existing one the same way.
 
 from __future__ import annotations
 
+import glob
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,12 @@ def check_out_dir(out: str | Path, *, overwrite: bool, markers: tuple[str, ...],
         raise FileExistsError(f"{option} {str(out)!r} is a file; pass a folder (it is created if missing)")
     if Path.cwd().resolve().is_relative_to(out.resolve()):  # it would be replaced under the running process
         raise FileExistsError(f"{option} {str(out)!r} is the current folder or holds it; pass a folder inside it")
+    # staged_out_dir moves an earlier output aside to <out>.old-<tag> before renaming the new one in: a kill between
+    # the two renames leaves it there and no <out>. It is the only copy of that output: never run over it.
+    left = sorted(out.parent.glob(f"{glob.escape(out.name)}.old-*")) if not out.exists() else []
+    if left:
+        raise FileExistsError(f"{str(left[0])!r} holds an earlier output that a killed run moved aside; move it back "
+                              f"to {str(out)!r} (or delete it) and run again")
     if not out.exists() or not any(out.iterdir()):
         return
     if not overwrite:
