@@ -11,11 +11,14 @@ Documents are tokenized without special tokens and concatenated in order, separa
 from __future__ import annotations
 
 import glob as globlib
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from sinktrain.util.hashing import file_sha256
 from sinktrain.util.text_files import read_utf8
 
 PG19_PREFIX = "pg19"
@@ -72,6 +75,14 @@ def _pg19_documents(source: str, dataset: str, split: str):
 
 
 def _local_paths(source: str) -> list[Path]:
+    paths = _matching_paths(source)
+    for p in paths:  # an empty file would enter the stream as an empty document (two EODs in a row), unsaid
+        if p.stat().st_size == 0:
+            raise ValueError(f"file {str(p)!r} is empty (0 bytes); remove it, or pass a --text without it")
+    return paths
+
+
+def _matching_paths(source: str) -> list[Path]:
     path = Path(source)
     if path.is_file():
         return [path]
@@ -92,8 +103,25 @@ def _local_paths(source: str) -> list[Path]:
 def check_long_text_source(source: str) -> None:
     """Raise what `load_long_text` would for a missing local source, without reading it (PG19 is not checked:
     that needs the hub)."""
-    if not (source == PG19_PREFIX or source.startswith(PG19_PREFIX + ":")):
+    if not is_pg19(source):
         _local_paths(source)
+
+
+def is_pg19(source: str) -> bool:
+    return source == PG19_PREFIX or source.startswith(PG19_PREFIX + ":")
+
+
+def text_source_sha256(source: str) -> str | None:
+    """Content hash of a local source's files, whole (also those past `max_tokens`): a single file's sha256;
+    for several, the sha256 of their sorted [name, sha256] pairs (so it does not depend on where the folder
+    lies). None for PG19 (the dataset names its text)."""
+    if is_pg19(source):
+        return None
+    paths = _local_paths(source)
+    if len(paths) == 1:
+        return file_sha256(paths[0])
+    pairs = sorted([p.name, file_sha256(p)] for p in paths)
+    return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()
 
 
 def _local_documents(source: str):
@@ -115,8 +143,7 @@ def load_long_text(
         tokenizer = load_tokenizer()
     if max_tokens is not None and max_tokens <= 0:
         raise ValueError(f"max_tokens must be positive, got {max_tokens}")
-    is_pg19 = source == PG19_PREFIX or source.startswith(PG19_PREFIX + ":")
-    docs = _pg19_documents(source, pg19_dataset, split) if is_pg19 else _local_documents(source)
+    docs = _pg19_documents(source, pg19_dataset, split) if is_pg19(source) else _local_documents(source)
     eod = _eod(tokenizer)
     pieces: list[np.ndarray] = []
     doc_starts: list[int] = []

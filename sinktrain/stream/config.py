@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import field
+from dataclasses import field, fields
 from typing import Annotated
 
 from sinktrain.config_io import NonNegativeInt, PositiveInt, Range, configclass
@@ -31,7 +31,7 @@ class StreamEvalConfig:
     sinks: list[NonNegativeInt] = field(default_factory=lambda: [0, 1, 2, 4])
     """Sink counts s to evaluate, e.g. 0,1,2,4 (w = C - s each)."""
     configs: list[str] | None = None
-    """Explicit s+w configurations, e.g. [4+1020, 1+1023] (overrides cache and sinks)."""
+    """Explicit s+w configurations, e.g. [4+1020, 1+1023] (replaces cache and sinks: give neither with it)."""
     tokens: Annotated[int, Range(ge=2)] | None = None
     """Read at most this many text tokens (per tokenizer); None: the whole text."""
     out: str = "stream-eval"
@@ -59,7 +59,7 @@ class StreamEvalConfig:
     pg19_split: str = "test"
     """Split of the pg19 dataset."""
     first_k: PositiveInt = 4
-    """Attention statistics: mass on the first k tokens."""
+    """Attention statistics: mass on the first k tokens (fewer than attention_tokens)."""
     attention_tokens: PositiveInt = 64
     """Tokens of the stream used for attention statistics and maps."""
     plots: bool = True
@@ -81,10 +81,20 @@ def parse_config_name(name: str) -> tuple[int, int]:
     return s, w
 
 
+def default(name: str):
+    """StreamEvalConfig's default for field `name`."""
+    f = next(f for f in fields(StreamEvalConfig) if f.name == name)
+    return f.default_factory() if callable(f.default_factory) else f.default
+
+
 def sink_window_pairs(cfg: StreamEvalConfig) -> list[tuple[int, int]]:
     """The (s, w) pairs to evaluate, validated, each once (in the order given): a repeated one would be streamed
     again for the same column."""
     if cfg.configs:
+        # A changed --cache or --sinks beside --configs would be ignored while run.json recorded it as if used.
+        # (A value equal to its default cannot be told from one not given; that one is ignored unsaid.)
+        if cfg.cache != default("cache") or list(cfg.sinks) != default("sinks"):
+            raise ValueError("--configs replaces --cache and --sinks; drop them")
         return list(dict.fromkeys(parse_config_name(c) for c in cfg.configs))
     if cfg.cache < 1:
         raise ValueError(f"cache size must be at least 1, got {cfg.cache}")
@@ -97,6 +107,30 @@ def sink_window_pairs(cfg: StreamEvalConfig) -> list[tuple[int, int]]:
                              f"w = C - s must be at least 1")
         pairs.append((s, cfg.cache - s))
     return list(dict.fromkeys(pairs))
+
+
+def cache_size(cfg: StreamEvalConfig, pairs: list[tuple[int, int]]) -> int | None:
+    """The cache the run holds: the longest s+w (the recompute baseline re-encodes windows of this size too);
+    with no s+w configuration, --cache if the recompute baseline runs, else None: a dense-only run keeps no cache,
+    so the text need not be longer than one."""
+    if pairs:
+        return max(s + w for s, w in pairs)
+    return cfg.cache if "recompute" in cfg.baselines else None
+
+
+def check_text(cfg: StreamEvalConfig) -> None:
+    """A missing or empty local text, before any model loads. The default is a path inside the repository
+    checkout, which an installed sinktrain run elsewhere does not have: say so, not only that it is missing."""
+    from sinktrain.data.longtext import check_long_text_source
+
+    try:
+        check_long_text_source(cfg.text)
+    except FileNotFoundError as e:
+        if cfg.text != default("text"):
+            raise
+        raise FileNotFoundError(f"the default --text {cfg.text!r} (a book in sinktrain's repository, read relative to "
+                                f"the current folder) does not exist here; pass --text with a .txt file, a folder of "
+                                f"them, a glob or pg19") from e
 
 
 def validate(cfg: StreamEvalConfig) -> list[tuple[int, int]]:
@@ -114,8 +148,12 @@ def validate(cfg: StreamEvalConfig) -> list[tuple[int, int]]:
         raise ValueError(f"tokens must be at least 2, got {cfg.tokens}")
     if cfg.block_size < 1 or cfg.recompute_batch < 1:
         raise ValueError("block_size and recompute_batch must be positive")
+    if cfg.first_k >= cfg.attention_tokens:  # the statistics need keys past the first k, or there are none
+        raise ValueError(f"--first_k {cfg.first_k} is not below --attention_tokens {cfg.attention_tokens}; the "
+                         f"attention statistics need more tokens than k: lower --first_k or raise --attention_tokens")
     pairs = sink_window_pairs(cfg)
     if not pairs and not cfg.baselines:
         raise ValueError("nothing to evaluate; give sink counts, s+w configurations or baselines")
+    check_text(cfg)
     check_out_dir(cfg.out, overwrite=cfg.overwrite, markers=OUT_MARKERS, what="stream-eval output")
     return pairs

@@ -25,7 +25,7 @@ import torch
 from sinktrain.model.source import ModelSource, check_model_files, load_config, load_model_tokenizer, \
     load_pretrained, raw_config, resolve_model_source
 from sinktrain.stream import report
-from sinktrain.stream.config import StreamEvalConfig, validate
+from sinktrain.stream.config import StreamEvalConfig, cache_size, validate
 from sinktrain.stream.families import adapter_class, adapter_for, check_config, language_config, narrowest_window
 from sinktrain.stream.model_info import sink_token_ids
 from sinktrain.stream.parallel import parallel_logits, parallel_nll
@@ -56,9 +56,10 @@ class ModelPlan:
     config: object  # as read from the source (the wrapper's, for a multimodal model): loading reuses it
     prefix: list[int]  # prepended to the text: sink tokens, then BOS if asked for
     text: object  # LongText, in this model's tokenization
+    tokenizer_hash: str  # of the tokenizer that read the text (sinktrain.data.tokenizer.tokenizer_hash)
 
 
-def check_source(spec: str, cache: int):
+def check_source(spec: str, cache: int | None):
     """Resolve a model spec and check its config (architecture, required fields, RoPE, sliding windows).
     -> (source, its config as read; `language_config` of it is the config of the model that streams)"""
     source = resolve_model_source(spec)
@@ -119,8 +120,9 @@ def model_names(specs: list[str]) -> list[str]:
     return names
 
 
-def plan(cfg: StreamEvalConfig, longest: int) -> list[ModelPlan]:
-    """Check every model and read the text for each tokenizer, before anything streams."""
+def plan(cfg: StreamEvalConfig, longest: int | None) -> list[ModelPlan]:
+    """Check every model and read the text for each tokenizer, before anything streams. `longest`: the cache
+    size (`cache_size`), None for a dense-only run."""
     from sinktrain.data.longtext import load_long_text
     from sinktrain.data.tokenizer import tokenizer_hash
 
@@ -135,16 +137,20 @@ def plan(cfg: StreamEvalConfig, longest: int) -> list[ModelPlan]:
         if key not in texts:
             texts[key] = load_long_text(cfg.text, tok, cfg.tokens, cfg.pg19_dataset, cfg.pg19_split)
         text = texts[key]
-        if len(text) <= longest:
+        if longest is None and len(text) < 2:  # dense only: one token leaves nothing to score
+            raise ValueError(f"the text has {len(text)} tokens (tokenizer of {spec}); the dense baseline scores "
+                             f"tokens 1..N-1, so it needs at least 2; use a longer text")
+        if longest is not None and len(text) <= longest:
             raise ValueError(f"the text has {len(text)} tokens (tokenizer of {spec}), not more than the cache size "
                              f"{longest}; use a longer text (or a larger --tokens) or a smaller cache")
         trained = getattr(config, "max_position_embeddings", None)
-        if trained and longest + 1 > trained:  # a full cache's query sits at position C (its keys at 0..C-1)
+        # a full cache's query sits at position C (its keys at 0..C-1)
+        if trained and longest is not None and longest + 1 > trained:
             warn(f"{spec}: the cache ({longest} tokens + the query) exceeds the {trained} positions the model was "
                  f"trained on; its perplexity there measures extrapolation")
         if "dense" in cfg.baselines:
             check_dense(spec, config, len(prefix), len(text), trained)
-        plans.append(ModelPlan(name, source, read, prefix, text))
+        plans.append(ModelPlan(name, source, read, prefix, text, key))
     return plans
 
 
@@ -170,9 +176,10 @@ def check_dense(spec: str, config, prefix_len: int, text_len: int, trained: int 
              f"trained on; its perplexity there measures extrapolation")
 
 
-def self_check(model, adapter, stream: np.ndarray, cache: int, dtype: str) -> float:
-    """The parallel path's logits on the first min(C, 64) tokens must equal the model's own forward."""
-    n = min(cache, SELF_CHECK_TOKENS, len(stream) - 1)
+def self_check(model, adapter, stream: np.ndarray, cache: int | None, dtype: str) -> float:
+    """The parallel path's logits on the first min(C, 64) tokens (64 with no cache) must equal the model's own
+    forward."""
+    n = min(cache or SELF_CHECK_TOKENS, SELF_CHECK_TOKENS, len(stream) - 1)
     ids = stream[: n + 1]
     _, _, ours = next(parallel_logits(model, ids, 0, None, block_size=n, adapter=adapter))
     with torch.no_grad():
@@ -202,13 +209,32 @@ def score(nll_stream: np.ndarray, num_prefix_tokens: int) -> np.ndarray:
     return nll_stream[num_prefix_tokens:]
 
 
+def source_record(source: ModelSource) -> dict:
+    """Where a model was read from: the spec as given, its kind, and the folder (a zoo name's cached folder, a
+    .gguf file's folder) or hub id."""
+    record = {"spec": source.spec, "kind": source.kind, "location": source.location}
+    if source.kind != "hub":  # a relative folder reads differently from another working directory
+        record["location"] = str(Path(source.location).resolve())
+    if source.gguf_file:
+        record["gguf_file"] = source.gguf_file
+    return record
+
+
+def versions() -> dict:
+    import transformers
+
+    import sinktrain
+
+    return {"sinktrain": sinktrain.__version__, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
 def summarize(nll: np.ndarray) -> dict:
     mean = float(np.mean(nll))
     return {"ppl": math.exp(mean), "nll_mean": mean, "tokens": int(nll.shape[0])}
 
 
 def run_configuration(model, adapter, stream: np.ndarray, name: str, cfg: StreamEvalConfig, label: str,
-                      recompute_cache: int):
+                      recompute_cache: int | None):
     """NLL over the whole stream for one configuration name ("s+w", "dense" or "recompute"), plus tokens/s."""
     with progress(len(stream) - 1, desc=f"[stream-eval] {label}", unit="tok", mininterval=10.0) as bar:
         start = time.perf_counter()
@@ -226,17 +252,19 @@ def run_configuration(model, adapter, stream: np.ndarray, name: str, cfg: Stream
 
 def evaluate(cfg: StreamEvalConfig) -> dict:
     """Run the evaluation, write every artifact under `cfg.out`; returns {model: {config: {ppl, nll_mean, tokens}}}."""
+    from sinktrain.data.longtext import text_source_sha256
+
     pairs = validate(cfg)
-    # The largest cache evaluated; the recompute baseline re-encodes windows of this size.
-    longest = max((s + w for s, w in pairs), default=cfg.cache)
+    longest = cache_size(cfg, pairs)  # None: dense only
+    text_sha256 = text_source_sha256(cfg.text)  # as plan() is about to read it, not as it is after a long run
     plans = plan(cfg, longest)
     # Written beside cfg.out and moved into its place once whole: an earlier output (replaced only with
     # --overwrite) stays as it was if this run fails or is killed.
     with staged_out_dir(cfg.out, "stream-eval") as out:
-        return _evaluate_into(out, cfg, pairs, plans, longest)
+        return _evaluate_into(out, cfg, pairs, plans, longest, text_sha256)
 
 
-def _evaluate_into(out: Path, cfg: StreamEvalConfig, pairs, plans, longest: int) -> dict:
+def _evaluate_into(out: Path, cfg: StreamEvalConfig, pairs, plans, longest: int | None, text_sha256) -> dict:
     names = [f"{s}+{w}" for s, w in pairs] + list(dict.fromkeys(cfg.baselines))
     results: dict = {}
     nlls: dict = {}
@@ -244,6 +272,7 @@ def _evaluate_into(out: Path, cfg: StreamEvalConfig, pairs, plans, longest: int)
     maps: dict = {}
     timing: dict = {}
     texts: dict = {}
+    probed: dict = {}  # tokens of the stream each model's attention statistics and maps used
     for p in plans:
         model = load_pretrained(p.source, cfg.device, cfg.dtype, config=p.config)
         adapter = adapter_for(model)
@@ -252,7 +281,8 @@ def _evaluate_into(out: Path, cfg: StreamEvalConfig, pairs, plans, longest: int)
         mname = p.name
         results[mname], nlls[mname] = {}, {}
         timing[mname] = {"self_check_max_abs_dlogp": diff}
-        texts[mname] = {"tokens": len(p.text), "prefix": p.prefix, "family": adapter.family}
+        texts[mname] = {"tokens": len(p.text), "prefix": p.prefix, "family": adapter.family,
+                        "source": source_record(p.source), "tokenizer_hash": p.tokenizer_hash}
         for name in names:
             nll_stream, rate = run_configuration(model, adapter, stream, name, cfg, f"{mname} {name}", longest)
             nll = score(nll_stream, len(p.prefix))
@@ -265,14 +295,20 @@ def _evaluate_into(out: Path, cfg: StreamEvalConfig, pairs, plans, longest: int)
         # (within the trained context and any position bound: MPT's forward fails past its ALiBi table)
         limits = (getattr(adapter.config, "max_position_embeddings", None), adapter.position_bound)
         probe = stream[: min(len(stream), cfg.attention_tokens, *(n for n in limits if n))]
+        probed[mname] = len(probe)
+        if len(probe) > 1:  # the maps need two tokens, whatever first_k is
+            maps[mname] = attention_maps(model, probe)
         if len(probe) > cfg.first_k:
             stats[mname] = attention_sink_stats(model, probe, cfg.first_k).numpy()
-            maps[mname] = attention_maps(model, probe)
+        else:  # validate() keeps first_k < attention_tokens; a short stream or position bound can cut the probe
+            warn(f"{mname}: no attention statistics: the probe has {len(probe)} tokens (the stream, the trained "
+                 f"context or the position bound cut it), not more than --first_k {cfg.first_k}")
         del model
     write_json_atomic(out / "attention_stats.json", {
-        m: {"first_k": cfg.first_k, "tokens": cfg.attention_tokens, "per_layer": np.nanmean(a, 1).tolist(),
+        m: {"first_k": cfg.first_k, "tokens": probed[m], "per_layer": np.nanmean(a, 1).tolist(),
             "per_layer_head": [row[~np.isnan(row)].tolist() for row in a]} for m, a in stats.items()})
-    report.write_table(results, out)
+    recompute_cache = longest if "recompute" in names else None
+    report.write_table(results, out, recompute_cache=recompute_cache)
     if cfg.plots:
         report.plot_log_ppl(nlls, out / "log_ppl.png", cache=longest)
         if stats:
@@ -282,8 +318,12 @@ def _evaluate_into(out: Path, cfg: StreamEvalConfig, pairs, plans, longest: int)
     if cfg.tensorboard:
         report.write_tensorboard(out, nlls, results)
     first = plans[0].text
-    write_json_atomic(out / "run.json", {"config": asdict(cfg), "text": {"tokens": len(first), "documents": first.names,
-                                                                        "doc_starts": first.doc_starts},
-                                         "models": texts, "scored_tokens": "text tokens 1..N-1", "timing": timing})
+    write_json_atomic(out / "run.json", {
+        "config": asdict(cfg), "text": {"tokens": len(first), "documents": first.names, "doc_starts": first.doc_starts},
+        "text_sha256": text_sha256, "versions": versions(),
+        # config.cache is only what --cache said: with --configs the cache is the longest s+w, and the recompute
+        # baseline re-encodes windows of that size
+        "cache_size": longest, "recompute_cache": recompute_cache,
+        "models": texts, "scored_tokens": "text tokens 1..N-1", "timing": timing})
     write_json_atomic(out / "results.json", results)  # last: its presence means the run finished
     return results

@@ -15,14 +15,18 @@ from sinktrain.util.atomic import write_bytes_atomic
 from sinktrain.util.tables import config_columns, perplexity_table
 
 
-def write_table(results: dict, out_dir) -> tuple[Path, Path]:
-    """`table.md` (models × configurations, perplexity) and `table.csv` (one row per model and configuration)."""
+def write_table(results: dict, out_dir, recompute_cache: int | None = None) -> tuple[Path, Path]:
+    """`table.md` (models × configurations, perplexity) and `table.csv` (one row per model and configuration).
+    `recompute_cache`: the recompute baseline's window, said in the footnote (with --configs it is the longest
+    s+w, not --cache)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cols = config_columns(results)
     lines = [perplexity_table(results)]
     tokens = sorted({per[c]["tokens"] for per in results.values() for c in per})
     lines += ["", f"Perplexity over {', '.join(map(str, tokens))} scored tokens (s+w: s sink tokens + w recent)."]
+    if recompute_cache is not None:
+        lines[-1] += f" recompute: each token predicted by a fresh forward over the last {recompute_cache} tokens."
     md = out_dir / "table.md"
     write_bytes_atomic(md, ("\n".join(lines) + "\n").encode())
     buf = io.StringIO()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from sinktrain.data.longtext import load_long_text
+from sinktrain.data.longtext import load_long_text, text_source_sha256
 from sinktrain.data.tokenizer import load_tokenizer
 
 BOOKS = Path(__file__).resolve().parents[2] / "data" / "books"
@@ -80,3 +82,26 @@ def test_bad_sources(tok, pg19_standin, tmp_path):
         load_long_text(str(tmp_path / "missing.txt"), tok)
     with pytest.raises(FileNotFoundError, match="no .txt files"):
         load_long_text(str(d), tok)
+
+
+def test_an_empty_file_is_refused_not_an_empty_document(tok, two_books):
+    folder, _ = two_books
+    (folder / "c_empty.txt").write_bytes(b"")
+    for source in (str(folder), str(folder / "c_*.txt"), str(folder / "c_empty.txt")):
+        with pytest.raises(ValueError, match=r"file '.*c_empty.txt' is empty \(0 bytes\); remove it"):
+            load_long_text(source, tok)
+
+
+def test_text_source_sha256(two_books, tmp_path_factory):
+    folder, texts = two_books
+    one = folder / "a_first.txt"
+    assert text_source_sha256(str(one)) == hashlib.sha256(texts["a_first"].encode()).hexdigest()
+    pairs = sorted([f"{name}.txt", hashlib.sha256(text.encode()).hexdigest()] for name, text in texts.items())
+    expected = hashlib.sha256(json.dumps(pairs).encode()).hexdigest()
+    assert text_source_sha256(str(folder)) == text_source_sha256(str(folder / "*.txt")) == expected
+    # the same books in another folder: the same hash
+    moved = shutil.copytree(folder, tmp_path_factory.mktemp("elsewhere") / "books")
+    assert text_source_sha256(str(moved)) == expected
+    (moved / "a_first.txt").write_text("First book, edited.")
+    assert text_source_sha256(str(moved)) != expected
+    assert text_source_sha256("pg19:first") is None

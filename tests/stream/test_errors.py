@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from stream_helpers import BOOKS
@@ -28,11 +30,55 @@ def gpt2_dir(tmp_path_factory):
     (["--text", "/nonexistent/book.txt"], "does not exist"),
     (["--device", "gpu"], "--device 'gpu' is not a torch device; pass cpu, cuda or cuda:N"),
     (["--device", "meta"], "--device 'meta': sinktrain runs on cpu, cuda or mps"),
+    # --configs sets the cache: a --cache or --sinks beside it would be ignored and recorded in run.json as used
+    (["--configs", "2+6", "--cache", "8"], "--configs replaces --cache and --sinks; drop them"),
+    (["--configs", "2+6", "--sinks", "1"], "--configs replaces --cache and --sinks; drop them"),
+    (["--first_k", "64"], "--first_k 64 is not below --attention_tokens 64; the attention statistics need more"),
+    (["--first_k", "8", "--attention_tokens", "4"], "--first_k 8 is not below --attention_tokens 4"),
 ])
 def test_bad_arguments(model_dirs, tmp_path, capsys, args, phrase):
     rc = main(["stream-eval", str(model_dirs["vanilla"]), "--text", BOOK, "--out", str(tmp_path / "out"), *args])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and phrase in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_missing_default_text_is_named_as_the_default(model_dirs, tmp_path, capsys, monkeypatch):
+    """From an installed sinktrain run outside the checkout, the default book's relative path does not exist."""
+    monkeypatch.chdir(tmp_path)
+    rc = main(["stream-eval", str(model_dirs["vanilla"]), "--out", "out"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert ("the default --text 'data/books/austen_persuasion.txt' (a book in sinktrain's repository, read relative "
+            "to the current folder) does not exist here; pass --text") in err[0]
+    rc = main(["stream-eval", str(model_dirs["vanilla"]), "--text", "mine.txt", "--out", "out"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "text source 'mine.txt' does not exist" in err and "default" not in err, err
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_empty_file_in_the_text_folder_is_refused(model_dirs, tmp_path, capsys):
+    """It would enter the stream as an empty document: two EODs in a row."""
+    books = tmp_path / "books"
+    books.mkdir()
+    (books / "a.txt").write_text((BOOKS / "austen_persuasion.txt").read_text()[:3000])
+    (books / "b.txt").write_bytes(b"")
+    rc = main(["stream-eval", str(model_dirs["vanilla"]), "--text", str(books), "--cache", "8",
+               "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert f"file {str(books / 'b.txt')!r} is empty (0 bytes); remove it" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_dense_only_run_is_not_gated_on_the_default_cache(model_dirs, tmp_path):
+    """100 tokens are fewer than the default --cache 1024, which a run with no s+w configuration never holds."""
+    out = tmp_path / "out"
+    assert main(["stream-eval", str(model_dirs["vanilla"]), "--text", BOOK, "--sinks", "", "--baselines", "dense",
+                 "--tokens", "100", "--plots", "false", "--tensorboard", "false", "--out", str(out)]) == 0
+    assert list(json.loads((out / "results.json").read_text())["vanilla"]) == ["dense"]
+    info = json.loads((out / "run.json").read_text())
+    assert info["cache_size"] is None and info["recompute_cache"] is None
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

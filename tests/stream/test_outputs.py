@@ -1,15 +1,23 @@
 """An earlier stream-eval's folder is never lost or mixed with a new run's files: a second run into it is refused,
-`--overwrite` replaces it only once the new output is whole, and only if it is a stream-eval output."""
+`--overwrite` replaces it only once the new output is whole, and only if it is a stream-eval output. run.json and
+attention_stats.json record what was used."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
+import shutil
 
 import pytest
+import torch
+import transformers
 from stream_helpers import BOOKS
 
+import sinktrain
 from sinktrain.cli import main
+from sinktrain.data.tokenizer import tokenizer_hash
+from sinktrain.model import zoo
 from sinktrain.stream import StreamEvalConfig, evaluate
 
 evaluate_module = importlib.import_module("sinktrain.stream.evaluate")  # the package re-exports a function by its name
@@ -99,3 +107,60 @@ def test_out_that_is_a_file_or_the_current_folder_is_refused(model_dirs, tmp_pat
     assert run(model_dirs["vanilla"], ".", "--sinks", "4") == 2
     assert "--out '.' is the current folder or holds it; pass a folder inside it" in one_line(capsys)
     assert not any(empty.iterdir()) and sorted(p.name for p in tmp_path.iterdir()) == ["empty", "f"]
+
+
+def test_run_json_records_where_models_and_text_came_from(model_dirs, tmp_path, tokenizer, monkeypatch):
+    """Each model's spec, kind and folder (a zoo name: its cached folder), the tokenizer hash, the text's sha256
+    (several files: of their sorted [name, sha256] pairs) and the versions; with --configs, the cache the
+    recompute baseline re-encodes is the longest s+w, not config.cache."""
+    monkeypatch.setenv("SINKTRAIN_CACHE", str(tmp_path / "cache"))  # a zoo model already fetched: no download
+    monkeypatch.setitem(zoo.MODELS, "tiny-zoo", {"folder": "Tiny"})
+    cached = tmp_path / "cache" / "tiny-zoo" / "Tiny"
+    shutil.copytree(model_dirs["vanilla"], cached)
+    books = tmp_path / "books"
+    books.mkdir()
+    texts = {"b.txt": (BOOKS / "austen_persuasion.txt").read_bytes()[:2000], "a.txt": b"A short first book."}
+    for name, data in texts.items():
+        (books / name).write_bytes(data)
+    out = tmp_path / "eval"
+    assert main(["stream-eval", str(model_dirs["vanilla"]), "tiny-zoo", "--text", str(books), "--tokens", "100",
+                 "--configs", "2+6,1+3", "--baselines", "recompute", "--out", str(out), "--plots", "false",
+                 "--tensorboard", "false"]) == 0
+    info = json.loads((out / "run.json").read_text())
+    pairs = sorted([name, hashlib.sha256(data).hexdigest()] for name, data in texts.items())
+    assert info["text_sha256"] == hashlib.sha256(json.dumps(pairs).encode()).hexdigest()
+    assert info["versions"] == {"sinktrain": sinktrain.__version__, "torch": torch.__version__,
+                                "transformers": transformers.__version__}
+    assert info["models"]["vanilla"]["source"] == {"spec": str(model_dirs["vanilla"]), "kind": "folder",
+                                                   "location": str(model_dirs["vanilla"].resolve())}
+    assert info["models"]["tiny-zoo"]["source"] == {"spec": "tiny-zoo", "kind": "folder", "location": str(cached)}
+    assert info["models"]["vanilla"]["tokenizer_hash"] == tokenizer_hash(tokenizer)
+    assert info["cache_size"] == info["recompute_cache"] == 8 and info["config"]["cache"] == 1024
+    # what other stages read from run.json stays
+    assert info["config"]["text"] == str(books) and info["text"]["documents"] == ["a", "b"]
+    assert info["models"]["vanilla"]["tokens"] == 100
+    footnote = "recompute: each token predicted by a fresh forward over the last 8 tokens."
+    assert footnote in (out / "table.md").read_text()
+
+    single = tmp_path / "single"
+    assert run(model_dirs["vanilla"], single, "--sinks", "4") == 0
+    info = json.loads((single / "run.json").read_text())
+    assert info["text_sha256"] == hashlib.sha256((BOOKS / "austen_persuasion.txt").read_bytes()).hexdigest()
+    assert info["cache_size"] == 24 and info["recompute_cache"] is None
+    assert "recompute" not in (single / "table.md").read_text()
+
+
+def test_attention_stats_record_the_tokens_used_and_maps_do_not_need_first_k(model_dirs, tmp_path, capsys):
+    """A 10-token stream cuts the 64-token probe: the record says 10; with --first_k 16 there are no statistics
+    (and a warning says why), but the attention maps are still drawn."""
+    out = tmp_path / "eval"
+    assert main(["stream-eval", str(model_dirs["vanilla"]), "--text", BOOK, "--cache", "4", "--sinks", "1",
+                 "--tokens", "10", "--out", str(out), "--tensorboard", "false"]) == 0
+    assert json.loads((out / "attention_stats.json").read_text())["vanilla"]["tokens"] == 10
+    capsys.readouterr()
+    out = tmp_path / "few"
+    assert main(["stream-eval", str(model_dirs["vanilla"]), "--text", BOOK, "--cache", "4", "--sinks", "1",
+                 "--tokens", "10", "--first_k", "16", "--out", str(out), "--tensorboard", "false"]) == 0
+    assert json.loads((out / "attention_stats.json").read_text()) == {}
+    assert (out / "attention_maps_vanilla.png").is_file() and not (out / "sink_attention.png").exists()
+    assert "vanilla: no attention statistics: the probe has 10 tokens" in capsys.readouterr().err
