@@ -21,10 +21,12 @@ from torch.nn.attention import sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
 from transformers import DynamicCache
 
-from sinktrain.model import ModelConfig, build_model
+from sinktrain.model import PRESETS, ModelConfig, build_model
 from sinktrain.model.decode_attention import NO_CUDNN
 from sinktrain.stream.model_info import cache_kwarg
 from sinktrain.stream.sink_cache import SinkCache
+
+from _args import int_at_least, torch_device
 
 
 def sync(device: str) -> None:
@@ -35,15 +37,18 @@ def sync(device: str) -> None:
 @torch.no_grad()
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="pythia-160m")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float32")
-    p.add_argument("--cache", type=int, default=4096)
-    p.add_argument("--sinks", type=int, default=4)
-    p.add_argument("--steps", type=int, default=16, help="timed decode steps (then 8 more under the profiler)")
+    p.add_argument("--preset", default="pythia-160m", choices=list(PRESETS))
+    p.add_argument("--device", type=torch_device, default="cpu")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    p.add_argument("--cache", type=int_at_least(1), default=4096)
+    p.add_argument("--sinks", type=int_at_least(0), default=4)
+    p.add_argument("--steps", type=int_at_least(1), default=16,
+                   help="timed decode steps (then 8 more under the profiler)")
     p.add_argument("--sdpa", choices=("torch", "no-cudnn"), default="torch")
-    p.add_argument("--rows", type=int, default=15)
+    p.add_argument("--rows", type=int_at_least(1), default=15)
     a = p.parse_args()
+    if a.cache <= a.sinks:
+        p.error(f"--cache ({a.cache}) must be larger than --sinks ({a.sinks}): the sink cache needs a window")
     model = build_model(ModelConfig(preset=a.preset), seed=0).eval().to(a.device, getattr(torch, a.dtype))
     kw = cache_kwarg(model)
     ids = torch.randint(0, model.config.vocab_size, (1, a.cache + a.steps + 16), device=a.device)

@@ -24,6 +24,8 @@ import torch.nn.functional as F
 
 from sinktrain.model import sink_gptneox as sg
 
+from _args import int_at_least, torch_device
+
 
 def saved_bytes(fn):
     seen = {}
@@ -40,13 +42,13 @@ def saved_bytes(fn):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float32")
-    p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--seq", type=int, default=512)
-    p.add_argument("--head-dim", type=int, default=64)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", type=torch_device, default="cpu")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64", "bfloat16", "float16"))
+    p.add_argument("--batch", type=int_at_least(1), default=2)
+    p.add_argument("--heads", type=int_at_least(1), default=4)
+    p.add_argument("--seq", type=int_at_least(1), default=512)
+    p.add_argument("--head-dim", type=int_at_least(1), default=64)
+    p.add_argument("--repeats", type=int_at_least(1), default=5)
     a = p.parse_args(argv)
     dev, dt = torch.device(a.device), getattr(torch, a.dtype)
     B, H, T, D = a.batch, a.heads, a.seq, a.head_dim

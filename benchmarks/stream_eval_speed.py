@@ -27,6 +27,10 @@ import torch
 from sinktrain.model import ModelConfig, build_model
 from sinktrain.stream import parallel_nll, recompute_nll, reference_nll
 
+from _args import int_at_least, int_list
+
+CPU_CACHE, GPU_CACHE, REAL_CACHE = (4, 252), (4, 1020), (4, 252)  # (sinks, window) of each run
+
 
 def timed(fn, n_tokens: int, device: str):
     if device.startswith("cuda"):
@@ -144,23 +148,36 @@ def bench_memory(token_counts: list[int], sinks: int, window: int, block_size: i
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
-    ap.add_argument("--cpu-ref-tokens", type=int, default=1024)
-    ap.add_argument("--cpu-par-tokens", type=int, default=16384)
-    ap.add_argument("--gpu-ref-tokens", type=int, default=2048)
-    ap.add_argument("--gpu-par-tokens", type=int, default=262144)
+    ap.add_argument("--threads", type=int_at_least(1), default=None,
+                    help="torch intra-op threads (default: torch's choice)")
+    ap.add_argument("--cpu-ref-tokens", type=int_at_least(1), default=1024)
+    ap.add_argument("--cpu-par-tokens", type=int_at_least(1), default=16384)
+    ap.add_argument("--gpu-ref-tokens", type=int_at_least(1), default=2048)
+    ap.add_argument("--gpu-par-tokens", type=int_at_least(1), default=262144)
     ap.add_argument("--real", action="store_true", help="also benchmark SmolLM2-135M-Instruct at 4+252")
-    ap.add_argument("--real-ref-tokens", type=int, default=256)
-    ap.add_argument("--real-par-tokens", type=int, default=8192)
-    ap.add_argument("--memory-tokens", default="",
+    ap.add_argument("--real-ref-tokens", type=int_at_least(1), default=256)
+    ap.add_argument("--real-par-tokens", type=int_at_least(1), default=8192)
+    ap.add_argument("--memory-tokens", type=int_list(1, allow_empty=True), default="",
                     help="comma-separated stream lengths for SmolLM2-135M-Instruct's peak-RSS runs")
-    ap.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--memory-child", type=int_at_least(1), default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    # The reference's NLLs are compared with the first ones of the parallel run, so that run is the longer; it is
+    # labelled with its cache (s+w), so its stream must fill that cache.
+    for kind, cache in (("cpu", CPU_CACHE), ("gpu", GPU_CACHE), ("real", REAL_CACHE)):
+        ref, par = getattr(args, f"{kind}_ref_tokens"), getattr(args, f"{kind}_par_tokens")
+        if par < ref:
+            ap.error(f"--{kind}-par-tokens ({par}) must be >= --{kind}-ref-tokens ({ref})")
+        if par < sum(cache):
+            ap.error(f"--{kind}-par-tokens ({par}) never fills the {cache[0]}+{cache[1]} cache it is labelled with; "
+                     f"pass >= {sum(cache)}")
+    if any(n < sum(REAL_CACHE) for n in args.memory_tokens):
+        ap.error(f"--memory-tokens: each stream must fill the {REAL_CACHE[0]}+{REAL_CACHE[1]} cache "
+                 f"(>= {sum(REAL_CACHE)} tokens); got {args.memory_tokens}")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.memory_child:
-        memory_child(args.memory_child, 4, 252, 1024)
+        memory_child(args.memory_child, *REAL_CACHE, 1024)
         return
     if args.real or args.memory_tokens:  # fetch (or fail) before any timing, not after it
         from sinktrain.model.source import resolve_model_source
@@ -171,20 +188,19 @@ def main() -> None:
     import transformers
 
     result["transformers"] = transformers.__version__
-    result["runs"].append(bench("tiny", "cpu", torch.float32, 4, 252, args.cpu_ref_tokens, args.cpu_par_tokens,
+    result["runs"].append(bench("tiny", "cpu", torch.float32, *CPU_CACHE, args.cpu_ref_tokens, args.cpu_par_tokens,
                                 args.cpu_ref_tokens, 1024))
     if torch.cuda.is_available():
         result["gpu"] = torch.cuda.get_device_name()
-        result["runs"].append(bench("pythia-160m", "cuda", torch.bfloat16, 4, 1020, args.gpu_ref_tokens,
+        result["runs"].append(bench("pythia-160m", "cuda", torch.bfloat16, *GPU_CACHE, args.gpu_ref_tokens,
                                     args.gpu_par_tokens, args.gpu_ref_tokens, 2048))
     else:
         result["gpu"] = None
     if args.real:
-        result["runs"].append(bench_real(4, 252, args.real_ref_tokens, args.real_par_tokens, 1024))
+        result["runs"].append(bench_real(*REAL_CACHE, args.real_ref_tokens, args.real_par_tokens, 1024))
         print(f"real-model run: {json.dumps(result['runs'][-1])}", file=sys.stderr, flush=True)
     if args.memory_tokens:
-        counts = [int(x) for x in args.memory_tokens.split(",") if x.strip()]
-        result["memory_smollm2_4+252"] = bench_memory(counts, 4, 252, 1024, args.threads)
+        result["memory_smollm2_4+252"] = bench_memory(args.memory_tokens, *REAL_CACHE, 1024, args.threads)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

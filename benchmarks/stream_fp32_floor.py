@@ -30,6 +30,8 @@ from sinktrain.model.source import load_model_tokenizer, load_pretrained, resolv
 from sinktrain.stream import parallel_nll, reference_nll
 from sinktrain.stream.model_info import cache_kwarg
 
+from _args import int_at_least, int_list
+
 BOOK = Path(__file__).resolve().parents[1] / "data" / "books" / "austen_persuasion.txt"
 
 
@@ -77,19 +79,26 @@ def gap(a: np.ndarray, b: np.ndarray) -> dict:
 @torch.no_grad()
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tokens", type=int, default=512)
-    p.add_argument("--sinks", type=int, default=4)
-    p.add_argument("--window", type=int, default=60)
-    p.add_argument("--block-size", type=int, default=128, help="the parallel mode's query block")
-    p.add_argument("--other-blocks", default="1,512", help="parallel mode again at these blocks (comma list)")
+    p.add_argument("--tokens", type=int_at_least(2), default=512, help=">= sinks + window (the cache fills)")
+    p.add_argument("--sinks", type=int_at_least(0), default=4)
+    p.add_argument("--window", type=int_at_least(1), default=60)
+    p.add_argument("--block-size", type=int_at_least(1), default=128, help="the parallel mode's query block")
+    p.add_argument("--other-blocks", type=int_list(1, allow_empty=True), default="1,512",
+                   help="parallel mode again at these blocks (comma list)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
+    if args.tokens < args.sinks + args.window:  # the results are labelled sinktrain_{s}+{w}
+        p.error(f"--tokens ({args.tokens}) never fills the {args.sinks}+{args.window} cache; "
+                f"pass >= {args.sinks + args.window} or a smaller --sinks/--window")
 
     t0 = time.perf_counter()
     source = resolve_model_source("smollm2-135m-instruct")
-    model, tok = load_pretrained(source), load_model_tokenizer(source)
+    tok = load_model_tokenizer(source)
     text = BOOK.read_text()[:40_000]
     stream = np.asarray(tok(text, add_special_tokens=False)["input_ids"], dtype=np.int64)[: args.tokens]
+    if len(stream) < args.tokens:
+        p.error(f"--tokens ({args.tokens}) is more than the {len(stream)} tokens of the book excerpt")
+    model = load_pretrained(source)
     ids = torch.as_tensor(stream)
     s, w = args.sinks, args.window
     # The amplifier: the largest residual-stream entries (the massive activations at the sink token).
@@ -102,7 +111,7 @@ def main(argv=None) -> int:
     ref = reference_nll(model, stream, s, w)
     par = parallel_nll(model, stream, s, w, block_size=args.block_size)
     others = {b: parallel_nll(model, stream, s, w, block_size=b)
-              for b in (int(x) for x in args.other_blocks.split(",") if x)}
+              for b in args.other_blocks}
     m64 = float64_copy(model)
     truth = parallel_nll(m64, stream, s, w, block_size=args.block_size)
     truth_dense = transformers_nll(m64, ids, None)

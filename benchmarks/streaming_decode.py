@@ -37,6 +37,8 @@ from pathlib import Path
 
 import torch
 
+from _args import int_at_least, int_list, torch_device
+
 REPO = Path(__file__).resolve().parents[1]
 BOOK = REPO / "data" / "books" / "austen_persuasion.txt"
 METHODS = ("sink", "recompute", "dense")
@@ -259,6 +261,21 @@ def kv_mb(spec: str, cache: int) -> float:
     return 2 * cfg.num_hidden_layers * heads * head_dim * 4 * cache / 2**20
 
 
+def model_problem(spec: str) -> str | None:
+    """Why `spec` cannot be loaded (one line), or None: an unknown preset, a missing folder, a bad hub id."""
+    from sinktrain.model import PRESETS
+    from sinktrain.model.source import resolve_model_source
+
+    preset = random_preset(spec)
+    if preset:
+        return None if preset in PRESETS else f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}"
+    try:
+        resolve_model_source(spec)
+    except (FileNotFoundError, ValueError) as e:
+        return str(e).splitlines()[0] if str(e) else type(e).__name__
+    return None
+
+
 def plot(result: dict, path: Path) -> None:
     from sinktrain.plotting import pyplot, save_figure
 
@@ -299,16 +316,23 @@ def plot(result: dict, path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2-135m-instruct")
-    p.add_argument("--caches", default="256,512,1024,2048,4096")
-    p.add_argument("--sinks", type=int, default=4)
-    p.add_argument("--steps", type=int, default=16, help="decode steps timed per configuration (sink, dense)")
+    p.add_argument("--caches", type=int_list(1), default="256,512,1024,2048,4096")
+    p.add_argument("--sinks", type=int_at_least(0), default=4)
     p.add_argument(
-        "--recompute-steps", type=int, default=3, help="tokens timed for re-computation (each costs a C-token forward)"
+        "--steps", type=int_at_least(1), default=16, help="decode steps timed per configuration (sink, dense)"
+    )
+    p.add_argument(
+        "--recompute-steps",
+        type=int_at_least(1),
+        default=3,
+        help="tokens timed for re-computation (each costs a C-token forward)",
     )
     p.add_argument("--dense-cap-mb", type=float, default=4096.0, help="skip dense where its KV cache would exceed this")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--device", default="cpu", help="cpu | cuda (GPU memory from CUDA's allocator statistics)")
-    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
+    p.add_argument("--threads", type=int_at_least(1), default=1)
+    p.add_argument(
+        "--device", type=torch_device, default="cpu", help="cpu | cuda (GPU memory from CUDA's allocator statistics)"
+    )
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     p.add_argument("--static", action="store_true", help="the sink method uses the static ring cache")
     p.add_argument(
         "--compile",
@@ -323,9 +347,11 @@ def main() -> None:
         help="SDPA kernels of the cached methods. decode: as sinktrain decodes (no cuDNN while the cache grows: "
         "it builds a graph for each new length); no-cudnn: never cuDNN; torch: torch's own choice",
     )
-    p.add_argument("--long-run", type=int, default=0, help="also generate this many tokens through the sink cache")
+    p.add_argument(
+        "--long-run", type=int_at_least(0), default=0, help="also generate this many tokens through the sink cache"
+    )
     p.add_argument("--long-model", default=None, help="model of the long run (default: --model)")
-    p.add_argument("--long-cache", type=int, default=1024)
+    p.add_argument("--long-cache", type=int_at_least(1), default=1024)
     p.add_argument("--out", default=None)
     p.add_argument("--worker", nargs=2, metavar=("METHOD", "CACHE"), help=argparse.SUPPRESS)
     p.add_argument("--long-worker", type=int, default=0, help=argparse.SUPPRESS)
@@ -355,8 +381,13 @@ def main() -> None:
         # (the long run measures CPU RSS; on a GPU read the decode-step runs' CUDA memory instead)
         return
     if a.compile and not a.static:
-        raise SystemExit("--compile needs --static (the dynamic sink cache changes shape every step)")
-    caches = [int(c) for c in a.caches.split(",")]
+        p.error("--compile needs --static (the dynamic sink cache changes shape every step)")
+    if min(a.caches + [a.long_cache] * bool(a.long_run)) <= a.sinks:
+        p.error(f"--caches (and --long-cache) must be larger than --sinks ({a.sinks}): the sink cache needs a window")
+    for flag, spec in (("--model", a.model), ("--long-model", a.long_model if a.long_run else None)):
+        if spec and (problem := model_problem(spec)):  # before any child starts: one line, not a child's traceback
+            p.error(f"{flag}: {problem}")
+    caches = a.caches
     common = [
         "--model",
         a.model,

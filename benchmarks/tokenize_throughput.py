@@ -19,19 +19,28 @@ import tempfile
 import time
 from pathlib import Path
 
+from _args import int_at_least
+
 DEFAULT_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "corpus"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="folder, file or glob of text")
-    parser.add_argument("--num-workers", type=int, default=0, help="0 = in process (Rust threads); N processes")
-    parser.add_argument("--txt-documents", default="paragraphs", help="file | paragraphs | lines")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--max-documents", type=int, default=None, help="stop early (for a quick look)")
-    args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    from sinktrain.data.sources import TXT_DOCUMENTS, resolve_source
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="folder, file or glob of text")
+    parser.add_argument("--num-workers", type=int_at_least(0), default=0,
+                        help="0 = in process (Rust threads); N processes")
+    parser.add_argument("--txt-documents", default="paragraphs", choices=list(TXT_DOCUMENTS))
+    parser.add_argument("--batch-size", type=int_at_least(1), default=256)
+    parser.add_argument("--max-documents", type=int_at_least(1), default=None, help="stop early (for a quick look)")
+    args = parser.parse_args()
+    try:  # a missing corpus: one line now, not a traceback from prepare
+        resolve_source(args.corpus)
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(f"--corpus: {e}")
 
     from sinktrain.data import PrepareConfig, prepare, read_manifest
     from sinktrain.data.preparation import LAST_RUN_STATS

@@ -44,18 +44,19 @@ def main(argv=None) -> int:
     from torch.profiler import ProfilerActivity, profile
 
     from sinktrain.train.flops import flops_per_token, mfu
+    from _args import int_at_least
     from train_throughput import LEVER_SETS, VARIANT_SINK, bare_step, train_config
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="tiny")
-    p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--micro-batch", type=int, default=4)
-    p.add_argument("--precision", default="auto", help="auto | 32-true | bf16-mixed")
+    p.add_argument("--seq-len", type=int_at_least(1), default=128)
+    p.add_argument("--micro-batch", type=int_at_least(1), default=4)
+    p.add_argument("--precision", default="auto", choices=("auto", "32-true", "bf16-mixed"))
     p.add_argument("--variant", default="vanilla", choices=sorted(VARIANT_SINK))
     p.add_argument("--levers", default="", help=f"comma list of {', '.join(LEVER_SETS)}")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
-    p.add_argument("--steps", type=int, default=3, help="steps under the profiler")
-    p.add_argument("--rows", type=int, default=20)
+    p.add_argument("--warmup", type=int_at_least(0), default=3, help="untimed steps first (compilation happens here)")
+    p.add_argument("--steps", type=int_at_least(1), default=3, help="steps under the profiler")
+    p.add_argument("--rows", type=int_at_least(1), default=20)
     p.add_argument("--peak-tflops", type=float, default=None)
     args = p.parse_args(argv)
     args.accum = 1
@@ -65,7 +66,10 @@ def main(argv=None) -> int:
 
     cuda = torch.cuda.is_available()
     precision = args.precision if args.precision != "auto" else ("bf16-mixed" if cuda else "32-true")
-    cfg = train_config(args, precision, args.variant, levers, "unused", "unused")
+    try:
+        cfg = train_config(args, precision, args.variant, levers, "unused", "unused")
+    except ValueError as e:  # a bad --preset or --seq-len
+        p.error(str(e).splitlines()[0])
     step, sync = bare_step(cfg, args, stock=False)
 
     for _ in range(args.warmup):

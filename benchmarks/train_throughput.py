@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _args import int_at_least
+
 REPO = Path(__file__).resolve().parents[1]
 VARIANT_SINK = {"vanilla": "{kind: none, num_tokens: 0}", "token": "{kind: token, num_tokens: 1}",
                 "zerosink": "{kind: softmax1, num_tokens: 0}"}
@@ -48,18 +50,27 @@ GPU_CONFIGS = ("hf,hf+compile,hf+compile-blocks,bare:vanilla+compile+fused,loop:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="tiny")
-    p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--micro-batch", type=int, default=4)
-    p.add_argument("--accum", type=int, default=1, help="micro-batches per optimizer step")
-    p.add_argument("--steps", type=int, default=8, help="timed optimizer steps per config")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
-    p.add_argument("--precision", default="auto", help="auto | 32-true | bf16-mixed | 16-mixed")
+    p.add_argument("--seq-len", type=int_at_least(1), default=128)
+    p.add_argument("--micro-batch", type=int_at_least(1), default=4)
+    p.add_argument("--accum", type=int_at_least(1), default=1, help="micro-batches per optimizer step")
+    p.add_argument("--steps", type=int_at_least(1), default=8, help="timed optimizer steps per config")
+    p.add_argument("--warmup", type=int_at_least(0), default=3, help="untimed steps first (compilation happens here)")
+    p.add_argument("--precision", default="auto", choices=("auto", "32-true", "bf16-mixed", "16-mixed"))
     p.add_argument("--configs", default=None, help=f"comma list (CPU default {CPU_CONFIGS}; GPU default {GPU_CONFIGS})")
     p.add_argument("--peak-tflops", type=float, default=None, help="per-device peak (default: Lightning's table)")
     p.add_argument("--data-dir", default=None, help="a prepared data dir for the loop configs (default: bundled books)")
     p.add_argument("--budget-s", type=float, default=None, help="skip the configs that would start after this")
     p.add_argument("--out", default=None, help="also write the JSON here")
     args = p.parse_args(argv)
+    if args.configs is not None:
+        args.configs = ",".join(c.strip() for c in args.configs.split(",") if c.strip())
+        if not args.configs:
+            p.error("--configs: empty list; see --help")
+        for name in args.configs.split(","):
+            try:
+                parse_config(name)
+            except ValueError as e:
+                p.error(f"--configs: {e}")
 
     import torch
 
@@ -67,7 +78,13 @@ def main(argv=None) -> int:
 
     cuda = torch.cuda.is_available()
     precision = args.precision if args.precision != "auto" else ("bf16-mixed" if cuda else "32-true")
+    try:  # a bad --preset or --seq-len: one line now, not an error row per config
+        train_config(args, precision, "vanilla", [], "unused", "unused")
+    except ValueError as e:
+        p.error(str(e).splitlines()[0])
     configs = (args.configs or (GPU_CONFIGS if cuda else CPU_CONFIGS)).split(",")
+    if args.warmup < 1 and any(c.startswith("loop:") for c in configs):
+        p.error("the loop: configs are timed from the metrics row of the last warmup step; pass --warmup >= 1")
     t_start = time.perf_counter()
     results = []
     with tempfile.TemporaryDirectory(prefix="sinktrain-bench-") as tmp:
@@ -111,7 +128,7 @@ def main(argv=None) -> int:
     print(json.dumps(report, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
-    return 0
+    return 1 if any("error" in r for r in results) else 0
 
 
 def parse_config(name: str) -> tuple[str, str, list[str]]:
@@ -139,6 +156,7 @@ def train_config(args, precision: str, variant: str, levers: list[str], data_dir
             "trainer.strategy=single", f"trainer.micro_batch_size={args.micro_batch}",
             f"trainer.global_batch_size={args.micro_batch * args.accum}",
             f"trainer.max_steps={args.warmup + args.steps}", "trainer.val_every=0", "trainer.log_every=1",
+            f"schedule.warmup_steps={min(2, args.warmup + args.steps)}",  # the recipe's 2, or the whole run
             "trainer.progress_bar=false", "checkpoint.every=0", "logging.sink_score_every=0", "optim.impl=torch",
             f"logging.peak_tflops={args.peak_tflops if args.peak_tflops else 'null'}",
             *(s for x in levers for s in LEVER_SETS.get(x, []))]
