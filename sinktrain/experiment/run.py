@@ -30,6 +30,7 @@ from sinktrain.experiment.markers import STAGES_DIR, config_sha256, forget, is_d
 from sinktrain.experiment.report import write_report
 from sinktrain.export import ExportConfig, export_checkpoint
 from sinktrain.stream import evaluate
+from sinktrain.stream.config import cache_size
 from sinktrain.stream.config import validate as validate_stream_config
 from sinktrain.stream.evaluate import plan as stream_plan
 from sinktrain.train import latest_checkpoint, preflight as train_preflight, train
@@ -67,7 +68,7 @@ def preflight(cfg: ExperimentConfig) -> None:
         check_long_text_source(sc.text)
         if sc.tokenizer is not None:
             load_tokenizer(sc.tokenizer)
-        check_pretrained(cfg, max((s + w for s, w in pairs), default=sc.cache))
+        check_pretrained(cfg, cache_size(sc, pairs))  # None for a dense-only study, as stream-eval has it
     check_zeroshot_contexts(cfg, pc)
 
 
@@ -84,7 +85,7 @@ def check_root(root: Path) -> None:
                               f"a study would overwrite them: choose another name: or runs_dir:, or move them away")
 
 
-def check_pretrained(cfg: ExperimentConfig, longest: int) -> None:
+def check_pretrained(cfg: ExperimentConfig, longest: int | None) -> None:
     """The pretrained models as stream-eval checks them before streaming (own code, weight files, architecture,
     tokenizer or stream.tokenizer, the text in each tokenizer), before any training. The variants get the same
     checks from the stream stage once they are exported."""

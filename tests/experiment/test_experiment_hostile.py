@@ -229,3 +229,21 @@ def test_stages_rerun_when_input_contents_change_or_a_stage_was_cut_short(tmp_pa
     shutil.copytree(tmp_path / "resaved", split)
     code, out = run_study(tmp_path, capfd, study)
     assert code == 0 and "stream-eval: done" in out and "zeroshot: done" not in out, out
+
+
+def test_a_dense_only_study_is_not_checked_against_a_cache(tmp_path):
+    """stream-eval runs a dense-only evaluation on any text of 2+ tokens; the study's up-front checks used to hold
+    its pretrained models' text to the default cache of 1024 tokens (200 here) and refuse it."""
+    from sinktrain.config_io import build_dataclass
+    from sinktrain.experiment.config import ExperimentConfig
+    from sinktrain.experiment.run import preflight
+
+    study = json.loads(json.dumps(STUDY))
+    study["stream"] = {**study["stream"], "sinks": [], "baselines": ["dense"]}
+    del study["stream"]["cache"]
+    study["pretrained"] = [str(tiny_model(tmp_path / "pretrained"))]
+    study["runs_dir"] = str(tmp_path / "runs")
+    preflight(build_dataclass(ExperimentConfig, study))
+    study["stream"]["baselines"] = ["dense", "recompute"]  # the recompute baseline does keep a cache of --cache
+    with pytest.raises(ValueError, match="not more than the cache size 1024"):
+        preflight(build_dataclass(ExperimentConfig, study))
