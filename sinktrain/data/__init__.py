@@ -6,13 +6,14 @@ Importing this package is light (numpy only); transformers and datasets load on 
 
 from sinktrain.data.dataset import TokenDataset
 from sinktrain.data.manifest import FORMAT, TOKENIZER_DIR, data_tokenizer, manifest_sha256, read_manifest, token_dtype
-from sinktrain.data.preparation import PrepareConfig, prepare
+from sinktrain.data.preparation import PrepareAgain, PrepareConfig, prepare
 from sinktrain.data.sources import resolve_source
 from sinktrain.data.tokenizer import DEFAULT_TOKENIZER, eod_id, load_tokenizer, tokenizer_hash
 
 __all__ = [
     "DEFAULT_TOKENIZER",
     "FORMAT",
+    "PrepareAgain",
     "PrepareConfig",
     "TOKENIZER_DIR",
     "TokenDataset",

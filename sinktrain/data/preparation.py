@@ -33,6 +33,15 @@ OUTPUT_KEYS = ("sources", "tokenizer", "val_fraction", "val_documents", "seed", 
                "hub_config", "txt_documents", "max_documents", "max_tokens", "dtype", "shard_tokens")
 
 
+class PrepareAgain(FileExistsError):
+    """`out_dir` holds a dataset that only a new preparation can fix (`what`: why). The message gives the data
+    verb's fix; a caller with other options (a study's `data:` section) words its own from `what`."""
+
+    def __init__(self, out_dir: Path, what: str, fix: str):
+        self.what = what
+        super().__init__(f"{str(out_dir)!r} {what}; {fix}")
+
+
 @configclass()
 class PrepareConfig:
     """What to tokenize and where to put it. See docs/data.md."""
@@ -407,14 +416,12 @@ def prepare(cfg: PrepareConfig) -> Path:
 
     if existing is not None and not cfg.overwrite:
         if not _same_dataset(existing, cfg, sha, sources):
-            raise FileExistsError(
-                f"{str(out_dir)!r} holds a dataset prepared from other sources or settings; "
-                f"pass --overwrite true or another --out_dir"
-            )
+            raise PrepareAgain(out_dir, "holds a dataset prepared from other sources or settings",
+                               "pass --overwrite true or another --out_dir")
         damage = _damage(out_dir, existing)
         if damage:
-            raise ValueError(f"{str(out_dir)!r} holds this dataset but it is damaged ({damage}); "
-                             f"pass --overwrite true to prepare it again")
+            raise PrepareAgain(out_dir, f"holds this dataset but it is damaged ({damage})",
+                               "pass --overwrite true to prepare it again")
         _remove_partial(out_dir)  # what a killed --overwrite run left beside it
         if cfg.progress:
             print(f"prepare: {out_dir} already holds this dataset; nothing to do (--overwrite true redoes it)",

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from sinktrain.data import (
+    PrepareAgain,
     check_long_text_source,
     data_tokenizer,
     load_tokenizer,
@@ -116,14 +117,11 @@ def stage_data(cfg: ExperimentConfig) -> None:
     if is_global_rank_zero():
         try:
             prepare(pc)  # a no-op when the directory already holds this exact preparation
-        except FileExistsError:
-            if not (cfg.data_dir / "manifest.json").is_file() or pc.overwrite:
-                raise
+        except PrepareAgain as e:
             # prepare's own message names its CLI flags, which `sinktrain experiment` does not take
             raise FileExistsError(
-                f"{cfg.data_dir} holds data prepared from other sources or settings than the study's data: section; "
-                f"to prepare it again (and train every variant again), set overwrite: true under data: in the study "
-                f"file or pass --set data.overwrite=true, or restore the data: section") from None
+                f"{cfg.data_dir} {e.what}; to prepare it again (and train every variant again), set overwrite: true "
+                f"under data: in the study file or pass --set data.overwrite=true") from None
         return
     while not (cfg.data_dir / "manifest.json").is_file():  # other ranks wait for rank 0's manifest
         time.sleep(5)

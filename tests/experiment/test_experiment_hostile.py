@@ -247,3 +247,22 @@ def test_a_dense_only_study_is_not_checked_against_a_cache(tmp_path):
     study["stream"]["baselines"] = ["dense", "recompute"]  # the recompute baseline does keep a cache of --cache
     with pytest.raises(ValueError, match="not more than the cache size 1024"):
         preflight(build_dataclass(ExperimentConfig, study))
+
+
+def test_damaged_study_data_names_the_studys_fix(tmp_path):
+    """prepare's refusals name its own flag (--overwrite true); a study takes data: {overwrite: true} instead."""
+    from sinktrain.config_io import build_dataclass
+    from sinktrain.experiment.config import ExperimentConfig
+    from sinktrain.experiment.run import stage_data
+
+    cfg = build_dataclass(ExperimentConfig, {**STUDY, "runs_dir": str(tmp_path / "runs")})
+    stage_data(cfg)
+    shard = cfg.data_dir / "train-00000.bin"
+    shard.write_bytes(shard.read_bytes()[:-2])
+    with pytest.raises(FileExistsError) as refused:
+        stage_data(cfg)
+    assert str(refused.value) == (
+        f"{cfg.data_dir} holds this dataset but it is damaged (the train shards hold {shard.stat().st_size:,} bytes, "
+        f"not the {shard.stat().st_size + 2:,} of {(shard.stat().st_size + 2) // 2:,} tokens); to prepare it again "
+        f"(and train every variant again), set overwrite: true under data: in the study file or pass --set "
+        f"data.overwrite=true")
