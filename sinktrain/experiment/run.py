@@ -12,14 +12,12 @@ Under torchrun every rank trains; rank 0 alone prepares data, exports, evaluates
 
 from __future__ import annotations
 
-import glob
 import json
 import time
 from pathlib import Path
 
 from sinktrain.data import (
     PrepareAgain,
-    check_long_text_source,
     data_tokenizer,
     load_tokenizer,
     prepare,
@@ -27,7 +25,8 @@ from sinktrain.data import (
     resolve_source,
 )
 from sinktrain.experiment.config import ExperimentConfig, in_section
-from sinktrain.experiment.markers import STAGES_DIR, config_sha256, forget, is_done, mark_done, tree_sha256
+from sinktrain.data.longtext import text_source_sha256
+from sinktrain.experiment.markers import STAGES_DIR, forget, is_done, mark_done, tree_sha256
 from sinktrain.experiment.report import write_report
 from sinktrain.export import ExportConfig, export_checkpoint
 from sinktrain.stream import evaluate
@@ -65,8 +64,7 @@ def preflight(cfg: ExperimentConfig) -> None:
         train_preflight(cfg.train_config(variant))
     sc = cfg.stream_config([str(cfg.root / "export" / v) for v in cfg.variants])
     with in_section("stream"):
-        pairs = validate_stream_config(sc)
-        check_long_text_source(sc.text)
+        pairs = validate_stream_config(sc)  # also checks the text (missing, empty, not UTF-8)
         if sc.tokenizer is not None:
             load_tokenizer(sc.tokenizer)
         check_pretrained(cfg, cache_size(sc, pairs))  # None for a dense-only study, as stream-eval has it
@@ -211,18 +209,6 @@ def stage_export(cfg: ExperimentConfig, variant: str, run_dir: Path) -> Path:
     return out
 
 
-def text_sha256(source: str) -> str | None:
-    """Content hash of a local text source (a file; a folder, all its files; a glob's files), so that an edited
-    book streams again; None for PG19, which comes from the hub by name."""
-    path = Path(source)
-    if path.is_file():
-        return file_sha256(path)
-    if path.is_dir():
-        return tree_sha256(path)
-    files = sorted(p for p in glob.glob(source) if Path(p).is_file())
-    return config_sha256({f: file_sha256(Path(f)) for f in files}) if files else None
-
-
 def local_sha256(spec: str) -> str | None:
     """Content hash of a pretrained model given as a local folder or file; None for a hub id or zoo name, which
     the spec identifies (a zoo model is fetched once and never changes)."""
@@ -240,7 +226,7 @@ def stage_stream(cfg: ExperimentConfig, model_hashes: dict[str, str]) -> dict:
     sc = cfg.stream_config(list(model_hashes) + list(cfg.pretrained))
     results_path = Path(sc.out) / "results.json"
     inputs = {"config": json.loads(json.dumps(sc.__dict__)), "models": model_hashes,
-              "text_sha256": text_sha256(sc.text), "pretrained": {p: local_sha256(p) for p in cfg.pretrained}}
+              "text_sha256": text_source_sha256(sc.text), "pretrained": {p: local_sha256(p) for p in cfg.pretrained}}
     if results_path.is_file() and is_done(cfg.root, "stream", inputs):
         log(f"stream-eval: done ({results_path}), skipped")
         return json.loads(results_path.read_text())
