@@ -11,3 +11,28 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _workers > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
+
+# pytest-xdist hands out whole files (`--dist loadfile`) in collection order (`make test` passes
+# --no-loadscope-reorder, which would otherwise put the files with the most tests first). The slowest files go
+# first, so that no worker starts a two-minute file while the other has nothing left: the longest-first order
+# keeps both cores busy to the end. Seconds per file on 2 cores (2026-11-27), slowest first:
+SLOWEST_FILES = [
+    "stream/test_smollm2.py",            # 170: a real 135M model decoded token by token, fp32 and float64
+    "train/test_train_distributed.py",   # 170: eight torchrun jobs of two processes
+    "stream/test_families.py",           # 105: 140 families, three caches each
+    "train/test_train_hostile.py",       # 80
+    "experiment/test_experiment.py",     # 65
+    "generate/test_sink_cache.py",       # 55
+    "stream/test_sources.py",            # 55
+    "experiment/test_experiment_hostile.py",  # 45
+    "export/test_export.py",             # 45
+    "train/test_train_speed.py",         # 35
+]
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0].removeprefix("tests/")
+        return SLOWEST_FILES.index(path) if path in SLOWEST_FILES else len(SLOWEST_FILES)
+
+    items.sort(key=rank)  # stable: the tests inside a file, and the other files, keep their order

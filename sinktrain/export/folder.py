@@ -6,14 +6,13 @@ folder that looks complete, and an existing export is only replaced (with --over
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from transformers import GenerationConfig
 
 from sinktrain.config_io import PositiveInt, configclass
-from sinktrain.data import TOKENIZER_DIR, data_tokenizer, load_tokenizer
+from sinktrain.data import TOKENIZER_DIR, data_tokenizer, load_tokenizer, manifest_sha256
 from sinktrain.export.model_index import read_zeroshot
 from sinktrain.export.model_card import plot_loss_curve, read_metrics, write_model_card
 from sinktrain.export.tokenizer_files import save_tokenizer
@@ -96,10 +95,6 @@ def check_out_dir_apart(out: Path, source: Path) -> None:
                      f"writing there could delete it. Choose an out_dir outside the run")
 
 
-def _file_sha256(path: Path) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-
-
 def run_tokenizer(run_dir: Path | None, train_config: dict):
     """The tokenizer the run trained with: the copy in the run directory; for runs without one, the training
     data's copy, then the spec the config names."""
@@ -118,7 +113,7 @@ def _manifest_sha256(run_dir: Path | None, data_dir: Path) -> str | None:
         recorded = json.loads(run_info.read_text()).get("data_manifest_sha256")
         if recorded:
             return recorded
-    return _file_sha256(data_dir / "manifest.json") if str(data_dir) else None
+    return manifest_sha256(data_dir) if str(data_dir) and (data_dir / "manifest.json").is_file() else None
 
 
 def read_eval_results(path: str | None) -> tuple[dict | None, str]:

@@ -215,13 +215,18 @@ FAMILY_CASES = {
            ("video-llava-llama", "VideoLlavaConfig", "llama", CLIP, {"image_token_index": 5}),
            ("idefics2-mistral", "Idefics2Config", "mistral", {}, {"image_token_id": 5}),
            ("got-ocr2-qwen2", "GotOcr2Config", "qwen2", {}, {"image_token_index": 5}),
-           ("ovis2-qwen2", "Ovis2Config", "qwen2", {}, {"image_token_id": 5}),
+           ("ovis2-qwen2", "Ovis2Config", "qwen2", {"vocab_size": 16}, {"image_token_id": 5, "hidden_size": 64}),
            ("deepseek-vl-llama", "DeepseekVLConfig", "llama", {}, {"image_token_id": 5}),
            ("lighton-ocr-qwen3", "LightOnOcrConfig", "qwen3", {"head_dim": 16}, {"image_token_id": 5}),
            ("qianfan-ocr-qwen3", "QianfanOCRConfig", "qwen3", {}, {"image_token_id": 5}),
            ("videollama3-qwen2", "VideoLlama3Config", "qwen2", {}, {"image_token_id": 5}),
-           ("janus-llama", "JanusConfig", "llama", {}, {}),
-           ("deepseek-vl-hybrid-llama", "DeepseekVLHybridConfig", "llama", {}, {"image_token_id": 5}),
+           ("janus-llama", "JanusConfig", "llama", {"projection_dim": 64}, {"vq_config": dict(
+               embed_dim=8, num_embeddings=16, latent_channels=8, base_channels=32, channel_multiplier=[1, 1],
+               num_res_blocks=1, projection_dim=64, image_token_embed_dim=32)}),
+           ("deepseek-vl-hybrid-llama", "DeepseekVLHybridConfig", "llama", {}, {"image_token_id": 5,
+            "high_res_vision_config": dict(hidden_size=32, output_channels=16, num_hidden_layers=1,
+                                           num_attention_heads=2, image_size=64, mlp_dim=48, num_pos_feats=16,
+                                           window_size=2, global_attn_indexes=[0])}),
            ("pp-chart2table-qwen2", "PPChart2TableConfig", "qwen2", {}, {"image_token_index": 5}))},
     # EXAONE 4.5 (around EXAONE 4), Cosmos 3 Omni (around Qwen3-VL's language model)
     "exaone4.5-exaone4": ("Exaone4_5_Config", dict(
@@ -315,8 +320,10 @@ FAMILY_CASES = {
             rope_parameters={"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0})))
        for name, text in (("molmo2-olmo-post-norm", dict(qk_norm_type="olmo", norm_after=True)),
                           ("molmo2-qwen3-pre-norm", dict(qk_norm_type="qwen3", norm_after=False)))},
-    # Kimi K2.5: DeepSeek-V3's latent attention inside an image-text wrapper (its default vision tower is small)
-    "kimi-k2.5-deepseek-v3": ("Kimi_K25Config", dict(text_config=dict(
+    # Kimi K2.5: DeepSeek-V3's latent attention inside an image-text wrapper
+    "kimi-k2.5-deepseek-v3": ("Kimi_K25Config", dict(projection_hidden_size=32, vision_config=dict(
+        num_hidden_layers=1, hidden_size=32, intermediate_size=48, num_attention_heads=2, pos_emb_height=4,
+        pos_emb_width=4), text_config=dict(
         model_type="deepseek_v3", num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12,
         qk_rope_head_dim=8, v_head_dim=10, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1,
         moe_intermediate_size=32, first_k_dense_replace=1, n_group=1, topk_group=1, **TOKEN_IDS))),
