@@ -5,15 +5,18 @@ from the config's field docstrings).
 
 Errors: bad input (ValueError, OSError incl. FileNotFoundError, `sinktrain.util.errors.UserError`, e.g. a
 config value out of range or a failed hub push) is printed as one line and exits 2. Anything else, e.g. a
-RuntimeError deep inside training, is an internal error and keeps its traceback. `--debug` (or SINKTRAIN_DEBUG=1)
-shows the traceback of any error. Ctrl-C prints "interrupted" and exits 130.
+RuntimeError deep inside training, is an internal error and keeps its traceback. The tokenizers library's failed
+writes (a bare Exception ending "(os error N)") count as OSErrors; a full disk's line adds the fix. `--debug` (or
+SINKTRAIN_DEBUG=1) shows the traceback of any error. Ctrl-C prints "interrupted" and exits 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
+import re
 import sys
 
 from sinktrain.util.errors import UserError
@@ -32,6 +35,8 @@ STAGE_CLIS = [
 
 # OSError covers the file system's own answers (not a directory, permission denied, disk full), which name the path.
 USER_ERRORS = (ValueError, OSError, UserError)
+# The tokenizers library (Rust) reports a failed write as a bare Exception: "No space left on device (os error 28)".
+RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)$")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +54,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def user_message(e: BaseException) -> str:
+    """The one line a user error prints. A full disk's own line ("[Errno 28] No space left on device") names no
+    fix; every verb writes its outputs beside the earlier ones and renames them in, so running again is safe."""
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return f"{e}; free space on that disk (or write the output to another one) and run again"
+    return str(e)
+
+
+def run_verb(args) -> int:
+    """args.func(args), with the tokenizers library's failed writes raised as the OSError they are."""
+    try:
+        return int(args.func(args) or 0)
+    except Exception as e:
+        found = RUST_OS_ERROR.search(str(e))
+        if type(e) is not Exception or found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code)) from e
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or bool(os.environ.get("SINKTRAIN_DEBUG"))
@@ -60,11 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     args.rest = rest
     verb = " ".join(a for a in (args.verb, getattr(args, "data_verb", None)) if a)
     try:
-        return int(args.func(args) or 0)
+        return run_verb(args)
     except USER_ERRORS as e:
         if debug:
             raise
-        print(f"sinktrain {verb}: error: {e}", file=sys.stderr)
+        print(f"sinktrain {verb}: error: {user_message(e)}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
     except KeyboardInterrupt:
         # Ctrl-C is the user's choice, not a bug: no traceback. Verbs clean up on the way out (prepare removes its

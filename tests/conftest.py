@@ -1,5 +1,7 @@
 import os
 
+import pytest
+
 # Keep the suite offline and deterministic whatever the machine's environment says.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -36,3 +38,28 @@ def pytest_collection_modifyitems(config, items):
         return SLOWEST_FILES.index(path) if path in SLOWEST_FILES else len(SLOWEST_FILES)
 
     items.sort(key=rank)  # stable: the tests inside a file, and the other files, keep their order
+
+
+@pytest.fixture
+def hold_output():
+    """`with hold_output(out):` holds out's output lock as another running sinktrain process would: flock treats
+    each open() of the lock file apart, so the verb under test, in this process, is refused just the same."""
+    import fcntl
+    from contextlib import contextmanager
+
+    from sinktrain.util.outputs import lock_path
+
+    @contextmanager
+    def hold(out):
+        path = lock_path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, b"pid 4242 on elsewhere\n")
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+            os.close(fd)
+
+    return hold

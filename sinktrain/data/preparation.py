@@ -23,6 +23,7 @@ import numpy as np
 
 from sinktrain.config_io import Fraction, NonNegativeInt, PositiveInt, Seed, configclass
 from sinktrain.util.atomic import temp_name, write_json_atomic
+from sinktrain.util.outputs import output_lock
 from sinktrain.util.progress import progress
 from sinktrain.data.manifest import FORMAT, MANIFEST, TOKENIZER_DIR, read_manifest, token_dtype
 from sinktrain.data.sources import TXT_DOCUMENTS, Source, iter_documents, resolve_source
@@ -242,7 +243,10 @@ class ShardWriter:
 
     def abort(self) -> None:
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:  # its buffer did not fit on a full disk: the file goes anyway, and the error is raised
+                pass
             self._file = None
         for name in self.names:
             (self.out_dir / (name + ".tmp")).unlink(missing_ok=True)
@@ -404,6 +408,13 @@ def _same_dataset(manifest: dict, cfg: PrepareConfig, sha: str, sources: list[So
 def prepare(cfg: PrepareConfig) -> Path:
     """Tokenize `cfg.sources` into `cfg.out_dir`; return the data directory. A no-op when it already holds
     a complete dataset prepared from the same sources and config (unless `overwrite`)."""
+    # From the checks of out_dir to its manifest no other prepare writes it: a second one deleted the first one's
+    # temporary shards under it (`_remove_partial`), and a run that exited 0 left an empty folder.
+    with output_lock(cfg.out_dir, "--out_dir"):
+        return _prepare(cfg)
+
+
+def _prepare(cfg: PrepareConfig) -> Path:
     out_dir = Path(cfg.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"output {str(out_dir)!r} is a file; pass a directory to --out_dir")

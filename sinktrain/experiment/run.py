@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from sinktrain.data import (
@@ -36,6 +37,7 @@ from sinktrain.stream.evaluate import plan as stream_plan
 from sinktrain.train import latest_checkpoint, preflight as train_preflight, train
 from sinktrain.train.checkpoint import read_meta
 from sinktrain.util.hashing import file_sha256
+from sinktrain.util.outputs import output_lock
 from sinktrain.util.rank import is_global_rank_zero, rank_zero_print
 from sinktrain.zeroshot import check_fits, longest_answers, zeroshot
 
@@ -262,6 +264,13 @@ def stage_zeroshot(cfg: ExperimentConfig, exports: dict[str, Path], model_hashes
 
 def run_experiment(cfg: ExperimentConfig) -> Path | None:
     """Run (or finish) the whole study; returns the report path (None on ranks other than 0)."""
+    # One run of a study at a time: a second one forgot the first one's done-markers and ran its stages into the
+    # same folders. Rank 0 holds it: the other ranks of a torchrun are the same run.
+    with output_lock(cfg.root, "study folder") if is_global_rank_zero() else nullcontext():
+        return _run_experiment(cfg)
+
+
+def _run_experiment(cfg: ExperimentConfig) -> Path | None:
     preflight(cfg)
     # Made before any stage writes: it marks the folder as a study's (check_root). The resolved study file is
     # written with the report, so that it always describes the run that made the report's numbers.

@@ -19,7 +19,7 @@ from sinktrain.export.tokenizer_files import save_tokenizer
 from sinktrain.model import ModelConfig, build_model, save_model
 from sinktrain.train import latest_checkpoint, list_checkpoints, load_checkpoint_weights
 from sinktrain.train.run_dir import CONFIG_FILE, RUN_INFO_FILE
-from sinktrain.util.outputs import check_out_dir, staged_out_dir
+from sinktrain.util.outputs import check_out_dir, output_lock, staged_out_dir
 
 # Files a finished export holds; also the allow-list the hub upload uses.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
@@ -145,6 +145,11 @@ def check_export_target(out: Path, overwrite: bool) -> None:
 
 
 def export_checkpoint(cfg: ExportConfig) -> Path:
+    with output_lock(cfg.out_dir, "out_dir"):  # from the check of out_dir to its rename: no other run writes it
+        return _export_checkpoint(cfg)
+
+
+def _export_checkpoint(cfg: ExportConfig) -> Path:
     ckpt, run_dir = resolve_checkpoint(Path(cfg.source))
     out = Path(cfg.out_dir)
     check_out_dir_apart(out, run_dir or ckpt)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Iterator
 
 from sinktrain.generate.config import ChatConfig
@@ -21,6 +21,7 @@ from sinktrain.generate.decode import Sampler
 from sinktrain.generate.session import load_session, peak_rss_mb
 from sinktrain.generate.text import IncrementalDetokenizer
 from sinktrain.util.atomic import atomic_path
+from sinktrain.util.outputs import output_lock
 from sinktrain.util.text_files import read_utf8
 
 # A reply no model writes: rendered as the assistant's content, what follows it is the template's own text,
@@ -148,6 +149,13 @@ def transcript(path: str | None):
 
 def chat(cfg: ChatConfig, out=None, err=None) -> list[dict]:
     """Run the conversation; returns per-turn statistics (what --out writes, without the texts)."""
+    cfg.check()  # before the lock: it refuses a --out in a missing folder, which the lock would make
+    # From the check of --out to the transcript's rename no other chat writes it (both wrote one temporary file).
+    with output_lock(cfg.out) if cfg.out is not None else nullcontext():
+        return _chat(cfg, out, err)
+
+
+def _chat(cfg: ChatConfig, out=None, err=None) -> list[dict]:
     out, err = out or sys.stdout, err or sys.stderr
     cfg.check()
     # Python sets a closed stream to None (`<&-`, `>&-`): refuse before the model loads rather than fail after.

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 import sys
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from sinktrain.config_io import write_json_atomic
 from sinktrain.generate.config import STREAMEVAL_MARKER, StreamEvalQAConfig
 from sinktrain.generate.decode import Decoder
 from sinktrain.generate.session import load_session
-from sinktrain.util.outputs import staged_out_dir
+from sinktrain.util.outputs import output_lock, staged_out_dir
 
 HEADER = (
     "Below is a record of lines I want you to remember. Each line begins with 'line <line index>' and ends "
@@ -225,6 +226,12 @@ def plot(results: dict, path: Path, title: str) -> None:
 
 def streameval(cfg: StreamEvalQAConfig, err=None) -> dict:
     """Run every method; write results.json (and streameval.png) under cfg.out; return the results."""
+    # From the check of --out to its last file no other run writes it (a missing --out is refused by check()).
+    with output_lock(cfg.out) if cfg.out else nullcontext():
+        return _streameval(cfg, err)
+
+
+def _streameval(cfg: StreamEvalQAConfig, err=None) -> dict:
     err = err or sys.stderr
     cfg.check()
     items = make_stream(cfg.lines, cfg.seed)

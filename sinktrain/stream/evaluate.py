@@ -33,7 +33,7 @@ from sinktrain.stream.recompute import recompute_nll
 from sinktrain.stream.reference import reference_nll
 from sinktrain.stream.stats import attention_maps, attention_sink_stats
 from sinktrain.util.atomic import write_json_atomic
-from sinktrain.util.outputs import staged_out_dir
+from sinktrain.util.outputs import output_lock, staged_out_dir
 from sinktrain.util.progress import progress
 
 SELF_CHECK_TOKENS = 64
@@ -252,6 +252,11 @@ def run_configuration(model, adapter, stream: np.ndarray, name: str, cfg: Stream
 
 def evaluate(cfg: StreamEvalConfig) -> dict:
     """Run the evaluation, write every artifact under `cfg.out`; returns {model: {config: {ppl, nll_mean, tokens}}}."""
+    with output_lock(cfg.out):  # from the check of --out to its last file: no other run writes it meanwhile
+        return _evaluate(cfg)
+
+
+def _evaluate(cfg: StreamEvalConfig) -> dict:
     from sinktrain.data.longtext import text_source_sha256
 
     pairs = validate(cfg)

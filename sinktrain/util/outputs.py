@@ -6,12 +6,21 @@ verb (it holds one of the verb's marker files), and, where the verb stages its o
 is whole. Without the rule a second run into the same folder replaced the first one's results and left the
 first one's per-configuration files beside the new ones, where they read as results of the second run. A verb
 that writes one file (chat's transcript) refuses an existing one the same way.
+
+One writer per output: a verb holds `output_lock` on its output for the whole run, so a second process writing the
+same output (the same verb, or another one given the same --out) is refused at its start. Without it both passed
+the checks, and the second cleared the first one's staging folder (or temporary shards, or transcript) under it:
+one run's result was silently lost, a run that exited 0 left an empty data folder, or one failed with a path it
+never named.
 """
 
 from __future__ import annotations
 
+import fcntl
 import glob
+import os
 import shutil
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,3 +86,95 @@ def staged_out_dir(out: str | Path, tag: str) -> Iterator[Path]:
         out.rename(old)
     tmp.rename(out)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def lock_path(out: str | Path) -> Path:
+    """`<out>.lock` beside the output: a lock inside it would go when staged_out_dir replaces the folder."""
+    out = Path(out).resolve()  # every spelling of one output ("x", "./x", a link to it) takes the same lock
+    return out.with_name(f"{out.name}.lock")
+
+
+def _check_parent(out: Path, option: str) -> None:
+    """Refuse an output whose nearest existing ancestor is a file: mkdir would fail with a bare errno line."""
+    parent = Path(out).resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(f"{option} {str(out)!r}: {str(parent)!r} is a file, not a folder; "
+                                 f"choose another {option}")
+
+
+def _missing_parents(folder: Path) -> list[Path]:
+    """The folders of `folder`'s path that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _open(path: Path, out: Path, option: str) -> int:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:  # a read-only mount (root is refused only there), no inode left
+        raise type(e)(f"{option} {str(out)!r}: cannot write in {str(path.parent)!r} ({e.strerror}); "
+                      f"choose a writable folder") from None
+
+
+def _take(path: Path, out: Path, option: str) -> int:
+    """An open descriptor of `path` holding its exclusive flock; FileExistsError naming the holder if taken."""
+    while True:
+        fd = _open(path, out, option)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "pid unknown"
+            os.close(fd)
+            raise FileExistsError(f"{option} {str(out)!r} is being written by another sinktrain process ({holder}); "
+                                  f"wait for it to end, or choose another {option}") from None
+        # The holder before us removes the file on release: if it did after our open, this lock is on a file
+        # no later process can find. Take the one that is there now instead.
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+
+
+def _name_holder(fd: int) -> None:
+    """The pid and host a refused process names; not needed for the lock, so a full disk does not stop the run."""
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    except OSError:
+        pass
+
+
+@contextmanager
+def output_lock(out: str | Path, option: str = "--out") -> Iterator[None]:
+    """Hold an exclusive lock on the output `out` (a folder or a file) for the block; a second holder is refused.
+    Taken before check_out_dir/check_out_file, so that no other run can create the output between the check
+    and the write. The lock file is removed when the block ends; the kernel drops the lock however the process
+    ends (kill -9 included), so the file a killed run leaves is taken over, never waited on. Folders made for the
+    lock file are removed again if the run left them empty (a refused run writes nothing)."""
+    if not str(out).strip():  # Path("") is ".": the lock would land beside the working folder
+        raise ValueError(f"{option} is empty; give the output's path")
+    out = Path(out)
+    _check_parent(out, option)
+    path = lock_path(out)
+    made = _missing_parents(path.parent)
+    fd = _take(path, out, option)
+    _name_holder(fd)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # before the lock goes: a process that opened the file meanwhile sees it gone
+        os.close(fd)
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # the run wrote into it (or another process did): keep it
+                break

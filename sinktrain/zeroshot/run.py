@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from sinktrain.config_io import write_json_atomic
+from sinktrain.util.outputs import output_lock
 from sinktrain.zeroshot.checks import (
     DEFAULT_MAX_LENGTH,
     check_fits,
@@ -124,6 +125,11 @@ def score_task(lm, task_ref: str, task: str, limit: int | None, task_manager) ->
 
 
 def zeroshot(cfg: ZeroShotConfig) -> dict:
+    with output_lock(cfg.out):  # from the check of --out to its last file: no other run writes it meanwhile
+        return _zeroshot(cfg)
+
+
+def _zeroshot(cfg: ZeroShotConfig) -> dict:
     cfg.validate()  # first: it names the [zeroshot] extra where lm-eval is missing, which the imports below need
     from lm_eval.tasks import TaskManager
 

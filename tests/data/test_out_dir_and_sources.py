@@ -262,3 +262,16 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_no_temporary_files(tmp_path, per
     code, err = _prepare_cli(capsys, [tmp_path / "book.txt"], tmp_path / "out")
     assert code == 130 and err == "sinktrain data prepare: interrupted"
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_out_dir_another_prepare_is_writing_is_refused_and_kept(tmp_path, doc, capsys, hold_output):
+    """Two prepares into one folder: the second deleted the first one's temporary shards, and the first exited 0
+    over an empty folder."""
+    out = tmp_path / "out"
+    assert _prepare_cli(capsys, [doc], out)[0] == 0
+    earlier = snapshot(out)
+    with hold_output(out):
+        code, err = _prepare_cli(capsys, [doc], out, "--overwrite", "true")
+        _one_line_error(code, err, f"--out_dir {str(out)!r} is being written by another sinktrain process (pid 4242 "
+                                   f"on elsewhere); wait for it to end, or choose another --out_dir")
+    assert snapshot(out) == earlier and sorted(p.name for p in tmp_path.iterdir()) == ["doc.txt", "out"]

@@ -266,3 +266,14 @@ def test_damaged_study_data_names_the_studys_fix(tmp_path):
         f"not the {shard.stat().st_size + 2:,} of {(shard.stat().st_size + 2) // 2:,} tokens); to prepare it again "
         f"(and train every variant again), set overwrite: true under data: in the study file or pass --set "
         f"data.overwrite=true")
+
+
+def test_a_study_another_run_of_it_is_writing_is_refused_before_any_stage(tmp_path, capfd, hold_output):
+    """Two runs of one study: the second forgot the first one's done-markers and ran its stages into the same
+    folders (stream-eval, zeroshot, the report)."""
+    root = tmp_path / "runs" / "tiny"
+    with hold_output(root):
+        code, out = run_study(tmp_path, capfd, STUDY)
+    assert code == 2 and (f"study folder {str(root)!r} is being written by another sinktrain process (pid 4242 on "
+                          f"elsewhere); wait for it to end, or choose another study folder") in out, out
+    assert not root.exists()

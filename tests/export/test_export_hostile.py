@@ -130,3 +130,17 @@ def test_bad_target_or_results_are_refused_before_the_checkpoint_is_loaded(tiny_
                 "zeroshot-results": "missing.json does not exist"}[bad]
     assert len(err.splitlines()) == 1 and f"--{bad}" * (bad != "target") in err and expected in err, err
     assert loaded == []
+
+
+def test_a_target_another_export_is_writing_is_refused_and_kept(tiny_run, tmp_path, capsys, hold_output):
+    """Two exports into one folder shared one staging folder: the second cleared the first one's under it."""
+    out = tmp_path / "hf"
+    assert main(["export", str(tiny_run), str(out)]) == 0
+    before = snapshot(out)
+    capsys.readouterr()
+    with hold_output(out):
+        assert main(["export", str(tiny_run), str(out), "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"sinktrain export: error: out_dir {str(out)!r} is being written by another sinktrain process "
+                   f"(pid 4242 on elsewhere); wait for it to end, or choose another out_dir")
+    assert snapshot(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["hf"]

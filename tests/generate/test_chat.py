@@ -236,3 +236,26 @@ def test_ctrl_c_ends_the_conversation_and_keeps_its_turns(folders, tmp_path, mon
     assert rc == 0 and "Traceback" not in err and "[chat] interrupted: the conversation ends after 1 turn(s)" in err
     assert [json.loads(line)["user"] for line in log.read_text().splitlines()] == ["Hello"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.jsonl"]
+
+
+def test_a_transcript_another_chat_is_writing_is_refused(folders, tmp_path, capsys, hold_output):
+    """Two chats with one --out wrote one temporary file: the transcript mixed both, and one failed naming it."""
+    log = tmp_path / "log.jsonl"
+    script = write_script(tmp_path / "s.jsonl", [{"user": "hi"}])
+    chat = ["chat", str(folders["chat"][0]), "--script", script, "--max-new-tokens", "2", "--out", str(log)]
+    with hold_output(log):
+        assert main(chat) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"sinktrain chat: error: --out {str(log)!r} is being written by another sinktrain process "
+                       f"(pid 4242 on elsewhere); wait for it to end, or choose another --out"]
+    assert not log.exists()
+    assert main(chat) == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["log.jsonl", "s.jsonl"]
+
+
+def test_a_transcript_in_a_missing_folder_is_still_refused(folders, tmp_path, capsys):
+    """The output lock makes the folders its lock file needs; chat's check of --out runs before it."""
+    script = write_script(tmp_path / "s.jsonl", [{"user": "hi"}])
+    log = tmp_path / "missing" / "log.jsonl"
+    assert main(["chat", str(folders["chat"][0]), "--script", script, "--out", str(log)]) == 2
+    assert "does not exist; create it or choose another --out" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.jsonl"]

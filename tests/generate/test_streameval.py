@@ -144,3 +144,14 @@ def test_max_tokens_below_the_first_query_is_refused_before_the_weights_load(tmp
     assert rc == 2 and len(err) == 1, err
     assert f"--max-tokens {first - 1} is below the {first} input tokens of the first query; raise it" in err[0]
     assert (out / "results.json").read_text() == earlier
+
+
+def test_an_output_another_run_is_writing_is_refused_and_kept(tmp_path, capsys, hold_output, weights_never_load):
+    out = tmp_path / "se"
+    earlier = earlier_streameval(out, with_marker=True)
+    with hold_output(out):
+        assert main(["streameval", "some-model", "--out", str(out), "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"sinktrain streameval: error: --out {str(out)!r} is being written by another sinktrain process "
+                   f"(pid 4242 on elsewhere); wait for it to end, or choose another --out"]
+    assert (out / "results.json").read_text() == earlier and sorted(p.name for p in tmp_path.iterdir()) == ["se"]

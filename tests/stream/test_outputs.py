@@ -7,7 +7,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import os
 import shutil
+import socket
 
 import pytest
 import torch
@@ -164,3 +166,41 @@ def test_attention_stats_record_the_tokens_used_and_maps_do_not_need_first_k(mod
     assert json.loads((out / "attention_stats.json").read_text()) == {}
     assert (out / "attention_maps_vanilla.png").is_file() and not (out / "sink_attention.png").exists()
     assert "vanilla: no attention statistics: the probe has 10 tokens" in capsys.readouterr().err
+
+
+def busy(out, holder: str = "pid 4242 on elsewhere") -> str:
+    return (f"sinktrain stream-eval: error: --out {str(out)!r} is being written by another sinktrain process "
+            f"({holder}); wait for it to end, or choose another --out")
+
+
+def test_an_output_another_run_is_writing_is_refused_and_kept(model_dirs, tmp_path, capsys, hold_output):
+    out = tmp_path / "eval"
+    assert run(model_dirs["vanilla"], out, "--sinks", "0") == 0
+    first = snapshot(out)
+    capsys.readouterr()
+    with hold_output(out):
+        assert run(model_dirs["vanilla"], out, "--sinks", "1", "--overwrite") == 2
+        assert one_line(capsys) == busy(out)
+        assert snapshot(out) == first
+    assert run(model_dirs["vanilla"], out, "--sinks", "1", "--overwrite") == 0  # once the other run has ended
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]  # no lock file left beside it
+
+
+def test_a_second_run_started_while_the_first_computes_is_refused(model_dirs, tmp_path, capsys, monkeypatch):
+    """Both runs passed the check of --out before either wrote it: the second cleared the first one's staging
+    folder under it, and whichever finished last silently replaced the other's results (both exited 0)."""
+    out = tmp_path / "eval"
+    real = evaluate_module.run_configuration
+    second = []
+
+    def a_second_run_starts(*args, **kwargs):
+        if not second:  # (the second run's own configurations compute normally, on the old code)
+            second.append(None)
+            second[0] = run(model_dirs["vanilla"], out, "--sinks", "1")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "run_configuration", a_second_run_starts)
+    assert run(model_dirs["vanilla"], out, "--sinks", "0") == 0
+    err = capsys.readouterr().err
+    assert second == [2] and busy(out, f"pid {os.getpid()} on {socket.gethostname()}") in err, err
+    assert list(json.loads((out / "results.json").read_text())["vanilla"]) == ["0+24"]

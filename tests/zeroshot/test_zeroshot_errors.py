@@ -155,3 +155,17 @@ def test_without_lm_eval_the_extra_is_named(model_dirs, tmp_path, capsys, monkey
     err = refused(capsys, [str(model_dirs["vanilla"]), "--tasks", "piqa", "--out", str(tmp_path / "o")])
     assert err == "sinktrain zeroshot: error: zero-shot evaluation needs lm-evaluation-harness; pip install " \
                   "'sinktrain[zeroshot]'"
+
+
+def test_an_output_another_run_is_writing_is_refused_before_any_scoring(model_dirs, tmp_path, capsys, hold_output):
+    """zeroshot rewrites its results after each model: two runs into one --out mixed their results.json."""
+    out = tmp_path / "zs"
+    (out / "tasks").mkdir(parents=True)
+    (out / "results.json").write_text("earlier")
+    with hold_output(out):
+        err = refused(capsys, [str(model_dirs["vanilla"]), "--tasks", "piqa", "--data-dir", str(SAMPLE), "--out",
+                               str(out), "--overwrite"])
+    assert err == (f"sinktrain zeroshot: error: --out {str(out)!r} is being written by another sinktrain process "
+                   f"(pid 4242 on elsewhere); wait for it to end, or choose another --out")
+    assert (out / "results.json").read_text() == "earlier" and sorted(p.name for p in out.iterdir()) == [
+        "results.json", "tasks"]
