@@ -7,7 +7,8 @@ Errors: bad input (ValueError, OSError incl. FileNotFoundError, `sinktrain.util.
 config value out of range or a failed hub push) is printed as one line and exits 2. Anything else, e.g. a
 RuntimeError deep inside training, is an internal error and keeps its traceback. The tokenizers library's failed
 writes (a bare Exception ending "(os error N)") count as OSErrors; a full disk's line adds the fix. `--debug` (or
-SINKTRAIN_DEBUG=1) shows the traceback of any error. Ctrl-C prints "interrupted" and exits 130.
+SINKTRAIN_DEBUG=1) shows the traceback of any error. Ctrl-C prints "interrupted" and exits 130; a SIGTERM
+(outside train and experiment, which stop at a checkpoint) exits 143 after the same clean-up.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import errno
 import importlib
 import os
 import re
+import signal
 import sys
+import threading
 
 from sinktrain.util.errors import UserError
 
@@ -74,6 +77,21 @@ def run_verb(args) -> int:
         raise OSError(code, os.strerror(code)) from e
 
 
+# Verbs that handle SIGTERM themselves: training stops at a step with its checkpoint (train/module.py), and a study
+# runs training in its process.
+OWN_SIGTERM = {"train", "experiment"}
+
+
+class Terminated(KeyboardInterrupt):
+    """A SIGTERM (a scheduler's time limit, `timeout`, `docker stop`), taken the way Ctrl-C is: the verb's clean-up
+    runs on the way out (staging folders, temporary shards and transcripts, the output lock) instead of the
+    process dying where it stands and leaving them for the next run to clear."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or bool(os.environ.get("SINKTRAIN_DEBUG"))
@@ -84,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.rest = rest
     verb = " ".join(a for a in (args.verb, getattr(args, "data_verb", None)) if a)
+    # (In the main thread only, where Python delivers signals; a caller's own handler comes back afterwards.)
+    takes_sigterm = args.verb not in OWN_SIGTERM and threading.current_thread() is threading.main_thread()
+    earlier = signal.signal(signal.SIGTERM, _raise_terminated) if takes_sigterm else None
     try:
         return run_verb(args)
     except USER_ERRORS as e:
@@ -91,13 +112,19 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"sinktrain {verb}: error: {user_message(e)}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         # Ctrl-C is the user's choice, not a bug: no traceback. Verbs clean up on the way out (prepare removes its
         # temporary shards); 130 is the shell's status for a SIGINT.
         if debug:
             raise
+        if isinstance(e, Terminated):
+            print(f"sinktrain {verb}: terminated", file=sys.stderr)
+            return 143  # the shell's status for a SIGTERM
         print(f"sinktrain {verb}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if takes_sigterm:
+            signal.signal(signal.SIGTERM, earlier)
 
 
 if __name__ == "__main__":

@@ -204,3 +204,30 @@ def test_a_second_run_started_while_the_first_computes_is_refused(model_dirs, tm
     err = capsys.readouterr().err
     assert second == [2] and busy(out, f"pid {os.getpid()} on {socket.gethostname()}") in err, err
     assert list(json.loads((out / "results.json").read_text())["vanilla"]) == ["0+24"]
+
+
+def test_a_sigterm_while_overwriting_keeps_the_earlier_output_and_cleans_up(model_dirs, tmp_path, capsys, monkeypatch):
+    """A scheduler's SIGTERM is taken as Ctrl-C is: exit 143 in one line, the earlier output as it was, and neither
+    the staging folder nor the lock left beside it (the process used to die where it stood and leave both)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("Python delivers signals to the main thread only")
+    out = tmp_path / "eval"
+    assert run(model_dirs["vanilla"], out, "--sinks", "0") == 0
+    first = snapshot(out)
+    capsys.readouterr()
+    before = signal.getsignal(signal.SIGTERM)
+
+    def terminated_midway(*args, **kwargs):
+        assert (tmp_path / "eval.tmp-stream-eval").is_dir()  # the new output is being written
+        signal.raise_signal(signal.SIGTERM)
+        raise AssertionError("the SIGTERM did not stop the run")
+
+    monkeypatch.setattr(evaluate_module, "run_configuration", terminated_midway)
+    assert run(model_dirs["vanilla"], out, "--sinks", "1", "--overwrite") == 143
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "sinktrain stream-eval: terminated"
+    assert snapshot(out) == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
