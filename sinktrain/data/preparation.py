@@ -267,18 +267,15 @@ def _is_partial(name: str) -> bool:
     return name == _MANIFEST_TMP or (name.endswith(".tmp") and bool(_SHARD.match(name[:-len(".tmp")])))
 
 
-def _is_own(path: Path, dataset: bool) -> bool:
-    """Whether prepare wrote `path` (an entry of the output folder). `dataset`: the folder holds a valid sinktrain
-    manifest, whose `tokenizer` entry is then ours whatever it holds; without one, a `tokenizer` entry is ours only
-    if it is a real folder of save_pretrained's files. Symlinks are never ours (writing or deleting through one
-    would reach outside --out_dir), except a dataset's `tokenizer` link, which is unlinked, never followed."""
+def _is_own(path: Path) -> bool:
+    """Whether prepare wrote `path`, an entry of an output folder that holds no sinktrain manifest: a `tokenizer`
+    entry is ours only if it is a real folder of save_pretrained's files. Symlinks are never ours (writing or
+    deleting through one would reach outside --out_dir). (Beside a dataset's manifest, its `tokenizer` entry is
+    ours whatever it holds, a link included, which is unlinked, never followed.)"""
     if path.name == TOKENIZER_DIR:
-        if dataset:
-            return True
         return path.is_dir() and not path.is_symlink() and all(
             child.name in _TOKENIZER_FILES and child.is_file() and not child.is_symlink() for child in path.iterdir())
-    return (path.name == MANIFEST or _SHARD.match(path.name) is not None or _is_partial(path.name)) and \
-        path.is_file() and not path.is_symlink()
+    return (_SHARD.match(path.name) is not None or _is_partial(path.name)) and path.is_file() and not path.is_symlink()
 
 
 def _dataset_manifest(out_dir: Path) -> dict | None:
@@ -297,10 +294,10 @@ def _dataset_manifest(out_dir: Path) -> dict | None:
 def _check_out_dir_is_ours(out_dir: Path, dataset: bool) -> None:
     """Refuse a non-empty folder holding anything prepare did not write (beside a dataset, other files are kept
     as they are; without one, the folder is the user's): its files are not ours to replace."""
-    if not out_dir.is_dir():
+    if dataset or not out_dir.is_dir():
         return
-    foreign = sorted(p.name for p in out_dir.iterdir() if not _is_own(p, dataset))
-    if foreign and not dataset:
+    foreign = sorted(p.name for p in out_dir.iterdir() if not _is_own(p))
+    if foreign:
         raise FileExistsError(
             f"output folder {str(out_dir)!r} is not empty and not a sinktrain dataset (it holds "
             f"{', '.join(map(repr, foreign[:3]))}{', ...' if len(foreign) > 3 else ''}); pass an empty or new --out_dir"
