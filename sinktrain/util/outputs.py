@@ -94,16 +94,6 @@ def lock_path(out: str | Path) -> Path:
     return out.with_name(f"{out.name}.lock")
 
 
-def _check_parent(out: Path, option: str) -> None:
-    """Refuse an output whose nearest existing ancestor is a file: mkdir would fail with a bare errno line."""
-    parent = Path(out).resolve().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise NotADirectoryError(f"{option} {str(out)!r}: {str(parent)!r} is a file, not a folder; "
-                                 f"choose another {option}")
-
-
 def _missing_parents(folder: Path) -> list[Path]:
     """The folders of `folder`'s path that do not exist yet, deepest first."""
     missing = []
@@ -163,9 +153,12 @@ def output_lock(out: str | Path, option: str = "--out") -> Iterator[None]:
     if not str(out).strip():  # Path("") is ".": the lock would land beside the working folder
         raise ValueError(f"{option} is empty; give the output's path")
     out = Path(out)
-    _check_parent(out, option)
     path = lock_path(out)
-    made = _missing_parents(path.parent)
+    made = _missing_parents(path.parent)  # (lock_path resolves out: its parent is out's folder)
+    nearest = made[-1].parent if made else path.parent
+    if not nearest.is_dir():  # a file on the way: mkdir would fail with a bare errno line
+        raise NotADirectoryError(f"{option} {str(out)!r}: {str(nearest)!r} is a file, not a folder; "
+                                 f"choose another {option}")
     fd = _take(path, out, option)
     _name_holder(fd)
     try:
