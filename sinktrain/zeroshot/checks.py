@@ -55,3 +55,24 @@ def check_fits(name: str, longest: dict[str, int], max_length: int, num_sinks: i
             need = n if not num_sinks else n + num_sinks - 1
             raise ValueError(f"{name}: a {task} answer is {n} tokens long, more than the {room} the model's "
                              f"{max_length}-token context leaves{sinks} (it needs a context of {need}); {fix}")
+
+
+def model_tokenizer(source):
+    """The tokenizer stored with the model; zero-shot scoring has no other (one line naming the model if absent)."""
+    from sinktrain.model.source import load_model_tokenizer
+
+    try:
+        tokenizer = load_model_tokenizer(source)
+    except Exception as e:  # unreadable tokenizer files
+        raise ValueError(f"cannot load the tokenizer of model {source.spec!r}: {first_line(e)}") from None
+    if tokenizer is None:
+        raise ValueError(f"model {source.spec!r} has no tokenizer files; zero-shot scoring needs the model's own "
+                         f"tokenizer (export it with sinktrain export, which writes it)")
+    return tokenizer
+
+
+def first_line(e: Exception) -> str:
+    text = str(e).strip()
+    if text.startswith("cannot load model"):  # sinktrain's loader already named the model
+        text = text.split(": ", 1)[-1]
+    return text.splitlines()[0] if text else type(e).__name__

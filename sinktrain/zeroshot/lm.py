@@ -40,7 +40,7 @@ def load(spec: str, device: str, dtype: str, config=None, tokenizer=None) -> Loa
     softmax1/logit exports load with sinktrain's own architecture (registered by sinktrain.model). `config`,
     `tokenizer`: the model's own, where the caller has read them already (run.check_models)."""
     from sinktrain.model.source import load_pretrained
-    from sinktrain.zeroshot.run import model_tokenizer
+    from sinktrain.zeroshot.checks import model_tokenizer
 
     source = resolve(spec)
     try:

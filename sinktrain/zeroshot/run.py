@@ -18,7 +18,9 @@ from sinktrain.util.outputs import output_lock
 from sinktrain.zeroshot.checks import (
     DEFAULT_MAX_LENGTH,
     check_fits,
+    first_line,
     longest_continuations,
+    model_tokenizer,
     task_requests,
 )
 from sinktrain.zeroshot.config import ZeroShotConfig
@@ -46,20 +48,6 @@ def check_models(cfg: ZeroShotConfig) -> dict:
             raise ValueError(f"cannot load model {spec!r}: {first_line(e)}") from None
         checked[spec] = (config, model_tokenizer(source))
     return checked
-
-
-def model_tokenizer(source):
-    """The tokenizer stored with the model; zero-shot scoring has no other (one line naming the model if absent)."""
-    from sinktrain.model.source import load_model_tokenizer
-
-    try:
-        tokenizer = load_model_tokenizer(source)
-    except Exception as e:  # unreadable tokenizer files
-        raise ValueError(f"cannot load the tokenizer of model {source.spec!r}: {first_line(e)}") from None
-    if tokenizer is None:
-        raise ValueError(f"model {source.spec!r} has no tokenizer files; zero-shot scoring needs the model's own "
-                         f"tokenizer (export it with sinktrain export, which writes it)")
-    return tokenizer
 
 
 def task_refs(cfg: ZeroShotConfig, sources: dict, folder: Path) -> tuple[dict, dict]:
@@ -103,13 +91,6 @@ def check_contexts(cfg: ZeroShotConfig, sources: dict, manager, checked: dict) -
         max_length = resolve_max_length(config, tok, default=DEFAULT_MAX_LENGTH)
         check_fits(f"model {spec!r}", per_task, max_length, len(sink_ids_of(config)),
                    "score a model with a longer context, or drop that task from --tasks")
-
-
-def first_line(e: Exception) -> str:
-    text = str(e).strip()
-    if text.startswith("cannot load model"):  # sinktrain's loader already named the model
-        text = text.split(": ", 1)[-1]
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def score_task(lm, task_ref: str, task: str, limit: int | None, task_manager) -> dict:
