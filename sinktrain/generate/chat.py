@@ -156,8 +156,8 @@ def chat(cfg: ChatConfig, out=None, err=None) -> list[dict]:
 
 
 def _chat(cfg: ChatConfig, out=None, err=None) -> list[dict]:
+    """chat() once cfg is checked and --out is held."""
     out, err = out or sys.stdout, err or sys.stderr
-    cfg.check()
     # Python sets a closed stream to None (`<&-`, `>&-`): refuse before the model loads rather than fail after.
     if out is None:
         raise ValueError("stdout is closed; give chat an open stdout (e.g. > chat.txt)")
