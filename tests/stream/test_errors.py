@@ -13,6 +13,13 @@ from sinktrain.cli import main
 BOOK = str(BOOKS / "austen_persuasion.txt")
 
 
+def refusal(rc: int, capsys) -> str:
+    """The one stderr line of a refused run (exit 2)."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    return err[0]
+
+
 @pytest.fixture(scope="module")
 def gpt2_dir(tmp_path_factory):
     from transformers import GPT2Config
@@ -47,10 +54,9 @@ def test_the_missing_default_text_is_named_as_the_default(model_dirs, tmp_path, 
     """From an installed sinktrain run outside the checkout, the default book's relative path does not exist."""
     monkeypatch.chdir(tmp_path)
     rc = main(["stream-eval", str(model_dirs["vanilla"]), "--out", "out"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1, err
+    err = refusal(rc, capsys)
     assert ("the default --text 'data/books/austen_persuasion.txt' (a book in sinktrain's repository, read relative "
-            "to the current folder) does not exist here; pass --text") in err[0]
+            "to the current folder) does not exist here; pass --text") in err
     rc = main(["stream-eval", str(model_dirs["vanilla"]), "--text", "mine.txt", "--out", "out"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "text source 'mine.txt' does not exist" in err and "default" not in err, err
@@ -65,9 +71,8 @@ def test_an_empty_file_in_the_text_folder_is_refused(model_dirs, tmp_path, capsy
     (books / "b.txt").write_bytes(b"")
     rc = main(["stream-eval", str(model_dirs["vanilla"]), "--text", str(books), "--cache", "8",
                "--out", str(tmp_path / "out")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1, err
-    assert f"file {str(books / 'b.txt')!r} is empty (0 bytes); remove it" in err[0]
+    err = refusal(rc, capsys)
+    assert f"file {str(books / 'b.txt')!r} is empty (0 bytes); remove it" in err
     assert not (tmp_path / "out").exists()
 
 
@@ -87,8 +92,7 @@ def test_a_dense_only_run_is_not_gated_on_the_default_cache(model_dirs, tmp_path
 def test_cuda_without_a_gpu_is_one_line_before_loading(model_dirs, tmp_path, capsys, monkeypatch, verb):
     monkeypatch.chdir(tmp_path)
     rc = main([verb[0], str(model_dirs["vanilla"]), *verb[1:], "--device", "cuda"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and "--device cuda: torch sees no CUDA GPU here" in err[0], err
+    assert "--device cuda: torch sees no CUDA GPU here" in refusal(rc, capsys)
     assert not any(tmp_path.iterdir())
 
 
@@ -106,9 +110,8 @@ def test_a_text_that_is_not_utf8_is_refused(model_dirs, tmp_path, capsys):
     latin.write_bytes(("Mais où sont les neiges d'antan? " * 200).encode("latin-1"))
     rc = main(["stream-eval", str(model_dirs["vanilla"]), "--text", str(latin), "--cache", "8",
                "--out", str(tmp_path / "out")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1, err
-    assert f"text file {str(latin)!r} is not UTF-8 text (byte 0xf9 at offset 6); convert it first" in err[0]
+    err = refusal(rc, capsys)
+    assert f"text file {str(latin)!r} is not UTF-8 text (byte 0xf9 at offset 6); convert it first" in err
     assert not (tmp_path / "out").exists()
 
 
