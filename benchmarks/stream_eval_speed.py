@@ -1,6 +1,7 @@
 """Tokens/s of the streaming evaluator's modes: reference (KV cache, one token per forward) vs exact
 block-parallel, plus the re-computation baseline. CPU: the `tiny` preset (random weights); GPU (when present):
-pythia-160m. Prints one JSON object; --out also writes it to a file.
+pythia-160m in bf16, and a Llama-family model of SmolLM2-135M's shape (random weights, through the family adapter)
+in fp32 and bf16 with the floor below. Prints one JSON object; --out also writes it to a file.
 
 `--real` adds a real Llama-family model, SmolLM2-135M-Instruct (fetched once, see sinktrain.model.zoo), on a
 bundled book at 4+252: parallel vs reference tokens/s, their mean and max |ΔNLL|, and the floor of any exact
@@ -73,12 +74,47 @@ def book_tokens(tokenizer, n: int) -> np.ndarray:
 def floor_nll(model, stream: np.ndarray, chunk: int = 2048) -> np.ndarray:
     """Teacher-forced NLL over independent 2,048-token chunks: one forward per token, nothing more."""
     out = []
+    device = model.get_input_embeddings().weight.device
     with torch.no_grad():
         for a in range(0, len(stream) - 1, chunk):
-            ids = torch.as_tensor(stream[a : a + chunk + 1])
+            ids = torch.as_tensor(stream[a : a + chunk + 1], device=device)
             logits = model(input_ids=ids[None, :-1], use_cache=False).logits[0].float()
-            out.append(torch.nn.functional.cross_entropy(logits, ids[1:], reduction="none").double().numpy())
+            out.append(torch.nn.functional.cross_entropy(logits, ids[1:], reduction="none").double().cpu().numpy())
     return np.concatenate(out)
+
+
+# SmolLM2-135M's config.json: 30 layers, GQA 9 query / 3 key-value heads, rope_theta 1e5, tied head.
+SMOLLM2_SHAPE = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                     num_key_value_heads=3, head_dim=64, vocab_size=49152, max_position_embeddings=8192,
+                     rms_norm_eps=1e-5, rope_parameters={"rope_type": "default", "rope_theta": 100000.0},
+                     tie_word_embeddings=True)
+
+
+def bench_llama(device: str, dtype: torch.dtype, sinks: int, window: int, ref_tokens: int, par_tokens: int,
+                    block_size: int) -> dict:
+    """The Llama family adapter on `device` (CUDA: the script's GPU run): SmolLM2-135M's shape with random weights (the real weights do not fit a
+    device call), reference vs parallel vs the teacher-forced floor, on a random token stream."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(**SMOLLM2_SHAPE)).to(device=device, dtype=dtype).eval()
+    stream = np.random.RandomState(0).randint(0, SMOLLM2_SHAPE["vocab_size"], size=par_tokens + 1)
+    parallel_nll(model, stream[: block_size + 1], sinks, window, block_size=block_size)  # warm-up
+    ref, r_ref = timed(lambda: reference_nll(model, stream[: ref_tokens + 1], sinks, window), ref_tokens, device)
+    par, r_par = timed(lambda: parallel_nll(model, stream, sinks, window, block_size=block_size), par_tokens, device)
+    _, r_floor = timed(lambda: floor_nll(model, stream), par_tokens, device)
+    diff = np.abs(ref - par[:ref_tokens])
+    return {
+        "model": "random weights, SmolLM2-135M's shape (llama, 30 layers, GQA 9/3)", "device": device,
+        "dtype": str(dtype).replace("torch.", ""), "tf32": torch.backends.cuda.matmul.allow_tf32,
+        "config": f"{sinks}+{window}", "block_size": block_size, "reference": r_ref, "parallel": r_par,
+        "floor_teacher_forced_2048": r_floor,
+        "parallel_vs_floor": round(r_par["tokens_per_s"] / r_floor["tokens_per_s"], 3),
+        "speedup_parallel_vs_reference": round(r_par["tokens_per_s"] / r_ref["tokens_per_s"], 1),
+        "mean_abs_dnll_parallel_vs_reference": float(diff.mean()),
+        "max_abs_dnll_parallel_vs_reference": float(diff.max()),
+        "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2) if device == "cuda" else None,
+    }
 
 
 def bench_real(sinks: int, window: int, ref_tokens: int, par_tokens: int, block_size: int) -> dict:
@@ -154,6 +190,7 @@ def main() -> None:
     ap.add_argument("--cpu-par-tokens", type=int_at_least(1), default=16384)
     ap.add_argument("--gpu-ref-tokens", type=int_at_least(1), default=2048)
     ap.add_argument("--gpu-par-tokens", type=int_at_least(1), default=262144)
+    ap.add_argument("--gpu-llama-par-tokens", type=int_at_least(1), default=65536)
     ap.add_argument("--real", action="store_true", help="also benchmark SmolLM2-135M-Instruct at 4+252")
     ap.add_argument("--real-ref-tokens", type=int_at_least(1), default=256)
     ap.add_argument("--real-par-tokens", type=int_at_least(1), default=8192)
@@ -164,12 +201,14 @@ def main() -> None:
     args = ap.parse_args()
     # The reference's NLLs are compared with the first ones of the parallel run, so that run is the longer; it is
     # labelled with its cache (s+w), so its stream must fill that cache.
-    for kind, cache in (("cpu", CPU_CACHE), ("gpu", GPU_CACHE), ("real", REAL_CACHE)):
-        ref, par = getattr(args, f"{kind}_ref_tokens"), getattr(args, f"{kind}_par_tokens")
+    for kind, cache in (("cpu", CPU_CACHE), ("gpu", GPU_CACHE), ("gpu_llama", GPU_CACHE), ("real", REAL_CACHE)):
+        ref = getattr(args, f"{kind.removesuffix('_llama')}_ref_tokens")
+        par = getattr(args, f"{kind}_par_tokens")
+        flag = kind.replace("_", "-")
         if par < ref:
-            ap.error(f"--{kind}-par-tokens ({par}) must be >= --{kind}-ref-tokens ({ref})")
+            ap.error(f"--{flag}-par-tokens ({par}) must be >= --{kind.removesuffix('_llama')}-ref-tokens ({ref})")
         if par < sum(cache):
-            ap.error(f"--{kind}-par-tokens ({par}) never fills the {cache[0]}+{cache[1]} cache it is labelled with; "
+            ap.error(f"--{flag}-par-tokens ({par}) never fills the {cache[0]}+{cache[1]} cache it is labelled with; "
                      f"pass >= {sum(cache)}")
     if any(n < sum(REAL_CACHE) for n in args.memory_tokens):
         ap.error(f"--memory-tokens: each stream must fill the {REAL_CACHE[0]}+{REAL_CACHE[1]} cache "
@@ -194,6 +233,12 @@ def main() -> None:
         result["gpu"] = torch.cuda.get_device_name()
         result["runs"].append(bench("pythia-160m", "cuda", torch.bfloat16, *GPU_CACHE, args.gpu_ref_tokens,
                                     args.gpu_par_tokens, args.gpu_ref_tokens, 2048))
+        print(f"gpu run: {json.dumps(result['runs'][-1])}", file=sys.stderr, flush=True)
+        for dtype in (torch.float32, torch.bfloat16):
+            torch.cuda.reset_peak_memory_stats()
+            result["runs"].append(bench_llama("cuda", dtype, *GPU_CACHE, args.gpu_ref_tokens, args.gpu_llama_par_tokens,
+                                                  2048))
+            print(f"gpu llama run: {json.dumps(result['runs'][-1])}", file=sys.stderr, flush=True)
     else:
         result["gpu"] = None
     if args.real:
