@@ -92,8 +92,9 @@ SMOLLM2_SHAPE = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=
 
 def bench_llama(device: str, dtype: torch.dtype, sinks: int, window: int, ref_tokens: int, par_tokens: int,
                     block_size: int) -> dict:
-    """The Llama family adapter on `device` (CUDA: the script's GPU run): SmolLM2-135M's shape with random weights (the real weights do not fit a
-    device call), reference vs parallel vs the teacher-forced floor, on a random token stream."""
+    """The Llama family adapter on `device` (CUDA: the script's GPU run): SmolLM2-135M's shape with random
+    weights (the real weights do not fit a device call), reference vs parallel vs the teacher-forced floor, on a
+    random token stream."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)

@@ -95,10 +95,18 @@ def check_contexts(cfg: ZeroShotConfig, sources: dict, manager, checked: dict) -
 
 def score_task(lm, task_ref: str, task: str, limit: int | None, task_manager) -> dict:
     """One task through lm-eval's evaluator: {"acc", "acc_norm", "n"} with its own metrics."""
+    from unittest import mock
+
+    import lm_eval.evaluator
     from lm_eval import simple_evaluate
 
-    out = simple_evaluate(model=lm, tasks=[task_ref], limit=limit, bootstrap_iters=0, log_samples=False,
-                          task_manager=task_manager)
+    # lm-eval stamps every result with the working folder's git hash and an environment report, which this run
+    # never reads (run.json records the run): its `git describe` printed "fatal: not a git repository" once per
+    # task outside a checkout, and the report runs subprocesses each time.
+    with mock.patch.object(lm_eval.evaluator, "get_git_commit_hash", lambda: None), \
+            mock.patch.object(lm_eval.evaluator, "add_env_info", lambda storage: None):
+        out = simple_evaluate(model=lm, tasks=[task_ref], limit=limit, bootstrap_iters=0, log_samples=False,
+                              task_manager=task_manager)
     metrics = out["results"][task]
     return {"acc": float(metrics["acc,none"]),
             "acc_norm": float(metrics["acc_norm,none"]) if "acc_norm,none" in metrics else None,
