@@ -12,13 +12,13 @@ from pathlib import Path
 from transformers import GenerationConfig
 
 from sinktrain.config_io import PositiveInt, configclass
-from sinktrain.data import TOKENIZER_DIR, data_tokenizer, load_tokenizer, manifest_sha256
+from sinktrain.data import TOKENIZER_DIR, data_tokenizer, load_tokenizer
 from sinktrain.export.model_index import read_zeroshot
 from sinktrain.export.model_card import plot_loss_curve, read_metrics, write_model_card
 from sinktrain.export.tokenizer_files import save_tokenizer
 from sinktrain.model import ModelConfig, build_model, save_model
 from sinktrain.train import latest_checkpoint, list_checkpoints, load_checkpoint_weights
-from sinktrain.train.run_dir import CONFIG_FILE, RUN_INFO_FILE
+from sinktrain.train.run_dir import CONFIG_FILE, RUN_INFO_FILE, trained_manifest_sha256
 from sinktrain.util.outputs import check_out_dir, output_lock, staged_out_dir
 
 # Files a finished export holds; also the allow-list the hub upload uses.
@@ -106,16 +106,6 @@ def run_tokenizer(run_dir: Path | None, train_config: dict):
     return load_tokenizer(train_config.get("data", {}).get("tokenizer"))
 
 
-def _manifest_sha256(run_dir: Path | None, data_dir: Path) -> str | None:
-    """The run's record of its data (run.json), else the data directory's manifest as it is now."""
-    run_info = run_dir / "run.json" if run_dir is not None else None
-    if run_info is not None and run_info.is_file():
-        recorded = json.loads(run_info.read_text()).get("data_manifest_sha256")
-        if recorded:
-            return recorded
-    return manifest_sha256(data_dir) if str(data_dir) and (data_dir / "manifest.json").is_file() else None
-
-
 def read_eval_results(path: str | None) -> tuple[dict | None, str]:
     """stream-eval's results.json and the text it was measured on (from the run.json next to it)."""
     if not path:
@@ -168,7 +158,6 @@ def _export_checkpoint(cfg: ExportConfig) -> Path:
             f"checkpoint {ckpt} does not match its model config ({model_cfg.preset}, sink {model_cfg.sink.kind}): "
             f"missing {missing[:3]}, unexpected {unexpected[:3]}"
         )
-    data_dir = Path(train_config.get("data", {}).get("dir", "") or "")
     sink_meta = {
         "variant": model_cfg.sink.kind,
         "sink_token_ids": model_cfg.sink_token_ids,
@@ -178,7 +167,8 @@ def _export_checkpoint(cfg: ExportConfig) -> Path:
         "recipe": train_config.get("name") or None,
         "step": meta.get("step"),
         "tokens_seen": meta.get("tokens_seen"),
-        "data_manifest_sha256": _manifest_sha256(run_dir, data_dir),
+        # What the checkpoint was trained on, never the data folder as it is now (it may have been prepared again).
+        "data_manifest_sha256": trained_manifest_sha256(ckpt, meta),
         "checkpoint": str(ckpt),
     }
     model.config.sinktrain = sink_meta

@@ -197,7 +197,7 @@ def _hf_state_dict_keys(model_cfg: dict) -> list[str]:
 
 
 def load_checkpoint_weights(ckpt_path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(fp32 state dict with GPTNeoXForCausalLM.state_dict() keys, {step, tokens_seen, config}).
+    """(fp32 state dict with GPTNeoXForCausalLM.state_dict() keys, {step, tokens_seen, config, data_manifest_sha256}).
 
     ZeRO checkpoints are consolidated with DeepSpeed's own converter (fp32 master weights from the
     optimizer shards of every rank).
@@ -221,7 +221,8 @@ def load_checkpoint_weights(ckpt_path: str | Path) -> tuple[dict[str, torch.Tens
                          f"it is not a sinktrain checkpoint of this model")
     state = {k: weights[k].detach().to("cpu", torch.float32) if weights[k].is_floating_point() else weights[k]
              for k in keys}
-    return state, {"step": meta["step"], "tokens_seen": meta["tokens_seen"], "config": meta["config"]}
+    return state, {"step": meta["step"], "tokens_seen": meta["tokens_seen"], "config": meta["config"],
+                   "data_manifest_sha256": meta.get("data_manifest_sha256")}
 
 
 def _bf16_optimizer_files(ckpt: Path) -> list[Path]:

@@ -8,7 +8,6 @@ dir's lock (run_dir.py) for the whole run.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import warnings
@@ -26,7 +25,7 @@ from sinktrain.train.flops import device_peak_tflops, flops_per_token
 from sinktrain.train.metrics import MetricsLog, truncate_metrics
 from sinktrain.train.module import RunHooks, SinkLM
 from sinktrain.train.run_dir import (CONFIG_FILE, RUN_FORMAT, RUN_INFO_FILE, announce_fresh_start,
-                                     check_run_dir_is_ours, run_dir_lock)
+                                     check_run_dir_is_ours, run_dir_lock, trained_manifest_sha256)
 from sinktrain.train.strategy import build_plugins, build_strategy, on_gpu, resolved_precision
 from sinktrain.util.atomic import write_json_atomic, write_yaml_atomic
 from sinktrain.util.errors import UserError
@@ -121,18 +120,6 @@ def resolve_resume(cfg: TrainConfig, run_dir: Path, world_size: int, report: boo
         print(f"train: resuming {target.name} with {'; '.join(changes)}: the learning-rate schedule of this config "
               f"applies from step {meta['step']} on", file=sys.stderr, flush=True)
     return target
-
-
-def trained_manifest_sha256(target: Path, meta: dict) -> str | None:
-    """sha256 of the data manifest the checkpoint was trained on: its meta.json's, else (checkpoints written
-    before meta.json recorded it) the run.json of the run it belongs to; None when neither says."""
-    if meta.get("data_manifest_sha256"):
-        return meta["data_manifest_sha256"]
-    try:
-        info = json.loads((target.parent.parent / RUN_INFO_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return info.get("data_manifest_sha256") if isinstance(info, dict) else None
 
 
 def check_same_data(target: Path, meta: dict, cfg: TrainConfig) -> None:

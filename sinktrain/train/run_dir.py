@@ -44,6 +44,18 @@ def is_sinktrain_run(run_dir: Path) -> bool:
     return {p.name for p in run_dir.iterdir()} <= {LOCK_FILE}
 
 
+def trained_manifest_sha256(ckpt: Path, meta: dict) -> str | None:
+    """sha256 of the data manifest a checkpoint was trained on: its meta.json's, else (checkpoints written
+    before meta.json recorded it) the run.json of the run it lies in; None when neither says."""
+    if meta.get("data_manifest_sha256"):
+        return meta["data_manifest_sha256"]
+    try:
+        info = json.loads((ckpt.parent.parent / RUN_INFO_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return info.get("data_manifest_sha256") if isinstance(info, dict) else None
+
+
 def check_run_dir_is_ours(run_dir: Path) -> None:
     """Refuse a file, or a non-empty folder that is not a sinktrain run (its config.yaml, tb/ ... are the user's)."""
     if run_dir.exists() and not run_dir.is_dir():

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -66,6 +67,26 @@ def test_no_pickles_and_metadata_in_config_and_card(exported, zero2_token_run):
     assert card.startswith("---\n") and "\n# tiny-sink\n" in card and "tmp-export" not in card
     assert "| step | 8 |" in card and "| sink tokens | [50277] |" in card
     assert "![training loss](loss_curve.png)" in card and (exported / "loss_curve.png").stat().st_size > 1000
+
+
+def test_export_records_the_data_the_checkpoint_was_trained_on_not_the_data_as_it_is_now(zero2_token_run, tmp_path):
+    """A checkpoint copied out of its run, whose data folder was prepared again since: the export states the
+    manifest the checkpoint recorded in training, not the one now on disk."""
+    trained = hashlib.sha256((zero2_token_run.parent / "data" / "manifest.json").read_bytes()).hexdigest()
+    data = tmp_path / "data"
+    shutil.copytree(zero2_token_run.parent / "data", data)
+    ckpt = tmp_path / "step-00000008"
+    shutil.copytree(zero2_token_run / "checkpoints" / "step-00000008", ckpt)
+    meta_file = ckpt / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    assert meta["data_manifest_sha256"] == trained
+    meta["config"]["data"]["dir"] = str(data)
+    meta_file.write_text(json.dumps(meta))
+    manifest = json.loads((data / "manifest.json").read_text())
+    (data / "manifest.json").write_text(json.dumps({**manifest, "seed": manifest["seed"] + 1}))  # prepared again
+
+    out = export_checkpoint(ExportConfig(str(ckpt), str(tmp_path / "export")))
+    assert json.loads((out / "config.json").read_text())["sinktrain"]["data_manifest_sha256"] == trained
 
 
 def test_eval_results_become_hub_model_index_results(zero2_token_run, tmp_path):
