@@ -90,32 +90,38 @@ SMOLLM2_SHAPE = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=
                      tie_word_embeddings=True)
 
 
-def bench_llama(device: str, dtype: torch.dtype, sinks: int, window: int, ref_tokens: int, par_tokens: int,
-                    block_size: int) -> dict:
-    """The Llama family adapter on `device` (CUDA: the script's GPU run): SmolLM2-135M's shape with random
-    weights (the real weights do not fit a device call), reference vs parallel vs the teacher-forced floor, on a
-    random token stream."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(**SMOLLM2_SHAPE)).to(device=device, dtype=dtype).eval()
-    stream = np.random.RandomState(0).randint(0, SMOLLM2_SHAPE["vocab_size"], size=par_tokens + 1)
-    parallel_nll(model, stream[: block_size + 1], sinks, window, block_size=block_size)  # warm-up
+def modes_against_floor(model, stream: np.ndarray, device: str, sinks: int, window: int, ref_tokens: int,
+                        par_tokens: int, block_size: int, warmup_block: int) -> dict:
+    """Reference vs parallel vs the teacher-forced floor on one model and stream: tokens/s and max/mean |ΔNLL|."""
+    parallel_nll(model, stream[: warmup_block + 1], sinks, window, block_size=warmup_block)  # warm-up
     ref, r_ref = timed(lambda: reference_nll(model, stream[: ref_tokens + 1], sinks, window), ref_tokens, device)
-    par, r_par = timed(lambda: parallel_nll(model, stream, sinks, window, block_size=block_size), par_tokens, device)
-    _, r_floor = timed(lambda: floor_nll(model, stream), par_tokens, device)
+    par, r_par = timed(lambda: parallel_nll(model, stream[: par_tokens + 1], sinks, window, block_size=block_size),
+                       par_tokens, device)
+    _, r_floor = timed(lambda: floor_nll(model, stream[: par_tokens + 1]), par_tokens, device)
     diff = np.abs(ref - par[:ref_tokens])
     return {
-        "model": "random weights, SmolLM2-135M's shape (llama, 30 layers, GQA 9/3)", "device": device,
-        "dtype": str(dtype).replace("torch.", ""), "tf32": torch.backends.cuda.matmul.allow_tf32,
         "config": f"{sinks}+{window}", "block_size": block_size, "reference": r_ref, "parallel": r_par,
         "floor_teacher_forced_2048": r_floor,
         "parallel_vs_floor": round(r_par["tokens_per_s"] / r_floor["tokens_per_s"], 3),
         "speedup_parallel_vs_reference": round(r_par["tokens_per_s"] / r_ref["tokens_per_s"], 1),
         "mean_abs_dnll_parallel_vs_reference": float(diff.mean()),
         "max_abs_dnll_parallel_vs_reference": float(diff.max()),
-        "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2) if device == "cuda" else None,
     }
+
+
+def bench_llama(device: str, dtype: torch.dtype, sinks: int, window: int, ref_tokens: int, par_tokens: int,
+                block_size: int) -> dict:
+    """The Llama family adapter on `device` (CUDA: the script's GPU run): SmolLM2-135M's shape with random
+    weights (the real weights do not fit a device call), on a random token stream."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(**SMOLLM2_SHAPE)).to(device=device, dtype=dtype).eval()
+    stream = np.random.RandomState(0).randint(0, SMOLLM2_SHAPE["vocab_size"], size=par_tokens + 1)
+    runs = modes_against_floor(model, stream, device, sinks, window, ref_tokens, par_tokens, block_size, block_size)
+    return {"model": "random weights, SmolLM2-135M's shape (llama, 30 layers, GQA 9/3)", "device": device,
+            "dtype": str(dtype).replace("torch.", ""), "tf32": torch.backends.cuda.matmul.allow_tf32, **runs,
+            "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2) if device == "cuda" else None}
 
 
 def bench_real(sinks: int, window: int, ref_tokens: int, par_tokens: int, block_size: int) -> dict:
@@ -124,21 +130,8 @@ def bench_real(sinks: int, window: int, ref_tokens: int, par_tokens: int, block_
     source = resolve_model_source("smollm2-135m-instruct")
     model, tok = load_pretrained(source), load_model_tokenizer(source)
     stream = book_tokens(tok, max(ref_tokens, par_tokens) + 1)
-    parallel_nll(model, stream[:257], sinks, window, block_size=256)  # warm-up
-    ref, r_ref = timed(lambda: reference_nll(model, stream[: ref_tokens + 1], sinks, window), ref_tokens, "cpu")
-    par, r_par = timed(lambda: parallel_nll(model, stream[: par_tokens + 1], sinks, window, block_size=block_size),
-                       par_tokens, "cpu")
-    _, r_floor = timed(lambda: floor_nll(model, stream[: par_tokens + 1]), par_tokens, "cpu")
-    diff = np.abs(ref - par[:ref_tokens])
-    return {
-        "model": "SmolLM2-135M-Instruct (llama, 30 layers, GQA 9/3)", "device": "cpu", "dtype": "float32",
-        "config": f"{sinks}+{window}", "block_size": block_size, "reference": r_ref, "parallel": r_par,
-        "floor_teacher_forced_2048": r_floor,
-        "parallel_vs_floor": round(r_par["tokens_per_s"] / r_floor["tokens_per_s"], 3),
-        "speedup_parallel_vs_reference": round(r_par["tokens_per_s"] / r_ref["tokens_per_s"], 1),
-        "mean_abs_dnll_parallel_vs_reference": float(diff.mean()),
-        "max_abs_dnll_parallel_vs_reference": float(diff.max()),
-    }
+    runs = modes_against_floor(model, stream, "cpu", sinks, window, ref_tokens, par_tokens, block_size, 256)
+    return {"model": "SmolLM2-135M-Instruct (llama, 30 layers, GQA 9/3)", "device": "cpu", "dtype": "float32", **runs}
 
 
 def memory_child(tokens: int, sinks: int, window: int, block_size: int) -> None:
