@@ -23,7 +23,7 @@ from sinktrain.train.config import TrainConfig
 
 
 def _skip_deepspeed_shm_build() -> None:
-    """DeepSpeed's CPU backend JIT-compiles a shared-memory allreduce op (60-100 s of g++) on first init.
+    """DeepSpeed's CPU backend JIT-compiles a shared-memory allreduce op (a g++ compile) on first init.
     It only serves tensor-parallel inference; without it DeepSpeed uses plain torch.distributed (gloo)."""
     import importlib
 

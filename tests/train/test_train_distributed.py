@@ -113,9 +113,9 @@ def test_deepspeed_zero2_trains_checkpoints_survives_kill_during_save(tiny_data,
 
 def test_deepspeed_zero2_with_compile_gives_the_eager_gradients(tiny_data, tmp_path):
     """ZeRO-2 reduces gradients in the order their hooks fire and assumes every rank fires them alike. Compiled
-    blocks fire them in their graph's input order, which transformers' output-capturing hooks, left on the model
-    by rank 0's sink probe, used to change on rank 0 alone (grad norm 1.0725 for 1.1592). Probe and validation at
-    every step here, so whatever runs between steps on one rank only would show."""
+    blocks fire them in their graph's input order, which transformers' output-capturing hooks, left on the model by
+    rank 0's sink probe, used to change on rank 0 alone (the first step's grad norm then differed from the eager
+    run's). Probe and validation at every step here, so whatever runs between steps on one rank only would show."""
     recipe = "tiny-cpu-deepspeed.yaml"  # ZeRO-2
     sets = ["trainer.global_batch_size=8", "trainer.max_steps=3", "checkpoint.every=0", "trainer.val_every=1",
             "logging.sink_score_every=1"]
