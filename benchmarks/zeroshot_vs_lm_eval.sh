@@ -10,11 +10,15 @@ LIMIT=${2:-200}
 OUT=${3:-zeroshot-vs-lm-eval}
 DATA=${DATA:-../shared/data/zeroshot}
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+t0=$(date +%s)
 sinktrain zeroshot "$MODEL" --tasks piqa,arc_easy --limit "$LIMIT" --batch-size 16 --data-dir "$DATA" --out "$OUT/sinktrain" \
     --overwrite  # this script's own folder: a rerun replaces it
+t1=$(date +%s)
 lm_eval run --model hf --model_args "pretrained=$MODEL,dtype=float32" \
   --tasks "$OUT/sinktrain/tasks/piqa.yaml" "$OUT/sinktrain/tasks/arc_easy.yaml" \
   --limit "$LIMIT" --batch_size 16 --device cpu --output_path "$OUT/lm_eval"
+t2=$(date +%s)
+echo "wall seconds: sinktrain zeroshot $((t1 - t0)), lm_eval $((t2 - t1))"
 python - "$OUT" "$MODEL" <<'PY'
 import glob, json, sys
 out, model = sys.argv[1], sys.argv[2]
