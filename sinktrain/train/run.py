@@ -8,6 +8,7 @@ dir's lock (run_dir.py) for the whole run.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
 import warnings
@@ -120,6 +121,22 @@ def resolve_resume(cfg: TrainConfig, run_dir: Path, world_size: int, report: boo
         print(f"train: resuming {target.name} with {'; '.join(changes)}: the learning-rate schedule of this config "
               f"applies from step {meta['step']} on", file=sys.stderr, flush=True)
     return target
+
+
+class _NoAdvert(logging.Filter):
+    """Drops Lightning's "💡 Tip: ... try installing litlogger" line, an advertisement printed at every run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+_NO_ADVERT = _NoAdvert()
+
+
+def quiet_lightning_adverts() -> None:
+    # rank_zero_info logs through whichever of these two loggers Lightning's rank_zero module was handed last.
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_NO_ADVERT)  # a filter already there is not added twice
 
 
 def check_same_data(target: Path, meta: dict, cfg: TrainConfig) -> None:
@@ -244,6 +261,7 @@ def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, t
     if cfg.trainer.deterministic:
         torch.use_deterministic_algorithms(True)
     datamodule = TokenDataModule(cfg, accum, train_tokens, val_tokens)
+    quiet_lightning_adverts()
     trainer = build_trainer(cfg, devices, nodes, accum)
     hooks = RunHooks(
         metrics=MetricsLog(run_dir, trainer),
@@ -264,6 +282,8 @@ def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, t
         # Our loader resumes by step (see datamodule.py), which Lightning cannot see; its warnings are moot.
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        # Lightning 2.6's own pytree helper builds torch's deprecated LeafSpec; nothing for a user to change.
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
         # weights_only: Lightning checkpoints hold tensors and plain data only (verified in resolve_resume).
         trainer.fit(module, datamodule=datamodule, weights_only=True,
                     ckpt_path=str(ckpt.resume_target(resume_from)) if resume_from else None)

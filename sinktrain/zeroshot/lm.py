@@ -3,6 +3,8 @@ class, with a token-sink model's sink token(s) at position 0 of every request, a
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass
 
 from lm_eval.models.huggingface import HFLM
@@ -102,6 +104,14 @@ def lm_for(loaded: LoadedModel, batch_size: int) -> HFLM:
     """lm-eval's model object for an already-loaded model (its device and dtype are the model's)."""
     common = dict(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=batch_size,
                   device=str(loaded.model.device))
-    if loaded.sink_ids:
-        return SinkHFLM(sink_ids=loaded.sink_ids, **common)
-    return HFLM(backend="causal", **common)
+    # lm-eval warns twice that `pretrained` is a model object, not a name to load: handing it the model that
+    # sinktrain loaded and checked is the point here, so the warnings would only alarm.
+    hf_log = logging.getLogger("lm_eval.models.huggingface")
+    level = hf_log.level
+    hf_log.setLevel(logging.ERROR)
+    try:
+        if loaded.sink_ids:
+            return SinkHFLM(sink_ids=loaded.sink_ids, **common)
+        return HFLM(backend="causal", **common)
+    finally:
+        hf_log.setLevel(level)
