@@ -25,9 +25,9 @@ def test_single_device_run_dir_contract_resume_guards_and_continuation(tiny_data
     cfg = tiny(tiny_data, run, *sets)
     # Lightning's own lines stay (the device it found), its advertisement and its internal deprecation do not.
     # Read off its loggers, not stderr: where its handler writes depends on what was imported first.
+    said: list[str] = []
     lines = logging.Handler()
     lines.emit = lambda record: said.append(record.getMessage())
-    said: list[str] = []
     loggers = [logging.getLogger(f"lightning.{p}.utilities.rank_zero") for p in ("pytorch", "fabric")]
     for logger in loggers:
         logger.addHandler(lines)
