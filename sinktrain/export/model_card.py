@@ -20,8 +20,11 @@ VARIANT_TEXT = {
 
 def read_metrics(run_dir: Path | None) -> list[dict]:
     """Rows of a run's metrics.jsonl (one per logged step, in step order: training truncates rows past the
-    checkpoint it resumes from). A line cut short by a kill is skipped."""
-    path = Path(run_dir) / "metrics.jsonl" if run_dir else None
+    checkpoint it resumes from). `run_dir` is the run folder or the file itself (a copy taken off a GPU machine).
+    A line cut short by a kill is skipped."""
+    path = Path(run_dir) if run_dir else None
+    if path is not None and path.is_dir():
+        path = path / "metrics.jsonl"
     if not path or not path.is_file():
         return []
     rows = []

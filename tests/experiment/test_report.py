@@ -28,3 +28,20 @@ def test_report_reads_each_runs_config_yaml(tmp_path):
     assert "| a | pythia-14m | token x2 | 5 | 3.5000 | 3.7500 |" in report
     assert "| a | 10.00 | 9.50 |" in report and "Streaming perplexity on `book.txt`" in report
     assert json.loads((cfg.root / "report.json").read_text()) == results
+
+
+def test_read_metrics_takes_a_run_folder_or_a_copy_of_its_metrics_file(tmp_path):
+    from sinktrain.export import read_metrics
+
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"step": 0, "sink_score": [0.01, 0.02]}, {"step": 50, "loss": 6.4, "val_loss": 6.5}]
+    # A kill can cut the last line short; a line that is not a metrics row is not one either.
+    text = "".join(json.dumps(r) + "\n" for r in rows) + '["not", "a", "row"]\n{"step": 100, "lo'
+    (run / "metrics.jsonl").write_text(text)
+    copy = tmp_path / "sink.jsonl"  # as benchmarks/gpu_sink_emergence.sh brings it back from a GPU machine
+    copy.write_text(text)
+
+    assert read_metrics(run) == rows
+    assert read_metrics(copy) == rows
+    assert read_metrics(tmp_path / "missing") == [] and read_metrics(None) == []
