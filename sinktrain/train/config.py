@@ -97,6 +97,11 @@ class TrainerConfig:
     """Sequences per forward/backward on one rank."""
     max_steps: PositiveInt = 143_000
     """Optimizer steps to train for."""
+    max_time: PositiveFloat | None = None
+    """Seconds of training after which this invocation stops, as a SIGTERM stops it (at the end of a step all
+    ranks agree on, with that step's checkpoint) but exiting 0; `--resume auto` continues, with the same
+    budget again. The clock starts when training starts (start-up not counted); None: no limit. For a
+    scheduler's wall limit, leave room for the start-up and the last save."""
     val_every: NonNegativeInt = 1000
     """Optimizer steps between validations; 0 disables."""
     val_batches: NonNegativeInt = 10

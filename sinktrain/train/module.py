@@ -130,6 +130,8 @@ class SinkLM(pl.LightningModule):
         self.nonfinite: tuple[int, float] | None = None  # (step, loss) when training was stopped
         self.sigterm_received = False  # set by the handler on_train_start installs
         self.stopped_by_sigterm: int | None = None  # the step training stopped at, after a SIGTERM
+        self.stopped_by_time: int | None = None  # the step training stopped at, trainer.max_time spent
+        self._train_start = time.monotonic()  # set again when training starts
 
     # --- batches and loss -----------------------------------------------------------------------------
     def inputs_and_labels(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -172,6 +174,7 @@ class SinkLM(pl.LightningModule):
             elif self.cfg.logging.sink_score_every:  # the sink score of the initialisation, for reference
                 self.hooks.metrics.write({"step": 0, "sink_score": self._probe()})
         self.throughput = Throughput(self.device)  # the clock starts after the probe: training time only
+        self._train_start = time.monotonic()  # trainer.max_time counts from here too
         # SIGTERM (a scheduler's preemption, torchrun passing on its own) stops training at the next step every
         # rank agrees on, with a checkpoint of that step. Lightning's own handler would stop inside a gradient
         # accumulation, without a save, and exit 0; ours replaces it (Lightning restores the original after fit).
@@ -195,10 +198,12 @@ class SinkLM(pl.LightningModule):
         # and checkpoints that follow a row (tokens_per_s leaves them out too).
         row = {"step": step, "time": round(time.time(), 3)}
         log, checkpoint = self._logs(step), h.checkpoints.due(step, self.trainer.max_steps)
-        # One rank alone may have the signal: ranks agree when they reduce the loss; a single process every step.
-        stop = self.sigterm_received and self.trainer.world_size == 1
+        # One rank alone may have the signal, and ranks' clocks differ: ranks agree when they reduce the loss;
+        # a single process decides every step.
+        alone = self.trainer.world_size == 1
+        sigterm, time_up = self.sigterm_received and alone, self._time_up() and alone
         if log or checkpoint:  # the only per-step host syncs: the loss is reduced over ranks here
-            loss, stop = self._mean_loss(state)
+            loss, sigterm, time_up = self._mean_loss(state)
             if not math.isfinite(loss):
                 # Every rank sees the same reduced loss, so all stop together; no checkpoint of these weights.
                 self.nonfinite = (step, loss)
@@ -221,11 +226,16 @@ class SinkLM(pl.LightningModule):
                 row["sink_score"] = self._probe()
         if len(row) > 2:
             h.metrics.write(row)
+        time_up = time_up and not last  # the last step ends the run anyway, as planned
+        stop = sigterm or time_up
         if checkpoint or (stop and h.checkpoints.every):
             with self.throughput.paused():
                 h.checkpoints.save(self.trainer, step)
         if stop:
-            self.stopped_by_sigterm = step
+            if sigterm:
+                self.stopped_by_sigterm = step
+            else:
+                self.stopped_by_time = step
             self.trainer.should_stop = True
 
     def on_train_end(self) -> None:
@@ -238,14 +248,19 @@ class SinkLM(pl.LightningModule):
     def _logs(self, step: int) -> bool:
         return step % max(1, self.cfg.trainer.log_every) == 0 or step >= self.trainer.max_steps
 
-    def _mean_loss(self, state: StepState) -> tuple[float, bool]:
-        """Mean loss of a step over its micro-batches and all ranks, and whether any rank has had a SIGTERM
-        (one small all-reduce)."""
-        local = torch.stack([state.loss_sum.reshape(()),
-                             torch.tensor(float(state.micro_batches), device=state.loss_sum.device),
-                             torch.tensor(float(self.sigterm_received), device=state.loss_sum.device)])
+    def _time_up(self) -> bool:
+        limit = self.cfg.trainer.max_time
+        return limit is not None and time.monotonic() - self._train_start >= limit
+
+    def _mean_loss(self, state: StepState) -> tuple[float, bool, bool]:
+        """Mean loss of a step over its micro-batches and all ranks, whether any rank has had a SIGTERM, and
+        whether any rank's trainer.max_time is spent (one small all-reduce)."""
+        device = state.loss_sum.device
+        local = torch.stack([state.loss_sum.reshape(()), torch.tensor(float(state.micro_batches), device=device),
+                             torch.tensor(float(self.sigterm_received), device=device),
+                             torch.tensor(float(self._time_up()), device=device)])
         total = self.trainer.strategy.reduce(local, reduce_op="sum")
-        return float(total[0] / total[1]), float(total[2]) > 0
+        return float(total[0] / total[1]), float(total[2]) > 0, float(total[3]) > 0
 
     def _grad_norm(self, state: StepState) -> float | None:
         engine = self.trainer.model

@@ -288,10 +288,14 @@ def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, t
         trainer.fit(module, datamodule=datamodule, weights_only=True,
                     ckpt_path=str(ckpt.resume_target(resume_from)) if resume_from else None)
     if module.stopped_by_sigterm is not None:
-        step, last = module.stopped_by_sigterm, ckpt.latest_checkpoint(run_dir)
-        saved = f"saved {last}" if last and last.name == ckpt.checkpoint_name(step) else \
-            f"checkpoints are off (checkpoint.every 0); last checkpoint: {last if last else 'none'}"
-        raise StoppedBySigterm(f"stopped by SIGTERM after step {step}; {saved}; continue with --resume auto")
+        step = module.stopped_by_sigterm
+        raise StoppedBySigterm(f"stopped by SIGTERM after step {step}; {_saved(run_dir, step)}; "
+                               f"continue with --resume auto")
+    if module.stopped_by_time is not None and is_global_rank_zero():  # a planned stop: exit 0
+        step = module.stopped_by_time
+        print(f"train: trainer.max_time ({cfg.trainer.max_time:g} s) spent, stopped after step {step} of "
+              f"{cfg.trainer.max_steps}; {_saved(run_dir, step)}; continue with --resume auto",
+              file=sys.stderr, flush=True)
     if module.nonfinite is not None:
         step, loss = module.nonfinite
         last = ckpt.latest_checkpoint(run_dir)
@@ -300,6 +304,14 @@ def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, t
             f"Last good checkpoint: {last if last else 'none'} (lower optim.lr or use bf16, then --resume auto)"
         )
     return run_dir
+
+
+def _saved(run_dir: Path, step: int) -> str:
+    """What an early stop left behind: the checkpoint of its step, or why there is none."""
+    last = ckpt.latest_checkpoint(run_dir)
+    if last and last.name == ckpt.checkpoint_name(step):
+        return f"saved {last}"
+    return f"checkpoints are off (checkpoint.every 0); last checkpoint: {last if last else 'none'}"
 
 
 def build_trainer(cfg: TrainConfig, devices: int, nodes: int, accum: int) -> pl.Trainer:

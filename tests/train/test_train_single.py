@@ -7,6 +7,7 @@ import logging
 import warnings
 
 import pytest
+import torch
 
 from sinktrain.train import latest_checkpoint, list_checkpoints, load_checkpoint_weights, load_train_config, train
 from train_helpers import RECIPES
@@ -91,6 +92,34 @@ def test_nonfinite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(
         train(tiny(tiny_data, run, "trainer.max_steps=8", "checkpoint.every=1", "checkpoint.keep_last=0"))
     assert [p.name for p in list_checkpoints(run)] == ["step-00000001", "step-00000002", "step-00000003"]
     assert not any(p.name.startswith("step-00000004") for p in (run / "checkpoints").iterdir())
+
+
+def test_max_time_stops_at_a_step_with_its_checkpoint_and_exit_0_and_resume_matches_a_straight_run(
+        tiny_data, tmp_path, capsys):
+    """trainer.max_time: a planned stop, like a SIGTERM's (the step's checkpoint, a line saying how to go on)
+    but a normal return. A limit below one step's time stops after step 1 whatever the machine's speed."""
+    sets = ["schedule.total_steps=6", "checkpoint.every=100", "checkpoint.keep_last=0", "trainer.val_every=0",
+            "logging.sink_score_every=0", "trainer.progress_bar=false"]  # one LR schedule for all runs
+    timed = tmp_path / "timed"
+    assert train(tiny(tiny_data, timed, "trainer.max_steps=6", "trainer.max_time=1e-6", *sets)) == timed
+    saved = timed / "checkpoints" / "step-00000001"
+    assert (f"train: trainer.max_time (1e-06 s) spent, stopped after step 1 of 6; saved {saved}; "
+            f"continue with --resume auto") in capsys.readouterr().err
+    assert [p.name for p in list_checkpoints(timed)] == ["step-00000001"]
+    assert [json.loads(line)["step"] for line in (timed / "metrics.jsonl").read_text().splitlines()] == [1]
+
+    straight = tmp_path / "straight"
+    train(tiny(tiny_data, timed, "trainer.max_steps=3", *sets))  # resumed, no limit this time
+    train(tiny(tiny_data, straight, "trainer.max_steps=3", *sets, resume="never"))
+    a, meta_a = load_checkpoint_weights(latest_checkpoint(timed))
+    b, meta_b = load_checkpoint_weights(latest_checkpoint(straight))
+    assert meta_a["step"] == meta_b["step"] == 3
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    # A limit spent in the last step is the planned end, not an early stop.
+    capsys.readouterr()
+    train(tiny(tiny_data, tmp_path / "one", "trainer.max_steps=1", "trainer.max_time=1e-6", *sets))
+    assert "max_time" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
