@@ -125,11 +125,14 @@ def write_report(cfg, results: dict, run_dirs: dict[str, Path], zeroshot_results
     rows_out = []
     for v, rows in metrics.items():
         tc = run_config(run_dirs[v])
-        last = rows[-1] if rows else {}
+        losses = [r["loss"] for r in rows if r.get("loss") is not None]
         vals = [r["val_loss"] for r in rows if r.get("val_loss") is not None]
         sink = f"{tc.model.sink.kind}" + (f" x{tc.model.num_sink_tokens}" if tc.model.num_sink_tokens else "")
-        rows_out.append([v, tc.model.preset, sink, last.get("step", "-"), f"{last.get('loss', float('nan')):.4f}",
-                         f"{vals[-1] if vals else float('nan'):.4f}"])
+        step, planned = (rows[-1]["step"] if rows else None), tc.trainer.max_steps
+        # A variant stopped early (trainer.max_time, a SIGTERM) says so: its weights are not the finished run's.
+        steps = "-" if step is None else str(step) if step >= planned else f"{step} of {planned}"
+        rows_out.append([v, tc.model.preset, sink, steps, f"{losses[-1]:.4f}" if losses else "-",
+                         f"{vals[-1]:.4f}" if vals else "-"])
     header = ["variant", "preset", "sink", "steps", "final train loss", "final val loss"]
     lines += [markdown_table(header, rows_out), ""]
     rel = lambda p: os.path.relpath(p, root)  # noqa: E731  links relative to report.md

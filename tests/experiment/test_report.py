@@ -25,7 +25,7 @@ def test_report_reads_each_runs_config_yaml(tmp_path):
     results = {"a": {"0+32": {"ppl": 10.0}, "1+31": {"ppl": 9.5}}}
 
     report = write_report(cfg, results, {"a": run}).read_text()
-    assert "| a | pythia-14m | token x2 | 5 | 3.5000 | 3.7500 |" in report
+    assert "| a | pythia-14m | token x2 | 5 of 20 | 3.5000 | 3.7500 |" in report  # tiny-cpu.yaml: 20 steps
     assert "| a | 10.00 | 9.50 |" in report and "Streaming perplexity on `book.txt`" in report
     assert json.loads((cfg.root / "report.json").read_text()) == results
 
@@ -45,3 +45,22 @@ def test_read_metrics_takes_a_run_folder_or_a_copy_of_its_metrics_file(tmp_path)
     assert read_metrics(run) == rows
     assert read_metrics(copy) == rows
     assert read_metrics(tmp_path / "missing") == [] and read_metrics(None) == []
+
+
+def test_report_marks_a_variant_stopped_early_and_leaves_missing_losses_blank(tmp_path):
+    recipe = REPO / "recipes/tiny-cpu.yaml"
+    cfg = ExperimentConfig(name="r", recipe=str(recipe), variants={"done": {}, "short": {}},
+                           data={"dir": str(tmp_path / "data")}, stream={"text": "book.txt", "cache": 32, "sinks": [0]},
+                           runs_dir=str(tmp_path))
+    cfg.root.mkdir(parents=True)
+    runs = {}
+    for name, rows in (("done", [{"step": 0, "sink_score": [0.1]}, {"step": 20, "loss": 2.5, "val_loss": 2.75}]),
+                       ("short", [{"step": 0, "sink_score": [0.1]}, {"step": 1, "loss": 9.25}])):  # max_time spent
+        run = runs[name] = tmp_path / f"run-{name}"
+        run.mkdir()
+        (run / "config.yaml").write_text(yaml.safe_dump(load_train_config(recipe).to_dict()))
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    report = write_report(cfg, {"done": {"0+32": {"ppl": 1.0}}, "short": {"0+32": {"ppl": 2.0}}}, runs).read_text()
+    assert "| done | tiny | none | 20 | 2.5000 | 2.7500 |" in report
+    assert "| short | tiny | none | 1 of 20 | 9.2500 | - |" in report
