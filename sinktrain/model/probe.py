@@ -67,3 +67,36 @@ def sink_score(model, input_ids: torch.Tensor, first_k: int = 1) -> torch.Tensor
         on_first = a[..., first_k:, :first_k].sum(-1)  # [b, h, q - k]
         scores.append(on_first.mean())
     return torch.stack(scores)
+
+
+@torch.no_grad()
+def sink_dependence(model, input_ids: torch.Tensor, hidden: int = 1, from_query: int | None = None) -> float:
+    """How much a model leans on its first `hidden` positions, in nats: the mean next-token NLL predicted by the
+    queries at and after `from_query` (default: the second half) with those positions hidden from them, minus the
+    same NLL with them visible.
+
+    Only those later queries lose the positions: the earlier ones still see them, so the later queries meet keys
+    and values computed with the sink present, as they are in a streaming cache after the cache evicted it
+    (window attention, StreamingLLM's 0+C; tests check this against evicting it from transformers' own cache).
+    About 0 where no sink formed; SmolLM2-135M pays 0.6-0.9 on 512-token windows (docs/train.md). Any causal
+    LM that takes transformers' additive [b, 1, q, k] attention mask; `input_ids` is [b, T], T > from_query > hidden.
+    """
+    t = input_ids.shape[-1]
+    from_query = t // 2 if from_query is None else from_query
+    if not 0 < hidden < from_query < t:
+        raise ValueError(f"sink_dependence needs 0 < hidden ({hidden}) < from_query ({from_query}) < length ({t})")
+    q = torch.arange(t, device=input_ids.device)[:, None]
+    k = torch.arange(t, device=input_ids.device)[None, :]
+    dtype = model.get_input_embeddings().weight.dtype
+    targets = input_ids[:, from_query + 1:]  # what the queries from_query .. t-2 predict
+
+    def nll(visible: torch.Tensor) -> torch.Tensor:
+        mask = torch.zeros(t, t, dtype=dtype, device=input_ids.device).masked_fill_(~visible, torch.finfo(dtype).min)
+        out = model(input_ids=input_ids, attention_mask=mask[None, None].expand(len(input_ids), 1, t, t),
+                    use_cache=False, logits_to_keep=t - from_query)
+        logits = out.logits[:, :-1]
+        logp = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
+        return -logp.gather(-1, targets[..., None]).mean()
+
+    causal = k <= q
+    return float(nll(causal & ~((k < hidden) & (q >= from_query))) - nll(causal))

@@ -60,6 +60,15 @@ def test_window_attention_collapses_and_one_sink_recovers(smollm2, book):
     assert self_check(model, adapter_for(model), stream, cache=256, dtype="float32") <= 1e-3
 
 
+def test_sink_dependence_sees_the_formed_sink(smollm2, book):
+    """Hiding the first token from the second half of a 512-token window costs this model most of a nat, as
+    window attention does (the test above); a random model of the tests pays ~1e-4 (tests/model)."""
+    from sinktrain.model.probe import sink_dependence
+
+    model, _ = smollm2
+    assert sink_dependence(model, torch.as_tensor(book[None, 2_000:2_512]), hidden=1) > 0.3
+
+
 def test_parallel_matches_reference_fp32(smollm2, book):
     """First 512 tokens, 4+60 (448 evictions), fp32. The issue asks for max |ΔNLL| <= 1e-5, but this 30-layer
     model (residual activations up to 23,120 at the sink token) turns any reordering of fp32 rounding into more
