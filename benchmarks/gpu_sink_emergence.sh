@@ -12,7 +12,7 @@
 # where everything under OUT_DIR is copied back. PACK=FILE.tgz also packs OUT_DIR into one archive (a device
 # call returns at most eight files: a fifth lease lost the metrics that way). RESUME=1 continues the runs already
 # in RUNS (`--resume auto`, the same settings) for another TRAIN_S seconds, then exports and streams them again.
-# OUT_DIR also gets loss.png and sink_score.png (benchmarks/plot_training_metrics.py).
+# OUT_DIR also gets loss.png, sink_score.png and sink_dependence.png (benchmarks/plot_training_metrics.py).
 # A CPU smoke run (2 min): DEVICE=cpu PRESET=tiny MAX_STEPS=60 CACHE=64 \
 #   EXTRA="--set model.max_seq_len=128 --set trainer.micro_batch_size=16" benchmarks/gpu_sink_emergence.sh DATA OUT
 set -uo pipefail

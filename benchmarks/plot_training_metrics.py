@@ -2,7 +2,8 @@
 `sinktrain study`, such as benchmarks/gpu_sink_emergence.sh's), and one JSON line per run with its last figures.
 
     python benchmarks/plot_training_metrics.py vanilla=RUN_DIR sink=RUN_DIR --out DIR     # a few seconds
-RUN_DIR is a run folder or a copy of its metrics.jsonl. DIR gets loss.png and sink_score.png.
+RUN_DIR is a run folder or a copy of its metrics.jsonl. DIR gets loss.png, sink_score.png and (for runs
+that logged it) sink_dependence.png.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ def named_run(text: str) -> tuple[str, Path]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=named_run, help="NAME=RUN_DIR or NAME=metrics.jsonl, one per run")
-    ap.add_argument("--out", required=True, help="folder for loss.png and sink_score.png")
+    ap.add_argument("--out", required=True, help="folder for the PNGs")
     args = ap.parse_args()
-    from sinktrain.experiment.report import plot_loss_curves, plot_sink_scores
+    from sinktrain.experiment.report import plot_loss_curves, plot_sink_dependence, plot_sink_scores
     from sinktrain.export import read_metrics
 
     metrics = {name: read_metrics(path) for name, path in args.runs}
@@ -35,13 +36,15 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     plot_loss_curves(metrics, out / "loss.png")
     plot_sink_scores(metrics, out / "sink_score.png")
+    plot_sink_dependence(metrics, out / "sink_dependence.png")
     for name, rows in metrics.items():
         val = [r for r in rows if r.get("val_loss") is not None]
         sink = [r for r in rows if r.get("sink_score")]
         print(json.dumps({"run": name, "last_step": rows[-1]["step"],
                           "val_loss": val and {"step": val[-1]["step"], "value": round(val[-1]["val_loss"], 4)},
                           "sink_score": sink and {"step": sink[-1]["step"],
-                                                  "per_layer": [round(x, 4) for x in sink[-1]["sink_score"]]}}))
+                                                  "per_layer": [round(x, 4) for x in sink[-1]["sink_score"]],
+                                                  "dependence": sink[-1].get("sink_dependence")}}))
 
 
 if __name__ == "__main__":

@@ -56,6 +56,25 @@ def plot_sink_scores(metrics: dict[str, list[dict]], path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
+def plot_sink_dependence(metrics: dict[str, list[dict]], path: Path) -> Path | None:
+    """What hiding the sink (or position 0) from the second half of each probe sequence costs, over training."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    plotted = False
+    for variant, rows in metrics.items():
+        pts = [(r["step"], r["sink_dependence"]) for r in rows if r.get("sink_dependence") is not None]
+        if pts:
+            ax.plot(*zip(*pts), "o-", label=variant)
+            plotted = True
+    if not plotted:
+        plt.close(fig)
+        return None
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    style_axes(ax, "optimizer step", "NLL increase (nats/token)",
+               "Sink dependence: the sink hidden from the later half (fixed validation batch)", legend_size=8)
+    return save_figure(fig, path)
+
+
 def first_token_attention(stats_path: Path) -> list[str]:
     """Markdown lines: attention on the first k tokens per model (mean over layers and the strongest layer)."""
     if not stats_path.is_file():
@@ -106,6 +125,7 @@ def write_report(cfg, results: dict, run_dirs: dict[str, Path], zeroshot_results
     metrics = {v: read_metrics(run_dirs[v]) for v in run_dirs}
     loss_png = plot_loss_curves(metrics, root / "loss_curves.png")
     sink_png = plot_sink_scores(metrics, root / "sink_score.png")
+    dependence_png = plot_sink_dependence(metrics, root / "sink_dependence.png")
     stream_dir = root / "stream"
 
     lines = [f"# Study `{cfg.name}`", ""]
@@ -140,6 +160,11 @@ def write_report(cfg, results: dict, run_dirs: dict[str, Path], zeroshot_results
         lines += ["## Pre-training loss", "", f"![loss curves]({rel(loss_png)})", ""]
     if sink_png:
         lines += ["## Sink score over training", "", f"![sink score]({rel(sink_png)})", ""]
+    if dependence_png:
+        lines += ["## Sink dependence over training", "",
+                  "How much the second half of each probe sequence loses when the sink token (or position 0) is "
+                  "hidden from it: about 0 until the model needs its sink.", "",
+                  f"![sink dependence]({rel(dependence_png)})", ""]
     pngs = sorted(stream_dir.glob("*.png"))
     if pngs:
         lines += ["## Streaming evaluation plots", ""]

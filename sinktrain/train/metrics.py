@@ -5,7 +5,8 @@ SinkLM.on_train_batch_end (module.py) decides when each runs; this file only kno
 Row keys: step, time (unix seconds when the row was written), loss (mean over the step's micro-batches and
 ranks), lr (the one this step used), grad_norm (global L2, before clipping), tokens_seen (text tokens consumed
 from the data, = step × G × sample_len), tokens_per_s (sequence tokens incl. sinks per second by the whole job),
-mfu (when the device peak is known), val_loss (when validated), sink_score (list, one per layer, when probed).
+mfu (when the device peak is known), val_loss (when validated), sink_score (list, one per layer, when probed),
+sink_dependence (nats, when probed).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from sinktrain.model.probe import sink_score
+from sinktrain.model.probe import sink_dependence, sink_score
 from sinktrain.util.atomic import write_text_atomic
 
 METRICS_FILE = "metrics.jsonl"
@@ -85,7 +86,9 @@ class MetricsLog:
                 writer.add_scalar(f"train/{key}", row[key], step)
         if "val_loss" in row:
             writer.add_scalar("val/loss", row["val_loss"], step)
-        for layer, score in enumerate(row.get("sink_score", [])):
+        if row.get("sink_dependence") is not None:
+            writer.add_scalar("sink_dependence", row["sink_dependence"], step)
+        for layer, score in enumerate(row.get("sink_score") or []):
             writer.add_scalar(f"sink_score/layer_{layer:02d}", score, step)
         writer.flush()
 
@@ -108,8 +111,11 @@ def validation_loss(trainer, pl_module, batches) -> float:
     return float(total[0] / total[1])
 
 
-def probe_sink_score(pl_module, tokens: torch.Tensor) -> list[float]:
-    """Per-layer mean attention on position 0 (the sink, in sink models) over a fixed batch of text tokens."""
+def probe_sink(pl_module, tokens: torch.Tensor) -> dict:
+    """The sink probe over a fixed batch of text tokens (the sink token(s) go in front, in sink models):
+    `sink_score`, the per-layer mean attention on position 0; `sink_dependence`, the nats the second half of
+    each sequence loses when the sink token(s), or position 0, are hidden from it (model.probe.sink_dependence):
+    attention on a sink can form long before the model needs it (docs/benchmarks.md, seventh lease)."""
     model = pl_module.model
     was_training = model.training
     model.eval()
@@ -120,10 +126,14 @@ def probe_sink_score(pl_module, tokens: torch.Tensor) -> list[float]:
         # mean of the per-sequence means is the batch mean.
         # Eager even under speed.compile: the probe runs eager attention, on rank 0 alone; compiling the blocks
         # for it would cost rank 0 a compile the other ranks do not make.
+        seqs = [input_ids[i: i + 1] for i in range(len(input_ids))]
+        hidden = max(1, pl_module.num_sink)
         with _eager():
-            per_seq = torch.stack([sink_score(model, input_ids[i: i + 1], first_k=1)
-                                   for i in range(len(input_ids))])
-        return [float(x) for x in per_seq.mean(0)]
+            per_seq = torch.stack([sink_score(model, ids, first_k=1) for ids in seqs])
+            dependence = [sink_dependence(model, ids, hidden=hidden) for ids in seqs
+                          if ids.shape[-1] // 2 > hidden]
+        return {"sink_score": [float(x) for x in per_seq.mean(0)],
+                "sink_dependence": sum(dependence) / len(dependence) if dependence else None}
     finally:
         model.train(was_training)
 

@@ -24,7 +24,7 @@ from sinktrain.train.checkpoint_saver import CheckpointSaver
 from sinktrain.train.config import TrainConfig
 from sinktrain.train.flops import mfu
 from sinktrain.train.loss import causal_lm_loss
-from sinktrain.train.metrics import MetricsLog, Throughput, probe_sink_score, validation_loss
+from sinktrain.train.metrics import MetricsLog, Throughput, probe_sink, validation_loss
 from sinktrain.train.strategy import uses_grad_scaler
 
 
@@ -172,7 +172,7 @@ class SinkLM(pl.LightningModule):
             if self.trainer.global_step > 0:  # resumed: this step's checkpoint exists already
                 self.hooks.checkpoints.saved_step = self.trainer.global_step
             elif self.cfg.logging.sink_score_every:  # the sink score of the initialisation, for reference
-                self.hooks.metrics.write({"step": 0, "sink_score": self._probe()})
+                self.hooks.metrics.write({"step": 0, **self._probe()})
         self.throughput = Throughput(self.device)  # the clock starts after the probe: training time only
         self._train_start = time.monotonic()  # trainer.max_time counts from here too
         # SIGTERM (a scheduler's preemption, torchrun passing on its own) stops training at the next step every
@@ -223,7 +223,7 @@ class SinkLM(pl.LightningModule):
             self.log("val_loss", row["val_loss"], prog_bar=True, logger=False)
         if self.cfg.logging.sink_score_every and step % self.cfg.logging.sink_score_every == 0:
             with self.throughput.paused():
-                row["sink_score"] = self._probe()
+                row.update(self._probe())
         if len(row) > 2:
             h.metrics.write(row)
         time_up = time_up and not last  # the last step ends the run anyway, as planned
@@ -269,10 +269,10 @@ class SinkLM(pl.LightningModule):
             return None if norm is None else float(norm)
         return None if state.grad_norm is None else float(state.grad_norm)
 
-    def _probe(self) -> list[float] | None:
+    def _probe(self) -> dict:
         if not self.trainer.is_global_zero:
-            return None  # the weights are the same on every rank (ZeRO-1/2 shard only optimizer state / grads)
-        return probe_sink_score(self, self.hooks.probe_batch())
+            return {}  # the weights are the same on every rank (ZeRO-1/2 shard only optimizer state / grads)
+        return probe_sink(self, self.hooks.probe_batch())
 
     # --- optimiser -----------------------------------------------------------------------------------
     def schedule(self) -> WarmupCosine:

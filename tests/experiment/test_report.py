@@ -54,7 +54,8 @@ def test_report_marks_a_variant_stopped_early_and_leaves_missing_losses_blank(tm
                            runs_dir=str(tmp_path))
     cfg.root.mkdir(parents=True)
     runs = {}
-    for name, rows in (("done", [{"step": 0, "sink_score": [0.1]}, {"step": 20, "loss": 2.5, "val_loss": 2.75}]),
+    probe = {"sink_score": [0.5], "sink_dependence": 0.25}
+    for name, rows in (("done", [{"step": 0, **probe}, {"step": 20, "loss": 2.5, "val_loss": 2.75, **probe}]),
                        ("short", [{"step": 0, "sink_score": [0.1]}, {"step": 1, "loss": 9.25}])):  # max_time spent
         run = runs[name] = tmp_path / f"run-{name}"
         run.mkdir()
@@ -64,3 +65,4 @@ def test_report_marks_a_variant_stopped_early_and_leaves_missing_losses_blank(tm
     report = write_report(cfg, {"done": {"0+32": {"ppl": 1.0}}, "short": {"0+32": {"ppl": 2.0}}}, runs).read_text()
     assert "| done | tiny | none | 20 | 2.5000 | 2.7500 |" in report
     assert "| short | tiny | none | 1 of 20 | 9.2500 | - |" in report
+    assert "![sink dependence](sink_dependence.png)" in report and (cfg.root / "sink_dependence.png").stat().st_size

@@ -88,13 +88,14 @@ def test_the_sink_probe_does_not_change_the_compiled_training_graph():
     """The probe runs on rank 0 alone. Compiled blocks fire their gradient hooks in the order of their compiled
     graph's inputs, and DeepSpeed reduces in hook order: a probe that compiled the blocks first left rank 0 with
     another order than the other ranks. The probe runs eagerly, so training compiles the same with or without it."""
-    from sinktrain.train.metrics import probe_sink_score
+    from sinktrain.train.metrics import probe_sink
 
     def hook_order(probe_first: bool) -> list[str]:
         torch._dynamo.reset()  # the blocks of both modules share one code object, so one compile cache
         m = module("vanilla", "speed.compile=true", "speed.fused_loss=chunked")
         if probe_first:
-            assert len(probe_sink_score(m, TOKENS[:1, :16])) == m.cfg.model.arch.num_layers
+            probe = probe_sink(m, TOKENS[:1, :16])
+            assert len(probe["sink_score"]) == m.cfg.model.arch.num_layers and probe["sink_dependence"] is not None
         order = []
         for name, p in m.named_parameters():
             p.register_post_accumulate_grad_hook(lambda _, name=name: order.append(name))

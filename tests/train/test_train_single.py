@@ -6,6 +6,7 @@ import json
 import logging
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -50,13 +51,26 @@ def test_single_device_run_dir_contract_resume_guards_and_continuation(tiny_data
     for r in rows[1:]:
         assert {"loss", "lr", "grad_norm", "tokens_seen", "tokens_per_s"} <= r.keys()
         assert r["tokens_seen"] == r["step"] * 4 * 63  # G × text tokens (64 minus the sink)
-    assert {"val_loss", "sink_score"} <= rows[2].keys() and len(rows[4]["sink_score"]) == 2
+    assert {"val_loss", "sink_score", "sink_dependence"} <= rows[2].keys() and len(rows[4]["sink_score"]) == 2
 
     weights, meta = load_checkpoint_weights(latest_checkpoint(run))
     assert meta["step"] == 4 and meta["config"]["model"] == cfg.model.to_dict()
     model = build_model(cfg.model, seed=None)
     assert list(weights) == list(model.state_dict())
     model.load_state_dict(weights, strict=True)
+
+    # The probe's sink dependence: the checkpoint's weights on the probe batch (the first validation samples,
+    # the sink token in front) with the sink hidden from the second half of each sequence.
+    from sinktrain.data.dataset import TokenDataset
+    from sinktrain.model.modeling import prepend_sink_tokens
+    from sinktrain.model.probe import sink_dependence
+
+    val = TokenDataset(tiny_data, "val", sample_len=cfg.sample_len, seed=cfg.data.seed)
+    n = cfg.logging.sink_score_samples  # 2 in this recipe
+    probe = prepend_sink_tokens(torch.from_numpy(np.stack([val.sequential(i) for i in range(n)]).astype(np.int64)),
+                                cfg.model.sink_token_ids)
+    dependence = sum(sink_dependence(model.eval(), probe[i: i + 1], hidden=1) for i in range(n)) / n
+    assert abs(rows[4]["sink_dependence"] - dependence) < 1e-6 and rows[4]["sink_dependence"] != 0
 
     # Resuming with another model config is refused and changes nothing.
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
