@@ -17,62 +17,59 @@ from sinktrain.util.tables import markdown_table, perplexity_table
 from sinktrain.zeroshot import limited, markdown_table as zeroshot_table
 
 
-def plot_loss_curves(metrics: dict[str, list[dict]], path: Path) -> Path | None:
+def _variant_figure(metrics: dict[str, list[dict]], path: Path, draw, *labels, **style) -> Path | None:
+    """One figure, `draw(ax, variant, rows)` for each variant (True when it drew anything), styled with
+    `labels` (x, y, title) and `style`; None, and no file, when no variant had anything to draw."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    plotted = False
-    for variant, rows in metrics.items():
+    drawn = [draw(ax, variant, rows) for variant, rows in metrics.items()]
+    if not any(drawn):
+        plt.close(fig)
+        return None
+    style_axes(ax, *labels, **style)
+    return save_figure(fig, path)
+
+
+def plot_loss_curves(metrics: dict[str, list[dict]], path: Path) -> Path | None:
+    def draw(ax, variant, rows) -> bool:
         pts = [(r["step"], r["loss"]) for r in rows if r.get("loss") is not None]
         if pts:
             line, = ax.plot(*zip(*pts), label=f"{variant} (train)")
-            plotted = True
             val = [(r["step"], r["val_loss"]) for r in rows if r.get("val_loss") is not None]
             if val:
                 ax.plot(*zip(*val), "o--", color=line.get_color(), label=f"{variant} (validation)")
-    if not plotted:
-        plt.close(fig)
-        return None
-    style_axes(ax, "optimizer step", "cross-entropy (nats/token)", "Pre-training loss of all variants")
-    return save_figure(fig, path)
+        return bool(pts)
+
+    return _variant_figure(metrics, path, draw, "optimizer step", "cross-entropy (nats/token)",
+                           "Pre-training loss of all variants")
 
 
 def plot_sink_scores(metrics: dict[str, list[dict]], path: Path) -> Path | None:
     """Attention on position 0 over training, averaged over layers (solid) and its top layer (dotted)."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    plotted = False
-    for variant, rows in metrics.items():
+    def draw(ax, variant, rows) -> bool:
         pts = [(r["step"], r["sink_score"]) for r in rows if r.get("sink_score")]
         if pts:
             steps = [s for s, _ in pts]
             line, = ax.plot(steps, [sum(v) / len(v) for _, v in pts], "o-", label=f"{variant}: mean over layers")
             ax.plot(steps, [max(v) for _, v in pts], ":", color=line.get_color(), label=f"{variant}: max layer")
-            plotted = True
-    if not plotted:
-        plt.close(fig)
-        return None
-    style_axes(ax, "optimizer step", "attention weight on position 0",
-               "Sink score during training (fixed validation batch)", ylim=(0, 1), legend_size=8)
-    return save_figure(fig, path)
+        return bool(pts)
+
+    return _variant_figure(metrics, path, draw, "optimizer step", "attention weight on position 0",
+                           "Sink score during training (fixed validation batch)", ylim=(0, 1), legend_size=8)
 
 
 def plot_sink_dependence(metrics: dict[str, list[dict]], path: Path) -> Path | None:
     """What hiding the sink (or position 0) from the second half of each probe sequence costs, over training."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    plotted = False
-    for variant, rows in metrics.items():
+    def draw(ax, variant, rows) -> bool:
         pts = [(r["step"], r["sink_dependence"]) for r in rows if r.get("sink_dependence") is not None]
         if pts:
+            ax.axhline(0.0, color="black", linewidth=0.8)
             ax.plot(*zip(*pts), "o-", label=variant)
-            plotted = True
-    if not plotted:
-        plt.close(fig)
-        return None
-    ax.axhline(0.0, color="black", linewidth=0.8)
-    style_axes(ax, "optimizer step", "NLL increase (nats/token)",
-               "Sink dependence: the sink hidden from the later half (fixed validation batch)", legend_size=8)
-    return save_figure(fig, path)
+        return bool(pts)
+
+    return _variant_figure(metrics, path, draw, "optimizer step", "NLL increase (nats/token)",
+                           "Sink dependence: the sink hidden from the later half (fixed validation batch)",
+                           legend_size=8)
 
 
 def first_token_attention(stats_path: Path) -> list[str]:
