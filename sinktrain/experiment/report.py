@@ -148,9 +148,10 @@ def write_report(cfg, results: dict, run_dirs: dict[str, Path], zeroshot_results
         step, planned = (rows[-1]["step"] if rows else None), tc.trainer.max_steps
         # A variant stopped early (trainer.max_time, a SIGTERM) says so: its weights are not the finished run's.
         steps = "-" if step is None else str(step) if step >= planned else f"{step} of {planned}"
+        needs = [r["sink_dependence"] for r in rows if r.get("sink_dependence") is not None]
         rows_out.append([v, tc.model.preset, sink, steps, f"{losses[-1]:.4f}" if losses else "-",
-                         f"{vals[-1]:.4f}" if vals else "-"])
-    header = ["variant", "preset", "sink", "steps", "final train loss", "final val loss"]
+                         f"{vals[-1]:.4f}" if vals else "-", f"{needs[-1]:.4f}" if needs else "-"])
+    header = ["variant", "preset", "sink", "steps", "final train loss", "final val loss", "final sink dependence"]
     lines += [markdown_table(header, rows_out), ""]
     rel = lambda p: os.path.relpath(p, root)  # noqa: E731  links relative to report.md
     if loss_png:

@@ -25,7 +25,7 @@ def test_report_reads_each_runs_config_yaml(tmp_path):
     results = {"a": {"0+32": {"ppl": 10.0}, "1+31": {"ppl": 9.5}}}
 
     report = write_report(cfg, results, {"a": run}).read_text()
-    assert "| a | pythia-14m | token x2 | 5 of 20 | 3.5000 | 3.7500 |" in report  # tiny-cpu.yaml: 20 steps
+    assert "| a | pythia-14m | token x2 | 5 of 20 | 3.5000 | 3.7500 | - |" in report  # tiny-cpu.yaml: 20 steps
     assert "| a | 10.00 | 9.50 |" in report and "Streaming perplexity on `book.txt`" in report
     assert json.loads((cfg.root / "report.json").read_text()) == results
 
@@ -63,6 +63,6 @@ def test_report_marks_a_variant_stopped_early_and_leaves_missing_losses_blank(tm
         (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     report = write_report(cfg, {"done": {"0+32": {"ppl": 1.0}}, "short": {"0+32": {"ppl": 2.0}}}, runs).read_text()
-    assert "| done | tiny | none | 20 | 2.5000 | 2.7500 |" in report
-    assert "| short | tiny | none | 1 of 20 | 9.2500 | - |" in report
+    assert "| done | tiny | none | 20 | 2.5000 | 2.7500 | 0.2500 |" in report
+    assert "| short | tiny | none | 1 of 20 | 9.2500 | - | - |" in report
     assert "![sink dependence](sink_dependence.png)" in report and (cfg.root / "sink_dependence.png").stat().st_size
