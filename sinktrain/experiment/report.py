@@ -73,20 +73,26 @@ def plot_sink_dependence(metrics: dict[str, list[dict]], path: Path) -> Path | N
 
 
 def first_token_attention(stats_path: Path) -> list[str]:
-    """Markdown lines: attention on the first k tokens per model (mean over layers and the strongest layer)."""
+    """Markdown lines: attention on the first k tokens per model (mean over layers and the strongest layer), and
+    the NLL cost of hiding the first token(s) (stream-eval's attention_stats.json)."""
     if not stats_path.is_file():
         return []
     stats = json.loads(stats_path.read_text())
     if not stats:
         return []
     k = next(iter(stats.values()))["first_k"]
-    lines = [f"Attention on the first {k} tokens (mean over heads and queries; a sink draws most of it):", "",
-             "| model | layers | mean over layers | strongest layer |", "|---|---|---|---|"]
+    lines = [f"Attention on the first {k} tokens (mean over heads and queries; a sink draws most of it), and what "
+             f"hiding the first token (the sink token(s) of a sink model) from the later half of the same tokens "
+             f"costs (a model that needs its sink pays most of a nat):", "",
+             "| model | layers | mean over layers | strongest layer | NLL with the first token(s) hidden |",
+             "|---|---|---|---|---|"]
     for model, s in stats.items():
         per_layer = s["per_layer"]
         top = max(range(len(per_layer)), key=per_layer.__getitem__)
+        needs = s.get("sink_dependence")
+        hidden = "-" if needs is None else f"{needs:+.3f} nats ({s['hidden']} hidden)"
         lines.append(f"| {model} | {len(per_layer)} | {sum(per_layer) / len(per_layer):.1%} | "
-                     f"{per_layer[top]:.1%} (layer {top}) |")
+                     f"{per_layer[top]:.1%} (layer {top}) | {hidden} |")
     return lines + [""]
 def run_config(run_dir: Path) -> TrainConfig:
     """What a run actually trained with: its own resolved config.yaml (not the study's recipe, which may have

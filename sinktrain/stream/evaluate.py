@@ -31,7 +31,7 @@ from sinktrain.stream.model_info import sink_token_ids
 from sinktrain.stream.parallel import parallel_logits, parallel_nll
 from sinktrain.stream.recompute import recompute_nll
 from sinktrain.stream.reference import reference_nll
-from sinktrain.stream.stats import attention_maps, attention_sink_stats
+from sinktrain.stream.stats import attention_maps, attention_sink_stats, first_tokens_dependence
 from sinktrain.util.atomic import write_json_atomic
 from sinktrain.util.outputs import output_lock, staged_out_dir
 from sinktrain.util.progress import progress
@@ -274,6 +274,7 @@ def _evaluate_into(out: Path, cfg: StreamEvalConfig, pairs, plans, longest: int 
     results: dict = {}
     nlls: dict = {}
     stats: dict = {}
+    dependence: dict = {}  # model -> (positions hidden, nats or None)
     maps: dict = {}
     timing: dict = {}
     texts: dict = {}
@@ -305,13 +306,16 @@ def _evaluate_into(out: Path, cfg: StreamEvalConfig, pairs, plans, longest: int 
             maps[mname] = attention_maps(model, probe)
         if len(probe) > cfg.first_k:
             stats[mname] = attention_sink_stats(model, probe, cfg.first_k).numpy()
+            # the sink token(s) (and BOS with --bos) lead the stream; a plain model's first token is its sink
+            dependence[mname] = (max(1, len(p.prefix)), first_tokens_dependence(model, probe, max(1, len(p.prefix))))
         else:  # validate() keeps first_k < attention_tokens; a short stream or position bound can cut the probe
             warn(f"{mname}: no attention statistics: the probe has {len(probe)} tokens (the stream, the trained "
                  f"context or the position bound cut it), not more than --first_k {cfg.first_k}")
         del model
     write_json_atomic(out / "attention_stats.json", {
         m: {"first_k": cfg.first_k, "tokens": probed[m], "per_layer": np.nanmean(a, 1).tolist(),
-            "per_layer_head": [row[~np.isnan(row)].tolist() for row in a]} for m, a in stats.items()})
+            "per_layer_head": [row[~np.isnan(row)].tolist() for row in a],
+            "hidden": dependence[m][0], "sink_dependence": dependence[m][1]} for m, a in stats.items()})
     recompute_cache = longest if "recompute" in names else None
     report.write_table(results, out, recompute_cache=recompute_cache)
     if cfg.plots:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sinktrain.model.probe import attention_probs
+from sinktrain.model.probe import attention_probs, sink_dependence
+
+# The model types whose forward takes a custom [b, 1, q, k] attention mask as given, checked against evicting the
+# same positions from their own KV cache (tests/model/test_sink_dependence.py); the others get no dependence.
+DEPENDENCE_MODEL_TYPES = ("gpt_neox", "sinktrain_gpt_neox", "llama")
 
 
 def _as_batch(model, tokens) -> torch.Tensor:
@@ -35,3 +39,14 @@ def attention_maps(model, tokens) -> list[np.ndarray]:
     """Head-averaged attention probabilities [q, k] per layer for one causal forward (the paper's Fig. 2)."""
     probs = attention_probs(model, _as_batch(model, tokens)[:1])
     return [p[0].mean(0).cpu().numpy() for p in probs]
+
+
+@torch.no_grad()
+def first_tokens_dependence(model, tokens, hidden: int) -> float | None:
+    """model.probe.sink_dependence over `tokens` ([n]): the nats the second half loses with the first `hidden`
+    positions hidden from it; None for a model type outside DEPENDENCE_MODEL_TYPES or fewer than 2 * hidden + 2
+    tokens."""
+    ids = _as_batch(model, tokens)
+    if model.config.model_type not in DEPENDENCE_MODEL_TYPES or ids.shape[-1] // 2 <= hidden:
+        return None
+    return sink_dependence(model, ids, hidden=hidden)

@@ -66,3 +66,15 @@ def test_report_marks_a_variant_stopped_early_and_leaves_missing_losses_blank(tm
     assert "| done | tiny | none | 20 | 2.5000 | 2.7500 | 0.2500 |" in report
     assert "| short | tiny | none | 1 of 20 | 9.2500 | - | - |" in report
     assert "![sink dependence](sink_dependence.png)" in report and (cfg.root / "sink_dependence.png").stat().st_size
+
+
+def test_first_token_attention_gives_the_cost_of_hiding_the_first_tokens(tmp_path):
+    from sinktrain.experiment.report import first_token_attention
+
+    stats = tmp_path / "attention_stats.json"
+    stats.write_text(json.dumps({
+        "smollm2": {"first_k": 4, "tokens": 64, "per_layer": [0.2, 0.8], "hidden": 1, "sink_dependence": 1.5714},
+        "other": {"first_k": 4, "tokens": 64, "per_layer": [0.1, 0.1], "hidden": 1, "sink_dependence": None}}))
+    lines = first_token_attention(stats)
+    assert "| smollm2 | 2 | 50.0% | 80.0% (layer 1) | +1.571 nats (1 hidden) |" in lines
+    assert "| other | 2 | 10.0% | 10.0% (layer 0) | - |" in lines

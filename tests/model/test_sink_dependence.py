@@ -46,6 +46,21 @@ def test_hiding_the_first_positions_is_evicting_them_from_the_cache(kind, num_to
     assert abs(expected) > 1e-6  # the first positions do matter to this model: hiding nothing would fail
 
 
+def test_a_llama_model_too():
+    """The Llama layout (grouped-query attention, RMSNorm, rotate-half rotary): stream-eval reports the
+    dependence of llama models (sinktrain.stream.stats.DEPENDENCE_MODEL_TYPES)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(5)
+    config = LlamaConfig(vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+    model = LlamaForCausalLM(config).double().eval()
+    ids = torch.randint(0, 1000, (2, T), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = evicted_nll(model, ids, 1, FROM) - plain_nll(model, ids, FROM)
+    assert abs(sink_dependence(model, ids, hidden=1, from_query=FROM) - expected) < 1e-10 and abs(expected) > 1e-6
+
+
 def test_bad_positions_are_refused():
     model = build_model(ModelConfig(preset="tiny"), seed=0).eval()
     with pytest.raises(ValueError, match=r"0 < hidden \(4\) < from_query \(3\) < length \(8\)"):

@@ -53,6 +53,9 @@ def test_results_schema_and_arrays(run_parallel):
         assert (run_parallel / png).stat().st_size > 10_000
     stats = json.loads((run_parallel / "attention_stats.json").read_text())
     assert len(stats["vanilla"]["per_layer_head"]) == 2 and len(stats["vanilla"]["per_layer_head"][0]) == 4
+    # What hiding the first token (the sink token, which leads the sink model's stream) from the later half costs.
+    assert stats["vanilla"]["hidden"] == stats["sinktoken"]["hidden"] == 1
+    assert all(isinstance(stats[m]["sink_dependence"], float) for m in ("vanilla", "sinktoken"))
 
 
 def test_scored_tokens_match_teacher_forcing(run_parallel, model_dirs, tokenizer, monkeypatch):
