@@ -28,11 +28,11 @@ def main() -> None:
 
     from sinktrain.model.probe import sink_dependence
     from sinktrain.model.source import load_model_tokenizer, load_pretrained, resolve_model_source
-    from sinktrain.stream.model_info import sink_token_ids
+    from sinktrain.stream.evaluate import stream_prefix
 
     source = resolve_model_source(args.model)
     model, tok = load_pretrained(source).eval(), load_model_tokenizer(source)
-    sinks = sink_token_ids(model.config)  # a sinktrain sink-token model: its sink token(s) lead every window
+    sinks = stream_prefix(args.model, model.config, tok, bos=False)  # a sink-token model's sink(s) lead, as streamed
     ids = tok(Path(args.text).read_text(), add_special_tokens=False)["input_ids"]
     if max(args.starts) + args.length > len(ids):
         ap.error(f"the text has {len(ids)} tokens; the last window ends at {max(args.starts) + args.length}")
