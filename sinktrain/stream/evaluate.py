@@ -308,7 +308,7 @@ def _evaluate_into(out: Path, cfg: StreamEvalConfig, pairs, plans, longest: int 
             stats[mname] = attention_sink_stats(model, probe, cfg.first_k).numpy()
             # the sink token(s) (and BOS with --bos) lead the stream; a plain model's first token is its sink
             hidden = max(1, len(p.prefix))
-            dependence[mname] = (hidden, first_tokens_dependence(model, probe, hidden))
+            dependence[mname] = (hidden, first_tokens_dependence(model, adapter, probe, hidden))
         else:  # validate() keeps first_k < attention_tokens; a short stream or position bound can cut the probe
             warn(f"{mname}: no attention statistics: the probe has {len(probe)} tokens (the stream, the trained "
                  f"context or the position bound cut it), not more than --first_k {cfg.first_k}")
