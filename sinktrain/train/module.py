@@ -202,13 +202,18 @@ class SinkLM(pl.LightningModule):
         # a single process decides every step.
         alone = self.trainer.world_size == 1
         sigterm, time_up = self.sigterm_received and alone, self._time_up() and alone
-        if log or checkpoint:  # the only per-step host syncs: the loss is reduced over ranks here
+        if log or checkpoint or sigterm or time_up:  # the only per-step host syncs: the loss is reduced here
             loss, sigterm, time_up = self._mean_loss(state)
             if not math.isfinite(loss):
                 # Every rank sees the same reduced loss, so all stop together; no checkpoint of these weights.
                 self.nonfinite = (step, loss)
                 self.trainer.should_stop = True
                 return
+        time_up = time_up and not last  # the last step ends the run anyway, as planned
+        stop = sigterm or time_up
+        # The step a run stops at is logged and validated like a last step: the checkpoint it saves, the one an
+        # export takes, then has its losses in metrics.jsonl (a study's report reads its steps from there).
+        log = log or stop
         if log:
             tps = self.throughput.tokens_per_s(h.tokens_per_step)
             row.update(loss=loss, lr=state.lr, grad_norm=self._grad_norm(state),
@@ -217,7 +222,7 @@ class SinkLM(pl.LightningModule):
                 row["mfu"] = mfu(tps, h.flops_per_token, self.trainer.world_size, h.peak_tflops)
             self.log("loss", loss, prog_bar=True, logger=False)
         val_every = self.cfg.trainer.val_every if self.cfg.trainer.val_batches else 0
-        if val_every and (step % val_every == 0 or last):
+        if val_every and (step % val_every == 0 or last or stop):
             with self.throughput.paused():
                 row["val_loss"] = validation_loss(self.trainer, self, h.val_batches())
             self.log("val_loss", row["val_loss"], prog_bar=True, logger=False)
@@ -226,8 +231,6 @@ class SinkLM(pl.LightningModule):
                 row.update(self._probe())
         if len(row) > 2:
             h.metrics.write(row)
-        time_up = time_up and not last  # the last step ends the run anyway, as planned
-        stop = sigterm or time_up
         if checkpoint or (stop and h.checkpoints.every):
             with self.throughput.paused():
                 h.checkpoints.save(self.trainer, step)
