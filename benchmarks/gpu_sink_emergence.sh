@@ -6,8 +6,9 @@
 # DATA_DIR: `sinktrain data prepare` output that leaves the book out (docs/benchmarks.md has the command).
 # OUT_DIR gets the two runs' metrics.jsonl (loss, val loss, per-layer sink scores), their logs, and the
 # stream-eval summary (table.md, attention_stats.json, plots). Each training stops at MAX_STEPS or after
-# TRAIN_S seconds, whichever comes first (SIGTERM: the run saves the step it is in and exits 143); the export
-# takes the newest complete checkpoint (saved every CKPT_EVERY steps).
+# TRAIN_S seconds of training, whichever comes first (trainer.max_time: it saves the step it stops at and exits
+# 0; start-up is not counted), and the export takes that checkpoint. A `timeout` of TRAIN_S + 120 s backs it up
+# (SIGTERM: the run saves the step it is in and exits 143).
 # RUNS (default OUT_DIR/runs) holds the run dirs and exports: point it outside OUT_DIR on the device machine,
 # where everything under OUT_DIR is copied back. PACK=FILE.tgz also packs OUT_DIR into one archive (a device
 # call returns at most eight files: a fifth lease lost the metrics that way). RESUME=1 continues the runs already
@@ -30,9 +31,10 @@ mkdir -p "$RUNS" "$OUT/metrics"
 date -u
 for V in vanilla sink; do
   # shellcheck disable=SC2086  # EXTRA is a list of --set pairs
-  timeout -s TERM -k 60 "$TRAIN_S" "$PY" -m sinktrain train --config "recipes/$RECIPE-$V.yaml" --run-dir "$RUNS/$V" \
+  timeout -s TERM -k 60 "$((TRAIN_S + 120))" "$PY" -m sinktrain train --config "recipes/$RECIPE-$V.yaml" --run-dir "$RUNS/$V" \
     --resume "$RESUME_MODE" --set "data.dir=$DATA" --set "model.preset=$PRESET" --set trainer.strategy=single \
-    --set trainer.global_batch_size=16 --set "trainer.max_steps=$MAX_STEPS" --set schedule.warmup_steps=50 \
+    --set trainer.global_batch_size=16 --set "trainer.max_steps=$MAX_STEPS" --set "trainer.max_time=$TRAIN_S" \
+    --set schedule.warmup_steps=50 \
     --set "checkpoint.every=$CKPT_EVERY" --set "trainer.val_every=$CKPT_EVERY" --set logging.sink_score_every=200 \
     --set trainer.log_every=50 --set trainer.progress_bar=false $EXTRA > "$OUT/train-$V.log" 2>&1 &
 done
