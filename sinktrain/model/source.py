@@ -7,8 +7,8 @@ so the same spellings work everywhere and a bad one fails at once, in one line, 
   `gguf` and `accelerate` packages: `pip install 'sinktrain[gguf]'`);
 - a hub id `owner/name` (downloaded by transformers into the HF cache, or read from it offline);
 - a zoo name (`sinktrain.model.zoo`, e.g. `smollm2-135m-instruct`), fetched once into the sinktrain cache.
-A name that looks like a path (starts with `.`, `/` or `~`, or has more than one `/`) and does not exist is a
-local error at once, never a hub lookup.
+A name that looks like a path (starts with `.`, `/` or `~`, has more than one `/`, or its first folder exists
+here, as `exports/x` when `exports/` does) and does not exist is a local error at once, never a hub lookup.
 """
 
 from __future__ import annotations
@@ -50,16 +50,23 @@ def resolve_model_source(spec: str | Path) -> ModelSource:
         return ModelSource(text, "gguf", str(path.parent), path.name)
     if path.is_dir():
         if not (path / "config.json").is_file():
+            if (path / "run.json").is_file() or (path / "checkpoints").is_dir() or (
+                    path.parent.name == "checkpoints" and (path / "meta.json").is_file()):
+                raise FileNotFoundError(f"{text!r} is a training run or checkpoint, not a model folder; export it "
+                                        f"first (sinktrain export {text} OUT_DIR) and pass OUT_DIR")
             raise FileNotFoundError(f"model folder {text!r} has no config.json; pass a Hugging Face model folder")
         return ModelSource(text, "folder", str(path))
     if path.exists():
         raise ValueError(f"model {text!r} is a file; pass a model folder, a .gguf file or a hub id (owner/name)")
     if text in zoo.MODELS:
         return ModelSource(text, "folder", str(zoo.fetch(text)))
-    if text.startswith((".", "/", "~")) or text.count("/") != 1 or not HUB_ID.match(text):
+    # `exports/tiny-snk` with an `exports/` folder here is a mistyped path: a hub lookup would retry for half a minute
+    owner_here = text.count("/") == 1 and Path(text.split("/", 1)[0]).expanduser().is_dir()
+    if text.startswith((".", "/", "~")) or text.count("/") != 1 or not HUB_ID.match(text) or owner_here:
+        here = f" (its first folder {text.split('/', 1)[0]!r} is here, so it is a path, not a hub id)" * owner_here
         raise FileNotFoundError(
-            f"model {text!r} does not exist; pass a model folder, a .gguf file, a hub id (owner/name) or one of "
-            f"sinktrain's zoo names ({', '.join(zoo.MODELS)})"
+            f"model {text!r} does not exist{here}; pass a model folder, a .gguf file, a hub id (owner/name) or one "
+            f"of sinktrain's zoo names ({', '.join(zoo.MODELS)})"
         )
     return ModelSource(text, "hub", text)
 

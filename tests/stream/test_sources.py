@@ -526,6 +526,27 @@ def test_path_like_names_fail_locally_at_once(spec, phrase, tmp_path, capsys):
     assert phrase in line
 
 
+def test_a_mistyped_path_under_a_folder_here_is_not_a_hub_id(tmp_path, capsys, monkeypatch):
+    """`exports/tiny-snk` could be a hub id, but `exports/` is a folder here: a typo, refused at once (a hub lookup
+    offline retries for half a minute before it fails)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "exports").mkdir()
+    line = one_line_error(capsys, main(stream_eval("exports/tiny-snk", "--out", tmp_path / "o")))
+    assert "model 'exports/tiny-snk' does not exist (its first folder 'exports' is here, so it is a path, not a " \
+           "hub id); pass a model folder" in line
+
+
+def test_a_training_run_or_checkpoint_is_sent_to_export(tmp_path, capsys):
+    run = tmp_path / "run"
+    step = run / "checkpoints" / "step-00000003"
+    step.mkdir(parents=True)
+    (step / "meta.json").write_text("{}")
+    for folder in (run, step):
+        line = one_line_error(capsys, main(stream_eval(folder, "--out", tmp_path / "o")))
+        assert f"{str(folder)!r} is a training run or checkpoint, not a model folder; export it first (sinktrain " \
+               f"export {folder} OUT_DIR) and pass OUT_DIR" in line
+
+
 def fake_hub_cache(home, repo_id: str, folder) -> None:
     """The layout huggingface_hub reads offline: hub/models--owner--name/{refs/main, snapshots/<rev>/files}."""
     rev = "0123456789abcdef0123456789abcdef01234567"
