@@ -59,17 +59,21 @@ def _pg19_documents(source: str, dataset: str, split: str):
         import datasets  # not installed on every machine (the GPU box lacks it), so imported only here
     except ImportError as e:
         raise RuntimeError("loading PG19 needs the `datasets` package; pip install datasets or pass local books") from e
-    rows = datasets.load_dataset(dataset, split=split, streaming=True)
     seen = 0
-    for i, row in enumerate(rows):
-        seen = i + 1
-        if wanted is not None and i < wanted:
-            continue
-        if "text" not in row:
-            raise ValueError(f"dataset {dataset!r} has no 'text' field; pass a PG19-like dataset with one")
-        yield str(row.get("short_book_title") or row.get("title") or f"pg19[{i}]"), row["text"]
-        if wanted is not None:
-            return
+    try:
+        for i, row in enumerate(datasets.load_dataset(dataset, split=split, streaming=True)):
+            seen = i + 1
+            if wanted is not None and i < wanted:
+                continue
+            if "text" not in row:
+                raise ValueError(f"dataset {dataset!r} has no 'text' field; pass a PG19-like dataset with one")
+            yield str(row.get("short_book_title") or row.get("title") or f"pg19[{i}]"), row["text"]
+            if wanted is not None:
+                return
+    except OSError as e:  # ConnectionError offline (after the hub's retries), a missing local copy
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"cannot read the PG19 dataset {dataset!r} ({first}); offline, stream local books "
+                         f"(--text FILE, FOLDER or GLOB) or point --pg19_dataset at a local copy") from None
     if wanted is not None:
         raise ValueError(f"{source!r} asks for book {wanted} but dataset {dataset!r} ({split}) has only {seen} books")
 

@@ -84,6 +84,20 @@ def test_bad_sources(tok, pg19_standin, tmp_path):
         load_long_text(str(d), tok)
 
 
+def test_pg19_out_of_reach_names_the_local_ways(tok, monkeypatch):
+    import datasets
+
+    def offline(*args, **kwargs):  # what datasets raises offline, after the hub's retries
+        raise ConnectionError("Couldn't reach 'emozilla/pg19-test' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(ValueError) as e:
+        load_long_text("pg19:first", tok)
+    assert str(e.value) == ("cannot read the PG19 dataset 'emozilla/pg19-test' (Couldn't reach "
+                            "'emozilla/pg19-test' on the Hub (LocalEntryNotFoundError)); offline, stream local books "
+                            "(--text FILE, FOLDER or GLOB) or point --pg19_dataset at a local copy")
+
+
 def test_an_empty_file_is_refused_not_an_empty_document(tok, two_books):
     folder, _ = two_books
     (folder / "c_empty.txt").write_bytes(b"")
