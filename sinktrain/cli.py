@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import logging
 import os
 import re
 import signal
@@ -92,8 +93,23 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
+def _not_deepspeed_cpu_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Setting accelerator to CPU.")
+
+
+def quiet_deepspeed_cpu_notice() -> None:
+    """DeepSpeed warns on import, when it finds no GPU, that it falls back to the CPU: a line on stdout before
+    every verb's output on a CPU machine, where that is expected. Drop that one record. The filter goes on
+    DeepSpeed's own logger ("DeepSpeed", which its import configures but keeps), so it also holds in the torchrun
+    workers (they run main)."""
+    logger = logging.getLogger("DeepSpeed")
+    if _not_deepspeed_cpu_notice not in logger.filters:
+        logger.addFilter(_not_deepspeed_cpu_notice)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_deepspeed_cpu_notice()
     debug = "--debug" in argv or bool(os.environ.get("SINKTRAIN_DEBUG"))
     argv = [a for a in argv if a != "--debug"]  # accepted anywhere on the line
     parser = build_parser()
