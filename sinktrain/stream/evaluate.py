@@ -31,7 +31,8 @@ from sinktrain.stream.model_info import sink_token_ids
 from sinktrain.stream.parallel import parallel_logits, parallel_nll
 from sinktrain.stream.recompute import recompute_nll
 from sinktrain.stream.reference import reference_nll
-from sinktrain.stream.stats import attention_maps, attention_sink_stats, first_tokens_dependence
+from sinktrain.stream.stats import attention_maps, attention_sink_stats, first_tokens_dependence, \
+    no_dependence_reason
 from sinktrain.util.atomic import write_json_atomic
 from sinktrain.util.outputs import output_lock, staged_out_dir
 from sinktrain.util.progress import progress
@@ -308,6 +309,9 @@ def _evaluate_into(out: Path, cfg: StreamEvalConfig, pairs, plans, longest: int 
             stats[mname] = attention_sink_stats(model, probe, cfg.first_k).numpy()
             # the sink token(s) (and BOS with --bos) lead the stream; a plain model's first token is its sink
             hidden = max(1, len(p.prefix))
+            why = no_dependence_reason(model, adapter, len(probe), hidden)
+            if why is not None:
+                warn(f"{mname}: no sink dependence in attention_stats.json: {why}")
             dependence[mname] = (hidden, first_tokens_dependence(model, adapter, probe, hidden))
         else:  # validate() keeps first_k < attention_tokens; a short stream or position bound can cut the probe
             warn(f"{mname}: no attention statistics: the probe has {len(probe)} tokens (the stream, the trained "

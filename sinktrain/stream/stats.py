@@ -46,16 +46,26 @@ def attention_maps(model, tokens) -> list[np.ndarray]:
     return [p[0].mean(0).cpu().numpy() for p in probs]
 
 
+def no_dependence_reason(model, adapter, n: int, hidden: int) -> str | None:
+    """Why first_tokens_dependence gives None over `n` tokens, or None when it gives a value."""
+    if model.config.model_type in NO_DEPENDENCE_MODEL_TYPES:
+        return f"it is not checked for model type {model.config.model_type!r} (sinktrain/stream/stats.py says why)"
+    if n // 2 <= hidden:
+        return f"{n} tokens are too few to hide {hidden} from the later half"
+    window = narrowest_window(type(adapter), adapter.config, n)
+    if window is not None:  # the one mask given to every layer would undo the window
+        return (f"a sliding-window layer (window {window}) is narrower than the {n} probe tokens; "
+                f"--attention_tokens {window} gives it")
+    return None
+
+
 @torch.no_grad()
 def first_tokens_dependence(model, adapter, tokens, hidden: int) -> float | None:
     """model.probe.sink_dependence over `tokens` ([n]): the nats the second half loses with the first `hidden`
-    positions hidden from it. None for a model type in NO_DEPENDENCE_MODEL_TYPES, for fewer than 2 * hidden + 2
-    tokens, and where a sliding-window layer (of `adapter`'s family) is narrower than the tokens: the one mask
-    given to every layer would undo its window."""
+    positions hidden from it. None where no_dependence_reason names a reason: a model type in
+    NO_DEPENDENCE_MODEL_TYPES, fewer than 2 * hidden + 2 tokens, or a sliding-window layer (of `adapter`'s family)
+    narrower than the tokens."""
     ids = _as_batch(model, tokens)
-    n = ids.shape[-1]
-    if model.config.model_type in NO_DEPENDENCE_MODEL_TYPES or n // 2 <= hidden:
-        return None
-    if narrowest_window(type(adapter), adapter.config, n) is not None:
+    if no_dependence_reason(model, adapter, ids.shape[-1], hidden) is not None:
         return None
     return sink_dependence(model, ids, hidden=hidden)
