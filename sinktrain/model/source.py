@@ -63,7 +63,8 @@ def resolve_model_source(spec: str | Path) -> ModelSource:
     # `exports/tiny-snk` with an `exports/` folder here is a mistyped path: a hub lookup would retry for half a minute
     owner_here = text.count("/") == 1 and Path(text.split("/", 1)[0]).expanduser().is_dir()
     if text.startswith((".", "/", "~")) or text.count("/") != 1 or not HUB_ID.match(text) or owner_here:
-        here = f" (its first folder {text.split('/', 1)[0]!r} is here, so it is a path, not a hub id)" * owner_here
+        here = f" (its first folder {text.split('/', 1)[0]!r} is here, so it is a path, not a hub id)" \
+            if owner_here else ""
         raise FileNotFoundError(
             f"model {text!r} does not exist{here}; pass a model folder, a .gguf file, a hub id (owner/name) or one "
             f"of sinktrain's zoo names ({', '.join(zoo.MODELS)})"
