@@ -29,9 +29,15 @@ def main() -> None:
     from sinktrain.model.probe import sink_dependence
     from sinktrain.model.source import load_model_tokenizer, load_pretrained, resolve_model_source
     from sinktrain.stream.evaluate import stream_prefix
+    from sinktrain.stream.families import adapter_for
+    from sinktrain.stream.stats import no_dependence_reason
 
     source = resolve_model_source(args.model)
     model, tok = load_pretrained(source).eval(), load_model_tokenizer(source)
+    # as stream-eval: only where hiding by mask was checked against evicting from the model's own cache
+    why = no_dependence_reason(model, adapter_for(model), args.length, max(args.hidden), length_flag="--length")
+    if why is not None:
+        ap.error(f"{args.model}: no sink dependence: {why}")
     sinks = stream_prefix(args.model, model.config, tok, bos=False)  # a sink-token model's sink(s) lead, as streamed
     ids = tok(Path(args.text).read_text(), add_special_tokens=False)["input_ids"]
     if max(args.starts) + args.length > len(ids):

@@ -46,8 +46,9 @@ def attention_maps(model, tokens) -> list[np.ndarray]:
     return [p[0].mean(0).cpu().numpy() for p in probs]
 
 
-def no_dependence_reason(model, adapter, n: int, hidden: int) -> str | None:
-    """Why first_tokens_dependence gives None over `n` tokens, or None when it gives a value."""
+def no_dependence_reason(model, adapter, n: int, hidden: int, length_flag: str = "--attention_tokens") -> str | None:
+    """Why first_tokens_dependence gives None over `n` tokens, or None when it gives a value. `length_flag`: the
+    option that sets n, named in the fix."""
     if model.config.model_type in NO_DEPENDENCE_MODEL_TYPES:
         return f"it is not checked for model type {model.config.model_type!r} (sinktrain/stream/stats.py says why)"
     if n // 2 <= hidden:
@@ -55,7 +56,7 @@ def no_dependence_reason(model, adapter, n: int, hidden: int) -> str | None:
     window = narrowest_window(type(adapter), adapter.config, n)
     if window is not None:  # the one mask given to every layer would undo the window
         return (f"a sliding-window layer (window {window}) is narrower than the {n} probe tokens; "
-                f"--attention_tokens {window} gives it")
+                f"{length_flag} {window} gives it")
     return None
 
 
