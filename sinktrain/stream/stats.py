@@ -10,7 +10,7 @@ from sinktrain.stream.families import narrowest_window
 
 # Hiding positions with a custom [b, 1, q, k] attention mask is evicting them from the model's own KV cache for
 # every family stream-eval supports (tests/stream/test_dependence.py checks each one's tiny model) except these:
-# BLOOM refuses a 4D mask (it builds ALiBi from a 2D one), and so do the Qwen Omni thinkers (their multimodal
+# BLOOM fails on a 4D mask (it builds ALiBi from a 2D one), and so do the Qwen Omni thinkers (their multimodal
 # position code reads the mask); VideoLLaMA 3 takes one and ignores it (hiding changes nothing: the dependence comes
 # out exactly 0); DeepSeek-V3.2 and GLM-5 fail the evicted forward (their sparse-attention indexer keeps keys of
 # its own), so the check cannot run. They get no dependence.
