@@ -12,6 +12,7 @@ and then takes, parsed and type-checked by jsonargparse against the dataclass an
     --config FILE          a YAML file with the config's keys (a recipe); repeatable, later files win
     --set KEY=VALUE        a dotted override, e.g. --set optim.lr=1e-3 (repeatable; the value is YAML)
     --KEY VALUE            the same override as a flag, e.g. --optim.lr 1e-3 or --run_dir runs/x
+                           (into a mapping field, e.g. the experiment's `base`: sets that one nested key)
                            (`-` and `_` are interchangeable in flag names: --run-dir works too)
     POSITIONAL ...         for verbs that declare positionals (export SOURCE OUT_DIR): the named fields, in order
     --print_config         print the resolved config as YAML and exit
@@ -199,6 +200,46 @@ def _help_formatter():
     return HelpFormatter
 
 
+def split_mapping_overrides(cls, argv: list[str]) -> tuple[list[str], list[tuple[str, list[str], object]]]:
+    """Take the dotted overrides into a mapping field (`--base.trainer.max_time=6` for the experiment's `base:
+    dict`) out of `argv`, as (field, path, YAML value). jsonargparse would replace the whole `base.trainer` with
+    `{max_time: '6'}`, dropping its other keys; `parse_config` sets the one key instead. They apply after every
+    --config file, whatever their place on the command line."""
+    fields = {n for n, tp in _field_types(cls).items() if tp is dict or typing.get_origin(tp) is dict} \
+        if dataclasses.is_dataclass(cls) else set()
+    rest, sets, i = [], [], 0
+    while i < len(argv):
+        key, eq, value = argv[i].partition("=")
+        field, dot, path = key[2:].partition(".")
+        if key.startswith("--") and field in fields and dot:
+            if not eq:  # --base.trainer.max_time 6
+                if i + 1 >= len(argv):
+                    raise ConfigKeyError(f"{key} takes a value, e.g. {key}=6")
+                value, i = argv[i + 1], i + 1
+            sets.append((field, path.split("."), yaml.safe_load(value)))
+        else:
+            rest.append(argv[i])
+        i += 1
+    return rest, sets
+
+
+def set_nested(mapping, field: str, path: list[str], value) -> dict:
+    """A copy of `mapping` with `value` at `path` (missing levels created); one line if a level is not a mapping."""
+    out = dict(mapping or {})
+    node = out
+    for depth, key in enumerate(path[:-1]):
+        child = node.get(key)
+        if child is None:
+            child = {}
+        elif not isinstance(child, dict):
+            where = ".".join([field, *path[:depth + 1]])
+            raise ConfigKeyError(f"{where} is {child!r}, not a mapping, so {'.'.join([field, *path])} cannot be set")
+        node[key] = dict(child)
+        node = node[key]
+    node[path[-1]] = value
+    return out
+
+
 def config_parser(cls, prog: str, description: str, positionals: tuple[str, ...] = ()):
     import jsonargparse
 
@@ -229,6 +270,7 @@ def parse_config(cls, argv: list[str], prog: str, positionals: tuple[str, ...] =
             load_yaml(argv[i + 1])
         elif arg.startswith("--config="):
             load_yaml(arg[len("--config="):])
+    argv, mapping_sets = split_mapping_overrides(cls, argv)
     # jsonargparse prints --print_config inside parse_args, before the literal texts are put back: print it here.
     print_config = "--print_config" in argv
     try:
@@ -237,6 +279,8 @@ def parse_config(cls, argv: list[str], prog: str, positionals: tuple[str, ...] =
         raise ConfigKeyError(explain(cls, one_line(e))) from None
     namespace.pop("config", None)
     namespace.pop("set", None)
+    for field, path, value in mapping_sets:
+        namespace[field] = set_nested(namespace[field], field, path, value)
     for key, text in literal_texts(cls, argv).items():
         namespace[key] = text
     if print_config:

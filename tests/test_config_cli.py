@@ -231,3 +231,21 @@ def test_a_set_key_in_a_config_file_is_refused_not_dropped(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
     assert "r.yaml: 'set' is a command-line option, not a key; write each override as its own key" in err, err
+
+
+def test_a_dotted_override_into_a_study_mapping_sets_one_key_and_keeps_the_rest(capsys):
+    """`base`, `variants`, `stream`... are mappings (their keys are checked by the stages they feed): a dotted
+    override sets the one key, with its YAML type, and keeps its siblings (it used to replace `base.trainer` whole)."""
+    study = str(REPO / "recipes/experiments/demo-cpu.yaml")
+    cfg = parse_config(ExperimentConfig, [study, "--set", "base.trainer.max_time=6", "--stream.tokens", "1024",
+                                          "--set", "variants.sink1.model.sink.num_tokens=2"],
+                       prog="t", positionals=("config",))
+    written = yaml.safe_load(Path(study).read_text())
+    assert cfg.base["trainer"] == {**written["base"]["trainer"], "max_time": 6}
+    assert cfg.stream == {**written["stream"], "tokens": 1024}
+    assert cfg.variants["sink1"] == {"model": {"sink": {"kind": "token", "num_tokens": 2}}}
+    assert cfg.variants["vanilla"] == written["variants"]["vanilla"]
+    assert cfg.train_config("sink1").trainer.max_steps == 150  # the study's, not the recipe's 20
+    assert main(["experiment", study, "--set", "base.model.preset.size=2"]) == 2
+    assert capsys.readouterr().err.strip() == ("sinktrain experiment: error: base.model.preset is 'tiny', not a "
+                                               "mapping, so base.model.preset.size cannot be set")
