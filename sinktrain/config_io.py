@@ -262,12 +262,27 @@ def build_dataclass(cls, data: dict | None, where: str = "config"):
         return data
     if not isinstance(data, dict):
         raise ConfigKeyError(f"{where}: expected a mapping of keys, got {type(data).__name__} {data!r}")
+    check_sections(cls, data, where)
     parser = dataclass_parser(cls)
     try:
         namespace = parser.parse_object(to_plain(data))
     except jsonargparse.ArgumentError as e:
         raise ConfigKeyError(f"{where}: {explain(cls, one_line(e))}") from None
     return instantiate(cls, parser, namespace)
+
+
+def check_sections(cls, data: dict, where: str, prefix: str = "") -> None:
+    """Each key that holds a nested dataclass (`trainer`, `model.sink`) must hold a mapping of its keys: given
+    `trainer: 5`, jsonargparse fails with a traceback, and given `model: 3` it builds the defaults in silence."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp, value = hints.get(f.name), data.get(f.name)
+        if not (dataclasses.is_dataclass(tp) and f.name in data) or value is None or isinstance(value, tp):
+            continue
+        if not isinstance(value, dict):
+            raise ConfigKeyError(f"{where}: {prefix}{f.name} is {value!r}, not a mapping of its keys; give it as "
+                                 f"{prefix}{f.name}: {{key: value, ...}} or set {prefix}{f.name}.KEY")
+        check_sections(tp, value, where, f"{prefix}{f.name}.")
 
 
 def to_plain(data):

@@ -118,7 +118,13 @@ class ExperimentConfig:
                 raise ConfigKeyError(f"experiment stream: {key!r} is set by the experiment; remove it")
         self.prepare_config()
         for v in self.variants:
-            self.train_config(v)
+            try:
+                tc = self.train_config(v)
+            except (ValueError, OSError) as e:  # name the variant: the key may sit in the recipe, base or variants.v
+                raise type(e)(f"experiment variant {v!r}: {e}") from None
+            if tc.checkpoint.every == 0:  # found now, not when the export finds no checkpoint after all the training
+                raise ConfigKeyError(f"experiment variant {v!r}: checkpoint.every is 0, so its run saves no checkpoint "
+                                     f"to export; set base.checkpoint.every to a number of steps")
         self.stream_config([str(self.root / "export" / v) for v in self.variants])
         for key in EXPERIMENT_SET:
             if key in self.zeroshot:
@@ -133,7 +139,10 @@ class ExperimentConfig:
             resolve_model_source(spec)
 
 
-def check_name(what: str, name: str) -> None:
+def check_name(what: str, name) -> None:
+    if not isinstance(name, str):  # YAML reads `1:`, `yes:` or `null:` as a number, a bool or None
+        raise ConfigKeyError(f"{what} {name!r} is not text (YAML reads an unquoted 1, yes or null as a number, a "
+                             f"bool or null); quote the name in the study file")
     if not name.replace("-", "").replace("_", "").isalnum():
         raise ConfigKeyError(f"{what} {name!r} must be letters, digits, - or _ (it names folders)")
 
