@@ -194,7 +194,7 @@ def stage_train(cfg: ExperimentConfig, variant: str) -> Path:
         return run_dir
     log(f"train {variant}: {tc.model.preset}, sink {tc.model.sink.kind} x{tc.model.num_sink_tokens}, "
         f"{tc.trainer.max_steps} steps -> {run_dir}")
-    return Path(train(tc))
+    return Path(train(tc, rerun="the same `sinktrain experiment` command"))
 
 
 def stage_export(cfg: ExperimentConfig, variant: str, run_dir: Path) -> Path:

@@ -19,11 +19,12 @@ from sinktrain.train.config import (
 )
 
 
-def train(cfg: TrainConfig):
-    """Pretrain (or resume) the run `cfg` describes; returns the run directory (a Path)."""
+def train(cfg: TrainConfig, rerun: str = "--resume auto"):
+    """Pretrain (or resume) the run `cfg` describes; returns the run directory (a Path). `rerun`: what the
+    early-stop lines tell the user to run to go on."""
     from sinktrain.train.run import train as _train  # lightning/deepspeed load only when training
 
-    return _train(cfg)
+    return _train(cfg, rerun=rerun)
 
 
 def preflight(cfg: TrainConfig):

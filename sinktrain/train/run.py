@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -207,8 +208,9 @@ def preflight(cfg: TrainConfig) -> tuple[int, int, int]:
     return devices, nodes, accum
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Pretrain (or resume) the model `cfg` describes; returns the run directory."""
+def train(cfg: TrainConfig, rerun: str = "--resume auto") -> Path:
+    """Pretrain (or resume) the model `cfg` describes; returns the run directory. `rerun`: how the early-stop
+    lines tell the user to go on (a study says: run it again)."""
     devices, nodes, accum = preflight(cfg)
     world = devices * nodes
     data_dir = Path(cfg.data.dir)
@@ -220,13 +222,13 @@ def train(cfg: TrainConfig) -> Path:
     run_dir = Path(cfg.run_dir)
     resolve_resume(cfg, run_dir, world, report=False)  # every check before the lock creates the run dir
     if not is_global_rank_zero():
-        return _start(cfg, devices, nodes, world, accum, train_tokens, val_tokens, run_dir)
+        return _start(cfg, devices, nodes, world, accum, train_tokens, val_tokens, run_dir, rerun)
     with run_dir_lock(run_dir):
-        return _start(cfg, devices, nodes, world, accum, train_tokens, val_tokens, run_dir)
+        return _start(cfg, devices, nodes, world, accum, train_tokens, val_tokens, run_dir, rerun)
 
 
 def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, train_tokens, val_tokens,
-           run_dir: Path) -> Path:
+           run_dir: Path, rerun: str) -> Path:
     """Write the run dir and fit; on rank 0 under the run dir's lock."""
     data_dir = Path(cfg.data.dir)
     resume_from = resolve_resume(cfg, run_dir, world)  # again, now that no other training can change the run dir
@@ -262,7 +264,8 @@ def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, t
         torch.use_deterministic_algorithms(True)
     datamodule = TokenDataModule(cfg, accum, train_tokens, val_tokens)
     quiet_lightning_adverts()
-    trainer = build_trainer(cfg, devices, nodes, accum)
+    interrupt = KeepInterrupt()
+    trainer = build_trainer(cfg, devices, nodes, accum, callbacks=[interrupt])
     hooks = RunHooks(
         metrics=MetricsLog(run_dir, trainer),
         checkpoints=CheckpointSaver(
@@ -285,23 +288,34 @@ def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, t
         # Lightning 2.6's own pytree helper builds torch's deprecated LeafSpec; nothing for a user to change.
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
         # weights_only: Lightning checkpoints hold tensors and plain data only (verified in resolve_resume).
-        trainer.fit(module, datamodule=datamodule, weights_only=True,
-                    ckpt_path=str(ckpt.resume_target(resume_from)) if resume_from else None)
+        on_sigint = signal.getsignal(signal.SIGINT)
+        try:
+            trainer.fit(module, datamodule=datamodule, weights_only=True,
+                        ckpt_path=str(ckpt.resume_target(resume_from)) if resume_from else None)
+        except SystemExit:
+            # Lightning answers Ctrl-C with its own shutdown, then sys.exit(1) with SIGINT left ignored
+            # (lightning/pytorch/trainer/call.py). Give the interrupt back: `interrupted`, exit 130 (a study's
+            # SIGTERM outside the training loop: `terminated`, 143).
+            if interrupt.exception is None:
+                raise
+            raise interrupt.exception from None
+        finally:
+            signal.signal(signal.SIGINT, on_sigint)
     if module.stopped_by_sigterm is not None:
         step = module.stopped_by_sigterm
         raise StoppedBySigterm(f"stopped by SIGTERM after step {step}; {_saved(run_dir, step)}; "
-                               f"continue with --resume auto")
+                               f"continue with {rerun}")
     if module.stopped_by_time is not None and is_global_rank_zero():  # a planned stop: exit 0
         step = module.stopped_by_time
         print(f"train: trainer.max_time ({cfg.trainer.max_time:g} s) spent, stopped after step {step} of "
-              f"{cfg.trainer.max_steps}; {_saved(run_dir, step)}; continue with --resume auto",
+              f"{cfg.trainer.max_steps}; {_saved(run_dir, step)}; continue with {rerun}",
               file=sys.stderr, flush=True)
     if module.nonfinite is not None:
         step, loss = module.nonfinite
         last = ckpt.latest_checkpoint(run_dir)
         raise LossNotFinite(
             f"training loss became {loss} at step {step}; stopped without checkpointing it. "
-            f"Last good checkpoint: {last if last else 'none'} (lower optim.lr or use bf16, then --resume auto)"
+            f"Last good checkpoint: {last if last else 'none'} (lower optim.lr or use bf16, then {rerun})"
         )
     return run_dir
 
@@ -314,7 +328,17 @@ def _saved(run_dir: Path, step: int) -> str:
     return f"checkpoints are off (checkpoint.every 0); last checkpoint: {last if last else 'none'}"
 
 
-def build_trainer(cfg: TrainConfig, devices: int, nodes: int, accum: int) -> pl.Trainer:
+class KeepInterrupt(pl.Callback):
+    """Remembers the KeyboardInterrupt that Lightning turns into its own shutdown and sys.exit(1)."""
+
+    exception: KeyboardInterrupt | None = None
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt):
+            self.exception = exception
+
+
+def build_trainer(cfg: TrainConfig, devices: int, nodes: int, accum: int, callbacks=None) -> pl.Trainer:
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from lightning.fabric.plugins.environments import TorchElasticEnvironment
@@ -348,4 +372,5 @@ def build_trainer(cfg: TrainConfig, devices: int, nodes: int, accum: int) -> pl.
         use_distributed_sampler=False,  # ranks are split by TokenDataset.rank_batch
         deterministic=t.deterministic,
         default_root_dir=str(cfg.run_dir),
+        callbacks=callbacks,
     )

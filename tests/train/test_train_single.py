@@ -167,3 +167,30 @@ def test_cli_prints_one_line_and_exits_2_on_an_unknown_key(tiny_data, tmp_path, 
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "max_stepz" in err and "accepted keys" in err
     assert not run.exists()
+
+
+def test_ctrl_c_is_an_interrupt_not_lightnings_exit_1(tiny_data, tmp_path, capsys, monkeypatch):
+    """Lightning answers a KeyboardInterrupt with its own shutdown and sys.exit(1), leaving SIGINT ignored: the
+    verb said nothing and exited 1. Now: `interrupted`, exit 130, the SIGINT handler as it was, and the run resumes
+    from its last checkpoint."""
+    import signal
+
+    from sinktrain.cli import main
+    from sinktrain.train.module import SinkLM
+
+    real_step = SinkLM.training_step
+
+    def ctrl_c_at_step_3(self, batch, batch_idx):
+        if self.trainer.global_step == 3:
+            raise KeyboardInterrupt
+        return real_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(SinkLM, "training_step", ctrl_c_at_step_3)
+    before = signal.getsignal(signal.SIGINT)
+    run = tmp_path / "run"
+    code = main(["train", "--config", str(RECIPES / "tiny-cpu-sink.yaml"), "--run-dir", str(run), "--set",
+                 f"data.dir={tiny_data}", "--set", "trainer.max_steps=6", "--set", "checkpoint.every=2",
+                 "--set", "trainer.progress_bar=false"])
+    assert code == 130 and capsys.readouterr().err.strip().splitlines()[-1] == "sinktrain train: interrupted"
+    assert signal.getsignal(signal.SIGINT) is before
+    assert [p.name for p in list_checkpoints(run)] == ["step-00000002"]
