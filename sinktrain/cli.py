@@ -78,9 +78,10 @@ def run_verb(args) -> int:
         raise OSError(code, os.strerror(code)) from e
 
 
-# Verbs that handle SIGTERM themselves: training stops at a step with its checkpoint (train/module.py), and a study
-# runs training in its process.
-OWN_SIGTERM = {"train", "experiment"}
+# Verbs that handle SIGTERM themselves: training stops at a step with its checkpoint (train/module.py). A study
+# takes it like the other verbs: its training puts its own handler in place while it fits (Lightning restores ours
+# afterwards), so a SIGTERM during training stops at a checkpoint and one during any other stage cleans up.
+OWN_SIGTERM = {"train"}
 
 
 class Terminated(KeyboardInterrupt):

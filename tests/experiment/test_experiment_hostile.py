@@ -83,6 +83,29 @@ def test_every_stage_input_is_checked_before_the_first_stage(tmp_path, capfd, se
     assert not (tmp_path / "runs").exists()  # no data prepared, nothing trained
 
 
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s["base"]["checkpoint"].update(every=0), "experiment variant 'vanilla': checkpoint.every is 0, so its "
+     "run saves no checkpoint to export; set base.checkpoint.every to a number of steps"),
+    (lambda s: s["base"].update(trainer=5), "experiment variant 'vanilla': train config: trainer is 5, not a mapping "
+     "of its keys; give it as trainer: {key: value, ...} or set trainer.KEY"),
+    (lambda s: s["variants"]["vanilla"].update(model=3), "experiment variant 'vanilla': train config: model is 3, "
+     "not a mapping of its keys"),
+    (lambda s: s["base"]["trainer"].update(max_stepz=3), "experiment variant 'vanilla': train config: unknown key "
+     "'trainer.max_stepz'; accepted keys in trainer:"),
+    (lambda s: s.update(variants={1: {"model": {"sink": {"kind": "none"}}}}), "variant name 1 is not text (YAML reads "
+     "an unquoted 1, yes or null as a number, a bool or null); quote the name in the study file"),
+], ids=["no-checkpoints-to-export", "scalar-trainer", "scalar-variant-model", "misspelt-key", "number-as-name"])
+def test_a_training_section_that_cannot_be_trained_is_refused_naming_the_variant(tmp_path, capfd, edit, message):
+    """These crashed (a traceback) or trained with defaults in silence; checkpoint.every 0 trained every variant,
+    then failed at the export."""
+    study = json.loads(json.dumps(STUDY))
+    edit(study)
+    code, out = run_study(tmp_path, capfd, study)
+    err = [line for line in out.splitlines() if "error" in line]
+    assert code == 2 and len(err) == 1 and message in err[0], out
+    assert "Traceback" not in out and not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("damage, message", [
     ("cut-weights", "model.safetensors is damaged"),
     ("no-tokenizer", "has no tokenizer files; pass stream.tokenizer"),
@@ -277,3 +300,59 @@ def test_a_study_another_run_of_it_is_writing_is_refused_before_any_stage(tmp_pa
     assert code == 2 and (f"study folder {str(root)!r} is being written by another sinktrain process (pid 4242 on "
                           f"elsewhere); wait for it to end, or choose another study folder") in out, out
     assert not root.exists()
+
+
+def test_a_time_stopped_study_says_to_run_the_study_again(tmp_path, capfd):
+    """trainer.max_time in a study: the stop line names the command that continues it (the study takes no
+    --resume), and running the study again does continue."""
+    study = json.loads(json.dumps(STUDY))
+    study["base"]["trainer"]["max_time"] = 1e-6  # spent within the first step, whatever the machine's speed
+    code, out = run_study(tmp_path, capfd, study)
+    saved = tmp_path / "runs" / "tiny" / "train" / "vanilla" / "checkpoints" / "step-00000001"
+    assert code == 0 and (f"train: trainer.max_time (1e-06 s) spent, stopped after step 1 of 2; saved {saved}; "
+                          f"continue with the same `sinktrain experiment` command") in out, out
+    code, out = run_study(tmp_path, capfd, study)
+    assert code == 0 and "max_time" not in out  # step 2 is the last: the planned end
+    assert (saved.parent / "step-00000002").is_dir()
+
+
+def test_sigterm_in_a_study_stops_training_at_a_checkpoint_and_any_other_stage_cleanly(tmp_path, capfd,
+                                                                                      monkeypatch):
+    """During training the trainer's own handler stops at a step with its checkpoint; in any other stage (here
+    the export) the study stops as every verb does: `terminated`, exit 143, no lock or half-written folder left
+    (it used to die on the spot, leaving both). Running the study again finishes it."""
+    import os
+    import signal
+
+    import sinktrain.experiment.run as study_run
+    from sinktrain.train.module import SinkLM
+
+    real_step, real_export = SinkLM.training_step, study_run.export_checkpoint
+
+    def sigterm_at_step_1(self, batch, batch_idx):
+        if self.trainer.global_step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(SinkLM, "training_step", sigterm_at_step_1)
+    code, out = run_study(tmp_path, capfd, STUDY)
+    saved = tmp_path / "runs" / "tiny" / "train" / "vanilla" / "checkpoints" / "step-00000002"
+    assert code == 143 and out.strip().splitlines()[-1] == (
+        f"sinktrain experiment: error: stopped by SIGTERM after step 2; saved {saved}; continue with the same "
+        f"`sinktrain experiment` command"), out
+    monkeypatch.setattr(SinkLM, "training_step", real_step)
+
+    def sigterm_in_export(cfg):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_export(cfg)
+
+    monkeypatch.setattr(study_run, "export_checkpoint", sigterm_in_export)
+    code, out = run_study(tmp_path, capfd, {**STUDY, "base": {**STUDY["base"], "trainer": {
+        **STUDY["base"]["trainer"], "max_steps": 3}}})
+    assert code == 143 and out.strip().splitlines()[-1] == "sinktrain experiment: terminated", out
+    left = [p.name for p in (tmp_path / "runs").rglob("*") if p.name != "run.lock"]  # a run dir keeps its run.lock
+    assert not [n for n in left if n.endswith(".lock") or ".tmp-" in n], left
+    monkeypatch.setattr(study_run, "export_checkpoint", real_export)
+    code, out = run_study(tmp_path, capfd, {**STUDY, "base": {**STUDY["base"], "trainer": {
+        **STUDY["base"]["trainer"], "max_steps": 3}}})
+    assert code == 0 and (tmp_path / "runs" / "tiny" / "report.md").is_file(), out
