@@ -8,7 +8,7 @@ config value out of range or a failed hub push) is printed as one line and exits
 RuntimeError deep inside training, is an internal error and keeps its traceback. The tokenizers library's failed
 writes (a bare Exception ending "(os error N)") count as OSErrors; a full disk's line adds the fix. `--debug` (or
 SINKTRAIN_DEBUG=1) shows the traceback of any error. Ctrl-C prints "interrupted" and exits 130; a SIGTERM
-(outside train and experiment, which stop at a checkpoint) exits 143 after the same clean-up.
+(outside training, which stops at a checkpoint) exits 143 after the same clean-up.
 """
 
 from __future__ import annotations
