@@ -125,13 +125,14 @@ class ExperimentConfig:
             if tc.checkpoint.every == 0:  # found now, not when the export finds no checkpoint after all the training
                 raise ConfigKeyError(f"experiment variant {v!r}: checkpoint.every is 0, so its run saves no checkpoint "
                                      f"to export; set base.checkpoint.every to a number of steps")
-        self.stream_config([str(self.root / "export" / v) for v in self.variants])
+        with in_section("stream"):  # a range check in the config's own constructor names no section
+            self.stream_config([str(self.root / "export" / v) for v in self.variants])
         for key in EXPERIMENT_SET:
             if key in self.zeroshot:
                 raise ConfigKeyError(f"experiment zeroshot: {key!r} is set by the experiment; remove it")
-        zc = self.zeroshot_config([str(self.root / "export" / v) for v in self.variants])
-        if zc is not None:
-            with in_section("zeroshot"):  # unknown tasks and an incomplete data_dir fail now, not after training
+        with in_section("zeroshot"):  # unknown tasks and an incomplete data_dir fail now, not after training
+            zc = self.zeroshot_config([str(self.root / "export" / v) for v in self.variants])
+            if zc is not None:
                 zc.validate()
         from sinktrain.model.source import resolve_model_source
 
