@@ -60,6 +60,7 @@ def tiny_model(folder: Path, tokenizer: bool = True, seed: int = 1) -> Path:
     ("stream", "sinks", [0, 32], "sink count s=32 is not below the cache size C=32"),
     ("stream", "text", "/nonexistent/book.txt", "text source '/nonexistent/book.txt' does not exist"),
     ("stream", "mode", "fast", "unknown mode 'fast'"),
+    ("stream", "cache", -5, "experiment stream: cache must be >= 1, got -5"),
     ("data", "sources", ["/nonexistent/corpus.jsonl"], "source '/nonexistent/corpus.jsonl' does not exist"),
     ("base", "accelerator", "gpu", "trainer.accelerator is gpu but this machine has no CUDA GPU"),
     ("stream", "overwrite", True, "experiment stream: 'overwrite' is set by the experiment; remove it"),
@@ -69,7 +70,7 @@ def tiny_model(folder: Path, tokenizer: bool = True, seed: int = 1) -> Path:
     ("top", "name", "../../escaped", "study name '../../escaped' must be letters, digits, - or _"),
     ("zeroshot", "tasks", ["piqa"], "experiment zeroshot: variant vanilla: a piqa answer is 101 tokens long, more "
                                     "than the 32 the model's 32-token context leaves"),
-], ids=["sinks-ge-cache", "missing-text", "bad-mode", "missing-source", "gpu-without-one", "stream-overwrite",
+], ids=["sinks-ge-cache", "missing-text", "bad-mode", "negative-cache", "missing-source", "gpu-without-one", "stream-overwrite",
         "bad-stream-device", "stream-tokenizer-typo", "scalar-variant", "name-escapes-runs-dir",
         "zeroshot-answer-past-context"])
 def test_every_stage_input_is_checked_before_the_first_stage(tmp_path, capfd, section, key, value, message):
