@@ -174,6 +174,8 @@ def write_report(cfg, results: dict, run_dirs: dict[str, Path], zeroshot_results
         lines += ["## Streaming evaluation plots", ""]
         lines += [f"![{p.stem}]({rel(p)})" for p in pngs] + [""]
     lines += ["## Reproduce", "", "```", f"sinktrain experiment {cfg.root / 'experiment.yaml'}", "```", "",
+              f"from `{Path.cwd()}`, the folder the study ran in: its relative paths (recipe, data, text) start there.",
+              "",
               f"Per-token NLLs: `{rel(stream_dir / 'nll')}`; exported models: `export/<variant>`; "
               f"training runs (TensorBoard in `tb/`): `train/<variant>`.", ""]
     path = root / "report.md"

@@ -70,8 +70,8 @@ def tiny_model(folder: Path, tokenizer: bool = True, seed: int = 1) -> Path:
     ("top", "name", "../../escaped", "study name '../../escaped' must be letters, digits, - or _"),
     ("zeroshot", "tasks", ["piqa"], "experiment zeroshot: variant vanilla: a piqa answer is 101 tokens long, more "
                                     "than the 32 the model's 32-token context leaves"),
-], ids=["sinks-ge-cache", "missing-text", "bad-mode", "negative-cache", "missing-source", "gpu-without-one", "stream-overwrite",
-        "bad-stream-device", "stream-tokenizer-typo", "scalar-variant", "name-escapes-runs-dir",
+], ids=["sinks-ge-cache", "missing-text", "bad-mode", "negative-cache", "missing-source", "gpu-without-one",
+        "stream-overwrite", "bad-stream-device", "stream-tokenizer-typo", "scalar-variant", "name-escapes-runs-dir",
         "zeroshot-answer-past-context"])
 def test_every_stage_input_is_checked_before_the_first_stage(tmp_path, capfd, section, key, value, message):
     import torch

@@ -28,6 +28,8 @@ def test_report_reads_each_runs_config_yaml(tmp_path):
     assert "| a | pythia-14m | token x2 | 5 of 20 | 3.5000 | 3.7500 | - |" in report  # tiny-cpu.yaml: 20 steps
     assert "| a | 10.00 | 9.50 |" in report and "Streaming perplexity on `book.txt`" in report
     assert json.loads((cfg.root / "report.json").read_text()) == results
+    # the study's relative paths (book.txt here) hold only from the folder it ran in: the report names it
+    assert f"sinktrain experiment {cfg.root / 'experiment.yaml'}\n```\n\nfrom `{Path.cwd()}`, the folder" in report
 
 
 def test_read_metrics_takes_a_run_folder_or_a_copy_of_its_metrics_file(tmp_path):
