@@ -37,6 +37,16 @@ from sinktrain.zeroshot import ZeroShotConfig
 # Keys of the `stream:` and `zeroshot:` blocks the experiment sets itself: the models it exported, and a folder
 # of its own that it replaces (--overwrite) whenever the stage's done marker says the inputs changed.
 EXPERIMENT_SET = ("models", "out", "overwrite")
+# The training keys each variant's config gets from the study (train_config), never from base or variants
+TRAIN_SET = ("run_dir", "resume", "name", "data.dir")
+
+
+def _has_key(mapping, dotted: str) -> bool:
+    for key in dotted.split("."):
+        if not isinstance(mapping, dict) or key not in mapping:
+            return False
+        mapping = mapping[key]
+    return True
 
 
 @configclass()
@@ -113,6 +123,11 @@ class ExperimentConfig:
         if not Path(self.recipe).is_file():
             raise FileNotFoundError(
                 f"experiment recipe {self.recipe!r} does not exist; point `recipe:` at a training recipe YAML")
+        for where, overrides in [("base", self.base)] + [(f"variants.{v}", o) for v, o in self.variants.items()]:
+            for key in TRAIN_SET:  # train_config sets them: a value here would be dropped in silence
+                if _has_key(overrides, key):
+                    hint = " (the study's own data: {dir: ...} takes prepared data)" if key == "data.dir" else ""
+                    raise ConfigKeyError(f"experiment {where}: {key!r} is set by the experiment; remove it{hint}")
         for key in EXPERIMENT_SET:
             if key in self.stream:
                 raise ConfigKeyError(f"experiment stream: {key!r} is set by the experiment; remove it")

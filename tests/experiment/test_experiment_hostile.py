@@ -95,7 +95,12 @@ def test_every_stage_input_is_checked_before_the_first_stage(tmp_path, capfd, se
      "'trainer.max_stepz'; accepted keys in trainer:"),
     (lambda s: s.update(variants={1: {"model": {"sink": {"kind": "none"}}}}), "variant name 1 is not text (YAML reads "
      "an unquoted 1, yes or null as a number, a bool or null); quote the name in the study file"),
-], ids=["no-checkpoints-to-export", "scalar-trainer", "scalar-variant-model", "misspelt-key", "number-as-name"])
+    (lambda s: s["base"].update(run_dir="/tmp/elsewhere"), "experiment base: 'run_dir' is set by the experiment; "
+     "remove it"),
+    (lambda s: s["variants"]["vanilla"].update(data={"dir": "/tmp/d"}), "experiment variants.vanilla: 'data.dir' is "
+     "set by the experiment; remove it (the study's own data: {dir: ...} takes prepared data)"),
+], ids=["no-checkpoints-to-export", "scalar-trainer", "scalar-variant-model", "misspelt-key", "number-as-name",
+        "run-dir", "data-dir"])
 def test_a_training_section_that_cannot_be_trained_is_refused_naming_the_variant(tmp_path, capfd, edit, message):
     """These crashed (a traceback) or trained with defaults in silence; checkpoint.every 0 trained every variant,
     then failed at the export."""
