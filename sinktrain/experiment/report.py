@@ -145,9 +145,12 @@ def write_report(cfg, results: dict, run_dirs: dict[str, Path], zeroshot_results
                   f"one or a few initial tokens kept.", ""]
     lines += first_token_attention(stream_dir / "attention_stats.json")
     lines += zeroshot_block(cfg, zeroshot_results)
-    rows_out = []
+    rows_out, spliced = [], []
     for v, rows in metrics.items():
         tc = run_config(run_dirs[v])
+        info = run_dirs[v] / "run.json"
+        for change in (json.loads(info.read_text()).get("schedule_changes", []) if info.is_file() else []):
+            spliced.append(f"`{v}` resumed at step {change['at_step']} with {', '.join(change['changes'])}")
         losses = [r["loss"] for r in rows if r.get("loss") is not None]
         vals = [r["val_loss"] for r in rows if r.get("val_loss") is not None]
         sink = f"{tc.model.sink.kind}" + (f" x{tc.model.num_sink_tokens}" if tc.model.num_sink_tokens else "")
@@ -159,6 +162,10 @@ def write_report(cfg, results: dict, run_dirs: dict[str, Path], zeroshot_results
                          f"{vals[-1]:.4f}" if vals else "-", f"{needs[-1]:.4f}" if needs else "-"])
     header = ["variant", "preset", "sink", "steps", "final train loss", "final val loss", "final sink dependence"]
     lines += [markdown_table(header, rows_out), ""]
+    if spliced:  # e.g. max_steps raised on an existing study: those runs are not straight runs of the new schedule
+        lines += [f"Learning-rate schedule changed during training: {'; '.join(spliced)}. Those weights differ from "
+                  f"a run trained straight on the final schedule, so compare their rows with care (a new study "
+                  f"folder trains every variant straight).", ""]
     rel = lambda p: os.path.relpath(p, root)  # noqa: E731  links relative to report.md
     if loss_png:
         lines += ["## Pre-training loss", "", f"![loss curves]({rel(loss_png)})", ""]

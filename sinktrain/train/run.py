@@ -8,6 +8,7 @@ dir's lock (run_dir.py) for the whole run.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import signal
@@ -233,6 +234,14 @@ def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, t
     data_dir = Path(cfg.data.dir)
     resume_from = resolve_resume(cfg, run_dir, world)  # again, now that no other training can change the run dir
     start_step = ckpt.read_meta(resume_from)["step"] if resume_from else 0
+    # Each resume that changed the LR schedule, kept for the run's life: its weights are then not a straight run's
+    # (a study's report says so beside its numbers).
+    info_file = run_dir / RUN_INFO_FILE
+    earlier = json.loads(info_file.read_text()) if resume_from and info_file.is_file() else {}
+    changed = [c for c in earlier.get("schedule_changes", []) if c["at_step"] < start_step]
+    now = schedule_changes(ckpt.read_meta(resume_from)["config"], cfg) if resume_from else []
+    if now:
+        changed.append({"at_step": start_step, "changes": now})
 
     # --- from here on the run directory is written (rank 0 only) -----------------------------------------
     model_tokens_per_step = cfg.trainer.global_batch_size * cfg.model.seq_len  # sinks included
@@ -246,6 +255,7 @@ def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, t
         "flops_per_token": model_flops_per_token, "data_manifest": train_tokens.manifest,
         "data_manifest_sha256": manifest_sha256(data_dir), "tokenizer_dir": TOKENIZER_DIR,
         "resumed_from": str(resume_from) if resume_from else None,
+        "schedule_changes": changed,
     }
     if is_global_rank_zero():
         if resume_from is None:

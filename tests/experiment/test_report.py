@@ -28,6 +28,12 @@ def test_report_reads_each_runs_config_yaml(tmp_path):
     assert "| a | pythia-14m | token x2 | 5 of 20 | 3.5000 | 3.7500 | - |" in report  # tiny-cpu.yaml: 20 steps
     assert "| a | 10.00 | 9.50 |" in report and "Streaming perplexity on `book.txt`" in report
     assert json.loads((cfg.root / "report.json").read_text()) == results
+    assert "schedule changed" not in report
+    (run / "run.json").write_text(json.dumps({"schedule_changes": [
+        {"at_step": 3, "changes": ["trainer.max_steps 3 -> 5", "schedule.total_steps 3 -> 5"]}]}))
+    report = write_report(cfg, results, {"a": run}).read_text()
+    assert ("Learning-rate schedule changed during training: `a` resumed at step 3 with trainer.max_steps 3 -> 5, "
+            "schedule.total_steps 3 -> 5. Those weights differ from a run trained straight") in report
     # the study's relative paths (book.txt here) hold only from the folder it ran in: the report names it
     assert f"sinktrain experiment {cfg.root / 'experiment.yaml'}\n```\n\nfrom `{Path.cwd()}`, the folder" in report
 

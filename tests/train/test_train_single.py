@@ -194,3 +194,20 @@ def test_ctrl_c_is_an_interrupt_not_lightnings_exit_1(tiny_data, tmp_path, capsy
     assert code == 130 and capsys.readouterr().err.strip().splitlines()[-1] == "sinktrain train: interrupted"
     assert signal.getsignal(signal.SIGINT) is before
     assert [p.name for p in list_checkpoints(run)] == ["step-00000002"]
+
+
+def test_run_json_keeps_each_resume_that_changed_the_schedule(tiny_data, tmp_path):
+    """A run continued under another LR schedule (max_steps raised) is not a straight run of the new one: run.json
+    says from which step, for the run's life (a study's report reads it)."""
+    run = tmp_path / "run"
+    sets = ["checkpoint.every=2", "trainer.val_every=0", "logging.sink_score_every=0", "trainer.progress_bar=false"]
+    changes = lambda: json.loads((run / "run.json").read_text())["schedule_changes"]  # noqa: E731
+    train(tiny(tiny_data, run, "trainer.max_steps=2", *sets))
+    assert changes() == []
+    train(tiny(tiny_data, run, "trainer.max_steps=4", *sets))
+    [first] = changes()
+    assert first["at_step"] == 2 and "trainer.max_steps 2 -> 4" in first["changes"]
+    train(tiny(tiny_data, run, "trainer.max_steps=6", "trainer.max_time=1e-6", *sets))  # stops after step 5
+    assert [c["at_step"] for c in changes()] == [2, 4]
+    train(tiny(tiny_data, run, "trainer.max_steps=6", *sets))  # the same schedule: nothing new
+    assert [c["at_step"] for c in changes()] == [2, 4]
