@@ -402,16 +402,16 @@ def _same_dataset(manifest: dict, cfg: PrepareConfig, sha: str, sources: list[So
             and described == current)
 
 
-def prepare(cfg: PrepareConfig) -> Path:
+def prepare(cfg: PrepareConfig, redo: str = "--overwrite true") -> Path:
     """Tokenize `cfg.sources` into `cfg.out_dir`; return the data directory. A no-op when it already holds
-    a complete dataset prepared from the same sources and config (unless `overwrite`)."""
+    a complete dataset prepared from the same sources and config (unless `overwrite`; `redo` says how to set it)."""
     # From the checks of out_dir to its manifest no other prepare writes it: a second one deleted the first one's
     # temporary shards under it (`_remove_partial`), and a run that exited 0 left an empty folder.
     with output_lock(cfg.out_dir, "--out_dir"):
-        return _prepare(cfg)
+        return _prepare(cfg, redo)
 
 
-def _prepare(cfg: PrepareConfig) -> Path:
+def _prepare(cfg: PrepareConfig, redo: str) -> Path:
     out_dir = Path(cfg.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"output {str(out_dir)!r} is a file; pass a directory to --out_dir")
@@ -432,7 +432,7 @@ def _prepare(cfg: PrepareConfig) -> Path:
                                "pass --overwrite true to prepare it again")
         _remove_partial(out_dir)  # what a killed --overwrite run left beside it
         if cfg.progress:
-            print(f"prepare: {out_dir} already holds this dataset; nothing to do (--overwrite true redoes it)",
+            print(f"prepare: {out_dir} already holds this dataset; nothing to do ({redo} redoes it)",
                   file=sys.stderr)
         return out_dir
     _check_out_dir_is_ours(out_dir, dataset=existing is not None)

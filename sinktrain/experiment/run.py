@@ -116,7 +116,7 @@ def stage_data(cfg: ExperimentConfig) -> None:
         return
     if is_global_rank_zero():
         try:
-            prepare(pc)  # a no-op when the directory already holds this exact preparation
+            prepare(pc, redo="--set data.overwrite=true")  # a no-op when it holds this exact preparation
         except PrepareAgain as e:
             # prepare's own message names its CLI flags, which `sinktrain experiment` does not take
             raise FileExistsError(

@@ -76,6 +76,8 @@ def test_rerun_after_kill_skips_finished_stages_and_resumes_training(killed_then
     root, out = r["root"], r["second"]
     assert "train vanilla: done (step 6 checkpoint exists), skipped" in out
     assert (root / "data" / "manifest.json").stat().st_mtime_ns == r["manifest_mtime"]  # data not re-prepared
+    # prepare's no-op line names the study's way to redo it (`sinktrain experiment` takes no --overwrite)
+    assert "already holds this dataset; nothing to do (--set data.overwrite=true redoes it)" in out
     assert {p.name: p.stat().st_mtime_ns for p in (root / "train/vanilla/checkpoints").iterdir()} == r["vanilla_ckpts"]
     # the interrupted variant resumed from its checkpoint rather than starting over
     steps = [json.loads(line)["step"] for line in (root / "train/sink1/metrics.jsonl").read_text().splitlines()]
