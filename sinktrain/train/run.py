@@ -60,7 +60,7 @@ def _checkpoint_kind(cfg: TrainConfig) -> str:
 
 def resolve_resume(cfg: TrainConfig, run_dir: Path, world_size: int, report: bool = True) -> Path | None:
     """The checkpoint to resume from (None: fresh start), after checking it fits this config.
-    `report`: say (on rank 0) which checkpoints were skipped and which schedule values changed."""
+    `report`: say (on rank 0) which checkpoints were skipped (`_start` says which schedule values changed)."""
     report = report and is_global_rank_zero()
     if cfg.resume == "never":
         existing = ckpt.latest_checkpoint(run_dir)
@@ -118,10 +118,6 @@ def resolve_resume(cfg: TrainConfig, run_dir: Path, world_size: int, report: boo
             f"DeepSpeed checkpoint {target.name} holds optimizer shards for {meta.get('world_size')} ranks but this "
             f"run has {world_size}; resume with the same number of processes"
         )
-    changes = schedule_changes(meta["config"], cfg)
-    if changes and report:
-        print(f"train: resuming {target.name} with {'; '.join(changes)}: the learning-rate schedule of this config "
-              f"applies from step {meta['step']} on", file=sys.stderr, flush=True)
     return target
 
 
@@ -233,15 +229,19 @@ def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, t
     """Write the run dir and fit; on rank 0 under the run dir's lock."""
     data_dir = Path(cfg.data.dir)
     resume_from = resolve_resume(cfg, run_dir, world)  # again, now that no other training can change the run dir
-    start_step = ckpt.read_meta(resume_from)["step"] if resume_from else 0
+    meta = ckpt.read_meta(resume_from) if resume_from else None
+    start_step = meta["step"] if meta else 0
     # Each resume that changed the LR schedule, kept for the run's life: its weights are then not a straight run's
     # (a study's report says so beside its numbers).
     info_file = run_dir / RUN_INFO_FILE
-    earlier = json.loads(info_file.read_text()) if resume_from and info_file.is_file() else {}
+    earlier = json.loads(info_file.read_text()) if meta and info_file.is_file() else {}
     changed = [c for c in earlier.get("schedule_changes", []) if c["at_step"] < start_step]
-    now = schedule_changes(ckpt.read_meta(resume_from)["config"], cfg) if resume_from else []
+    now = schedule_changes(meta["config"], cfg) if meta else []
     if now:
         changed.append({"at_step": start_step, "changes": now})
+        if is_global_rank_zero():
+            print(f"train: resuming {resume_from.name} with {'; '.join(now)}: the learning-rate schedule of this "
+                  f"config applies from step {start_step} on", file=sys.stderr, flush=True)
 
     # --- from here on the run directory is written (rank 0 only) -----------------------------------------
     model_tokens_per_step = cfg.trainer.global_batch_size * cfg.model.seq_len  # sinks included

@@ -196,7 +196,7 @@ def test_ctrl_c_is_an_interrupt_not_lightnings_exit_1(tiny_data, tmp_path, capsy
     assert [p.name for p in list_checkpoints(run)] == ["step-00000002"]
 
 
-def test_run_json_keeps_each_resume_that_changed_the_schedule(tiny_data, tmp_path):
+def test_run_json_keeps_each_resume_that_changed_the_schedule(tiny_data, tmp_path, capsys):
     """A run continued under another LR schedule (max_steps raised) is not a straight run of the new one: run.json
     says from which step, for the run's life (a study's report reads it)."""
     run = tmp_path / "run"
@@ -207,6 +207,8 @@ def test_run_json_keeps_each_resume_that_changed_the_schedule(tiny_data, tmp_pat
     train(tiny(tiny_data, run, "trainer.max_steps=4", *sets))
     [first] = changes()
     assert first["at_step"] == 2 and "trainer.max_steps 2 -> 4" in first["changes"]
+    assert ("train: resuming step-00000002 with trainer.max_steps 2 -> 4: the learning-rate schedule of this config "
+            "applies from step 2 on") in capsys.readouterr().err
     train(tiny(tiny_data, run, "trainer.max_steps=6", "trainer.max_time=1e-6", *sets))  # stops after step 5
     assert [c["at_step"] for c in changes()] == [2, 4]
     train(tiny(tiny_data, run, "trainer.max_steps=6", *sets))  # the same schedule: nothing new
