@@ -537,6 +537,15 @@ FAMILY_CASES = {
         v_head_dim=24, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,
         first_k_dense_replace=1, n_group=1, topk_group=1, rope_interleave=False, **TOKEN_IDS,
         rope_parameters=DEFAULT_ROPE)),
+    # GLM-4.7-Flash (`glm4_moe_lite`): DeepSeek-V3's latent attention and routing in GLM's own file, a dense layer 0
+    "glm4-moe-lite-mla": ("Glm4MoeLiteConfig", dict(
+        num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12, qk_rope_head_dim=8,
+        v_head_dim=10, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, moe_intermediate_size=32,
+        **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
+    # Youtu-LLM: the latent attention with dense MLPs only, tied head, rotate-half rotary
+    "youtu-mla-dense": ("YoutuConfig", dict(
+        num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=12, qk_rope_head_dim=8,
+        v_head_dim=10, rope_interleave=False, initializer_range=0.08, **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
     # DeepSeek-V2: the same latent attention with complex-number rotary on adjacent pairs, YaRN with mscale
     # Sarvam's latent-attention config around DeepSeek-V3's modules; Mistral Small 4: latent attention with
     # rotate-half rotary and Ministral 3's query scaling (1 below the original context, 256 here)
@@ -586,6 +595,9 @@ FAMILY_CASES = {
     # nanochat: q/k RMS-normed after the rotary embedding, a norm after the embedding, soft-capped logits
     "nanochat-softcap": ("NanoChatConfig", dict(num_key_value_heads=2, final_logit_softcapping=4.0, **TOKEN_IDS,
                                                 rope_parameters=DEFAULT_ROPE)),
+    # InternLM3: Llama's layer with a head dim that is not hidden / heads, biases on every projection
+    "internlm3-bias": ("InternLM3Config", dict(num_key_value_heads=2, head_dim=24, attention_bias=True, mlp_bias=True,
+                                               **TOKEN_IDS, rope_parameters=DEFAULT_ROPE)),
     # Llama 4: complex rotary with L2-normed q/k on layers 0-2 (chunks wider than the streams), NoPE with query
     # temperature tuning on layer 3 (exactly 1 below position 255, above the streams), MoE in layers 1 and 3
     "llama4-nope-chunked": ("Llama4TextConfig", dict(
