@@ -16,9 +16,12 @@ def evicted_nll(model, ids: torch.Tensor, hidden: int, from_query: int) -> float
     for layer in cache.layers:
         if getattr(layer, "keys", None) is None:  # a layer that reads another layer's keys and values (Gemma 3n)
             continue
-        layer.keys, layer.values = layer.keys[:, :, hidden:], layer.values[:, :, hidden:]
-        if hasattr(layer, "cumulative_length"):  # a sliding-window layer sizes its mask from its own count
-            layer.cumulative_length -= hidden
+        held = layer.keys.shape[-2]
+        gone = getattr(layer, "cumulative_length", held) - held  # the first ones a sliding-window layer let go
+        cut = max(hidden - gone, 0)
+        layer.keys, layer.values = layer.keys[:, :, cut:], layer.values[:, :, cut:]
+        if hasattr(layer, "cumulative_length"):  # a sliding-window layer sizes its mask from its own count, which
+            layer.cumulative_length -= hidden  # moves with the queries' positions in the cache (one less each)
     # transformers 5.24 renamed the argument (`cache`); the GPU machine's 5.17 knows only the old name.
     name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     rest = model(input_ids=ids[:, from_query:], **{name: cache}, use_cache=True,

@@ -70,7 +70,8 @@ def sink_score(model, input_ids: torch.Tensor, first_k: int = 1) -> torch.Tensor
 
 
 @torch.no_grad()
-def sink_dependence(model, input_ids: torch.Tensor, hidden: int = 1, from_query: int | None = None) -> float:
+def sink_dependence(model, input_ids: torch.Tensor, hidden: int = 1, from_query: int | None = None,
+                    sliding_window: int | None = None, every_layer: bool = False) -> float:
     """How much a model leans on its first `hidden` positions, in nats: the mean next-token NLL predicted by the
     queries at and after `from_query` (default: the second half) with those positions hidden from them, minus the
     same NLL with them visible.
@@ -80,6 +81,11 @@ def sink_dependence(model, input_ids: torch.Tensor, hidden: int = 1, from_query:
     (window attention, StreamingLLM's 0+C; tests check this against evicting it from transformers' own cache).
     About 0 where no sink formed; SmolLM2-135M pays 0.6-0.9 on 512-token windows (docs/train.md). Any causal
     LM that takes transformers' additive [b, 1, q, k] attention mask; `input_ids` is [b, T], T > from_query > hidden.
+
+    A given mask replaces the one the model would build, sliding window included, so a model with a window
+    narrower than T needs it here: `sliding_window` W keeps each query's last W keys, its own included, in the
+    layers transformers marks "sliding_attention" (a mask per layer type), or in every layer (one mask) with
+    `every_layer`.
     """
     t = input_ids.shape[-1]
     from_query = t // 2 if from_query is None else from_query
@@ -90,10 +96,16 @@ def sink_dependence(model, input_ids: torch.Tensor, hidden: int = 1, from_query:
     dtype = model.get_input_embeddings().weight.dtype
     targets = input_ids[:, from_query + 1:]  # what the queries from_query .. t-2 predict
 
-    def nll(visible: torch.Tensor) -> torch.Tensor:
+    def additive(visible: torch.Tensor) -> torch.Tensor:
         mask = torch.zeros(t, t, dtype=dtype, device=input_ids.device).masked_fill_(~visible, torch.finfo(dtype).min)
-        out = model(input_ids=input_ids, attention_mask=mask[None, None].expand(len(input_ids), 1, t, t),
-                    use_cache=False, logits_to_keep=t - from_query)
+        return mask[None, None].expand(len(input_ids), 1, t, t)
+
+    def nll(visible: torch.Tensor) -> torch.Tensor:
+        mask = additive(visible)
+        if sliding_window is not None:
+            band = additive(visible & (k > q - sliding_window))
+            mask = band if every_layer else {"full_attention": mask, "sliding_attention": band}
+        out = model(input_ids=input_ids, attention_mask=mask, use_cache=False, logits_to_keep=t - from_query)
         logits = out.logits[:, :-1]
         logp = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
         return -logp.gather(-1, targets[..., None]).mean()

@@ -47,6 +47,13 @@ def attention_maps(model, tokens) -> list[np.ndarray]:
     return [p[0].mean(0).cpu().numpy() for p in probs]
 
 
+def _narrow_layers(adapter, n: int) -> list[tuple[int, str]]:
+    """(window, layer type) of each layer whose window drops some of `n` keys (a query's own among them)."""
+    windows = type(adapter).sliding_windows(adapter.config)
+    types = getattr(adapter.config, "layer_types", None) or ["sliding_attention"] * len(windows)
+    return [(w, t) for w, t in zip(windows, types) if w is not None and w < n]
+
+
 def no_dependence_reason(model, adapter, n: int, hidden: int, length_flag: str = "--attention_tokens") -> str | None:
     """Why first_tokens_dependence gives None over `n` tokens, or None when it gives a value. `length_flag`: the
     option that sets n, named in the fix."""
@@ -54,20 +61,28 @@ def no_dependence_reason(model, adapter, n: int, hidden: int, length_flag: str =
         return f"it is not checked for model type {model.config.model_type!r} (sinktrain/stream/stats.py says why)"
     if n // 2 <= hidden:
         return f"{n} tokens are too few to hide {hidden} from the later half"
-    window = narrowest_window(type(adapter), adapter.config, n)
-    if window is not None:  # the one mask given to every layer would undo the window
-        return (f"a sliding-window layer (window {window}) is narrower than the {n} probe tokens; "
-                f"{length_flag} {window} gives it")
+    narrow = _narrow_layers(adapter, n)
+    widths = sorted({w for w, _ in narrow})
+    if len(widths) > 1:  # the masks go by layer type, one window for all sliding layers
+        return (f"sliding-window layers of {len(widths)} widths ({', '.join(map(str, widths))}) are narrower than "
+                f"the {n} probe tokens; {length_flag} {widths[0]} gives it")
+    if not type(adapter).window_on_every_layer:
+        for w, kind in narrow:
+            if kind != "sliding_attention":  # Llama 4's chunks: not a band
+                return (f"{kind} layers (span {w}) are narrower than the {n} probe tokens; {length_flag} {w} gives "
+                        f"it")
     return None
 
 
 @torch.no_grad()
 def first_tokens_dependence(model, adapter, tokens, hidden: int) -> float | None:
     """model.probe.sink_dependence over `tokens` ([n]): the nats the second half loses with the first `hidden`
-    positions hidden from it. None where no_dependence_reason names a reason: a model type in
-    NO_DEPENDENCE_MODEL_TYPES, fewer than 2 * hidden + 2 tokens, or a sliding-window layer (of `adapter`'s family)
-    narrower than the tokens."""
+    positions hidden from it, the model's sliding window (of `adapter`'s family) kept in its sliding layers. None
+    where no_dependence_reason names a reason: a model type in NO_DEPENDENCE_MODEL_TYPES, fewer than 2 * hidden + 2
+    tokens, or narrower layers that are not one window's sliding layers."""
     ids = _as_batch(model, tokens)
-    if no_dependence_reason(model, adapter, ids.shape[-1], hidden) is not None:
+    n = ids.shape[-1]
+    if no_dependence_reason(model, adapter, n, hidden) is not None:
         return None
-    return sink_dependence(model, ids, hidden=hidden)
+    return sink_dependence(model, ids, hidden=hidden, sliding_window=narrowest_window(type(adapter), adapter.config, n),
+                           every_layer=type(adapter).window_on_every_layer)

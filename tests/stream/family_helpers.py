@@ -621,18 +621,21 @@ FAMILY_CASES = {
 }
 
 
-def family_model(case: str, seed: int = 0, **overrides):
+def family_config(case: str, **overrides):
     import transformers
-
-    from sinktrain.model.source import auto_model_class
 
     cls_name, extra = FAMILY_CASES[case]
     extra = copy.deepcopy(extra)  # configs may write into the dicts they get (MiniMax-M2: its rotary_dim)
     if "text_config" in extra:  # a multimodal wrapper: the sizes and overrides are its language model's
-        config = getattr(transformers, cls_name)(**{**extra, "text_config": {**SMALL, **extra["text_config"],
-                                                                             **overrides}})
-    else:
-        config = getattr(transformers, cls_name)(**{**SMALL, **extra, **overrides})
+        return getattr(transformers, cls_name)(**{**extra, "text_config": {**SMALL, **extra["text_config"],
+                                                                           **overrides}})
+    return getattr(transformers, cls_name)(**{**SMALL, **extra, **overrides})
+
+
+def family_model(case: str, seed: int = 0, **overrides):
+    from sinktrain.model.source import auto_model_class
+
+    config = family_config(case, **overrides)
     torch.manual_seed(seed)
     # as sinktrain's load_pretrained does: SDPA cannot soft-cap (transformers 5.17 picked it for Gemma 2 anyway)
     eager = {"attn_implementation": "eager"} if getattr(config, "attn_logit_softcapping", None) else {}
