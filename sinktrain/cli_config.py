@@ -280,6 +280,12 @@ def parse_config(cls, argv: list[str], prog: str, positionals: tuple[str, ...] =
     namespace.pop("config", None)
     namespace.pop("set", None)
     for field, path, value in mapping_sets:
+        have = namespace[field] or {}
+        if field in getattr(cls, "NAMED_MAPPINGS", ()) and len(path) > 1 and path[0] not in have:
+            raise ConfigKeyError(
+                f"{field}.{'.'.join(path)}: there is no {path[0]!r} under `{field}` (it has: "
+                f"{', '.join(map(str, have)) or 'nothing'}); a new entry is given whole: "
+                f"--set '{field}.{path[0]}={{{path[1]}: ...}}'")
         namespace[field] = set_nested(namespace[field], field, path, value)
     for key, text in literal_texts(cls, argv).items():
         namespace[key] = text

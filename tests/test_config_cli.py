@@ -249,3 +249,11 @@ def test_a_dotted_override_into_a_study_mapping_sets_one_key_and_keeps_the_rest(
     assert main(["experiment", study, "--set", "base.model.preset.size=2"]) == 2
     assert capsys.readouterr().err.strip() == ("sinktrain experiment: error: base.model.preset is 'tiny', not a "
                                                "mapping, so base.model.preset.size cannot be set")
+    # a mistyped variant would be a new one, trained beside the others: refused, naming those there are
+    assert main(["experiment", study, "--set", "variants.snk1.model.sink.num_tokens=2"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "sinktrain experiment: error: variants.snk1.model.sink.num_tokens: there is no 'snk1' under `variants` (it "
+        "has: vanilla, sink1, zerosink); a new entry is given whole: --set 'variants.snk1={model: ...}'")
+    cfg = parse_config(ExperimentConfig, [study, "--set", "variants.big={model: {preset: {size: small}}}"],
+                       prog="t", positionals=("config",))
+    assert cfg.variants["big"] == {"model": {"preset": {"size": "small"}}}

@@ -62,6 +62,9 @@ class ExperimentConfig:
     """Overrides of the recipe applied to every variant (nested mapping)."""
     variants: dict = field(default_factory=dict)
     """Variant name -> overrides of the base (nested mapping)."""
+    # A dotted override may not invent a variant: `--set variants.snk.trainer.lr=...` for `sink` would train a
+    # fourth model (cli_config.parse_config). A new one is given whole: --set 'variants.big={...}'.
+    NAMED_MAPPINGS = ("variants",)  # not annotated: not a field
     data: dict = field(default_factory=dict)
     """PrepareConfig keys (out_dir is <root>/data), or {dir: an existing data directory}."""
     stream: dict = field(default_factory=dict)
