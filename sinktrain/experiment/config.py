@@ -176,7 +176,11 @@ def in_section(section: str):
         text = FLAG.sub(lambda m: f"{section}.{m.group(1).replace('-', '_')}", str(e))
         if not text.startswith(f"experiment {section}"):
             text = f"experiment {section}: {text}"
-        raise type(e)(text) from None
+        try:
+            again = type(e)(text)
+        except TypeError:  # a constructor that takes more than a message (JSONDecodeError, UnicodeDecodeError)
+            again = ValueError(text)
+        raise again from None
 
 
 FLAG = re.compile(r"--([a-z][a-z_-]*)")

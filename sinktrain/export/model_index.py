@@ -11,6 +11,8 @@ def read_zeroshot(results_path: str | Path, out_dir: Path) -> dict:
     """This export's entry of a results.json: the only model in it, or the one given as the export folder.
     Checked before anything is written; one line naming the file and the fix if it does not fit."""
     path = Path(results_path)
+    if path.is_dir():
+        raise ValueError(f"--zeroshot-results {path} is a folder; pass the results.json in it")
     if not path.is_file():
         raise FileNotFoundError(f"--zeroshot-results {path} does not exist; pass the results.json `sinktrain "
                                 f"zeroshot` wrote")
@@ -19,9 +21,10 @@ def read_zeroshot(results_path: str | Path, out_dir: Path) -> dict:
     except ValueError as e:
         raise ValueError(f"--zeroshot-results {path} is not JSON ({e}); pass the results.json `sinktrain zeroshot` "
                          f"wrote") from None
-    if not isinstance(results, dict) or not results or not all(isinstance(v, dict) for v in results.values()):
-        raise ValueError(f"--zeroshot-results {path} is not {{model: {{task: scores}}}}; pass the results.json "
-                         f"`sinktrain zeroshot` wrote")
+    if not isinstance(results, dict) or not results or not all(
+            isinstance(v, dict) and all(_is_scores(t, sc) for t, sc in v.items()) for v in results.values()):
+        raise ValueError(f"--zeroshot-results {path} is not {{model: {{task: {{acc, acc_norm, n}}}}}} over "
+                         f"sinktrain's tasks; pass the results.json `sinktrain zeroshot` wrote")
     if len(results) == 1:
         model = next(iter(results))
     else:
@@ -34,6 +37,18 @@ def read_zeroshot(results_path: str | Path, out_dir: Path) -> dict:
     run = json.loads(run_path.read_text()) if run_path.is_file() else {}
     return {"name": out_dir.name, "model": model, "scores": results[model], "splits": run.get("splits") or {},
             "limit": (run.get("config") or {}).get("limit")}
+
+
+def _is_scores(task, scores) -> bool:
+    """One task's entry as `sinktrain zeroshot` writes it: a known task; acc and acc_norm numbers (or null: not
+    scored, or no such metric), n a count."""
+    from sinktrain.zeroshot import TASKS
+
+    def number(v) -> bool:
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+    return task in TASKS and isinstance(scores, dict) and number(scores.get("acc")) and \
+        number(scores.get("acc_norm")) and isinstance(scores.get("n"), int) and not isinstance(scores["n"], bool)
 
 
 def zeroshot_eval_results(zeroshot: dict) -> list:

@@ -115,6 +115,9 @@ def test_a_training_section_that_cannot_be_trained_is_refused_naming_the_variant
 @pytest.mark.parametrize("damage, message", [
     ("cut-weights", "model.safetensors is damaged"),
     ("no-tokenizer", "has no tokenizer files; pass stream.tokenizer"),
+    ("pickled-weights", "the folder has no .safetensors weights (it holds pytorch_model.bin, a pickle, which "
+     "sinktrain never loads)"),
+    ("garbage-tokenizer", "cannot read the tokenizer stored with"),  # a JSONDecodeError, once a second traceback
 ])
 def test_pretrained_models_are_checked_before_training(tmp_path, capfd, damage, message):
     model = tiny_model(tmp_path / "pretrained", tokenizer=damage != "no-tokenizer")
@@ -122,6 +125,10 @@ def test_pretrained_models_are_checked_before_training(tmp_path, capfd, damage, 
     if damage == "cut-weights":
         weights = model / "model.safetensors"
         weights.write_bytes(weights.read_bytes()[:1000])  # a copy cut short
+    if damage == "pickled-weights":  # trained every variant, then failed (transformers unpickled it)
+        (model / "model.safetensors").rename(model / "pytorch_model.bin")
+    if damage == "garbage-tokenizer":
+        (model / "tokenizer.json").write_text("garbage{{{")
     code, out = run_study(tmp_path, capfd, {**STUDY, "pretrained": [str(model)]})
     err = [line for line in out.splitlines() if "error" in line]
     assert code == 2 and len(err) == 1 and message in err[0] and str(model) in err[0], out
@@ -362,3 +369,18 @@ def test_sigterm_in_a_study_stops_training_at_a_checkpoint_and_any_other_stage_c
     code, out = run_study(tmp_path, capfd, {**STUDY, "base": {**STUDY["base"], "trainer": {
         **STUDY["base"]["trainer"], "max_steps": 3}}})
     assert code == 0 and (tmp_path / "runs" / "tiny" / "report.md").is_file(), out
+
+
+@pytest.mark.parametrize("error", [json.JSONDecodeError("Expecting value", "garbage", 0),
+                                   UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"),
+                                   FileNotFoundError("--data-dir 'x' does not exist")])
+def test_a_section_error_is_renamed_whatever_its_constructor_takes(error):
+    """in_section re-raises a stage's error with the section's name; JSONDecodeError and UnicodeDecodeError take
+    more than a message, and rebuilding them raised a TypeError inside the traceback."""
+    from sinktrain.experiment.config import in_section
+
+    with pytest.raises((ValueError, OSError)) as caught:
+        with in_section("zeroshot"):
+            raise error
+    assert str(caught.value).startswith("experiment zeroshot: ") and caught.value.__suppress_context__
+    assert "zeroshot.data_dir" in str(caught.value) or isinstance(error, ValueError)
