@@ -17,12 +17,12 @@ from sinktrain.export.model_index import read_zeroshot
 from sinktrain.export.model_card import plot_loss_curve, read_metrics, write_model_card
 from sinktrain.export.tokenizer_files import save_tokenizer
 from sinktrain.model import ModelConfig, build_model, save_model
+from sinktrain.model.source import PICKLED_WEIGHTS
 from sinktrain.train import latest_checkpoint, list_checkpoints, load_checkpoint_weights
 from sinktrain.train.run_dir import CONFIG_FILE, RUN_INFO_FILE, trained_manifest_sha256
 from sinktrain.util.outputs import check_out_dir, output_lock, staged_out_dir
 
 # Files a finished export holds; also the allow-list the hub upload uses.
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
 @configclass()
@@ -130,8 +130,25 @@ def read_eval_results(path: str | None) -> tuple[dict | None, str]:
     return results, text
 
 
-def check_export_target(out: Path, overwrite: bool) -> None:
-    check_out_dir(out, overwrite=overwrite, markers=("config.json",), what="export", option="out_dir")
+# Every name an export writes (model files, tokenizer, model card and its plot; sink_gptneox.py: the zero-sink
+# variant's attention, referenced by its config's auto_map), special_tokens_map.json from transformers 4.
+EXPORT_NAMES = ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                "special_tokens_map.json", "chat_template.jinja", "README.md", "loss_curve.png", "sink_gptneox.py")
+
+
+def is_earlier_export(out: Path) -> bool:
+    """A sinktrain export: its config.json carries the `sinktrain` block. Every Hugging Face folder has a config.json,
+    and --overwrite must not replace one that sinktrain did not write."""
+    try:
+        config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and isinstance(config.get("sinktrain"), dict)
+
+
+def check_export_target(out: Path, overwrite: bool, inputs: dict | None = None) -> None:
+    check_out_dir(out, overwrite=overwrite, markers=("config.json with a sinktrain block",), what="export",
+                  option="out_dir", is_earlier=is_earlier_export, own=EXPORT_NAMES, inputs=inputs)
 
 
 def export_checkpoint(cfg: ExportConfig) -> Path:
@@ -146,7 +163,8 @@ def _export_checkpoint(cfg: ExportConfig) -> Path:
     # The cheap checks of the user's other input first: loading the checkpoint can take minutes.
     eval_results, eval_text = read_eval_results(cfg.eval_results)
     zeroshot = read_zeroshot(cfg.zeroshot_results, out) if cfg.zeroshot_results else None
-    check_export_target(out, cfg.overwrite)
+    check_export_target(out, cfg.overwrite, inputs={"--eval_results": cfg.eval_results,
+                                                    "--zeroshot_results": cfg.zeroshot_results})
     state_dict, meta = load_checkpoint_weights(ckpt)
     train_config = meta["config"]
     model_cfg = ModelConfig.from_dict(train_config["model"])
@@ -181,7 +199,7 @@ def _export_checkpoint(cfg: ExportConfig) -> Path:
         write_model_card(tmp, sink_meta, train_config, has_plot, eval_results, eval_text, name=out.name,
                          zeroshot=zeroshot)
 
-        leftovers = [p.name for p in tmp.iterdir() if p.suffix in PICKLE_SUFFIXES]
+        leftovers = [p.name for p in tmp.iterdir() if p.suffix in PICKLED_WEIGHTS]
         assert not leftovers, f"pickle files in export: {leftovers}"
     return out
 

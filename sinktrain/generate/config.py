@@ -189,5 +189,6 @@ class StreamEvalQAConfig(CacheOptions):
         if not self.out:
             raise ValueError("--out is required: the folder for results.json and the plot")
         check_out_dir(self.out, overwrite=self.overwrite, markers=(STREAMEVAL_MARKER,), what="streameval output",
-                      is_earlier=is_earlier_streameval)
+                      is_earlier=is_earlier_streameval, own=("results.json", STREAMEVAL_MARKER, "streameval.png"),
+                      inputs={"model": self.model})
         self.methods_list()

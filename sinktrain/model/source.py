@@ -88,6 +88,10 @@ def refuse_custom_code(source) -> None:
                          f"runs a model's own code; use a model whose architecture transformers or sinktrain defines")
 
 
+# Weight files that are pickles (pytorch_model.bin, *.pt, ...): a folder holding only these has nothing to load.
+PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+
 def check_weight_files(source) -> None:
     """Every .safetensors file of a model folder opens: its header is whole and its tensors lie inside the file.
     Opening maps the file without reading the tensors, so a cut-short copy fails here in a second, not when the
@@ -96,7 +100,13 @@ def check_weight_files(source) -> None:
 
     if source.kind != "folder":  # a hub id is checked by its download, a GGUF file by its reader
         return
-    for path in sorted(Path(source.location).glob("*.safetensors")):
+    weights = sorted(Path(source.location).glob("*.safetensors"))
+    if not weights:  # transformers would fall back to pytorch_model.bin: a pickle, never unpickled here
+        pickles = sorted(p.name for p in Path(source.location).iterdir() if p.suffix in PICKLED_WEIGHTS)
+        held = f" (it holds {', '.join(pickles[:3])}, a pickle, which sinktrain never loads)" if pickles else ""
+        raise ValueError(f"cannot load model {source.spec!r}: the folder has no .safetensors weights{held}; export or "
+                         f"save it with safetensors")
+    for path in weights:
         try:
             with safe_open(str(path), "pt"):
                 pass
@@ -106,20 +116,18 @@ def check_weight_files(source) -> None:
                 from None
 
 
-def check_model_files(source: ModelSource) -> None:
-    """What a model folder holds beside its config, checked before any long work: no code of its own to run, and
-    weight files that open."""
-    refuse_custom_code(source)
-    check_weight_files(source)
-
-
 def raw_config(source: ModelSource) -> dict | None:
     """config.json as written (before transformers fills in defaults); None for GGUF (its header is the config)."""
     if source.kind == "folder":
         try:
-            return json.loads((Path(source.location) / "config.json").read_text())
+            raw = json.loads((Path(source.location) / "config.json").read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{source.location}/config.json is not valid JSON ({e}); re-export the model") from None
+        if not isinstance(raw, dict) or not isinstance(raw.get("model_type"), str):
+            what = "has no model_type" if isinstance(raw, dict) else f"holds a JSON {type(raw).__name__}, not an object"
+            raise ValueError(f"{source.location}/config.json {what}, so no architecture can be read from it; "
+                             f"re-export the model or restore its config.json")
+        return raw
     if source.kind == "hub":
         from transformers import PretrainedConfig
 
@@ -174,6 +182,8 @@ def load_pretrained(source: ModelSource, device: str = "cpu", dtype: str = "floa
         # Soft-capped attention scores (Gemma 2): no SDPA kernel can cap them, and transformers 5.17 loads such
         # a model with SDPA by default, which silently drops the cap. The eager attention is the definition.
         kwargs["attn_implementation"] = "eager"
+    if source.kind != "gguf":  # never a pickled pytorch_model.bin (check_weight_files names what a folder holds)
+        kwargs["use_safetensors"] = True
     auto = auto_model_class(config)
     model, info = _hub_call(source, lambda: auto.from_pretrained(
         source.location, config=config, dtype=getattr(torch, dtype), output_loading_info=True, **kwargs))
@@ -215,7 +225,14 @@ def load_model_tokenizer(source: ModelSource):
         (Path(source.location) / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
     ):
         return None
-    return _hub_call(source, lambda: AutoTokenizer.from_pretrained(source.location, **source.kwargs()))
+    try:
+        return _hub_call(source, lambda: AutoTokenizer.from_pretrained(source.location, **source.kwargs()))
+    except (ValueError, TypeError) as e:  # garbage tokenizer.json: "Expecting value: line 1 column 1 (char 0)"
+        if source.kind != "folder":
+            raise
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"cannot read the tokenizer stored with {source.spec!r} ({first}); restore its tokenizer "
+                         f"files, or pass --tokenizer with the one it was trained with") from None
 
 
 def _hub_call(source: ModelSource, fn):

@@ -14,6 +14,9 @@ BASELINES = ("dense", "recompute")
 # What an earlier stream-eval folder holds, finished or left by a version before staging: its per-configuration
 # NLLs. Not results.json: zeroshot and streameval write one too, and --overwrite must not replace their outputs.
 OUT_MARKERS = ("nll/",)
+# Every name stream-eval writes at the top of its folder (evaluate.py, report.py).
+OWN_NAMES = ("results.json", "run.json", "attention_stats.json", "table.md", "table.csv", "log_ppl.png",
+             "sink_attention.png", "attention_maps_*.png", "nll", "tb")
 
 
 @configclass()
@@ -155,5 +158,6 @@ def validate(cfg: StreamEvalConfig) -> list[tuple[int, int]]:
     if not pairs and not cfg.baselines:
         raise ValueError("nothing to evaluate; give sink counts, s+w configurations or baselines")
     check_text(cfg)
-    check_out_dir(cfg.out, overwrite=cfg.overwrite, markers=OUT_MARKERS, what="stream-eval output")
+    check_out_dir(cfg.out, overwrite=cfg.overwrite, markers=OUT_MARKERS, what="stream-eval output", own=OWN_NAMES,
+                  inputs={"model": cfg.models, "--text": cfg.text, "--tokenizer": cfg.tokenizer})
     return pairs

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sinktrain.model.source import ModelSource, check_model_files, load_config, load_model_tokenizer, \
-    load_pretrained, raw_config, resolve_model_source
+from sinktrain.model.source import ModelSource, check_weight_files, load_config, load_model_tokenizer, \
+    load_pretrained, raw_config, refuse_custom_code, resolve_model_source
 from sinktrain.stream import report
 from sinktrain.stream.config import StreamEvalConfig, cache_size, validate
 from sinktrain.stream.families import adapter_class, adapter_for, check_config, language_config, narrowest_window
@@ -64,7 +64,7 @@ def check_source(spec: str, cache: int | None):
     """Resolve a model spec and check its config (architecture, required fields, RoPE, sliding windows).
     -> (source, its config as read; `language_config` of it is the config of the model that streams)"""
     source = resolve_model_source(spec)
-    check_model_files(source)  # before the config loads: transformers would ask to run a folder's own code
+    refuse_custom_code(source)  # before the config loads: transformers would ask to run a folder's own code
     config = load_config(source)
     cls = adapter_class(config)
     raw = raw_config(source)
@@ -74,6 +74,7 @@ def check_source(spec: str, cache: int | None):
             raise ValueError(f"{spec}: config.json lacks {', '.join(missing)}; the {cls.family} adapter needs them "
                              f"(re-export the model, or restore the fields)")
     check_config(config, cls, cache)
+    check_weight_files(source)  # after the architecture, whose refusal says more than missing weights do
     return source, config
 
 
@@ -199,9 +200,10 @@ def self_check(model, adapter, stream: np.ndarray, cache: int | None, dtype: str
 def load_model(spec: str, device: str = "cpu", dtype: str = "float32"):
     """A model the evaluator supports, in eval mode (folder, .gguf, hub id or zoo name)."""
     source = resolve_model_source(spec)
-    check_model_files(source)  # before the config loads: transformers would ask to run a folder's own code
+    refuse_custom_code(source)  # before the config loads: transformers would ask to run a folder's own code
     config = load_config(source)
     adapter_class(config)  # an unsupported architecture fails here, before the weights load
+    check_weight_files(source)
     return load_pretrained(source, device, dtype, config=config)
 
 

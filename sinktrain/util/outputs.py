@@ -17,6 +17,7 @@ never named.
 from __future__ import annotations
 
 import fcntl
+import fnmatch
 import glob
 import os
 import shutil
@@ -26,12 +27,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def check_out_dir(out: str | Path, *, overwrite: bool, markers: tuple[str, ...], what: str,
-                  option: str = "--out", is_earlier=None) -> None:
+def check_out_dir(out: str | Path, *, overwrite: bool, markers: tuple[str, ...], what: str, own: tuple[str, ...],
+                  option: str = "--out", is_earlier=None, inputs: dict[str, object] | None = None,
+                  replaced: str = "once the new {what} is complete") -> None:
     """Refuse, before any work, an output folder the run would lose data in. `markers`: names (files or folders)
     of which an earlier output of this verb holds at least one; `what` names the verb's output in the message.
     `is_earlier(out)`, where given, decides instead (a verb whose marker file is newer than some of its outputs
-    recognises the older ones by their content)."""
+    recognises the older ones by their content). `own`: fnmatch patterns of every name the verb writes at the top
+    of its folder; `--overwrite` replaces the whole folder, so one holding anything else (a user's notes, the model
+    or text being evaluated) is refused, as is a folder holding one of `inputs` ({option: path or paths}).
+    `replaced`: when the verb replaces it, as the refusal without --overwrite says."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{option} {str(out)!r} is a file; pass a folder (it is created if missing)")
@@ -47,10 +52,22 @@ def check_out_dir(out: str | Path, *, overwrite: bool, markers: tuple[str, ...],
         return
     if not overwrite:
         raise FileExistsError(f"output folder {out} exists and is not empty; pass --overwrite to replace it "
-                              f"(once the new {what} is complete) or choose another {option}")
+                              f"({replaced.format(what=what)}) or choose another {option}")
+    for flag, paths in (inputs or {}).items():
+        for path in paths if isinstance(paths, (list, tuple)) else [paths]:
+            if path and Path(path).expanduser().exists() and \
+                    Path(path).expanduser().resolve().is_relative_to(out.resolve()):
+                raise FileExistsError(f"{flag} {str(path)!r} lies inside output folder {out}, which --overwrite "
+                                      f"replaces whole; move it out of there or choose another {option}")
     if not (is_earlier(out) if is_earlier is not None else any((out / m).exists() for m in markers)):
         raise FileExistsError(f"output folder {out} is not an earlier {what} (no {markers[0]}); --overwrite "
                               f"replaces only those. Choose another {option}")
+    foreign = sorted(p.name for p in out.iterdir() if not any(fnmatch.fnmatchcase(p.name, pat) for pat in own))
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise FileExistsError(f"output folder {out} also holds {', '.join(map(repr, foreign[:3]))}{more}, which the "
+                              f"{what} does not write; --overwrite replaces the whole folder, so move them out of it "
+                              f"or choose another {option}")
 
 
 def check_out_file(path: str | Path, *, overwrite: bool, option: str = "--out") -> None:

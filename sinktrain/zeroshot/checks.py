@@ -1,7 +1,8 @@
 """Checks of a model and of the tasks' requests that run before any model is scored, so that a broken model or a
 request that cannot fit fails in one line at the start instead of after the earlier models were scored.
 
-The model's own files (weights, custom code) are checked by `sinktrain.model.source.check_model_files`.
+The model's own files (weights, custom code) are checked by `sinktrain.model.source` (refuse_custom_code,
+check_weight_files).
 """
 
 from __future__ import annotations

@@ -70,7 +70,10 @@ class ZeroShotConfig:
         check_device(self.device)
         self.task_sources()
         check_out_dir(self.out, overwrite=self.overwrite, markers=("tasks/ or zeroshot run.json",),
-                      what="zeroshot output", is_earlier=is_earlier_zeroshot)
+                      what="zeroshot output", is_earlier=is_earlier_zeroshot,
+                      own=("results.json", "run.json", "table.md", "tasks", "*.tmp*"),
+                      inputs={"model": self.models, "--data-dir": self.data_dir},
+                      replaced="its results once the first model is scored")
 
     def task_sources(self) -> dict[str, tuple[str, list[Path]] | None]:
         """{task: (split, arrow files)} under data_dir (None: no offline copy); {} when lm-eval downloads.

@@ -36,16 +36,17 @@ def check_models(cfg: ZeroShotConfig) -> dict:
     """Each spec resolves, ships no code of its own to run, its config loads, its weight files are whole and its
     tokenizer loads (one line naming the model if not), all before any scoring.
     -> {spec: (config, tokenizer)}, handed to the loader so that each is read once (a GGUF header takes seconds)."""
-    from sinktrain.model.source import check_model_files, load_config, resolve_model_source
+    from sinktrain.model.source import check_weight_files, load_config, refuse_custom_code, resolve_model_source
 
     checked = {}
     for spec in cfg.models:
         source = resolve_model_source(spec)  # its own one-line errors name the spec and the fix
-        check_model_files(source)  # before the config loads: transformers would ask to run a folder's own code
+        refuse_custom_code(source)  # before the config loads: transformers would ask to run a folder's own code
         try:
             config = load_config(source)
         except Exception as e:  # an unknown architecture, a malformed config: one line naming the model
             raise ValueError(f"cannot load model {spec!r}: {first_line(e)}") from None
+        check_weight_files(source)
         checked[spec] = (config, model_tokenizer(source))
     return checked
 

@@ -58,6 +58,34 @@ def test_overwrite_replaces_only_an_earlier_export(tiny_run, tmp_path, capsys):
     assert main(["export", str(tiny_run), str(out), "--overwrite"]) == 0
 
 
+def test_overwrite_never_deletes_another_model_or_files_an_export_does_not_write(tiny_run, tmp_path, capsys):
+    """Every Hugging Face folder has a config.json: only one with sinktrain's block is an earlier export. Results
+    given to the export, or a stream-eval output, inside the target are refused, not replaced with it."""
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text('{"model_type": "llama"}')
+    (hf / "model.safetensors").write_bytes(b"weights")
+    before = snapshot(hf)
+    assert main(["export", str(tiny_run), str(hf), "--overwrite"]) == 2
+    assert f"output folder {hf} is not an earlier export (no config.json with a sinktrain block)" in \
+        capsys.readouterr().err
+    assert snapshot(hf) == before
+    out = tmp_path / "exp"
+    assert main(["export", str(tiny_run), str(out)]) == 0
+    capsys.readouterr()
+    (out / "eval").mkdir()
+    (out / "eval" / "results.json").write_text('{"exp": {"0+24": {"ppl": 9.0}}}')
+    before = snapshot(out)
+    assert main(["export", str(tiny_run), str(out), "--overwrite", "--eval_results",
+                 str(out / "eval" / "results.json")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"sinktrain export: error: --eval_results {str(out / 'eval' / 'results.json')!r} lies inside output folder "
+        f"{out}, which --overwrite replaces whole; move it out of there or choose another out_dir")
+    assert main(["export", str(tiny_run), str(out), "--overwrite"]) == 2
+    assert "also holds 'eval', which the export does not write" in capsys.readouterr().err
+    assert snapshot(out) == before
+
+
 def test_every_exported_file_has_the_usual_mode(tiny_run, tmp_path):
     out = tmp_path / "hf"
     assert main(["export", str(tiny_run), str(out)]) == 0
@@ -75,6 +103,25 @@ def test_bad_eval_results_fail_before_anything_is_written(tiny_run, tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--eval-results" in err and message in err
     assert sorted(p.name for p in tmp_path.iterdir()) == (["results.json"] if content is not None else [])
+
+
+@pytest.mark.parametrize("content", ['{"m": {"piqa": "oops"}}', '{"m": {"piqa": {"acc": "high", "n": 5}}}',
+                                     '{"m": {"0+24": {"ppl": 9.1}}}', "folder"],
+                         ids=["scores-not-a-mapping", "acc-not-a-number", "a-stream-eval-results", "folder"])
+def test_bad_zeroshot_results_fail_in_one_line_before_anything_is_written(tiny_run, tmp_path, capsys, content):
+    """They ended in an AttributeError or TypeError, and stream-eval's results.json gave an empty table."""
+    results = tmp_path / "zs"
+    results.mkdir()
+    if content != "folder":
+        results = results / "results.json"
+        results.write_text(content)
+    assert main(["export", str(tiny_run), str(tmp_path / "hf"), "--zeroshot-results", str(results)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"sinktrain export: error: --zeroshot-results {results} is a folder; pass the results.json in it"
+                   if content == "folder" else
+                   f"sinktrain export: error: --zeroshot-results {results} is not {{model: {{task: {{acc, acc_norm, "
+                   f"n}}}}}} over sinktrain's tasks; pass the results.json `sinktrain zeroshot` wrote")
+    assert not (tmp_path / "hf").exists()
 
 
 @pytest.mark.parametrize("option", ["--eval-results", "--zeroshot-results"])

@@ -115,6 +115,23 @@ def test_a_text_that_is_not_utf8_is_refused(model_dirs, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("verb", ["stream-eval", "generate"])
+@pytest.mark.parametrize("content, what", [("[1, 2]", "holds a JSON list, not an object"),
+                                           ("{}", "has no model_type")])
+def test_a_config_that_names_no_architecture_is_one_line(model_dirs, tmp_path, capsys, verb, content, what):
+    """Valid JSON that is not a config: an AttributeError ('list' object has no attribute 'get'), or transformers'
+    'Unrecognized model' with no fix."""
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(model_dirs["vanilla"], folder)
+    (folder / "config.json").write_text(content)
+    args = ["--text", BOOK, "--out", str(tmp_path / "out")] if verb == "stream-eval" else ["--prompt", "Hi"]
+    assert refusal(main([verb, str(folder), *args]), capsys) == (
+        f"sinktrain {verb}: error: {folder}/config.json {what}, so no architecture can be read from it; re-export "
+        f"the model or restore its config.json")
+
+
 def test_missing_model_folder(tmp_path, capsys):
     rc = main(["stream-eval", str(tmp_path / "nope"), "--text", BOOK, "--out", str(tmp_path / "out")])
     assert rc == 2 and "does not exist" in capsys.readouterr().err

@@ -98,6 +98,30 @@ def test_overwrite_replaces_only_a_stream_eval_output(model_dirs, tmp_path, caps
     assert snapshot(other) == {"results.json": b'{"vanilla": {"piqa": {"acc": 0.6}}}'}
 
 
+def test_overwrite_never_deletes_what_stream_eval_did_not_write(model_dirs, tmp_path, capsys):
+    """--overwrite replaces the whole folder: one that also holds the model or text being evaluated, or any file
+    of the user's, is refused and kept (the model and text inside an earlier output were deleted)."""
+    out = tmp_path / "eval"
+    assert run(model_dirs["vanilla"], out, "--sinks", "4") == 0
+    shutil.copytree(model_dirs["vanilla"], out / "mymodel")
+    shutil.copy(BOOK, out / "book.txt")
+    capsys.readouterr()
+    before = snapshot(out)
+    assert main(["stream-eval", str(out / "mymodel"), "--text", str(out / "book.txt"), "--cache", "24", "--tokens",
+                 "100", "--out", str(out), "--overwrite"]) == 2
+    assert one_line(capsys) == (f"sinktrain stream-eval: error: model {str(out / 'mymodel')!r} lies inside output "
+                                f"folder {out}, which --overwrite replaces whole; move it out of there or choose "
+                                f"another --out")
+    assert run(model_dirs["vanilla"], out, "--sinks", "4", "--overwrite") == 2
+    assert one_line(capsys) == (f"sinktrain stream-eval: error: output folder {out} also holds 'book.txt', 'mymodel', "
+                                f"which the stream-eval output does not write; --overwrite replaces the whole folder, "
+                                f"so move them out of it or choose another --out")
+    assert snapshot(out) == before
+    shutil.rmtree(out / "mymodel")
+    (out / "book.txt").unlink()
+    assert run(model_dirs["vanilla"], out, "--sinks", "4", "--overwrite") == 0  # the plots and tb/ are its own
+
+
 def test_out_that_is_a_file_or_the_current_folder_is_refused(model_dirs, tmp_path, capsys, monkeypatch):
     (tmp_path / "f").write_text("x")
     assert run(model_dirs["vanilla"], tmp_path / "f", "--sinks", "4") == 2

@@ -29,7 +29,7 @@ def test_an_output_a_killed_run_moved_aside_is_refused_not_deleted(tmp_path, mon
     for overwrite in (False, True):  # the next run, with or without --overwrite, must not delete the only copy
         with pytest.raises(FileExistsError, match=f"{str(aside)!r} holds an earlier output that a killed run moved "
                                                   f"aside; move it back to {str(out)!r}"):
-            check_out_dir(out, overwrite=overwrite, markers=("nll/",), what="stream-eval output")
+            check_out_dir(out, overwrite=overwrite, markers=("nll/",), what="stream-eval output", own=("*",))
     assert (aside / "results.json").read_text() == "earlier"
     aside.rename(out)  # what the message says to do
-    check_out_dir(out, overwrite=True, markers=("results.json",), what="stream-eval output")
+    check_out_dir(out, overwrite=True, markers=("results.json",), what="stream-eval output", own=("*",))

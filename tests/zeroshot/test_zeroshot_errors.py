@@ -61,6 +61,27 @@ def test_model_that_cannot_be_loaded(model_dirs, tmp_path, capsys):
     assert "does not exist" in err
 
 
+def test_a_model_folder_without_safetensors_weights_is_refused_before_any_scoring(model_dirs, tmp_path, capsys):
+    """No weights, or only a pickle (pytorch_model.bin, which sinktrain never unpickles): refused up front, so an
+    earlier run's results are not replaced by the models scored before it."""
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "results.json").write_text("{}")
+    (out / "run.json").write_text('{"config": {}, "splits": {}}')
+    for pickle in (False, True):
+        bare = tmp_path / f"bare-{pickle}"
+        shutil.copytree(model_dirs["vanilla"], bare)
+        (bare / "model.safetensors").unlink()
+        if pickle:
+            (bare / "pytorch_model.bin").write_bytes(b"not read")
+        err = refused(capsys, [str(model_dirs["vanilla"]), str(bare), "--tasks", "piqa", "--data-dir", str(SAMPLE),
+                               "--out", str(out), "--overwrite"])
+        held = " (it holds pytorch_model.bin, a pickle, which sinktrain never loads)" if pickle else ""
+        assert err == (f"sinktrain zeroshot: error: cannot load model {str(bare)!r}: the folder has no .safetensors "
+                       f"weights{held}; export or save it with safetensors")
+    assert (out / "results.json").read_text() == "{}"
+
+
 def test_model_with_broken_weights(model_dirs, tmp_path, capsys):
     broken = tmp_path / "cut"
     shutil.copytree(model_dirs["vanilla"], broken)
@@ -77,7 +98,8 @@ def test_overwrite_replaces_only_a_zeroshot_output(model_dirs, tmp_path, capsys)
     mine.mkdir()
     (mine / "notes.txt").write_text("my notes")
     args = [str(model_dirs["vanilla"]), "--tasks", "piqa", "--data-dir", str(SAMPLE), "--out", str(mine)]
-    assert "exists and is not empty; pass --overwrite" in refused(capsys, args)
+    assert ("exists and is not empty; pass --overwrite to replace it (its results once the first model is scored)"
+            in refused(capsys, args))
     assert "not an earlier zeroshot output (no tasks/ or zeroshot run.json)" in refused(capsys, [*args, "--overwrite"])
     assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "my notes"
     stream = tmp_path / "stream"  # another verb's output: stream-eval writes results.json and run.json too
