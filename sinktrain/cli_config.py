@@ -289,10 +289,11 @@ def parse_config(cls, argv: list[str], prog: str, positionals: tuple[str, ...] =
         namespace[field] = set_nested(namespace[field], field, path, value)
     for key, text in literal_texts(cls, argv).items():
         namespace[key] = text
+    try:
+        cfg = instantiate(cls, parser, namespace)  # before --print_config: it prints only a config that holds
+    except jsonargparse.ArgumentError as e:
+        raise ConfigKeyError(explain(cls, one_line(e))) from None
     if print_config:
         print(parser.dump(namespace, skip_unset=False), end="")
         raise SystemExit(0)
-    try:
-        return instantiate(cls, parser, namespace)
-    except jsonargparse.ArgumentError as e:
-        raise ConfigKeyError(explain(cls, one_line(e))) from None
+    return cfg

@@ -192,6 +192,17 @@ def test_optional_text_fields_take_their_value_as_written(tmp_path, capsys):
     assert yaml.safe_load(capsys.readouterr().out) == {"system": "# shown", "inner": {"note": None}}
 
 
+def test_print_config_prints_only_a_config_that_holds(capsys):
+    """--print_config printed `lr: -1.0` and exited 0, where the same run without it is refused."""
+    recipe = str(REPO / "recipes/tiny-cpu.yaml")
+    assert main(["train", "--config", recipe, "--set", "optim.lr=-1", "--print_config"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.strip() == "sinktrain train: error: optim.lr must be > 0, got -1.0"
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--config", recipe, "--print_config"])
+    assert exit_.value.code == 0 and yaml.safe_load(capsys.readouterr().out)["name"] == "tiny-cpu"
+
+
 def test_null_is_refused_where_the_type_does_not_admit_it(tmp_path):
     """jsonargparse lets `key: null` through for any type: a str field then held None (`text_field: null` looked
     for a field named None), a path field the text "None"."""
