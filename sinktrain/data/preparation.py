@@ -8,6 +8,7 @@ written last, so an interrupted run never leaves a directory that looks finished
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -436,6 +437,7 @@ def _prepare(cfg: PrepareConfig, redo: str) -> Path:
                   file=sys.stderr)
         return out_dir
     _check_out_dir_is_ours(out_dir, dataset=existing is not None)
+    made = not out_dir.exists()  # a run that fails (a hub source that cannot be opened) removes what it made
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_partial(out_dir)
 
@@ -496,6 +498,9 @@ def _prepare(cfg: PrepareConfig, redo: str) -> Path:
     except BaseException:
         for w in writers.values():
             w.abort()
+        if made:  # (output_lock removes the folders above it that it made for its lock file)
+            with contextlib.suppress(OSError):  # not empty: something else wrote into it meanwhile
+                out_dir.rmdir()
         raise
     finally:
         bar.close()

@@ -41,7 +41,11 @@ def test_non_utf8_names_the_file_and_leaves_no_shards(tmp_path, name, content):
     (tmp_path / name).write_bytes(content)
     with pytest.raises(ValueError, match=rf"file '.*{name}' is not valid UTF-8 .*convert it first"):
         run_prepare([tmp_path / "good.txt", tmp_path / name], tmp_path / "out")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []  # tmp shards removed, no manifest
+    assert not (tmp_path / "out").exists()  # tmp shards removed, and the folder the run made for them
+    (tmp_path / "mine").mkdir()  # a folder the user made is kept, empty, as it was
+    with pytest.raises(ValueError, match="is not valid UTF-8"):
+        run_prepare([tmp_path / "good.txt", tmp_path / name], tmp_path / "mine")
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == []
     # With a document limit that the good file satisfies, the bad file is never opened.
     m = read_manifest(run_prepare([tmp_path / "good.txt", tmp_path / name], tmp_path / "out", max_documents=1))
     assert m["splits"]["train"]["documents"] + m["splits"]["val"]["documents"] == 1
