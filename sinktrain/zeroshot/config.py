@@ -30,7 +30,7 @@ class ZeroShotConfig:
     """models: what stream-eval takes (sinktrain exports and other model folders, `.gguf` files, hub ids, zoo
     names); results are keyed by the spec as given. tasks: lm-eval task names, a subset of Table 4's.
     limit: score only the first `limit` examples of each task (None: all). data_dir: a folder of
-    `datasets.save_to_disk` copies laid out as ../shared/data/zeroshot (None: lm-eval downloads the data)."""
+    `datasets.save_to_disk` copies laid out as the repository's data/zeroshot (None: lm-eval downloads the data)."""
 
     models: list[str] = field(default_factory=list)
     """Models: sinktrain exports and other model folders, .gguf files, hub ids or zoo names."""
@@ -49,7 +49,7 @@ class ZeroShotConfig:
     dtype: str = "float32"
     """float32, bfloat16 or float16."""
     data_dir: str | None = None
-    """Folder of datasets.save_to_disk copies laid out as ../shared/data/zeroshot (None: lm-eval downloads)."""
+    """Folder of datasets.save_to_disk copies laid out as the repository's data/zeroshot (None: lm-eval downloads)."""
 
     def validate(self) -> None:
         import importlib.util
@@ -82,5 +82,5 @@ class ZeroShotConfig:
             return {}
         if not Path(self.data_dir).is_dir():
             raise FileNotFoundError(f"--data-dir {self.data_dir!r} does not exist; point it at a folder of "
-                                    f"datasets.save_to_disk copies (e.g. ../shared/data/zeroshot)")
+                                    f"datasets.save_to_disk copies (e.g. data/zeroshot in the sinktrain repository)")
         return {t: local_split(self.data_dir, t) for t in parse_tasks(self.tasks)}
