@@ -30,6 +30,7 @@ from sinktrain.data.longtext import text_source_sha256
 from sinktrain.experiment.markers import STAGES_DIR, forget, is_done, mark_done, tree_sha256
 from sinktrain.experiment.report import write_report
 from sinktrain.export import ExportConfig, export_checkpoint
+from sinktrain.model.source import ModelSource, check_weight_files
 from sinktrain.stream import evaluate
 from sinktrain.stream.config import cache_size
 from sinktrain.stream.config import validate as validate_stream_config
@@ -201,14 +202,28 @@ def stage_export(cfg: ExperimentConfig, variant: str, run_dir: Path) -> Path:
     out = cfg.root / "export" / variant
     ckpt = latest_checkpoint(run_dir)
     stage, inputs = f"export-{variant}", {"checkpoint": str(ckpt), "checkpoint_sha256": tree_sha256(ckpt)}
-    if (out / "config.json").is_file() and is_done(cfg.root, stage, inputs):
+    damage = _export_damage(out)
+    if damage is None and is_done(cfg.root, stage, inputs):
         log(f"export {variant}: done (step {_checkpoint_step(ckpt)}), skipped")
         return out
+    if is_done(cfg.root, stage, inputs):  # a cut-short copy or a deleted file: exported again, not refused later
+        log(f"export {variant}: {damage}; exporting it again")
     log(f"export {variant}: {ckpt} -> {out}")
     forget(cfg.root, stage)
     export_checkpoint(ExportConfig(str(ckpt), str(out), overwrite=True))
     mark_done(cfg.root, stage, inputs)
     return out
+
+
+def _export_damage(out: Path) -> str | None:
+    """What is wrong with a study's export folder (its config.json gone, weights missing or cut short), or None."""
+    if not (out / "config.json").is_file():
+        return "its config.json is missing"
+    try:
+        check_weight_files(ModelSource(str(out), "folder", str(out)))
+    except ValueError as e:
+        return str(e).split(": ", 1)[-1]
+    return None
 
 
 def local_sha256(spec: str) -> str | None:

@@ -153,6 +153,14 @@ def test_a_stage_whose_inputs_changed_runs_again(tmp_path, capfd):
     code, out = run_study(tmp_path, capfd, STUDY)  # nothing changed: every stage skipped
     assert code == 0 and "export vanilla: done" in out and "stream-eval: done" in out, out
 
+    # A damaged export (a copy cut short) is exported again; stream-eval skips, as the weights are the same again.
+    weights = root / "export/vanilla/model.safetensors"
+    whole = weights.read_bytes()
+    weights.write_bytes(whole[:1000])
+    code, out = run_study(tmp_path, capfd, STUDY)
+    assert code == 0 and "export vanilla: model.safetensors is damaged" in out and "exporting it again" in out, out
+    assert weights.read_bytes() == whole and "stream-eval: done" in out, out
+
     # Longer training: export and stream-eval follow the new checkpoint (the old runner kept the old results).
     code, out = run_study(tmp_path, capfd, changed(STUDY, "base", "max_steps", 4))
     assert code == 0, out
