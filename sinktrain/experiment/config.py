@@ -125,7 +125,10 @@ class ExperimentConfig:
                                      f"the base, e.g. {v}: {{model: {{sink: {{kind: token, num_tokens: 1}}}}}}")
         if not Path(self.recipe).is_file():
             raise FileNotFoundError(
-                f"experiment recipe {self.recipe!r} does not exist; point `recipe:` at a training recipe YAML")
+                f"experiment recipe {self.recipe!r} does not exist"
+                + (f" in {Path.cwd()} (a study's relative paths are read from the folder it runs in)"
+                   if not Path(self.recipe).is_absolute() else "")
+                + "; point `recipe:` at a training recipe YAML")
         for where, overrides in [("base", self.base)] + [(f"variants.{v}", o) for v, o in self.variants.items()]:
             for key in TRAIN_SET:  # train_config sets them: a value here would be dropped in silence
                 if _has_key(overrides, key):

@@ -392,3 +392,14 @@ def test_a_section_error_is_renamed_whatever_its_constructor_takes(error):
             raise error
     assert str(caught.value).startswith("experiment zeroshot: ") and caught.value.__suppress_context__
     assert "zeroshot.data_dir" in str(caught.value) or isinstance(error, ValueError)
+
+
+def test_a_relative_recipe_that_is_not_there_names_the_folder_it_was_read_from(tmp_path, capfd, monkeypatch):
+    """Run from another folder, a study's `recipe: recipes/tiny-cpu.yaml` is not found: the line says where it
+    looked (the study file's own folder is not where relative paths start)."""
+    monkeypatch.chdir(tmp_path)
+    code, out = run_study(tmp_path, capfd, {**STUDY, "recipe": "recipes/tiny-cpu.yaml"})
+    err = [line for line in out.splitlines() if "error" in line]
+    assert code == 2 and err == [
+        f"sinktrain experiment: error: experiment recipe 'recipes/tiny-cpu.yaml' does not exist in {tmp_path} (a "
+        f"study's relative paths are read from the folder it runs in); point `recipe:` at a training recipe YAML"], out
