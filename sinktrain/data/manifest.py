@@ -38,7 +38,11 @@ def read_manifest(data_dir: str | Path) -> dict:
     data_dir = Path(data_dir)
     path = data_dir / MANIFEST
     if not path.is_file():
-        hint = " (an interrupted prepare leaves none; run it again)" if data_dir.is_dir() else ""
+        hint = ""
+        if data_dir.is_dir():  # shards or a tokenizer without a manifest: a prepare that did not finish
+            started = (data_dir / TOKENIZER_DIR).is_dir() or any(data_dir.glob("train-*.bin"))
+            hint = (" (an interrupted prepare leaves none; run it again)" if started else
+                    " (it is not a prepared data folder: `sinktrain data prepare --sources TEXTS` makes one)")
         raise FileNotFoundError(
             f"no {MANIFEST} in {str(data_dir)!r}{hint}; run `sinktrain data prepare --out_dir {data_dir}` first")
     try:

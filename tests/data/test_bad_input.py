@@ -129,3 +129,13 @@ def test_bad_config_values(tmp_path):
     with pytest.raises(ValueError, match="fewer than one sample of 4096"):
         (tmp_path / "doc.txt").write_text("short")
         TokenDataset(run_prepare([tmp_path / "doc.txt"], tmp_path / "out", val_fraction=0), sample_len=4096)
+
+
+def test_a_folder_of_texts_is_not_called_an_interrupted_prepare(tmp_path):
+    """`sinktrain data info data/books`: the books' folder never held a prepared dataset."""
+    (tmp_path / "book.txt").write_text("A book.")
+    with pytest.raises(FileNotFoundError) as caught:
+        TokenDataset(tmp_path, sample_len=16)
+    assert str(caught.value) == (
+        f"no manifest.json in {str(tmp_path)!r} (it is not a prepared data folder: `sinktrain data prepare --sources "
+        f"TEXTS` makes one); run `sinktrain data prepare --out_dir {tmp_path}` first")
