@@ -301,7 +301,7 @@ def to_dict(obj) -> dict:
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file {str(path)!r} does not exist; pass the path of a YAML recipe")
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist; pass the path of a YAML config file")
     try:
         with open(path) as f:
             data = yaml.safe_load(f) or {}

@@ -137,7 +137,8 @@ class ExperimentConfig:
         for key in EXPERIMENT_SET:
             if key in self.stream:
                 raise ConfigKeyError(f"experiment stream: {key!r} is set by the experiment; remove it")
-        self.prepare_config()
+        with in_section("data"):  # a range check in the config's own constructor names no section
+            self.prepare_config()
         for v in self.variants:
             try:
                 tc = self.train_config(v)

@@ -99,8 +99,9 @@ def test_every_stage_input_is_checked_before_the_first_stage(tmp_path, capfd, se
      "remove it"),
     (lambda s: s["variants"]["vanilla"].update(data={"dir": "/tmp/d"}), "experiment variants.vanilla: 'data.dir' is "
      "set by the experiment; remove it (the study's own data: {dir: ...} takes prepared data)"),
+    (lambda s: s["data"].update(val_fraction=2), "experiment data: val_fraction must be >= 0 and < 1, got 2.0"),
 ], ids=["no-checkpoints-to-export", "scalar-trainer", "scalar-variant-model", "misspelt-key", "number-as-name",
-        "run-dir", "data-dir"])
+        "run-dir", "data-dir", "data-range"])
 def test_a_training_section_that_cannot_be_trained_is_refused_naming_the_variant(tmp_path, capfd, edit, message):
     """These crashed (a traceback) or trained with defaults in silence; checkpoint.every 0 trained every variant,
     then failed at the export."""
