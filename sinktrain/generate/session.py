@@ -15,6 +15,23 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def check_static_cache_fits(adapter, cache: int) -> None:
+    """The static cache allocates all its slots on the first token, so a --cache too large for the device would
+    otherwise end in the allocator's traceback (after the weights loaded) instead of a line naming --cache."""
+    from sinktrain.util.memory import available_bytes
+
+    layers, slots = len(adapter.layers), cache + 1  # C + 1 slots: the query of a full cache has one too
+    param = next(adapter.model.parameters())
+    size = param.element_size()
+    need = layers * adapter.num_kv_heads * (adapter.head_dim + adapter.value_dim) * slots * size
+    free = available_bytes(param.device)
+    if free is not None and need > free:
+        raise ValueError(f"--cache {cache}: the static cache needs {need / 2**30:,.1f} GiB ({layers} layers x "
+                         f"{adapter.num_kv_heads} KV heads x {adapter.head_dim}+{adapter.value_dim} key+value dims x "
+                         f"{slots} slots x {size} bytes) but {param.device} has {free / 2**30:,.1f} GiB available; "
+                         f"lower --cache (or use --cache-kind sink, which grows only as tokens arrive)")
+
+
 @dataclass
 class Session:
     model: object
@@ -23,12 +40,15 @@ class Session:
     opts: CacheOptions
 
     def new_cache(self):
+        from sinktrain.stream.families import adapter_for
         from sinktrain.stream.sink_cache import SinkCache
         from sinktrain.stream.static_sink_cache import StaticSinkCache
 
         s, w = self.opts.sinks, self.opts.cache - self.opts.sinks
         if self.opts.cache_kind == "static":
-            return StaticSinkCache(self.model, s, w)
+            adapter = adapter_for(self.model)
+            check_static_cache_fits(adapter, self.opts.cache)
+            return StaticSinkCache(self.model, s, w, adapter=adapter)
         return SinkCache(self.model, s, w)
 
     def stop_ids(self) -> set[int]:

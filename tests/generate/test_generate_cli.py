@@ -77,6 +77,24 @@ def test_static_cache_and_seeded_sampling(folder, capsys):
     assert runs[0] == runs[1] != runs[2]
 
 
+def test_a_static_cache_larger_than_memory_is_one_line_naming_cache(folder, capsys):
+    rc = main(["generate", str(folder[0]), "--prompt", "hi", "--cache", "100000000000", "--cache-kind", "static"])
+    out = capsys.readouterr()
+    last = out.err.strip().splitlines()[-1]  # (after the warning that the cache exceeds the trained positions)
+    assert rc == 2 and out.out == "", out
+    assert last.startswith("sinktrain generate: error: --cache 100000000000: the static cache needs "), last
+    assert "x 100000000001 slots x 4 bytes) but cpu has " in last and last.endswith(
+        "GiB available; lower --cache (or use --cache-kind sink, which grows only as tokens arrive)"), last
+
+
+def test_a_static_cache_is_refused_against_the_memory_the_device_has(folder, capsys, monkeypatch):
+    monkeypatch.setattr("sinktrain.util.memory.available_bytes", lambda device: 2**20)
+    main(["generate", str(folder[0]), "--prompt", "hi", "--cache", "4096", "--max-new-tokens", "2"])
+    assert capsys.readouterr().out  # the dynamic cache allocates nothing up front: not checked
+    rc = main(["generate", str(folder[0]), "--prompt", "hi", "--cache", "4096", "--cache-kind", "static"])
+    assert rc == 2 and "but cpu has 0.0 GiB available; lower --cache" in capsys.readouterr().err
+
+
 def test_token_sink_export_gets_its_sink_first(tmp_path, capsys):
     path, model, tok = tiny_folder(tmp_path, kind="token")
     assert main(["generate", str(path), "--prompt", "hello", "--sinks", "0", "--cache", "8"]) == 2
