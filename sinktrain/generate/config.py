@@ -11,7 +11,7 @@ from sinktrain.config_io import NonNegativeFloat, NonNegativeInt, PositiveInt, R
 from sinktrain.model.source import DTYPES, check_device
 from sinktrain.stream.sink_cache import check_sizes
 from sinktrain.util.outputs import check_out_dir, check_out_file
-from sinktrain.util.text_files import read_utf8
+from sinktrain.util.text_files import check_utf8_text, read_utf8
 
 CACHE_KINDS = ("sink", "static")
 TopP = Annotated[float, Range(gt=0, le=1)]  # nucleus mass: (0, 1], 1 = off
@@ -84,6 +84,8 @@ class GenerateConfig(CacheOptions, SamplingOptions):
         super().check()
         if (self.prompt is None) == (self.prompt_file is None):
             raise ValueError("give exactly one of --prompt TEXT and --prompt-file FILE")
+        if self.prompt is not None:
+            check_utf8_text(self.prompt, "--prompt")
         if self.prompt_file is not None:
             check_input_file(self.prompt_file, "prompt file", "pass an existing UTF-8 text file")
 
@@ -117,6 +119,8 @@ class ChatConfig(CacheOptions, SamplingOptions):
 
     def check(self) -> None:
         super().check()
+        if self.system is not None:
+            check_utf8_text(self.system, "--system")
         if self.script is not None:
             check_input_file(self.script, "chat script", "pass a JSONL file of user turns")
         if self.chat_template is not None:

@@ -15,3 +15,17 @@ def read_utf8(path: str | Path, what: str = "file") -> str:
     except UnicodeDecodeError as e:
         raise ValueError(f"{what} {str(path)!r} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
                          f"{e.start:,}); convert it first (e.g. iconv -f latin1 -t utf-8)") from None
+
+
+def check_utf8_text(text: str, what: str) -> None:
+    """Refuse text from the command line that was not UTF-8: Python keeps its bytes as lone surrogates
+    (surrogateescape), which a tokenizer cannot encode. The line reads like read_utf8's for a file."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = e.object[e.start]
+        byte = ord(bad) - 0xDC00 if "\udc80" <= bad <= "\udcff" else None  # surrogateescape's range
+        offset = len(text[: e.start].encode("utf-8", "surrogateescape"))
+        shown = f"byte 0x{byte:02x}" if byte is not None else f"character U+{ord(bad):04X}"
+        raise ValueError(f"{what} is not UTF-8 text ({shown} at offset {offset:,}); pass UTF-8 text (e.g. "
+                         f"through iconv -f latin1 -t utf-8)") from None

@@ -200,6 +200,15 @@ def test_a_stdin_line_that_is_not_utf8_is_one_line(folders, monkeypatch, capsys)
     assert "error: stdin line 2 is not UTF-8 text (byte 0xe9 at offset 3); send UTF-8" in err.splitlines()[-1], err
 
 
+def test_a_system_message_that_is_not_utf8_is_one_line_before_the_weights_load(folders, tmp_path, capsys,
+                                                                                weights_never_load):
+    script = write_script(tmp_path / "s.jsonl", [{"user": "hi"}])
+    rc = main(["chat", str(folders["chat"][0]), "--script", script, "--system", "caf\udce9"])  # Latin-1 "café"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == ["sinktrain chat: error: --system is not UTF-8 text (byte 0xe9 at offset 3); pass "
+                               "UTF-8 text (e.g. through iconv -f latin1 -t utf-8)"], err
+
+
 def test_a_missing_out_folder_is_refused_before_the_weights_load(folders, tmp_path, capsys, weights_never_load):
     script = write_script(tmp_path / "s.jsonl", [{"user": "hi"}])
     out = tmp_path / "missing" / "log.jsonl"

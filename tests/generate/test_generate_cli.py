@@ -52,6 +52,14 @@ def test_prompt_file_that_is_not_utf8(folder, tmp_path, capsys):
     assert len(err) == 1 and expected in err[0], err
 
 
+def test_a_prompt_that_is_not_utf8_is_one_line_before_the_weights_load(folder, capsys, weights_never_load):
+    # What Python makes of `--prompt $'ab\xff\xfe'`: the bytes kept as lone surrogates (surrogateescape).
+    rc = main(["generate", str(folder[0]), "--prompt", "ab\udcff\udcfe"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == ["sinktrain generate: error: --prompt is not UTF-8 text (byte 0xff at offset 2); pass "
+                               "UTF-8 text (e.g. through iconv -f latin1 -t utf-8)"], err
+
+
 def test_stdout_is_the_decode_loop_past_the_cache(folder, capsys, monkeypatch):
     path, model, tok = folder
     reads = count_config_reads(monkeypatch)
