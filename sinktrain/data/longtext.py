@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from sinktrain.util.hashing import file_sha256
-from sinktrain.util.text_files import read_utf8
+from sinktrain.util.text_files import MISSING, file_problem, read_utf8
 
 PG19_PREFIX = "pg19"
 
@@ -87,6 +87,8 @@ def _local_paths(source: str) -> list[Path]:
 
 
 def _matching_paths(source: str) -> list[Path]:
+    if source == "":  # Path("") is the current folder, whose .txt files would stream unasked
+        raise ValueError("--text is empty; give a path: 'pg19', a .txt file, a folder or a glob")
     path = Path(source)
     if path.is_file():
         return [path]
@@ -101,7 +103,9 @@ def _matching_paths(source: str) -> list[Path]:
         if not paths:
             raise FileNotFoundError(f"glob {source!r} matches no files; check the pattern")
         return paths
-    raise FileNotFoundError(f"text source {source!r} does not exist; pass 'pg19', a .txt file, a folder or a glob")
+    problem = file_problem(source)
+    error = FileNotFoundError if problem == MISSING else ValueError
+    raise error(f"text source {source!r} {problem}; pass 'pg19', a .txt file, a folder or a glob")
 
 
 def check_long_text_source(source: str) -> None:

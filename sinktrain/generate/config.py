@@ -11,19 +11,19 @@ from sinktrain.config_io import NonNegativeFloat, NonNegativeInt, PositiveInt, R
 from sinktrain.model.source import DTYPES, check_device
 from sinktrain.stream.sink_cache import check_sizes
 from sinktrain.util.outputs import check_out_dir, check_out_file
-from sinktrain.util.text_files import check_utf8_text, read_utf8
+from sinktrain.util.text_files import FOLDER, MISSING, check_utf8_text, file_problem, read_utf8
 
 CACHE_KINDS = ("sink", "static")
 TopP = Annotated[float, Range(gt=0, le=1)]  # nucleus mass: (0, 1], 1 = off
 
 
 def check_input_file(path: str, what: str, fix: str) -> None:
-    """Refuse, before any work, an input file that is missing or is a folder: `what` names it, `fix` says what
-    to pass instead."""
-    if Path(path).is_dir():
-        raise FileNotFoundError(f"{what} {path!r} is a folder; {fix}")
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{what} {path!r} does not exist; {fix}")
+    """Refuse, before any work, an input that is not a regular file (missing, a folder, a device, a FIFO, a
+    symlink loop): `what` names it, `fix` says what to pass instead."""
+    problem = file_problem(path)
+    if problem is not None:
+        error = FileNotFoundError if problem in (MISSING, FOLDER) else ValueError
+        raise error(f"{what} {path!r} {problem}; {fix}")
 
 
 @configclass()

@@ -5,7 +5,34 @@ streamed with U+FFFD where its accents were, a binary file read as text) and rep
 
 from __future__ import annotations
 
+import errno
+import stat
 from pathlib import Path
+
+MISSING, FOLDER = "does not exist", "is a folder"
+FILE_KINDS = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFIFO: "a FIFO",
+              stat.S_IFSOCK: "a socket"}
+
+
+def file_problem(path: str | Path) -> str | None:
+    """Why `path` is not a regular file to read, as the rest of a sentence after it (MISSING where it does not
+    exist), or None where it is one. Path.is_file() is False alike for a missing path, a device, a FIFO and a
+    symlink loop, so a line built on it alone calls all of them missing."""
+    if str(path) == "":  # Path("") is the current folder
+        return "is an empty path"
+    try:
+        mode = Path(path).stat().st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "is a symlink loop"
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            return MISSING
+        return f"cannot be read ({e.strerror})"
+    if stat.S_ISDIR(mode):
+        return FOLDER
+    if not stat.S_ISREG(mode):
+        return f"is not a regular file ({FILE_KINDS.get(stat.S_IFMT(mode), 'a special file')})"
+    return None
 
 
 def read_utf8(path: str | Path, what: str = "file") -> str:

@@ -3,6 +3,8 @@ loop on the same model; token-sink exports get their sink token first; sampling 
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from config_reads import count_config_reads
 import torch
@@ -36,6 +38,21 @@ def test_bad_input_is_one_line(folder, capsys, args, phrase):
     rc = main(["generate", str(folder[0]), *args])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and phrase in err[0] and err[0].startswith("sinktrain generate: error:")
+
+
+@pytest.mark.parametrize("kind, phrase", [("device", "is not a regular file (a character device)"),
+                                          ("fifo", "is not a regular file (a FIFO)"), ("loop", "is a symlink loop")])
+def test_a_prompt_file_that_is_no_regular_file_is_named_for_what_it_is(folder, tmp_path, capsys, weights_never_load,
+                                                                       kind, phrase):
+    path = "/dev/zero" if kind == "device" else str(tmp_path / kind)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "loop":
+        os.symlink(path, path)
+    rc = main(["generate", str(folder[0]), "--prompt-file", path])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == [f"sinktrain generate: error: prompt file {path!r} {phrase}; pass an existing UTF-8 "
+                               f"text file"], err
 
 
 def test_empty_prompt_file(folder, tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -61,6 +62,37 @@ def test_the_missing_default_text_is_named_as_the_default(model_dirs, tmp_path, 
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "text source 'mine.txt' does not exist" in err and "default" not in err, err
     assert not any(tmp_path.iterdir())
+
+
+def special_path(kind: str, tmp_path) -> str:
+    """A path that exists (or loops) but is no regular file: is_file() is False for each, as for a missing one."""
+    if kind == "device":
+        return "/dev/zero"
+    path = tmp_path / kind
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to(path)  # a symlink loop
+    return str(path)
+
+
+@pytest.mark.parametrize("kind, phrase", [("device", "is not a regular file (a character device)"),
+                                          ("fifo", "is not a regular file (a FIFO)"), ("loop", "is a symlink loop")])
+def test_a_text_that_is_no_regular_file_is_named_for_what_it_is(model_dirs, tmp_path, capsys, kind, phrase):
+    text = special_path(kind, tmp_path)
+    rc = main(["stream-eval", str(model_dirs["vanilla"]), "--text", text, "--out", str(tmp_path / "out")])
+    assert refusal(rc, capsys) == (f"sinktrain stream-eval: error: text source {text!r} {phrase}; pass 'pg19', a .txt "
+                                   f"file, a folder or a glob")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_text_is_refused_not_read_as_the_current_folder(model_dirs, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text((BOOKS / "austen_persuasion.txt").read_text()[:3000])
+    rc = main(["stream-eval", str(model_dirs["vanilla"]), "--text", "", "--cache", "8", "--out", "out"])
+    assert refusal(rc, capsys) == ("sinktrain stream-eval: error: --text is empty; give a path: 'pg19', a .txt file, "
+                                   "a folder or a glob")
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_empty_file_in_the_text_folder_is_refused(model_dirs, tmp_path, capsys):
