@@ -7,8 +7,9 @@ Errors: bad input (ValueError, OSError incl. FileNotFoundError, `sinktrain.util.
 config value out of range or a failed hub push) is printed as one line and exits 2. Anything else, e.g. a
 RuntimeError deep inside training, is an internal error and keeps its traceback. The tokenizers library's failed
 writes (a bare Exception ending "(os error N)") count as OSErrors; a full disk's line adds the fix. `--debug` (or
-SINKTRAIN_DEBUG=1) shows the traceback of any error. Ctrl-C prints "interrupted" and exits 130; a SIGTERM
-(outside training, which stops at a checkpoint) exits 143 after the same clean-up.
+SINKTRAIN_DEBUG=1) shows the traceback of any error. Ctrl-C prints "interrupted" and exits 130 (also while the
+stages' modules import, before the verb is known); a SIGTERM (outside training, which stops at a checkpoint) exits
+143 after the same clean-up. A reader that closes stdout early (`| head`) ends the verb quietly with 141.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import importlib
 import logging
 import os
 import re
+import select
 import signal
 import sys
 import threading
@@ -64,6 +66,27 @@ def user_message(e: BaseException) -> str:
     if isinstance(e, OSError) and e.errno == errno.ENOSPC:
         return f"{e}; free space on that disk (or write the output to another one) and run again"
     return str(e)
+
+
+def stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reading end is closed (Linux reports POLLERR on its writing end), so that a
+    BrokenPipeError from elsewhere (a socket, a worker's pipe) is still reported as the error it is."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no stdout, or one with no file descriptor
+        return False
+
+
+def leave_closed_stdout() -> int:
+    """The status of a verb whose reader stopped reading: what the shell reports for a program killed by SIGPIPE
+    (Python ignores that signal). stdout goes to /dev/null first, or the exit's own flush of the text still
+    buffered would fail again with a message."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
 
 
 def run_verb(args) -> int:
@@ -113,7 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     quiet_deepspeed_cpu_notice()
     debug = "--debug" in argv or bool(os.environ.get("SINKTRAIN_DEBUG"))
     argv = [a for a in argv if a != "--debug"]  # accepted anywhere on the line
-    parser = build_parser()
+    try:
+        parser = build_parser()  # imports every stage (torch, transformers): seconds in which Ctrl-C is as likely
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("sinktrain: interrupted", file=sys.stderr)  # (the verb is not parsed yet)
+        return 130
     args, rest = parser.parse_known_args(argv)
     if rest and not getattr(args, "config_verb", False):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
@@ -123,10 +152,15 @@ def main(argv: list[str] | None = None) -> int:
     takes_sigterm = args.verb not in OWN_SIGTERM and threading.current_thread() is threading.main_thread()
     earlier = signal.signal(signal.SIGTERM, _raise_terminated) if takes_sigterm else None
     try:
-        return run_verb(args)
+        code = run_verb(args)
+        if sys.stdout is not None:  # text still buffered meets a closed pipe here, not in the exit's own flush
+            sys.stdout.flush()
+        return code
     except USER_ERRORS as e:
         if debug:
             raise
+        if isinstance(e, BrokenPipeError) and stdout_reader_gone():  # `| head`: the reader has what it wanted
+            return leave_closed_stdout()
         print(f"sinktrain {verb}: error: {user_message(e)}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
     except KeyboardInterrupt as e:

@@ -25,3 +25,45 @@ def test_the_deepspeed_cpu_notice_is_dropped_and_its_other_warnings_kept():
     err = output_of("from sinktrain.cli import main; main(['info', '--preset', 'tiny']); import deepspeed; "
                     "from deepspeed.utils import logger; logger.warning('another warning')")
     assert notice not in err and "another warning" in err
+
+
+def test_ctrl_c_while_the_stages_import_is_the_interrupted_line(monkeypatch, capsys):
+    """build_parser imports every stage (seconds); a Ctrl-C then printed KeyboardInterrupt's traceback."""
+    import sinktrain.cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sinktrain.cli, "build_parser", interrupted)
+    assert sinktrain.cli.main(["generate", "model", "--prompt", "hi"]) == 130
+    assert capsys.readouterr().err == "sinktrain: interrupted\n"
+    with pytest.raises(KeyboardInterrupt):  # --debug shows where it stopped, as later in the run
+        sinktrain.cli.main(["generate", "model", "--prompt", "hi", "--debug"])
+
+
+def test_a_closed_stdout_ends_the_verb_quietly(monkeypatch, capsys):
+    """It was "error: [Errno 32] Broken pipe", exit 2, or (text still buffered at the exit) Python's "Exception
+    ignored ... BrokenPipeError" and exit 120."""
+    from sinktrain.cli import main
+
+    read, write = os.pipe()
+    os.close(read)  # as after `| head -c 5` has its bytes
+    # Block-buffered, as Python's own stdout on a pipe; set in the test, since capsys sets its own when it starts.
+    stdout = open(write, "w", encoding="utf-8")
+    monkeypatch.setattr("sys.stdout", stdout)
+    assert main(["info", "--preset", "tiny"]) == 141  # what a shell reports for a program SIGPIPE ended
+    assert capsys.readouterr().err == ""
+    stdout.write("x" * 100)
+    stdout.flush()  # stdout is /dev/null now: the exit's flush cannot fail again
+    stdout.close()
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_still_an_error(monkeypatch, capsys):
+    import sinktrain.cli
+
+    def push(args):
+        raise BrokenPipeError(32, "Broken pipe")  # e.g. a socket the hub closed
+
+    monkeypatch.setattr(sinktrain.cli, "run_verb", push)
+    assert sinktrain.cli.main(["info", "--preset", "tiny"]) == 2
+    assert capsys.readouterr().err == "sinktrain info: error: [Errno 32] Broken pipe\n"
