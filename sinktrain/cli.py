@@ -45,8 +45,13 @@ USER_ERRORS = (ValueError, OSError, UserError)
 RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)$")
 
 
+# What `sinktrain --help` opens with (the module docstring is for developers).
+DESCRIPTION = ("Pretrain language models with and without learnable attention-sink tokens, and measure what that "
+               "does to streaming inference (StreamingLLM). `sinktrain VERB --help` describes each verb.")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sinktrain", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="sinktrain", description=DESCRIPTION)
     parser.add_argument("--debug", action="store_true", help="show the traceback of any error")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for mod in STAGE_CLIS:

@@ -67,3 +67,13 @@ def test_a_broken_pipe_that_is_not_stdout_is_still_an_error(monkeypatch, capsys)
     monkeypatch.setattr(sinktrain.cli, "run_verb", push)
     assert sinktrain.cli.main(["info", "--preset", "tiny"]) == 2
     assert capsys.readouterr().err == "sinktrain info: error: [Errno 32] Broken pipe\n"
+
+
+def test_the_top_help_opens_with_what_sinktrain_does(capsys):
+    """It opened with the module docstring's developer notes ('Each stage contributes its verbs through ...')."""
+    import sinktrain.cli
+
+    with pytest.raises(SystemExit) as exit_:
+        sinktrain.cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and "learnable attention-sink tokens" in out and "register(subparsers)" not in out
