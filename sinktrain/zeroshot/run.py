@@ -76,7 +76,14 @@ def longest_answers(cfg: ZeroShotConfig, tokenizers: list, sources: dict | None 
     sources = cfg.task_sources() if sources is None else sources
     with tempfile.TemporaryDirectory() as tmp:
         refs = {t: r for t, r in task_refs(cfg, sources, Path(tmp))[0].items() if r is not None}
-        requests = task_requests(refs, cfg.limit, manager or TaskManager(include_defaults=False))
+        try:
+            requests = task_requests(refs, cfg.limit, manager or TaskManager(include_defaults=False))
+        except Exception as e:
+            if "OfflineMode" not in str(e) and "Couldn't reach" not in str(e):
+                raise
+            # no network (HF_HUB_OFFLINE): lm-eval downloads each task's data unless a local copy is given
+            raise ConnectionError(f"{first_line(e)}; offline, pass --data-dir with datasets.save_to_disk copies "
+                                  f"of the tasks (data/zeroshot in the sinktrain repository holds samples)") from None
     return [longest_continuations(requests, tok) for tok in tokenizers]
 
 

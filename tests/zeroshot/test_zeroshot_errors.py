@@ -191,3 +191,18 @@ def test_an_output_another_run_is_writing_is_refused_before_any_scoring(model_di
                    f"(pid 4242 on elsewhere); wait for it to end, or choose another --out")
     assert (out / "results.json").read_text() == "earlier" and sorted(p.name for p in out.iterdir()) == [
         "results.json", "tasks"]
+
+
+def test_offline_without_data_dir_names_the_flag(model_dirs, tmp_path, capsys, monkeypatch):
+    """Without --data-dir lm-eval downloads each task; offline, its one line named no way out."""
+    import sinktrain.zeroshot.run as run_module
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'baber/piqa' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(run_module, "task_requests", offline)
+    err = refused(capsys, [str(model_dirs["vanilla"]), "--tasks", "piqa", "--out", str(tmp_path / "o")])
+    assert err == ("sinktrain zeroshot: error: Couldn't reach 'baber/piqa' on the Hub (OfflineModeIsEnabled); "
+                   "offline, pass --data-dir with datasets.save_to_disk copies of the tasks (data/zeroshot in the "
+                   "sinktrain repository holds samples)")
+    assert not (tmp_path / "o").exists()
