@@ -194,8 +194,11 @@ def one_line(message) -> str:
     text = re.sub(r"<class '([\w.]+)'>", r"\1", text)
     text = text.replace("NoneType", "null")
     patterns = [
-        (r'Parser key "([^"]+)": Expected an? (\S+?)\. Got value: (.*)',
+        (r'Parser key "([^"]+)": Expected an? (\S+?)\. Got value:\s?(.*)',  # (an empty value: no space after)
          lambda m: f"{m[1]}: expected {m[2]}, got {m[3]!r}"),
+        # `--set trainer=5`: a section given a value (jsonargparse tries to read it as a config file, twice)
+        (r"^(?:Parser key \")?([\w.]+)\"?: Unable to load config '([^']*)'.*",
+         lambda m: f"{m[1]} is a section of keys, not a value (got {m[2]!r}); set its keys as {m[1]}.KEY=VALUE"),
         (r'Parser key "([^"]+)": Does not validate against any of the Union subtypes Subtypes: \[(.*?)\] Errors:.*'
          r"Given value: (.*)", lambda m: f"{m[1]}: expected {m[2].replace(', ', ' or ')}, got {m[3]!r}"),
         (r"unrecognized arguments: --([^= ]+).*", lambda m: f"unknown key {m[1]!r}"),
@@ -213,6 +216,15 @@ def one_line(message) -> str:
 def explain(cls, message: str) -> str:
     """Add the accepted keys to an unknown-key message about dataclass `cls`. A key under a section that does
     not exist (`model.sink.kind` given to a study file) is reported at that section: `unknown key 'model'`."""
+    m = re.search(r"^([\w.]+) is a section of keys, not a value", message)
+    if m:  # name the keys it takes
+        node = cls
+        for name in m[1].split("."):
+            hint = typing.get_type_hints(node).get(name)
+            node = next((a for a in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(a)), None)
+            if node is None:
+                return message
+        return f"{message} ({', '.join(f.name for f in dataclasses.fields(node) if f.init)})"
     m = re.search(r"unknown key '([^']+)'", message)
     if not m:
         return message

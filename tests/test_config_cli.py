@@ -192,6 +192,18 @@ def test_optional_text_fields_take_their_value_as_written(tmp_path, capsys):
     assert yaml.safe_load(capsys.readouterr().out) == {"system": "# shown", "inner": {"note": None}}
 
 
+@pytest.mark.parametrize("override, message", [
+    ("model.sink=x", "model.sink is a section of keys, not a value (got 'x'); set its keys as model.sink.KEY=VALUE "
+     "(kind, num_tokens, token_ids)"),
+    ("trainer.max_steps=", "trainer.max_steps: expected int, got ''"),
+])
+def test_jsonargparse_wording_is_made_plain(capsys, override, message):
+    """They read "model.sink: Unable to load config 'x' - model.sink: Unable to load config "x"" (jsonargparse takes
+    a section's value for a config file's path) and "Expected a int. Got value:"."""
+    assert main(["train", "--config", str(REPO / "recipes/tiny-cpu.yaml"), "--set", override]) == 2
+    assert capsys.readouterr().err.strip() == f"sinktrain train: error: {message}"
+
+
 def test_print_config_prints_only_a_config_that_holds(capsys):
     """--print_config printed `lr: -1.0` and exited 0, where the same run without it is refused."""
     recipe = str(REPO / "recipes/tiny-cpu.yaml")
