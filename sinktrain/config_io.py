@@ -310,6 +310,13 @@ def to_dict(obj) -> dict:
     return dataclasses.asdict(obj)
 
 
+def dotted_value(config: dict, key: str):
+    """`config["a"]["b"]` for key "a.b"; None where a level is missing."""
+    for part in key.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config
+
+
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():

@@ -163,9 +163,9 @@ def write_report(cfg, results: dict, run_dirs: dict[str, Path], zeroshot_results
     header = ["variant", "preset", "sink", "steps", "final train loss", "final val loss", "final sink dependence"]
     lines += [markdown_table(header, rows_out), ""]
     if spliced:  # e.g. max_steps raised on an existing study: those runs are not straight runs of the new schedule
-        lines += [f"Learning-rate schedule changed during training: {'; '.join(spliced)}. Those weights differ from "
-                  f"a run trained straight on the final schedule, so compare their rows with care (a new study "
-                  f"folder trains every variant straight).", ""]
+        lines += [f"Schedule changed during training (learning rate, steps or grad_clip): {'; '.join(spliced)}. "
+                  f"Those weights differ from a run trained straight on the final schedule, so compare their rows "
+                  f"with care (a new study folder trains every variant straight).", ""]
     rel = lambda p: os.path.relpath(p, root)  # noqa: E731  links relative to report.md
     if loss_png:
         lines += ["## Pre-training loss", "", f"![loss curves]({rel(loss_png)})", ""]

@@ -25,6 +25,7 @@ from sinktrain.data import (
     read_manifest,
     resolve_source,
 )
+from sinktrain.config_io import dotted_value
 from sinktrain.experiment.config import ExperimentConfig, in_section
 from sinktrain.data.longtext import text_source_sha256
 from sinktrain.experiment.markers import STAGES_DIR, forget, is_done, mark_done, tree_sha256
@@ -136,17 +137,11 @@ RECIPE_FIELDS = ("model", "data.tokenizer", "data.seed", "optim.lr", "optim.min_
                  "trainer.global_batch_size", "trainer.max_steps", "seed")
 
 
-def _field(config: dict, dotted: str):
-    for key in dotted.split("."):
-        config = config.get(key) if isinstance(config, dict) else None
-    return config
-
-
 def recipe_changes(saved: dict, current: dict) -> list[str]:
     """The RECIPE_FIELDS (sections: their keys) that differ between a checkpoint's config and this one."""
     changes = []
     for name in RECIPE_FIELDS:
-        old, new = _field(saved, name), _field(current, name)
+        old, new = dotted_value(saved, name), dotted_value(current, name)
         if isinstance(old, dict) and isinstance(new, dict):
             changes += [f"{name}.{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
                         if old.get(k) != new.get(k)]

@@ -19,6 +19,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
+from sinktrain.config_io import dotted_value
 from sinktrain.data import TOKENIZER_DIR, data_tokenizer, manifest_sha256
 from sinktrain.train import checkpoint as ckpt
 from sinktrain.train.checkpoint_saver import CheckpointSaver
@@ -100,6 +101,18 @@ def resolve_resume(cfg: TrainConfig, run_dir: Path, world_size: int, report: boo
             f"{saved_order[1]}, this run has {cfg.trainer.global_batch_size} and {cfg.data.seed}; the data order "
             f"would not continue. Resume with the same values or start a new --run-dir"
         )
+    # The optimizer state restored from the checkpoint carries its own betas, eps and weight decay (torch's
+    # load_state_dict restores each param group's hyperparameters), and the weights replaced what the seed drew:
+    # new values would be recorded in config.yaml but never used.
+    saved_config, now = meta["config"], cfg.to_dict()
+    kept = [k for k in KEPT_ON_RESUME if dotted_value(saved_config, k) != dotted_value(now, k)]
+    if kept:
+        was = ", ".join(f"{k} {dotted_value(saved_config, k)!r}" for k in kept)
+        raise ValueError(
+            f"checkpoint {target.name} was trained with {was}, which resuming keeps (the optimizer state and weights "
+            f"carry them); this run would record {', '.join(f'{k} {dotted_value(now, k)!r}' for k in kept)} but "
+            f"not use it. Resume with the checkpoint's values or start a new --run-dir"
+        )
     if meta["step"] > cfg.trainer.max_steps:
         raise ValueError(
             f"checkpoint {target.name} is at step {meta['step']}, past trainer.max_steps {cfg.trainer.max_steps}; "
@@ -170,9 +183,12 @@ def newest_readable_checkpoint(run_dir: Path, report: bool = True) -> Path | Non
     return None
 
 
-# The schedule's inputs: a resumed run honours new values of these (SinkLM.on_train_start) and says so.
+# The schedule's inputs, and gradient clipping (applied at every step): a resumed run honours new values of these
+# (SinkLM.on_train_start) and says so.
 SCHEDULE_KEYS = (("optim", "lr"), ("optim", "min_lr"), ("trainer", "max_steps"), ("schedule", "warmup_fraction"),
-                 ("schedule", "warmup_steps"), ("schedule", "total_steps"))
+                 ("schedule", "warmup_steps"), ("schedule", "total_steps"), ("optim", "grad_clip"))
+# What a resume takes from the checkpoint whatever the config says (resolve_resume refuses a change).
+KEPT_ON_RESUME = ("optim.betas", "optim.eps", "optim.weight_decay", "seed")
 
 
 def schedule_changes(saved: dict, cfg: TrainConfig) -> list[str]:
@@ -241,7 +257,7 @@ def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, t
         changed.append({"at_step": start_step, "changes": now})
         if is_global_rank_zero():
             print(f"train: resuming {resume_from.name} with {'; '.join(now)}: the learning-rate schedule of this "
-                  f"config applies from step {start_step} on", file=sys.stderr, flush=True)
+                  f"config (and its grad_clip) applies from step {start_step} on", file=sys.stderr, flush=True)
 
     # --- from here on the run directory is written (rank 0 only) -----------------------------------------
     model_tokens_per_step = cfg.trainer.global_batch_size * cfg.model.seq_len  # sinks included

@@ -32,8 +32,9 @@ def test_report_reads_each_runs_config_yaml(tmp_path):
     (run / "run.json").write_text(json.dumps({"schedule_changes": [
         {"at_step": 3, "changes": ["trainer.max_steps 3 -> 5", "schedule.total_steps 3 -> 5"]}]}))
     report = write_report(cfg, results, {"a": run}).read_text()
-    assert ("Learning-rate schedule changed during training: `a` resumed at step 3 with trainer.max_steps 3 -> 5, "
-            "schedule.total_steps 3 -> 5. Those weights differ from a run trained straight") in report
+    assert ("Schedule changed during training (learning rate, steps or grad_clip): `a` resumed at step 3 with "
+            "trainer.max_steps 3 -> 5, schedule.total_steps 3 -> 5. Those weights differ from a run trained straight"
+            ) in report
     # the study's relative paths (book.txt here) hold only from the folder it ran in: the report names it
     assert f"sinktrain experiment {cfg.root / 'experiment.yaml'}\n```\n\nfrom `{Path.cwd()}`, the folder" in report
 

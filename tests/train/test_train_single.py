@@ -208,8 +208,17 @@ def test_run_json_keeps_each_resume_that_changed_the_schedule(tiny_data, tmp_pat
     [first] = changes()
     assert first["at_step"] == 2 and "trainer.max_steps 2 -> 4" in first["changes"]
     assert ("train: resuming step-00000002 with trainer.max_steps 2 -> 4: the learning-rate schedule of this config "
-            "applies from step 2 on") in capsys.readouterr().err
+            "(and its grad_clip) applies from step 2 on") in capsys.readouterr().err
     train(tiny(tiny_data, run, "trainer.max_steps=6", "trainer.max_time=1e-6", *sets))  # stops after step 5
     assert [c["at_step"] for c in changes()] == [2, 4]
     train(tiny(tiny_data, run, "trainer.max_steps=6", *sets))  # the same schedule: nothing new
     assert [c["at_step"] for c in changes()] == [2, 4]
+    # what the restored optimizer state and weights keep is refused, not recorded unused; grad_clip applies
+    for key, value, was in [("optim.eps", "0.1", "1e-08"), ("optim.betas", "[0.5,0.6]", "[0.9, 0.95]"),
+                            ("seed", "99", "1234")]:
+        with pytest.raises(ValueError) as caught:
+            train(tiny(tiny_data, run, "trainer.max_steps=8", f"{key}={value}", *sets))
+        assert str(caught.value).startswith(f"checkpoint step-00000006 was trained with {key} {was}, which "
+                                            f"resuming keeps"), caught.value
+    train(tiny(tiny_data, run, "trainer.max_steps=8", "optim.grad_clip=0.5", *sets))
+    assert changes()[-1] == {"at_step": 6, "changes": ["trainer.max_steps 6 -> 8", "optim.grad_clip 1.0 -> 0.5"]}
