@@ -19,6 +19,7 @@ from sinktrain.export.tokenizer_files import save_tokenizer
 from sinktrain.model import ModelConfig, build_model, save_model
 from sinktrain.model.source import PICKLED_WEIGHTS
 from sinktrain.train import latest_checkpoint, list_checkpoints, load_checkpoint_weights
+from sinktrain.train.checkpoint import UnreadableCheckpointError, verify_checkpoint
 from sinktrain.train.run_dir import CONFIG_FILE, RUN_INFO_FILE, trained_manifest_sha256
 from sinktrain.util.outputs import check_out_dir, output_lock, staged_out_dir
 
@@ -75,10 +76,25 @@ def resolve_checkpoint(source: Path) -> tuple[Path, Path | None]:
         ckpt = latest_checkpoint(source)
         if ckpt is None:
             raise ValueError(f"run directory {source} has no complete checkpoint yet; train longer")
+        try:
+            verify_checkpoint(ckpt)
+        except UnreadableCheckpointError as e:  # train resumes past it; an export says which one it would take
+            intact = next((c for c in reversed(list_checkpoints(source)[:-1]) if _readable(c)), None)
+            hint = (f"; the newest intact one is {intact}: pass it to export that step" if intact else
+                    "; no older checkpoint is intact")
+            raise UnreadableCheckpointError(f"{e}{hint}") from None
         return ckpt, source
     # checkpoints live in <run>/checkpoints/<step>
     run = source.parent.parent
     return source, run if is_run_dir(run) else None
+
+
+def _readable(ckpt: Path) -> bool:
+    try:
+        verify_checkpoint(ckpt)
+    except UnreadableCheckpointError:
+        return False
+    return True
 
 
 def check_out_dir_apart(out: Path, source: Path) -> None:

@@ -45,6 +45,10 @@ DEEPSPEED_SAFE_GLOBALS = (
 )
 
 
+# What wrote the checkpoint: a Lightning checkpoint file, or DeepSpeed's folder of per-rank shards.
+KINDS = ("lightning", "deepspeed")
+
+
 class UnreadableCheckpointError(ValueError):
     """A checkpoint file that cannot be read (truncated, garbage): `--resume auto` falls back past it."""
 
@@ -58,8 +62,10 @@ def checkpoint_name(step: int) -> str:
 
 
 def is_complete(path: Path) -> bool:
+    """A step folder whose save finished (its COMPLETE marker is written last). One that lost its meta.json
+    since is listed too, and read_meta calls it damaged: skipped in silence, it hid that a newer step was lost."""
     path = Path(path)
-    return bool(_NAME.match(path.name)) and (path / COMPLETE).is_file() and (path / META).is_file()
+    return bool(_NAME.match(path.name)) and (path / COMPLETE).is_file()
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
@@ -87,6 +93,8 @@ def read_meta(ckpt: str | Path) -> dict:
             f"{str(ckpt)!r} is not a complete checkpoint (no {COMPLETE} marker or meta.json, or a .tmp name: "
             f"a save that did not finish); pass a complete step-XXXXXXXX folder, or the run directory for its newest"
         )
+    if not (ckpt / META).is_file():
+        raise UnreadableCheckpointError(f"{str(ckpt)!r} has no {META}; the checkpoint is damaged")
     try:
         meta = json.loads((ckpt / META).read_text())
     except (ValueError, UnicodeDecodeError) as e:
@@ -94,6 +102,16 @@ def read_meta(ckpt: str | Path) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else None
         raise ValueError(f"{ckpt / META} has format {found!r}, expected {FORMAT!r}")
+    config = meta.get("config")
+    if not (isinstance(meta.get("step"), int) and meta.get("kind") in KINDS and isinstance(config, dict)
+            and all(isinstance(config.get(k), dict) for k in ("model", "trainer", "data"))):
+        raise UnreadableCheckpointError(f"{ckpt / META} lacks its step, kind or config (model, trainer, data); the "
+                                        f"checkpoint is damaged")
+    named = int(_NAME.match(ckpt.name).group(1))
+    if meta["step"] != named:  # a copy under another name: resume and export go by the name, pruning too
+        raise UnreadableCheckpointError(f"{str(ckpt)!r} is named for step {named} but its {META} says step "
+                                        f"{meta['step']}: a checkpoint copied or renamed; move it back to "
+                                        f"{checkpoint_name(meta['step'])} or remove it")
     return meta
 
 

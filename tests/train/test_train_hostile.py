@@ -234,6 +234,35 @@ def test_a_truncated_or_garbage_checkpoint_is_one_line_for_export(run_copy, tmp_
     assert len(err.splitlines()) == 1 and "meta.json is not valid JSON" in err
 
 
+@pytest.mark.parametrize("damage, reason", [
+    ("no-meta", "has no meta.json; the checkpoint is damaged"),
+    ("meta-without-config", "meta.json lacks its step, kind or config (model, trainer, data); the checkpoint is "
+     "damaged"),
+    ("copied-under-another-name", "is named for step 4 but its meta.json says step 2: a checkpoint copied or renamed; "
+     "move it back to step-00000002 or remove it"),
+])
+def test_a_newest_checkpoint_whose_meta_does_not_hold_is_named_and_skipped(tiny_data, run_copy, capsys, tmp_path,
+                                                                          damage, reason):
+    """A meta.json that parses but lacks keys was a KeyError traceback; one deleted was skipped without a word; a
+    step folder copied under a newer name was trusted by its name (export took the old weights as the newest)."""
+    newest = run_copy / "checkpoints" / "step-00000004"
+    if damage == "no-meta":
+        (newest / "meta.json").unlink()
+    elif damage == "meta-without-config":
+        (newest / "meta.json").write_text('{"format": "sinktrain-checkpoint/1", "step": 4, "kind": "lightning"}')
+    else:
+        shutil.rmtree(newest)
+        shutil.copytree(run_copy / "checkpoints" / "step-00000002", newest)
+    assert main(["export", str(run_copy), str(tmp_path / "hf")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and reason in err and (
+        f"the newest intact one is {run_copy / 'checkpoints' / 'step-00000002'}") in err, err
+    train(tiny(tiny_data, run_copy))
+    err = capsys.readouterr().err
+    assert "skipping step-00000004: " in err and reason in err
+    assert "resuming from step-00000002, the newest complete checkpoint" in err
+
+
 @pytest.fixture(scope="module")
 def other_data(tmp_path_factory):
     """Data of one book only: another manifest than tiny_data's."""
