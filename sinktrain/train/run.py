@@ -240,6 +240,19 @@ def train(cfg: TrainConfig, rerun: str = "--resume auto") -> Path:
         return _start(cfg, devices, nodes, world, accum, train_tokens, val_tokens, run_dir, rerun)
 
 
+def read_run_info(path: Path) -> dict:
+    """An earlier run.json (its schedule_changes go on into the new one); one line naming it if it is damaged."""
+    try:
+        info = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        info = e
+    if not isinstance(info, dict) or not isinstance(info.get("schedule_changes", []), list):
+        why = f"is not valid JSON ({info})" if isinstance(info, Exception) else "is not a sinktrain run.json"
+        raise ValueError(f"{path} {why}; restore it from a copy, or delete it to resume without its record of "
+                         f"earlier schedule changes")
+    return info
+
+
 def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, train_tokens, val_tokens,
            run_dir: Path, rerun: str) -> Path:
     """Write the run dir and fit; on rank 0 under the run dir's lock."""
@@ -250,7 +263,7 @@ def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, t
     # Each resume that changed the LR schedule, kept for the run's life: its weights are then not a straight run's
     # (a study's report says so beside its numbers).
     info_file = run_dir / RUN_INFO_FILE
-    earlier = json.loads(info_file.read_text()) if meta and info_file.is_file() else {}
+    earlier = read_run_info(info_file) if meta and info_file.is_file() else {}
     changed = [c for c in earlier.get("schedule_changes", []) if c["at_step"] < start_step]
     now = schedule_changes(meta["config"], cfg) if meta else []
     if now:

@@ -280,6 +280,17 @@ def train_cli(data, run_dir, *sets):
     return code
 
 
+def test_a_garbage_run_json_is_one_line_naming_it(tiny_data, run_copy, capsys):
+    """It was json's bare 'Expecting property name enclosed in double quotes: line 1 column 2 (char 1)'."""
+    (run_copy / "run.json").write_text("{garbage")
+    assert train_cli(tiny_data, run_copy, "trainer.max_steps=6") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"sinktrain train: error: {run_copy / 'run.json'} is not valid JSON (Expecting property "
+                          f"name") and err.endswith("restore it from a copy, or delete it to resume without its "
+                                                    "record of earlier schedule changes"), err
+    assert (run_copy / "run.json").read_text() == "{garbage"
+
+
 @pytest.mark.parametrize("recorded_in", ["meta.json", "run.json"])  # run.json: checkpoints of older versions
 def test_resume_with_other_data_is_refused_and_keeps_the_runs_record(tiny_data, other_data, run_copy, capsys,
                                                                      recorded_in):
