@@ -89,6 +89,38 @@ def manifest_sha256(data_dir: str | Path) -> str:
     return hashlib.sha256((Path(data_dir) / MANIFEST).read_bytes()).hexdigest()
 
 
+# The manifest's config keys that change what is written (preparation.OUTPUT_KEYS without the sources' spelling,
+# which `sources` below records by content); the others (out_dir, overwrite, workers, batching, progress) do not.
+CONTENT_CONFIG_KEYS = ("tokenizer", "val_fraction", "val_documents", "seed", "text_field", "split", "hub_config",
+                       "txt_documents", "max_documents", "max_tokens", "dtype", "shard_tokens")
+
+
+def source_identity(source: dict) -> dict:
+    """A manifest source by what it holds: local files by size and sha256 (however their paths were spelt),
+    other sources (and files recorded before content hashes) by spec."""
+    files = source.get("files")
+    if files and all("sha256" in f for f in files):
+        return {"kind": source.get("kind"), "files": [[f.get("bytes"), f["sha256"]] for f in files]}
+    return {"kind": source.get("kind"), "spec": source.get("spec"), "files": files}
+
+
+def dataset_identity(manifest: dict) -> dict:
+    """What a manifest says about the tokens themselves: tokenizer, layout, splits, each source's content and
+    the settings that shape the output. Two preparations with the same identity wrote the same shards."""
+    config = manifest.get("config") or {}
+    return {"format": manifest.get("format"), "tokenizer": (manifest.get("tokenizer") or {}).get("sha256"),
+            "dtype": manifest.get("dtype"), "eod_id": manifest.get("eod_id"), "seed": manifest.get("seed"),
+            "splits": manifest.get("splits"), "sources": [source_identity(s) for s in manifest.get("sources") or []],
+            "config": {k: config.get(k) for k in CONTENT_CONFIG_KEYS}}
+
+
+def dataset_identity_sha256(data_dir: str | Path) -> str:
+    """sha256 of `dataset_identity`: equal for the same data prepared again (other workers, another out_dir
+    spelling, `./` before a path), where manifest_sha256 differs."""
+    manifest = json.loads((Path(data_dir) / MANIFEST).read_text())
+    return hashlib.sha256(json.dumps(dataset_identity(manifest), sort_keys=True).encode()).hexdigest()
+
+
 def data_tokenizer(data_dir: str | Path):
     """The tokenizer the data in `data_dir` was prepared with: its saved copy, or (data prepared before
     copies were kept) the spec the manifest records."""

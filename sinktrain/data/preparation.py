@@ -26,7 +26,8 @@ from sinktrain.config_io import Fraction, NonNegativeInt, PositiveInt, Seed, con
 from sinktrain.util.atomic import temp_name, write_json_atomic
 from sinktrain.util.outputs import output_lock
 from sinktrain.util.progress import progress
-from sinktrain.data.manifest import FORMAT, MANIFEST, TOKENIZER_DIR, read_manifest, token_dtype
+from sinktrain.data.manifest import (CONTENT_CONFIG_KEYS, FORMAT, MANIFEST, TOKENIZER_DIR, read_manifest,
+                                     source_identity, token_dtype)
 from sinktrain.data.sources import TXT_DOCUMENTS, Source, iter_documents, resolve_source
 from sinktrain.data.tokenizer import eod_id, load_tokenizer, tokenizer_hash
 
@@ -392,6 +393,12 @@ def _same_dataset(manifest: dict, cfg: PrepareConfig, sha: str, sources: list[So
     stored = manifest.get("config", {})
     described = [{k: v for k, v in s.items() if k in ("spec", "kind", "files")} for s in manifest.get("sources", [])]
     current = [s.describe() for s in sources]
+    if all("sha256" in f for s in described + current for f in s.get("files", [])):
+        # local files by content: `./data/books/x.txt` is the same source as `data/books/x.txt`
+        same = [source_identity(s) for s in described] == [source_identity(s) for s in current]
+        return (same and {k: stored.get(k) for k in CONTENT_CONFIG_KEYS} == {
+            k: v for k, v in _output_config(cfg).items() if k in CONTENT_CONFIG_KEYS}
+            and manifest.get("tokenizer", {}).get("sha256") == sha)
     if not any("sha256" in f for s in described for f in s.get("files", [])):
         # A manifest from before content hashes records paths and sizes only. Whether a same-size file changed
         # cannot be told from it; calling it different would refuse (or, with --overwrite, redo) every such

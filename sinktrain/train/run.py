@@ -20,7 +20,7 @@ import lightning.pytorch as pl
 import torch
 
 from sinktrain.config_io import dotted_value
-from sinktrain.data import TOKENIZER_DIR, data_tokenizer, manifest_sha256
+from sinktrain.data import TOKENIZER_DIR, data_tokenizer, dataset_identity_sha256, manifest_sha256
 from sinktrain.train import checkpoint as ckpt
 from sinktrain.train.checkpoint_saver import CheckpointSaver
 from sinktrain.train.config import TrainConfig, check_batch_geometry, resolve_topology
@@ -156,7 +156,11 @@ def check_same_data(target: Path, meta: dict, cfg: TrainConfig) -> None:
     trained = trained_manifest_sha256(target, meta)
     data_dir = Path(cfg.data.dir)
     now = manifest_sha256(data_dir)
-    if trained is not None and trained != now:
+    # The same data prepared again (other workers, `./` before a source path) writes the same shards under
+    # another manifest: the content identity, which checkpoints record since it existed, says so.
+    recorded = meta.get("data_identity_sha256")
+    same_content = recorded is not None and recorded == dataset_identity_sha256(data_dir)
+    if trained is not None and trained != now and not same_content:
         raise ValueError(
             f"checkpoint {target.name} was trained on data.dir {meta['config']['data']['dir']!r} (manifest sha256 "
             f"{trained[:12]}), but data.dir {str(data_dir)!r} has manifest sha256 {now[:12]}; resume with the same "
@@ -310,7 +314,8 @@ def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, t
         checkpoints=CheckpointSaver(
             run_dir, cfg.checkpoint.every, cfg.checkpoint.keep_last,
             meta={"format": ckpt.FORMAT, "kind": _checkpoint_kind(cfg), "config": cfg.to_dict(),
-                  "data_manifest_sha256": info["data_manifest_sha256"]},
+                  "data_manifest_sha256": info["data_manifest_sha256"],
+                  "data_identity_sha256": dataset_identity_sha256(data_dir)},
             tokens_per_step=text_tokens_per_step,
         ),
         val_batches=datamodule.val_batches, probe_batch=datamodule.probe_batch,

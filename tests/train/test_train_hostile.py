@@ -308,6 +308,28 @@ def test_resume_with_other_data_is_refused_and_keeps_the_runs_record(tiny_data, 
     assert snapshot(run_copy) == before
 
 
+def test_resume_on_the_same_data_prepared_again_continues(tiny_data, run_copy, tmp_path):
+    """Prepared again with settings that change no byte (batching, another spelling of the source paths), the
+    data has another manifest (its config block records them) but the same content: the run continues. It was
+    refused, naming the same data.dir twice, and prepare had refused `./`-spelt sources as other sources."""
+    from sinktrain.data import PrepareConfig, prepare, read_manifest
+    from train_helpers import BOOKS
+
+    again = tmp_path / "again"
+    shutil.copytree(tiny_data, again)
+    spelt = [str(BOOKS / "." / "austen_persuasion.txt"), str(BOOKS / "." / "bierce_devils_dictionary.txt")]
+    settings = dict(sources=spelt, out_dir=str(again), txt_documents="paragraphs", val_fraction=0.05, seed=1234,
+                    progress=False)
+    before = (again / "manifest.json").read_bytes()
+    prepare(PrepareConfig(**settings))  # the same sources by content: nothing to do
+    assert (again / "manifest.json").read_bytes() == before
+    prepare(PrepareConfig(**settings, batch_size=7, overwrite=True))
+    assert (again / "manifest.json").read_bytes() != before
+    assert read_manifest(again)["splits"] == read_manifest(tiny_data)["splits"]
+    train(tiny(again, run_copy, "trainer.max_steps=6"))
+    assert latest_checkpoint(run_copy).name == "step-00000006"
+
+
 def test_resume_with_a_copy_of_the_same_data_continues(tiny_data, run_copy, tmp_path):
     shutil.copytree(tiny_data, tmp_path / "copy")  # the manifest names the data, not its path
     train(tiny(tmp_path / "copy", run_copy, "trainer.max_steps=6"))
