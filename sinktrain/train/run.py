@@ -342,6 +342,12 @@ def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, t
             # SIGTERM outside the training loop: `terminated`, 143).
             if interrupt.exception is None:
                 raise
+            if is_global_rank_zero():  # unlike a SIGTERM, Ctrl-C saves nothing: say where a rerun goes on from
+                newest = ckpt.latest_checkpoint(run_dir)
+                print(f"train: interrupted after step {trainer.global_step}, which is not saved; "
+                      + (f"rerunning the same command continues from {newest.name}" if newest else
+                         "no checkpoint yet: rerunning the same command starts again")
+                      + " (a SIGTERM stops at a checkpoint)", file=sys.stderr, flush=True)
             raise interrupt.exception from None
         finally:
             signal.signal(signal.SIGINT, on_sigint)

@@ -191,7 +191,10 @@ def test_ctrl_c_is_an_interrupt_not_lightnings_exit_1(tiny_data, tmp_path, capsy
     code = main(["train", "--config", str(RECIPES / "tiny-cpu-sink.yaml"), "--run-dir", str(run), "--set",
                  f"data.dir={tiny_data}", "--set", "trainer.max_steps=6", "--set", "checkpoint.every=2",
                  "--set", "trainer.progress_bar=false"])
-    assert code == 130 and capsys.readouterr().err.strip().splitlines()[-1] == "sinktrain train: interrupted"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 130 and err[-1] == "sinktrain train: interrupted"
+    assert err[-2] == ("train: interrupted after step 3, which is not saved; rerunning the same command continues "
+                       "from step-00000002 (a SIGTERM stops at a checkpoint)"), err[-3:]
     assert signal.getsignal(signal.SIGINT) is before
     assert [p.name for p in list_checkpoints(run)] == ["step-00000002"]
 
