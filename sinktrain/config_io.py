@@ -210,6 +210,9 @@ def one_line(message) -> str:
     ]
     for pattern, repl in patterns:
         text = re.sub(pattern, repl, text)
+    # `--set trainer.max_steps=1e3`: YAML reads 1e3 as the float 1000.0, which the message then shows
+    text = re.sub(r"expected int, got '(-?\d+)\.0'$",
+                  lambda m: f"expected int, got {m[1]}.0 (YAML reads 1e3 as a float); write the integer, {m[1]}", text)
     return text
 
 

@@ -196,6 +196,8 @@ def test_optional_text_fields_take_their_value_as_written(tmp_path, capsys):
     ("model.sink=x", "model.sink is a section of keys, not a value (got 'x'); set its keys as model.sink.KEY=VALUE "
      "(kind, num_tokens, token_ids)"),
     ("trainer.max_steps=", "trainer.max_steps: expected int, got ''"),
+    ("trainer.max_steps=1e3", "trainer.max_steps: expected int, got 1000.0 (YAML reads 1e3 as a float); write the "
+     "integer, 1000"),
 ])
 def test_jsonargparse_wording_is_made_plain(capsys, override, message):
     """They read "model.sink: Unable to load config 'x' - model.sink: Unable to load config "x"" (jsonargparse takes
