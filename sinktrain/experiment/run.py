@@ -197,11 +197,11 @@ def stage_export(cfg: ExperimentConfig, variant: str, run_dir: Path) -> Path:
     out = cfg.root / "export" / variant
     ckpt = latest_checkpoint(run_dir)
     stage, inputs = f"export-{variant}", {"checkpoint": str(ckpt), "checkpoint_sha256": tree_sha256(ckpt)}
-    damage = _export_damage(out)
-    if damage is None and is_done(cfg.root, stage, inputs):
+    done, damage = is_done(cfg.root, stage, inputs), _export_damage(out)
+    if done and damage is None:
         log(f"export {variant}: done (step {_checkpoint_step(ckpt)}), skipped")
         return out
-    if is_done(cfg.root, stage, inputs):  # a cut-short copy or a deleted file: exported again, not refused later
+    if done:  # a cut-short copy or a deleted file: exported again, not refused later
         log(f"export {variant}: {damage}; exporting it again")
     log(f"export {variant}: {ckpt} -> {out}")
     forget(cfg.root, stage)

@@ -76,13 +76,6 @@ def resolve_checkpoint(source: Path) -> tuple[Path, Path | None]:
         ckpt = latest_checkpoint(source)
         if ckpt is None:
             raise ValueError(f"run directory {source} has no complete checkpoint yet; train longer")
-        try:
-            verify_checkpoint(ckpt)
-        except UnreadableCheckpointError as e:  # train resumes past it; an export says which one it would take
-            intact = next((c for c in reversed(list_checkpoints(source)[:-1]) if _readable(c)), None)
-            hint = (f"; the newest intact one is {intact}: pass it to export that step" if intact else
-                    "; no older checkpoint is intact")
-            raise UnreadableCheckpointError(f"{e}{hint}") from None
         return ckpt, source
     # checkpoints live in <run>/checkpoints/<step>
     run = source.parent.parent
@@ -181,7 +174,16 @@ def _export_checkpoint(cfg: ExportConfig) -> Path:
     zeroshot = read_zeroshot(cfg.zeroshot_results, out) if cfg.zeroshot_results else None
     check_export_target(out, cfg.overwrite, inputs={"--eval_results": cfg.eval_results,
                                                     "--zeroshot_results": cfg.zeroshot_results})
-    state_dict, meta = load_checkpoint_weights(ckpt)
+    try:
+        state_dict, meta = load_checkpoint_weights(ckpt)
+    except UnreadableCheckpointError as e:  # train resumes past a damaged one; an export names the one to take
+        if run_dir is None:
+            raise
+        older = [c for c in list_checkpoints(run_dir) if c.name < ckpt.name]
+        intact = next((c for c in reversed(older) if _readable(c)), None)
+        hint = (f"; the newest intact one is {intact}: pass it to export that step" if intact else
+                "; no older checkpoint is intact")
+        raise UnreadableCheckpointError(f"{e}{hint}") from None
     train_config = meta["config"]
     model_cfg = ModelConfig.from_dict(train_config["model"])
 

@@ -6,7 +6,6 @@ import numpy as np
 import torch
 
 from sinktrain.model.probe import attention_probs, sink_dependence
-from sinktrain.stream.families import narrowest_window
 
 # Hiding positions with a custom [b, 1, q, k] attention mask is evicting them from the model's own KV cache for
 # every family stream-eval supports (tests/stream/test_dependence.py checks each one's tiny model) except these:
@@ -84,5 +83,6 @@ def first_tokens_dependence(model, adapter, tokens, hidden: int) -> float | None
     n = ids.shape[-1]
     if no_dependence_reason(model, adapter, n, hidden) is not None:
         return None
-    return sink_dependence(model, ids, hidden=hidden, sliding_window=narrowest_window(type(adapter), adapter.config, n),
+    narrow = _narrow_layers(adapter, n)  # one width, no_dependence_reason made sure
+    return sink_dependence(model, ids, hidden=hidden, sliding_window=narrow[0][0] if narrow else None,
                            every_layer=type(adapter).window_on_every_layer)

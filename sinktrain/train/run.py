@@ -104,14 +104,13 @@ def resolve_resume(cfg: TrainConfig, run_dir: Path, world_size: int, report: boo
     # The optimizer state restored from the checkpoint carries its own betas, eps and weight decay (torch's
     # load_state_dict restores each param group's hyperparameters), and the weights replaced what the seed drew:
     # new values would be recorded in config.yaml but never used.
-    saved_config, now = meta["config"], cfg.to_dict()
-    kept = [k for k in KEPT_ON_RESUME if dotted_value(saved_config, k) != dotted_value(now, k)]
+    kept = config_changes(meta["config"], cfg, KEPT_ON_RESUME)
     if kept:
-        was = ", ".join(f"{k} {dotted_value(saved_config, k)!r}" for k in kept)
         raise ValueError(
-            f"checkpoint {target.name} was trained with {was}, which resuming keeps (the optimizer state and weights "
-            f"carry them); this run would record {', '.join(f'{k} {dotted_value(now, k)!r}' for k in kept)} but "
-            f"not use it. Resume with the checkpoint's values or start a new --run-dir"
+            f"checkpoint {target.name} was trained with {', '.join(f'{k} {old!r}' for k, old, _ in kept)}, which "
+            f"resuming keeps (the optimizer state and weights carry them); this run would record "
+            f"{', '.join(f'{k} {new!r}' for k, _, new in kept)} but not use it. Resume with the checkpoint's values "
+            f"or start a new --run-dir"
         )
     if meta["step"] > cfg.trainer.max_steps:
         raise ValueError(
@@ -159,8 +158,7 @@ def check_same_data(target: Path, meta: dict, cfg: TrainConfig) -> None:
     # The same data prepared again (other workers, `./` before a source path) writes the same shards under
     # another manifest: the content identity, which checkpoints record since it existed, says so.
     recorded = meta.get("data_identity_sha256")
-    same_content = recorded is not None and recorded == dataset_identity_sha256(data_dir)
-    if trained is not None and trained != now and not same_content:
+    if trained is not None and trained != now and not (recorded and recorded == dataset_identity_sha256(data_dir)):
         raise ValueError(
             f"checkpoint {target.name} was trained on data.dir {meta['config']['data']['dir']!r} (manifest sha256 "
             f"{trained[:12]}), but data.dir {str(data_dir)!r} has manifest sha256 {now[:12]}; resume with the same "
@@ -189,16 +187,21 @@ def newest_readable_checkpoint(run_dir: Path, report: bool = True) -> Path | Non
 
 # The schedule's inputs, and gradient clipping (applied at every step): a resumed run honours new values of these
 # (SinkLM.on_train_start) and says so.
-SCHEDULE_KEYS = (("optim", "lr"), ("optim", "min_lr"), ("trainer", "max_steps"), ("schedule", "warmup_fraction"),
-                 ("schedule", "warmup_steps"), ("schedule", "total_steps"), ("optim", "grad_clip"))
+SCHEDULE_KEYS = ("optim.lr", "optim.min_lr", "trainer.max_steps", "schedule.warmup_fraction", "schedule.warmup_steps",
+                 "schedule.total_steps", "optim.grad_clip")
 # What a resume takes from the checkpoint whatever the config says (resolve_resume refuses a change).
 KEPT_ON_RESUME = ("optim.betas", "optim.eps", "optim.weight_decay", "seed")
 
 
-def schedule_changes(saved: dict, cfg: TrainConfig) -> list[str]:
+def config_changes(saved: dict, cfg: TrainConfig, keys: tuple[str, ...]) -> list[tuple[str, object, object]]:
+    """(key, the checkpoint's value, this config's) for each of the dotted `keys` whose value differs."""
     now = cfg.to_dict()
-    return [f"{a}.{b} {saved.get(a, {}).get(b)!r} -> {now[a][b]!r}" for a, b in SCHEDULE_KEYS
-            if saved.get(a, {}).get(b) != now[a][b]]
+    return [(k, dotted_value(saved, k), dotted_value(now, k)) for k in keys
+            if dotted_value(saved, k) != dotted_value(now, k)]
+
+
+def schedule_changes(saved: dict, cfg: TrainConfig) -> list[str]:
+    return [f"{k} {old!r} -> {new!r}" for k, old, new in config_changes(saved, cfg, SCHEDULE_KEYS)]
 
 
 def preflight(cfg: TrainConfig) -> tuple[int, int, int]:
