@@ -24,7 +24,7 @@ import numpy as np
 
 from sinktrain.config_io import Fraction, NonNegativeInt, PositiveInt, Seed, configclass
 from sinktrain.util.atomic import temp_name, write_json_atomic
-from sinktrain.util.outputs import output_lock
+from sinktrain.util.outputs import folder_lock, output_lock
 from sinktrain.util.progress import progress
 from sinktrain.data.manifest import (CONTENT_CONFIG_KEYS, FORMAT, MANIFEST, TOKENIZER_DIR, read_manifest,
                                      source_identity, token_dtype)
@@ -446,6 +446,16 @@ def _prepare(cfg: PrepareConfig, redo: str) -> Path:
     _check_out_dir_is_ours(out_dir, dataset=existing is not None)
     made = not out_dir.exists()  # a run that fails (a hub source that cannot be opened) removes what it made
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Before the first shard: a training that reads this folder refuses us now, not after a whole tokenization.
+    with folder_lock(out_dir, exclusive=True, refusal=(
+            f"--out_dir {str(out_dir)!r} holds the data a running sinktrain training reads; wait for it to end, "
+            f"or prepare into another --out_dir")):
+        return _write(cfg, out_dir, made, tok, sources, dtype, eod, sha, vocab_size)
+
+
+def _write(cfg: PrepareConfig, out_dir: Path, made: bool, tok, sources: list[Source], dtype: str, eod: int,
+           sha: str, vocab_size: int) -> Path:
+    """Tokenize the sources into shards beside whatever dataset `out_dir` holds, then replace it with them."""
     _remove_partial(out_dir)
 
     writers = {split: ShardWriter(out_dir, split, dtype, cfg.shard_tokens) for split in ("train", "val")}

@@ -33,6 +33,7 @@ from sinktrain.train.run_dir import (CONFIG_FILE, RUN_FORMAT, RUN_INFO_FILE, ann
 from sinktrain.train.strategy import build_plugins, build_strategy, on_gpu, resolved_precision
 from sinktrain.util.atomic import write_json_atomic, write_yaml_atomic
 from sinktrain.util.errors import UserError
+from sinktrain.util.outputs import folder_lock
 from sinktrain.util.rank import is_global_rank_zero
 
 
@@ -232,8 +233,21 @@ def train(cfg: TrainConfig, rerun: str = "--resume auto") -> Path:
     """Pretrain (or resume) the model `cfg` describes; returns the run directory. `rerun`: how the early-stop
     lines tell the user to go on (a study says: run it again)."""
     devices, nodes, accum = preflight(cfg)
-    world = devices * nodes
     data_dir = Path(cfg.data.dir)
+    # Shared, for the whole run: `data prepare` cannot replace the shards under it (data loader workers and each
+    # validation open them again by name), and the run does not start on half-written ones. Rank 0 alone holds it
+    # (the ranks end together): in a study under torchrun it prepares the data the other ranks then wait for, and
+    # their lock could meet its exclusive one in the moment between its manifest and its release.
+    if not is_global_rank_zero():
+        return _train(cfg, devices, nodes, accum, data_dir, rerun)
+    with folder_lock(data_dir, exclusive=False, refusal=(
+            f"data.dir {str(data_dir)!r} is being prepared by another sinktrain process; wait for it to end, "
+            f"then train")):
+        return _train(cfg, devices, nodes, accum, data_dir, rerun)
+
+
+def _train(cfg: TrainConfig, devices: int, nodes: int, accum: int, data_dir: Path, rerun: str) -> Path:
+    world = devices * nodes
     if not (data_dir / "manifest.json").is_file():
         raise FileNotFoundError(
             f"no manifest.json in data dir {str(data_dir)!r}; run `sinktrain data prepare --out_dir {data_dir}` first"

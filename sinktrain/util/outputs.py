@@ -12,6 +12,11 @@ same output (the same verb, or another one given the same --out) is refused at i
 the checks, and the second cleared the first one's staging folder (or temporary shards, or transcript) under it:
 one run's result was silently lost, a run that exited 0 left an empty data folder, or one failed with a path it
 never named.
+
+Readers and the writer of a dataset: a training holds `folder_lock` shared on its data folder while it runs, and
+`data prepare` holds it exclusively while it replaces that folder's files. Without it `prepare --overwrite`
+deleted the shards under a running training, whose data loader workers (and each validation) then opened the new
+ones by name: the run went on, silently, on other data than its checkpoints record.
 """
 
 from __future__ import annotations
@@ -188,3 +193,28 @@ def output_lock(out: str | Path, option: str = "--out") -> Iterator[None]:
                 folder.rmdir()
             except OSError:  # the run wrote into it (or another process did): keep it
                 break
+
+
+@contextmanager
+def folder_lock(folder: str | Path, *, exclusive: bool, refusal: str) -> Iterator[None]:
+    """Hold a flock on the folder itself for the block, shared (a run reading it) or exclusive (a run replacing
+    its files); FileExistsError(`refusal`) when the other kind is held. On the folder, not on a file beside it:
+    a reader then needs no write permission (datasets on read-only mounts) and leaves nothing behind. Best effort:
+    a folder that does not exist yet, or a file system that cannot lock a folder (NFS emulates flock with POSIX
+    locks, and an exclusive one needs a descriptor open for writing), goes unlocked."""
+    fd = None
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise FileExistsError(refusal) from None
+    except OSError:
+        if fd is not None:
+            os.close(fd)
+        fd = None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)

@@ -527,3 +527,72 @@ def test_sigterm_stops_at_a_step_with_its_checkpoint_and_resume_matches_a_straig
     b, meta_b = load_checkpoint_weights(latest_checkpoint(straight))
     assert meta_a["step"] == meta_b["step"] == step + 2
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _books_config(data, **changes):
+    """The PrepareConfig that made the session's tiny_data (tests/train/conftest.py), into `data`."""
+    from sinktrain.data import PrepareConfig
+    from train_helpers import BOOKS
+
+    return PrepareConfig(sources=[str(BOOKS / "austen_persuasion.txt"), str(BOOKS / "bierce_devils_dictionary.txt")],
+                         out_dir=str(data), txt_documents="paragraphs", val_fraction=0.05, seed=1234, progress=False,
+                         **changes)
+
+
+def test_data_prepare_cannot_replace_the_data_a_training_reads(tiny_data, tmp_path, monkeypatch):
+    """prepare --overwrite deleted the shards under a running training, whose data loader workers and each
+    validation then opened the new ones by name: it trained on other data than its checkpoints record."""
+    import sinktrain.train.run as run_module
+    from sinktrain.data import prepare
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    before = snapshot(data)
+    seen = {}
+    build = run_module.build_trainer
+
+    def trainer_that_prepares_first(*args, **kwargs):
+        trainer = build(*args, **kwargs)
+        fit = trainer.fit
+
+        def fit_while_preparing(*a, **k):
+            seen["same data"] = prepare(_books_config(data))  # nothing to write: a study beside this one
+            with pytest.raises(FileExistsError) as refused:
+                prepare(_books_config(data, overwrite=True, max_documents=5))
+            seen["refusal"] = str(refused.value)
+            seen["kept"] = snapshot(data) == before
+            return fit(*a, **k)
+
+        trainer.fit = fit_while_preparing
+        return trainer
+
+    monkeypatch.setattr(run_module, "build_trainer", trainer_that_prepares_first)
+    train(tiny(data, tmp_path / "run", "trainer.max_steps=2", "checkpoint.every=0"))
+    assert seen == {"same data": data, "kept": True, "refusal": (
+        f"--out_dir {str(data)!r} holds the data a running sinktrain training reads; wait for it to end, or prepare "
+        f"into another --out_dir")}
+    # The training over, the lock is gone with it.
+    prepare(_books_config(data, overwrite=True, max_documents=5))
+    assert json.loads((data / "manifest.json").read_text())["splits"]["train"]["documents"] < 5
+
+
+def test_a_training_does_not_start_on_data_being_prepared(tmp_path, monkeypatch, capsys):
+    import sinktrain.data.preparation as preparation
+    from sinktrain.data import prepare
+
+    data, run = tmp_path / "data", tmp_path / "run"
+    write = preparation.ShardWriter.write_document
+    said = []
+
+    def train_meanwhile(self, ids):
+        if not said:
+            said.append(main(["train", "--config", str(RECIPES / "tiny-cpu.yaml"), "--run-dir", str(run),
+                              "--set", f"data.dir={data}"]))
+            said.append(capsys.readouterr().err.strip())
+        return write(self, ids)
+
+    monkeypatch.setattr(preparation.ShardWriter, "write_document", train_meanwhile)
+    prepare(_books_config(data, max_documents=5))
+    assert said == [2, f"sinktrain train: error: data.dir {str(data)!r} is being prepared by another sinktrain "
+                       f"process; wait for it to end, then train"]
+    assert not run.exists() and (data / "manifest.json").is_file()
