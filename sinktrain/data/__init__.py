@@ -7,7 +7,7 @@ Importing this package is light (numpy only); transformers and datasets load on 
 from sinktrain.data.dataset import TokenDataset
 from sinktrain.data.manifest import (FORMAT, TOKENIZER_DIR, data_tokenizer, dataset_identity_sha256,
                                      manifest_sha256, read_manifest, token_dtype)
-from sinktrain.data.preparation import PrepareAgain, PrepareConfig, prepare
+from sinktrain.data.preparation import PrepareAgain, PrepareConfig, holds_dataset, prepare
 from sinktrain.data.sources import resolve_source
 from sinktrain.data.tokenizer import DEFAULT_TOKENIZER, eod_id, load_tokenizer, tokenizer_hash
 
@@ -21,6 +21,7 @@ __all__ = [
     "check_long_text_source",
     "data_tokenizer",
     "eod_id",
+    "holds_dataset",
     "load_long_text",
     "load_tokenizer",
     "manifest_sha256",

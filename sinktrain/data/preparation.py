@@ -410,6 +410,19 @@ def _same_dataset(manifest: dict, cfg: PrepareConfig, sha: str, sources: list[So
             and described == current)
 
 
+def holds_dataset(cfg: PrepareConfig) -> bool:
+    """Whether `cfg.out_dir` holds, whole, the dataset `cfg` describes (what `prepare(cfg)` leaves there). The
+    other ranks of a study under torchrun wait for it while rank 0 prepares: the manifest appears last and whole,
+    so this turns true once, when the dataset is complete."""
+    out_dir = Path(cfg.out_dir)
+    existing = _dataset_manifest(out_dir)
+    if existing is None:
+        return False
+    sources = [resolve_source(s) for s in cfg.sources]
+    return (_same_dataset(existing, cfg, tokenizer_hash(load_tokenizer(cfg.tokenizer)), sources)
+            and _damage(out_dir, existing) is None)
+
+
 def prepare(cfg: PrepareConfig, redo: str = "--overwrite true") -> Path:
     """Tokenize `cfg.sources` into `cfg.out_dir`; return the data directory. A no-op when it already holds
     a complete dataset prepared from the same sources and config (unless `overwrite`; `redo` says how to set it)."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from sinktrain.data import (
     PrepareAgain,
     data_tokenizer,
+    holds_dataset,
     load_tokenizer,
     prepare,
     read_manifest,
@@ -40,7 +41,7 @@ from sinktrain.train import latest_checkpoint, preflight as train_preflight, tra
 from sinktrain.train.checkpoint import read_meta
 from sinktrain.util.hashing import file_sha256
 from sinktrain.util.outputs import output_lock
-from sinktrain.util.rank import is_global_rank_zero, rank_zero_print
+from sinktrain.util.rank import is_global_rank_zero, launched_world_size, rank_zero_print
 from sinktrain.zeroshot import check_fits, longest_answers, zeroshot
 
 
@@ -116,17 +117,26 @@ def stage_data(cfg: ExperimentConfig) -> None:
         read_manifest(cfg.data_dir)  # fails clearly if the given directory is not prepared data
         log(f"data: using prepared {cfg.data_dir}")
         return
-    if is_global_rank_zero():
-        try:
-            prepare(pc, redo="--set data.overwrite=true")  # a no-op when it holds this exact preparation
-        except PrepareAgain as e:
-            # prepare's own message names its CLI flags, which `sinktrain experiment` does not take
-            raise FileExistsError(
-                f"{cfg.data_dir} {e.what}; to prepare it again (and train every variant again), set overwrite: true "
-                f"under data: in the study file or pass --set data.overwrite=true") from None
+    # Under torchrun the other ranks wait until the folder holds the dataset this study describes. Waiting for a
+    # manifest let them go on with the one an overwrite was about to replace: they trained on the old data, rank
+    # 0 on the new. The same dataset is therefore not prepared again under torchrun, overwrite or not: the other
+    # ranks cannot tell a rewrite of it from none (its bytes would be the same) and could read it mid-rename.
+    if not is_global_rank_zero():
+        while not holds_dataset(pc):
+            time.sleep(5)
         return
-    while not (cfg.data_dir / "manifest.json").is_file():  # other ranks wait for rank 0's manifest
-        time.sleep(5)
+    if pc.overwrite and launched_world_size() > 1 and holds_dataset(pc):
+        log(f"data: {cfg.data_dir} already holds this dataset, whole; under torchrun data.overwrite prepares "
+            f"only data that differs (to fetch a hub source again, run `sinktrain data prepare --overwrite true` "
+            f"first)")
+        return
+    try:
+        prepare(pc, redo="--set data.overwrite=true")  # a no-op when it holds this exact preparation
+    except PrepareAgain as e:
+        # prepare's own message names its CLI flags, which `sinktrain experiment` does not take
+        raise FileExistsError(
+            f"{cfg.data_dir} {e.what}; to prepare it again (and train every variant again), set overwrite: true "
+            f"under data: in the study file or pass --set data.overwrite=true") from None
 
 
 # What decides a trained variant's weights. The rest of a training config (where it logs, how often it

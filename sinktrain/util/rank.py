@@ -13,6 +13,11 @@ def is_global_rank_zero() -> bool:
     return all(int(os.environ.get(v, 0)) == 0 for v in RANK_VARIABLES)
 
 
+def launched_world_size() -> int:
+    """How many processes the launcher started (torchrun's WORLD_SIZE, srun's SLURM_NTASKS); 1 outside one."""
+    return int(os.environ.get("WORLD_SIZE") or os.environ.get("SLURM_NTASKS") or 1)
+
+
 def rank_zero_print(*args, **kwargs) -> None:
     """print() on global rank 0 only: one line per event, not one per process."""
     if is_global_rank_zero():

@@ -313,6 +313,63 @@ def test_damaged_study_data_names_the_studys_fix(tmp_path):
         f"data.overwrite=true")
 
 
+def _study_config(tmp_path, **data):
+    from sinktrain.config_io import build_dataclass
+    from sinktrain.experiment.config import ExperimentConfig
+
+    return build_dataclass(ExperimentConfig, {**STUDY, "data": {**STUDY["data"], **data},
+                                              "runs_dir": str(tmp_path / "runs")})
+
+
+def _shard_inodes(cfg):
+    return {p.name: p.stat().st_ino for p in cfg.data_dir.glob("*.bin")}
+
+
+def test_under_torchrun_the_other_ranks_wait_for_the_data_the_study_describes(tmp_path, monkeypatch):
+    """The other ranks waited for a manifest only: with data an overwrite was about to replace they went on at
+    once and trained on the old data, rank 0 on the new."""
+    import sinktrain.experiment.run as run_module
+    from sinktrain.data import holds_dataset, prepare
+
+    old = _study_config(tmp_path, max_documents=40)
+    run_module.stage_data(old)  # (on one process) the data of the study before its sources changed
+    cfg = _study_config(tmp_path, overwrite=True)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    waits = []
+
+    def rank_zero_prepares_meanwhile(seconds):
+        waits.append(holds_dataset(cfg.prepare_config()))
+        if len(waits) == 2:
+            prepare(cfg.prepare_config())
+
+    monkeypatch.setattr(run_module.time, "sleep", rank_zero_prepares_meanwhile)
+    run_module.stage_data(cfg)
+    assert waits == [False, False] and holds_dataset(cfg.prepare_config())
+
+    waits.clear()  # the data this study describes is there: no wait, and the old manifest would not have done
+    run_module.stage_data(cfg)
+    assert waits == []
+
+
+def test_under_torchrun_rank_zero_does_not_rewrite_the_same_data(tmp_path, monkeypatch, capfd):
+    """The other ranks cannot tell a rewrite of the same bytes from none, and would read it mid-rename."""
+    from sinktrain.experiment.run import stage_data
+
+    stage_data(_study_config(tmp_path))
+    before = _shard_inodes(_study_config(tmp_path))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    cfg = _study_config(tmp_path, overwrite=True)
+    stage_data(cfg)
+    assert _shard_inodes(cfg) == before
+    assert (f"[experiment] data: {cfg.data_dir} already holds this dataset, whole; under torchrun data.overwrite "
+            f"prepares only data that differs (to fetch a hub source again, run `sinktrain data prepare "
+            f"--overwrite true` first)") in capfd.readouterr().out
+    monkeypatch.delenv("WORLD_SIZE")
+    stage_data(cfg)  # on one process, overwrite prepares it again
+    assert set(_shard_inodes(cfg)) == set(before) and _shard_inodes(cfg) != before
+
+
 def test_a_study_another_run_of_it_is_writing_is_refused_before_any_stage(tmp_path, capfd, hold_output):
     """Two runs of one study: the second forgot the first one's done-markers and ran its stages into the same
     folders (stream-eval, zeroshot, the report)."""
