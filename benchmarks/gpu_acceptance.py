@@ -245,10 +245,14 @@ def main(argv=None) -> int:
         base = [py, "-m", "sinktrain", "stream-eval", *(str(exports / v) for v in exported), "--text", str(BOOK),
                 "--device", device, "--overwrite",  # this run's own folders: a rerun replaces them
                 "--plots", "false", "--tensorboard", "false"]
+        # On a CPU one thread each: under load torch's default pool slows the reference mode many times over
+        # (docs/stream.md), and the smoke run then hit its limit on a busy machine.
+        env, limit = (None, 150) if cuda else ({"OMP_NUM_THREADS": "1"}, 300)
         ppl = {}
         sizes = ["--tokens", str(args.eval_tokens), "--cache", str(args.eval_cache), "--sinks", "0,1,4"]
         procs = {dtype: acc.run(f"stream-{dtype}", base + sizes + ["--dtype", dtype,
-                                                                   "--out", str(out / f"stream-{dtype}")], 150)
+                                                                   "--out", str(out / f"stream-{dtype}")],
+                                            limit, env)
                  for dtype in (["bfloat16", "float32"] if cuda else ["float32"])}
         for dtype, proc in procs.items():
             rc = acc.wait(proc)
@@ -264,7 +268,7 @@ def main(argv=None) -> int:
             cache = min(256, args.reference_tokens // 2)  # evictions happen: 256 on the GPU, 64 in the smoke run
             sizes = ["--tokens", str(args.reference_tokens), "--cache", str(cache), "--sinks", "4"]
             rc = acc.wait(acc.run(name, base + sizes + ["--dtype", "float32", "--mode", mode,
-                                                        "--out", str(out / name)], 150))
+                                                        "--out", str(out / name)], limit, env))
             ref[mode] = rc
         ok, facts = parallel_vs_reference(out / "stream-parallel", out / "stream-reference", ref)
         acc.check("parallel_vs_reference", ok, **facts)
