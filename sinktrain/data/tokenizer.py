@@ -38,13 +38,32 @@ def load_tokenizer(spec: str | Path | None = None) -> PreTrainedTokenizerFast:
         if path.is_file():
             tok = PreTrainedTokenizerFast(tokenizer_file=str(path))
         else:  # a folder saved by transformers, or a hub name (needs internet or the HF cache)
-            tok = AutoTokenizer.from_pretrained(str(spec))
+            # trust_remote_code=False, said explicitly: left unset, transformers asks on stdin whether to run the
+            # Python file a folder's tokenizer_config.json names (auto_map), and runs it on "y".
+            tok = AutoTokenizer.from_pretrained(str(spec), trust_remote_code=False)
     except Exception as e:  # noqa: BLE001 - garbage tokenizer.json, a folder without one, an unknown hub name
         what = "file" if path.is_file() else "folder" if path.is_dir() else "hub name"
+        if path.is_dir() and ships_tokenizer_code(path):
+            raise ValueError(custom_tokenizer_refusal(f"tokenizer folder {str(spec)!r}")) from None
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ValueError(f"tokenizer {what} {str(spec)!r} could not be loaded ({type(e).__name__}: {first}); "
                          f"pass a tokenizer.json, a folder saved by transformers, or a hub name") from e
     return _with_eos(tok)
+
+
+def ships_tokenizer_code(folder: Path) -> bool:
+    """Whether a folder's tokenizer_config.json maps its tokenizer to Python code shipped beside it (auto_map)."""
+    try:
+        config = json.loads((Path(folder) / "tokenizer_config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and bool(config.get("auto_map"))
+
+
+def custom_tokenizer_refusal(what: str) -> str:
+    return (f"{what} maps its tokenizer to code shipped in the folder (auto_map in tokenizer_config.json), and "
+            f"sinktrain never runs a tokenizer's own code; use a tokenizer.json file, or a tokenizer folder whose "
+            f"class transformers defines")
 
 
 def _with_eos(tok: PreTrainedTokenizerFast) -> PreTrainedTokenizerFast:

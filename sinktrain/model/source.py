@@ -221,6 +221,8 @@ def load_model_tokenizer(source: ModelSource):
     """The tokenizer stored with the model, or None when the folder has none."""
     from transformers import AutoTokenizer
 
+    from sinktrain.data.tokenizer import custom_tokenizer_refusal, ships_tokenizer_code
+
     if source.kind == "folder" and not any(
         (Path(source.location) / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
     ):
@@ -230,6 +232,8 @@ def load_model_tokenizer(source: ModelSource):
     except (ValueError, TypeError) as e:  # garbage tokenizer.json: "Expecting value: line 1 column 1 (char 0)"
         if source.kind != "folder":
             raise
+        if ships_tokenizer_code(Path(source.location)):  # refused by trust_remote_code=False (source.kwargs)
+            raise ValueError(custom_tokenizer_refusal(f"model {source.spec!r}")) from None
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"cannot read the tokenizer stored with {source.spec!r} ({first}); restore its tokenizer "
                          f"files, or pass --tokenizer with the one it was trained with") from None

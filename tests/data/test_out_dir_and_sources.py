@@ -36,6 +36,27 @@ def _one_line_error(code, err, *needles):
 # ---------------------------------------------------------------- 1, 2: the user's folders and files
 
 
+def test_a_tokenizer_folder_shipping_its_own_code_is_refused_and_never_run(tmp_path, doc, capsys, monkeypatch):
+    """transformers asked on stdin whether to run the Python file the folder's tokenizer_config.json names; a `y`
+    ran it, and prepare copied the file into the dataset's tokenizer/, where every run and export took it along."""
+    from sinktrain.data.tokenizer import DEFAULT_TOKENIZER
+
+    tok = tmp_path / "tok"
+    tok.mkdir()
+    (tok / "tokenizer.json").write_bytes(DEFAULT_TOKENIZER.read_bytes())
+    (tok / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "MyTokenizer", "auto_map": {"AutoTokenizer": [None, "my_tokenizer.MyTokenizer"]}}))
+    marker = tmp_path / "code-ran"
+    (tok / "my_tokenizer.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                         "from transformers import PreTrainedTokenizerFast\n"
+                                         "class MyTokenizer(PreTrainedTokenizerFast):\n    pass\n")
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("y\n"))  # what a user at the prompt could type
+    code, err = _prepare_cli(capsys, [doc], tmp_path / "out", "--tokenizer", str(tok))
+    _one_line_error(code, err, f"tokenizer folder {str(tok)!r} maps its tokenizer to code shipped in the folder "
+                               f"(auto_map in tokenizer_config.json), and sinktrain never runs a tokenizer's own code")
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
 def test_a_users_tokenizer_folder_is_refused_and_kept(tmp_path, doc, capsys):
     out = tmp_path / "out"
     (out / "tokenizer").mkdir(parents=True)

@@ -340,6 +340,34 @@ def test_own_code_or_cut_weights_are_refused_before_the_first_model_runs(llama_d
     assert not out.exists()
 
 
+def _ship_tokenizer_code(folder, marker):
+    """Make `folder`'s tokenizer a class defined in a Python file beside it, whose import creates `marker`."""
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "MyTokenizer", "auto_map": {"AutoTokenizer": [None, "my_tokenizer.MyTokenizer"]}}))
+    (folder / "my_tokenizer.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                            "from transformers import PreTrainedTokenizerFast\n"
+                                            "class MyTokenizer(PreTrainedTokenizerFast):\n    pass\n")
+
+
+@pytest.mark.parametrize("where", ["model", "--tokenizer"])
+def test_a_tokenizer_shipping_its_own_code_is_refused_and_never_run(llama_dir, tmp_path, capsys, monkeypatch, where):
+    """transformers asked on stdin whether to run a tokenizer folder's own Python file; a `y` ran it."""
+    folder = tmp_path / "custom"
+    shutil.copytree(llama_dir, folder)
+    marker = tmp_path / "code-ran"
+    _ship_tokenizer_code(folder, marker)
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("y\n"))  # what a user at the prompt could type
+    out = tmp_path / "out"
+    args = stream_eval(folder, "--out", out) if where == "model" else \
+        stream_eval(llama_dir, "--tokenizer", folder, "--out", out)
+    line = one_line_error(capsys, main(args))
+    what = f"model {str(folder)!r}" if where == "model" else f"tokenizer folder {str(folder)!r}"
+    assert line.endswith(f"{what} maps its tokenizer to code shipped in the folder (auto_map in "
+                         f"tokenizer_config.json), and sinktrain never runs a tokenizer's own code; use a "
+                         f"tokenizer.json file, or a tokenizer folder whose class transformers defines"), line
+    assert not marker.exists() and not out.exists()
+
+
 def test_sink_tokenizer_without_sink_metadata_is_refused(llama_dir, tmp_path, capsys):
     from transformers import AutoTokenizer
 
