@@ -102,6 +102,15 @@ class PrepareConfig:
         if self.txt_documents not in TXT_DOCUMENTS:
             raise ValueError(f"txt_documents must be one of {', '.join(TXT_DOCUMENTS)}, got {self.txt_documents!r}")
         token_dtype(1, self.dtype)  # validates the name
+        cpus = usable_cpus()
+        if self.num_workers > cpus:  # every worker starts at once: 100000 of them were killed for memory
+            raise ValueError(f"num_workers {self.num_workers} is more than the {cpus} CPUs this process may use; "
+                             f"set at most {cpus} (0 tokenizes in this process, on the tokenizer's own threads)")
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (a SLURM or taskset limit included), not the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 # ---------------------------------------------------------------- train/val assignment

@@ -10,6 +10,7 @@ import yaml
 
 from sinktrain.data import TokenDataset, read_manifest
 from sinktrain.cli import main
+from sinktrain.data.preparation import usable_cpus
 
 from data_helpers import count_tokens, run_prepare
 
@@ -86,6 +87,9 @@ def test_cli_flags_and_yaml_give_the_same_dataset(tmp_path, persuasion, capsys):
          "num_workers: expected int, got 'two'"),
         ([*flags, "--out_dir", str(tmp_path / "new"), "--val_fraction", "1.5"],
          "val_fraction must be >= 0 and < 1, got 1.5"),
+        ([*flags, "--out_dir", str(tmp_path / "new"), "--num_workers", "100000"],  # each worker starts at once
+         f"num_workers 100000 is more than the {usable_cpus()} CPUs this process may use; set at most "
+         f"{usable_cpus()} (0 tokenizes in this process, on the tokenizer's own threads)"),
     ]:
         capsys.readouterr()
         assert main(["data", "prepare", *argv] if argv[0] == "--config" else argv) == 2

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sinktrain.data import load_tokenizer, read_manifest, tokenizer_hash
+from sinktrain.data.preparation import usable_cpus
 
 from data_helpers import count_tokens, run_prepare
 
@@ -25,7 +26,7 @@ def test_same_sources_twice_give_identical_shards_and_independent_counts(tmp_pat
     sources, documents = mixed_corpus
     # Second run: worker processes and tiny batches/shards, which must not change a single byte.
     a = run_prepare(sources, tmp_path / "a", val_fraction=0.3, seed=7)
-    b = run_prepare(sources, tmp_path / "b", val_fraction=0.3, seed=7, num_workers=2, batch_size=2,
+    b = run_prepare(sources, tmp_path / "b", val_fraction=0.3, seed=7, num_workers=min(2, usable_cpus()), batch_size=2,
                     shard_tokens=1 << 20)
     ma, mb = read_manifest(a), read_manifest(b)
     assert ma["splits"] == mb["splits"]
