@@ -266,10 +266,11 @@ def parse_config(cls, argv: list[str], prog: str, positionals: tuple[str, ...] =
     from sinktrain.config_io import load_yaml
 
     for i, arg in enumerate(argv):  # a missing or garbage --config file: one line naming it (jsonargparse's doesn't)
-        if arg == "--config" and i + 1 < len(argv):
-            load_yaml(argv[i + 1])
-        elif arg.startswith("--config="):
-            load_yaml(arg[len("--config="):])
+        path = argv[i + 1] if arg == "--config" and i + 1 < len(argv) else \
+            arg[len("--config="):] if arg.startswith("--config=") else None
+        if path is not None and not load_yaml(path):  # jsonargparse said "Unexpected config: <the file's text>"
+            raise ConfigKeyError(f"config file {path!r} holds no keys; write the config's keys in it (`--help` "
+                                 f"lists them)")
     argv, mapping_sets = split_mapping_overrides(cls, argv)
     # jsonargparse prints --print_config inside parse_args, before the literal texts are put back: print it here.
     print_config = "--print_config" in argv

@@ -322,6 +322,8 @@ def dotted_value(config: dict, key: str):
 
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"config file {str(path)!r} is a folder; pass the path of a YAML config file")
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist; pass the path of a YAML config file")
     try:

@@ -258,6 +258,21 @@ def test_a_set_key_in_a_config_file_is_refused_not_dropped(tmp_path, capsys):
     assert "r.yaml: 'set' is a command-line option, not a key; write each override as its own key" in err, err
 
 
+@pytest.mark.parametrize("verb", [["train"], ["data", "prepare"], ["generate", "m", "--prompt", "x"]])
+def test_an_empty_config_file_or_a_folder_is_named_in_one_line(tmp_path, capsys, verb):
+    """jsonargparse said "Unexpected config: # nothing" for an empty file, and a folder "did not exist"."""
+    empty = tmp_path / "empty.yaml"
+    for text in ("", "# nothing here yet\n", "{}\n"):
+        empty.write_text(text)
+        assert main([*verb, "--config", str(empty)]) == 2
+        assert capsys.readouterr().err == (f"sinktrain {' '.join(verb[:2 if verb[0] == 'data' else 1])}: error: "
+                                           f"config file {str(empty)!r} holds no keys; write the config's keys in "
+                                           f"it (`--help` lists them)\n")
+    assert main([*verb, f"--config={tmp_path}"]) == 2
+    assert capsys.readouterr().err.endswith(f"error: config file {str(tmp_path)!r} is a folder; pass the path of a "
+                                            f"YAML config file\n")
+
+
 def test_a_dotted_override_into_a_study_mapping_sets_one_key_and_keeps_the_rest(capsys):
     """`base`, `variants`, `stream`... are mappings (their keys are checked by the stages they feed): a dotted
     override sets the one key, with its YAML type, and keeps its siblings (it used to replace `base.trainer` whole)."""

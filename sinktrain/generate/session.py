@@ -57,7 +57,12 @@ class Session:
         ids = set()
         for source in (self.tokenizer.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None)):
             ids.update(source if isinstance(source, list) else [] if source is None else [source])
-        return {int(i) for i in ids}
+        vocab = self.model.get_input_embeddings().num_embeddings
+        bad = next((i for i in ids if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < vocab), None)
+        if bad is not None:  # int("x") said only "invalid literal for int() with base 10: 'x'"
+            raise ValueError(f"the model's end-of-sequence ids include {bad!r}, which is no token id (0 to "
+                             f"{vocab - 1}); fix eos_token_id in its generation_config.json (or config.json)")
+        return ids
 
     def decoder(self):
         from sinktrain.generate.decode import Decoder

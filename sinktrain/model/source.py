@@ -42,9 +42,14 @@ def resolve_model_source(spec: str | Path) -> ModelSource:
 
     text = str(spec)
     path = Path(text).expanduser()
-    if text.endswith(".gguf"):
+    if text.endswith(".gguf") and not path.is_dir():  # (a folder so named is a folder)
         if not path.is_file():
             raise FileNotFoundError(f"GGUF file {text!r} does not exist; pass the path of a .gguf model file")
+        with open(path, "rb") as f:  # the reader's own words name no file ("cannot mmap an empty file")
+            magic = f.read(4)
+        if magic != b"GGUF":
+            what = "is empty" if not magic else "does not start with the GGUF magic bytes"
+            raise ValueError(f"GGUF file {text!r} {what}, so it is no GGUF model; download or convert it again")
         if importlib.util.find_spec("gguf") is None or importlib.util.find_spec("accelerate") is None:
             raise ValueError(f"reading {text!r} needs the gguf and accelerate packages; pip install 'sinktrain[gguf]'")
         return ModelSource(text, "gguf", str(path.parent), path.name)

