@@ -74,7 +74,7 @@ def load_session(spec: str, opts: CacheOptions, check_tokenizer=None) -> Session
     """Check the model (family, RoPE kind, sliding windows against the cache) and its tokenizer
     (`check_tokenizer(tok, sink_ids)`, e.g. its chat template) before loading the weights."""
     from sinktrain.model.source import load_model_tokenizer, load_pretrained
-    from sinktrain.stream.evaluate import check_source
+    from sinktrain.stream.evaluate import check_source, check_vocabulary
     from sinktrain.stream.families import adapter_class
     from sinktrain.stream.model_info import sink_token_ids
 
@@ -89,6 +89,7 @@ def load_session(spec: str, opts: CacheOptions, check_tokenizer=None) -> Session
     tok = load_model_tokenizer(source)
     if tok is None:
         raise ValueError(f"{spec} has no tokenizer files; save the tokenizer it was trained with into the model folder")
+    check_vocabulary(spec, tok, config, "save the tokenizer it was trained with into the model folder")
     sinks = sink_token_ids(config)
     if len(sinks) > opts.sinks:
         raise ValueError(f"{spec} is a token-sink model with {len(sinks)} sink token(s) but --sinks is {opts.sinks}; "

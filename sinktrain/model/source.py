@@ -179,6 +179,7 @@ def load_pretrained(source: ModelSource, device: str = "cpu", dtype: str = "floa
     import torch
 
     import sinktrain.model  # noqa: F401
+    from sinktrain.model.weight_shapes import check_weight_shapes
 
     if config is None:
         config = load_config(source)  # read once and handed to the loader
@@ -190,8 +191,17 @@ def load_pretrained(source: ModelSource, device: str = "cpu", dtype: str = "floa
     if source.kind != "gguf":  # never a pickled pytorch_model.bin (check_weight_files names what a folder holds)
         kwargs["use_safetensors"] = True
     auto = auto_model_class(config)
-    model, info = _hub_call(source, lambda: auto.from_pretrained(
-        source.location, config=config, dtype=getattr(torch, dtype), output_loading_info=True, **kwargs))
+    check_weight_shapes(source, config)  # before transformers' multi-line load report and RuntimeError
+    try:
+        model, info = _hub_call(source, lambda: auto.from_pretrained(
+            source.location, config=config, dtype=getattr(torch, dtype), output_loading_info=True, **kwargs))
+    except RuntimeError as e:  # a mismatch the headers did not show (a hub model, renamed weights)
+        if "ignore_mismatched_sizes" not in str(e):
+            raise
+        raise ValueError(f"cannot load model {source.spec!r}: some of its weights have other sizes than its "
+                         f"config.json calls for (the report above lists them); config and weights come from "
+                         f"different models: export the model again, or restore the config saved with these "
+                         f"weights") from None
     missing = sorted(info.get("missing_keys") or ())
     if missing:  # transformers only warns, and initializes them at random: every number after that would be noise
         raise ValueError(f"cannot load model {source.spec!r}: {len(missing)} of the weights its config calls for are "

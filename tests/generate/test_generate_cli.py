@@ -168,3 +168,67 @@ def test_an_eos_id_that_is_no_token_is_one_line_naming_the_file(tmp_path, capsys
     assert rc == 2 and capsys.readouterr().err.splitlines()[-1] == (  # after tiny_folder's own progress bars
         f"sinktrain generate: error: the model's end-of-sequence ids include {eos!r}, which is no token id (0 to "
         f"{vocab - 1}); fix eos_token_id in its generation_config.json (or config.json)")
+
+
+def damaged_copy(folder, tmp_path, **config):
+    """A copy of `folder` whose config.json has `config`'s values."""
+    import json
+    import shutil
+
+    copy = tmp_path / "damaged"
+    shutil.copytree(folder, copy)
+    raw = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**raw, **config}))
+    return copy
+
+
+@pytest.mark.parametrize("edit, what", [
+    ({"num_attention_heads": 0}, "num_attention_heads is 0, but a model needs at least 1"),  # ZeroDivisionError
+    ({"num_hidden_layers": -1}, "num_hidden_layers is -1, but a model needs at least 1"),  # IndexError
+    # transformers' validation errors, multi-line: their informative line is kept
+    ({"num_attention_heads": 3}, "is invalid: The hidden size is not divisible by the number of attention heads"),
+    ({"hidden_size": "64"}, "is invalid: Field 'hidden_size' expected int, got str (value: '64')"),
+    ({"vocab_size": None}, "is invalid: Field 'vocab_size' expected int, got NoneType (value: None)"),
+])
+def test_an_impossible_config_value_is_one_line_naming_config_json_and_the_key(folder, tmp_path, capsys,
+                                                                              weights_never_load, edit, what):
+    bad = damaged_copy(folder[0], tmp_path, **edit)
+    rc = main(["generate", str(bad), "--prompt", "x", "--max-new-tokens", "2", "--cache", "32"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert err[0].startswith(f"sinktrain generate: error: {bad}/config.json") and what in err[0], err
+    assert err[0].endswith("; fix config.json (or export the model again)"), err
+
+
+def cut_rows(folder, rows: int, names=("gpt_neox.embed_in.weight",)) -> None:
+    """Keep the first `rows` rows of the named weights of `folder`'s model.safetensors."""
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(folder / "model.safetensors")
+    for name in names:
+        weights[name] = weights[name][:rows].clone()
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+def test_weights_of_other_sizes_than_the_config_are_one_line(folder, tmp_path, capsys):
+    bad = damaged_copy(folder[0], tmp_path)
+    cut_rows(bad, 1000)
+    rc = main(["generate", str(bad), "--prompt", "x", "--max-new-tokens", "2", "--cache", "32"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == [
+        f"sinktrain generate: error: cannot load model {str(bad)!r}: its weights do not fit its config.json "
+        f"(gpt_neox.embed_in.weight is [1000, 64] in model.safetensors, config.json calls for [50304, 64]); "
+        f"config.json and the weights come from different models (or one was edited): export the model again, or "
+        f"put back the config.json saved with these weights"], err
+
+
+def test_a_tokenizer_past_the_models_vocabulary_is_refused_before_the_weights_load(folder, tmp_path, capsys,
+                                                                                  weights_never_load):
+    """config and weights agree on 1000 rows, the tokenizer has 50277 ids: decoding ended in an IndexError."""
+    bad = damaged_copy(folder[0], tmp_path, vocab_size=1000)
+    cut_rows(bad, 1000, ("gpt_neox.embed_in.weight", "embed_out.weight"))
+    rc = main(["generate", str(bad), "--prompt", "x", "--max-new-tokens", "2", "--cache", "32"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == [f"sinktrain generate: error: the tokenizer of {bad} has 50277 ids but the model only "
+                               f"1000 embedding rows; save the tokenizer it was trained with into the model "
+                               f"folder"], err
