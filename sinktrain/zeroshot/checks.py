@@ -73,7 +73,18 @@ def model_tokenizer(source):
 
 
 def first_line(e: Exception) -> str:
+    """The error's message in one line: its first line, and the next ones while a line ends in a colon (transformers'
+    validation errors open with "Class validation error for validator 'validate_architecture':" and say what is
+    wrong on the next, indented line)."""
     text = str(e).strip()
     if text.startswith("cannot load model"):  # sinktrain's loader already named the model
         text = text.split(": ", 1)[-1]
-    return text.splitlines()[0] if text else type(e).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    kept = lines[:1]
+    for line in lines[1:]:
+        if not kept[-1].endswith(":"):
+            break
+        kept.append(line)
+    return " ".join(kept)

@@ -42,14 +42,13 @@ def load(spec: str, device: str, dtype: str, config=None, tokenizer=None) -> Loa
     softmax1/logit exports load with sinktrain's own architecture (registered by sinktrain.model). `config`,
     `tokenizer`: the model's own, where the caller has read them already (run.check_models)."""
     from sinktrain.model.source import load_pretrained
-    from sinktrain.zeroshot.checks import model_tokenizer
+    from sinktrain.zeroshot.checks import first_line, model_tokenizer
 
     source = resolve(spec)
     try:
         model = load_pretrained(source, device, dtype, config=config)
     except Exception as e:  # broken weights, a missing file: one line naming the model
-        text = str(e).strip().removeprefix(f"cannot load model {spec!r}: ")
-        raise ValueError(f"cannot load model {spec!r}: {text.splitlines()[0] if text else type(e).__name__}") from None
+        raise ValueError(f"cannot load model {spec!r}: {first_line(e)}") from None
     if tokenizer is None:
         tokenizer = model_tokenizer(source)
     return LoadedModel(spec, model, tokenizer, sink_ids_of(model.config))
