@@ -138,18 +138,26 @@ def _zeroshot(cfg: ZeroShotConfig) -> dict:
     cfg.validate()  # first: it names the [zeroshot] extra where lm-eval is missing, which the imports below need
     from lm_eval.tasks import TaskManager
 
-    from sinktrain.zeroshot.lm import lm_for, load
-
     # Only the task YAMLs named here are read: indexing lm-eval's ~15k built-in tasks is not needed.
     manager = TaskManager(include_defaults=False)
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
     sources = cfg.task_sources()
     checked = check_models(cfg)
     check_contexts(cfg, sources, manager, checked)
+    # lm-eval reads the task YAMLs from a scratch folder while scoring; they go under --out with the first results.
+    # Written there first, a run that failed or was interrupted while scoring its first model left tasks/ behind,
+    # and the rerun was refused for a non-empty --out (and with --overwrite, an earlier run's YAMLs were replaced
+    # before anything was scored).
+    with tempfile.TemporaryDirectory(prefix="sinktrain-zeroshot-") as scratch:
+        return score_models(cfg, sources, manager, checked, Path(scratch))
+
+
+def score_models(cfg: ZeroShotConfig, sources: dict, manager, checked: dict, scratch: Path) -> dict:
+    from sinktrain.zeroshot.lm import lm_for, load
+
     out = Path(cfg.out)
-    refs, splits = task_refs(cfg, sources, out / "tasks")
-    run_info = {"config": cfg.__dict__, "splits": splits,
-                "data": {t: (r if cfg.data_dir else "lm-eval download") for t, r in refs.items()}}
+    refs, splits = task_refs(cfg, sources, scratch)
+    run_info = {"config": cfg.__dict__, "splits": splits}
     results: dict = {}
     for spec in cfg.models:
         t0 = time.perf_counter()
@@ -171,6 +179,9 @@ def _zeroshot(cfg: ZeroShotConfig) -> dict:
                                                      else "")
                 + f" on {r['n']} examples in {dt:.1f} s ({r['n'] / dt:.1f} examples/s)")
         del lm, loaded
+        if "data" not in run_info:  # the first results: publish the task YAMLs that run.json points to
+            published = task_refs(cfg, sources, out / "tasks")[0]
+            run_info["data"] = {t: (r if cfg.data_dir else "lm-eval download") for t, r in published.items()}
         write_results(out, results, run_info)
     log(f"results: {out / 'results.json'}, table: {out / 'table.md'}")
     return results
