@@ -85,7 +85,28 @@ def local_split(data_dir: str | Path, task: str) -> tuple[str, list[Path]] | Non
     if missing:
         raise FileNotFoundError(f"--data-dir {data_dir}: the copy of {task} in {folder} lacks "
                                 f"{', '.join(missing)}; save it again with datasets' save_to_disk")
+    for arrow in arrows:
+        check_arrow(arrow, task)
     return folder.name, arrows
+
+
+def check_arrow(path: Path, task: str) -> None:
+    """Read `path` as datasets' arrow reader does (an IPC stream, else an IPC file): a damaged copy failed inside
+    lm-eval with pyarrow's own line ("File is too small: 8"), naming no file. Memory-mapped, so a whole split reads
+    in milliseconds."""
+    import pyarrow as pa
+
+    try:
+        with pa.memory_map(str(path)) as f:
+            try:
+                pa.ipc.open_stream(f).read_all()
+            except (OSError, pa.ArrowInvalid):
+                f.seek(0)
+                pa.ipc.open_file(f).read_all()
+    except (OSError, pa.ArrowInvalid) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"--data-dir: {path} (the copy of {task}) is not a readable Arrow file ({first}); save "
+                         f"it again with datasets' save_to_disk") from None
 
 
 def write_local_task(task: str, split: str, arrows: list[Path], out_dir: Path) -> Path:
