@@ -75,6 +75,20 @@ def check_out_dir(out: str | Path, *, overwrite: bool, markers: tuple[str, ...],
                               f"or choose another {option}")
 
 
+def check_out_outside(out: str | Path, inputs: dict[str, object], option: str = "--out") -> None:
+    """Refuse an output folder inside one of the run's input folders ({option: path or paths}), whether or not it
+    exists yet: the run would write its results into a model folder or a dataset (check_out_dir refuses only the
+    reverse, an input inside the output)."""
+    where = Path(out).expanduser().resolve()
+    for flag, paths in inputs.items():
+        for path in paths if isinstance(paths, (list, tuple)) else [paths]:
+            folder = Path(path).expanduser() if path else None
+            if folder is not None and folder.is_dir() and where.is_relative_to(folder.resolve()):
+                how = "is" if where == folder.resolve() else "lies inside"
+                raise FileExistsError(f"{option} {str(out)!r} {how} {flag} {str(path)!r}, which the run reads; "
+                                      f"choose an {option} outside it")
+
+
 def check_out_file(path: str | Path, *, overwrite: bool, option: str = "--out") -> None:
     """Refuse, before any work, an output file that exists (unless `overwrite`) or is a folder."""
     path = Path(path)
