@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shutil
@@ -206,3 +207,133 @@ def test_offline_without_data_dir_names_the_flag(model_dirs, tmp_path, capsys, m
                    "offline, pass --data-dir with datasets.save_to_disk copies of the tasks (data/zeroshot in the "
                    "sinktrain repository holds samples)")
     assert not (tmp_path / "o").exists()
+
+
+def copy_with(folder, dest, cut_to: int | None = None, cut=("gpt_neox.embed_in.weight",), **config):
+    """A copy of a model folder with `config`'s values in config.json and the named weights cut to `cut_to` rows."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(folder, dest)
+    raw = json.loads((dest / "config.json").read_text())
+    (dest / "config.json").write_text(json.dumps({**raw, **config}))
+    if cut_to is not None:
+        weights = load_file(dest / "model.safetensors")
+        for name in cut:
+            weights[name] = weights[name][:cut_to].clone()
+        save_file(weights, dest / "model.safetensors", metadata={"format": "pt"})
+    return dest
+
+
+def never_scored(monkeypatch):
+    """Fails the test if any model is loaded for scoring: a bad model must be refused before the first one scores."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the bad input was refused")
+
+    monkeypatch.setattr("sinktrain.zeroshot.lm.load", refuse)
+
+
+def test_a_config_transformers_rejects_is_one_informative_line(model_dirs, tmp_path, capsys, monkeypatch):
+    """transformers' validation error opens with a line ending in a colon; that line alone named nothing."""
+    never_scored(monkeypatch)
+    bad = copy_with(model_dirs["vanilla"], tmp_path / "heads", num_attention_heads=3)
+    err = refused(capsys, [str(model_dirs["vanilla"]), str(bad), "--tasks", "piqa", "--data-dir", str(SAMPLE),
+                           "--out", str(tmp_path / "o")])
+    assert err == (f"sinktrain zeroshot: error: cannot load model {str(bad)!r}: {bad}/config.json is invalid: The "
+                   f"hidden size is not divisible by the number of attention heads! Make sure to update them; fix "
+                   f"config.json (or export the model again)")
+    assert not (tmp_path / "o").exists()
+
+
+def test_first_line_keeps_the_line_after_a_dangling_colon():
+    from sinktrain.zeroshot.checks import first_line
+
+    e = ValueError("cannot load model 'w/h': Class validation error for validator 'validate_architecture':\n"
+                   "    ValueError: The hidden size is not divisible by the number of attention heads!\n\nmore")
+    assert first_line(e) == ("Class validation error for validator 'validate_architecture': ValueError: The hidden "
+                             "size is not divisible by the number of attention heads!")
+    assert first_line(ValueError("one\ntwo")) == "one" and first_line(ValueError("")) == "ValueError"
+
+
+def test_weights_of_other_sizes_than_the_config_are_refused_before_any_scoring(model_dirs, tmp_path, capsys,
+                                                                               monkeypatch):
+    never_scored(monkeypatch)
+    bad = copy_with(model_dirs["vanilla"], tmp_path / "cut", cut_to=1000)
+    err = refused(capsys, [str(model_dirs["vanilla"]), str(bad), "--tasks", "piqa", "--data-dir", str(SAMPLE),
+                           "--out", str(tmp_path / "o")])
+    assert err == (f"sinktrain zeroshot: error: cannot load model {str(bad)!r}: its weights do not fit its config.json "
+                   f"(gpt_neox.embed_in.weight is [1000, 64] in model.safetensors, config.json calls for [50304, 64]); "
+                   f"config.json and the weights come from different models (or one was edited): export the model "
+                   f"again, or put back the config.json saved with these weights")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_tokenizer_past_the_vocabulary_is_refused_before_any_scoring(model_dirs, tmp_path, capsys, monkeypatch):
+    """config and weights agree on 1000 rows, the tokenizer has 50277 ids: the model failed with an IndexError
+    after the models before it were scored."""
+    never_scored(monkeypatch)
+    bad = copy_with(model_dirs["vanilla"], tmp_path / "small", cut_to=1000,
+                    cut=("gpt_neox.embed_in.weight", "embed_out.weight"), vocab_size=1000)
+    err = refused(capsys, [str(model_dirs["vanilla"]), str(bad), "--tasks", "piqa", "--data-dir", str(SAMPLE),
+                           "--out", str(tmp_path / "o")])
+    assert err == (f"sinktrain zeroshot: error: the tokenizer of {bad} has 50277 ids but the model only 1000 embedding "
+                   f"rows; zero-shot scoring reads the model's own tokenizer: save the one it was trained with into "
+                   f"the model folder")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, RuntimeError])
+def test_a_run_stopped_while_scoring_leaves_nothing_a_rerun_trips_on(model_dirs, tmp_path, capsys, monkeypatch,
+                                                                     stop):
+    """tasks/ was written before the first model scored: after Ctrl-C (or a failure) the rerun was refused for a
+    non-empty --out, and an earlier output given with --overwrite had its task files replaced."""
+    import sinktrain.zeroshot.run as run_module
+
+    def stopped(*args, **kwargs):
+        raise stop("stopped while scoring")
+
+    real = run_module.score_task
+    monkeypatch.setattr(run_module, "score_task", stopped)
+    out, earlier = tmp_path / "o", tmp_path / "earlier"
+    (earlier / "tasks").mkdir(parents=True)
+    files = {"results.json": "{}", "run.json": '{"config": {}, "splits": {}}', "tasks/piqa.yaml": "earlier"}
+    for name, text in files.items():
+        (earlier / name).write_text(text)
+    args = [str(model_dirs["vanilla"]), "--tasks", "piqa", "--limit", "2", "--data-dir", str(SAMPLE)]
+    for target, extra in ((out, []), (earlier, ["--overwrite"])):
+        with pytest.raises(stop) if stop is RuntimeError else contextlib.nullcontext():
+            assert main(["zeroshot", *args, "--out", str(target), *extra]) == 130
+    assert not out.exists()
+    assert {str(p.relative_to(earlier)): p.read_text() for p in earlier.rglob("*") if p.is_file()} == files
+    monkeypatch.setattr(run_module, "score_task", real)
+    capsys.readouterr()
+    assert main(["zeroshot", *args, "--out", str(out)]) == 0  # the rerun, as given the first time
+    assert sorted(p.name for p in out.iterdir()) == ["results.json", "run.json", "table.md", "tasks"]
+    assert json.loads((out / "run.json").read_text())["data"] == {"piqa": str(out / "tasks" / "piqa.yaml")}
+    assert (out / "tasks" / "piqa.yaml").is_file()
+
+
+def test_a_damaged_arrow_file_is_named(model_dirs, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE, data)
+    arrow = data / "piqa/plain_text/validation/data-00000-of-00001.arrow"
+    arrow.write_bytes(b"garbage")
+    err = refused(capsys, [str(model_dirs["vanilla"]), "--tasks", "piqa", "--data-dir", str(data),
+                           "--out", str(tmp_path / "o")])
+    assert err == (f"sinktrain zeroshot: error: --data-dir: {arrow} (the copy of piqa) is not a readable Arrow file "
+                   f"(File is too small: 7); save it again with datasets' save_to_disk")
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_out_inside_a_model_or_the_data_dir_is_refused(model_dirs, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(model_dirs["vanilla"], model)
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE, data)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    args = [str(model), "--tasks", "piqa", "--data-dir", str(data), "--out"]
+    for out, lies in ((model / "sub", f"lies inside model {str(model)!r}"), (model, f"is model {str(model)!r}"),
+                      (data / "piqa" / "x", f"lies inside --data-dir {str(data)!r}")):
+        err = refused(capsys, [*args, str(out)])
+        assert err == (f"sinktrain zeroshot: error: --out {str(out)!r} {lies}, which the run reads; choose an --out "
+                       f"outside it")
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
