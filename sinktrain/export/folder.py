@@ -90,6 +90,16 @@ def _readable(ckpt: Path) -> bool:
     return True
 
 
+def older_checkpoint_hint(ckpt: Path, run_dir: Path | None) -> str:
+    """What to export instead of a damaged checkpoint: the newest intact one before it, if any."""
+    if run_dir is None:
+        return "; export another checkpoint of its run, or restore this one from a copy"
+    older = [c for c in list_checkpoints(run_dir) if c.name < ckpt.name]
+    intact = next((c for c in reversed(older) if _readable(c)), None)
+    return (f"; the newest intact one is {intact}: pass it to export that step" if intact else
+            "; no older checkpoint is intact: restore this one from a copy, or train the run again")
+
+
 def check_out_dir_apart(out: Path, source: Path) -> None:
     """Refuse an export target that is, contains, or lies inside the training run (or checkpoint) it reads:
     replacing it (--overwrite) would delete the run being exported."""
@@ -177,13 +187,7 @@ def _export_checkpoint(cfg: ExportConfig) -> Path:
     try:
         state_dict, meta = load_checkpoint_weights(ckpt)
     except UnreadableCheckpointError as e:  # train resumes past a damaged one; an export names the one to take
-        if run_dir is None:
-            raise
-        older = [c for c in list_checkpoints(run_dir) if c.name < ckpt.name]
-        intact = next((c for c in reversed(older) if _readable(c)), None)
-        hint = (f"; the newest intact one is {intact}: pass it to export that step" if intact else
-                "; no older checkpoint is intact")
-        raise UnreadableCheckpointError(f"{e}{hint}") from None
+        raise UnreadableCheckpointError(f"{e}{older_checkpoint_hint(ckpt, run_dir)}") from None
     train_config = meta["config"]
     model_cfg = ModelConfig.from_dict(train_config["model"])
 

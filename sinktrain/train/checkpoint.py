@@ -107,6 +107,11 @@ def read_meta(ckpt: str | Path) -> dict:
             and all(isinstance(config.get(k), dict) for k in ("model", "trainer", "data"))):
         raise UnreadableCheckpointError(f"{ckpt / META} lacks its step, kind or config (model, trainer, data); the "
                                         f"checkpoint is damaged")
+    for key, least in (("tokens_seen", 0), ("world_size", 1)):  # what export and resume read next
+        value = meta.get(key)
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= least):
+            found = f"lacks {key}" if key not in meta else f"has {key} {value!r}, not a whole number >= {least}"
+            raise UnreadableCheckpointError(f"{ckpt / META} {found}; the checkpoint is damaged")
     named = int(_NAME.match(ckpt.name).group(1))
     if meta["step"] != named:  # a copy under another name: resume and export go by the name, pruning too
         raise UnreadableCheckpointError(f"{str(ckpt)!r} is named for step {named} but its {META} says step "
@@ -194,7 +199,9 @@ def verify_checkpoint(ckpt: str | Path) -> dict:
         raise UnreadableCheckpointError(
             f"checkpoint {str(ckpt)!r} has no {needed.relative_to(ckpt)}; it is damaged")
     for path in files:
-        safe_load(path, mmap=True)
+        loaded = safe_load(path, mmap=True)
+        if path == ckpt / LIGHTNING_FILE and meta["kind"] == "lightning":  # memory-mapped: shapes cost no reads
+            check_model_weights(ckpt, _model_weights(_lightning_state_dict(path, loaded)), meta)
     if meta.get("kind") == "deepspeed":
         _check_deepspeed_tag(ckpt)
     return meta
@@ -206,19 +213,69 @@ def resume_target(ckpt: Path) -> Path:
     return ckpt if meta["kind"] == "deepspeed" else ckpt / LIGHTNING_FILE
 
 
-def _hf_state_dict_keys(model_cfg: dict) -> list[str]:
+def _hf_state_dict_spec(ckpt: Path, model_cfg: dict) -> dict[str, tuple[torch.Size, bool]]:
+    """{GPTNeoXForCausalLM.state_dict() key: (shape, whether floating point)} of the model a checkpoint's config
+    describes (built on the meta device: no memory, no time)."""
     from sinktrain.model import ModelConfig, build_model
 
+    try:
+        model_config = ModelConfig.from_dict(model_cfg)
+    except (ValueError, TypeError, KeyError) as e:
+        raise UnreadableCheckpointError(f"{ckpt / META} holds a model config sinktrain cannot build ({e}); the "
+                                        f"checkpoint is damaged") from e
     with torch.device("meta"):
-        model = build_model(ModelConfig.from_dict(model_cfg), seed=None)
-    return list(model.state_dict().keys())
+        model = build_model(model_config, seed=None)
+    return {k: (v.shape, v.is_floating_point()) for k, v in model.state_dict().items()}
+
+
+def _lightning_state_dict(path: Path, loaded) -> dict:
+    """The `state_dict` of a loaded Lightning checkpoint file; UnreadableCheckpointError if it holds none."""
+    state = loaded.get("state_dict") if isinstance(loaded, dict) else None
+    if not isinstance(state, dict):
+        found = (f"a {type(loaded).__name__}" if not isinstance(loaded, dict) else
+                 "no state_dict" if "state_dict" not in loaded else f"a {type(state).__name__} as its state_dict")
+        raise UnreadableCheckpointError(f"checkpoint file {str(path)!r} holds {found}, not Lightning's checkpoint "
+                                        f"of tensors; it is damaged")
+    return state
+
+
+def _model_weights(raw: dict) -> dict:
+    prefix = "model."  # the LightningModule holds the HF model as `self.model`
+    return {k[len(prefix):]: v for k, v in raw.items() if isinstance(k, str) and k.startswith(prefix)}
+
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        dtype = str(value.dtype).removeprefix("torch.")
+        return f"{'an' if dtype[0] in 'aeiou' else 'a'} {dtype} tensor of shape {list(value.shape)}"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def check_model_weights(ckpt: Path, weights: dict, meta: dict) -> list[str]:
+    """The model's state-dict keys, once every one of them is in `weights` as a tensor of the model's shape (and
+    floating point where the model's is); UnreadableCheckpointError naming the first that is not."""
+    spec = _hf_state_dict_spec(ckpt, meta["config"]["model"])
+    missing = [k for k in spec if k not in weights]
+    if missing:
+        raise UnreadableCheckpointError(
+            f"checkpoint {str(ckpt)!r} lacks {len(missing)} model tensors (e.g. {missing[0]!r}); it is damaged, or "
+            f"not a sinktrain checkpoint of the model its {META} describes")
+    for key, (shape, floating) in spec.items():
+        value = weights[key]
+        if not (isinstance(value, torch.Tensor) and value.shape == shape and value.is_floating_point() == floating):
+            raise UnreadableCheckpointError(
+                f"checkpoint {str(ckpt)!r}: model tensor {key!r} is {_describe(value)}, not a "
+                f"{'floating-point' if floating else 'non-floating'} tensor of shape {list(shape)}; it is damaged")
+    return list(spec)
 
 
 def load_checkpoint_weights(ckpt_path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(fp32 state dict with GPTNeoXForCausalLM.state_dict() keys, {step, tokens_seen, config, data_manifest_sha256}).
 
     ZeRO checkpoints are consolidated with DeepSpeed's own converter (fp32 master weights from the
-    optimizer shards of every rank).
+    optimizer shards of every rank). Weights that are missing, or not tensors of the model's shapes, are an
+    UnreadableCheckpointError naming the checkpoint.
     """
     ckpt = Path(ckpt_path)
     meta = verify_checkpoint(ckpt)  # before DeepSpeed's converter, which unpickles with weights_only=False
@@ -229,14 +286,9 @@ def load_checkpoint_weights(ckpt_path: str | Path) -> tuple[dict[str, torch.Tens
 
         raw = get_fp32_state_dict_from_zero_checkpoint(str(ckpt), tag=DEEPSPEED_TAG)
     else:
-        raw = safe_load(ckpt / LIGHTNING_FILE)["state_dict"]
-    prefix = "model."  # the LightningModule holds the HF model as `self.model`
-    weights = {k[len(prefix):]: v for k, v in raw.items() if k.startswith(prefix)}
-    keys = _hf_state_dict_keys(meta["config"]["model"])
-    missing = [k for k in keys if k not in weights]
-    if missing:
-        raise ValueError(f"checkpoint {str(ckpt)!r} lacks {len(missing)} model tensors (e.g. {missing[0]!r}); "
-                         f"it is not a sinktrain checkpoint of this model")
+        raw = _lightning_state_dict(ckpt / LIGHTNING_FILE, safe_load(ckpt / LIGHTNING_FILE))
+    weights = _model_weights(raw)
+    keys = check_model_weights(ckpt, weights, meta)
     state = {k: weights[k].detach().to("cpu", torch.float32) if weights[k].is_floating_point() else weights[k]
              for k in keys}
     return state, {"step": meta["step"], "tokens_seen": meta["tokens_seen"], "config": meta["config"],

@@ -1,10 +1,12 @@
 """Careless or hostile export targets: refused in one line, and the training run (or anything else) kept."""
 
+import json
 import shutil
 import stat
 from pathlib import Path
 
 import pytest
+import torch
 
 from sinktrain.cli import main
 
@@ -191,3 +193,99 @@ def test_a_target_another_export_is_writing_is_refused_and_kept(tiny_run, tmp_pa
     assert err == (f"sinktrain export: error: out_dir {str(out)!r} is being written by another sinktrain process "
                    f"(pid 4242 on elsewhere); wait for it to end, or choose another out_dir")
     assert snapshot(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+
+
+def two_checkpoint_run(tiny_run, tmp_path) -> Path:
+    """A copy of tiny_run with a second, newer checkpoint (step 4: step 2's files under step 4's name and meta)."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    newest = run / "checkpoints" / "step-00000004"
+    shutil.copytree(run / "checkpoints" / "step-00000002", newest)
+    meta = json.loads((newest / "meta.json").read_text())
+    (newest / "meta.json").write_text(json.dumps({**meta, "step": 4, "tokens_seen": 2 * meta["tokens_seen"]}))
+    return run
+
+
+def damage_checkpoint(ckpt: Path, damage: str) -> str:
+    """Damage a checkpoint's contents (its files still load with weights_only=True); the reason export gives."""
+    lightning, meta_file = ckpt / "lightning.ckpt", ckpt / "meta.json"
+    state = torch.load(lightning, weights_only=True)
+    meta = json.loads(meta_file.read_text())
+    if damage == "a-list":
+        torch.save([1], lightning)
+        return f"checkpoint file {str(lightning)!r} holds a list, not Lightning's checkpoint of tensors; it is damaged"
+    if damage == "no-state-dict":
+        torch.save({"a": 1}, lightning)
+        return (f"checkpoint file {str(lightning)!r} holds no state_dict, not Lightning's checkpoint of tensors; it "
+                f"is damaged")
+    if damage in ("ints", "cut-tensors", "integer-tensors"):
+        change = {"ints": lambda v: 1, "cut-tensors": lambda v: v.flatten()[:3],
+                  "integer-tensors": lambda v: v.to(torch.int64)}[damage]
+        state["state_dict"] = {k: change(v) for k, v in state["state_dict"].items()}
+        torch.save(state, lightning)
+        found = {"ints": "int 1", "cut-tensors": "a float32 tensor of shape [3]",
+                 "integer-tensors": "an int64 tensor of shape [50304, 64]"}[damage]
+        return (f"checkpoint {str(ckpt)!r}: model tensor 'gpt_neox.embed_in.weight' is {found}, not a floating-point "
+                f"tensor of shape [50304, 64]; it is damaged")
+    if damage == "missing-tensor":
+        del state["state_dict"]["model.lm_head.weight"]
+        torch.save(state, lightning)
+        return (f"checkpoint {str(ckpt)!r} lacks 1 model tensors (e.g. 'lm_head.weight'); it is damaged, or not a "
+                f"sinktrain checkpoint of the model its meta.json describes")
+    key, value = {"no-tokens-seen": ("tokens_seen", None), "tokens-seen-text": ("tokens_seen", "x"),
+                  "no-world-size": ("world_size", None), "world-size-zero": ("world_size", 0)}[damage]
+    meta_file.write_text(json.dumps({k: v for k, v in meta.items() if k != key} if value is None else
+                                    {**meta, key: value}))
+    least = 0 if key == "tokens_seen" else 1
+    found = f"lacks {key}" if value is None else f"has {key} {value!r}, not a whole number >= {least}"
+    return f"{meta_file} {found}; the checkpoint is damaged"
+
+
+DAMAGES = ["a-list", "no-state-dict", "ints", "cut-tensors", "integer-tensors", "missing-tensor", "no-tokens-seen",
+           "tokens-seen-text", "no-world-size", "world-size-zero"]
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_damaged_checkpoint_contents_are_one_line_naming_the_newest_intact_one(tiny_run, tmp_path, capsys, damage):
+    """They were tracebacks: TypeError, KeyError 'state_dict', AttributeError is_floating_point, a size mismatch
+    from load_state_dict, KeyError 'tokens_seen'; int64 weights were even exported, silently cast."""
+    run = two_checkpoint_run(tiny_run, tmp_path)
+    reason = damage_checkpoint(run / "checkpoints" / "step-00000004", damage)
+    before = snapshot(run)
+    assert main(["export", str(run), str(tmp_path / "hf")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"sinktrain export: error: {reason}; the newest intact one is {run / 'checkpoints' / 'step-00000002'}: "
+        f"pass it to export that step")
+    assert snapshot(run) == before and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert main(["export", str(run / "checkpoints" / "step-00000002"), str(tmp_path / "hf")]) == 0
+
+
+@pytest.mark.parametrize("damage", ["no-state-dict", "cut-tensors"])
+def test_a_damaged_only_checkpoint_names_the_fix(tiny_run, tmp_path, capsys, damage):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    ckpt = run / "checkpoints" / "step-00000002"
+    reason = damage_checkpoint(ckpt, damage)
+    assert main(["export", str(run), str(tmp_path / "hf")]) == 2
+    assert capsys.readouterr().err.strip() == (f"sinktrain export: error: {reason}; no older checkpoint is intact: "
+                                               f"restore this one from a copy, or train the run again")
+    alone = tmp_path / "copied" / "step-00000002"  # a checkpoint copied out of its run
+    shutil.copytree(ckpt, alone)
+    reason = reason.replace(str(ckpt), str(alone))
+    assert main(["export", str(alone), str(tmp_path / "hf")]) == 2
+    assert capsys.readouterr().err.strip() == (f"sinktrain export: error: {reason}; export another checkpoint of its "
+                                               f"run, or restore this one from a copy")
+    assert not (tmp_path / "hf").exists()
+
+
+def test_damaged_contents_are_an_unreadable_checkpoint_for_resume_too(tiny_run, tmp_path):
+    """verify_checkpoint, which `--resume auto` uses to fall back past a damaged checkpoint, checks the weights."""
+    from sinktrain.train.checkpoint import UnreadableCheckpointError, load_checkpoint_weights, verify_checkpoint
+
+    run = two_checkpoint_run(tiny_run, tmp_path)
+    newest = run / "checkpoints" / "step-00000004"
+    reason = damage_checkpoint(newest, "cut-tensors")
+    for check in (verify_checkpoint, load_checkpoint_weights):
+        with pytest.raises(UnreadableCheckpointError) as e:
+            check(newest)
+        assert str(e.value) == reason
