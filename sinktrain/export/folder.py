@@ -238,6 +238,13 @@ def export_every(run_dir: str, out_root: str, every_k: int = 1, overwrite: bool 
     ckpts = list_checkpoints(run)[::-1][::every_k][::-1]  # always include the newest
     for c in ckpts:  # every target checked before the first export is written
         check_export_target(Path(out_root) / c.name, overwrite)
+    for c in ckpts:  # and every checkpoint: a damaged one found half-way left some steps written, some not
+        try:
+            verify_checkpoint(c)
+        except UnreadableCheckpointError as e:
+            raise UnreadableCheckpointError(
+                f"{e}; --every exports nothing until every checkpoint it takes loads: restore that one from a copy, "
+                f"or move it out of {run / 'checkpoints'} and run again") from None
     return [export_checkpoint(ExportConfig(str(c), str(Path(out_root) / c.name), overwrite=overwrite)) for c in ckpts]
 
 

@@ -289,3 +289,22 @@ def test_damaged_contents_are_an_unreadable_checkpoint_for_resume_too(tiny_run, 
         with pytest.raises(UnreadableCheckpointError) as e:
             check(newest)
         assert str(e.value) == reason
+
+
+def test_every_checks_every_checkpoint_before_the_first_export(tiny_run, tmp_path, capsys):
+    """A truncated newest checkpoint failed after the older steps were written: a rerun needed --overwrite."""
+    run = two_checkpoint_run(tiny_run, tmp_path)
+    newest = run / "checkpoints" / "step-00000004" / "lightning.ckpt"
+    newest.write_bytes(newest.read_bytes()[:10000])
+    assert main(["export", str(run), str(tmp_path / "steps"), "--every", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"sinktrain export: error: checkpoint file {str(newest)!r} "
+                                                         f"cannot be read (")
+    assert err.endswith("it is truncated or damaged; --every exports nothing until every checkpoint it takes loads: "
+                        f"restore that one from a copy, or move it out of {run / 'checkpoints'} and run again"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    damage_checkpoint(run / "checkpoints" / "step-00000002", "ints")  # damaged contents too, not only files
+    shutil.copy(run / "checkpoints" / "step-00000002" / "lightning.ckpt", newest)
+    assert main(["export", str(run), str(tmp_path / "steps"), "--every", "1"]) == 2
+    assert "model tensor 'gpt_neox.embed_in.weight' is int 1" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
