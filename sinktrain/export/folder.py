@@ -136,17 +136,45 @@ def read_eval_results(path: str | None) -> tuple[dict | None, str]:
         results = json.loads(results_path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
         raise ValueError(f"--eval-results {path!r} is not valid JSON ({e}); pass a stream-eval results.json") from e
-    rows_ok = isinstance(results, dict) and all(
-        isinstance(row, dict) and all(isinstance(v, dict) and "ppl" in v for v in row.values())
-        for row in results.values())
-    if not rows_ok:
+    if not (isinstance(results, dict) and all(isinstance(row, dict) and all(isinstance(v, dict) and "ppl" in v
+                                                                             for v in row.values())
+                                              for row in results.values())):
         raise ValueError(
-            f"--eval-results {path!r} is not a stream-eval results.json ({{model: {{'s+w': {{'ppl': ...}}}}}})")
+            f"--eval-results {path!r} is not a stream-eval results.json ({{model: {{'s+w': {{'ppl': ...}}}}}}); pass "
+            f"the results.json stream-eval wrote")
+    for model, row in results.items():
+        for config, v in row.items():
+            if not _is_number(v["ppl"]):
+                raise ValueError(f"--eval-results {path!r} is not a stream-eval results.json: {model} {config} has "
+                                 f"ppl {v['ppl']!r}, not a number; pass the results.json stream-eval wrote")
+    return results, _eval_text(results_path, path)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _eval_text(results_path: Path, path: str) -> str:
+    """The text stream-eval measured on, from the run.json next to its results.json (default: 'streaming text')."""
     run_info = results_path.with_name("run.json")
-    text = "streaming text"
-    if run_info.is_file():
-        text = str(json.loads(run_info.read_text()).get("config", {}).get("text") or text)
-    return results, text
+    if not run_info.is_file():
+        return "streaming text"
+    fix = "restore it from a copy, or delete it (it only names the text the results were measured on)"
+    try:
+        info = json.loads(run_info.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{run_info}, next to --eval-results {path!r}, is not valid JSON ({e}); {fix}") from e
+    if not isinstance(info, dict):
+        raise ValueError(f"{run_info}, next to --eval-results {path!r}, holds a {type(info).__name__}, not "
+                         f"{{'config': {{'text': ...}}}}; {fix}")
+    config = info.get("config") or {}
+    text = config.get("text") if isinstance(config, dict) else None
+    problem = ("'config' is not a mapping" if not isinstance(config, dict) else
+               f"config.text is {text!r:.60}, not a name" if not isinstance(text or "", str) else None)
+    if problem:
+        raise ValueError(f"{run_info}, next to --eval-results {path!r}, is not the run.json stream-eval writes: "
+                         f"{problem}; {fix}")
+    return text or "streaming text"
 
 
 # Every name an export writes (model files, tokenizer, model card and its plot; sink_gptneox.py: the zero-sink

@@ -33,10 +33,35 @@ def read_zeroshot(results_path: str | Path, out_dir: Path) -> dict:
             raise ValueError(f"--zeroshot-results {path} has results for {', '.join(results)} and none is "
                              f"{out_dir}; evaluate this folder alone or export to the folder that was evaluated")
         model = same[0]
+    splits, limit = _run_info(path)
+    return {"name": out_dir.name, "model": model, "scores": results[model], "splits": splits, "limit": limit}
+
+
+def _run_info(path: Path) -> tuple[dict, int | None]:
+    """(splits scored, --limit) from the run.json `sinktrain zeroshot` wrote next to its results.json."""
     run_path = path.with_name("run.json")
-    run = json.loads(run_path.read_text()) if run_path.is_file() else {}
-    return {"name": out_dir.name, "model": model, "scores": results[model], "splits": run.get("splits") or {},
-            "limit": (run.get("config") or {}).get("limit")}
+    if not run_path.is_file():
+        return {}, None
+    fix = "restore it from a copy, or delete it (it only records the splits scored and --limit)"
+    try:
+        run = json.loads(run_path.read_text())
+    except ValueError as e:
+        raise ValueError(f"{run_path}, next to --zeroshot-results {path}, is not valid JSON ({e}); {fix}") from None
+    if not isinstance(run, dict):
+        raise ValueError(f"{run_path}, next to --zeroshot-results {path}, holds a {type(run).__name__}, not "
+                         f"{{'config': ..., 'splits': ...}}; {fix}")
+    splits, config = run.get("splits") or {}, run.get("config") or {}
+    limit = config.get("limit") if isinstance(config, dict) else None
+    problem = ("'splits' is not {task: split}" if not isinstance(splits, dict) or not all(
+                   isinstance(v, str) or v is None for v in splits.values()) else
+               "'config' is not a mapping" if not isinstance(config, dict) else
+               f"config.limit is {limit!r}, not a positive whole number"
+               if limit is not None and not (isinstance(limit, int) and not isinstance(limit, bool) and limit > 0)
+               else None)
+    if problem:
+        raise ValueError(f"{run_path}, next to --zeroshot-results {path}, is not the run.json `sinktrain zeroshot` "
+                         f"writes: {problem}; {fix}")
+    return splits, limit
 
 
 def _is_scores(task, scores) -> bool:

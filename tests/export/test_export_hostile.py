@@ -308,3 +308,72 @@ def test_every_checks_every_checkpoint_before_the_first_export(tiny_run, tmp_pat
     assert main(["export", str(run), str(tmp_path / "steps"), "--every", "1"]) == 2
     assert "model tensor 'gpt_neox.embed_in.weight' is int 1" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+@pytest.fixture
+def no_load(monkeypatch):
+    """Records each checkpoint export would load: results files are checked before it."""
+    import sinktrain.export.folder as folder
+
+    loaded = []
+    monkeypatch.setattr(folder, "load_checkpoint_weights", lambda ckpt: loaded.append(ckpt))
+    return loaded
+
+
+STREAM_RESULTS = '{"exp": {"4+60": {"ppl": 12.3}}}'
+
+
+@pytest.mark.parametrize("results, run_json, problem", [
+    ('{"exp": {"4+60": {"ppl": null}}}', None, "results: exp 4+60 has ppl None, not a number"),
+    ('{"exp": {"4+60": {"ppl": "abc"}}}', None, "results: exp 4+60 has ppl 'abc', not a number"),
+    (STREAM_RESULTS, "[1]", "run.json: holds a list, not {'config': {'text': ...}}"),
+    (STREAM_RESULTS, '{"config": 5}', "run.json: is not the run.json stream-eval writes: 'config' is not a mapping"),
+    (STREAM_RESULTS, '{"config": {"text": [1]}}',
+     "run.json: is not the run.json stream-eval writes: config.text is [1], not a name"),
+    (STREAM_RESULTS, "{garbage", "run.json: is not valid JSON (Expecting property name enclosed in double quotes: "
+     "line 1 column 2 (char 1))"),
+], ids=["ppl-null", "ppl-text", "run-json-a-list", "run-json-config-a-number", "run-json-text-a-list",
+        "run-json-garbage"])
+def test_bad_eval_results_or_their_run_json_are_one_line_before_anything_is_loaded(
+        tiny_run, tmp_path, capsys, no_load, results, run_json, problem):
+    """They were AttributeError and TypeError tracebacks, json's bare 'Expecting property name' naming no file, or
+    'could not convert string to float' once the checkpoint had loaded."""
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    (ev / "results.json").write_text(results)
+    if run_json is not None:
+        (ev / "run.json").write_text(run_json)
+    assert main(["export", str(tiny_run), str(tmp_path / "hf"), "--eval_results", str(ev / "results.json")]) == 2
+    where, what = problem.split(": ", 1)
+    opt = f"--eval-results {str(ev / 'results.json')!r}"
+    expected = (f"{opt} is not a stream-eval results.json: {what}; pass the results.json stream-eval wrote"
+                if where == "results" else
+                f"{ev / 'run.json'}, next to {opt}, {what}; restore it from a copy, or delete it (it only names the "
+                f"text the results were measured on)")
+    assert capsys.readouterr().err.strip() == f"sinktrain export: error: {expected}"
+    assert no_load == [] and sorted(p.name for p in tmp_path.iterdir()) == ["ev"]
+
+
+ZEROSHOT_RESULTS = '{"m": {"piqa": {"acc": 0.5, "acc_norm": 0.6, "n": 10}}}'
+
+
+@pytest.mark.parametrize("run_json, problem", [
+    ("[1]", "holds a list, not {'config': ..., 'splits': ...}"),
+    ('{"config": 5}', "is not the run.json `sinktrain zeroshot` writes: 'config' is not a mapping"),
+    ('{"config": {"limit": "x"}}',
+     "is not the run.json `sinktrain zeroshot` writes: config.limit is 'x', not a positive whole number"),
+    ('{"splits": [1]}', "is not the run.json `sinktrain zeroshot` writes: 'splits' is not {task: split}"),
+    ("{garbage", "is not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"),
+], ids=["a-list", "config-a-number", "limit-text", "splits-a-list", "garbage"])
+def test_a_bad_zeroshot_run_json_is_one_line_before_anything_is_loaded(tiny_run, tmp_path, capsys, no_load, run_json,
+                                                                       problem):
+    """They were AttributeError and TypeError tracebacks."""
+    zs = tmp_path / "zs"
+    zs.mkdir()
+    (zs / "results.json").write_text(ZEROSHOT_RESULTS)
+    (zs / "run.json").write_text(run_json)
+    assert main(["export", str(tiny_run), str(tmp_path / "hf"), "--zeroshot_results", str(zs / "results.json")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"sinktrain export: error: {zs / 'run.json'}, next to --zeroshot-results {zs / 'results.json'}, {problem}; "
+        f"restore it from a copy, or delete it (it only records the splits scored and --limit)")
+    assert no_load == [] and sorted(p.name for p in tmp_path.iterdir()) == ["zs"]
