@@ -61,6 +61,42 @@ class ExportConfig:
         if self.every and given:
             raise ValueError(f"--every exports many checkpoints, and {' and '.join(given)} holds the results of one "
                              f"evaluated model; export that checkpoint alone (without --every) to add its results")
+        # The hub's names, checked before the export: a bad one failed only after it, as a network or login error.
+        if self.push_to_hub is not None:
+            check_repo_id(self.push_to_hub)
+        if self.revision is not None:
+            check_branch_name(self.revision)
+
+
+def check_repo_id(repo_id: str) -> None:
+    """One line for a --push_to_hub value the hub would refuse (huggingface_hub's own check)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not repo_id:
+        raise ValueError("--push_to_hub is empty; pass the hub repo id to push to, e.g. user/pythia-160m-sink, or "
+                         "leave the flag out")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        why = " ".join(str(e).split()).removesuffix(" Use `repo_type` argument if needed.")
+        raise ValueError(f"--push_to_hub {repo_id!r} is not a hub repo id ({why}); pass one such as "
+                         f"user/pythia-160m-sink") from None
+
+
+def check_branch_name(name: str) -> None:
+    """One line for a --revision that is not a valid git branch name (the rules of `git check-ref-format`)."""
+    bad = sorted({c for c in name if c in " ~^:?*[\\" or ord(c) < 32 or ord(c) == 127})
+    parts = name.split("/")
+    rules = [(not name, "it is empty"), (bool(bad), f"it holds {''.join(bad)!r}"),
+             *((s in name, f"it holds {s!r}") for s in ("..", "@{", "//")), (name == "@", "it is '@'"),
+             *((name.startswith(e), f"it starts with {e!r}") for e in ("/", "-")),
+             *((name.endswith(e), f"it ends with {e!r}") for e in ("/", ".lock", ".")),
+             (any(p.startswith(".") for p in parts), "a part of it starts with '.'"),
+             (any(p.endswith(".lock") for p in parts), "a part of it ends with '.lock'")]
+    problem = next((text for broken, text in rules if broken), None)
+    if problem:
+        raise ValueError(f"--revision {name!r} is not a valid branch name ({problem}); pass a name such as step1000, "
+                         f"or leave it out to push to main")
 
 
 def is_run_dir(path: Path) -> bool:

@@ -377,3 +377,41 @@ def test_a_bad_zeroshot_run_json_is_one_line_before_anything_is_loaded(tiny_run,
         f"sinktrain export: error: {zs / 'run.json'}, next to --zeroshot-results {zs / 'results.json'}, {problem}; "
         f"restore it from a copy, or delete it (it only records the splits scored and --limit)")
     assert no_load == [] and sorted(p.name for p in tmp_path.iterdir()) == ["zs"]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--push_to_hub", "bad repo id"], "--push_to_hub 'bad repo id' is not a hub repo id (Repo id must use "
+     "alphanumeric chars, '-', '_' or '.'. The name cannot start or end with '-' or '.' and the maximum length is 96: "
+     "'bad repo id'.); pass one such as user/pythia-160m-sink"),
+    (["--push_to_hub", "a/b/c"], "--push_to_hub 'a/b/c' is not a hub repo id (Repo id must be in the form 'repo_name' "
+     "or 'namespace/repo_name': 'a/b/c'.); pass one such as user/pythia-160m-sink"),
+    (["--push_to_hub", ""], "--push_to_hub is empty; pass the hub repo id to push to, e.g. user/pythia-160m-sink, or "
+     "leave the flag out"),
+    (["--push_to_hub", "user/m", "--revision", "bad..rev~^:"], "--revision 'bad..rev~^:' is not a valid branch name "
+     "(it holds ':^~'); pass a name such as step1000, or leave it out to push to main"),
+    (["--push_to_hub", "user/m", "--revision", "step1/"], "--revision 'step1/' is not a valid branch name (it ends "
+     "with '/'); pass a name such as step1000, or leave it out to push to main"),
+    (["--push_to_hub", "user/m", "--revision", "a.lock"], "--revision 'a.lock' is not a valid branch name (it ends "
+     "with '.lock'); pass a name such as step1000, or leave it out to push to main"),
+    (["--push_to_hub", "user/m", "--revision", "a b"], "--revision 'a b' is not a valid branch name (it holds ' '); "
+     "pass a name such as step1000, or leave it out to push to main"),
+    (["--push_to_hub", "user/m", "--revision", ""], "--revision '' is not a valid branch name (it is empty); pass a "
+     "name such as step1000, or leave it out to push to main"),
+], ids=["spaces", "two-slashes", "empty-repo", "dots-and-git-specials", "trailing-slash", "dot-lock", "space",
+        "empty-revision"])
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "push"])
+def test_a_bad_hub_repo_id_or_branch_is_refused_before_the_export(tiny_run, tmp_path, capsys, no_load, args,
+                                                                    expected, dry_run):
+    """A dry run said it 'would upload 7 files to bad repo id@main'; a push failed only after the whole export, as a
+    network or login error; an empty --push_to_hub pushed nothing without a word. (No upload can start here: the
+    stubbed checkpoint load would stop the export first.)"""
+    assert main(["export", str(tiny_run), str(tmp_path / "hf"), *args, *(["--dry_run"] * dry_run)]) == 2
+    assert capsys.readouterr().err.strip() == f"sinktrain export: error: {expected}"
+    assert no_load == [] and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["step1000", "main", "feature/x-1", "v1.0"])
+def test_a_valid_branch_name_is_accepted(name):
+    from sinktrain.export.folder import check_branch_name
+
+    check_branch_name(name)
