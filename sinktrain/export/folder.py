@@ -61,6 +61,12 @@ class ExportConfig:
         if self.every and given:
             raise ValueError(f"--every exports many checkpoints, and {' and '.join(given)} holds the results of one "
                              f"evaluated model; export that checkpoint alone (without --every) to add its results")
+        hub_only = [flag for flag, value in (("--revision", self.revision), ("--private", self.private),
+                                             ("--dry_run", self.dry_run)) if value]
+        if hub_only and self.push_to_hub is None:  # each was ignored: a --dry-run exported for real
+            raise ValueError(f"{' and '.join(hub_only)} only appl{'y' if len(hub_only) > 1 else 'ies'} with "
+                             f"--push_to_hub; add --push_to_hub REPO_ID, "
+                             f"or leave {'them' if len(hub_only) > 1 else 'it'} out")
         # The hub's names, checked before the export: a bad one failed only after it, as a network or login error.
         if self.push_to_hub is not None:
             check_repo_id(self.push_to_hub)
@@ -166,6 +172,8 @@ def read_eval_results(path: str | None) -> tuple[dict | None, str]:
     if not path:
         return None, ""
     results_path = Path(path)
+    if results_path.is_dir():  # (stream-eval's --out folder, which holds it)
+        raise IsADirectoryError(f"--eval-results {path!r} is a folder; pass the results.json stream-eval wrote in it")
     if not results_path.is_file():
         raise FileNotFoundError(f"--eval-results {path!r} does not exist; pass the results.json stream-eval wrote")
     try:

@@ -96,10 +96,13 @@ def test_every_exported_file_has_the_usual_mode(tiny_run, tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [(None, "does not exist"), ("{garbage", "is not valid JSON"),
-                                              ("[1, 2]", "is not a stream-eval results.json")])
+                                              ("[1, 2]", "is not a stream-eval results.json"),
+                                              ("folder", "is a folder; pass the results.json stream-eval wrote in it")])
 def test_bad_eval_results_fail_before_anything_is_written(tiny_run, tmp_path, capsys, content, message):
     results = tmp_path / "results.json"
-    if content is not None:
+    if content == "folder":  # it said "does not exist"
+        results.mkdir()
+    elif content is not None:
         results.write_text(content)
     assert main(["export", str(tiny_run), str(tmp_path / "hf"), "--eval-results", str(results)]) == 2
     err = capsys.readouterr().err.strip()
@@ -407,6 +410,17 @@ def test_a_bad_hub_repo_id_or_branch_is_refused_before_the_export(tiny_run, tmp_
     stubbed checkpoint load would stop the export first.)"""
     assert main(["export", str(tiny_run), str(tmp_path / "hf"), *args, *(["--dry_run"] * dry_run)]) == 2
     assert capsys.readouterr().err.strip() == f"sinktrain export: error: {expected}"
+    assert no_load == [] and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, named", [(["--dry_run"], "--dry_run only applies"),
+                                         (["--revision", "step1", "--private"], "--revision and --private only apply")])
+def test_hub_flags_without_push_to_hub_are_refused(tiny_run, tmp_path, capsys, no_load, args, named):
+    """They were ignored: a --dry_run exported for real, and --private named nothing to keep private."""
+    assert main(["export", str(tiny_run), str(tmp_path / "hf"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"sinktrain export: error: {named} with --push_to_hub; add --push_to_hub REPO_ID, or "
+                          f"leave"), err
     assert no_load == [] and list(tmp_path.iterdir()) == []
 
 
