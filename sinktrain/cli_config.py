@@ -37,6 +37,7 @@ import inspect
 import json
 import types
 import typing
+from pathlib import Path
 
 import yaml
 
@@ -268,7 +269,8 @@ def parse_config(cls, argv: list[str], prog: str, positionals: tuple[str, ...] =
     for i, arg in enumerate(argv):  # a missing or garbage --config file: one line naming it (jsonargparse's doesn't)
         path = argv[i + 1] if arg == "--config" and i + 1 < len(argv) else \
             arg[len("--config="):] if arg.startswith("--config=") else None
-        if path is not None and not load_yaml(path):  # jsonargparse said "Unexpected config: <the file's text>"
+        # An empty or comment-only file (not `{}`, which jsonargparse takes): it said "Unexpected config: <text>".
+        if path is not None and not load_yaml(path) and yaml.safe_load(Path(path).read_text()) is None:
             raise ConfigKeyError(f"config file {path!r} holds no keys; write the config's keys in it (`--help` "
                                  f"lists them)")
     argv, mapping_sets = split_mapping_overrides(cls, argv)

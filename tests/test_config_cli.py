@@ -262,12 +262,14 @@ def test_a_set_key_in_a_config_file_is_refused_not_dropped(tmp_path, capsys):
 def test_an_empty_config_file_or_a_folder_is_named_in_one_line(tmp_path, capsys, verb):
     """jsonargparse said "Unexpected config: # nothing" for an empty file, and a folder "did not exist"."""
     empty = tmp_path / "empty.yaml"
-    for text in ("", "# nothing here yet\n", "{}\n"):
+    for text in ("", "# nothing here yet\n"):
         empty.write_text(text)
         assert main([*verb, "--config", str(empty)]) == 2
         assert capsys.readouterr().err == (f"sinktrain {' '.join(verb[:2 if verb[0] == 'data' else 1])}: error: "
                                            f"config file {str(empty)!r} holds no keys; write the config's keys in "
                                            f"it (`--help` lists them)\n")
+    empty.write_text("{}\n")  # an explicit empty mapping is a config (an overrides file with none this time)
+    assert "holds no keys" not in (main([*verb, "--config", str(empty)]), capsys.readouterr().err)[1]
     assert main([*verb, f"--config={tmp_path}"]) == 2
     assert capsys.readouterr().err.endswith(f"error: config file {str(tmp_path)!r} is a folder; pass the path of a "
                                             f"YAML config file\n")

@@ -7,7 +7,7 @@ Importing this package is light (numpy only); transformers and datasets load on 
 from sinktrain.data.dataset import TokenDataset
 from sinktrain.data.manifest import (FORMAT, TOKENIZER_DIR, data_tokenizer, dataset_identity_sha256,
                                      manifest_sha256, read_manifest, token_dtype)
-from sinktrain.data.preparation import PrepareAgain, PrepareConfig, holds_dataset, prepare
+from sinktrain.data.preparation import PrepareAgain, PrepareConfig, holds_dataset, prepare, wait_for_dataset
 from sinktrain.data.sources import resolve_source
 from sinktrain.data.tokenizer import DEFAULT_TOKENIZER, eod_id, load_tokenizer, tokenizer_hash
 
@@ -31,6 +31,7 @@ __all__ = [
     "resolve_source",
     "token_dtype",
     "tokenizer_hash",
+    "wait_for_dataset",
 ]
 
 

@@ -102,10 +102,6 @@ class PrepareConfig:
         if self.txt_documents not in TXT_DOCUMENTS:
             raise ValueError(f"txt_documents must be one of {', '.join(TXT_DOCUMENTS)}, got {self.txt_documents!r}")
         token_dtype(1, self.dtype)  # validates the name
-        cpus = usable_cpus()
-        if self.num_workers > cpus:  # every worker starts at once: 100000 of them were killed for memory
-            raise ValueError(f"num_workers {self.num_workers} is more than the {cpus} CPUs this process may use; "
-                             f"set at most {cpus} (0 tokenizes in this process, on the tokenizer's own threads)")
 
 
 def usable_cpus() -> int:
@@ -420,15 +416,33 @@ def _same_dataset(manifest: dict, cfg: PrepareConfig, sha: str, sources: list[So
 
 
 def holds_dataset(cfg: PrepareConfig) -> bool:
-    """Whether `cfg.out_dir` holds, whole, the dataset `cfg` describes (what `prepare(cfg)` leaves there). The
-    other ranks of a study under torchrun wait for it while rank 0 prepares: the manifest appears last and whole,
-    so this turns true once, when the dataset is complete."""
+    """Whether `cfg.out_dir` holds, whole, the dataset `cfg` describes (what `prepare(cfg)` leaves there)."""
+    return _holds(cfg, tokenizer_hash(load_tokenizer(cfg.tokenizer)), [resolve_source(s) for s in cfg.sources])
+
+
+def wait_for_dataset(cfg: PrepareConfig, poll_s: float = 5.0) -> None:
+    """Return once `cfg.out_dir` holds, whole, the dataset `cfg` describes: the other ranks of a study under torchrun
+    while rank 0 prepares it. The sources are hashed and the tokenizer loaded once; the manifest (written last, by
+    a rename) is read again only when it changes, so a long wait does not read the corpus every few seconds."""
+    sha, sources = tokenizer_hash(load_tokenizer(cfg.tokenizer)), [resolve_source(s) for s in cfg.sources]
+    manifest, seen = Path(cfg.out_dir) / MANIFEST, None
+    while True:
+        try:
+            st = manifest.stat()
+            now = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            now = None
+        if now is not None and now != seen:
+            seen = now
+            if _holds(cfg, sha, sources):
+                return
+        time.sleep(poll_s)
+
+
+def _holds(cfg: PrepareConfig, sha: str, sources: list[Source]) -> bool:
     out_dir = Path(cfg.out_dir)
     existing = _dataset_manifest(out_dir)
-    if existing is None:
-        return False
-    sources = [resolve_source(s) for s in cfg.sources]
-    return (_same_dataset(existing, cfg, tokenizer_hash(load_tokenizer(cfg.tokenizer)), sources)
+    return (existing is not None and _same_dataset(existing, cfg, sha, sources)
             and _damage(out_dir, existing) is None)
 
 
@@ -466,6 +480,12 @@ def _prepare(cfg: PrepareConfig, redo: str) -> Path:
                   file=sys.stderr)
         return out_dir
     _check_out_dir_is_ours(out_dir, dataset=existing is not None)
+    # Here, where workers would start, not in the config: a study's config with 16 (data already prepared) still
+    # exports and reports on a 4-CPU machine.
+    cpus = usable_cpus()
+    if cfg.num_workers > cpus:  # every worker starts at once: 100000 of them were killed for memory
+        raise ValueError(f"num_workers {cfg.num_workers} is more than the {cpus} CPUs this process may use; "
+                         f"set at most {cpus} (0 tokenizes in this process, on the tokenizer's own threads)")
     made = not out_dir.exists()  # a run that fails (a hub source that cannot be opened) removes what it made
     out_dir.mkdir(parents=True, exist_ok=True)
     # Before the first shard: a training that reads this folder refuses us now, not after a whole tokenization.

@@ -43,27 +43,25 @@ def load_tokenizer(spec: str | Path | None = None) -> PreTrainedTokenizerFast:
             tok = AutoTokenizer.from_pretrained(str(spec), trust_remote_code=False)
     except Exception as e:  # noqa: BLE001 - garbage tokenizer.json, a folder without one, an unknown hub name
         what = "file" if path.is_file() else "folder" if path.is_dir() else "hub name"
-        if path.is_dir() and ships_tokenizer_code(path):
-            raise ValueError(custom_tokenizer_refusal(f"tokenizer folder {str(spec)!r}")) from None
+        if refused_custom_code(e):  # transformers' advice (trust_remote_code=True) is what sinktrain never does
+            raise ValueError(custom_tokenizer_refusal(f"tokenizer {what} {str(spec)!r}")) from None
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ValueError(f"tokenizer {what} {str(spec)!r} could not be loaded ({type(e).__name__}: {first}); "
                          f"pass a tokenizer.json, a folder saved by transformers, or a hub name") from e
     return _with_eos(tok)
 
 
-def ships_tokenizer_code(folder: Path) -> bool:
-    """Whether a folder's tokenizer_config.json maps its tokenizer to Python code shipped beside it (auto_map)."""
-    try:
-        config = json.loads((Path(folder) / "tokenizer_config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and bool(config.get("auto_map"))
+def refused_custom_code(e: Exception) -> bool:
+    """Whether a transformers load failed because the tokenizer needs code shipped with it (auto_map) and
+    trust_remote_code is False. Other failures of such a folder (a garbage tokenizer.json under a class
+    transformers defines) keep their own message."""
+    return isinstance(e, ValueError) and "trust_remote_code" in str(e)
 
 
 def custom_tokenizer_refusal(what: str) -> str:
-    return (f"{what} maps its tokenizer to code shipped in the folder (auto_map in tokenizer_config.json), and "
-            f"sinktrain never runs a tokenizer's own code; use a tokenizer.json file, or a tokenizer folder whose "
-            f"class transformers defines")
+    return (f"{what} maps its tokenizer to code shipped with it (auto_map in tokenizer_config.json), and "
+            f"sinktrain never runs a tokenizer's own code; use a tokenizer.json file, or a tokenizer whose class "
+            f"transformers defines")
 
 
 def _with_eos(tok: PreTrainedTokenizerFast) -> PreTrainedTokenizerFast:

@@ -25,6 +25,7 @@ from sinktrain.data import (
     prepare,
     read_manifest,
     resolve_source,
+    wait_for_dataset,
 )
 from sinktrain.config_io import dotted_value
 from sinktrain.experiment.config import ExperimentConfig, in_section
@@ -122,8 +123,7 @@ def stage_data(cfg: ExperimentConfig) -> None:
     # 0 on the new. The same dataset is therefore not prepared again under torchrun, overwrite or not: the other
     # ranks cannot tell a rewrite of it from none (its bytes would be the same) and could read it mid-rename.
     if not is_global_rank_zero():
-        while not holds_dataset(pc):
-            time.sleep(5)
+        wait_for_dataset(pc)
         return
     if pc.overwrite and launched_world_size() > 1 and holds_dataset(pc):
         log(f"data: {cfg.data_dir} already holds this dataset, whole; under torchrun data.overwrite prepares "

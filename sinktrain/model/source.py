@@ -198,10 +198,11 @@ def load_pretrained(source: ModelSource, device: str = "cpu", dtype: str = "floa
     except RuntimeError as e:  # a mismatch the headers did not show (a hub model, renamed weights)
         if "ignore_mismatched_sizes" not in str(e):
             raise
+        first = next((" ".join(line.split()) for line in str(e).splitlines() if "size mismatch" in line), "")
         raise ValueError(f"cannot load model {source.spec!r}: some of its weights have other sizes than its "
-                         f"config.json calls for (the report above lists them); config and weights come from "
-                         f"different models: export the model again, or restore the config saved with these "
-                         f"weights") from None
+                         f"config.json calls for ({first or 'transformers lists them above'}); config and weights "
+                         f"come from different models: export the model again, or restore the config saved with "
+                         f"these weights") from None
     missing = sorted(info.get("missing_keys") or ())
     if missing:  # transformers only warns, and initializes them at random: every number after that would be noise
         raise ValueError(f"cannot load model {source.spec!r}: {len(missing)} of the weights its config calls for are "
@@ -236,7 +237,7 @@ def load_model_tokenizer(source: ModelSource):
     """The tokenizer stored with the model, or None when the folder has none."""
     from transformers import AutoTokenizer
 
-    from sinktrain.data.tokenizer import custom_tokenizer_refusal, ships_tokenizer_code
+    from sinktrain.data.tokenizer import custom_tokenizer_refusal, refused_custom_code
 
     if source.kind == "folder" and not any(
         (Path(source.location) / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
@@ -245,10 +246,10 @@ def load_model_tokenizer(source: ModelSource):
     try:
         return _hub_call(source, lambda: AutoTokenizer.from_pretrained(source.location, **source.kwargs()))
     except (ValueError, TypeError) as e:  # garbage tokenizer.json: "Expecting value: line 1 column 1 (char 0)"
+        if refused_custom_code(e):  # by trust_remote_code=False (source.kwargs)
+            raise ValueError(custom_tokenizer_refusal(f"model {source.spec!r}")) from None
         if source.kind != "folder":
             raise
-        if ships_tokenizer_code(Path(source.location)):  # refused by trust_remote_code=False (source.kwargs)
-            raise ValueError(custom_tokenizer_refusal(f"model {source.spec!r}")) from None
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"cannot read the tokenizer stored with {source.spec!r} ({first}); restore its tokenizer "
                          f"files, or pass --tokenizer with the one it was trained with") from None

@@ -52,8 +52,15 @@ def test_a_tokenizer_folder_shipping_its_own_code_is_refused_and_never_run(tmp_p
                                          "class MyTokenizer(PreTrainedTokenizerFast):\n    pass\n")
     monkeypatch.setattr("sys.stdin", __import__("io").StringIO("y\n"))  # what a user at the prompt could type
     code, err = _prepare_cli(capsys, [doc], tmp_path / "out", "--tokenizer", str(tok))
-    _one_line_error(code, err, f"tokenizer folder {str(tok)!r} maps its tokenizer to code shipped in the folder "
+    _one_line_error(code, err, f"tokenizer folder {str(tok)!r} maps its tokenizer to code shipped with it "
                                f"(auto_map in tokenizer_config.json), and sinktrain never runs a tokenizer's own code")
+    # A class transformers defines loads as that class (no code runs): its own failure keeps its own message.
+    (tok / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "auto_map": {"AutoTokenizer": [None, "my_tokenizer.X"]}}))
+    (tok / "tokenizer.json").write_text("{garbage")
+    code, err = _prepare_cli(capsys, [doc], tmp_path / "out", "--tokenizer", str(tok))
+    _one_line_error(code, err, f"tokenizer folder {str(tok)!r} could not be loaded")
+    assert not marker.exists()
     assert not marker.exists() and not (tmp_path / "out").exists()
 
 

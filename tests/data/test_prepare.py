@@ -142,3 +142,14 @@ def test_small_corpus_still_gets_a_validation_document(tmp_path, persuasion, raw
     assert raw_tok.decode(read_split(out, m, "val")[:-1].tolist()) == chapters[2]
     sizes = [(out / f).stat().st_size for f in m["splits"]["train"]["files"]]
     assert sizes[:-1] == [2000] * (len(sizes) - 1) and 0 < sizes[-1] <= 2000
+
+
+def test_more_workers_than_cpus_is_refused_only_where_workers_would_start(tmp_path):
+    """A study file with num_workers 16, rerun on a smaller machine to finish its export and report, was refused
+    although its data was prepared and no worker would start."""
+    (tmp_path / "doc.txt").write_text("A short document. " * 50)
+    out = run_prepare([tmp_path / "doc.txt"], tmp_path / "out")
+    assert run_prepare([tmp_path / "doc.txt"], out, num_workers=usable_cpus() + 1) == out  # nothing to write
+    with pytest.raises(ValueError, match=f"num_workers {usable_cpus() + 1} is more than the {usable_cpus()} CPUs"):
+        run_prepare([tmp_path / "doc.txt"], tmp_path / "new", num_workers=usable_cpus() + 1)
+    assert not (tmp_path / "new").exists()

@@ -328,6 +328,8 @@ def _shard_inodes(cfg):
 def test_under_torchrun_the_other_ranks_wait_for_the_data_the_study_describes(tmp_path, monkeypatch):
     """The other ranks waited for a manifest only: with data an overwrite was about to replace they went on at
     once and trained on the old data, rank 0 on the new."""
+    import sinktrain.data.preparation as preparation
+    import sinktrain.data.sources as sources
     import sinktrain.experiment.run as run_module
     from sinktrain.data import holds_dataset, prepare
 
@@ -336,16 +338,22 @@ def test_under_torchrun_the_other_ranks_wait_for_the_data_the_study_describes(tm
     cfg = _study_config(tmp_path, overwrite=True)
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    waits = []
+    waits, hashed = [], []
+    hash_file = sources.file_sha256
+    monkeypatch.setattr(sources, "file_sha256", lambda path: hashed.append(path) or hash_file(path))
 
     def rank_zero_prepares_meanwhile(seconds):
-        waits.append(holds_dataset(cfg.prepare_config()))
-        if len(waits) == 2:
-            prepare(cfg.prepare_config())
+        waits.append(seconds)
+        if len(waits) == 3:
+            with monkeypatch.context() as m:  # rank 0's hashing is its own
+                m.setattr(sources, "file_sha256", hash_file)
+                prepare(cfg.prepare_config())
 
-    monkeypatch.setattr(run_module.time, "sleep", rank_zero_prepares_meanwhile)
+    monkeypatch.setattr(preparation.time, "sleep", rank_zero_prepares_meanwhile)
     run_module.stage_data(cfg)
-    assert waits == [False, False] and holds_dataset(cfg.prepare_config())
+    assert waits == [5.0] * 3 and holds_dataset(cfg.prepare_config())
+    # The waiting rank hashed the study's one source once, not once per poll (a corpus read every five seconds).
+    assert len(hashed) == 1 + 1  # (+1: holds_dataset just above)
 
     waits.clear()  # the data this study describes is there: no wait, and the old manifest would not have done
     run_module.stage_data(cfg)

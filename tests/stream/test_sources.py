@@ -362,9 +362,9 @@ def test_a_tokenizer_shipping_its_own_code_is_refused_and_never_run(llama_dir, t
         stream_eval(llama_dir, "--tokenizer", folder, "--out", out)
     line = one_line_error(capsys, main(args))
     what = f"model {str(folder)!r}" if where == "model" else f"tokenizer folder {str(folder)!r}"
-    assert line.endswith(f"{what} maps its tokenizer to code shipped in the folder (auto_map in "
-                         f"tokenizer_config.json), and sinktrain never runs a tokenizer's own code; use a "
-                         f"tokenizer.json file, or a tokenizer folder whose class transformers defines"), line
+    assert line.endswith(f"{what} maps its tokenizer to code shipped with it (auto_map in tokenizer_config.json), "
+                         f"and sinktrain never runs a tokenizer's own code; use a tokenizer.json file, or a "
+                         f"tokenizer whose class transformers defines"), line
     assert not marker.exists() and not out.exists()
 
 
