@@ -19,7 +19,7 @@ from sinktrain.export.tokenizer_files import save_tokenizer
 from sinktrain.model import ModelConfig, build_model, save_model
 from sinktrain.model.source import PICKLED_WEIGHTS
 from sinktrain.train import latest_checkpoint, list_checkpoints, load_checkpoint_weights
-from sinktrain.train.checkpoint import UnreadableCheckpointError, verify_checkpoint
+from sinktrain.train.checkpoint import UnreadableCheckpointError, UnsafeCheckpointError, verify_checkpoint
 from sinktrain.train.run_dir import CONFIG_FILE, RUN_INFO_FILE, trained_manifest_sha256
 from sinktrain.util.outputs import check_out_dir, output_lock, staged_out_dir
 
@@ -127,7 +127,7 @@ def resolve_checkpoint(source: Path) -> tuple[Path, Path | None]:
 def _readable(ckpt: Path) -> bool:
     try:
         verify_checkpoint(ckpt)
-    except UnreadableCheckpointError:
+    except (UnreadableCheckpointError, UnsafeCheckpointError):  # (an unsafe one escaped and replaced the message)
         return False
     return True
 
