@@ -140,11 +140,42 @@ def raw_config(source: ModelSource) -> dict | None:
     return None
 
 
+# Sizes that divide or index something as soon as transformers or an adapter builds the model (0 heads: a division
+# by zero inside transformers' own config check; -1 layers: an empty layer list), so none can be below 1.
+POSITIVE_CONFIG_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                        "vocab_size", "head_dim")
+
+
 def load_config(source: ModelSource):
+    """The model's config as transformers reads it, with an impossible value in config.json (a size below 1, a
+    string or null where transformers wants a number, heads that do not divide the width) refused in one line naming
+    config.json and the key, instead of transformers' multi-line validation error or a ZeroDivisionError/IndexError
+    later."""
     import sinktrain.model  # noqa: F401  registers sinktrain_gpt_neox with the Auto classes
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoConfig
 
-    return _hub_call(source, lambda: AutoConfig.from_pretrained(source.location, **source.kwargs()))
+    where = f"{source.location}/config.json" if source.kind == "folder" else f"the config.json of {source.spec!r}"
+    raw = raw_config(source)
+    for block, prefix in ((raw or {}, ""), ((raw or {}).get("text_config") or {}, "text_config.")):
+        if not isinstance(block, dict):
+            continue
+        for key in POSITIVE_CONFIG_KEYS:
+            value = block.get(key)
+            # (only numbers: a string or null is transformers' to judge, some wrappers leave a size null)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 1:
+                raise ValueError(f"{where}: {prefix}{key} is {value!r}, but a model needs at least 1; fix "
+                                 f"config.json (or export the model again)")
+    try:
+        return _hub_call(source, lambda: AutoConfig.from_pretrained(source.location, **source.kwargs()))
+    except StrictDataclassError as e:
+        # "Validation error for field 'hidden_size':\n    TypeError: Field 'hidden_size' expected int, got str ..."
+        # The indented line says what is wrong; for a field it names the key too.
+        cause = e.__cause__ or e
+        field = re.match(r"Validation error for field '([^']+)'", str(e))
+        what = f"{field[1]}: {cause}" if field and field[1] not in str(cause) else str(cause)
+        raise ValueError(f"{where} is invalid: {what.strip().rstrip('.!')}; fix config.json (or export the model "
+                         f"again)") from None
 
 
 # The weight dtypes `load_pretrained` takes (by name); every verb that loads a model checks its --dtype against them.

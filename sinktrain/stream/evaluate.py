@@ -14,7 +14,6 @@ of the block-parallel path against its own forward before its streams run.
 from __future__ import annotations
 
 import math
-import re
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -61,47 +60,12 @@ class ModelPlan:
     tokenizer_hash: str  # of the tokenizer that read the text (sinktrain.data.tokenizer.tokenizer_hash)
 
 
-# Sizes that divide or index something as soon as transformers or an adapter builds the model (0 heads: a division
-# by zero inside transformers' own config check; -1 layers: an empty layer list), so none can be below 1.
-POSITIVE_CONFIG_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-                        "vocab_size", "head_dim")
-
-
-def read_config(source: ModelSource):
-    """`load_config`, with an impossible value in config.json (a size below 1, a string or null where transformers
-    wants a number, heads that do not divide the width) refused in one line naming config.json and the key, instead
-    of transformers' multi-line validation error or a ZeroDivisionError/IndexError later."""
-    from huggingface_hub.errors import StrictDataclassError
-
-    where = f"{source.location}/config.json" if source.kind == "folder" else f"the config.json of {source.spec!r}"
-    raw = raw_config(source)
-    for block, prefix in ((raw or {}, ""), ((raw or {}).get("text_config") or {}, "text_config.")):
-        if not isinstance(block, dict):
-            continue
-        for key in POSITIVE_CONFIG_KEYS:
-            value = block.get(key)
-            # (only numbers: a string or null is transformers' to judge, some wrappers leave a size null)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 1:
-                raise ValueError(f"{where}: {prefix}{key} is {value!r}, but a model needs at least 1; fix "
-                                 f"config.json (or export the model again)")
-    try:
-        return load_config(source)
-    except StrictDataclassError as e:
-        # "Validation error for field 'hidden_size':\n    TypeError: Field 'hidden_size' expected int, got str ..."
-        # The indented line says what is wrong; for a field it names the key too.
-        cause = e.__cause__ or e
-        field = re.match(r"Validation error for field '([^']+)'", str(e))
-        what = f"{field[1]}: {cause}" if field and field[1] not in str(cause) else str(cause)
-        raise ValueError(f"{where} is invalid: {what.strip().rstrip('.!')}; fix config.json (or export the model "
-                         f"again)") from None
-
-
 def check_source(spec: str, cache: int | None):
     """Resolve a model spec and check its config (architecture, required fields, RoPE, sliding windows).
     -> (source, its config as read; `language_config` of it is the config of the model that streams)"""
     source = resolve_model_source(spec)
     refuse_custom_code(source)  # before the config loads: transformers would ask to run a folder's own code
-    config = read_config(source)
+    config = load_config(source)
     cls = adapter_class(config)
     raw = raw_config(source)
     if raw is not None:  # transformers fills missing fields with defaults (64 heads...): check what was written
@@ -244,7 +208,7 @@ def load_model(spec: str, device: str = "cpu", dtype: str = "float32"):
     """A model the evaluator supports, in eval mode (folder, .gguf, hub id or zoo name)."""
     source = resolve_model_source(spec)
     refuse_custom_code(source)  # before the config loads: transformers would ask to run a folder's own code
-    config = read_config(source)
+    config = load_config(source)
     adapter_class(config)  # an unsupported architecture fails here, before the weights load
     check_weight_files(source)
     return load_pretrained(source, device, dtype, config=config)

@@ -37,16 +37,16 @@ def check_models(cfg: ZeroShotConfig) -> dict:
     files are whole and of the sizes the config calls for, and its tokenizer loads and has no id past the model's
     vocabulary (one line naming the model if not), all before any scoring.
     -> {spec: (config, tokenizer)}, handed to the loader so that each is read once (a GGUF header takes seconds)."""
-    from sinktrain.model.source import check_weight_files, refuse_custom_code, resolve_model_source
+    from sinktrain.model.source import check_weight_files, load_config, refuse_custom_code, resolve_model_source
     from sinktrain.model.weight_shapes import check_weight_shapes
-    from sinktrain.stream.evaluate import check_vocabulary, read_config
+    from sinktrain.stream.evaluate import check_vocabulary
 
     checked = {}
     for spec in cfg.models:
         source = resolve_model_source(spec)  # its own one-line errors name the spec and the fix
         refuse_custom_code(source)  # before the config loads: transformers would ask to run a folder's own code
         try:
-            config = read_config(source)
+            config = load_config(source)
         except Exception as e:  # an unknown architecture, a malformed config: one line naming the model
             raise ValueError(f"cannot load model {spec!r}: {first_line(e)}") from None
         check_weight_files(source)
