@@ -13,7 +13,7 @@ from transformers import GenerationConfig
 
 from sinktrain.config_io import PositiveInt, configclass
 from sinktrain.data import TOKENIZER_DIR, data_tokenizer, load_tokenizer
-from sinktrain.export.model_index import read_zeroshot
+from sinktrain.export.model_index import is_number, read_zeroshot
 from sinktrain.export.model_card import plot_loss_curve, read_metrics, write_model_card
 from sinktrain.export.tokenizer_files import save_tokenizer
 from sinktrain.model import ModelConfig, build_model, save_model
@@ -22,8 +22,6 @@ from sinktrain.train import latest_checkpoint, list_checkpoints, load_checkpoint
 from sinktrain.train.checkpoint import UnreadableCheckpointError, UnsafeCheckpointError, verify_checkpoint
 from sinktrain.train.run_dir import CONFIG_FILE, RUN_INFO_FILE, trained_manifest_sha256
 from sinktrain.util.outputs import check_out_dir, output_lock, staged_out_dir
-
-# Files a finished export holds; also the allow-list the hub upload uses.
 
 
 @configclass()
@@ -188,14 +186,10 @@ def read_eval_results(path: str | None) -> tuple[dict | None, str]:
             f"the results.json stream-eval wrote")
     for model, row in results.items():
         for config, v in row.items():
-            if not _is_number(v["ppl"]):
+            if not is_number(v["ppl"]):
                 raise ValueError(f"--eval-results {path!r} is not a stream-eval results.json: {model} {config} has "
                                  f"ppl {v['ppl']!r}, not a number; pass the results.json stream-eval wrote")
     return results, _eval_text(results_path, path)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _eval_text(results_path: Path, path: str) -> str:

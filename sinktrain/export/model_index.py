@@ -64,16 +64,19 @@ def _run_info(path: Path) -> tuple[dict, int | None]:
     return splits, limit
 
 
+def is_number(v) -> bool:
+    """An int or float read from JSON (a bool is neither, though Python counts it as an int)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _is_scores(task, scores) -> bool:
     """One task's entry as `sinktrain zeroshot` writes it: a known task; acc and acc_norm numbers (or null: not
     scored, or no such metric), n a count."""
     from sinktrain.zeroshot import TASKS
 
-    def number(v) -> bool:
-        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
-
-    return task in TASKS and isinstance(scores, dict) and number(scores.get("acc")) and \
-        number(scores.get("acc_norm")) and isinstance(scores.get("n"), int) and not isinstance(scores["n"], bool)
+    return task in TASKS and isinstance(scores, dict) and all(
+        scores.get(k) is None or is_number(scores.get(k)) for k in ("acc", "acc_norm")) and \
+        isinstance(scores.get("n"), int) and not isinstance(scores["n"], bool)
 
 
 def zeroshot_eval_results(zeroshot: dict) -> list:
