@@ -96,6 +96,8 @@ def check_arrow(path: Path, task: str) -> None:
     in milliseconds."""
     import pyarrow as pa
 
+    from sinktrain.zeroshot.checks import first_line
+
     try:
         with pa.memory_map(str(path)) as f:
             try:
@@ -104,9 +106,8 @@ def check_arrow(path: Path, task: str) -> None:
                 f.seek(0)
                 pa.ipc.open_file(f).read_all()
     except (OSError, pa.ArrowInvalid) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"--data-dir: {path} (the copy of {task}) is not a readable Arrow file ({first}); save "
-                         f"it again with datasets' save_to_disk") from None
+        raise ValueError(f"--data-dir: {path} (the copy of {task}) is not a readable Arrow file ({first_line(e)}); "
+                         f"save it again with datasets' save_to_disk") from None
 
 
 def write_local_task(task: str, split: str, arrows: list[Path], out_dir: Path) -> Path:
