@@ -10,7 +10,7 @@ from typing import Annotated
 from sinktrain.config_io import NonNegativeFloat, NonNegativeInt, PositiveInt, Range, Seed, configclass
 from sinktrain.model.source import DTYPES, check_device
 from sinktrain.stream.sink_cache import check_sizes
-from sinktrain.util.outputs import check_out_dir, check_out_file
+from sinktrain.util.outputs import check_out_dir, check_out_file, check_out_outside
 from sinktrain.util.text_files import FOLDER, MISSING, check_utf8_text, file_problem, read_utf8
 
 CACHE_KINDS = ("sink", "static")
@@ -192,6 +192,7 @@ class StreamEvalQAConfig(CacheOptions):
             raise ValueError(f"streameval runs the dynamic sink cache only; drop --cache-kind {self.cache_kind}")
         if not self.out:
             raise ValueError("--out is required: the folder for results.json and the plot")
+        check_out_outside(self.out, {"model": self.model})
         check_out_dir(self.out, overwrite=self.overwrite, markers=(STREAMEVAL_MARKER,), what="streameval output",
                       is_earlier=is_earlier_streameval, own=("results.json", STREAMEVAL_MARKER, "streameval.png"),
                       inputs={"model": self.model})

@@ -80,6 +80,18 @@ def test_bad_input_is_one_line(tmp_path, capsys, args, phrase):
     assert rc == 2 and len(err) == 1 and phrase in err[0]
 
 
+def test_out_inside_the_model_folder_is_refused(tmp_path, capsys):
+    folder, _, _ = tiny_folder(tmp_path)
+    capsys.readouterr()
+    before = tree(folder)
+    rc = main(["streameval", str(folder), "--out", str(folder / "se"), "--lines", "30", "--cache", "96",
+               "--sinks", "4"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == [f"sinktrain streameval: error: --out {str(folder / 'se')!r} lies inside model "
+                               f"{str(folder)!r}, which the run reads; choose an --out outside it"]
+    assert tree(folder) == before
+
+
 def earlier_streameval(out, with_marker: bool):
     """An earlier streameval folder, as written before streameval.json existed (or with it)."""
     out.mkdir()

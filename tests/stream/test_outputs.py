@@ -122,6 +122,22 @@ def test_overwrite_never_deletes_what_stream_eval_did_not_write(model_dirs, tmp_
     assert run(model_dirs["vanilla"], out, "--sinks", "4", "--overwrite") == 0  # the plots and tb/ are its own
 
 
+def test_out_inside_a_model_or_tokenizer_folder_is_refused(model_dirs, tmp_path, capsys):
+    """The results would be written into a folder the run reads (a model folder that is later exported or pushed
+    carried them), with or without --overwrite, whether the folder exists yet or not."""
+    model = tmp_path / "model"
+    shutil.copytree(model_dirs["vanilla"], model)
+    before = snapshot(model)
+    for out, how in ((model / "eval", "lies inside"), (model, "is")):
+        for extra in ((), ("--overwrite",)):
+            assert run(model, out, "--sinks", "4", *extra) == 2
+            assert one_line(capsys) == (f"sinktrain stream-eval: error: --out {str(out)!r} {how} model {str(model)!r}, "
+                                        f"which the run reads; choose an --out outside it")
+    assert run(model_dirs["vanilla"], model / "eval", "--sinks", "4", "--tokenizer", str(model)) == 2
+    assert f"lies inside --tokenizer {str(model)!r}, which the run reads" in one_line(capsys)
+    assert snapshot(model) == before
+
+
 def test_out_that_is_a_file_or_the_current_folder_is_refused(model_dirs, tmp_path, capsys, monkeypatch):
     (tmp_path / "f").write_text("x")
     assert run(model_dirs["vanilla"], tmp_path / "f", "--sinks", "4") == 2
