@@ -126,6 +126,9 @@ class ChatConfig(CacheOptions, SamplingOptions):
         if self.chat_template is not None:
             check_input_file(self.chat_template, "chat template", "pass a Jinja template file")
         if self.out is not None:
+            # --overwrite would replace the model's config.json, the .gguf or the script being read with the transcript
+            check_out_outside(self.out, {"model": self.model, "--script": self.script,
+                                         "--chat-template": self.chat_template})
             check_out_file(self.out, overwrite=self.overwrite)
             parent = Path(self.out).resolve().parent  # else the transcript would fail only after the model loads
             if not parent.is_dir():

@@ -76,15 +76,21 @@ def check_out_dir(out: str | Path, *, overwrite: bool, markers: tuple[str, ...],
 
 
 def check_out_outside(out: str | Path, inputs: dict[str, object], option: str = "--out") -> None:
-    """Refuse an output folder inside one of the run's input folders ({option: path or paths}), whether or not it
-    exists yet: the run would write its results into a model folder or a dataset (check_out_dir refuses only the
-    reverse, an input inside the output)."""
+    """Refuse an output (folder or file) inside one of the run's input folders ({option: path or paths}), or one
+    that is an input file, whether or not it exists yet: the run would write its results into a model folder or a
+    dataset, or over the model, script or template it reads (check_out_dir refuses only the reverse, an input
+    inside the output)."""
     where = Path(out).expanduser().resolve()
     for flag, paths in inputs.items():
         for path in paths if isinstance(paths, (list, tuple)) else [paths]:
-            folder = Path(path).expanduser() if path else None
-            if folder is not None and folder.is_dir() and where.is_relative_to(folder.resolve()):
-                how = "is" if where == folder.resolve() else "lies inside"
+            given = Path(path).expanduser() if path else None
+            if given is None or not given.exists():  # a hub id or zoo name: nothing on disk to write into
+                continue
+            if given.is_file() and where == given.resolve():
+                raise FileExistsError(f"{option} {str(out)!r} is the {flag} file {str(path)!r}, which the run "
+                                      f"reads; choose another {option}")
+            if given.is_dir() and where.is_relative_to(given.resolve()):
+                how = "is" if where == given.resolve() else "lies inside"
                 raise FileExistsError(f"{option} {str(out)!r} {how} {flag} {str(path)!r}, which the run reads; "
                                       f"choose an {option} outside it")
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -140,6 +142,27 @@ def test_an_existing_transcript_is_kept(folders, tmp_path, capsys):
     assert log.read_text() == "an earlier conversation\n"
     assert main([*chat, "--out", str(log), "--overwrite"]) == 0
     assert [json.loads(line)["user"] for line in log.read_text().splitlines()] == ["hi"]
+
+
+def test_the_transcript_never_replaces_what_the_run_reads(folders, tmp_path, capsys):
+    """--out --overwrite over the model's config.json, the script or the template wrote the transcript there."""
+    model = tmp_path / "model"
+    shutil.copytree(folders["chat"][0], model)
+    script = write_script(tmp_path / "s.jsonl", [{"user": "hi"}])
+    template = tmp_path / "t.jinja"
+    template.write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    before = {p: p.read_bytes() for p in [*model.iterdir(), Path(script), template]}
+    chat = ["chat", str(model), "--script", script, "--chat-template", str(template), "--max-new-tokens", "2",
+            "--overwrite"]
+    for out, phrase in [(model / "config.json", f"lies inside model {str(model)!r}"),
+                        (model / "new.jsonl", f"lies inside model {str(model)!r}"),
+                        (Path(script), f"is the --script file {script!r}"),
+                        (template, f"is the --chat-template file {str(template)!r}")]:
+        rc = main([*chat, "--out", str(out)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and err == [f"sinktrain chat: error: --out {str(out)!r} {phrase}, which the run reads; "
+                                   f"choose {'an --out outside it' if 'inside' in phrase else 'another --out'}"]
+    assert {p: p.read_bytes() for p in [*model.iterdir(), Path(script), template]} == before
 
 
 def test_a_script_with_a_byte_order_mark_is_read(folders, tmp_path, capsys):
