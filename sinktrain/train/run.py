@@ -81,8 +81,14 @@ def resolve_resume(cfg: TrainConfig, run_dir: Path, world_size: int, report: boo
         if not target.exists():
             raise FileNotFoundError(
                 f"resume checkpoint {cfg.resume!r} does not exist; pass auto, never or a step-XXXXXXXX directory")
-    # ValueError for half-written, foreign, damaged or unsafe (code-carrying) checkpoints
-    meta = ckpt.verify_checkpoint(target)
+    # ValueError for half-written, foreign, damaged or unsafe (code-carrying) checkpoints; strict: a tensor the model
+    # does not have fails loading too. Before anything is written: Lightning and DeepSpeed met a damaged one deep in
+    # their loaders, or (a cut ZeRO fp32 partition) resumed from it padded with zeros.
+    try:
+        meta = ckpt.verify_checkpoint(target, strict=True)
+    except ckpt.UnreadableCheckpointError as e:  # (--resume auto passed over the damaged ones already)
+        raise ckpt.UnreadableCheckpointError(f"{e}; restore it from a copy, or resume from another checkpoint "
+                                             f"(--resume auto takes the newest intact one)") from None
     saved_model, this_model = meta["config"]["model"], cfg.model.to_dict()
     if saved_model != this_model:
         diff = "; ".join(
@@ -172,7 +178,7 @@ def newest_readable_checkpoint(run_dir: Path, report: bool = True) -> Path | Non
     found = ckpt.list_checkpoints(run_dir)
     for i, candidate in enumerate(reversed(found)):
         try:
-            ckpt.verify_checkpoint(candidate)  # an UnsafeCheckpointError is not skipped: it stops the run
+            ckpt.verify_checkpoint(candidate, strict=True)  # an UnsafeCheckpointError is not skipped: it stops the run
         except ckpt.UnreadableCheckpointError as e:
             if report:
                 print(f"train: skipping {candidate.name}: {e}", file=sys.stderr, flush=True)

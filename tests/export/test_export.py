@@ -198,6 +198,31 @@ def test_bad_inputs(zero2_token_run, exported, tmp_path, capsys):
     assert {p.name: p.stat().st_mtime_ns for p in exported.iterdir()} == before
 
 
+@pytest.mark.parametrize("damage", ["lost-shard", "shard-of-another-step"])
+def test_a_missing_or_foreign_rank_shard_is_one_line_naming_it(zero2_token_run, tmp_path, capsys, damage):
+    """Rank 1's optimizer shard deleted: zero_to_fp32's own ValueError ("Expected 2 of '*_optim_states.pt' ..."),
+    without the checkpoint to take instead. Replaced by step 4's: exported without a word, half of each weight
+    from another step."""
+    run = tmp_path / "run"
+    shutil.copytree(zero2_token_run, run)
+    older, newest = run / "checkpoints" / "step-00000004", run / "checkpoints" / "step-00000008"
+    shard = newest / "checkpoint" / "zero_pp_rank_1_mp_rank_00_optim_states.pt"
+    if damage == "lost-shard":
+        shard.unlink()
+        reason = (f"checkpoint {str(newest)!r} has no checkpoint/{shard.name}, the optimizer shard of rank 1 of the 2 "
+                  f"that saved it; it is damaged")
+    else:
+        shutil.copy(older / "checkpoint" / shard.name, shard)
+        reason = (f"checkpoint file {str(shard)!r}: its optimizer state is at step 4, but the model states "
+                  f"(mp_rank_00_model_states.pt) at step 8; it is from another checkpoint, or damaged")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main(["export", str(run), str(tmp_path / "hf")]) == 2
+    assert capsys.readouterr().err.strip() == (f"sinktrain export: error: {reason}; the newest intact one is {older}: "
+                                               f"pass it to export that step")
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
 def test_zeroshot_results_become_model_index(zero2_token_run, exported, tmp_path, capsys):
     """export -> zeroshot -> export again with --zeroshot-results: the card's metadata carries the scores."""
     import yaml

@@ -129,21 +129,35 @@ def test_a_crafted_deepspeed_checkpoint_is_never_run(run_copy, tmp_path, capsys)
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "hf").exists()
 
 
-@pytest.fixture(scope="module")
-def deepspeed_run(tiny_data, tmp_path_factory):
-    """A finished 2-step DeepSpeed ZeRO-2 run of one process (copy it before changing it). A subprocess: DeepSpeed's
-    process group would otherwise stay set up in pytest's process."""
+def _deepspeed_run(tiny_data, run, *sets):
+    """A finished 2-step DeepSpeed run of one process. A subprocess: DeepSpeed's process group would otherwise stay set
+    up in pytest's process."""
     import subprocess
     import sys
 
     from train_helpers import REPO, ok, subprocess_env, train_args
 
-    run = tmp_path_factory.mktemp("hostile-deepspeed") / "run"
     sets = ["trainer.devices=1", "trainer.max_steps=2", "checkpoint.every=2", "trainer.val_every=0",
-            "logging.sink_score_every=0"]
+            "logging.sink_score_every=0", *sets]
     ok(subprocess.run([sys.executable, *train_args("tiny-cpu-deepspeed.yaml", tiny_data, run, *sets)], cwd=REPO,
                       env=subprocess_env(), capture_output=True, text=True, timeout=300))
     return run
+
+
+@pytest.fixture(scope="module")
+def deepspeed_run(tiny_data, tmp_path_factory):
+    """A finished 2-step DeepSpeed ZeRO-2 fp32 run of one process (copy it before changing it)."""
+    return _deepspeed_run(tiny_data, tmp_path_factory.mktemp("hostile-deepspeed") / "run")
+
+
+BF16 = ["trainer.zero_stage=1", "trainer.precision=bf16-mixed"]
+
+
+@pytest.fixture(scope="module")
+def deepspeed_bf16_run(tiny_data, tmp_path_factory):
+    """A finished 2-step DeepSpeed ZeRO-1 bf16 run of one process: DeepSpeed's BF16_Optimizer, whose shards
+    DeepSpeed's zero_to_fp32 does not read, so export reads them itself (copy it before changing it)."""
+    return _deepspeed_run(tiny_data, tmp_path_factory.mktemp("hostile-deepspeed-bf16") / "run", *BF16)
 
 
 def resume_and_export(tiny_data, run, tmp_path, capsys) -> list[str]:
@@ -203,6 +217,135 @@ def test_a_checkpoint_reached_through_a_linked_folder_still_exports(deepspeed_ru
     (tmp_path / "link").symlink_to(deepspeed_run)  # only links under the step folder are refused
     assert main(["export", str(tmp_path / "link" / "checkpoints" / "step-00000002"), str(tmp_path / "hf")]) == 0
     assert (tmp_path / "hf" / "model.safetensors").is_file()
+
+
+def damage_deepspeed(ckpt, damage: str) -> str:
+    """Damage a one-rank DeepSpeed checkpoint (its files still load with weights_only=True); the reason export and
+    resume give."""
+    from sinktrain.train.checkpoint import safe_load
+
+    folder = ckpt / "checkpoint"
+    model_file, (shard,) = folder / "mp_rank_00_model_states.pt", folder.glob("*_optim_states.pt")
+    model, optimizer = safe_load(model_file), safe_load(shard)
+    state = optimizer["optimizer_state_dict"]
+    share = state["single_partition_of_fp32_groups"][0].numel()  # one rank: all of group 0
+    if damage == "no-optimizer-shard":
+        shard.unlink()
+        return (f"checkpoint {str(ckpt)!r} has no checkpoint/{shard.name}, the optimizer shard of rank 0 of the 1 "
+                f"that saved it; it is damaged")
+    if damage in ("cut-fp32-weights", "no-fp32-weights", "cut-moment"):
+        if damage == "cut-fp32-weights":
+            state["single_partition_of_fp32_groups"][0] = state["single_partition_of_fp32_groups"][0][:1000].clone()
+        elif damage == "no-fp32-weights":
+            del state["single_partition_of_fp32_groups"]
+        else:
+            moments = state["base_optimizer_state"]["state"][0]
+            moments["exp_avg"] = moments["exp_avg"][:1000].clone()
+        torch.save(optimizer, shard)
+        return {"cut-fp32-weights": f"checkpoint file {str(shard)!r}: its fp32 weights of parameter group 0 hold 1000 "
+                                    f"values, not the {share} of rank 0's share of the group's 10 parameters "
+                                    f"(param_shapes in mp_rank_00_model_states.pt); it is cut or damaged, or from "
+                                    f"another checkpoint",
+                "no-fp32-weights": f"checkpoint file {str(shard)!r}: its optimizer state lacks "
+                                   f"single_partition_of_fp32_groups; it is damaged",
+                "cut-moment": f"checkpoint file {str(shard)!r}: its optimizer state 'exp_avg' of parameter group 0 is "
+                              f"a float32 tensor of shape [1000], not the {share} values of the group's fp32 weights; "
+                              f"it is damaged"}[damage]
+    if damage == "no-module":
+        del model["module"]
+    elif damage == "no-param-shapes":
+        del model["param_shapes"]
+    elif damage == "missing-tensor":
+        del model["module"]["model.lm_head.weight"]
+    elif damage == "another-size":  # the model states of pythia-14m under this tiny model's optimizer and meta.json
+        from sinktrain.model import ModelConfig, build_model
+
+        bigger = build_model(ModelConfig(preset="pythia-14m", max_seq_len=64), seed=None)
+        model["module"] = {f"model.{k}": v for k, v in bigger.state_dict().items()}
+    else:  # extra-tensor
+        model["module"]["model.extra.weight"] = torch.zeros(3)
+    torch.save(model, model_file)
+    lacks = "lacks 1 model tensors (e.g. 'lm_head.weight')"
+    extra = "holds 1 tensors its model does not have (e.g. 'model.extra.weight')"
+    return {"no-module": f"checkpoint file {str(model_file)!r} holds no module, not DeepSpeed's model states; it is "
+                         f"damaged",
+            "no-param-shapes": f"checkpoint file {str(model_file)!r} lacks param_shapes, which DeepSpeed's model "
+                               f"states hold; it is damaged",
+            "missing-tensor": f"checkpoint {str(ckpt)!r} {lacks}; it is damaged, or not a sinktrain checkpoint of the "
+                              f"model its meta.json describes",
+            "another-size": f"checkpoint {str(ckpt)!r}: model tensor 'gpt_neox.embed_in.weight' is a float32 tensor of "
+                            f"shape [50304, 128], not a floating-point tensor of shape [50304, 64]; it is damaged",
+            "extra-tensor": f"checkpoint {str(ckpt)!r} {extra}; it is damaged, or not a sinktrain checkpoint of the "
+                            f"model its meta.json describes"}[damage]
+
+
+def resume_from(tiny_data, run, ckpt, *sets) -> int:
+    return main(["train", "--config", str(RECIPES / "tiny-cpu-deepspeed.yaml"), "--run-dir", str(run),
+                 "--resume", str(ckpt), *sum((["--set", s] for s in [f"data.dir={tiny_data}", "trainer.devices=1",
+                                                                     "trainer.max_steps=4", *sets]), [])])
+
+
+DAMAGED_ANYWHERE = ["no-optimizer-shard", "cut-fp32-weights", "no-module", "missing-tensor"]
+
+
+@pytest.mark.parametrize("run, damage", [("bf16", d) for d in [*DAMAGED_ANYWHERE, "no-fp32-weights", "cut-moment",
+                                                               "no-param-shapes", "another-size"]]
+                         + [("fp32", d) for d in DAMAGED_ANYWHERE])
+def test_a_damaged_deepspeed_checkpoint_is_one_line_for_export_and_resume(request, tiny_data, tmp_path, capsys, run,
+                                                                          damage):
+    """Export met these with a KeyError or RuntimeError traceback from its BF16 shard reader or zero_to_fp32, or
+    exported without a word (model states lacking a tensor, or of another size: it reads the optimizer's weights);
+    resume with a traceback from DeepSpeed's loader, or, from a cut fp32 partition, trained on, padded with zeros."""
+    source = request.getfixturevalue("deepspeed_bf16_run" if run == "bf16" else "deepspeed_run")
+    copy = tmp_path / "run"
+    shutil.copytree(source, copy)
+    ckpt = latest_checkpoint(copy)
+    reason = damage_deepspeed(ckpt, damage)
+    before = snapshot(copy)
+    assert main(["export", str(copy), str(tmp_path / "hf")]) == 2
+    assert capsys.readouterr().err.strip() == (f"sinktrain export: error: {reason}; no older checkpoint is intact: "
+                                               f"restore this one from a copy, or train the run again")
+    assert resume_from(tiny_data, copy, ckpt, *(BF16 if run == "bf16" else [])) == 2
+    assert capsys.readouterr().err.strip() == (f"sinktrain train: error: {reason}; restore it from a copy, or resume "
+                                               f"from another checkpoint (--resume auto takes the newest intact one)")
+    assert snapshot(copy) == before and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_deepspeed_checkpoint_with_a_tensor_its_model_lacks_exports_but_does_not_resume(deepspeed_bf16_run,
+                                                                                        tiny_data, tmp_path, capsys):
+    """A strict load of it failed with DeepSpeed's traceback; export leaves such a tensor out, as it always did."""
+    run = tmp_path / "run"
+    shutil.copytree(deepspeed_bf16_run, run)
+    ckpt = latest_checkpoint(run)
+    reason = damage_deepspeed(ckpt, "extra-tensor")
+    before = snapshot(run)
+    assert resume_from(tiny_data, run, ckpt, *BF16) == 2
+    assert capsys.readouterr().err.strip() == (f"sinktrain train: error: {reason}; restore it from a copy, or resume "
+                                               f"from another checkpoint (--resume auto takes the newest intact one)")
+    assert snapshot(run) == before
+    assert main(["export", str(run), str(tmp_path / "hf")]) == 0
+
+
+def test_every_checks_every_deepspeed_checkpoint_and_export_names_the_intact_one(deepspeed_run, tmp_path, capsys):
+    """A cut fp32 partition in the newest of two checkpoints: --every wrote the older step, then failed on this one
+    with zero_to_fp32's traceback."""
+    run = tmp_path / "run"
+    shutil.copytree(deepspeed_run, run)
+    older, newest = run / "checkpoints" / "step-00000002", run / "checkpoints" / "step-00000004"
+    shutil.copytree(older, newest)  # step 2's files under step 4's name and meta
+    meta = json.loads((newest / "meta.json").read_text())
+    (newest / "meta.json").write_text(json.dumps({**meta, "step": 4}))
+    reason = damage_deepspeed(newest, "cut-fp32-weights")
+    before = snapshot(run)
+    assert main(["export", str(run), str(tmp_path / "steps"), "--every", "1"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"sinktrain export: error: {reason}; --every exports nothing until every checkpoint it takes loads: restore "
+        f"that one from a copy, or move it out of {run / 'checkpoints'} and run again")
+    assert main(["export", str(run), str(tmp_path / "hf")]) == 2
+    assert capsys.readouterr().err.strip() == (f"sinktrain export: error: {reason}; the newest intact one is {older}: "
+                                               f"pass it to export that step")
+    assert snapshot(run) == before and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert main(["export", str(older), str(tmp_path / "hf")]) == 0
 
 
 def test_resume_falls_back_past_a_truncated_newest_checkpoint(tiny_data, run_copy, capsys):
