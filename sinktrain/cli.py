@@ -26,6 +26,7 @@ import sys
 import threading
 
 from sinktrain.util.errors import UserError
+from sinktrain.util.rank import stop_with_launcher
 
 # Stages that contribute verbs, in pipeline order. Imported lazily so `sinktrain --help` stays fast.
 STAGE_CLIS = [
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     # (In the main thread only, where Python delivers signals; a caller's own handler comes back afterwards.)
     takes_sigterm = args.verb not in OWN_SIGTERM and threading.current_thread() is threading.main_thread()
     earlier = signal.signal(signal.SIGTERM, _raise_terminated) if takes_sigterm else None
+    stop_with_launcher()
     try:
         code = run_verb(args)
         if sys.stdout is not None:  # text still buffered meets a closed pipe here, not in the exit's own flush

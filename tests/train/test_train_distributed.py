@@ -167,3 +167,63 @@ def test_a_foreign_folder_is_refused_once_under_torchrun(tiny_data, tmp_path):
     assert proc.returncode != 0
     assert out.count("is not empty and not a sinktrain run") == 1, out[-3000:]
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+
+
+def alive(pid: int) -> bool:
+    """Running, not exited (an orphan's zombie waits for whoever adopted it to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def test_workers_stop_and_save_when_torchrun_itself_is_killed(tiny_data, tmp_path):
+    """torchrun starts its workers in sessions of their own: a launcher killed outright (SIGKILL, the OOM killer)
+    left them training as orphans. Now the kernel sends each worker SIGTERM when the launcher dies, and they stop
+    as after a scheduler's SIGTERM: at the end of a step, saved, exit 143."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from train_helpers import REPO
+    from torchrun_helpers import free_port
+
+    from sinktrain.train import list_checkpoints
+    from sinktrain.train.checkpoint import verify_checkpoint
+
+    run = tmp_path / "orphans"
+    sets = ["trainer.max_steps=100000", "schedule.total_steps=100000", "checkpoint.every=1000",
+            "checkpoint.keep_last=0", "trainer.log_every=1", "trainer.val_every=0", "logging.sink_score_every=0",
+            "trainer.progress_bar=false"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), *train_args("tiny-cpu-ddp.yaml", tiny_data, run, *sets)]
+    launcher = subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    workers: list[int] = []
+    try:
+        deadline = time.time() + 180
+        while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text().count("\n") >= 3):
+            assert launcher.poll() is None and time.time() < deadline, launcher.communicate()[0][-3000:]
+            time.sleep(0.1)
+        workers = [int(pid) for pid in
+                   Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()]
+        assert len(workers) == 2, workers
+        launcher.kill()
+        out, _ = launcher.communicate(timeout=120)  # the workers hold the pipe: it ends when they have exited
+        deadline = time.time() + 60
+        while any(map(alive, workers)) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not any(map(alive, workers)), out[-3000:]
+    finally:
+        for pid in workers:  # the test failed: leave no worker behind
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    step = metrics(run)[max(metrics(run))]["step"]
+    saved = run / "checkpoints" / f"step-{step:08d}"
+    assert f"stopped by SIGTERM after step {step}; saved {saved}" in out, out[-3000:]
+    assert [p.name for p in list_checkpoints(run)] == [saved.name]
+    assert verify_checkpoint(saved)["step"] == step
