@@ -37,6 +37,8 @@ BUILDERS = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", 
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
 TXT_DOCUMENTS = {"file": "document", "paragraphs": "paragraph", "lines": "line"}  # ours -> datasets' sample_by
 HUB_PREFIX = "hub:"
+# What the refusals list, from the two tables above: ".txt/.text/... files (optionally .gz/.bz2/...)".
+SUPPORTED = f"{'/'.join(BUILDERS)} files (optionally {'/'.join(COMPRESSIONS)})"
 
 
 @dataclass
@@ -145,7 +147,7 @@ def resolve_source(spec: str) -> Source:
     if path.is_file():
         if builder_for(path) is None:
             raise ValueError(
-                f"source {spec!r} has an unsupported extension; use .txt, .jsonl, .json or .parquet (optionally .gz)"
+                f"source {spec!r} has an unsupported extension; use {SUPPORTED}"
             )
         return Source(spec, "files", _check_files([path]))
     if path.is_dir():
@@ -153,12 +155,12 @@ def resolve_source(spec: str) -> Source:
         visible = (p for p in path.rglob("*") if not any(part.startswith(".") for part in p.relative_to(path).parts))
         files = _supported(visible)
         if not files:
-            raise FileNotFoundError(f"folder {spec!r} holds no .txt/.jsonl/.json/.parquet files (optionally .gz)")
+            raise FileNotFoundError(f"folder {spec!r} holds no {SUPPORTED}")
         return Source(spec, "files", _check_files(files))
     if any(c in spec for c in "*?["):
         files = _supported(glob.glob(os.path.expanduser(spec), recursive=True))
         if not files:
-            raise FileNotFoundError(f"pattern {spec!r} matches no .txt/.jsonl/.json/.parquet files")
+            raise FileNotFoundError(f"pattern {spec!r} matches no {SUPPORTED}")
         return Source(spec, "files", _check_files(files))
     if _looks_like_path(spec):
         raise FileNotFoundError(

@@ -1,6 +1,7 @@
 """Bad input gives one clear error each; a failed or interrupted prepare leaves nothing that looks complete."""
 
 import gzip
+import re
 
 import numpy as np
 import pytest
@@ -17,7 +18,9 @@ def test_missing_paths(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"pattern '.*\*\.jsonl' matches no"):
         run_prepare([str(tmp_path / "*.jsonl")], tmp_path / "out")
     (tmp_path / "empty_folder").mkdir()
-    with pytest.raises(FileNotFoundError, match="holds no .txt/.jsonl/.json/.parquet files"):
+    # every extension and compression that is read (.text, .bz2, .xz and .zst were missing from the line)
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            "holds no .txt/.text/.jsonl/.json/.parquet files (optionally .gz/.bz2/.xz/.zst)")):
         run_prepare([tmp_path / "empty_folder"], tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="no manifest.json in"):
         TokenDataset(tmp_path / "empty_folder", sample_len=8)
