@@ -158,7 +158,7 @@ def validate(cfg: StreamEvalConfig) -> list[tuple[int, int]]:
     if not pairs and not cfg.baselines:
         raise ValueError("nothing to evaluate; give sink counts, s+w configurations or baselines")
     check_text(cfg)
-    check_out_outside(cfg.out, {"model": cfg.models, "--tokenizer": cfg.tokenizer})
+    check_out_outside(cfg.out, {"model": cfg.models, "--text": cfg.text, "--tokenizer": cfg.tokenizer})
     check_out_dir(cfg.out, overwrite=cfg.overwrite, markers=OUT_MARKERS, what="stream-eval output", own=OWN_NAMES,
                   inputs={"model": cfg.models, "--text": cfg.text, "--tokenizer": cfg.tokenizer})
     return pairs

@@ -122,7 +122,7 @@ def test_overwrite_never_deletes_what_stream_eval_did_not_write(model_dirs, tmp_
     assert run(model_dirs["vanilla"], out, "--sinks", "4", "--overwrite") == 0  # the plots and tb/ are its own
 
 
-def test_out_inside_a_model_or_tokenizer_folder_is_refused(model_dirs, tmp_path, capsys):
+def test_out_inside_a_model_tokenizer_or_text_folder_is_refused(model_dirs, tmp_path, capsys):
     """The results would be written into a folder the run reads (a model folder that is later exported or pushed
     carried them), with or without --overwrite, whether the folder exists yet or not."""
     model = tmp_path / "model"
@@ -136,6 +136,14 @@ def test_out_inside_a_model_or_tokenizer_folder_is_refused(model_dirs, tmp_path,
     assert run(model_dirs["vanilla"], model / "eval", "--sinks", "4", "--tokenizer", str(model)) == 2
     assert f"lies inside --tokenizer {str(model)!r}, which the run reads" in one_line(capsys)
     assert snapshot(model) == before
+    books = tmp_path / "books"  # a folder of texts: the results would be read as text by the next run
+    books.mkdir()
+    shutil.copy(BOOK, books / "book.txt")
+    assert main(["stream-eval", str(model_dirs["vanilla"]), "--text", str(books), "--cache", "24", "--tokens", "100",
+                 "--sinks", "4", "--out", str(books / "eval")]) == 2
+    assert one_line(capsys) == (f"sinktrain stream-eval: error: --out {str(books / 'eval')!r} lies inside --text "
+                                f"{str(books)!r}, which the run reads; choose an --out outside it")
+    assert sorted(p.name for p in books.iterdir()) == ["book.txt"]
 
 
 def test_out_that_is_a_file_or_the_current_folder_is_refused(model_dirs, tmp_path, capsys, monkeypatch):
