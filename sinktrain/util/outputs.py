@@ -73,6 +73,20 @@ def check_out_dir(out: str | Path, *, overwrite: bool, markers: tuple[str, ...],
         raise FileExistsError(f"output folder {out} also holds {', '.join(map(repr, foreign[:3]))}{more}, which the "
                               f"{what} does not write; --overwrite replaces the whole folder, so move them out of it "
                               f"or choose another {option}")
+    link = _first_link(out)
+    if link is not None:  # a verb that writes in place (zeroshot) wrote through it, into the folder it points to
+        raise FileExistsError(f"output folder {out}: {str(link.relative_to(out))!r} is a symbolic link (to "
+                              f"{os.readlink(link)!r}); --overwrite would write through it: remove the link or choose "
+                              f"another {option}")
+
+
+def _first_link(folder: Path) -> Path | None:
+    """The first symbolic link under `folder` (links to folders are not followed), or None."""
+    for root, dirs, files in os.walk(folder):
+        for name in sorted(dirs + files):
+            if os.path.islink(os.path.join(root, name)):
+                return Path(root) / name
+    return None
 
 
 def check_out_outside(out: str | Path, inputs: dict[str, object], option: str = "--out") -> None:

@@ -112,6 +112,26 @@ def test_overwrite_replaces_only_a_zeroshot_output(model_dirs, tmp_path, capsys)
     assert sorted(p.name for p in stream.iterdir()) == ["nll", "results.json", "run.json"]
 
 
+def test_overwrite_never_writes_through_a_link_in_the_earlier_output(model_dirs, tmp_path, capsys):
+    """zeroshot writes into its --out in place: a link there (tasks/ itself, or a task YAML in it) made it write
+    into the folder or file the link points to."""
+    mine = tmp_path / "mytasks"
+    mine.mkdir()
+    (mine / "piqa.yaml").write_text("MINE")
+    out = tmp_path / "zo"
+    out.mkdir()
+    (out / "tasks").symlink_to(mine)
+    args = [str(model_dirs["vanilla"]), "--tasks", "piqa", "--data-dir", str(SAMPLE), "--out", str(out), "--overwrite"]
+    assert refused(capsys, args) == (f"sinktrain zeroshot: error: output folder {out}: 'tasks' is a symbolic link (to "
+                                     f"{str(mine)!r}); --overwrite would write through it: remove the link or choose "
+                                     f"another --out")
+    (out / "tasks").unlink()
+    (out / "tasks").mkdir()
+    (out / "tasks" / "piqa.yaml").symlink_to(mine / "piqa.yaml")
+    assert "'tasks/piqa.yaml' is a symbolic link" in refused(capsys, args)
+    assert (mine / "piqa.yaml").read_text() == "MINE" and [p.name for p in mine.iterdir()] == ["piqa.yaml"]
+
+
 @pytest.mark.parametrize("name, kind, sink_ids, room", [("vanilla", "none", [], 32), ("sink2", "token", SINK_IDS, 31)])
 def test_answer_longer_than_the_context_is_refused_before_any_scoring(model_dirs, tmp_path, capsys, name, kind,
                                                                       sink_ids, room):
