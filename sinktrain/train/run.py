@@ -29,7 +29,7 @@ from sinktrain.train.flops import device_peak_tflops, flops_per_token
 from sinktrain.train.metrics import MetricsLog, truncate_metrics
 from sinktrain.train.module import RunHooks, SinkLM
 from sinktrain.train.run_dir import (CONFIG_FILE, RUN_FORMAT, RUN_INFO_FILE, announce_fresh_start,
-                                     check_run_dir_is_ours, run_dir_lock, trained_manifest_sha256)
+                                     check_run_dir_apart, check_run_dir_is_ours, run_dir_lock, trained_manifest_sha256)
 from sinktrain.train.strategy import build_plugins, build_strategy, on_gpu, resolved_precision
 from sinktrain.util.atomic import write_json_atomic, write_yaml_atomic
 from sinktrain.util.errors import UserError
@@ -231,6 +231,7 @@ def preflight(cfg: TrainConfig) -> tuple[int, int, int]:
     # atomically (through run.tmp.json): a listing taken mid-write holds neither an empty folder nor a run.json,
     # and a sound run dir was refused (seen once in CI). Rank 0's refusal ends the whole torchrun job.
     if is_global_rank_zero():
+        check_run_dir_apart(Path(cfg.run_dir), Path(cfg.data.dir))
         check_run_dir_is_ours(Path(cfg.run_dir))
     return devices, nodes, accum
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sinktrain.train import checkpoint as ckpt
 from sinktrain.train.metrics import METRICS_FILE
+from sinktrain.util.outputs import check_out_outside
 
 RUN_FORMAT = "sinktrain-run/1"  # run.json's "format"
 CONFIG_FILE = "config.yaml"
@@ -66,6 +67,21 @@ def check_run_dir_is_ours(run_dir: Path) -> None:
             f"run dir {str(run_dir)!r} is not empty and not a sinktrain run (it holds "
             f"{', '.join(map(repr, names[:3]))}{', ...' if len(names) > 3 else ''}); choose a new or empty --run-dir"
         )
+
+
+MODEL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+def check_run_dir_apart(run_dir: Path, data_dir: Path) -> None:
+    """Refuse a run dir inside the data folder the run reads or inside a model folder: a run writes its
+    checkpoints, metrics and tokenizer there, which changed the dataset (whose later `prepare --overwrite` then
+    refused it as foreign) or the model folder (carried along by its next push)."""
+    check_out_outside(run_dir, {"data.dir": str(data_dir)}, option="--run-dir")
+    where = run_dir.expanduser().resolve()
+    for folder in where.parents:
+        if (folder / "config.json").is_file() and any((folder / w).is_file() for w in MODEL_WEIGHTS):
+            raise FileExistsError(f"--run-dir {str(run_dir)!r} lies inside model folder {str(folder)!r}; choose a "
+                                  f"--run-dir outside it")
 
 
 def announce_fresh_start(run_dir: Path) -> None:

@@ -68,6 +68,30 @@ def test_a_foreign_folder_is_refused_and_kept(tiny_data, tmp_path, capsys):
     assert snapshot(mine) == before
 
 
+def test_a_run_dir_inside_the_data_or_a_model_folder_is_refused(tiny_data, tmp_path, capsys):
+    """A run inside the dataset it reads, or inside a model folder, wrote its checkpoints there: the dataset's
+    next `prepare --overwrite` refused it as foreign, and the model folder's next push carried them."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights")
+    before = {folder: snapshot(folder) for folder in (data, model)}
+    for run_dir, line in (
+            (data / "run1", f"--run-dir {str(data / 'run1')!r} lies inside data.dir {str(data)!r}, which the run "
+                            f"reads; choose an --run-dir outside it"),
+            (data, f"--run-dir {str(data)!r} is data.dir {str(data)!r}, which the run reads; choose an --run-dir "
+                   f"outside it"),
+            (model / "runs" / "r", f"--run-dir {str(model / 'runs' / 'r')!r} lies inside model folder "
+                                   f"{str(model)!r}; choose a --run-dir outside it")):
+        code = main(["train", "--config", str(RECIPES / "tiny-cpu.yaml"), "--run-dir", str(run_dir),
+                     "--set", f"data.dir={data}", "--set", "trainer.max_steps=2"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and err == [f"sinktrain train: error: {line}"]
+    assert {folder: snapshot(folder) for folder in (data, model)} == before
+
+
 def test_a_run_without_checkpoint_says_what_it_discards(tiny_data, tmp_path, capsys):
     run = tmp_path / "run"
     train(tiny(tiny_data, run, "trainer.max_steps=2", "checkpoint.every=0"))  # every=0: no checkpoint
