@@ -67,6 +67,10 @@ class Source:
         would be, among this source's files: an output folder this source reads its own output from."""
         if self.kind != "files":
             return False
+        # A file of the output already read back, whatever the spelling: a link on the way (src/link -> the output)
+        # hid it from the checks below, and the manifest was tokenized as training data.
+        if any(f.resolve().is_relative_to(folder.resolve()) for f in self.files):
+            return True
         root = Path(os.path.expanduser(self.spec))
         if root.is_dir():
             return folder.resolve().is_relative_to(root.resolve())

@@ -161,6 +161,22 @@ def test_an_out_dir_that_a_source_would_read_back_is_refused(tmp_path, doc, caps
         assert not out.exists()
 
 
+def test_a_glob_that_reads_the_output_back_through_a_link_is_refused(tmp_path, doc, capsys):
+    """src/link -> the output folder: on the second prepare the pattern matched the manifest through the link and
+    tokenized it as training data (refused late, with a misleading missing-field error)."""
+    src, out = tmp_path / "src", tmp_path / "d"
+    src.mkdir()
+    (src / "a.jsonl").write_text(json.dumps({"text": TEXT}) + "\n")
+    (src / "link").symlink_to(out, target_is_directory=True)
+    pattern = str(src / "**" / "*.json*")
+    code, err = _prepare_cli(capsys, [pattern], out, "--val_fraction", "0")
+    assert code == 0, err
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, err = _prepare_cli(capsys, [pattern], out, "--val_fraction", "0", "--overwrite", "true")
+    _one_line_error(code, err, f"--out_dir {str(out)!r} is inside source {pattern!r}; put it elsewhere")
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 def test_an_empty_file_late_in_the_list_fails_before_anything_is_tokenized(tmp_path, doc, capsys, monkeypatch):
     (tmp_path / "zz_empty.txt").write_bytes(b"")
     monkeypatch.setattr(prepare_module, "iter_documents", lambda *a, **k: pytest.fail("tokenizing started"))
