@@ -17,6 +17,8 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+import yaml
+
 from sinktrain.data import (
     PrepareAgain,
     data_tokenizer,
@@ -40,6 +42,7 @@ from sinktrain.stream.config import validate as validate_stream_config
 from sinktrain.stream.evaluate import plan as stream_plan
 from sinktrain.train import latest_checkpoint, preflight as train_preflight, train
 from sinktrain.train.checkpoint import read_meta
+from sinktrain.train.run_dir import LOCK_FILE, is_sinktrain_run
 from sinktrain.util.hashing import file_sha256
 from sinktrain.util.outputs import output_lock
 from sinktrain.util.rank import is_global_rank_zero, launched_world_size, rank_zero_print
@@ -77,17 +80,38 @@ def preflight(cfg: ExperimentConfig) -> None:
     check_zeroshot_contexts(cfg, pc)
 
 
-# What an earlier study's folder holds (`stages/` is made first, before any stage writes): a folder without
-# any of them is the user's, and a study would overwrite its report.md, report.json or experiment.yaml.
-STUDY_MARKERS = (STAGES_DIR, "train", "data/manifest.json")
+# The top-level keys of the experiment.yaml a study writes (cfg.__dict__: every field, in order; studies started
+# before `stages/` was made first wrote it at their start, and some held export_every as well).
+STUDY_FILE_KEYS = ("name", "recipe", "base", "variants", "data", "stream", "runs_dir")
+
+
+def is_earlier_study(root: Path) -> bool:
+    """Whether `root` is a study's folder. `stages/` is made before any stage writes; a study started by a
+    sinktrain older than that (2026-11-27) made it only with its first done-marker, so one killed before its first
+    export has none: it is known by the experiment.yaml such a study wrote at its start (every key of the study
+    file, its name this folder's), or by a sinktrain run under train/. A bare train/ or data/ is not enough."""
+    if (root / STAGES_DIR).is_dir():
+        return True
+    try:
+        saved = yaml.safe_load((root / "experiment.yaml").read_text())
+    except (OSError, ValueError, yaml.YAMLError):  # none, or not the YAML a study writes
+        saved = None
+    if isinstance(saved, dict) and set(STUDY_FILE_KEYS) <= saved.keys() and saved["name"] == root.name:
+        return True
+    runs = (root / "train").iterdir() if (root / "train").is_dir() else ()
+    # (a run folder holding only its lock, which is_sinktrain_run also takes for one killed at its start, is not)
+    return any(d.is_dir() and any(p.name != LOCK_FILE for p in d.iterdir()) and is_sinktrain_run(d) for d in runs)
 
 
 def check_root(root: Path) -> None:
     if root.exists() and not root.is_dir():
         raise FileExistsError(f"study folder {root} is a file; choose another name: or runs_dir:")
-    if root.is_dir() and any(root.iterdir()) and not any((root / m).exists() for m in STUDY_MARKERS):
-        raise FileExistsError(f"study folder {root} holds files but is not an earlier study (no {STAGES_DIR}/); "
-                              f"a study would overwrite them: choose another name: or runs_dir:, or move them away")
+    if root.is_dir() and any(root.iterdir()) and not is_earlier_study(root):
+        names = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())
+        held = ", ".join(map(repr, names[:3])) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise FileExistsError(f"study folder {root} holds {held} but is not an earlier study (no {STAGES_DIR}/, nor "
+                              f"an experiment.yaml or train/ run a study wrote); a study would overwrite its files: "
+                              f"choose another name: or runs_dir:, or move them away")
 
 
 def check_pretrained(cfg: ExperimentConfig, longest: int | None) -> None:

@@ -136,13 +136,54 @@ def test_pretrained_models_are_checked_before_training(tmp_path, capfd, damage, 
     assert "Traceback" not in out and not (tmp_path / "runs").exists()
 
 
-def test_a_folder_that_is_not_a_study_is_refused(tmp_path, capfd):
+def _tree(folder: Path) -> dict:
+    """Every file and folder below `folder`: relative name -> bytes (None for a folder)."""
+    return {str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes() for p in sorted(folder.rglob("*"))}
+
+
+def _older_study_file(name="tiny") -> str:
+    """The experiment.yaml a study started by an older sinktrain wrote at its start (every field; export_every)."""
+    return yaml.safe_dump({**STUDY, "name": name, "runs_dir": "runs", "export_every": None}, sort_keys=False)
+
+
+@pytest.mark.parametrize("files, held", [
+    ({"train/": None, "report.md": "precious", "experiment.yaml": "mine"}, "'experiment.yaml', 'report.md', 'train/'"),
+    ({"data/manifest.json": "{}", "notes.txt": "mine"}, "'data/', 'notes.txt'"),
+    ({"experiment.yaml": _older_study_file("other"), "report.md": "mine", "a": "", "b": ""},
+     "'a', 'b', 'experiment.yaml' and 1 more"),
+], ids=["bare-train-folder", "own-prepared-data", "another-studys-file"])
+def test_a_folder_that_is_not_a_study_is_refused(tmp_path, capfd, files, held):
+    """A bare train/ or data/manifest.json passed for an earlier study: the study ran and replaced the user's
+    report.md and experiment.yaml."""
     root = tmp_path / "runs" / "tiny"
-    root.mkdir(parents=True)
-    (root / "report.md").write_text("my own report")
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).mkdir() if text is None else (root / name).write_text(text)
+    before = _tree(root)
     code, out = run_study(tmp_path, capfd, STUDY)
-    assert code == 2 and f"study folder {root} holds files but is not an earlier study" in out, out
-    assert [p.name for p in root.iterdir()] == ["report.md"] and (root / "report.md").read_text() == "my own report"
+    err = [line for line in out.splitlines() if "error" in line]
+    assert code == 2 and err == [
+        f"sinktrain experiment: error: study folder {root} holds {held} but is not an earlier study (no stages/, "
+        f"nor an experiment.yaml or train/ run a study wrote); a study would overwrite its files: choose another "
+        f"name: or runs_dir:, or move them away"], out
+    assert _tree(root) == before
+
+
+@pytest.mark.parametrize("files", [
+    {"stages/": None},
+    {"experiment.yaml": _older_study_file(), "data/train-00000.bin": "", "train/vanilla/config.yaml": ""},
+    {"train/vanilla/run.json": json.dumps({"format": "sinktrain-run/1"}), "data/manifest.json": "{}"},
+], ids=["stages", "older-study-killed-in-data-or-training", "older-study-without-its-experiment-yaml"])
+def test_an_earlier_study_is_taken_for_one(tmp_path, files):
+    """stages/ is made before any stage writes; a study started by an older sinktrain made it with its first
+    done-marker only, so one killed before its first export is known by its experiment.yaml or a training run."""
+    from sinktrain.experiment.run import check_root
+
+    root = tmp_path / "tiny"
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).mkdir() if text is None else (root / name).write_text(text)
+    check_root(root)
 
 
 def test_a_stage_whose_inputs_changed_runs_again(tmp_path, capfd):
