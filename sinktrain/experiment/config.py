@@ -147,6 +147,7 @@ class ExperimentConfig:
             if tc.checkpoint.every == 0:  # found now, not when the export finds no checkpoint after all the training
                 raise ConfigKeyError(f"experiment variant {v!r}: checkpoint.every is 0, so its run saves no checkpoint "
                                      f"to export; set base.checkpoint.every to a number of steps")
+        check_outside_inputs(self)  # before the stream and zeroshot checks, which name keys the study sets itself
         with in_section("stream"):  # a range check in the config's own constructor names no section
             self.stream_config([str(self.root / "export" / v) for v in self.variants])
         for key in EXPERIMENT_SET:
@@ -168,6 +169,35 @@ def check_name(what: str, name) -> None:
                              f"bool or null); quote the name in the study file")
     if not name.replace("-", "").replace("_", "").isalnum():
         raise ConfigKeyError(f"{what} {name!r} must be letters, digits, - or _ (it names folders)")
+
+
+def study_inputs(cfg: ExperimentConfig) -> list[tuple[str, str]]:
+    """(what, path) of every local folder the study reads (anything else, a hub id or a zoo name, is skipped):
+    pretrained models, data sources, prepared data, tokenizers, the stream text, the zero-shot data."""
+    pc = cfg.prepare_config()
+    inputs = [("pretrained model", p) for p in cfg.pretrained]
+    if pc is None:
+        inputs.append(("data.dir", str(cfg.data_dir)))
+    else:
+        inputs += [("data source", s) for s in pc.sources] + [("data.tokenizer", pc.tokenizer)]
+    inputs += [(f"variant {v}'s data.tokenizer", cfg.train_config(v).data.tokenizer) for v in cfg.variants]
+    inputs += [("stream.text", cfg.stream.get("text")), ("stream.tokenizer", cfg.stream.get("tokenizer")),
+               ("zeroshot.data_dir", cfg.zeroshot.get("data_dir"))]
+    return [(what, str(p)) for what, p in inputs if p and Path(str(p)).expanduser().is_dir()]
+
+
+def check_outside_inputs(cfg: ExperimentConfig) -> None:
+    """Refuse a study folder inside (or equal to) a folder the study reads: its data, training and export would
+    be written into a model folder or a dataset, and fail only late, on a flag the study file does not have."""
+    root = cfg.root.expanduser().resolve()
+    for what, path in study_inputs(cfg):
+        folder = Path(path).expanduser().resolve()
+        if root == folder:
+            raise FileExistsError(f"experiment runs_dir {cfg.runs_dir!r} makes the study folder {cfg.root} the "
+                                  f"{what} {path!r} itself, which it reads; choose another name: or runs_dir:")
+        if root.is_relative_to(folder):
+            raise FileExistsError(f"experiment runs_dir {cfg.runs_dir!r} puts the study folder {cfg.root} inside "
+                                  f"{what} {path!r}, which it reads; choose a runs_dir outside it")
 
 
 @contextmanager

@@ -30,7 +30,7 @@ from sinktrain.data import (
     wait_for_dataset,
 )
 from sinktrain.config_io import dotted_value
-from sinktrain.experiment.config import ExperimentConfig, in_section
+from sinktrain.experiment.config import ExperimentConfig, check_outside_inputs, in_section
 from sinktrain.data.longtext import text_source_sha256
 from sinktrain.experiment.markers import STAGES_DIR, forget, is_done, mark_done, tree_sha256
 from sinktrain.experiment.report import write_report
@@ -60,6 +60,7 @@ def _checkpoint_step(ckpt: Path | None) -> int:
 def preflight(cfg: ExperimentConfig) -> None:
     """Every stage's inputs, checked before the first stage writes anything: a typo in `stream:` must not
     surface after hours of training."""
+    check_outside_inputs(cfg)
     check_root(cfg.root)
     pc = cfg.prepare_config()
     if pc is None:

@@ -186,6 +186,67 @@ def test_an_earlier_study_is_taken_for_one(tmp_path, files):
     check_root(root)
 
 
+def _input_folder(tmp_path, what) -> Path:
+    import shutil
+
+    from sinktrain.data import load_tokenizer
+
+    folder = tmp_path / "input"
+    if what == "pretrained model":
+        return tiny_model(folder)
+    if what == "zeroshot.data_dir":
+        shutil.copytree(SAMPLE / "piqa", folder / "piqa")
+        return folder
+    if what == "data.tokenizer":
+        load_tokenizer().save_pretrained(folder)
+        return folder
+    folder.mkdir()
+    shutil.copy(REPO / "data/books/bierce_devils_dictionary.txt", folder)
+    return folder
+
+
+def _reading(study, what, folder):
+    study = json.loads(json.dumps(study))
+    if what == "pretrained model":
+        study["pretrained"] = [str(folder)]
+    elif what == "data source":
+        study["data"]["sources"] = [str(folder)]
+    elif what == "data.dir":
+        study["data"] = {"dir": str(folder)}
+    elif what == "data.tokenizer":
+        study["data"]["tokenizer"] = str(folder)
+    elif what == "stream.text":
+        study["stream"]["text"] = str(folder)
+    else:
+        study["zeroshot"] = {"tasks": ["piqa"], "limit": 4, "data_dir": str(folder)}
+    return study
+
+
+@pytest.mark.parametrize("what", ["pretrained model", "data source", "data.dir", "data.tokenizer", "stream.text",
+                                  "zeroshot.data_dir"])
+def test_a_study_folder_inside_a_folder_it_reads_is_refused_before_writing(tmp_path, capfd, what):
+    """runs_dir inside a data source or a model folder passed every check, then wrote data, training and stages/
+    into it and failed late, on a flag the study file does not have (`--out_dir ... is inside source`)."""
+    folder = _input_folder(tmp_path, what)
+    before = _tree(folder)
+    capfd.readouterr()
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(_reading(STUDY, what, folder), sort_keys=False))
+    code = main(["experiment", str(path), "--runs-dir", str(folder / "runs")])
+    out = capfd.readouterr()
+    err = [line for line in (out.out + out.err).splitlines() if "error" in line]
+    assert code == 2 and err == [
+        f"sinktrain experiment: error: experiment runs_dir {str(folder / 'runs')!r} puts the study folder "
+        f"{folder / 'runs' / 'tiny'} inside {what} {str(folder)!r}, which it reads; choose a runs_dir outside it"], out
+    assert _tree(folder) == before
+    code = main(["experiment", str(path), "--runs-dir", str(tmp_path), "--name", folder.name])
+    out = capfd.readouterr()
+    assert code == 2 and (out.out + out.err).strip() == (
+        f"sinktrain experiment: error: experiment runs_dir {str(tmp_path)!r} makes the study folder {folder} the "
+        f"{what} {str(folder)!r} itself, which it reads; choose another name: or runs_dir:")
+    assert _tree(folder) == before
+
+
 def test_a_stage_whose_inputs_changed_runs_again(tmp_path, capfd):
     root = tmp_path / "runs" / "tiny"
     code, out = run_study(tmp_path, capfd, STUDY)
