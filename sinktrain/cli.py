@@ -25,7 +25,7 @@ import signal
 import sys
 import threading
 
-from sinktrain.util.errors import UserError
+from sinktrain.util.errors import Terminated, UserError
 from sinktrain.util.rank import stop_with_launcher
 
 # Stages that contribute verbs, in pipeline order. Imported lazily so `sinktrain --help` stays fast.
@@ -111,12 +111,6 @@ def run_verb(args) -> int:
 # takes it like the other verbs: its training puts its own handler in place while it fits (Lightning restores ours
 # afterwards), so a SIGTERM during training stops at a checkpoint and one during any other stage cleans up.
 OWN_SIGTERM = {"train"}
-
-
-class Terminated(KeyboardInterrupt):
-    """A SIGTERM (a scheduler's time limit, `timeout`, `docker stop`), taken the way Ctrl-C is: the verb's clean-up
-    runs on the way out (staging folders, temporary shards and transcripts, the output lock) instead of the
-    process dying where it stands and leaving them for the next run to clear."""
 
 
 def _raise_terminated(signum, frame):

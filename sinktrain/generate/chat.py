@@ -21,6 +21,7 @@ from sinktrain.generate.decode import Sampler
 from sinktrain.generate.session import load_session, peak_rss_mb
 from sinktrain.generate.text import IncrementalDetokenizer
 from sinktrain.util.atomic import atomic_path
+from sinktrain.util.errors import Terminated
 from sinktrain.util.outputs import output_lock
 from sinktrain.util.text_files import read_utf8
 
@@ -37,14 +38,16 @@ def read_script(path: str) -> list[str]:
     """User turns of a JSONL script: {"user": "..."} or {"role": "user", "content": "..."} per line."""
     turns = []
     # Some editors start a UTF-8 file with a byte-order mark, which is not JSON: drop it.
-    for i, line in enumerate(read_utf8(path, "chat script").removeprefix("\ufeff").splitlines(), start=1):
+    # Lines end at \n only: str.splitlines() also splits at U+2028, U+0085, ..., which JSON allows inside strings.
+    for i, line in enumerate(read_utf8(path, "chat script").removeprefix("\ufeff").split("\n"), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, RecursionError) as e:
+            why = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
             raise ValueError(
-                f"chat script {path} line {i} is not JSON ({e.msg}); write one JSON object per line"
+                f"chat script {path} line {i} is not JSON ({why}); write one JSON object per line"
             ) from None
         text = row.get("user") if isinstance(row, dict) else None
         if text is None and isinstance(row, dict) and row.get("role") == "user":
@@ -54,6 +57,10 @@ def read_script(path: str) -> list[str]:
                 f'chat script {path} line {i}: expected {{"user": "..."}} or {{"role": "user", '
                 f'"content": "..."}} with non-empty text'
             )
+        lone = next((c for c in text if "\ud800" <= c <= "\udfff"), None)  # JSON's \ud800 escape: no character
+        if lone is not None:
+            raise ValueError(f"chat script {path} line {i}: the text holds a lone surrogate (\\u{ord(lone):04x}), "
+                             f"which is not a Unicode character; fix the line")
         turns.append(text)
     if not turns:
         raise ValueError(f"chat script {path} has no user turns")
@@ -143,7 +150,7 @@ def transcript(path: str | None):
     if path is None:
         yield None
         return
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as log:
+    with atomic_path(path, unique=True) as tmp, open(tmp, "w", encoding="utf-8") as log:
         yield log
 
 
@@ -211,6 +218,8 @@ def _chat(cfg: ChatConfig, out=None, err=None) -> list[dict]:
                 )
                 if log:
                     log.write(json.dumps({**row, "user": user, "assistant": reply}) + "\n")
+        except Terminated:  # SIGTERM stops the run (exit 143): an earlier transcript stays as it was
+            raise
         except KeyboardInterrupt:  # Ctrl-C is how an interactive chat ends: keep the turns so far, no traceback
             out.write("\n")
             print(f"[chat] interrupted: the conversation ends after {len(stats)} turn(s)", file=err, flush=True)

@@ -37,11 +37,16 @@ class Sampler:
             return int(logits.argmax())
         if self.generator is None or self.generator.device != logits.device:
             self.generator = torch.Generator(device=logits.device).manual_seed(self.seed)
-        probs = torch.softmax(logits.float() / self.temperature, dim=-1)
+        # The largest logit taken out first, in float64: a tiny temperature (1e-40) then sends the others to -inf
+        # and the top one to 0, i.e. greedy, where dividing the raw logits overflowed to inf and the softmax to nan.
+        logits = logits.double()
+        probs = torch.softmax((logits - logits.max()) / self.temperature, dim=-1)
         if self.top_p < 1:
             sorted_p, order = probs.sort(descending=True)
-            # Keep the smallest prefix whose mass reaches top_p (the first token always stays).
+            # Keep the smallest prefix whose mass reaches top_p; the first token always stays (a top_p that
+            # underflows to 0 dropped it too, and multinomial met no mass at all).
             drop = sorted_p.cumsum(-1) - sorted_p >= self.top_p
+            drop[0] = False
             probs = torch.zeros_like(probs).scatter_(0, order, sorted_p.masked_fill(drop, 0.0))
         return int(torch.multinomial(probs, 1, generator=self.generator))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,14 +20,22 @@ def temp_name(path: str | Path) -> Path:
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, unique: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to `path`; renamed onto `path` when the block ends without an error.
 
     The temporary name keeps the suffix (`x.tmp.png`), so writers that pick a format by suffix still work.
+    `unique`: for a file in a folder of the user's (chat's transcript), a new file of a name nobody holds
+    (`.x.<random>.tmp.jsonl`), created exclusively: the fixed name overwrote a file of the user's of that name, or
+    wrote through a link there into the file it points to.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(path)
+    if unique:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+        os.close(fd)
+        tmp = Path(name)
+    else:
+        tmp = temp_name(path)
     try:
         yield tmp
         os.replace(tmp, path)

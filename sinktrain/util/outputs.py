@@ -21,10 +21,12 @@ ones by name: the run went on, silently, on other data than its checkpoints reco
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import fnmatch
 import glob
 import os
+import re
 import shutil
 import socket
 from collections.abc import Iterator
@@ -159,11 +161,19 @@ def _missing_parents(folder: Path) -> list[Path]:
     return missing
 
 
+LOCK_TEXT = re.compile(r"pid \d+ on [^\n]*\n?")  # what _name_holder writes (a killed holder's file keeps it)
+
+
 def _open(path: Path, out: Path, option: str) -> int:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        # O_NOFOLLOW: a link of that name had the holder's pid written into the file it points to (a model's
+        # config), and then removed
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as e:  # a read-only mount (root is refused only there), no inode left
+        if e.errno == errno.ELOOP:
+            raise FileExistsError(f"{option} {str(out)!r}: its lock file {str(path)!r} is a symbolic link, which "
+                                  f"sinktrain never makes; remove it or choose another {option}") from None
         raise type(e)(f"{option} {str(out)!r}: cannot write in {str(path.parent)!r} ({e.strerror}); "
                       f"choose a writable folder") from None
 
@@ -186,6 +196,11 @@ def _take(path: Path, out: Path, option: str) -> int:
         except FileNotFoundError:
             same = False
         if same:
+            held = os.pread(fd, 300, 0).decode(errors="replace")
+            if held and not LOCK_TEXT.fullmatch(held):  # a file of the user's: emptied, then removed at the end
+                os.close(fd)
+                raise FileExistsError(f"{option} {str(out)!r}: {str(path)!r} exists and is not a sinktrain lock "
+                                      f"file; move it away or choose another {option}")
             return fd
         os.close(fd)
 

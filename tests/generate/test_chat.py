@@ -165,6 +165,79 @@ def test_the_transcript_never_replaces_what_the_run_reads(folders, tmp_path, cap
     assert {p: p.read_bytes() for p in [*model.iterdir(), Path(script), template]} == before
 
 
+def test_files_beside_the_transcript_are_never_written(folders, tmp_path, capsys):
+    """The transcript was written under the fixed name <stem>.tmp<suffix> (a file of the user's of that name was
+    overwritten, then removed; a link of that name wrote into the file it points to), and the lock <out>.lock was
+    emptied and removed, through a link too."""
+    model = tmp_path / "model"
+    shutil.copytree(folders["chat"][0], model)
+    script = write_script(tmp_path / "s.jsonl", [{"user": "hi"}])
+    chat = ["chat", str(model), "--script", script, "--max-new-tokens", "2"]
+    (tmp_path / "notes.tmp.jsonl").write_text("my notes\n")
+    (tmp_path / "run2.tmp.jsonl").symlink_to(model / "config.json")
+    before = {p.name: p.read_bytes() for p in model.iterdir()}
+    for out in ("notes.jsonl", "run2.jsonl"):
+        assert main([*chat, "--out", str(tmp_path / out)]) == 0
+        assert [json.loads(line)["user"] for line in (tmp_path / out).read_text().splitlines()] == ["hi"]
+    assert (tmp_path / "notes.tmp.jsonl").read_text() == "my notes\n"
+    assert not list(tmp_path.glob(".*.tmp.jsonl"))  # the transcripts' own temporary files are gone
+    (tmp_path / "x.jsonl.lock").write_text("keep\n")
+    (tmp_path / "y.jsonl.lock").symlink_to(model / "tokenizer_config.json")
+    capsys.readouterr()
+    for out, phrase in (("x.jsonl", f"{str(tmp_path / 'x.jsonl.lock')!r} exists and is not a sinktrain lock file; "
+                                    f"move it away or choose another --out"),
+                        ("y.jsonl", f"its lock file {str(tmp_path / 'y.jsonl.lock')!r} is a symbolic link, which "
+                                    f"sinktrain never makes; remove it or choose another --out")):
+        rc = main([*chat, "--out", str(tmp_path / out)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and err == [f"sinktrain chat: error: --out {str(tmp_path / out)!r}: {phrase}"], err
+        assert not (tmp_path / out).exists()
+    assert (tmp_path / "x.jsonl.lock").read_text() == "keep\n" and (tmp_path / "y.jsonl.lock").is_symlink()
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == before
+
+
+def test_sigterm_keeps_the_earlier_transcript_and_exits_143(folders, tmp_path, capsys, monkeypatch):
+    """A SIGTERM (the CLI raises Terminated, a KeyboardInterrupt) was taken for Ctrl-C, which ends a conversation:
+    the run exited 0 and replaced the earlier transcript with the turns so far."""
+    from sinktrain.generate.decode import Decoder
+    from sinktrain.util.errors import Terminated
+
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"earlier": "complete"}\n')
+    script = write_script(tmp_path / "s.jsonl", [{"user": "hi"}, {"user": "more"}, {"user": "and more"}])
+    real, calls = Decoder.stream, []
+
+    def stream(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise Terminated()
+        yield from real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Decoder, "stream", stream)
+    rc = main(["chat", str(folders["chat"][0]), "--script", script, "--max-new-tokens", "2", "--out", str(log),
+               "--overwrite"])
+    assert rc == 143 and capsys.readouterr().err.strip().splitlines()[-1] == "sinktrain chat: terminated"
+    assert log.read_text() == '{"earlier": "complete"}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.jsonl", "s.jsonl"]
+
+
+def test_script_lines_json_allows_are_read_and_others_are_one_line(folders, tmp_path, capsys):
+    """Lines end at \\n only (U+2028 and U+0085 are allowed raw inside JSON strings); a lone surrogate escape and
+    nesting too deep for the parser were tracebacks."""
+    from sinktrain.generate.chat import read_script
+
+    script = tmp_path / "s.jsonl"
+    script.write_text(json.dumps({"user": "a\u2028b\u0085c"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert read_script(str(script)) == ["a\u2028b\u0085c"]
+    for text, why in (('{"user": "a\\ud800b"}', "line 1: the text holds a lone surrogate (\\ud800), which is not "
+                                                 "a Unicode character; fix the line"),
+                      ("[" * 100000, "line 1 is not JSON (nested too deeply); write one JSON object per line")):
+        script.write_text(text + "\n")
+        with pytest.raises(ValueError) as e:
+            read_script(str(script))
+        assert str(e.value) == f"chat script {script} {why}"
+
+
 def test_a_script_with_a_byte_order_mark_is_read(folders, tmp_path, capsys):
     script = tmp_path / "bom.jsonl"
     script.write_bytes('{"user": "hi"}\n'.encode("utf-8-sig"))

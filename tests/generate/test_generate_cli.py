@@ -232,3 +232,11 @@ def test_a_tokenizer_past_the_models_vocabulary_is_refused_before_the_weights_lo
     assert rc == 2 and err == [f"sinktrain generate: error: the tokenizer of {bad} has 50277 ids but the model only "
                                f"1000 embedding rows; save the tokenizer it was trained with into the model "
                                f"folder"], err
+
+
+@pytest.mark.parametrize("temperature, top_p", [(1e-40, 1.0), (1e-320, 1.0), (1.0, 1e-320), (0.5, 1e-45)])
+def test_sampling_settings_at_the_float_limits_give_the_greedy_token(temperature, top_p):
+    """A temperature so small that logits / temperature overflowed gave a nan softmax, and a top_p that underflows
+    to 0 dropped even the top token: multinomial failed with a RuntimeError. Both are the greedy token."""
+    logits = torch.tensor([1.5, 30.0, -2.0, 29.9, float("-inf")])
+    assert Sampler(temperature, top_p, seed=3)(logits) == 1
