@@ -52,6 +52,7 @@ def resolve_model_source(spec: str | Path) -> ModelSource:
             raise ValueError(f"GGUF file {text!r} {what}, so it is no GGUF model; download or convert it again")
         if importlib.util.find_spec("gguf") is None or importlib.util.find_spec("accelerate") is None:
             raise ValueError(f"reading {text!r} needs the gguf and accelerate packages; pip install 'sinktrain[gguf]'")
+        check_gguf_layout(path, text)
         return ModelSource(text, "gguf", str(path.parent), path.name)
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -75,6 +76,95 @@ def resolve_model_source(spec: str | Path) -> ModelSource:
             f"of sinktrain's zoo names ({', '.join(zoo.MODELS)})"
         )
     return ModelSource(text, "hub", text)
+
+
+# GGUF metadata value types of a fixed width (u8, i8, u16, i16, u32, i32, f32, bool, u64, i64, f64); 8 is a
+# string, 9 an array.
+GGUF_VALUE_WIDTHS = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+
+def check_gguf_layout(path: Path, text: str) -> None:
+    """A GGUF file's header, metadata and tensor table parse, and every tensor lies inside the file. A file cut
+    short (a broken download) otherwise ends in a struct.error traceback from the reader, or, cut inside the
+    tensor data, in "cannot reshape array of size ..." naming no file, after the rest of the model has loaded.
+    Reads the header only (a memory map; no tensor data), so it costs a fraction of a second."""
+    import mmap
+    import struct
+
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    def damaged(reason: str) -> ValueError:
+        return ValueError(f"GGUF file {text!r} is cut short or damaged ({reason}); download or convert it again")
+
+    size = path.stat().st_size
+    if size < 24:  # magic, version, tensor count, metadata count
+        raise damaged(f"it is {size} bytes, shorter than the 24-byte GGUF header")
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as blob:
+        version, tensor_count, kv_count = struct.unpack_from("<IQQ", blob, 4)
+        if version & 0xFFFF == 0:  # written on a big-endian machine: left to the reader
+            return
+        if version not in (2, 3):
+            raise damaged(f"its version field reads {version}; GGUF files are v2 or v3")
+
+        def string(pos: int) -> tuple[bytes, int]:
+            (length,) = struct.unpack_from("<Q", blob, pos)
+            if length > size - pos - 8:
+                raise struct.error("a string runs past the end")
+            return blob[pos + 8:pos + 8 + length], pos + 8 + length
+
+        def skip_value(pos: int, kind: int) -> int:
+            if kind in GGUF_VALUE_WIDTHS:
+                return pos + GGUF_VALUE_WIDTHS[kind]
+            if kind == 8:
+                return string(pos)[1]
+            if kind != 9:
+                raise ValueError(f"a metadata value of unknown type {kind}")
+            element, count = struct.unpack_from("<IQ", blob, pos)
+            pos += 12
+            if element in GGUF_VALUE_WIDTHS:
+                return pos + count * GGUF_VALUE_WIDTHS[element]
+            for _ in range(count):
+                pos = skip_value(pos, element)
+                if pos > size:
+                    break
+            return pos
+
+        alignment, pos, tensors = 32, 24, []
+        try:
+            for _ in range(kv_count):
+                key, pos = string(pos)
+                (kind,) = struct.unpack_from("<I", blob, pos)
+                if key == b"general.alignment" and kind == 4:
+                    (alignment,) = struct.unpack_from("<I", blob, pos + 4)
+                pos = skip_value(pos + 4, kind)
+                if pos > size:
+                    raise struct.error("a value runs past the end")
+            for _ in range(tensor_count):
+                name, pos = string(pos)
+                (dims,) = struct.unpack_from("<I", blob, pos)
+                shape = struct.unpack_from(f"<{dims}Q", blob, pos + 4)
+                kind, offset = struct.unpack_from("<IQ", blob, pos + 4 + 8 * dims)
+                pos += 16 + 8 * dims
+                tensors.append((name, shape, kind, offset))
+        except struct.error:
+            raise damaged(f"it ends at byte {size:,}, inside its header") from None
+        except ValueError as e:
+            raise damaged(f"its header holds {e}") from None
+    if alignment == 0 or alignment & (alignment - 1):
+        raise damaged(f"its general.alignment is {alignment}, not a power of two")
+    data_start = -(-pos // alignment) * alignment
+    end = data_start
+    for name, shape, kind, offset in tensors:
+        try:
+            block, block_bytes = GGML_QUANT_SIZES[GGMLQuantizationType(kind)]
+        except (ValueError, KeyError):  # a type newer than this gguf package: the reader names it
+            continue
+        elements = 1
+        for n in shape:
+            elements *= n
+        end = max(end, data_start + offset + elements // block * block_bytes)
+    if end > size:
+        raise damaged(f"its tensors need {end:,} bytes, it has {size:,}")
 
 
 def refuse_custom_code(source) -> None:

