@@ -365,6 +365,8 @@ def load_model_tokenizer(source: ModelSource):
     ):
         return None
     try:
+        if source.kind == "gguf":
+            return _gguf_tokenizer(source)
         return _hub_call(source, lambda: AutoTokenizer.from_pretrained(source.location, **source.kwargs()))
     except (ValueError, TypeError) as e:  # garbage tokenizer.json: "Expecting value: line 1 column 1 (char 0)"
         if refused_custom_code(e):  # by trust_remote_code=False (source.kwargs)
@@ -374,6 +376,27 @@ def load_model_tokenizer(source: ModelSource):
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"cannot read the tokenizer stored with {source.spec!r} ({first}); restore its tokenizer "
                          f"files, or pass --tokenizer with the one it was trained with") from None
+
+
+def _gguf_tokenizer(source: ModelSource):
+    """The tokenizer (and chat template) stored in a GGUF file itself. Given the file's folder, transformers reads
+    any tokenizer.json, tokenizer_config.json, chat_template.jinja ... lying beside the .gguf in place of the
+    GGUF's own vocabulary, while the config comes from the GGUF: a foreign tokenizer, and garbage text. So it reads
+    from a folder of its own that holds only a link to the file."""
+    import os
+    import tempfile
+
+    from transformers import AutoTokenizer
+
+    gguf = Path(source.location, source.gguf_file).resolve()
+    with tempfile.TemporaryDirectory(prefix="sinktrain-gguf-") as alone:
+        try:
+            os.symlink(gguf, Path(alone, gguf.name))
+            name = gguf.name
+        except OSError:  # no symlinks here (Windows without the right): the absolute path, joined to the folder
+            name = str(gguf)
+        return _hub_call(source, lambda: AutoTokenizer.from_pretrained(alone, gguf_file=name,
+                                                                       trust_remote_code=False))
 
 
 def _hub_call(source: ModelSource, fn):

