@@ -233,7 +233,7 @@ def is_earlier_export(out: Path) -> bool:
 
 def check_export_target(out: Path, overwrite: bool, inputs: dict | None = None) -> None:
     check_out_dir(out, overwrite=overwrite, markers=("config.json with a sinktrain block",), what="export",
-                  option="out_dir", is_earlier=is_earlier_export, own=EXPORT_NAMES, inputs=inputs)
+                  option="out_dir", is_earlier=is_earlier_export, own=EXPORT_NAMES, inputs=inputs, staging="export")
 
 
 def export_checkpoint(cfg: ExportConfig) -> Path:

@@ -198,5 +198,5 @@ class StreamEvalQAConfig(CacheOptions):
         check_out_outside(self.out, {"model": self.model})
         check_out_dir(self.out, overwrite=self.overwrite, markers=(STREAMEVAL_MARKER,), what="streameval output",
                       is_earlier=is_earlier_streameval, own=("results.json", STREAMEVAL_MARKER, "streameval.png"),
-                      inputs={"model": self.model})
+                      inputs={"model": self.model}, staging="streameval")
         self.methods_list()

@@ -160,5 +160,5 @@ def validate(cfg: StreamEvalConfig) -> list[tuple[int, int]]:
     check_text(cfg)
     check_out_outside(cfg.out, {"model": cfg.models, "--text": cfg.text, "--tokenizer": cfg.tokenizer})
     check_out_dir(cfg.out, overwrite=cfg.overwrite, markers=OUT_MARKERS, what="stream-eval output", own=OWN_NAMES,
-                  inputs={"model": cfg.models, "--text": cfg.text, "--tokenizer": cfg.tokenizer})
+                  inputs={"model": cfg.models, "--text": cfg.text, "--tokenizer": cfg.tokenizer}, staging="stream-eval")
     return pairs

@@ -36,14 +36,15 @@ from pathlib import Path
 
 def check_out_dir(out: str | Path, *, overwrite: bool, markers: tuple[str, ...], what: str, own: tuple[str, ...],
                   option: str = "--out", is_earlier=None, inputs: dict[str, object] | None = None,
-                  replaced: str = "once the new {what} is complete") -> None:
+                  replaced: str = "once the new {what} is complete", staging: str | None = None) -> None:
     """Refuse, before any work, an output folder the run would lose data in. `markers`: names (files or folders)
     of which an earlier output of this verb holds at least one; `what` names the verb's output in the message.
     `is_earlier(out)`, where given, decides instead (a verb whose marker file is newer than some of its outputs
     recognises the older ones by their content). `own`: fnmatch patterns of every name the verb writes at the top
     of its folder; `--overwrite` replaces the whole folder, so one holding anything else (a user's notes, the model
     or text being evaluated) is refused, as is a folder holding one of `inputs` ({option: path or paths}).
-    `replaced`: when the verb replaces it, as the refusal without --overwrite says."""
+    `replaced`: when the verb replaces it, as the refusal without --overwrite says. `staging`: the tag of the
+    verb's staging folder `<out>.tmp-<tag>` (staged_out_dir), which the run clears as a killed run's leftover."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{option} {str(out)!r} is a file; pass a folder (it is created if missing)")
@@ -55,6 +56,8 @@ def check_out_dir(out: str | Path, *, overwrite: bool, markers: tuple[str, ...],
     if left:
         raise FileExistsError(f"{str(left[0])!r} holds an earlier output that a killed run moved aside; move it back "
                               f"to {str(out)!r} (or delete it) and run again")
+    if staging is not None:
+        _check_staging(out.parent / f"{out.name}.tmp-{staging}", what, own, option)
     if not out.exists() or not any(out.iterdir()):
         return
     if not overwrite:
@@ -89,6 +92,21 @@ def _first_link(folder: Path) -> Path | None:
             if os.path.islink(os.path.join(root, name)):
                 return Path(root) / name
     return None
+
+
+def _check_staging(tmp: Path, what: str, own: tuple[str, ...], option: str) -> None:
+    """The staging folder a run clears before it writes there: only a killed run's leftover (the verb's own names)
+    may be there. A folder of the user's of that name was deleted, and a link made the run fail at its end."""
+    if tmp.is_symlink() or (tmp.exists() and not tmp.is_dir()):
+        kind = "symbolic link" if tmp.is_symlink() else "file"
+        raise FileExistsError(f"{str(tmp)!r}, where the {what} is staged, is a {kind}, which sinktrain never makes "
+                              f"there; remove it or choose another {option}")
+    if tmp.is_dir():
+        foreign = sorted(p.name for p in tmp.iterdir() if not any(fnmatch.fnmatchcase(p.name, pat) for pat in own))
+        if foreign:
+            raise FileExistsError(f"{str(tmp)!r}, where the {what} is staged, holds {', '.join(map(repr, foreign[:3]))}"
+                                  f", which the {what} does not write, so no killed run left it; move it away or "
+                                  f"choose another {option}")
 
 
 def check_out_outside(out: str | Path, inputs: dict[str, object], option: str = "--out") -> None:

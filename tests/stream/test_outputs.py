@@ -146,6 +146,28 @@ def test_out_inside_a_model_tokenizer_or_text_folder_is_refused(model_dirs, tmp_
     assert sorted(p.name for p in books.iterdir()) == ["book.txt"]
 
 
+def test_only_a_killed_runs_staging_folder_is_cleared(model_dirs, tmp_path, capsys):
+    """<out>.tmp-stream-eval is where the output is staged; the run clears one a killed run left. A folder of the
+    user's of that name was deleted with it, and a link there failed the run (streameval: at its very end)."""
+    out, staging = tmp_path / "eval", tmp_path / "eval.tmp-stream-eval"
+    staging.mkdir()
+    (staging / "notes.txt").write_text("mine")
+    assert run(model_dirs["vanilla"], out, "--sinks", "4") == 2
+    assert one_line(capsys) == (f"sinktrain stream-eval: error: {str(staging)!r}, where the stream-eval output is "
+                                f"staged, holds 'notes.txt', which the stream-eval output does not write, so no "
+                                f"killed run left it; move it away or choose another --out")
+    assert (staging / "notes.txt").read_text() == "mine"
+    shutil.rmtree(staging)
+    staging.symlink_to(tmp_path / "elsewhere")
+    assert run(model_dirs["vanilla"], out, "--sinks", "4") == 2
+    assert "is staged, is a symbolic link, which sinktrain never makes there" in one_line(capsys)
+    staging.unlink()
+    (staging / "nll").mkdir(parents=True)  # what a killed run leaves: its own names only
+    (staging / "results.json").write_text("{}")
+    assert run(model_dirs["vanilla"], out, "--sinks", "4") == 0
+    assert not staging.exists() and (out / "results.json").is_file() and not out.with_name("eval.lock").exists()
+
+
 def test_out_that_is_a_file_or_the_current_folder_is_refused(model_dirs, tmp_path, capsys, monkeypatch):
     (tmp_path / "f").write_text("x")
     assert run(model_dirs["vanilla"], tmp_path / "f", "--sinks", "4") == 2
