@@ -363,10 +363,17 @@ def _check_optimizer_shard(path: Path, osd: dict, groups: list[tuple[int, int]],
         raise damaged(f"base_optimizer_state is not the optimizer's state of {n} parameter groups")
 
 
+def _group_states(osd: dict) -> list[dict]:
+    """The optimizer's state of each parameter group, once _check_optimizer_shard has checked its layout: torch's
+    state_dict keys it by parameter, and ZeRO's optimizer holds one flat parameter per group; an elastic checkpoint
+    lists it."""
+    base = osd["base_optimizer_state"]
+    return base if isinstance(base, list) else [base["state"].get(g, {}) for g in range(len(base["param_groups"]))]
+
+
 def _optimizer_step(osd: dict) -> float | None:
     """The step count torch's Adam keeps with each group's state (None: none kept, or groups that disagree)."""
-    base = osd["base_optimizer_state"]
-    states = base if isinstance(base, list) else [base["state"].get(g, {}) for g in range(len(base["param_groups"]))]
+    states = _group_states(osd)
     steps = {float(state["step"]) for state in states if isinstance(state.get("step"), (torch.Tensor, int, float))
              and not isinstance(state["step"], bool) and getattr(state["step"], "numel", lambda: 1)() == 1}
     return steps.pop() if len(steps) == 1 else None
@@ -374,9 +381,7 @@ def _optimizer_step(osd: dict) -> float | None:
 
 def _check_optimizer_moments(path: Path, osd: dict) -> None:
     """Each group's optimizer moments hold as many values as its fp32 weights (ZeRO-1/2: with their padding)."""
-    base = osd["base_optimizer_state"]
-    states = base if isinstance(base, list) else [base["state"].get(g, {}) for g in range(len(base["param_groups"]))]
-    for g, (state, fp32) in enumerate(zip(states, osd["single_partition_of_fp32_groups"])):
+    for g, (state, fp32) in enumerate(zip(_group_states(osd), osd["single_partition_of_fp32_groups"])):
         for key, value in state.items():
             if isinstance(value, torch.Tensor) and value.dim() and value.numel() not in (
                     fp32.numel(), fp32.numel() + osd["group_paddings"][g]):
