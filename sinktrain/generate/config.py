@@ -195,7 +195,6 @@ class StreamEvalQAConfig(CacheOptions):
             raise ValueError(f"streameval runs the dynamic sink cache only; drop --cache-kind {self.cache_kind}")
         if not self.out:
             raise ValueError("--out is required: the folder for results.json and the plot")
-        check_out_outside(self.out, {"model": self.model})
         check_out_dir(self.out, overwrite=self.overwrite, markers=(STREAMEVAL_MARKER,), what="streameval output",
                       is_earlier=is_earlier_streameval, own=("results.json", STREAMEVAL_MARKER, "streameval.png"),
                       inputs={"model": self.model}, staging="streameval")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from sinktrain.config_io import NonNegativeInt, PositiveInt, Range, configclass
 from sinktrain.model.source import DTYPES, check_device
-from sinktrain.util.outputs import check_out_dir, check_out_outside
+from sinktrain.util.outputs import check_out_dir
 
 MODES = ("parallel", "reference")
 BASELINES = ("dense", "recompute")
@@ -158,7 +158,6 @@ def validate(cfg: StreamEvalConfig) -> list[tuple[int, int]]:
     if not pairs and not cfg.baselines:
         raise ValueError("nothing to evaluate; give sink counts, s+w configurations or baselines")
     check_text(cfg)
-    check_out_outside(cfg.out, {"model": cfg.models, "--text": cfg.text, "--tokenizer": cfg.tokenizer})
     check_out_dir(cfg.out, overwrite=cfg.overwrite, markers=OUT_MARKERS, what="stream-eval output", own=OWN_NAMES,
                   inputs={"model": cfg.models, "--text": cfg.text, "--tokenizer": cfg.tokenizer}, staging="stream-eval")
     return pairs

@@ -44,7 +44,10 @@ def check_out_dir(out: str | Path, *, overwrite: bool, markers: tuple[str, ...],
     of its folder; `--overwrite` replaces the whole folder, so one holding anything else (a user's notes, the model
     or text being evaluated) is refused, as is a folder holding one of `inputs` ({option: path or paths}).
     `replaced`: when the verb replaces it, as the refusal without --overwrite says. `staging`: the tag of the
-    verb's staging folder `<out>.tmp-<tag>` (staged_out_dir), which the run clears as a killed run's leftover."""
+    verb's staging folder `<out>.tmp-<tag>` (staged_out_dir), which the run clears as a killed run's leftover.
+    The reverse, an output inside (or equal to) one of `inputs`, is refused too, new or not (check_out_outside)."""
+    if inputs:
+        check_out_outside(out, inputs, option)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{option} {str(out)!r} is a file; pass a folder (it is created if missing)")
@@ -72,7 +75,7 @@ def check_out_dir(out: str | Path, *, overwrite: bool, markers: tuple[str, ...],
     if not (is_earlier(out) if is_earlier is not None else any((out / m).exists() for m in markers)):
         raise FileExistsError(f"output folder {out} is not an earlier {what} (no {markers[0]}); --overwrite "
                               f"replaces only those. Choose another {option}")
-    foreign = sorted(p.name for p in out.iterdir() if not any(fnmatch.fnmatchcase(p.name, pat) for pat in own))
+    foreign = _not_own(out, own)
     if foreign:
         more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
         raise FileExistsError(f"output folder {out} also holds {', '.join(map(repr, foreign[:3]))}{more}, which the "
@@ -83,6 +86,11 @@ def check_out_dir(out: str | Path, *, overwrite: bool, markers: tuple[str, ...],
         raise FileExistsError(f"output folder {out}: {str(link.relative_to(out))!r} is a symbolic link (to "
                               f"{os.readlink(link)!r}); --overwrite would write through it: remove the link or choose "
                               f"another {option}")
+
+
+def _not_own(folder: Path, own: tuple[str, ...]) -> list[str]:
+    """The names in `folder` that match none of a verb's own patterns, sorted."""
+    return sorted(p.name for p in folder.iterdir() if not any(fnmatch.fnmatchcase(p.name, pat) for pat in own))
 
 
 def _first_link(folder: Path) -> Path | None:
@@ -102,7 +110,7 @@ def _check_staging(tmp: Path, what: str, own: tuple[str, ...], option: str) -> N
         raise FileExistsError(f"{str(tmp)!r}, where the {what} is staged, is a {kind}, which sinktrain never makes "
                               f"there; remove it or choose another {option}")
     if tmp.is_dir():
-        foreign = sorted(p.name for p in tmp.iterdir() if not any(fnmatch.fnmatchcase(p.name, pat) for pat in own))
+        foreign = _not_own(tmp, own)
         if foreign:
             raise FileExistsError(f"{str(tmp)!r}, where the {what} is staged, holds {', '.join(map(repr, foreign[:3]))}"
                                   f", which the {what} does not write, so no killed run left it; move it away or "
@@ -112,8 +120,8 @@ def _check_staging(tmp: Path, what: str, own: tuple[str, ...], option: str) -> N
 def check_out_outside(out: str | Path, inputs: dict[str, object], option: str = "--out") -> None:
     """Refuse an output (folder or file) inside one of the run's input folders ({option: path or paths}), or one
     that is an input file, whether or not it exists yet: the run would write its results into a model folder or a
-    dataset, or over the model, script or template it reads (check_out_dir refuses only the reverse, an input
-    inside the output)."""
+    dataset, or over the model, script or template it reads. check_out_dir runs it on its own inputs; called alone,
+    it serves outputs that are no verb's folder (chat's transcript, a run dir)."""
     where = Path(out).expanduser().resolve()
     for flag, paths in inputs.items():
         for path in paths if isinstance(paths, (list, tuple)) else [paths]:

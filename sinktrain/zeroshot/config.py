@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sinktrain.config_io import PositiveInt, configclass
 from sinktrain.model.source import DTYPES, check_device
-from sinktrain.util.outputs import check_out_dir, check_out_outside
+from sinktrain.util.outputs import check_out_dir
 from sinktrain.zeroshot.tasks import DEFAULT_TASKS, local_split, parse_tasks
 
 
@@ -69,11 +69,10 @@ class ZeroShotConfig:
             raise ValueError(f"--dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
         check_device(self.device)
         self.task_sources()
-        inputs = {"model": self.models, "--data-dir": self.data_dir}
-        check_out_outside(self.out, inputs)
         check_out_dir(self.out, overwrite=self.overwrite, markers=("tasks/ or zeroshot run.json",),
                       what="zeroshot output", is_earlier=is_earlier_zeroshot,
-                      own=("results.json", "run.json", "table.md", "tasks", "*.tmp*"), inputs=inputs,
+                      own=("results.json", "run.json", "table.md", "tasks", "*.tmp*"),
+                      inputs={"model": self.models, "--data-dir": self.data_dir},
                       replaced="its results once the first model is scored")
 
     def task_sources(self) -> dict[str, tuple[str, list[Path]] | None]:
