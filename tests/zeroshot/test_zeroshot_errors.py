@@ -252,16 +252,22 @@ def never_scored(monkeypatch):
     monkeypatch.setattr("sinktrain.zeroshot.lm.load", refuse)
 
 
+def refused_after_a_sound_model(capsys, model_dirs, bad, out) -> str:
+    """zeroshot of a sound model, then `bad`: the refusal line, which must come before anything is written."""
+    err = refused(capsys, [str(model_dirs["vanilla"]), str(bad), "--tasks", "piqa", "--data-dir", str(SAMPLE),
+                           "--out", str(out)])
+    assert not out.exists()
+    return err
+
+
 def test_a_config_transformers_rejects_is_one_informative_line(model_dirs, tmp_path, capsys, monkeypatch):
     """transformers' validation error opens with a line ending in a colon; that line alone named nothing."""
     never_scored(monkeypatch)
     bad = copy_with(model_dirs["vanilla"], tmp_path / "heads", num_attention_heads=3)
-    err = refused(capsys, [str(model_dirs["vanilla"]), str(bad), "--tasks", "piqa", "--data-dir", str(SAMPLE),
-                           "--out", str(tmp_path / "o")])
+    err = refused_after_a_sound_model(capsys, model_dirs, bad, tmp_path / "o")
     assert err == (f"sinktrain zeroshot: error: cannot load model {str(bad)!r}: {bad}/config.json is invalid: The "
                    f"hidden size is not divisible by the number of attention heads! Make sure to update them; fix "
                    f"config.json (or export the model again)")
-    assert not (tmp_path / "o").exists()
 
 
 def test_first_line_keeps_the_line_after_a_dangling_colon():
@@ -278,13 +284,11 @@ def test_weights_of_other_sizes_than_the_config_are_refused_before_any_scoring(m
                                                                                monkeypatch):
     never_scored(monkeypatch)
     bad = copy_with(model_dirs["vanilla"], tmp_path / "cut", cut_to=1000)
-    err = refused(capsys, [str(model_dirs["vanilla"]), str(bad), "--tasks", "piqa", "--data-dir", str(SAMPLE),
-                           "--out", str(tmp_path / "o")])
+    err = refused_after_a_sound_model(capsys, model_dirs, bad, tmp_path / "o")
     assert err == (f"sinktrain zeroshot: error: cannot load model {str(bad)!r}: its weights do not fit its config.json "
                    f"(gpt_neox.embed_in.weight is [1000, 64] in model.safetensors, config.json calls for [50304, 64]); "
                    f"config.json and the weights come from different models (or one was edited): export the model "
                    f"again, or put back the config.json saved with these weights")
-    assert not (tmp_path / "o").exists()
 
 
 def test_a_tokenizer_past_the_vocabulary_is_refused_before_any_scoring(model_dirs, tmp_path, capsys, monkeypatch):
@@ -293,12 +297,10 @@ def test_a_tokenizer_past_the_vocabulary_is_refused_before_any_scoring(model_dir
     never_scored(monkeypatch)
     bad = copy_with(model_dirs["vanilla"], tmp_path / "small", cut_to=1000,
                     cut=("gpt_neox.embed_in.weight", "embed_out.weight"), vocab_size=1000)
-    err = refused(capsys, [str(model_dirs["vanilla"]), str(bad), "--tasks", "piqa", "--data-dir", str(SAMPLE),
-                           "--out", str(tmp_path / "o")])
+    err = refused_after_a_sound_model(capsys, model_dirs, bad, tmp_path / "o")
     assert err == (f"sinktrain zeroshot: error: the tokenizer of {bad} has 50277 ids but the model only 1000 embedding "
                    f"rows; zero-shot scoring reads the model's own tokenizer: save the one it was trained with into "
                    f"the model folder")
-    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("stop", [KeyboardInterrupt, RuntimeError])
