@@ -1,7 +1,6 @@
 """Careless or hostile export targets: refused in one line, and the training run (or anything else) kept."""
 
 import json
-import os
 import shutil
 import stat
 from pathlib import Path
@@ -9,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from crafted_pickle import Payload
 from sinktrain.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -264,22 +264,12 @@ def test_damaged_checkpoint_contents_are_one_line_naming_the_newest_intact_one(t
     assert main(["export", str(run / "checkpoints" / "step-00000002"), str(tmp_path / "hf")]) == 0
 
 
-class _Code:
-    """Unpickling this would create a folder: a crafted checkpoint file."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return os.mkdir, (self.marker,)
-
-
 def test_an_unsafe_older_checkpoint_is_passed_over_in_the_hint(tiny_run, tmp_path, capsys):
     """The hint's search for an intact older checkpoint met a crafted one, whose refusal replaced the message."""
     run = two_checkpoint_run(tiny_run, tmp_path)
     reason = damage_checkpoint(run / "checkpoints" / "step-00000004", "no-state-dict")
     marker = tmp_path / "code-ran"
-    torch.save({"state_dict": _Code(marker)}, run / "checkpoints" / "step-00000002" / "lightning.ckpt")
+    torch.save({"state_dict": Payload(marker)}, run / "checkpoints" / "step-00000002" / "lightning.ckpt")
     assert main(["export", str(run), str(tmp_path / "hf")]) == 2
     assert capsys.readouterr().err.strip() == (f"sinktrain export: error: {reason}; no older checkpoint is intact: "
                                                f"restore this one from a copy, or train the run again")

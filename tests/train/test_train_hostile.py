@@ -13,6 +13,7 @@ import torch
 from sinktrain.cli import main
 from sinktrain.train import latest_checkpoint, list_checkpoints, load_train_config, train
 from sinktrain.train.module import WarmupCosine
+from crafted_pickle import Payload
 from train_helpers import RECIPES
 
 SETS = ["trainer.max_steps=4", "checkpoint.every=2", "checkpoint.keep_last=0", "trainer.val_every=0",
@@ -41,16 +42,6 @@ def run_copy(finished_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
     return run
-
-
-class Payload:
-    """Unpickling this creates a folder: proof that the loader ran code from the file."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return os.mkdir, (self.marker,)
 
 
 def test_a_foreign_folder_is_refused_and_kept(tiny_data, tmp_path, capsys):
