@@ -11,7 +11,7 @@ causal LM (stock GPTNeoXForCausalLM or sinktrain's SinkGPTNeoXForCausalLM), equa
            hidden states and head weight during the forward (as Liger's fused linear cross-entropy does), so
            at most [chunk_tokens, V] fp32 logits exist at once. Pure PyTorch, any device.
   liger    the same on CUDA through liger-kernel's Triton LigerFusedLinearCrossEntropyFunction.
-  auto     liger on CUDA where liger-kernel imports, else chunked.
+  auto     liger on CUDA where liger-kernel imports (not under fp16, below), else chunked.
 
 Mixed precision follows what the stock head does: under autocast the head's matmul runs in the autocast
 dtype (the logits are then upcast to fp32, as transformers' loss does); without autocast in the common dtype
@@ -19,6 +19,13 @@ of hidden states and weight. Gradients come back in the inputs' dtypes; the head
 accumulated over chunks in fp32. So with fp32 weights under bf16 autocast `chunked` gives the head weight an
 fp32 gradient where stock (and liger) round it to bf16 once: the two differ by that rounding (~2e-3 relative),
 every other gradient is the same.
+
+fp16 (DeepSpeed's fp16 engine, or fp16 autocast): the gradients are computed in the forward, before any loss
+scale can reach them, and (softmax - onehot) / n is mostly below fp16's smallest normal 6e-5 (1/V / n is ~1e-9
+for a 32k-token micro-batch). So `chunked` casts the block as 2^10 (softmax - onehot), divides by 2^10 n after
+the head's matmuls, and keeps every gradient in fp32 until backward has multiplied it by the incoming gradient
+(the loss scale). liger-kernel keeps them in fp16 scaled by 1/n: `auto` uses `chunked` under fp16, and `liger`
+refuses it.
 
 No valid target (every label -100, or sequences of one token): the stock mean over zero tokens is nan with
 all gradients zero, and `off`/`chunked`/`liger`/`auto` all return exactly that.
@@ -31,6 +38,7 @@ from torch import nn
 
 IGNORE_INDEX = -100
 IMPLS = ("off", "chunked", "liger", "auto")
+FP16_BLOCK_SCALE = 2.0 ** 10
 
 
 class ChunkedLinearCrossEntropy(torch.autograd.Function):
@@ -52,11 +60,15 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
             w = weight.to(compute_dtype)
             b = bias.to(compute_dtype) if bias is not None else None
             acc = torch.promote_types(compute_dtype, torch.float32)  # fp32, or fp64 for fp64 inputs
-            grad_h = torch.zeros_like(hidden) if need_h else None
+            # Every gradient stays in `acc` until backward has applied the loss scale (see the module docstring).
+            grad_h = torch.zeros(hidden.shape, dtype=acc, device=device) if need_h else None
             grad_w = torch.zeros(weight.shape, dtype=acc, device=device) if need_w else None
             grad_b = torch.zeros(bias.shape, dtype=acc, device=device) if need_b else None
             loss_sum = torch.zeros((), dtype=acc, device=device)
             inv_n = 1.0 / n if n else 0.0
+            # fp16 cannot hold (softmax - onehot) / n: scale the block by 2^10 instead (|entries| <= 1, so the
+            # head's products stay far below fp16's 65504) and apply 1 / (2^10 n) to the fp32 results.
+            pre, post = (FP16_BLOCK_SCALE, inv_n / FP16_BLOCK_SCALE) if compute_dtype == torch.float16 else (inv_n, 1.0)
             for start in range(0, n, chunk_tokens):
                 end = min(start + chunk_tokens, n)
                 h = hidden[start:end].to(compute_dtype)
@@ -72,52 +84,54 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
                 lse = (row_max + sum_e.log()).squeeze(1)
                 loss_sum += (lse - target_logit).sum()
                 if need_h or need_w or need_b:
-                    # d(mean CE)/d(logits) = (softmax - onehot) / n
+                    # d(mean CE)/d(logits) = (softmax - onehot) / n = g * post
                     g = e.div_(sum_e)
                     g[torch.arange(end - start, device=device), t] -= 1.0
-                    g.mul_(inv_n)
+                    g.mul_(pre)
                     if need_b:
-                        grad_b += g.sum(0)
+                        grad_b += g.sum(0) * post
                     g_c = g.to(compute_dtype)  # the head's backward matmuls run in the forward's dtype
                     # Keep the fp32 block only where the weight gradient needs it (low precision on CPU).
                     g_acc = g if compute_dtype != acc and not h.is_cuda else None
                     del logits, e, g
                     if need_h:
-                        grad_h[start:end] = (g_c @ w).to(hidden.dtype)
+                        grad_h[start:end] = _matmul_acc(g_c, w, g_acc, acc, transpose=False) * post
                     if need_w:
-                        grad_w += _matmul_acc(g_c, h, g_acc, acc)
+                        grad_w += _matmul_acc(g_c, h, g_acc, acc) * post
                     del g_c, g_acc
             # Mean over zero tokens is 0/0 = nan, as in torch's cross_entropy(reduction="mean").
             loss = loss_sum / n
-        ctx.save_for_backward(
-            grad_h,
-            grad_w.to(weight.dtype) if grad_w is not None else None,
-            grad_b.to(bias.dtype) if grad_b is not None else None,
-        )
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        ctx.dtypes = (hidden.dtype, weight.dtype, bias.dtype if bias is not None else None)
         return loss
 
     @staticmethod
     def backward(ctx, grad_out):
-        grads = list(ctx.saved_tensors)
-        if not torch.equal(grad_out, torch.ones_like(grad_out)):
-            grads = [g * grad_out.to(g.dtype) if g is not None else None for g in grads]
+        # Scale first (grad_out is the loss scale under fp16), round to the inputs' dtypes after.
+        grads = [g if g is None or torch.equal(grad_out, torch.ones_like(grad_out)) else g * grad_out.to(g.dtype)
+                 for g in ctx.saved_tensors]
+        grads = [g.to(dtype) if g is not None else None for g, dtype in zip(grads, ctx.dtypes)]
         return grads[0], grads[1], grads[2], None, None, None
 
 
-def _matmul_acc(g_c: torch.Tensor, h: torch.Tensor, g_acc: torch.Tensor | None, acc: torch.dtype) -> torch.Tensor:
-    """g_c.T @ h with an `acc`-dtype result, so the head-weight gradient is summed over chunks unrounded.
+def _matmul_acc(g_c: torch.Tensor, h: torch.Tensor, g_acc: torch.Tensor | None, acc: torch.dtype,
+                transpose: bool = True) -> torch.Tensor:
+    """g_c.T @ h (or g_c @ h) with an `acc`-dtype result: the head-weight gradient is summed over chunks
+    unrounded, and no gradient is rounded to fp16 before the loss scale reaches it.
 
     Low-precision inputs on CUDA: one tensor-core matmul with an fp32 output (torch.mm out_dtype). Elsewhere
-    (CPU has no such kernel) the fp32 gradient block `g_acc` (or g_c upcast) times the upcast hidden chunk.
+    (CPU has no such kernel) the fp32 gradient block `g_acc` (or g_c upcast) times the upcast other side.
     """
+    a = g_c.t() if transpose else g_c
     if g_c.dtype == acc:
-        return g_c.t() @ h
+        return a @ h
     if h.is_cuda:
         try:
-            return torch.mm(g_c.t(), h, out_dtype=acc)
+            return torch.mm(a, h, out_dtype=acc)
         except (TypeError, RuntimeError, NotImplementedError):
             pass
-    return (g_acc if g_acc is not None else g_c.to(acc)).t() @ h.to(acc)
+    a = g_acc if g_acc is not None else g_c.to(acc)
+    return (a.t() if transpose else a) @ h.to(acc)
 
 
 def _body(model: nn.Module) -> nn.Module:
@@ -162,7 +176,11 @@ def _liger_available() -> bool:
 
 
 def liger_linear_cross_entropy(hidden, weight, bias, targets) -> torch.Tensor:
-    """The same mean CE through liger-kernel's fused Triton kernel (CUDA only)."""
+    """The same mean CE through liger-kernel's fused Triton kernel (CUDA only; not under fp16)."""
+    dtype = _compute_dtype(hidden, weight)
+    if dtype == torch.float16:
+        raise ValueError("impl='liger' under fp16 keeps its gradients in fp16 before the loss scale reaches them, "
+                         "and most of them flush to zero; use impl='chunked' (or 'auto') with fp16")
     if not hidden.is_cuda:
         raise ValueError(f"impl='liger' needs a CUDA model (this one is on {hidden.device.type}); use impl='chunked'")
     try:
@@ -172,7 +190,6 @@ def liger_linear_cross_entropy(hidden, weight, bias, targets) -> torch.Tensor:
                          "pip install liger-kernel, or use impl='chunked'") from None
     if hidden.shape[0] == 0:  # nothing to predict: liger's chunking divides by zero; stock gives nan
         return chunked_linear_cross_entropy(hidden, weight, bias, targets)
-    dtype = _compute_dtype(hidden, weight)
     h, w = hidden.to(dtype), weight.to(dtype)
     b = bias.to(dtype) if bias is not None else None
     with torch.autocast(device_type="cuda", enabled=False):
@@ -194,6 +211,7 @@ def causal_lm_loss(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tens
     if impl == "off":
         return model(input_ids=input_ids, labels=labels, use_cache=False, **model_kwargs).loss
     hidden, targets, weight, bias = _shifted_valid(model, input_ids, labels, model_kwargs)
-    if impl == "liger" or (impl == "auto" and hidden.is_cuda and _liger_available()):
+    if impl == "liger" or (impl == "auto" and hidden.is_cuda and _compute_dtype(hidden, weight) != torch.float16
+                           and _liger_available()):
         return liger_linear_cross_entropy(hidden, weight, bias, targets)
     return chunked_linear_cross_entropy(hidden, weight, bias, targets, chunk_tokens)

@@ -118,6 +118,29 @@ def test_function_against_cross_entropy_for_every_chunk_size():
         chunked_linear_cross_entropy(h, w, b, t, chunk_tokens=0)
 
 
+def test_fp16_gradients_survive_until_the_loss_scale():
+    """DeepSpeed's fp16 engine: fp16 hidden states and head, the loss scaled by 2^12 before backward. The chunked
+    loss computes its gradients in the forward, so (softmax - onehot) / n must not be rounded to fp16 there:
+    with 4096 tokens and 8192 words most entries are ~3e-8, below fp16's smallest subnormal."""
+    g = torch.Generator().manual_seed(3)
+    n, v, d, scale = 4096, 8192, 32, 2.0 ** 12
+    h = (torch.randn(n, d, generator=g) * 0.5).half().requires_grad_()
+    w = (torch.randn(v, d, generator=g) * 0.05).half().requires_grad_()
+    t = torch.randint(0, v // 2, (n,), generator=g)  # the upper half of the vocabulary is never a target
+    h64, w64 = h.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+    want = torch.autograd.grad(F.cross_entropy(h64 @ w64.t(), t), (h64, w64))
+
+    def rel_errors(loss):
+        got = torch.autograd.grad(loss * scale, (h, w))  # what the loss scaler does
+        assert all(x.dtype == torch.float16 for x in got)
+        return [((x.double() / scale - y).norm() / y.norm()).item() for x, y in zip(got, want)]
+
+    chunked = rel_errors(chunked_linear_cross_entropy(h, w, None, t, chunk_tokens=1024))
+    stock = rel_errors(F.cross_entropy((h @ w.t()).float(), t))
+    assert chunked[0] < 2e-3 and chunked[1] < 2e-3, chunked  # before the fix: 0.12 for h (1.0 for w on CUDA)
+    assert chunked[0] <= stock[0] and chunked[1] <= stock[1], (chunked, stock)
+
+
 class _Shapes(TorchDispatchMode):
     """Records the shape of every tensor an op produces."""
 
@@ -199,6 +222,16 @@ def test_liger_without_cuda_says_how_to_fix_it():
     ids, labels = batch(b=1, t=5)
     with pytest.raises(ValueError, match=r"impl='liger' needs a CUDA model .*use impl='chunked'"):
         causal_lm_loss(model, ids, labels, impl="liger")
+
+
+def test_liger_refuses_fp16_and_auto_takes_chunked():
+    model = tiny_gptneox(seed=15).half()
+    ids, labels = batch(b=1, t=12, seed=16)
+    with pytest.raises(ValueError, match=r"impl='liger' under fp16 .* use impl='chunked' \(or 'auto'\) with fp16"):
+        causal_lm_loss(model, ids, labels, impl="liger")
+    ref, ref_grads = loss_and_grads(model, ids, labels, "chunked", chunk_tokens=5)
+    loss, grads = loss_and_grads(model, ids, labels, "auto", chunk_tokens=5)
+    assert torch.equal(loss, ref) and all(torch.equal(grads[n], g) for n, g in ref_grads.items())
 
 
 def test_auto_on_cpu_is_chunked():
