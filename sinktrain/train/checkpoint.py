@@ -70,13 +70,18 @@ def is_complete(path: Path) -> bool:
     return bool(_NAME.match(path.name)) and (path / COMPLETE).is_file()
 
 
+def checkpoint_step(path: Path) -> int:
+    """The step a `step-XXXXXXXX` folder's name says."""
+    return int(_NAME.match(path.name).group(1))
+
+
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
     """Complete checkpoints of a run, oldest first."""
     root = Path(run_dir) / CHECKPOINT_DIR
     if not root.is_dir():
         return []
     found = [p for p in root.iterdir() if p.is_dir() and is_complete(p)]
-    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
+    return sorted(found, key=checkpoint_step)
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:

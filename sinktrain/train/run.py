@@ -125,6 +125,8 @@ def resolve_resume(cfg: TrainConfig, run_dir: Path, world_size: int, report: boo
             f"set trainer.max_steps to {meta['step']} or more, or start a new --run-dir"
         )
     check_same_data(target, meta, cfg)
+    if cfg.resume != "auto":  # auto took the newest intact one; later ones are damaged, and saving replaces them
+        check_no_newer_checkpoints(run_dir, target, meta["step"])
     # Only the kind of checkpoint has to match: a Lightning checkpoint holds the whole unsharded state, so single
     # and ddp (any world size) continue each other exactly; DeepSpeed's holds one optimizer shard per rank.
     if meta["kind"] != _checkpoint_kind(cfg):
@@ -209,6 +211,19 @@ def config_changes(saved: dict, cfg: TrainConfig, keys: tuple[str, ...]) -> list
 
 def schedule_changes(saved: dict, cfg: TrainConfig) -> list[str]:
     return [f"{k} {old!r} -> {new!r}" for k, old, new in config_changes(saved, cfg, SCHEDULE_KEYS)]
+
+
+def check_no_newer_checkpoints(run_dir: Path, target: Path, step: int) -> None:
+    """Refuse to go back to an older checkpoint while the run dir still holds later ones: the two histories would
+    mix. Pruning ranks by step, so it deleted the new run's checkpoints as they were saved and kept the abandoned
+    ones, which --resume auto and export then took as the newest."""
+    later = [p.name for p in ckpt.list_checkpoints(run_dir) if ckpt.checkpoint_step(p) > step]
+    if later:
+        where = run_dir / ckpt.CHECKPOINT_DIR
+        raise FileExistsError(
+            f"run dir {str(run_dir)!r} holds checkpoints past {target.name} ({', '.join(later)}), from the run it "
+            f"would go back on; continue the newest with --resume auto, or to go back to step {step} move "
+            f"{'them' if len(later) > 1 else 'it'} out of {str(where)!r} first (or resume into a new --run-dir)")
 
 
 def preflight(cfg: TrainConfig) -> tuple[int, int, int]:

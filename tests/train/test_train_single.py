@@ -92,6 +92,30 @@ def test_single_device_run_dir_contract_resume_guards_and_continuation(tiny_data
     assert latest_checkpoint(run).name == "step-00000006"
 
 
+def test_going_back_to_an_older_checkpoint_is_refused_while_later_ones_remain(tiny_data, tmp_path):
+    """Rewinding to step 2 of a run that reached step 4 used to mix the two histories: keep_last pruned the new
+    run's checkpoints as it saved them and kept the abandoned steps, which --resume auto and export then took."""
+    run = tmp_path / "run"
+    sets = ["trainer.max_steps=4", "checkpoint.every=1", "checkpoint.keep_last=0", "trainer.val_every=0",
+            "logging.sink_score_every=0"]
+    train(tiny(tiny_data, run, *sets))
+    step2 = run / "checkpoints" / "step-00000002"
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(FileExistsError, match=r"holds checkpoints past step-00000002 \(step-00000003, "
+                                              r"step-00000004\).*--resume auto.*move them out of"):
+        train(tiny(tiny_data, run, *sets, resume=str(step2)))
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+    # Moved away as the line says, the rewind runs and its own steps are the newest.
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for name in ("step-00000003", "step-00000004"):
+        (run / "checkpoints" / name).rename(aside / name)
+    train(tiny(tiny_data, run, *sets[:2], "checkpoint.keep_last=2", *sets[3:], resume=str(step2)))
+    assert [p.name for p in list_checkpoints(run)] == ["step-00000003", "step-00000004"]
+    assert load_checkpoint_weights(latest_checkpoint(run))[1]["step"] == 4
+
+
 def test_nonfinite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
     from sinktrain.train.module import SinkLM
 
