@@ -283,7 +283,9 @@ def _export_checkpoint(cfg: ExportConfig) -> Path:
         GenerationConfig(bos_token_id=0, eos_token_id=0, pad_token_id=0).save_pretrained(tmp)
         save_tokenizer(run_tokenizer(run_dir, train_config), model_cfg.sink_token_ids, tmp)
 
-        has_plot = plot_loss_curve(read_metrics(run_dir), tmp / "loss_curve.png", f"{out.name}: training loss")
+        # The checkpoint's own history: an earlier checkpoint (export --every, --checkpoint) ends its curve there.
+        rows = [r for r in read_metrics(run_dir) if not isinstance(meta.get("step"), int) or r["step"] <= meta["step"]]
+        has_plot = plot_loss_curve(rows, tmp / "loss_curve.png", f"{out.name}: training loss")
         write_model_card(tmp, sink_meta, train_config, has_plot, eval_results, eval_text, name=out.name,
                          zeroshot=zeroshot)
 

@@ -115,9 +115,15 @@ def test_export_uses_the_runs_tokenizer(exported, zero2_token_run):
     assert vocab.pop("<|sink_0|>") == 50277 and vocab == load_tokenizer(zero2_token_run / "tokenizer").get_vocab()
 
 
-def test_export_every_kth_checkpoint(zero2_token_run, tmp_path):
+def test_export_every_kth_checkpoint(zero2_token_run, tmp_path, monkeypatch):
+    import sinktrain.export.folder as folder
+
+    plotted, plot = [], folder.plot_loss_curve
+    monkeypatch.setattr(folder, "plot_loss_curve", lambda rows, *a, **k: plotted.append(rows) or plot(rows, *a, **k))
     outs = export_every(str(zero2_token_run), str(tmp_path / "steps"), every_k=1)
     assert [p.name for p in outs] == ["step-00000004", "step-00000008"]
+    # Each model card's loss curve ends at its own checkpoint, not at the run's last step.
+    assert [max(r["step"] for r in rows) for rows in plotted] == [4, 8]
     a = load_file(outs[0] / "model.safetensors")["gpt_neox.embed_in.weight"]
     b = load_file(outs[1] / "model.safetensors")["gpt_neox.embed_in.weight"]
     assert not torch.equal(a, b)  # two different points of training
