@@ -2,11 +2,11 @@
 
 SinkLM.on_train_batch_end (module.py) decides when each runs; this file only knows how.
 
-Row keys: step, time (unix seconds when the row was written), loss (mean over the step's micro-batches and
-ranks), lr (the one this step used), grad_norm (global L2, before clipping), tokens_seen (text tokens consumed
-from the data, = step × G × sample_len), tokens_per_s (sequence tokens incl. sinks per second by the whole job),
-mfu (when the device peak is known), val_loss (when validated), sink_score (list, one per layer, when probed),
-sink_dependence (nats, when probed).
+Row keys: step, time (unix seconds when the step ended; when written, for a row without one), loss (mean over
+the step's micro-batches and ranks), lr (the one this step used), grad_norm (global L2, before clipping),
+tokens_seen (text tokens consumed from the data, = step × G × sample_len), tokens_per_s (sequence tokens incl.
+sinks per second by the whole job), mfu (when the device peak is known), val_loss (when validated), sink_score
+(list, one per layer, when probed), sink_dependence (nats, when probed).
 """
 
 from __future__ import annotations

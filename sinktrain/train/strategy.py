@@ -131,7 +131,8 @@ def deepspeed_bucket_elements(cfg: TrainConfig) -> int:
 def deepspeed_config(cfg: TrainConfig) -> dict:
     """The DeepSpeed config of a run. Gradients are accumulated in fp32 whenever the model computes in
     bf16/fp16: summing 32 micro-batches (G = 256 on one GPU) in bf16 loses the low bits of every addend.
-    ZeRO-1 then runs DeepSpeed's BF16_Optimizer and ZeRO-2 its fp32 partition buffers."""
+    ZeRO-1 with bf16 then runs DeepSpeed's BF16_Optimizer; ZeRO-2, and ZeRO-1 with fp16, accumulate into the ZeRO
+    optimizer's fp32 buffers."""
     t, o = cfg.trainer, cfg.optim
     bucket = deepspeed_bucket_elements(cfg)
     config = {
