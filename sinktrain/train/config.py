@@ -81,7 +81,8 @@ class TrainerConfig:
     zero_stage: Annotated[int, Range(ge=1, le=2)] = 1
     """DeepSpeed only: ZeRO stage 1 or 2."""
     precision: str = "32-true"
-    """32-true | bf16-mixed | 16-mixed (fp16, dynamic loss scale) | bf16-true | auto (bf16-mixed on a GPU that
+    """32-true | bf16-mixed | 16-mixed (fp16, dynamic loss scale) | bf16-true (weights and optimizer state in
+    bf16; outside DeepSpeed no fp32 master copy, so small updates round away) | auto (bf16-mixed on a GPU that
     has bf16, else 16-mixed on a GPU, 32-true on CPU)."""
     initial_loss_scale_power: NonNegativeInt = 12
     """fp16 only: initial dynamic loss scale 2^k (Pythia: 12)."""
