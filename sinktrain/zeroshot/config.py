@@ -54,8 +54,11 @@ class ZeroShotConfig:
     def validate(self) -> None:
         import importlib.util
 
-        if importlib.util.find_spec("lm_eval") is None:
-            raise ValueError("zero-shot evaluation needs lm-evaluation-harness; pip install 'sinktrain[zeroshot]'")
+        # accelerate too: lm-eval lists it only under its own [hf] extra, and its HF model imports it.
+        lacking = [name for name, module in (("lm-evaluation-harness", "lm_eval"), ("accelerate", "accelerate"))
+                   if importlib.util.find_spec(module) is None]
+        if lacking:
+            raise ValueError(f"zero-shot evaluation needs {' and '.join(lacking)}; pip install 'sinktrain[zeroshot]'")
         if not self.models:
             raise ValueError("no model given; pass one or more model folders, .gguf files or hub ids")
         if len(set(self.models)) != len(self.models):

@@ -200,6 +200,18 @@ def test_without_lm_eval_the_extra_is_named(model_dirs, tmp_path, capsys, monkey
                   "'sinktrain[zeroshot]'"
 
 
+def test_without_accelerate_the_extra_is_named(model_dirs, tmp_path, capsys, monkeypatch):
+    """lm-eval installs without accelerate (only its own [hf] extra has it) and its HF model imports it: a
+    `pip install lm-eval` ended in a traceback, in a study after the training."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "accelerate" else real(name, *a))
+    err = refused(capsys, [str(model_dirs["vanilla"]), "--tasks", "piqa", "--out", str(tmp_path / "o")])
+    assert err == "sinktrain zeroshot: error: zero-shot evaluation needs accelerate; pip install 'sinktrain[zeroshot]'"
+    assert not (tmp_path / "o").exists()
+
+
 def test_an_output_another_run_is_writing_is_refused_before_any_scoring(model_dirs, tmp_path, capsys, hold_output):
     """zeroshot rewrites its results after each model: two runs into one --out mixed their results.json."""
     out = tmp_path / "zs"
