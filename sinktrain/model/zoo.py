@@ -99,10 +99,22 @@ def fetch(name: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m sinktrain.model.zoo NAME`: fetch NAME and print its folder."""
-    args = sys.argv[1:] if argv is None else argv
-    for name in args or list(MODELS):
-        print(fetch(name))
+    """`python -m sinktrain.model.zoo [NAME ...]`: fetch each NAME (all without one) and print its folder."""
+    import argparse
+
+    from sinktrain.cli import USER_ERRORS, user_message
+
+    prog = "python -m sinktrain.model.zoo"
+    parser = argparse.ArgumentParser(prog=prog, description=f"Fetch zoo models once into {cache_dir()} "
+                                     "($SINKTRAIN_CACHE) and print each one's folder.")
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"one of {', '.join(MODELS)} (default: all)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        for name in args.names or list(MODELS):
+            print(fetch(name))
+    except USER_ERRORS as e:
+        print(f"{prog}: error: {user_message(e)}", file=sys.stderr)
+        return 2
     return 0
 
 

