@@ -87,6 +87,12 @@ def local_split(data_dir: str | Path, task: str) -> tuple[str, list[Path]] | Non
                                 f"{', '.join(missing)}; save it again with datasets' save_to_disk")
     for arrow in arrows:
         check_arrow(arrow, task)
+        # A newline or other control character there can only come from a crafted link; refused by name here
+        # (the YAML written for lm-eval quotes it anyway) rather than failing inside datasets on a broken path.
+        real = str(arrow.resolve())
+        if any(ord(c) < 32 or ord(c) == 127 for c in real):
+            raise ValueError(f"--data-dir: {str(arrow)!r} (the copy of {task}) leads to {real!r}, a path with a "
+                             f"control character; copy the file to a plain path")
     return folder.name, arrows
 
 
@@ -111,28 +117,29 @@ def check_arrow(path: Path, task: str) -> None:
 
 
 def write_local_task(task: str, split: str, arrows: list[Path], out_dir: Path) -> Path:
-    """A task YAML reading `arrows` as the split lm-eval scores; everything but the data is lm-eval's config."""
-    lines = [
-        f"# lm-eval's {task} config with its data read from a local save_to_disk copy (written by sinktrain zeroshot)",
-        f"include: {lm_eval_config(task)}",
-        f"task: {task}",
-        "dataset_path: arrow",  # datasets' packaged reader of .arrow files: no hub access
-        "dataset_name: null",
-        "dataset_kwargs:",
-        "  data_files:",
-        f"    {split}:",
-        *[f"      - {a.resolve()}" for a in arrows],
+    """A task YAML reading `arrows` as the split lm-eval scores; everything but the data is lm-eval's config.
+
+    Written with yaml.safe_dump, never by pasting paths into text: lm-eval reads it with a loader that imports
+    and runs the Python file a `!function` tag names, and a data file whose (link-resolved) path held a newline and
+    such a tag ran that file."""
+    import yaml
+
+    config = {
+        "include": str(lm_eval_config(task)),
+        "task": task,
+        "dataset_path": "arrow",  # datasets' packaged reader of .arrow files: no hub access
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": {split: [str(a.resolve()) for a in arrows]}},
         # Only this split is there: no few-shot pool (zero-shot needs none), and the split scored is this one.
-        "training_split: null",
-        "fewshot_split: null",
-    ]
-    if split == "validation":
-        lines += ["validation_split: validation", "test_split: null"]
-    else:
-        lines += ["validation_split: null", f"test_split: {split}"]
+        "training_split": None,
+        "fewshot_split": None,
+        "validation_split": "validation" if split == "validation" else None,
+        "test_split": None if split == "validation" else split,
+    }
+    header = f"# lm-eval's {task} config, its data read from a local save_to_disk copy (by sinktrain zeroshot)\n"
     path = out_dir / f"{task}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
+    tmp.write_text(header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=1 << 16))
     tmp.replace(path)
     return path

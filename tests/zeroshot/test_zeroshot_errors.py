@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -210,6 +211,43 @@ def test_without_accelerate_the_extra_is_named(model_dirs, tmp_path, capsys, mon
     err = refused(capsys, [str(model_dirs["vanilla"]), "--tasks", "piqa", "--out", str(tmp_path / "o")])
     assert err == "sinktrain zeroshot: error: zero-shot evaluation needs accelerate; pip install 'sinktrain[zeroshot]'"
     assert not (tmp_path / "o").exists()
+
+
+def hostile_arrow_target(tmp_path) -> tuple:
+    """A path that, pasted into YAML as text, adds `process_docs: !function <tmp>/evil.f`: lm-eval's loader then
+    imports evil.py and runs it. evil.py leaves a file behind when it runs."""
+    evil = tmp_path / "evil.py"
+    evil.write_text("open(__file__ + '.ran', 'w').write('ran')\ndef f(docs):\n    return docs\n")
+    target = Path(f"{tmp_path}/x\nprocess_docs: !function {tmp_path}/evil.f\n#/d.arrow")
+    target.parent.mkdir(parents=True)
+    return target, tmp_path / "evil.py.ran"
+
+
+def test_task_yaml_quotes_data_paths_so_lm_eval_runs_no_code_from_them(tmp_path):
+    from lm_eval.tasks._yaml_loader import load_yaml  # the loader lm-eval reads task YAMLs with (!function)
+
+    from sinktrain.zeroshot.tasks import write_local_task
+
+    target, ran = hostile_arrow_target(tmp_path)
+    plain = tmp_path / "data #1" / "d.arrow"  # a '#' used to start a YAML comment
+    config = load_yaml(write_local_task("piqa", "validation", [target, plain], tmp_path / "tasks"))
+    assert config["dataset_kwargs"] == {"data_files": {"validation": [str(target), str(plain)]}}
+    assert "process_docs" not in config or not callable(config["process_docs"])
+    assert not ran.exists()
+
+
+def test_data_dir_file_leading_to_a_path_with_a_newline_is_refused(model_dirs, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE, data)
+    target, ran = hostile_arrow_target(tmp_path)
+    arrow = data / "piqa" / "plain_text" / "validation" / "data-00000-of-00001.arrow"
+    shutil.move(arrow, target)
+    arrow.symlink_to(target)
+    out = tmp_path / "o"
+    err = refused(capsys, [str(model_dirs["vanilla"]), "--tasks", "piqa", "--data-dir", str(data), "--out", str(out)])
+    assert f"--data-dir: {str(arrow)!r} (the copy of piqa) leads to {str(target)!r}, a path with a control " \
+           "character; copy the file to a plain path" in err
+    assert not ran.exists() and not out.exists()
 
 
 def test_an_output_another_run_is_writing_is_refused_before_any_scoring(model_dirs, tmp_path, capsys, hold_output):
