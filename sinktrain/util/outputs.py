@@ -33,6 +33,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sinktrain.util.text_files import MISSING, file_problem
+
 
 def check_out_dir(out: str | Path, *, overwrite: bool, markers: tuple[str, ...], what: str, own: tuple[str, ...],
                   option: str = "--out", is_earlier=None, inputs: dict[str, object] | None = None,
@@ -138,10 +140,15 @@ def check_out_outside(out: str | Path, inputs: dict[str, object], option: str = 
 
 
 def check_out_file(path: str | Path, *, overwrite: bool, option: str = "--out") -> None:
-    """Refuse, before any work, an output file that exists (unless `overwrite`) or is a folder."""
+    """Refuse, before any work, an output file that exists (unless `overwrite`), is a folder or is no regular file."""
+    if not str(path).strip():  # Path("") is ".", which was then called a folder
+        raise ValueError(f"{option} is empty; give the output file's path")
     path = Path(path)
     if path.is_dir():
         raise FileExistsError(f"{option} {str(path)!r} is a folder; pass a file path")
+    problem = file_problem(path)
+    if problem not in (None, MISSING):  # a FIFO or a device (/dev/null as root) was replaced with a regular file
+        raise FileExistsError(f"{option} {str(path)!r} {problem}; pass the path of a regular file or a new one")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{option} {str(path)!r} exists; pass --overwrite to replace it "
                               f"or choose another {option}")

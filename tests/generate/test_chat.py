@@ -144,6 +144,39 @@ def test_an_existing_transcript_is_kept(folders, tmp_path, capsys):
     assert [json.loads(line)["user"] for line in log.read_text().splitlines()] == ["hi"]
 
 
+def test_an_out_that_is_no_regular_file_is_refused_and_kept(folders, tmp_path, capsys, weights_never_load):
+    """--overwrite replaced a FIFO (as root, a device such as /dev/null) with the transcript, a regular file."""
+    import os
+    import stat
+
+    script = write_script(tmp_path / "s.jsonl", [{"user": "hi"}])
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    rc = main(["chat", str(folders["chat"][0]), "--script", script, "--out", str(fifo), "--overwrite"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == [f"sinktrain chat: error: --out {str(fifo)!r} is not a regular file (a FIFO); pass the "
+                               f"path of a regular file or a new one"], err
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+
+
+def test_a_device_out_is_refused():
+    """Checked on the check alone: the run it guards, as root, replaced /dev/null."""
+    from sinktrain.util.outputs import check_out_file
+
+    with pytest.raises(FileExistsError) as e:
+        check_out_file("/dev/null", overwrite=True)
+    assert str(e.value) == ("--out '/dev/null' is not a regular file (a character device); pass the path of a regular "
+                            "file or a new one")
+
+
+def test_an_empty_out_says_it_is_empty(folders, tmp_path, capsys, weights_never_load):
+    """It said "--out '.' is a folder"."""
+    script = write_script(tmp_path / "s.jsonl", [{"user": "hi"}])
+    rc = main(["chat", str(folders["chat"][0]), "--script", script, "--out", ""])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == ["sinktrain chat: error: --out is empty; give the output file's path"], err
+
+
 def test_the_transcript_never_replaces_what_the_run_reads(folders, tmp_path, capsys):
     """--out --overwrite over the model's config.json, the script or the template wrote the transcript there."""
     model = tmp_path / "model"
