@@ -63,3 +63,32 @@ def hold_output():
             os.close(fd)
 
     return hold
+
+
+@pytest.fixture
+def no_hang():
+    """Fails the test after 60 s instead of hanging the suite: reading a FIFO waits for a writer forever."""
+    import signal
+
+    def hung(signum, frame):
+        raise AssertionError("the test blocked for 60 s (a read of a FIFO waits for a writer forever)")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture
+def odd_marker():
+    """`odd_marker(path, kind)` makes `path` a FIFO ("fifo") or JSON nested 200,000 deep ("deep"), which the parser
+    cannot take (RecursionError)."""
+    def make(path, kind):
+        if kind == "fifo":
+            os.mkfifo(path)
+        else:
+            path.write_text("[" * 200_000 + "]" * 200_000)
+    return make

@@ -21,7 +21,7 @@ from sinktrain.model.source import PICKLED_WEIGHTS
 from sinktrain.train import latest_checkpoint, list_checkpoints, load_checkpoint_weights
 from sinktrain.train.checkpoint import UnreadableCheckpointError, UnsafeCheckpointError, verify_checkpoint
 from sinktrain.train.run_dir import CONFIG_FILE, RUN_INFO_FILE, trained_manifest_sha256
-from sinktrain.util.outputs import check_out_dir, output_lock, staged_out_dir
+from sinktrain.util.outputs import check_out_dir, output_lock, read_marker, staged_out_dir
 
 
 @configclass()
@@ -224,10 +224,7 @@ EXPORT_NAMES = ("config.json", "model.safetensors", "generation_config.json", "t
 def is_earlier_export(out: Path) -> bool:
     """A sinktrain export: its config.json carries the `sinktrain` block. Every Hugging Face folder has a config.json,
     and --overwrite must not replace one that sinktrain did not write."""
-    try:
-        config = json.loads((out / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
+    config = read_marker(out / "config.json")
     return isinstance(config, dict) and isinstance(config.get("sinktrain"), dict)
 
 

@@ -3,14 +3,13 @@ they are declared, so a typed-config CLI can be generated from them)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 from sinktrain.config_io import NonNegativeFloat, NonNegativeInt, PositiveInt, Range, Seed, configclass
 from sinktrain.model.source import DTYPES, check_device
 from sinktrain.stream.sink_cache import check_sizes
-from sinktrain.util.outputs import check_out_dir, check_out_file, check_out_outside
+from sinktrain.util.outputs import check_out_dir, check_out_file, check_out_outside, read_marker
 from sinktrain.util.text_files import FOLDER, MISSING, check_utf8_text, file_problem, read_utf8
 
 CACHE_KINDS = ("sink", "static")
@@ -150,10 +149,7 @@ def is_earlier_streameval(out: Path) -> bool:
     neither stream-eval's nor zeroshot's results.json has."""
     if (out / STREAMEVAL_MARKER).is_file():
         return True
-    try:
-        earlier = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
+    earlier = read_marker(out / "results.json")
     config = earlier.get("config") if isinstance(earlier, dict) else None
     return isinstance(config, dict) and set(earlier) == {"config", "results"} and {"lines", "methods"} <= set(config)
 

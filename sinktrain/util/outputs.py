@@ -25,6 +25,7 @@ import errno
 import fcntl
 import fnmatch
 import glob
+import json
 import os
 import re
 import shutil
@@ -117,6 +118,18 @@ def _check_staging(tmp: Path, what: str, own: tuple[str, ...], option: str) -> N
             raise FileExistsError(f"{str(tmp)!r}, where the {what} is staged, holds {', '.join(map(repr, foreign[:3]))}"
                                   f", which the {what} does not write, so no killed run left it; move it away or "
                                   f"choose another {option}")
+
+
+def read_marker(path: str | Path):
+    """The JSON in a marker file of an earlier output (is_earlier), or None where it holds none to go by: missing,
+    no regular file (reading a FIFO blocked forever), unreadable, not JSON, or nested too deeply for the parser
+    (a RecursionError traceback)."""
+    if file_problem(path) is not None:
+        return None
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
 
 
 def check_out_outside(out: str | Path, inputs: dict[str, object], option: str = "--out") -> None:

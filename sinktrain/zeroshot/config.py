@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import field
 from pathlib import Path
 
 from sinktrain.config_io import PositiveInt, configclass
 from sinktrain.model.source import DTYPES, check_device
-from sinktrain.util.outputs import check_out_dir
+from sinktrain.util.outputs import check_out_dir, read_marker
 from sinktrain.zeroshot.tasks import DEFAULT_TASKS, local_split, parse_tasks
 
 
@@ -18,10 +17,7 @@ def is_earlier_zeroshot(out: Path) -> bool:
     streameval write one too, and --overwrite would replace their folders."""
     if (Path(out) / "tasks").is_dir():
         return True
-    try:
-        info = json.loads((Path(out) / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
+    info = read_marker(Path(out) / "run.json")
     return isinstance(info, dict) and {"config", "splits"} <= set(info)
 
 

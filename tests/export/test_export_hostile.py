@@ -89,6 +89,19 @@ def test_overwrite_never_deletes_another_model_or_files_an_export_does_not_write
     assert snapshot(out) == before
 
 
+@pytest.mark.parametrize("kind", ["fifo", "deep"])
+def test_overwrite_refuses_a_config_json_it_cannot_read(tiny_run, tmp_path, capsys, no_hang, odd_marker, kind):
+    """A FIFO config.json hung the check for ever; one nested too deeply was a RecursionError traceback."""
+    out = tmp_path / "hf"
+    out.mkdir()
+    odd_marker(out / "config.json", kind)
+    assert main(["export", str(tiny_run), str(out), "--overwrite"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"sinktrain export: error: output folder {out} is not an earlier export (no config.json with a sinktrain "
+        f"block); --overwrite replaces only those. Choose another out_dir")
+    assert [p.name for p in out.iterdir()] == ["config.json"]
+
+
 def test_every_exported_file_has_the_usual_mode(tiny_run, tmp_path):
     out = tmp_path / "hf"
     assert main(["export", str(tiny_run), str(out)]) == 0

@@ -142,6 +142,19 @@ def test_overwrite_refuses_another_verbs_results(tmp_path, capsys, verb, files):
     assert tree(out) == before
 
 
+@pytest.mark.parametrize("kind", ["fifo", "deep"])
+def test_overwrite_refuses_a_results_json_it_cannot_read(tmp_path, capsys, no_hang, odd_marker, kind):
+    """A FIFO results.json hung the check for ever; one nested too deeply was a RecursionError traceback."""
+    out = tmp_path / "se"
+    out.mkdir()
+    odd_marker(out / "results.json", kind)
+    rc = main(["streameval", str(tmp_path / "nomodel"), "--out", str(out), "--overwrite"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == [f"sinktrain streameval: error: output folder {out} is not an earlier streameval output "
+                               f"(no streameval.json); --overwrite replaces only those. Choose another --out"], err
+    assert [p.name for p in out.iterdir()] == ["results.json"]
+
+
 def test_max_tokens_below_the_first_query_is_refused_before_the_weights_load(tmp_path, capsys, weights_never_load):
     folder, _, tok = tiny_folder(tmp_path)
     out = tmp_path / "se"

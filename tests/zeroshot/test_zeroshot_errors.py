@@ -113,6 +113,19 @@ def test_overwrite_replaces_only_a_zeroshot_output(model_dirs, tmp_path, capsys)
     assert sorted(p.name for p in stream.iterdir()) == ["nll", "results.json", "run.json"]
 
 
+@pytest.mark.parametrize("kind", ["fifo", "deep"])
+def test_overwrite_refuses_a_run_json_it_cannot_read(model_dirs, tmp_path, capsys, no_hang, odd_marker, kind):
+    """A FIFO run.json hung the check for ever; one nested too deeply was a RecursionError traceback."""
+    out = tmp_path / "zs"
+    out.mkdir()
+    odd_marker(out / "run.json", kind)
+    err = refused(capsys, [str(model_dirs["vanilla"]), "--tasks", "piqa", "--data-dir", str(SAMPLE), "--out",
+                           str(out), "--overwrite"])
+    assert err == (f"sinktrain zeroshot: error: output folder {out} is not an earlier zeroshot output (no tasks/ or "
+                   f"zeroshot run.json); --overwrite replaces only those. Choose another --out")
+    assert [p.name for p in out.iterdir()] == ["run.json"]
+
+
 def test_overwrite_never_writes_through_a_link_in_the_earlier_output(model_dirs, tmp_path, capsys):
     """zeroshot writes into its --out in place: a link there (tasks/ itself, or a task YAML in it) made it write
     into the folder or file the link points to."""
