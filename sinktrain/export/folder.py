@@ -6,14 +6,13 @@ folder that looks complete, and an existing export is only replaced (with --over
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from transformers import GenerationConfig
 
 from sinktrain.config_io import PositiveInt, configclass
 from sinktrain.data import TOKENIZER_DIR, data_tokenizer, load_tokenizer
-from sinktrain.export.model_index import is_number, read_zeroshot
+from sinktrain.export.model_index import is_number, load_json, read_zeroshot
 from sinktrain.export.model_card import plot_loss_curve, read_metrics, write_model_card
 from sinktrain.export.tokenizer_files import save_tokenizer
 from sinktrain.model import ModelConfig, build_model, save_model
@@ -175,7 +174,7 @@ def read_eval_results(path: str | None) -> tuple[dict | None, str]:
     if not results_path.is_file():
         raise FileNotFoundError(f"--eval-results {path!r} does not exist; pass the results.json stream-eval wrote")
     try:
-        results = json.loads(results_path.read_text())
+        results = load_json(results_path)
     except (ValueError, UnicodeDecodeError) as e:
         raise ValueError(f"--eval-results {path!r} is not valid JSON ({e}); pass a stream-eval results.json") from e
     if not (isinstance(results, dict) and all(isinstance(row, dict) and all(isinstance(v, dict) and "ppl" in v
@@ -199,7 +198,7 @@ def _eval_text(results_path: Path, path: str) -> str:
         return "streaming text"
     fix = "restore it from a copy, or delete it (it only names the text the results were measured on)"
     try:
-        info = json.loads(run_info.read_text())
+        info = load_json(run_info)
     except (ValueError, UnicodeDecodeError) as e:
         raise ValueError(f"{run_info}, next to --eval-results {path!r}, is not valid JSON ({e}); {fix}") from e
     if not isinstance(info, dict):

@@ -7,6 +7,15 @@ import json
 from pathlib import Path
 
 
+def load_json(path: Path):
+    """The JSON in a results file (or the run.json beside it); JSON nested too deeply for the parser is a ValueError
+    like any JSON it cannot read, so the caller's one line names the file (it was a RecursionError traceback)."""
+    try:
+        return json.loads(path.read_text())
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
+
+
 def read_zeroshot(results_path: str | Path, out_dir: Path) -> dict:
     """This export's entry of a results.json: the only model in it, or the one given as the export folder.
     Checked before anything is written; one line naming the file and the fix if it does not fit."""
@@ -17,7 +26,7 @@ def read_zeroshot(results_path: str | Path, out_dir: Path) -> dict:
         raise FileNotFoundError(f"--zeroshot-results {path} does not exist; pass the results.json `sinktrain "
                                 f"zeroshot` wrote")
     try:
-        results = json.loads(path.read_text())
+        results = load_json(path)
     except ValueError as e:
         raise ValueError(f"--zeroshot-results {path} is not JSON ({e}); pass the results.json `sinktrain zeroshot` "
                          f"wrote") from None
@@ -44,7 +53,7 @@ def _run_info(path: Path) -> tuple[dict, int | None]:
         return {}, None
     fix = "restore it from a copy, or delete it (it only records the splits scored and --limit)"
     try:
-        run = json.loads(run_path.read_text())
+        run = load_json(run_path)
     except ValueError as e:
         raise ValueError(f"{run_path}, next to --zeroshot-results {path}, is not valid JSON ({e}); {fix}") from None
     if not isinstance(run, dict):

@@ -408,6 +408,33 @@ def test_a_bad_zeroshot_run_json_is_one_line_before_anything_is_loaded(tiny_run,
     assert no_load == [] and sorted(p.name for p in tmp_path.iterdir()) == ["zs"]
 
 
+@pytest.mark.parametrize("option, deep", [("--eval-results", "results.json"), ("--eval-results", "run.json"),
+                                           ("--zeroshot-results", "results.json"), ("--zeroshot-results", "run.json")])
+def test_results_nested_too_deeply_are_one_line_before_anything_is_loaded(tiny_run, tmp_path, capsys, no_load,
+                                                                          odd_marker, option, deep):
+    """They were RecursionError tracebacks."""
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    (ev / "results.json").write_text(STREAM_RESULTS if option == "--eval-results" else ZEROSHOT_RESULTS)
+    (ev / "run.json").write_text("{}")
+    odd_marker(ev / deep, "deep")
+    results = ev / "results.json"
+    assert main(["export", str(tiny_run), str(tmp_path / "hf"), option, str(results)]) == 2
+    err = capsys.readouterr().err.strip()
+    named = f"{option} {str(results)!r}" if option == "--eval-results" else f"{option} {results}"
+    expected = {("--eval-results", "results.json"): f"{named} is not valid JSON (nested too deeply to read); pass a "
+                                                    f"stream-eval results.json",
+                ("--zeroshot-results", "results.json"): f"{named} is not JSON (nested too deeply to read); pass the "
+                                                        f"results.json `sinktrain zeroshot` wrote"}.get((option, deep))
+    if expected is None:
+        fix = ("names the text the results were measured on" if option == "--eval-results" else
+               "records the splits scored and --limit")
+        expected = (f"{ev / 'run.json'}, next to {named}, is not valid JSON (nested too deeply to read); restore it "
+                    f"from a copy, or delete it (it only {fix})")
+    assert err == f"sinktrain export: error: {expected}"
+    assert no_load == [] and sorted(p.name for p in tmp_path.iterdir()) == ["ev"]
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--push_to_hub", "bad repo id"], "--push_to_hub 'bad repo id' is not a hub repo id (Repo id must use "
      "alphanumeric chars, '-', '_' or '.'. The name cannot start or end with '-' or '.' and the maximum length is 96: "
