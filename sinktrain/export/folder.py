@@ -12,7 +12,7 @@ from transformers import GenerationConfig
 
 from sinktrain.config_io import PositiveInt, configclass
 from sinktrain.data import TOKENIZER_DIR, data_tokenizer, load_tokenizer
-from sinktrain.export.model_index import is_number, load_json, read_zeroshot
+from sinktrain.export.model_index import is_finite, is_number, load_json, read_zeroshot
 from sinktrain.export.model_card import plot_loss_curve, read_metrics, write_model_card
 from sinktrain.export.tokenizer_files import save_tokenizer
 from sinktrain.model import ModelConfig, build_model, save_model
@@ -185,9 +185,11 @@ def read_eval_results(path: str | None) -> tuple[dict | None, str]:
             f"the results.json stream-eval wrote")
     for model, row in results.items():
         for config, v in row.items():
-            if not is_number(v["ppl"]):
+            # NaN, an infinity or a perplexity <= 0 went into the model card as a result (`value: .nan`)
+            if not (is_finite(v["ppl"]) and v["ppl"] > 0):
+                what = "a positive finite number" if is_number(v["ppl"]) else "a number"
                 raise ValueError(f"--eval-results {path!r} is not a stream-eval results.json: {model} {config} has "
-                                 f"ppl {v['ppl']!r}, not a number; pass the results.json stream-eval wrote")
+                                 f"ppl {v['ppl']!r}, not {what}; pass the results.json stream-eval wrote")
     return results, _eval_text(results_path, path)
 
 

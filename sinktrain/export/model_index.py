@@ -4,6 +4,7 @@ results in the card's metadata, and the Table 4 block in its text."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 
@@ -34,6 +35,12 @@ def read_zeroshot(results_path: str | Path, out_dir: Path) -> dict:
             isinstance(v, dict) and all(_is_scores(t, sc) for t, sc in v.items()) for v in results.values()):
         raise ValueError(f"--zeroshot-results {path} is not {{model: {{task: {{acc, acc_norm, n}}}}}} over "
                          f"sinktrain's tasks; pass the results.json `sinktrain zeroshot` wrote")
+    for model, tasks in results.items():
+        for task, scores in tasks.items():
+            problem = _score_problem(scores)
+            if problem:
+                raise ValueError(f"--zeroshot-results {path}: {model} {task} has {problem}; pass the results.json "
+                                 f"`sinktrain zeroshot` wrote")
     if len(results) == 1:
         model = next(iter(results))
     else:
@@ -86,6 +93,26 @@ def _is_scores(task, scores) -> bool:
     return task in TASKS and isinstance(scores, dict) and all(
         scores.get(k) is None or is_number(scores.get(k)) for k in ("acc", "acc_norm")) and \
         isinstance(scores.get("n"), int) and not isinstance(scores["n"], bool)
+
+
+def is_finite(v) -> bool:
+    """A number read from JSON that is neither NaN nor infinite, nor an integer too large for a float."""
+    try:
+        return is_number(v) and math.isfinite(v)
+    except OverflowError:
+        return False
+
+
+def _score_problem(scores: dict) -> str | None:
+    """What no scoring gives, in an entry _is_scores accepts: NaN, an infinity or an accuracy outside [0, 1], a
+    negative count. The model card claimed them (`value: .nan`)."""
+    for key in ("acc", "acc_norm"):
+        v = scores.get(key)
+        if v is not None and not 0 <= v <= 1:  # (False for NaN and the infinities too)
+            return f"{key} {v!r}, not an accuracy in [0, 1]"
+    if scores["n"] < 0:
+        return f"n {scores['n']!r}, not a count of examples (0 or more)"
+    return None
 
 
 def zeroshot_eval_results(zeroshot: dict) -> list:

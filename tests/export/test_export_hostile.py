@@ -355,13 +355,17 @@ STREAM_RESULTS = '{"exp": {"4+60": {"ppl": 12.3}}}'
 @pytest.mark.parametrize("results, run_json, problem", [
     ('{"exp": {"4+60": {"ppl": null}}}', None, "results: exp 4+60 has ppl None, not a number"),
     ('{"exp": {"4+60": {"ppl": "abc"}}}', None, "results: exp 4+60 has ppl 'abc', not a number"),
+    ('{"exp": {"4+60": {"ppl": NaN}}}', None, "results: exp 4+60 has ppl nan, not a positive finite number"),
+    ('{"exp": {"4+60": {"ppl": Infinity}}}', None, "results: exp 4+60 has ppl inf, not a positive finite number"),
+    ('{"exp": {"4+60": {"ppl": 0}}}', None, "results: exp 4+60 has ppl 0, not a positive finite number"),
     (STREAM_RESULTS, "[1]", "run.json: holds a list, not {'config': {'text': ...}}"),
     (STREAM_RESULTS, '{"config": 5}', "run.json: is not the run.json stream-eval writes: 'config' is not a mapping"),
     (STREAM_RESULTS, '{"config": {"text": [1]}}',
      "run.json: is not the run.json stream-eval writes: config.text is [1], not a name"),
     (STREAM_RESULTS, "{garbage", "run.json: is not valid JSON (Expecting property name enclosed in double quotes: "
      "line 1 column 2 (char 1))"),
-], ids=["ppl-null", "ppl-text", "run-json-a-list", "run-json-config-a-number", "run-json-text-a-list",
+], ids=["ppl-null", "ppl-text", "ppl-nan", "ppl-infinite", "ppl-zero",
+        "run-json-a-list", "run-json-config-a-number", "run-json-text-a-list",
         "run-json-garbage"])
 def test_bad_eval_results_or_their_run_json_are_one_line_before_anything_is_loaded(
         tiny_run, tmp_path, capsys, no_load, results, run_json, problem):
@@ -406,6 +410,24 @@ def test_a_bad_zeroshot_run_json_is_one_line_before_anything_is_loaded(tiny_run,
         f"sinktrain export: error: {zs / 'run.json'}, next to --zeroshot-results {zs / 'results.json'}, {problem}; "
         f"restore it from a copy, or delete it (it only records the splits scored and --limit)")
     assert no_load == [] and sorted(p.name for p in tmp_path.iterdir()) == ["zs"]
+
+
+@pytest.mark.parametrize("scores, problem", [
+    ('{"acc": NaN, "acc_norm": 0.5, "n": 5}', "acc nan, not an accuracy in [0, 1]"),
+    ('{"acc": 0.5, "acc_norm": Infinity, "n": 5}', "acc_norm inf, not an accuracy in [0, 1]"),
+    ('{"acc": 1.5, "acc_norm": null, "n": 5}', "acc 1.5, not an accuracy in [0, 1]"),
+    ('{"acc": 0.5, "acc_norm": 0.5, "n": -5}', "n -5, not a count of examples (0 or more)"),
+], ids=["acc-nan", "acc-norm-infinite", "acc-above-1", "n-negative"])
+def test_zeroshot_scores_no_scoring_gives_are_one_line_before_anything_is_loaded(tiny_run, tmp_path, capsys, no_load,
+                                                                                scores, problem):
+    """They went into the model card as results (`value: .nan`)."""
+    results = tmp_path / "results.json"
+    results.write_text(f'{{"m": {{"piqa": {scores}}}}}')
+    assert main(["export", str(tiny_run), str(tmp_path / "hf"), "--zeroshot-results", str(results)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"sinktrain export: error: --zeroshot-results {results}: m piqa has {problem}; pass the results.json "
+        f"`sinktrain zeroshot` wrote")
+    assert no_load == [] and sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
 
 
 @pytest.mark.parametrize("option, deep", [("--eval-results", "results.json"), ("--eval-results", "run.json"),
