@@ -18,13 +18,17 @@ def pyplot():
 
 
 def style_axes(ax, xlabel: str, ylabel: str, title: str, ylim=None, legend_size: int | None = None) -> None:
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    """Labels, title and legend are drawn as they are written: they hold names the user chose (a folder, a model,
+    a variant), and matplotlib read a `$...$` in one as TeX, which failed at the end of the run (after all its work)
+    or drew something else."""
+    ax.set_xlabel(xlabel, parse_math=False)
+    ax.set_ylabel(ylabel, parse_math=False)
+    ax.set_title(title, parse_math=False)
     if ylim is not None:
         ax.set_ylim(*ylim)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=legend_size)
+    for text in ax.legend(fontsize=legend_size).get_texts():
+        text.set_parse_math(False)
 
 
 def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:

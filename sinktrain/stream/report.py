@@ -108,7 +108,8 @@ def plot_attention_maps(maps: list[np.ndarray], path, model: str, layers: list[i
         ax.set_xlabel("key position")
         ax.set_ylabel("query position")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.suptitle(f"{model}: attention maps, mean over heads, first {maps[0].shape[0]} tokens")
+    fig.suptitle(f"{model}: attention maps, mean over heads, first {maps[0].shape[0]} tokens",
+                 parse_math=False)  # a model named with `$...$` is no TeX (see style_axes)
     return save_figure(fig, path)
 
 

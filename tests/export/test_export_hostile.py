@@ -102,6 +102,13 @@ def test_overwrite_refuses_a_config_json_it_cannot_read(tiny_run, tmp_path, caps
     assert [p.name for p in out.iterdir()] == ["config.json"]
 
 
+def test_an_export_folder_named_with_tex_is_exported(tiny_run, tmp_path, capsys):
+    """Its name titles the loss curve: matplotlib read `$...$` as TeX and failed after the export was done."""
+    out = tmp_path / "x$\\bad$"
+    assert main(["export", str(tiny_run), str(out)]) == 0
+    assert (out / "loss_curve.png").is_file() and (out / "model.safetensors").is_file()
+
+
 def test_every_exported_file_has_the_usual_mode(tiny_run, tmp_path):
     out = tmp_path / "hf"
     assert main(["export", str(tiny_run), str(out)]) == 0

@@ -121,6 +121,16 @@ def test_an_earlier_output_is_kept_until_overwrite(tmp_path, capsys, with_marker
     assert not list(tmp_path.glob("se.*"))  # no staging folder left beside it
 
 
+def test_a_model_folder_named_with_tex_is_evaluated(tmp_path, capsys):
+    """Its name titles the plot: matplotlib read `$...$` as TeX and failed at the end, throwing the results away."""
+    folder, _, _ = tiny_folder(tmp_path)
+    model = folder.rename(tmp_path / "m$\\bad$")
+    out = tmp_path / "se"
+    assert main(["streameval", str(model), "--out", str(out), "--lines", "30", "--cache", "96", "--sinks", "4",
+                 "--methods", "sink"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["results.json", "streameval.json", "streameval.png"]
+
+
 def tree(folder):
     return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in folder.rglob("*")}
 
