@@ -107,6 +107,11 @@ def is_run_dir(path: Path) -> bool:
     return (path / RUN_INFO_FILE).is_file() or (path / CONFIG_FILE).is_file()
 
 
+def no_checkpoint_yet(run: Path) -> ValueError:
+    return ValueError(f"run directory {run} has no complete checkpoint yet; train until one is saved "
+                      f"(checkpoint.every)")
+
+
 def resolve_checkpoint(source: Path) -> tuple[Path, Path | None]:
     """(checkpoint, run dir or None) for a run dir or a checkpoint path."""
     if not source.exists():
@@ -114,7 +119,7 @@ def resolve_checkpoint(source: Path) -> tuple[Path, Path | None]:
     if is_run_dir(source):
         ckpt = latest_checkpoint(source)
         if ckpt is None:
-            raise ValueError(f"run directory {source} has no complete checkpoint yet; train longer")
+            raise no_checkpoint_yet(source)
         return ckpt, source
     # checkpoints live in <run>/checkpoints/<step>
     run = source.parent.parent
@@ -302,6 +307,8 @@ def export_every(run_dir: str, out_root: str, every_k: int = 1, overwrite: bool 
         raise ValueError(f"every must be >= 1, got {every_k}")
     check_out_dir_apart(Path(out_root), run)
     ckpts = list_checkpoints(run)[::-1][::every_k][::-1]  # always include the newest
+    if not ckpts:  # it exported nothing and exited 0 without a word
+        raise no_checkpoint_yet(run)
     for c in ckpts:  # every target checked before the first export is written
         check_export_target(Path(out_root) / c.name, overwrite)
     for c in ckpts:  # and every checkpoint: a damaged one found half-way left some steps written, some not

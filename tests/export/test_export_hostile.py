@@ -163,14 +163,18 @@ def test_every_with_a_results_file_is_refused(tiny_run, tmp_path, capsys, option
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
 
 
+@pytest.mark.parametrize("every", [[], ["--every", "1"]], ids=["newest", "every"])
 @pytest.mark.parametrize("marker", ["run.json", "config.yaml"])
-def test_a_run_without_checkpoints_says_train_longer(tiny_run, tmp_path, capsys, marker):
+def test_a_run_without_checkpoints_says_train_longer(tiny_run, tmp_path, capsys, marker, every):
+    """With --every it exported nothing and exited 0 without a word."""
     run = tmp_path / "run"
     run.mkdir()
     shutil.copy(tiny_run / marker, run / marker)  # what `sinktrain train` writes before its first checkpoint
-    assert main(["export", str(run), str(tmp_path / "hf")]) == 2
+    assert main(["export", str(run), str(tmp_path / "hf"), *every]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"sinktrain export: error: run directory {run} has no complete checkpoint yet; train longer"
+    assert err == (f"sinktrain export: error: run directory {run} has no complete checkpoint yet; train until one is "
+                   f"saved (checkpoint.every)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
 def test_a_half_written_checkpoint_names_a_command_line_fix(tiny_run, tmp_path, capsys):
