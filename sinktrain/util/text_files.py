@@ -42,6 +42,9 @@ def read_utf8(path: str | Path, what: str = "file") -> str:
     except UnicodeDecodeError as e:
         raise ValueError(f"{what} {str(path)!r} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
                          f"{e.start:,}); convert it first (e.g. iconv -f latin1 -t utf-8)") from None
+    except OSError as e:  # a read error (/proc/self/mem: EIO) was a bare "[Errno 5] Input/output error", no file named
+        raise type(e)(f"{what} {str(path)!r} cannot be read ({e.strerror or e}); pass a readable UTF-8 text "
+                      f"file") from None
 
 
 def check_utf8_text(text: str, what: str) -> None:

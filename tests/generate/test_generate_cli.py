@@ -55,6 +55,14 @@ def test_a_prompt_file_that_is_no_regular_file_is_named_for_what_it_is(folder, t
                                f"text file"], err
 
 
+def test_a_prompt_file_that_fails_to_read_is_named(folder, capsys, weights_never_load):
+    """A regular file whose read fails printed a bare "[Errno 5] Input/output error", naming no file."""
+    rc = main(["generate", str(folder[0]), "--prompt-file", "/proc/self/mem"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == ["sinktrain generate: error: prompt file '/proc/self/mem' cannot be read (Input/output "
+                               "error); pass a readable UTF-8 text file"], err
+
+
 def test_empty_prompt_file(folder, tmp_path, capsys):
     (tmp_path / "p.txt").write_text("\n")
     assert main(["generate", str(folder[0]), "--prompt-file", str(tmp_path / "p.txt")]) == 2
