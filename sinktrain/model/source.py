@@ -41,6 +41,9 @@ def resolve_model_source(spec: str | Path) -> ModelSource:
     from sinktrain.model import zoo
 
     text = str(spec)
+    if not text.strip():  # Path("") is the current folder, which was then said to have no config.json
+        raise ValueError("no model given; pass MODEL (a model folder, a .gguf file, a hub id or a zoo name) as the "
+                         "verb's first argument")
     path = Path(text).expanduser()
     if text.endswith(".gguf") and not path.is_dir():  # (a folder so named is a folder)
         if not path.is_file():

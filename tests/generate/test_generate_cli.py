@@ -3,6 +3,7 @@ loop on the same model; token-sink exports get their sink token first; sampling 
 
 from __future__ import annotations
 
+import io
 import os
 
 import pytest
@@ -61,6 +62,19 @@ def test_a_prompt_file_that_fails_to_read_is_named(folder, capsys, weights_never
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err == ["sinktrain generate: error: prompt file '/proc/self/mem' cannot be read (Input/output "
                                "error); pass a readable UTF-8 text file"], err
+
+
+@pytest.mark.parametrize("args", [["generate", "--prompt", "hi"], ["chat"], ["streameval", "--out", "se"]],
+                         ids=["generate", "chat", "streameval"])
+def test_no_model_says_a_model_is_needed(tmp_path, capsys, monkeypatch, weights_never_load, args):
+    """It said "model folder '' has no config.json" (Path("") is the current folder)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    rc = main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == [f"sinktrain {args[0]}: error: no model given; pass MODEL (a model folder, a .gguf "
+                               f"file, a hub id or a zoo name) as the verb's first argument"], err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_empty_prompt_file(folder, tmp_path, capsys):
