@@ -138,7 +138,7 @@ def _required_fields(cls) -> dict[str, str]:
 
 def check_fields(obj, section: str = "") -> None:
     """Raise ConfigKeyError for a None in a field whose type does not admit it, and for a ranged field whose value
-    is not a number of its type inside its range."""
+    is not a finite number of its type inside its range."""
     prefix = f"{section}." if section else ""
     for name, type_name in _required_fields(type(obj)).items():
         # jsonargparse lets a YAML `key: null` (or a blank `key:`) through for any type; the code behind a `str`
@@ -160,6 +160,8 @@ def _check_number(key: str, value, base: type, rng: Range) -> None:
     is_number = isinstance(value, int) if base is int else isinstance(value, (int, float))
     if isinstance(value, bool) or not is_number or (isinstance(value, float) and math.isnan(value)):
         raise ConfigKeyError(f"{key} must be {kind} {rng.describe()}, got {value!r}")
+    if isinstance(value, float) and math.isinf(value):  # .inf or 1e400 passes `>= 0`: no setting means infinity
+        raise ConfigKeyError(f"{key} must be a finite number {rng.describe()}, got {value!r}")
     if not rng.contains(value):
         raise ConfigKeyError(f"{key} must be {rng.describe()}, got {value!r}")
 

@@ -299,3 +299,21 @@ def test_a_dotted_override_into_a_study_mapping_sets_one_key_and_keeps_the_rest(
     cfg = parse_config(ExperimentConfig, [study, "--set", "variants.big={model: {preset: {size: small}}}"],
                        prog="t", positionals=("config",))
     assert cfg.variants["big"] == {"model": {"preset": {"size": "small"}}}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lr=.inf", "optim.lr must be a finite number > 0, got inf"),
+    ("optim.min_lr=1e400", "optim.min_lr must be a finite number >= 0, got inf"),  # YAML reads 1e400 as inf
+    ("optim.betas=[0.9, -.inf]", "optim.betas[1] must be a finite number >= 0 and <= 1, got -inf"),
+    ("trainer.max_time=.inf", "trainer.max_time must be a finite number > 0, got inf"),
+])
+def test_an_infinite_number_is_refused_where_a_range_is_declared(tmp_path, capsys, override, message):
+    """Only NaN was refused: .inf passed `>= 0` and `> 0` checks, and a run went on with an infinite setting."""
+    run = tmp_path / "run"
+    assert main(["train", "--config", RECIPE, "--run_dir", str(run), "--set", override]) == 2
+    assert capsys.readouterr().err == f"sinktrain train: error: {message}\n"
+    assert not run.exists()
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("optim:\n  lr: .inf\n")
+    with pytest.raises(ConfigKeyError, match=r"^optim.lr must be a finite number > 0, got inf$"):
+        load_train_config(recipe)

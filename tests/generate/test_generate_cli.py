@@ -77,6 +77,18 @@ def test_no_model_says_a_model_is_needed(tmp_path, capsys, monkeypatch, weights_
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("where", ["flag", "config"])
+def test_an_infinite_temperature_is_one_line_before_the_weights_load(folder, tmp_path, capsys, weights_never_load,
+                                                                     where):
+    """`--temperature .inf` (or 1e400, or `temperature: .inf` in a --config file) passed `>= 0` and exited 0."""
+    config = tmp_path / "gen.yaml"
+    config.write_text("temperature: .inf\n")
+    args = ["--temperature", "1e400"] if where == "flag" else ["--config", str(config)]
+    rc = main(["generate", str(folder[0]), "--prompt", "hi", *args])
+    assert rc == 2 and capsys.readouterr().err == ("sinktrain generate: error: temperature must be a finite number "
+                                                   ">= 0, got inf\n")
+
+
 def test_empty_prompt_file(folder, tmp_path, capsys):
     (tmp_path / "p.txt").write_text("\n")
     assert main(["generate", str(folder[0]), "--prompt-file", str(tmp_path / "p.txt")]) == 2
