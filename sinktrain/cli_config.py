@@ -41,7 +41,7 @@ from pathlib import Path
 
 import yaml
 
-from sinktrain.config_io import ConfigKeyError, explain, one_line
+from sinktrain.config_io import ConfigKeyError, ConfigLoader, explain, one_line
 
 
 def add_config_verb(sub, name: str, cls, run, help: str, positionals: tuple[str, ...] = ()):
@@ -270,7 +270,7 @@ def parse_config(cls, argv: list[str], prog: str, positionals: tuple[str, ...] =
         path = argv[i + 1] if arg == "--config" and i + 1 < len(argv) else \
             arg[len("--config="):] if arg.startswith("--config=") else None
         # An empty or comment-only file (not `{}`, which jsonargparse takes): it said "Unexpected config: <text>".
-        if path is not None and not load_yaml(path) and yaml.safe_load(Path(path).read_text()) is None:
+        if path is not None and not load_yaml(path) and yaml.load(Path(path).read_text(), ConfigLoader) is None:
             raise ConfigKeyError(f"config file {path!r} holds no keys; write the config's keys in it (`--help` "
                                  f"lists them)")
     argv, mapping_sets = split_mapping_overrides(cls, argv)

@@ -322,6 +322,25 @@ def dotted_value(config: dict, key: str):
     return config
 
 
+class ConfigLoader(yaml.SafeLoader):
+    """SafeLoader for a user's config file, refusing what SafeLoader takes in silence; each refusal is a
+    ConfigKeyError naming the file (the stream's name) and the line."""
+
+    def construct_mapping(self, node, deep=False):
+        # SafeLoader keeps the last of two equal keys: `cache: 64` then `cache: 128` ran with 128, unsaid
+        lines: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<:` merges a mapping in; the keys written beside it override it, as YAML says
+            key, line = self.construct_object(key_node, deep=deep), key_node.start_mark.line + 1
+            if isinstance(key, typing.Hashable) and key in lines:
+                raise ConfigKeyError(f"{self.name} gives key {key!r} twice (lines {lines[key]} and {line}); "
+                                     f"keep one")
+            if isinstance(key, typing.Hashable):
+                lines[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     if path.is_dir():
@@ -330,7 +349,7 @@ def load_yaml(path: str | Path) -> dict:
         raise FileNotFoundError(f"config file {str(path)!r} does not exist; pass the path of a YAML config file")
     try:
         with open(path) as f:
-            data = yaml.safe_load(f) or {}
+            data = yaml.load(f, Loader=ConfigLoader) or {}
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""

@@ -317,3 +317,24 @@ def test_an_infinite_number_is_refused_where_a_range_is_declared(tmp_path, capsy
     recipe.write_text("optim:\n  lr: .inf\n")
     with pytest.raises(ConfigKeyError, match=r"^optim.lr must be a finite number > 0, got inf$"):
         load_train_config(recipe)
+
+
+def test_a_key_given_twice_in_a_config_file_is_refused_naming_the_lines(tmp_path, capsys):
+    """PyYAML keeps the last of two equal keys: `seed: 1` then `seed: 2` trained with seed 2, unsaid."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("seed: 1\ntrainer:\n  max_steps: 3\n  max_steps: 4\n")
+    run = tmp_path / "run"
+    assert main(["train", "--config", RECIPE, "--config", str(recipe), "--run_dir", str(run)]) == 2
+    assert capsys.readouterr().err == (f"sinktrain train: error: {recipe} gives key 'max_steps' twice (lines 3 and "
+                                       f"4); keep one\n")
+    assert not run.exists()
+    # a study file, and the recipe a study names (read when its variants are built)
+    study = tmp_path / "study.yaml"
+    study.write_text(f"name: s\nrecipe: {RECIPE}\nvariants: {{a: {{}}}}\nname: t\n")
+    assert main(["experiment", str(study)]) == 2
+    assert capsys.readouterr().err == (f"sinktrain experiment: error: {study} gives key 'name' twice (lines 1 and 4); "
+                                       f"keep one\n")
+    recipe.write_text("seed: 1\nseed: 2\n")
+    study.write_text(f"name: s\nrecipe: {recipe}\nvariants: {{a: {{}}}}\n")
+    with pytest.raises(ConfigKeyError, match=rf"^{recipe} gives key 'seed' twice \(lines 1 and 2\); keep one$"):
+        parse_config(ExperimentConfig, [str(study)], prog="t", positionals=("config",)).train_config("a")
