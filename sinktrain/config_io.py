@@ -326,12 +326,21 @@ class ConfigLoader(yaml.SafeLoader):
     """SafeLoader for a user's config file, refusing what SafeLoader takes in silence; each refusal is a
     ConfigKeyError naming the file (the stream's name) and the line."""
 
+    def compose_node(self, parent, index):
+        # `*name` repeats what `&name` holds: seven nested levels expanded to a 34 MB error line, a few more to all
+        # the memory there is. A config has no need of them.
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ConfigKeyError(f"{self.name} uses YAML aliases (*{event.anchor} at line {event.start_mark.line + 1}"
+                                 f"); write the values out")
+        return super().compose_node(parent, index)
+
     def construct_mapping(self, node, deep=False):
         # SafeLoader keeps the last of two equal keys: `cache: 64` then `cache: 128` ran with 128, unsaid
         lines: dict = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                continue  # `<<:` merges a mapping in; the keys written beside it override it, as YAML says
+                continue  # `<<: {...}` merges a mapping in; the keys written beside it override it, as YAML says
             key, line = self.construct_object(key_node, deep=deep), key_node.start_mark.line + 1
             if isinstance(key, typing.Hashable) and key in lines:
                 raise ConfigKeyError(f"{self.name} gives key {key!r} twice (lines {lines[key]} and {line}); "

@@ -338,3 +338,17 @@ def test_a_key_given_twice_in_a_config_file_is_refused_naming_the_lines(tmp_path
     study.write_text(f"name: s\nrecipe: {recipe}\nvariants: {{a: {{}}}}\n")
     with pytest.raises(ConfigKeyError, match=rf"^{recipe} gives key 'seed' twice \(lines 1 and 2\); keep one$"):
         parse_config(ExperimentConfig, [str(study)], prog="t", positionals=("config",)).train_config("a")
+
+
+@pytest.mark.parametrize("verb", [["train"], ["generate", "m", "--prompt", "x"]])
+def test_yaml_aliases_in_a_config_file_are_refused_before_they_expand(tmp_path, capsys, verb):
+    """Each level of `[*a, *a, ...]` multiplies the value: seven levels made a 34 MB error line (jsonargparse
+    printed the expanded value), a few more used up the memory."""
+    bomb = tmp_path / "bomb.yaml"
+    levels = [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 5)]
+    bomb.write_text("\n".join(["l0: &l0 [lol, lol, lol]", *levels, "prompt: *l4", ""]))
+    assert main([*verb, "--config", str(bomb)]) == 2
+    assert capsys.readouterr().err == (f"sinktrain {verb[0]}: error: {bomb} uses YAML aliases (*l0 at line 2); write "
+                                       f"the values out\n")
+    bomb.write_text("seed: &s 3\n")  # an anchor alone repeats nothing
+    assert parse_config(TrainConfig, ["--config", str(bomb)], prog="t").seed == 3
