@@ -365,6 +365,9 @@ def load_yaml(path: str | Path) -> dict:
         raise ConfigKeyError(f"{path} is not valid YAML ({getattr(e, 'problem', None) or e}{at}); fix the file") from e
     except UnicodeDecodeError as e:
         raise ConfigKeyError(f"{path} is not a text file ({e.reason}); pass a YAML recipe") from e
+    except RecursionError:  # PyYAML reads nested values recursively: `[[[[...` 100k deep exceeded Python's stack
+        raise ConfigKeyError(f"{path} is nested too deeply to read; a config holds a few levels of keys, write it "
+                             f"flatter") from None
     if not isinstance(data, dict):
         raise ConfigKeyError(f"{path}: a recipe must be a YAML mapping at the top level")
     if "set" in data:  # the --set option's slot in jsonargparse: a `set: seed=7` line would be dropped silently

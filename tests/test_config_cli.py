@@ -352,3 +352,12 @@ def test_yaml_aliases_in_a_config_file_are_refused_before_they_expand(tmp_path, 
                                        f"the values out\n")
     bomb.write_text("seed: &s 3\n")  # an anchor alone repeats nothing
     assert parse_config(TrainConfig, ["--config", str(bomb)], prog="t").seed == 3
+
+
+def test_a_config_file_nested_too_deeply_is_one_line(tmp_path, capsys):
+    """`prompt: [[[[...` 100,000 deep ended in a RecursionError traceback from PyYAML."""
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("name: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    assert main(["train", "--config", str(deep)]) == 2
+    assert capsys.readouterr().err == (f"sinktrain train: error: {deep} is nested too deeply to read; a config holds "
+                                       f"a few levels of keys, write it flatter\n")
