@@ -41,6 +41,7 @@ from typing import Annotated
 import yaml
 
 from sinktrain.util.atomic import write_json_atomic, write_yaml_atomic  # noqa: F401  (re-exported)
+from sinktrain.util.text_files import FOLDER, MISSING, file_problem
 
 
 class ConfigKeyError(ValueError):
@@ -351,11 +352,13 @@ class ConfigLoader(yaml.SafeLoader):
 
 
 def load_yaml(path: str | Path) -> dict:
+    # file_problem, not is_file(): that is False alike for a missing path, /dev/null and a symlink loop, so each
+    # was called missing
+    problem = file_problem(path)
+    if problem is not None:
+        error = {MISSING: FileNotFoundError, FOLDER: IsADirectoryError}.get(problem, ConfigKeyError)
+        raise error(f"config file {str(path)!r} {problem}; pass the path of a YAML config file")
     path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"config file {str(path)!r} is a folder; pass the path of a YAML config file")
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {str(path)!r} does not exist; pass the path of a YAML config file")
     try:
         with open(path) as f:
             data = yaml.load(f, Loader=ConfigLoader) or {}

@@ -5,6 +5,7 @@ internal errors."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from pathlib import Path
 
@@ -361,3 +362,18 @@ def test_a_config_file_nested_too_deeply_is_one_line(tmp_path, capsys):
     assert main(["train", "--config", str(deep)]) == 2
     assert capsys.readouterr().err == (f"sinktrain train: error: {deep} is nested too deeply to read; a config holds "
                                        f"a few levels of keys, write it flatter\n")
+
+
+@pytest.mark.parametrize("kind, phrase", [("device", "is not a regular file (a character device)"),
+                                          ("fifo", "is not a regular file (a FIFO)"), ("loop", "is a symlink loop"),
+                                          ("empty", "is an empty path")])
+def test_a_config_path_that_is_no_regular_file_is_named_for_what_it_is(tmp_path, capsys, kind, phrase):
+    """`--config /dev/null` and a symlink loop were said not to exist (Path.is_file() is False for both)."""
+    path = {"device": "/dev/null", "empty": ""}.get(kind, str(tmp_path / kind))
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "loop":
+        os.symlink(path, path)
+    assert main(["train", "--config", path]) == 2
+    assert capsys.readouterr().err == (f"sinktrain train: error: config file {path!r} {phrase}; pass the path of a "
+                                       f"YAML config file\n")
