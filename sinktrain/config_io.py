@@ -343,12 +343,22 @@ class ConfigLoader(yaml.SafeLoader):
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue  # `<<: {...}` merges a mapping in; the keys written beside it override it, as YAML says
             key, line = self.construct_object(key_node, deep=deep), key_node.start_mark.line + 1
-            if isinstance(key, typing.Hashable) and key in lines:
+            if not isinstance(key, str):  # jsonargparse said "Key must be a string, got: 1.", naming no file or fix
+                raise ConfigKeyError(_not_a_name(self.name, key, key_node, line))
+            if key in lines:
                 raise ConfigKeyError(f"{self.name} gives key {key!r} twice (lines {lines[key]} and {line}); "
                                      f"keep one")
-            if isinstance(key, typing.Hashable):
-                lines[key] = line
+            lines[key] = line
         return super().construct_mapping(node, deep)
+
+
+def _not_a_name(name: str, key, key_node, line: int) -> str:
+    """The line for a mapping key that YAML reads as no text: `1:`, `yes:` (true), `~:` (null), `[a, b]:`."""
+    read_as = {bool: "true/false", int: "a number", float: "a number", type(None): "null"}.get(type(key))
+    if isinstance(key_node, yaml.ScalarNode) and read_as:
+        return (f"{name}: key {key_node.value} at line {line} is read as {read_as}, not a name; config keys are "
+                f"names (quote it, '{key_node.value}', where it is meant as one)")
+    return f"{name}: the key at line {line} is read as {type(key).__name__}, not a name; config keys are names"
 
 
 def load_yaml(path: str | Path) -> dict:

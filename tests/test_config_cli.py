@@ -377,3 +377,18 @@ def test_a_config_path_that_is_no_regular_file_is_named_for_what_it_is(tmp_path,
     assert main(["train", "--config", path]) == 2
     assert capsys.readouterr().err == (f"sinktrain train: error: config file {path!r} {phrase}; pass the path of a "
                                        f"YAML config file\n")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1: 2", "key 1 at line 1 is read as a number, not a name; config keys are names (quote it, '1', where it is "
+     "meant as one)"),
+    ("trainer:\n  yes: 2", "key yes at line 2 is read as true/false, not a name; config keys are names (quote it, "
+     "'yes', where it is meant as one)"),
+    ("[a, b]: 1", "the key at line 1 is read as list, not a name; config keys are names"),
+])
+def test_a_key_that_yaml_reads_as_no_name_is_refused_naming_the_file(tmp_path, capsys, text, message):
+    """jsonargparse said "Key must be a string, got: 1.", naming neither the file nor the fix."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(text + "\n")
+    assert main(["train", "--config", str(recipe)]) == 2
+    assert capsys.readouterr().err == f"sinktrain train: error: {recipe}: {message}\n"

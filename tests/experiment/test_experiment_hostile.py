@@ -93,8 +93,8 @@ def test_every_stage_input_is_checked_before_the_first_stage(tmp_path, capfd, se
      "not a mapping of its keys"),
     (lambda s: s["base"]["trainer"].update(max_stepz=3), "experiment variant 'vanilla': train config: unknown key "
      "'trainer.max_stepz'; accepted keys in trainer:"),
-    (lambda s: s.update(variants={1: {"model": {"sink": {"kind": "none"}}}}), "variant name 1 is not text (YAML reads "
-     "an unquoted 1, yes or null as a number, a bool or null); quote the name in the study file"),
+    (lambda s: s.update(variants={1: {"model": {"sink": {"kind": "none"}}}}), "is read as a number, not a name; "
+     "config keys are names (quote it, '1', where it is meant as one)"),  # refused as the study file is read
     (lambda s: s["base"].update(run_dir="/tmp/elsewhere"), "experiment base: 'run_dir' is set by the experiment; "
      "remove it"),
     (lambda s: s["variants"]["vanilla"].update(data={"dir": "/tmp/d"}), "experiment variants.vanilla: 'data.dir' is "
