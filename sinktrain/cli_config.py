@@ -118,6 +118,9 @@ def normalise_argv(cls, argv: list[str], positionals: tuple[str, ...] = ()) -> l
             if i + 1 >= len(argv) or "=" not in argv[i + 1]:
                 raise ConfigKeyError("--set takes KEY=VALUE, e.g. --set trainer.max_steps=100")
             key, value = argv[i + 1].split("=", 1)
+            if "" in key.strip().split("."):  # `=3` reached jsonargparse as `--=3`, `.=3` as unknown key ''
+                raise ConfigKeyError(f"--set needs KEY=VALUE with a key, e.g. --set optim.lr=1e-3 (got "
+                                     f"{argv[i + 1]!r})")
             if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
                 value = str(yaml.safe_load(value))  # a YAML-quoted string: --set name="my run"
             out.append(f"--{key.strip().replace('-', '_')}={value}")

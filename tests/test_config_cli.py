@@ -392,3 +392,11 @@ def test_a_key_that_yaml_reads_as_no_name_is_refused_naming_the_file(tmp_path, c
     recipe.write_text(text + "\n")
     assert main(["train", "--config", str(recipe)]) == 2
     assert capsys.readouterr().err == f"sinktrain train: error: {recipe}: {message}\n"
+
+
+@pytest.mark.parametrize("item", ["=3", ".=3", "optim.=3"])
+def test_a_set_override_without_a_key_is_one_line_naming_the_form(capsys, item):
+    """`--set =3` printed jsonargparse's "unrecognized arguments: --=3", and `--set .=3` "unknown key ''"."""
+    assert main(["train", "--config", RECIPE, "--set", item]) == 2
+    assert capsys.readouterr().err == (f"sinktrain train: error: --set needs KEY=VALUE with a key, e.g. --set "
+                                       f"optim.lr=1e-3 (got {item!r})\n")
