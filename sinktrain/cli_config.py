@@ -41,7 +41,7 @@ from pathlib import Path
 
 import yaml
 
-from sinktrain.config_io import ConfigKeyError, ConfigLoader, explain, one_line
+from sinktrain.config_io import ConfigKeyError, ConfigLoader, check_sections, explain, one_line
 
 
 def add_config_verb(sub, name: str, cls, run, help: str, positionals: tuple[str, ...] = ()):
@@ -272,10 +272,14 @@ def parse_config(cls, argv: list[str], prog: str, positionals: tuple[str, ...] =
     for i, arg in enumerate(argv):  # a missing or garbage --config file: one line naming it (jsonargparse's doesn't)
         path = argv[i + 1] if arg == "--config" and i + 1 < len(argv) else \
             arg[len("--config="):] if arg.startswith("--config=") else None
+        if path is None:
+            continue
+        data = load_yaml(path)
         # An empty or comment-only file (not `{}`, which jsonargparse takes): it said "Unexpected config: <text>".
-        if path is not None and not load_yaml(path) and yaml.load(Path(path).read_text(), ConfigLoader) is None:
+        if not data and yaml.load(Path(path).read_text(), ConfigLoader) is None:
             raise ConfigKeyError(f"config file {path!r} holds no keys; write the config's keys in it (`--help` "
                                  f"lists them)")
+        check_sections(cls, data, path)  # `trainer: 5` in a file: jsonargparse's instantiate raised a TypeError
     argv, mapping_sets = split_mapping_overrides(cls, argv)
     # jsonargparse prints --print_config inside parse_args, before the literal texts are put back: print it here.
     print_config = "--print_config" in argv

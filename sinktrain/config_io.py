@@ -295,10 +295,11 @@ def check_sections(cls, data: dict, where: str, prefix: str = "") -> None:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp, value = hints.get(f.name), data.get(f.name)
-        if not (dataclasses.is_dataclass(tp) and f.name in data) or value is None or isinstance(value, tp):
+        if not (dataclasses.is_dataclass(tp) and f.name in data) or isinstance(value, tp):
             continue
-        if not isinstance(value, dict):
-            raise ConfigKeyError(f"{where}: {prefix}{f.name} is {value!r}, not a mapping of its keys; give it as "
+        if not isinstance(value, dict):  # null too: jsonargparse's instantiate raised a TypeError for `trainer:`
+            shown = "null" if value is None else repr(value)
+            raise ConfigKeyError(f"{where}: {prefix}{f.name} is {shown}, not a mapping of its keys; give it as "
                                  f"{prefix}{f.name}: {{key: value, ...}} or set {prefix}{f.name}.KEY")
         check_sections(tp, value, where, f"{prefix}{f.name}.")
 

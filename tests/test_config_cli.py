@@ -400,3 +400,18 @@ def test_a_set_override_without_a_key_is_one_line_naming_the_form(capsys, item):
     assert main(["train", "--config", RECIPE, "--set", item]) == 2
     assert capsys.readouterr().err == (f"sinktrain train: error: --set needs KEY=VALUE with a key, e.g. --set "
                                        f"optim.lr=1e-3 (got {item!r})\n")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("trainer: 5", "trainer is 5, not a mapping of its keys; give it as trainer: {key: value, ...} or set trainer.KEY"),
+    ("trainer:", "trainer is null, not a mapping of its keys; give it as trainer: {key: value, ...} or set "
+     "trainer.KEY"),
+    ("model: {sink: [1]}", "model.sink is [1], not a mapping of its keys; give it as model.sink: {key: value, ...} "
+     "or set model.sink.KEY"),
+])
+def test_a_section_given_a_value_in_a_config_file_is_one_line(tmp_path, capsys, text, message):
+    """`trainer: 5` (or a list, or null) in a --config file ended in a TypeError traceback from jsonargparse."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(text + "\n")
+    assert main(["train", "--config", str(recipe)]) == 2
+    assert capsys.readouterr().err == f"sinktrain train: error: {recipe}: {message}\n"
