@@ -32,6 +32,7 @@ import dataclasses
 import functools
 import math
 import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass
@@ -191,6 +192,10 @@ def configclass(section: str = ""):
 # ---------------------------------------------------------------- dicts <-> dataclasses, typed by jsonargparse
 
 
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = 80  # a value quoted in an error line: a 100,000-item list in a config made a 700 kB line
+
+
 def one_line(message) -> str:
     """jsonargparse's (multi-line) message as one line: `trainer.max_steps: expected int, got 'ten'`."""
     text = " ".join(str(message).split())
@@ -198,12 +203,13 @@ def one_line(message) -> str:
     text = text.replace("NoneType", "null")
     patterns = [
         (r'Parser key "([^"]+)": Expected an? (\S+?)\. Got value:\s?(.*)',  # (an empty value: no space after)
-         lambda m: f"{m[1]}: expected {m[2]}, got {m[3]!r}"),
+         lambda m: f"{m[1]}: expected {m[2]}, got {_SHOWN.repr(m[3])}"),
         # `--set trainer=5`: a section given a value (jsonargparse tries to read it as a config file, twice)
         (r"^(?:Parser key \")?([\w.]+)\"?: Unable to load config '([^']*)'.*",
-         lambda m: f"{m[1]} is a section of keys, not a value (got {m[2]!r}); set its keys as {m[1]}.KEY=VALUE"),
+         lambda m: f"{m[1]} is a section of keys, not a value (got {_SHOWN.repr(m[2])}); set its keys as "
+                   f"{m[1]}.KEY=VALUE"),
         (r'Parser key "([^"]+)": Does not validate against any of the Union subtypes Subtypes: \[(.*?)\] Errors:.*'
-         r"Given value: (.*)", lambda m: f"{m[1]}: expected {m[2].replace(', ', ' or ')}, got {m[3]!r}"),
+         r"Given value: (.*)", lambda m: f"{m[1]}: expected {m[2].replace(', ', ' or ')}, got {_SHOWN.repr(m[3])}"),
         (r"unrecognized arguments: --([^= ]+).*", lambda m: f"unknown key {m[1]!r}"),
         (r"Option '([^']+)' is not accepted.*", lambda m: f"unknown key {m[1]!r}"),
         (r"Group '([^']+)' does not accept option '([^']+)'.*", lambda m: f"unknown key '{m[1]}.{m[2]}'"),
@@ -298,7 +304,7 @@ def check_sections(cls, data: dict, where: str, prefix: str = "") -> None:
         if not (dataclasses.is_dataclass(tp) and f.name in data) or isinstance(value, tp):
             continue
         if not isinstance(value, dict):  # null too: jsonargparse's instantiate raised a TypeError for `trainer:`
-            shown = "null" if value is None else repr(value)
+            shown = "null" if value is None else _SHOWN.repr(value)
             raise ConfigKeyError(f"{where}: {prefix}{f.name} is {shown}, not a mapping of its keys; give it as "
                                  f"{prefix}{f.name}: {{key: value, ...}} or set {prefix}{f.name}.KEY")
         check_sections(tp, value, where, f"{prefix}{f.name}.")

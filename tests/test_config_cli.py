@@ -415,3 +415,17 @@ def test_a_section_given_a_value_in_a_config_file_is_one_line(tmp_path, capsys, 
     recipe.write_text(text + "\n")
     assert main(["train", "--config", str(recipe)]) == 2
     assert capsys.readouterr().err == f"sinktrain train: error: {recipe}: {message}\n"
+
+
+@pytest.mark.parametrize("key, message", [
+    ("seed", "seed: expected int, got \"['lol', 'lol', 'lol', 'lol', 'lol', '...l', 'lol', 'lol', 'lol', 'lol', "
+     "'lol']\""),
+    ("trainer", "{recipe}: trainer is ['lol', 'lol', 'lol', 'lol', 'lol', 'lol', ...], not a mapping of its keys; give "
+     "it as trainer: {{key: value, ...}} or set trainer.KEY"),
+])
+def test_a_long_value_is_shortened_in_the_error_line(tmp_path, capsys, key, message):
+    """The line quoted the whole value: a 100,000-item list in a config file made a 700 kB error line."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"{key}: [{', '.join(['lol'] * 100_000)}]\n")
+    assert main(["train", "--config", str(recipe)]) == 2
+    assert capsys.readouterr().err == f"sinktrain train: error: {message.format(recipe=recipe)}\n"
