@@ -118,8 +118,26 @@ def check_first_query(tok, sink_ids: list[int], items: list[Item], max_tokens: i
                          f"raise it to {fed} or more")
 
 
+def continuation(tok, before: str, text: str) -> list[int]:
+    """The ids of `text` as the tokenizer splits it right after `before`: the ids of `before + text` past those of
+    `before`. Tokenized on its own, text can start differently: SentencePiece tokenizers (Llama-2, Mistral) put a
+    space marker '▁' before it, which the stream's lines never show after `<`. Where `before`'s own ids are no
+    prefix (a token spanning the boundary), `text` is tokenized on its own."""
+    head = tok(before, add_special_tokens=False)["input_ids"]
+    both = tok(before + text, add_special_tokens=False)["input_ids"]
+    if both[: len(head)] == head and len(both) > len(head):
+        return both[len(head) :]
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
 def answer_tokens(tok, item: Item) -> list[int]:
-    return tok(item.answer, add_special_tokens=False)["input_ids"]
+    """A query's answer ids, as they follow the query's `<` (and the lines' `<`)."""
+    return continuation(tok, item.text, item.answer)
+
+
+def close_tokens(tok, item: Item) -> list[int]:
+    """The `>` and newline after a query's answer, as they follow its digits."""
+    return continuation(tok, item.text + item.answer, ">\n")
 
 
 def teacher_forced_answer(decoder: Decoder, query: list[int], answer: list[int]) -> list[int]:
@@ -150,7 +168,7 @@ def run_cached(session, items: list[Item], sinks: int, window: int | None, max_t
         answer = answer_tokens(tok, item)
         predicted = teacher_forced_answer(decoder, pending, answer)
         rows.append(score(tok, item, answer, predicted, decoder.tokens_seen, int(decoder.cache.get_seq_length())))
-        pending = tok(">\n", add_special_tokens=False)["input_ids"]
+        pending = close_tokens(tok, item)
     return rows
 
 
@@ -173,7 +191,7 @@ def run_recompute(session, items: list[Item], cache: int, max_tokens: int) -> li
         answer = answer_tokens(tok, item)
         predicted = teacher_forced_answer(decoder, stream[-cache:], answer)
         rows.append(score(tok, item, answer, predicted, len(stream), min(cache, len(stream))))
-        stream += answer + tok(">\n", add_special_tokens=False)["input_ids"]
+        stream += answer + close_tokens(tok, item)
     return rows
 
 

@@ -1,4 +1,5 @@
-"""A tiny GPT-NeoX folder with sinktrain's tokenizer, and a chat template for it (tests of the verbs)."""
+"""A tiny GPT-NeoX folder with sinktrain's tokenizer, and a chat template for it (tests of the verbs); a small
+SentencePiece-style tokenizer."""
 
 from __future__ import annotations
 
@@ -22,3 +23,17 @@ def tiny_folder(root, kind: str = "none", template: bool = False):
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder, model, tok
+
+
+def sentencepiece_like(texts: list[str], vocab: int = 300):
+    """A BPE tokenizer trained on `texts` that marks spaces as Llama-2 / Mistral / TinyLlama do: a metaspace
+    '▁' with one prepended to the start of every encoded text, digits split one per token."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    t = Tokenizer(models.BPE(unk_token="<unk>"))
+    t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first"),
+                                               pre_tokenizers.Digits(individual_digits=True)])
+    t.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    t.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<unk>", "</s>"]))
+    return PreTrainedTokenizerFast(tokenizer_object=t, unk_token="<unk>", eos_token="</s>")

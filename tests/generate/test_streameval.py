@@ -7,11 +7,11 @@ import json
 
 import pytest
 import torch
-from gen_helpers import tiny_folder
+from gen_helpers import sentencepiece_like, tiny_folder
 
 from sinktrain.cli import main
 from sinktrain.generate.config import STREAMEVAL_MAX_LINES
-from sinktrain.generate.streameval import HEADER, SYLLABLES, make_stream
+from sinktrain.generate.streameval import HEADER, SYLLABLES, answer_tokens, close_tokens, make_stream
 
 
 def test_stream_is_seeded_and_queries_point_20_lines_back():
@@ -26,6 +26,28 @@ def test_stream_is_seeded_and_queries_point_20_lines_back():
         assert q.line == target.line and f"<{q.answer}>" in target.text
         assert target.text.split(":")[0].removeprefix("line ") in q.text and q.text.endswith("is <")
     assert len({i.text.split(":")[0] for i in lines}) == 60  # line names are unique
+
+
+@pytest.mark.parametrize("kind", ["sentencepiece", "gpt-neox"])
+def test_answers_are_the_ids_the_lines_show(kind):
+    """A query's scored answer ids (and the `>` after them) are those of the number in the line it asks about:
+    tokenized alone, a SentencePiece tokenizer started the number with a '▁' no line has after `<`."""
+    from sinktrain.data.tokenizer import load_tokenizer
+
+    items = make_stream(40, seed=0)
+    tok = sentencepiece_like([i.text for i in items] * 5) if kind == "sentencepiece" else load_tokenizer()
+    lines = {i.line: i.text for i in items if i.kind == "line"}
+    for q in (i for i in items if i.kind == "query"):
+        line = lines[q.line]
+        enc = tok(line, add_special_tokens=False, return_offsets_mapping=True)
+        start = line.index("<") + 1
+        end = start + len(q.answer)
+
+        def ids_within(lo, hi):
+            return [i for i, (a, b) in zip(enc["input_ids"], enc["offset_mapping"]) if lo <= a and b <= hi]
+
+        assert answer_tokens(tok, q) == ids_within(start, end), tok.convert_ids_to_tokens(answer_tokens(tok, q))
+        assert close_tokens(tok, q) == ids_within(end, len(line))
 
 
 def test_lines_are_bounded_by_the_distinct_words():
