@@ -7,7 +7,7 @@ the true answer follows in the stream (`<number>`), so every cache sees the same
 teacher-forced on that answer: its greedy prediction of each answer token given the ones before. A query is
 correct when every prediction is right, which is exactly when greedy generation would have produced the
 answer; `digits` is the share of answer tokens predicted right (SmolLM2's tokenizer has one token per
-digit). Accuracy is reported against the input length (tokens fed so far) for:
+digit). Accuracy is reported against the input length (tokens fed up to the query, its answer excluded) for:
 - `sink`: s sinks + w recent entries (one SinkCache for the whole stream);
 - `window`: 0 sinks + C recent entries (window attention);
 - `dense`: everything kept (until --max-tokens);
@@ -165,9 +165,10 @@ def run_cached(session, items: list[Item], sinks: int, window: int | None, max_t
             continue
         if decoder.tokens_seen + len(pending) > max_tokens:
             break
+        fed = decoder.tokens_seen + len(pending)  # the input before the answer, as run_recompute records it
         answer = answer_tokens(tok, item)
         predicted = teacher_forced_answer(decoder, pending, answer)
-        rows.append(score(tok, item, answer, predicted, decoder.tokens_seen, int(decoder.cache.get_seq_length())))
+        rows.append(score(tok, item, answer, predicted, fed, int(decoder.cache.get_seq_length())))
         pending = close_tokens(tok, item)
     return rows
 

@@ -85,6 +85,10 @@ def test_run_scores_each_cache(tmp_path, capsys):
         logits = model(input_ids=torch.tensor([ids + answer])).logits[0]
     expected = logits[len(ids) - 1 : len(ids) - 1 + len(answer)].argmax(-1).tolist()
     assert res["dense"]["rows"][0]["predicted_ids"] == expected
+    # Every method records a query's input length before its answer (sink, window and dense counted the answer).
+    for r in res.values():
+        assert r["rows"][0]["input_tokens"] == len(ids)
+        assert [row["input_tokens"] for row in r["rows"]] == [row["input_tokens"] for row in res["recompute"]["rows"]]
     assert "[streameval] sink:" in capsys.readouterr().err
 
 
