@@ -74,8 +74,8 @@ class Item:
 
 
 def make_stream(lines: int, seed: int, every: int = 10, back: int = 20) -> list[Item]:
-    """The StreamEval text: `lines` lines, and after every `every`-th line (from line `back` on) a query for
-    the line `back` lines before it."""
+    """The StreamEval text: `lines` lines, and after every `every`-th line once more than `back` lines are in
+    (after lines 30, 40, ... with the defaults) a query for the line `back` lines before the last one."""
     if lines > len(SYLLABLES) ** 4:  # the draw below would never find that many distinct words
         raise ValueError(f"--lines {lines}: at most {len(SYLLABLES) ** 4} lines have distinct words")
     rng = random.Random(seed)
