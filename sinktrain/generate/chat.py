@@ -172,7 +172,7 @@ def _chat(cfg: ChatConfig, out=None, err=None) -> list[dict]:
         raise ValueError("stdin is closed; type the user turns on stdin or pass --script FILE")
     turns = read_script(cfg.script) if cfg.script else None
     sampler = Sampler(cfg.temperature, cfg.top_p, cfg.seed)
-    session = load_session(cfg.model, cfg, check_tokenizer=lambda tok, _sinks: check_template(
+    session = load_session(cfg.model, cfg, check_tokenizer=lambda tok, _sinks, _config: check_template(
         cfg.model, tok, cfg.chat_template, cfg.system))
     tok = session.tokenizer
     template = TemplateTurns(tok, cfg.system, template_name(cfg.model, cfg.chat_template))

@@ -72,7 +72,8 @@ class Session:
 
 def load_session(spec: str, opts: CacheOptions, check_tokenizer=None) -> Session:
     """Check the model (family, RoPE kind, sliding windows against the cache) and its tokenizer
-    (`check_tokenizer(tok, sink_ids)`, e.g. its chat template) before loading the weights."""
+    (`check_tokenizer(tok, sink_ids, config)`, e.g. its chat template; config: the language model's) before loading
+    the weights."""
     from sinktrain.model.source import load_model_tokenizer, load_pretrained
     from sinktrain.stream.evaluate import check_source, check_vocabulary
     from sinktrain.stream.families import adapter_class
@@ -95,7 +96,7 @@ def load_session(spec: str, opts: CacheOptions, check_tokenizer=None) -> Session
         raise ValueError(f"{spec} is a token-sink model with {len(sinks)} sink token(s) but --sinks is {opts.sinks}; "
                          f"use --sinks {len(sinks)} or more so they stay cached")
     if check_tokenizer is not None:
-        check_tokenizer(tok, sinks)
+        check_tokenizer(tok, sinks, config)
     trained = getattr(config, "max_position_embeddings", None)
     if trained and opts.cache + 1 > trained:  # positions inside the cache reach C (the query of a full cache)
         print(f"[sinktrain] warning: the cache ({opts.cache} + the query) exceeds the {trained} positions {spec} "

@@ -130,6 +130,41 @@ def continuation(tok, before: str, text: str) -> list[int]:
     return tok(text, add_special_tokens=False)["input_ids"]
 
 
+def check_dense(tok, sink_ids: list[int], items: list[Item], max_tokens: int, config) -> None:
+    """Refuse, before the weights load, a dense method that would not be dense: its last answer token is predicted
+    from every token before it, and a sliding-window layer narrower than that silently drops the oldest (window
+    attention, not dense), as positions past a LongRoPE switch change the attention (stream-eval's check_dense)."""
+    from sinktrain.stream.families import adapter_class, narrowest_window
+
+    cls = adapter_class(config)
+    limit = cls.position_limit(config)
+    if limit is None and not any(cls.sliding_windows(config)):
+        return
+    fed, first, keys, longest = len(sink_ids) + len(tok(HEADER, add_special_tokens=False)["input_ids"]), None, 0, 1
+    for item in items:  # the stream as run_cached feeds it
+        fed += len(tok(item.text, add_special_tokens=False)["input_ids"])
+        if item.kind == "line":
+            continue
+        if fed > max_tokens:
+            break
+        answer = answer_tokens(tok, item)
+        first, longest = first or fed, max(longest, len(answer))
+        keys = fed + len(answer) - 1  # the last answer token's prediction: its keys, its own query's included
+        fed += len(answer) + len(close_tokens(tok, item))
+    narrow = narrowest_window(cls, config, keys)
+    if narrow is not None:
+        what = f"sliding-window attention layers of window {narrow}"
+        most = narrow + 1 - longest
+    elif limit is not None and keys > limit[0]:
+        what = f"{limit[1]}, which changes its attention from position {limit[0]} on"
+        most = limit[0] + 1 - longest
+    else:
+        return
+    shorter = f" or --max-tokens {most}" if first is not None and most >= first else ""
+    raise ValueError(f"the dense method attends over up to {keys} tokens, but the model has {what}; drop dense "
+                     f"from --methods{shorter}")
+
+
 def answer_tokens(tok, item: Item) -> list[int]:
     """A query's answer ids, as they follow the query's `<` (and the lines' `<`)."""
     return continuation(tok, item.text, item.answer)
@@ -254,8 +289,14 @@ def _streameval(cfg: StreamEvalQAConfig, err=None) -> dict:
     err = err or sys.stderr
     cfg.check()
     items = make_stream(cfg.lines, cfg.seed)
-    session = load_session(cfg.model, cfg,
-                           check_tokenizer=lambda tok, sinks: check_first_query(tok, sinks, items, cfg.max_tokens))
+    methods = cfg.methods_list()
+
+    def check(tok, sinks, config):
+        check_first_query(tok, sinks, items, cfg.max_tokens)
+        if "dense" in methods:
+            check_dense(tok, sinks, items, cfg.max_tokens, config)
+
+    session = load_session(cfg.model, cfg, check_tokenizer=check)
     s, c = cfg.sinks, cfg.cache
     runners = {
         "sink": lambda: run_cached(session, items, s, c - s, cfg.max_tokens),
@@ -264,7 +305,7 @@ def _streameval(cfg: StreamEvalQAConfig, err=None) -> dict:
         "recompute": lambda: run_recompute(session, items, c, cfg.max_tokens),
     }
     results = {}
-    for method in cfg.methods_list():
+    for method in methods:
         rows = runners[method]()
         if not rows:  # check_first_query should prevent it; an empty result must never replace a good one
             raise ValueError(f"streameval {method} asked no query within --max-tokens {cfg.max_tokens}; raise it")

@@ -50,6 +50,60 @@ def test_answers_are_the_ids_the_lines_show(kind):
         assert close_tokens(tok, q) == ids_within(end, len(line))
 
 
+def mistral_folder(root, window: int, lines: int):
+    """A tiny Mistral with sliding-window attention on every layer, and a SentencePiece-like tokenizer."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    tok = sentencepiece_like([i.text for i in make_stream(lines, seed=0)] * 5)
+    torch.manual_seed(0)
+    model = MistralForCausalLM(MistralConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                             sliding_window=window, max_position_embeddings=4096))
+    folder = root / f"mistral-{window}"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder, tok
+
+
+def first_query_input(tok, lines: int) -> int:
+    items = make_stream(lines, seed=0)
+    query = next(k for k, i in enumerate(items) if i.kind == "query")
+    return len(tok(HEADER, add_special_tokens=False)["input_ids"]) + sum(
+        len(tok(i.text, add_special_tokens=False)["input_ids"]) for i in items[: query + 1])
+
+
+def test_dense_on_a_sliding_window_model_is_refused(tmp_path, capsys, weights_never_load):
+    """Mistral-style: the "dense" cache keeps every entry, but the model's layers see only the last 8 keys, so dense
+    would silently have been window attention."""
+    folder, tok = mistral_folder(tmp_path, window=8, lines=30)
+    keys = first_query_input(tok, 30) + 5 - 1  # the last of the 5 answer digits is predicted from all before it
+    capsys.readouterr()
+    rc = main(["streameval", str(folder), "--out", str(tmp_path / "se"), "--lines", "30", "--cache", "6",
+               "--sinks", "2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == [f"sinktrain streameval: error: the dense method attends over up to {keys} tokens, but "
+                               f"the model has sliding-window attention layers of window 8; drop dense from --methods"]
+
+
+def test_dense_is_refused_past_the_window_and_runs_within_it(tmp_path, capsys):
+    lines = 50  # queries after lines 30, 40 and 50; the window holds the first only
+    tok = sentencepiece_like([i.text for i in make_stream(lines, seed=0)] * 5)
+    window = first_query_input(tok, lines) + 20
+    folder, tok = mistral_folder(tmp_path, window=window, lines=lines)
+    capsys.readouterr()
+    run = ["streameval", str(folder), "--out", str(tmp_path / "se"), "--lines", str(lines), "--cache", "6",
+           "--sinks", "2", "--methods", "dense", "--no-plots", "true"]
+    assert main(run) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    most = window + 1 - 5
+    assert len(err) == 1 and err[0].endswith(f"window {window}; drop dense from --methods or --max-tokens {most}")
+    assert main([*run, "--max-tokens", str(most)]) == 0
+    rows = json.loads((tmp_path / "se" / "results.json").read_text())["results"]["dense"]["rows"]
+    assert len(rows) == 1 and rows[0]["input_tokens"] + 5 - 1 <= window
+    # Without dense the window is no concern (sink and window caches stay within 6 + 1 entries).
+    assert main([*run[:-4], "--methods", "sink,window", "--overwrite"]) == 0
+
+
 def test_lines_are_bounded_by_the_distinct_words():
     assert STREAMEVAL_MAX_LINES == len(SYLLABLES) ** 4  # --lines' bound is the number of words make_stream has
     with pytest.raises(ValueError, match="at most 331776 lines"):
