@@ -185,7 +185,7 @@ def _chat(cfg: ChatConfig, out=None, err=None) -> list[dict]:
                 text = template.first(user) if reply is None else template.next(reply, user)
                 ids = (session.sink_ids if reply is None else unfed) + tok(text, add_special_tokens=False)["input_ids"]
                 out.write(f"USER: {user}\nASSISTANT: ")
-                detok, produced, start = IncrementalDetokenizer(tok), [], time.perf_counter()
+                detok, produced, start = IncrementalDetokenizer(tok, ids), [], time.perf_counter()
                 for token in decoder.stream(ids, cfg.max_new_tokens, sampler, stops):
                     produced.append(token)
                     if token not in stops:

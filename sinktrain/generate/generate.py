@@ -29,7 +29,7 @@ def generate(cfg: GenerateConfig, out=None, err=None) -> dict:
     ids = session.sink_ids + tok(prompt)["input_ids"]
     decoder = session.decoder()
     stops = set() if cfg.ignore_eos else session.stop_ids()
-    detok = IncrementalDetokenizer(tok)
+    detok = IncrementalDetokenizer(tok, ids)  # the prompt as context: the first token keeps its leading space
     checkpoints = {}
     mark = max(1, cfg.max_new_tokens // 10)  # peak RSS at 10% of the run and at its end: flat means constant memory
     bar = tqdm(total=cfg.max_new_tokens, file=err, unit="tok", desc="generate", mininterval=2.0,

@@ -9,23 +9,29 @@ class IncrementalDetokenizer:
 
     CONTEXT = 4
 
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer, context: list[int] = ()):
+        """`context`: the ids fed before the first one pushed (the prompt's), so that the first token's leading
+        space survives: SentencePiece drops it when a decode starts there ('France isParis')."""
         self.tok = tokenizer
-        self.context: list[int] = []
+        self.context: list[int] = list(context)[-self.CONTEXT :]
         self.pending: list[int] = []
 
     def push(self, token: int) -> str:
         self.pending.append(token)
-        before = self.tok.decode(self.context, skip_special_tokens=False) if self.context else ""
-        text = self.tok.decode(self.context + self.pending, skip_special_tokens=False)
-        if text.endswith("\ufffd"):  # an incomplete UTF-8 character: wait for its next byte
+        if self.decode(self.context + self.pending).endswith("\ufffd"):  # an incomplete UTF-8 character: wait
             return ""
-        new = text[len(before):] if text.startswith(before) else self.tok.decode(self.pending)
-        self.context = (self.context + self.pending)[-self.CONTEXT:]
+        return self.flush()
+
+    def flush(self) -> str:
+        """The text of the pending ids, as it follows the context."""
+        if not self.pending:
+            return ""
+        before = self.decode(self.context)
+        text = self.decode(self.context + self.pending)
+        new = text[len(before) :] if text.startswith(before) else self.decode(self.pending)
+        self.context = (self.context + self.pending)[-self.CONTEXT :]
         self.pending = []
         return new
 
-    def flush(self) -> str:
-        text = self.tok.decode(self.pending, skip_special_tokens=False) if self.pending else ""
-        self.pending = []
-        return text
+    def decode(self, ids: list[int]) -> str:
+        return self.tok.decode(ids, skip_special_tokens=False) if ids else ""

@@ -37,3 +37,20 @@ def sentencepiece_like(texts: list[str], vocab: int = 300):
     t.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
     t.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<unk>", "</s>"]))
     return PreTrainedTokenizerFast(tokenizer_object=t, unk_token="<unk>", eos_token="</s>")
+
+
+def sentencepiece_folder(root, texts: list[str], window: int | None = None, seed: int = 0):
+    """A tiny Mistral (sliding-window attention of `window` on every layer, or none) with `sentencepiece_like`'s
+    tokenizer trained on `texts`."""
+    import torch
+    from transformers import MistralConfig, MistralForCausalLM
+
+    tok = sentencepiece_like(texts)
+    torch.manual_seed(seed)
+    model = MistralForCausalLM(MistralConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                             sliding_window=window, max_position_embeddings=4096)).eval()
+    folder = root / f"mistral-{window}"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder, model, tok

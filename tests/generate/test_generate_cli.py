@@ -9,11 +9,12 @@ import os
 import pytest
 from config_reads import count_config_reads
 import torch
-from gen_helpers import tiny_folder
+from gen_helpers import sentencepiece_folder, sentencepiece_like, tiny_folder
 from stream_helpers import SINK_ID
 
 from sinktrain.cli import main
 from sinktrain.generate.decode import Decoder, Sampler
+from sinktrain.generate.text import IncrementalDetokenizer
 from sinktrain.stream.sink_cache import SinkCache
 
 
@@ -124,6 +125,35 @@ def test_stdout_is_the_decode_loop_past_the_cache(folder, capsys, monkeypatch):
     assert rc == 0 and out.out == tok.decode(expected) + "\n"
     assert "[generate] 40 tokens" in out.err and "cache 12 entries" in out.err
     assert reads == [str(path)]  # checked and loaded from one reading of the config
+
+
+TEXTS = ["The capital of France is Paris and the city is big"] * 20
+
+
+def test_the_first_token_keeps_its_space_after_the_prompt():
+    """SentencePiece drops the leading '▁' of a decode's first token: decoded without the prompt, ' Paris' came
+    out as 'Paris' ('France isParis')."""
+    tok = sentencepiece_like(TEXTS, vocab=200)
+    prompt, full = tok("The capital of France is")["input_ids"], tok("The capital of France is Paris and the city")
+    generated = full["input_ids"][len(prompt):]
+    assert tok.convert_ids_to_tokens(generated[0]) == "▁Paris"
+    detok = IncrementalDetokenizer(tok, prompt)
+    assert "".join(detok.push(i) for i in generated) + detok.flush() == " Paris and the city"
+
+
+def test_printed_text_continues_the_prompt(tmp_path, capsys):
+    """What generate prints is decode(prompt + generated) past decode(prompt), with a SentencePiece tokenizer."""
+    path, model, tok = sentencepiece_folder(tmp_path, TEXTS, seed=18)  # a seed whose first token is '▁Paris'
+    capsys.readouterr()
+    prompt = "The capital of France is"
+    ids = tok(prompt)["input_ids"]
+    with torch.no_grad():  # transformers' own greedy decoding (the whole text fits the cache)
+        out = model.generate(torch.tensor([ids]), max_new_tokens=12, min_new_tokens=12, do_sample=False)
+    generated = out[0, len(ids):].tolist()
+    assert tok.convert_ids_to_tokens(generated[0]).startswith("▁")  # a leading space to keep
+    assert main(["generate", str(path), "--prompt", prompt, "--max-new-tokens", "12", "--ignore-eos"]) == 0
+    head, whole = tok.decode(ids), tok.decode(ids + generated)
+    assert whole.startswith(head) and capsys.readouterr().out == whole[len(head):] + "\n"
 
 
 def test_static_cache_and_seeded_sampling(folder, capsys):

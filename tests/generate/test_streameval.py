@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from gen_helpers import sentencepiece_like, tiny_folder
+from gen_helpers import sentencepiece_folder, sentencepiece_like, tiny_folder
 
 from sinktrain.cli import main
 from sinktrain.generate.config import STREAMEVAL_MAX_LINES
@@ -52,16 +52,7 @@ def test_answers_are_the_ids_the_lines_show(kind):
 
 def mistral_folder(root, window: int, lines: int):
     """A tiny Mistral with sliding-window attention on every layer, and a SentencePiece-like tokenizer."""
-    from transformers import MistralConfig, MistralForCausalLM
-
-    tok = sentencepiece_like([i.text for i in make_stream(lines, seed=0)] * 5)
-    torch.manual_seed(0)
-    model = MistralForCausalLM(MistralConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                             sliding_window=window, max_position_embeddings=4096))
-    folder = root / f"mistral-{window}"
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
+    folder, _, tok = sentencepiece_folder(root, [i.text for i in make_stream(lines, seed=0)] * 5, window)
     return folder, tok
 
 
