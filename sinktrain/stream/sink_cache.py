@@ -18,7 +18,7 @@ than the cache's keys. A forward pre-hook, installed once per model by the cache
 position ids (and 5.17's cache_position) of any forward that is given a SinkCache by the cache's own positions;
 forwards with other caches are left alone. Models with a position per axis (Qwen-VL's multimodal RoPE) get the
 cache position on every axis, which is right for text, the only input sinktrain streams (an image's tokens have
-distinct positions per axis, which a sink cache does not keep).
+distinct positions per axis, which a sink cache does not keep). A padded batch is refused (see `_padded`).
 
 `StaticSinkCache` keeps the same entries in fixed-size ring buffers (see static_sink_cache.py).
 """
@@ -234,12 +234,26 @@ def _query_length(args, kwargs) -> int | None:
     return int(args[0].shape[1]) if args and isinstance(args[0], torch.Tensor) else None
 
 
+def _padded(kwargs) -> bool:
+    """Rows padded to one length: a 2D attention mask with zeros, or position ids that differ between rows
+    (generate() derives them from its 2D mask, also where it hands the model a 4D mask, as for the static cache)."""
+    mask, pos = kwargs.get("attention_mask"), kwargs.get("position_ids")
+    if isinstance(mask, torch.Tensor) and mask.dim() == 2 and bool((mask == 0).any()):
+        return True
+    return isinstance(pos, torch.Tensor) and pos.dim() >= 2 and bool((pos != pos[..., :1, :]).any())
+
+
 def _streaming_positions(module, args, kwargs):
     """Forward pre-hook: a forward given a sink cache (dynamic or static) sees positions = cache indices (see the
     module doc)."""
     cache = kwargs.get("cache", kwargs.get("past_key_values"))
     if not getattr(cache, "reassigns_positions", False):
         return None
+    if not torch.compiler.is_compiling() and _padded(kwargs):
+        # transformers reads a padding mask by cache index, which eviction shifts: pads would be kept as sinks and
+        # real tokens masked. (A device sync, only when a mask or position ids are passed, as generate() does.)
+        raise ValueError("a sink cache cannot follow padding (the attention mask has zeros): batch rows must be "
+                         "unpadded; run rows of different lengths one at a time")
     q = _query_length(args, kwargs)
     if q is None:
         return None

@@ -122,6 +122,25 @@ def test_hf_generate_with_the_cache_equals_the_decode_loop(kind):
     assert torch.allclose(logits["SinkCache"][:5], logits["DynamicCache"][:5], atol=1e-4)
 
 
+@pytest.mark.parametrize("cache_class", [SinkCache, StaticSinkCache])
+def test_padded_batches_are_refused_and_unpadded_rows_decode_as_alone(cache_class):
+    """transformers reads a 2D padding mask by cache index, which eviction shifts (pads kept as sinks): a mask with
+    zeros is refused in one line; a batch of unpadded rows gives each row its tokens decoded alone."""
+    model = model_for("llama")
+    rows = [random_tokens(6, 500, seed=s).tolist() for s in (5, 6)]
+    kw = dict(max_new_tokens=30, min_new_tokens=30, do_sample=False, use_cache=True, pad_token_id=0)
+    padded = torch.tensor([rows[0], [0, 0, *rows[1][2:]]])
+    mask = torch.tensor([[1] * 6, [0, 0, 1, 1, 1, 1]])
+    with pytest.raises(ValueError) as e:
+        model.generate(padded, attention_mask=mask, **{cache_kwarg(model): cache_class(model, 2, 10)}, **kw)
+    assert str(e.value) == ("a sink cache cannot follow padding (the attention mask has zeros): batch rows must be "
+                            "unpadded; run rows of different lengths one at a time")
+    out = model.generate(torch.tensor(rows), attention_mask=torch.ones(2, 6, dtype=torch.long),
+                         **{cache_kwarg(model): cache_class(model, 2, 10)}, **kw)
+    for row, got in zip(rows, out[:, 6:].tolist()):
+        assert got == list(Decoder(model, SinkCache(model, 2, 10)).stream(row, 30, Sampler()))
+
+
 @pytest.mark.parametrize("case", ["deepseek-v3.2-dsa", "glm5-dsa-shared"])
 @pytest.mark.parametrize("cache_class", [SinkCache, StaticSinkCache])
 def test_sparse_attention_selects_from_the_cached_indexer_keys(case, cache_class):
