@@ -3,8 +3,11 @@ per forward through a sink cache, sampling greedily or with temperature / top-p.
 
 It calls the model's forward directly (not `model.generate`) so that nothing grows with the number of tokens
 produced: `generate()` keeps every token id and a 2D attention mask of the whole text, which a million-token
-stream does not need. `model.generate(past_key_values=SinkCache(...))` works too and gives the same tokens
-(tests/generate/test_hf_generate.py).
+stream does not need. `model.generate(past_key_values=SinkCache(...))` works too and gives the same tokens for
+prompts of at most C + 1 tokens (tests/generate/test_sink_cache.py), which both feed in one forward. A longer prompt
+differs: generate() feeds it in one forward too, each token attending to every earlier one (positions up to its
+length - 1, memory growing with it) before the cache evicts to C, where this loop streams it through the cache
+(exactly with prefill_chunk=1, approximately with larger chunks; see `Decoder`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 `SinkCache(model, sinks, window)` is a `transformers.Cache` built from one `SinkCacheLayer` per decoder layer
 (the documented extension point, `Cache(layers=[...])`), so it works with a plain forward pass and with
-`model.generate(..., past_key_values=cache)`. Semantics (paper §3.2, the same as the streaming evaluator's):
+`model.generate(..., past_key_values=cache)` (which feeds a whole prompt in one forward: one longer than C + 1
+tokens is attended densely, every token over every earlier one, before the eviction; sinktrain's decode loop
+streams it instead, see sinktrain/generate/decode.py). Semantics (paper §3.2, the same as the streaming evaluator's):
 - positions are re-assigned inside the cache: a new token's position is its cache index, i.e. the number of
   entries the cache holds when it arrives; the cached key at index i is rotated at position i;
 - after each forward the cache is evicted back to C = s + w entries by dropping the oldest non-sink entries.
