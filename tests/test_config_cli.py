@@ -412,9 +412,14 @@ def test_a_set_override_without_a_key_is_one_line_naming_the_form(capsys, item):
 def test_a_section_given_a_value_in_a_config_file_is_one_line(tmp_path, capsys, text, message):
     """`trainer: 5` (or a list, or null) in a --config file ended in a TypeError traceback from jsonargparse."""
     recipe = tmp_path / "r.yaml"
+    assert train_refuses(recipe, text, capsys) == f"sinktrain train: error: {recipe}: {message}\n"
+
+
+def train_refuses(recipe, text: str, capsys) -> str:
+    """`sinktrain train --config recipe` with `text` as the recipe: exit 2; its stderr."""
     recipe.write_text(text + "\n")
     assert main(["train", "--config", str(recipe)]) == 2
-    assert capsys.readouterr().err == f"sinktrain train: error: {recipe}: {message}\n"
+    return capsys.readouterr().err
 
 
 @pytest.mark.parametrize("key, message", [
@@ -426,6 +431,5 @@ def test_a_section_given_a_value_in_a_config_file_is_one_line(tmp_path, capsys, 
 def test_a_long_value_is_shortened_in_the_error_line(tmp_path, capsys, key, message):
     """The line quoted the whole value: a 100,000-item list in a config file made a 700 kB error line."""
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"{key}: [{', '.join(['lol'] * 100_000)}]\n")
-    assert main(["train", "--config", str(recipe)]) == 2
-    assert capsys.readouterr().err == f"sinktrain train: error: {message.format(recipe=recipe)}\n"
+    err = train_refuses(recipe, f"{key}: [{', '.join(['lol'] * 100_000)}]", capsys)
+    assert err == f"sinktrain train: error: {message.format(recipe=recipe)}\n"
