@@ -167,6 +167,7 @@ class SinkLM(pl.LightningModule):
 
     def on_train_start(self) -> None:
         self._restore_schedule()
+        self._skipped_steps = getattr(self.trainer.model, "skipped_steps", 0)  # see lr_scheduler_step
         self._seen_step = self.trainer.global_step
         if self.hooks is not None:
             if self.trainer.global_step > 0:  # resumed: this step's checkpoint exists already
@@ -281,6 +282,16 @@ class SinkLM(pl.LightningModule):
     def schedule(self) -> WarmupCosine:
         cfg = self.cfg
         return WarmupCosine(cfg.warmup_steps, cfg.total_steps, cfg.optim.min_lr / cfg.optim.lr)
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        # Pythia's GPT-NeoX steps its schedule inside DeepSpeed's engine, which leaves it where it was on a step
+        # whose fp16 gradients overflowed (the engine skips that update). Lightning steps it after every optimizer
+        # step, skipped or not: follow NeoX. (DeepSpeed restores its skipped_steps count on resume.)
+        skipped = getattr(self.trainer.model, "skipped_steps", None)  # DeepSpeed's engine only
+        if isinstance(skipped, int) and skipped > self._skipped_steps:
+            self._skipped_steps = skipped
+            return
+        super().lr_scheduler_step(scheduler, metric)
 
     def configure_optimizers(self):
         cfg = self.cfg

@@ -116,6 +116,35 @@ def test_going_back_to_an_older_checkpoint_is_refused_while_later_ones_remain(ti
     assert load_checkpoint_weights(latest_checkpoint(run))[1]["step"] == 4
 
 
+def test_deepspeed_fp16_keeps_the_learning_rate_on_the_steps_an_overflow_skipped(tiny_data, tmp_path):
+    """GPT-NeoX (Pythia's fp16) steps its schedule inside DeepSpeed's engine, which does not on a step whose
+    gradients overflowed; Lightning stepped it after every step, skipped or not. A loss scale of 2^24 makes the
+    first steps overflow (their grad norm is inf) until the scaler has backed off. In a child process: DeepSpeed
+    sets up a process group."""
+    import subprocess
+    import sys
+
+    from sinktrain.train.module import WarmupCosine
+
+    run = tmp_path / "run"
+    sets = [f"data.dir={tiny_data}", "trainer.precision=16-mixed", "trainer.initial_loss_scale_power=24",
+            "trainer.max_steps=16", "trainer.devices=1", "trainer.val_every=0", "logging.sink_score_every=0",
+            "checkpoint.every=0"]
+    args = ["train", "--config", str(RECIPES / "tiny-cpu-deepspeed.yaml"), *(f"--set={s}" for s in sets),
+            "--run_dir", str(run)]
+    done = subprocess.run([sys.executable, "-m", "sinktrain", *args], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    cfg = load_train_config(run / "config.yaml")
+    schedule = WarmupCosine(cfg.warmup_steps, cfg.total_steps, cfg.optim.min_lr / cfg.optim.lr)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    skipped = [not math.isfinite(r["grad_norm"]) for r in rows]
+    assert any(skipped) and not all(skipped), [r["grad_norm"] for r in rows]
+    applied = 0
+    for row, skip in zip(rows, skipped):
+        assert row["lr"] == pytest.approx(cfg.optim.lr * schedule(applied), rel=1e-9, abs=1e-15), row
+        applied += not skip
+
+
 def test_nonfinite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
     from sinktrain.train.module import SinkLM
 
