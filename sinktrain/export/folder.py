@@ -20,6 +20,7 @@ from sinktrain.model.source import PICKLED_WEIGHTS
 from sinktrain.train import latest_checkpoint, list_checkpoints, load_checkpoint_weights
 from sinktrain.train.checkpoint import UnreadableCheckpointError, UnsafeCheckpointError, verify_checkpoint
 from sinktrain.train.run_dir import CONFIG_FILE, RUN_INFO_FILE, trained_manifest_sha256
+from sinktrain.util.text_files import file_problem
 from sinktrain.util.outputs import check_out_dir, output_lock, read_marker, staged_out_dir
 
 
@@ -176,8 +177,9 @@ def read_eval_results(path: str | None) -> tuple[dict | None, str]:
     results_path = Path(path)
     if results_path.is_dir():  # (stream-eval's --out folder, which holds it)
         raise IsADirectoryError(f"--eval-results {path!r} is a folder; pass the results.json stream-eval wrote in it")
-    if not results_path.is_file():
-        raise FileNotFoundError(f"--eval-results {path!r} does not exist; pass the results.json stream-eval wrote")
+    problem = file_problem(results_path)  # a FIFO or a device is not "missing"
+    if problem:
+        raise FileNotFoundError(f"--eval-results {path!r} {problem}; pass the results.json stream-eval wrote")
     try:
         results = load_json(results_path)
     except (ValueError, UnicodeDecodeError) as e:

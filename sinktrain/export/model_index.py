@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 
+from sinktrain.util.text_files import file_problem
+
 
 def load_json(path: Path):
     """The JSON in a results file (or the run.json beside it); JSON nested too deeply for the parser is a ValueError
@@ -23,8 +25,9 @@ def read_zeroshot(results_path: str | Path, out_dir: Path) -> dict:
     path = Path(results_path)
     if path.is_dir():
         raise ValueError(f"--zeroshot-results {path} is a folder; pass the results.json in it")
-    if not path.is_file():
-        raise FileNotFoundError(f"--zeroshot-results {path} does not exist; pass the results.json `sinktrain "
+    problem = file_problem(path)  # a FIFO or a device is not "missing"
+    if problem:
+        raise FileNotFoundError(f"--zeroshot-results {path} {problem}; pass the results.json `sinktrain "
                                 f"zeroshot` wrote")
     try:
         results = load_json(path)

@@ -1,6 +1,7 @@
 """Careless or hostile export targets: refused in one line, and the training run (or anything else) kept."""
 
 import json
+import os
 import shutil
 import stat
 from pathlib import Path
@@ -160,6 +161,18 @@ def test_every_with_a_results_file_is_refused(tiny_run, tmp_path, capsys, option
     assert len(err.splitlines()) == 1, err
     assert f"--every exports many checkpoints, and {option} holds the results of one evaluated model" in err
     assert "export that checkpoint alone (without --every)" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+
+
+@pytest.mark.parametrize("option", ["--eval-results", "--zeroshot-results"])
+def test_a_results_file_that_is_a_fifo_is_named_for_what_it_is(tiny_run, tmp_path, capsys, option):
+    """A FIFO (or device) given as the results was said not to exist."""
+    fifo = tmp_path / "results.json"
+    os.mkfifo(fifo)
+    assert main(["export", str(tiny_run), str(tmp_path / "hf"), option, str(fifo)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{option} " in err, err
+    assert "results.json" in err and "is not a regular file (a FIFO)" in err and "does not exist" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
 
 
