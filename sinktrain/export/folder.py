@@ -12,7 +12,7 @@ from transformers import GenerationConfig
 
 from sinktrain.config_io import PositiveInt, configclass
 from sinktrain.data import TOKENIZER_DIR, data_tokenizer, load_tokenizer
-from sinktrain.export.model_index import is_finite, is_number, load_json, read_zeroshot
+from sinktrain.export.model_index import is_finite, is_number, read_zeroshot
 from sinktrain.export.model_card import plot_loss_curve, read_metrics, write_model_card
 from sinktrain.export.tokenizer_files import save_tokenizer
 from sinktrain.model import ModelConfig, build_model, save_model
@@ -20,7 +20,7 @@ from sinktrain.model.source import PICKLED_WEIGHTS
 from sinktrain.train import latest_checkpoint, list_checkpoints, load_checkpoint_weights
 from sinktrain.train.checkpoint import UnreadableCheckpointError, UnsafeCheckpointError, verify_checkpoint
 from sinktrain.train.run_dir import CONFIG_FILE, RUN_INFO_FILE, trained_manifest_sha256
-from sinktrain.util.text_files import file_problem
+from sinktrain.util.text_files import file_problem, load_json
 from sinktrain.util.outputs import check_out_dir, output_lock, read_marker, staged_out_dir
 
 

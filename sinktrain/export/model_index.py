@@ -3,20 +3,10 @@ results in the card's metadata, and the Table 4 block in its text."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-from sinktrain.util.text_files import file_problem
-
-
-def load_json(path: Path):
-    """The JSON in a results file (or the run.json beside it); JSON nested too deeply for the parser is a ValueError
-    like any JSON it cannot read, so the caller's one line names the file (it was a RecursionError traceback)."""
-    try:
-        return json.loads(path.read_text())
-    except RecursionError:
-        raise ValueError("nested too deeply to read") from None
+from sinktrain.util.text_files import file_problem, load_json
 
 
 def read_zeroshot(results_path: str | Path, out_dir: Path) -> dict:

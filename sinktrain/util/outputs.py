@@ -25,7 +25,6 @@ import errno
 import fcntl
 import fnmatch
 import glob
-import json
 import os
 import re
 import shutil
@@ -34,7 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sinktrain.util.text_files import MISSING, file_problem
+from sinktrain.util.text_files import MISSING, file_problem, load_json
 
 
 def check_out_dir(out: str | Path, *, overwrite: bool, markers: tuple[str, ...], what: str, own: tuple[str, ...],
@@ -127,8 +126,8 @@ def read_marker(path: str | Path):
     if file_problem(path) is not None:
         return None
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        return load_json(path)
+    except (OSError, ValueError):
         return None
 
 

@@ -6,6 +6,7 @@ streamed with U+FFFD where its accents were, a binary file read as text) and rep
 from __future__ import annotations
 
 import errno
+import json
 import stat
 from pathlib import Path
 
@@ -59,3 +60,12 @@ def check_utf8_text(text: str, what: str) -> None:
         shown = f"byte 0x{byte:02x}" if byte is not None else f"character U+{ord(bad):04X}"
         raise ValueError(f"{what} is not UTF-8 text ({shown} at offset {offset:,}); pass UTF-8 text (e.g. "
                          f"through iconv -f latin1 -t utf-8)") from None
+
+
+def load_json(path: str | Path):
+    """The JSON in a file. JSON nested too deeply for the parser is a ValueError like any JSON it cannot read, so
+    the caller's one line names the file (it was a RecursionError traceback)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
