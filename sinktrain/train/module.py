@@ -286,17 +286,27 @@ class SinkLM(pl.LightningModule):
     def lr_scheduler_step(self, scheduler, metric) -> None:
         # Pythia's GPT-NeoX steps its schedule inside DeepSpeed's engine, which leaves it where it was on a step
         # whose fp16 gradients overflowed (the engine skips that update). Lightning steps it after every optimizer
-        # step, skipped or not: follow NeoX. (DeepSpeed restores its skipped_steps count on resume.)
+        # step, skipped or not: follow NeoX, under DeepSpeed and under torch's GradScaler alike.
         skipped = getattr(self.trainer.model, "skipped_steps", None)  # DeepSpeed's engine only
-        if isinstance(skipped, int) and skipped > self._skipped_steps:
+        if isinstance(skipped, int) and skipped > self._skipped_steps:  # (DeepSpeed restores it on resume)
             self._skipped_steps = skipped
             return
+        if uses_grad_scaler(self.cfg) and not self._optimizer_stepped:  # GradScaler did not call optimizer.step
+            return
+        self._optimizer_stepped = False
         super().lr_scheduler_step(scheduler, metric)
+
+    def _optimizer_step_applied(self, optimizer, args, kwargs) -> None:
+        self._optimizer_stepped = True
 
     def configure_optimizers(self):
         cfg = self.cfg
         on_cuda = self.trainer.strategy.root_device.type == "cuda"
         optimizer = make_optimizer(param_groups(self.model, cfg.optim.weight_decay), cfg, on_cuda)
+        # torch's GradScaler skips optimizer.step() when the fp16 gradients overflowed: a hook on the step itself
+        # tells lr_scheduler_step which steps were applied, without one more host sync.
+        self._optimizer_stepped = False
+        optimizer.register_step_post_hook(self._optimizer_step_applied)
         scheduler = LambdaLR(optimizer, self.schedule())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
 

@@ -145,6 +145,29 @@ def test_deepspeed_fp16_keeps_the_learning_rate_on_the_steps_an_overflow_skipped
         applied += not skip
 
 
+def test_grad_scaler_fp16_keeps_the_learning_rate_on_the_steps_an_overflow_skipped(tiny_data, tmp_path):
+    """The same outside DeepSpeed: torch's GradScaler skips optimizer.step() on a step whose fp16 gradients
+    overflowed, and Lightning stepped the schedule anyway (torch warned that it ran before optimizer.step)."""
+    from sinktrain.train.module import WarmupCosine
+
+    run = tmp_path / "run"
+    cfg = tiny(tiny_data, run, "trainer.precision=16-mixed", "trainer.initial_loss_scale_power=24",
+               "trainer.max_steps=12", "trainer.val_every=0", "logging.sink_score_every=0", "checkpoint.every=0",
+               recipe="tiny-cpu.yaml")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(cfg)
+    assert not [w for w in caught if "lr_scheduler.step()" in str(w.message)]
+    schedule = WarmupCosine(cfg.warmup_steps, cfg.total_steps, cfg.optim.min_lr / cfg.optim.lr)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    skipped = [not math.isfinite(r["grad_norm"]) for r in rows]
+    assert any(skipped) and not all(skipped), [r["grad_norm"] for r in rows]
+    applied = 0
+    for row, skip in zip(rows, skipped):
+        assert row["lr"] == pytest.approx(cfg.optim.lr * schedule(applied), rel=1e-9, abs=1e-15), row
+        applied += not skip
+
+
 def test_nonfinite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
     from sinktrain.train.module import SinkLM
 
