@@ -116,6 +116,21 @@ def test_going_back_to_an_older_checkpoint_is_refused_while_later_ones_remain(ti
     assert load_checkpoint_weights(latest_checkpoint(run))[1]["step"] == 4
 
 
+def assert_schedule_counts_applied_steps_only(run, cfg) -> None:
+    """Some steps overflowed (their grad norm is not finite), and each row's LR is the schedule at the number of
+    steps applied before it."""
+    from sinktrain.train.module import WarmupCosine
+
+    schedule = WarmupCosine(cfg.warmup_steps, cfg.total_steps, cfg.optim.min_lr / cfg.optim.lr)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    skipped = [not math.isfinite(r["grad_norm"]) for r in rows]
+    assert any(skipped) and not all(skipped), [r["grad_norm"] for r in rows]
+    applied = 0
+    for row, skip in zip(rows, skipped):
+        assert row["lr"] == pytest.approx(cfg.optim.lr * schedule(applied), rel=1e-9, abs=1e-15), row
+        applied += not skip
+
+
 def test_deepspeed_fp16_keeps_the_learning_rate_on_the_steps_an_overflow_skipped(tiny_data, tmp_path):
     """GPT-NeoX (Pythia's fp16) steps its schedule inside DeepSpeed's engine, which does not on a step whose
     gradients overflowed; Lightning stepped it after every step, skipped or not. A loss scale of 2^24 makes the
@@ -123,8 +138,6 @@ def test_deepspeed_fp16_keeps_the_learning_rate_on_the_steps_an_overflow_skipped
     sets up a process group."""
     import subprocess
     import sys
-
-    from sinktrain.train.module import WarmupCosine
 
     run = tmp_path / "run"
     sets = [f"data.dir={tiny_data}", "trainer.precision=16-mixed", "trainer.initial_loss_scale_power=24",
@@ -135,21 +148,12 @@ def test_deepspeed_fp16_keeps_the_learning_rate_on_the_steps_an_overflow_skipped
     done = subprocess.run([sys.executable, "-m", "sinktrain", *args], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     cfg = load_train_config(run / "config.yaml")
-    schedule = WarmupCosine(cfg.warmup_steps, cfg.total_steps, cfg.optim.min_lr / cfg.optim.lr)
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    skipped = [not math.isfinite(r["grad_norm"]) for r in rows]
-    assert any(skipped) and not all(skipped), [r["grad_norm"] for r in rows]
-    applied = 0
-    for row, skip in zip(rows, skipped):
-        assert row["lr"] == pytest.approx(cfg.optim.lr * schedule(applied), rel=1e-9, abs=1e-15), row
-        applied += not skip
+    assert_schedule_counts_applied_steps_only(run, cfg)
 
 
 def test_grad_scaler_fp16_keeps_the_learning_rate_on_the_steps_an_overflow_skipped(tiny_data, tmp_path):
     """The same outside DeepSpeed: torch's GradScaler skips optimizer.step() on a step whose fp16 gradients
     overflowed, and Lightning stepped the schedule anyway (torch warned that it ran before optimizer.step)."""
-    from sinktrain.train.module import WarmupCosine
-
     run = tmp_path / "run"
     cfg = tiny(tiny_data, run, "trainer.precision=16-mixed", "trainer.initial_loss_scale_power=24",
                "trainer.max_steps=12", "trainer.val_every=0", "logging.sink_score_every=0", "checkpoint.every=0",
@@ -158,14 +162,7 @@ def test_grad_scaler_fp16_keeps_the_learning_rate_on_the_steps_an_overflow_skipp
         warnings.simplefilter("always")
         train(cfg)
     assert not [w for w in caught if "lr_scheduler.step()" in str(w.message)]
-    schedule = WarmupCosine(cfg.warmup_steps, cfg.total_steps, cfg.optim.min_lr / cfg.optim.lr)
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    skipped = [not math.isfinite(r["grad_norm"]) for r in rows]
-    assert any(skipped) and not all(skipped), [r["grad_norm"] for r in rows]
-    applied = 0
-    for row, skip in zip(rows, skipped):
-        assert row["lr"] == pytest.approx(cfg.optim.lr * schedule(applied), rel=1e-9, abs=1e-15), row
-        applied += not skip
+    assert_schedule_counts_applied_steps_only(run, cfg)
 
 
 def test_nonfinite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
