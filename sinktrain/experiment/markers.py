@@ -4,6 +4,10 @@ A stage is skipped only when its marker's inputs equal the current ones (content
 the exported folders, the configs), so new training or re-prepared data makes every later stage run again
 instead of reporting old numbers next to new ones. A stage without a marker (a study started by an older
 sinktrain, or killed before the marker) simply runs again.
+
+A marker also records the content hash of each file the stage wrote (`outputs`): a file deleted, cut short or
+edited since then makes the stage run again (`output_problem`), instead of a skipped stage handing a damaged
+results.json to the report or a stream-eval an export without its tokenizer.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 
 from sinktrain.config_io import write_json_atomic
 from sinktrain.util.hashing import file_sha256
+from sinktrain.util.text_files import load_json
 
 STAGES_DIR = "stages"
 
@@ -34,18 +39,54 @@ def marker_path(root: Path, stage: str) -> Path:
     return Path(root) / STAGES_DIR / f"{stage}.json"
 
 
-def is_done(root: Path, stage: str, inputs: dict) -> bool:
-    path = marker_path(root, stage)
+def file_hashes(folder: Path) -> dict[str, str]:
+    """{relative name: sha256} of every file below `folder`."""
+    return {str(p.relative_to(folder)): file_sha256(p) for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def _read_marker(root: Path, stage: str) -> dict | None:
     try:
-        return json.loads(path.read_text()).get("inputs") == json.loads(json.dumps(inputs))
-    except (OSError, ValueError, AttributeError):  # none yet, or damaged: the stage runs again
-        return False
+        marker = load_json(marker_path(root, stage))
+    except (OSError, ValueError):  # none yet, or damaged: the stage runs again
+        return None
+    return marker if isinstance(marker, dict) else None
 
 
-def mark_done(root: Path, stage: str, inputs: dict) -> None:
+def is_done(root: Path, stage: str, inputs: dict) -> bool:
+    marker = _read_marker(root, stage)
+    return marker is not None and marker.get("inputs") == json.loads(json.dumps(inputs))
+
+
+def output_problem(root: Path, stage: str, folder: Path) -> str | None:
+    """What changed in `folder` since the stage wrote it and recorded its files ("results.json changed since
+    it was written", "tokenizer.json is missing"), or None when every recorded file is as written. Files added
+    since (a user's notes) are no damage. A marker without that record (one an older sinktrain wrote) cannot
+    vouch for the files: the stage runs again."""
+    marker = _read_marker(root, stage)
+    recorded = marker.get("outputs") if marker is not None else None
+    if not isinstance(recorded, dict):
+        return "its done-marker holds no record of the files it wrote (an older sinktrain's)"
+    problems = []
+    for name, sha in recorded.items():
+        path = Path(folder) / name
+        if not path.is_file():
+            problems.append(f"{name} is missing")
+        elif file_sha256(path) != sha:
+            problems.append(f"{name} changed since it was written")
+    if not problems:
+        return None
+    return ", ".join(problems[:3]) + (f" and {len(problems) - 3} more" if len(problems) > 3 else "")
+
+
+def mark_done(root: Path, stage: str, inputs: dict, output: Path | None = None) -> None:
+    """Record that `stage` made its artifact from `inputs`; `output`: the folder it wrote, whose files are
+    recorded by content hash (output_problem)."""
     path = marker_path(root, stage)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, {"stage": stage, "inputs": inputs})
+    marker = {"stage": stage, "inputs": inputs}
+    if output is not None:
+        marker["outputs"] = file_hashes(output)
+    write_json_atomic(path, marker)
 
 
 def forget(root: Path, stage: str) -> None:

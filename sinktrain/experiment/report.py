@@ -12,6 +12,7 @@ import yaml
 from sinktrain.export import read_metrics
 from sinktrain.plotting import pyplot, save_figure, style_axes
 from sinktrain.train import TrainConfig
+from sinktrain.train.run import read_run_info
 from sinktrain.util.atomic import write_json_atomic, write_text_atomic, write_yaml_atomic
 from sinktrain.util.tables import markdown_table, perplexity_table
 from sinktrain.zeroshot import limited, markdown_table as zeroshot_table
@@ -94,6 +95,8 @@ def first_token_attention(stats_path: Path) -> list[str]:
         lines.append(f"| {model} | {len(per_layer)} | {sum(per_layer) / len(per_layer):.1%} | "
                      f"{per_layer[top]:.1%} (layer {top}) | {hidden} |")
     return lines + [""]
+
+
 def run_config(run_dir: Path) -> TrainConfig:
     """What a run actually trained with: its own resolved config.yaml (not the study's recipe, which may have
     changed since, or differ through overrides)."""
@@ -123,12 +126,11 @@ def zeroshot_block(cfg, results: dict | None) -> list[str]:
 
 
 def write_report(cfg, results: dict, run_dirs: dict[str, Path], zeroshot_results: dict | None = None) -> Path:
+    """report.json, the plots and report.md (and the study file beside them). Everything is read and the report
+    built before the first file is written, then each is replaced whole: a report that fails part-way (an input
+    it cannot read) leaves the earlier report as it was, not a new report.json beside the old report.md."""
     root = cfg.root
-    write_json_atomic(root / "report.json", results)
     metrics = {v: read_metrics(run_dirs[v]) for v in run_dirs}
-    loss_png = plot_loss_curves(metrics, root / "loss_curves.png")
-    sink_png = plot_sink_scores(metrics, root / "sink_score.png")
-    dependence_png = plot_sink_dependence(metrics, root / "sink_dependence.png")
     stream_dir = root / "stream"
 
     lines = [f"# Study `{cfg.name}`", ""]
@@ -149,7 +151,7 @@ def write_report(cfg, results: dict, run_dirs: dict[str, Path], zeroshot_results
     for v, rows in metrics.items():
         tc = run_config(run_dirs[v])
         info = run_dirs[v] / "run.json"
-        for change in (json.loads(info.read_text()).get("schedule_changes", []) if info.is_file() else []):
+        for change in (read_run_info(info).get("schedule_changes", []) if info.is_file() else []):
             spliced.append(f"`{v}` resumed at step {change['at_step']} with {', '.join(change['changes'])}")
         losses = [r["loss"] for r in rows if r.get("loss") is not None]
         vals = [r["val_loss"] for r in rows if r.get("val_loss") is not None]
@@ -166,6 +168,11 @@ def write_report(cfg, results: dict, run_dirs: dict[str, Path], zeroshot_results
         lines += [f"Schedule changed during training (learning rate, steps or grad_clip): {'; '.join(spliced)}. "
                   f"Those weights differ from a run trained straight on the final schedule, so compare their rows "
                   f"with care (a new study folder trains every variant straight).", ""]
+
+    # Every input is read: from here on only files are written.
+    loss_png = plot_loss_curves(metrics, root / "loss_curves.png")
+    sink_png = plot_sink_scores(metrics, root / "sink_score.png")
+    dependence_png = plot_sink_dependence(metrics, root / "sink_dependence.png")
     rel = lambda p: os.path.relpath(p, root)  # noqa: E731  links relative to report.md
     if loss_png:
         lines += ["## Pre-training loss", "", f"![loss curves]({rel(loss_png)})", ""]
@@ -186,6 +193,7 @@ def write_report(cfg, results: dict, run_dirs: dict[str, Path], zeroshot_results
               f"Per-token NLLs: `{rel(stream_dir / 'nll')}`; exported models: `export/<variant>`; "
               f"training runs (TensorBoard in `tb/`): `train/<variant>`.", ""]
     path = root / "report.md"
+    write_json_atomic(root / "report.json", results)
     # Written now, not when the run starts: a run that fails before its report must not leave a study file that
     # the earlier report's "Reproduce" line points at but that did not make its numbers.
     write_yaml_atomic(root / "experiment.yaml", cfg.__dict__)

@@ -32,20 +32,21 @@ from sinktrain.data import (
 from sinktrain.config_io import dotted_value
 from sinktrain.experiment.config import ExperimentConfig, check_outside_inputs, in_section
 from sinktrain.data.longtext import text_source_sha256
-from sinktrain.experiment.markers import STAGES_DIR, forget, is_done, mark_done, tree_sha256
+from sinktrain.experiment.markers import STAGES_DIR, forget, is_done, mark_done, output_problem, tree_sha256
 from sinktrain.experiment.report import write_report
 from sinktrain.export import ExportConfig, export_checkpoint
 from sinktrain.model.source import ModelSource, check_weight_files
 from sinktrain.stream import evaluate
 from sinktrain.stream.config import cache_size
 from sinktrain.stream.config import validate as validate_stream_config
-from sinktrain.stream.evaluate import plan as stream_plan
+from sinktrain.stream.evaluate import model_names, plan as stream_plan
 from sinktrain.train import latest_checkpoint, preflight as train_preflight, train
 from sinktrain.train.checkpoint import read_meta
 from sinktrain.train.run_dir import LOCK_FILE, is_sinktrain_run
 from sinktrain.util.hashing import file_sha256
 from sinktrain.util.outputs import output_lock
 from sinktrain.util.rank import is_global_rank_zero, launched_world_size, rank_zero_print
+from sinktrain.util.text_files import load_json
 from sinktrain.zeroshot import check_fits, longest_answers, zeroshot
 
 
@@ -268,19 +269,67 @@ def zeroshot_data_sha256(zc) -> dict:
     return {t: ({str(a): file_sha256(a) for a in src[1]} if src else None) for t, src in zc.task_sources().items()}
 
 
+def stream_results_problem(results, models: list[str]) -> str | None:
+    """What is wrong with a stream-eval results.json for `models` (their names), or None: {model: {"s+w":
+    {"ppl": number, ...}}}, every model there."""
+    if not isinstance(results, dict):
+        return f"it holds {type(results).__name__}, not a mapping of model to results"
+    missing = [m for m in models if m not in results]
+    if missing:
+        return f"it has no results for {', '.join(missing)}"
+    for model, per in results.items():
+        if not isinstance(per, dict) or not all(
+                isinstance(r, dict) and isinstance(r.get("ppl"), (int, float)) for r in per.values()):
+            return f"its results for {model!r} are not a mapping of configuration to {{ppl: number, ...}}"
+    return None
+
+
+def zeroshot_results_problem(results, models: list[str]) -> str | None:
+    """What is wrong with a zeroshot results.json for `models` (export folders), or None: {model: {task: ...}}."""
+    if not isinstance(results, dict):
+        return f"it holds {type(results).__name__}, not a mapping of model to results"
+    missing = [m for m in models if m not in results]
+    if missing:
+        return f"it has no results for {', '.join(missing)}"
+    bad = [m for m in models if not isinstance(results[m], dict)
+           or not all(isinstance(r, dict) for r in results[m].values())]
+    return f"its results for {bad[0]!r} are not a mapping of task to results" if bad else None
+
+
+def reusable_results(root: Path, stage: str, out: Path, problem_of) -> tuple[dict | None, str | None]:
+    """(results, None) from a done stage's out/results.json when every file the stage wrote is as it was written
+    and the results have the shape `problem_of` checks; else (None, what is wrong): the stage runs again rather
+    than handing a cut-short or edited file to the report (which failed on it, or reported it)."""
+    path = out / "results.json"
+    problem = output_problem(root, stage, out)
+    if problem is None:
+        try:
+            results = load_json(path)
+        except (OSError, ValueError) as e:
+            problem = f"results.json cannot be read ({e})"
+        else:
+            problem = problem_of(results)
+            problem = f"results.json: {problem}" if problem else None
+    return (None, f"in {out}, {problem}") if problem else (results, None)
+
+
 def stage_stream(cfg: ExperimentConfig, model_hashes: dict[str, str]) -> dict:
     """`model_hashes`: content hash of each exported folder (computed once, shared with the zeroshot stage)."""
     sc = cfg.stream_config(list(model_hashes) + list(cfg.pretrained))
-    results_path = Path(sc.out) / "results.json"
+    out = Path(sc.out)
     inputs = {"config": json.loads(json.dumps(sc.__dict__)), "models": model_hashes,
               "text_sha256": text_source_sha256(sc.text), "pretrained": {p: local_sha256(p) for p in cfg.pretrained}}
-    if results_path.is_file() and is_done(cfg.root, "stream", inputs):
-        log(f"stream-eval: done ({results_path}), skipped")
-        return json.loads(results_path.read_text())
+    if (out / "results.json").is_file() and is_done(cfg.root, "stream", inputs):
+        results, problem = reusable_results(cfg.root, "stream", out,
+                                            lambda r: stream_results_problem(r, model_names(sc.models)))
+        if problem is None:
+            log(f"stream-eval: done ({out / 'results.json'}), skipped")
+            return results
+        log(f"stream-eval: {problem}; evaluating again")
     log(f"stream-eval: {len(sc.models)} models on {sc.text} -> {sc.out}")
     forget(cfg.root, "stream")
     results = evaluate(sc)
-    mark_done(cfg.root, "stream", inputs)
+    mark_done(cfg.root, "stream", inputs, out)
     return results
 
 
@@ -293,17 +342,21 @@ def stage_zeroshot(cfg: ExperimentConfig, exports: dict[str, Path], model_hashes
         return None
     zc.validate()  # normalizes the task list
     by_dir = dict(zip(zc.models, exports))
-    results_path = Path(zc.out) / "results.json"
+    out = Path(zc.out)
     inputs = {"config": json.loads(json.dumps(zc.__dict__)), "models": model_hashes,
               "data": zeroshot_data_sha256(zc)}
-    if results_path.is_file() and is_done(cfg.root, "zeroshot", inputs):
-        log(f"zeroshot: done ({results_path}), skipped")
-        return {by_dir[m]: r for m, r in json.loads(results_path.read_text()).items()}
+    if (out / "results.json").is_file() and is_done(cfg.root, "zeroshot", inputs):
+        results, problem = reusable_results(cfg.root, "zeroshot", out,
+                                            lambda r: zeroshot_results_problem(r, list(zc.models)))
+        if problem is None:
+            log(f"zeroshot: done ({out / 'results.json'}), skipped")
+            return {by_dir[m]: results[m] for m in zc.models}
+        log(f"zeroshot: {problem}; scoring again")
     log(f"zeroshot: {len(zc.models)} variants on {', '.join(zc.tasks)}"
         + (f" (first {zc.limit} examples each)" if zc.limit else "") + f" -> {zc.out}")
     forget(cfg.root, "zeroshot")
     results = zeroshot(zc)
-    mark_done(cfg.root, "zeroshot", inputs)
+    mark_done(cfg.root, "zeroshot", inputs, out)
     return {by_dir[m]: r for m, r in results.items()}
 
 
