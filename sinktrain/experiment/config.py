@@ -201,15 +201,17 @@ def check_outside_inputs(cfg: ExperimentConfig) -> None:
 
 
 @contextmanager
-def in_section(section: str):
+def in_section(section: str, where: str | None = None):
     """Errors of a stage's own checks name its CLI flags (`--device`, `--data-dir`); in a study they are keys of a
-    section: say `stream.device`, prefixed with the section, so the user knows what to edit in the study file."""
+    section: say `stream.device`, prefixed with the section, so the user knows what to edit in the study file.
+    `where` names the part of the study instead of the section in the prefix (`experiment variant 'sink1'`:
+    the data checks of one variant), the flags still map to keys of `section`."""
     try:
         yield
     except (ValueError, OSError) as e:
         text = FLAG.sub(lambda m: f"{section}.{m.group(1).replace('-', '_')}", str(e))
-        if not text.startswith(f"experiment {section}"):
-            text = f"experiment {section}: {text}"
+        if not text.startswith("experiment "):  # one already said where it is (a check of the study itself)
+            text = f"experiment {where or section}: {text}"
         try:
             again = type(e)(text)
         except TypeError:  # a constructor that takes more than a message (JSONDecodeError, UnicodeDecodeError)

@@ -1,7 +1,9 @@
 """`run_experiment`: data -> train (each variant) -> export -> stream-eval -> report, each stage through its
 own public entry (the same functions its CLI verb calls).
 
-Every input of every stage is checked before the first stage runs (`preflight`). Idempotent and resumable: a
+Every input of every stage is checked before the first stage runs (`preflight`); what needs the prepared data
+(each variant's sample length against the validation split) right after the data stage, before the first
+variant trains (`check_variant_data`). Idempotent and resumable: a
 stage is skipped only when its artifact was made from the current inputs (done-markers, markers.py; a training
 run's inputs are its run.json's data manifest); an unfinished training run resumes from its newest complete
 checkpoint (the training stage's own `resume: auto`). A run trained on data that has since been re-prepared, or
@@ -42,6 +44,7 @@ from sinktrain.stream.config import validate as validate_stream_config
 from sinktrain.stream.evaluate import model_names, plan as stream_plan
 from sinktrain.train import latest_checkpoint, preflight as train_preflight, train
 from sinktrain.train.checkpoint import read_meta
+from sinktrain.train.datamodule import open_token_datasets
 from sinktrain.train.run_dir import LOCK_FILE, is_sinktrain_run
 from sinktrain.util.hashing import file_sha256
 from sinktrain.util.outputs import output_lock
@@ -69,17 +72,92 @@ def preflight(cfg: ExperimentConfig) -> None:
     else:
         for source in pc.sources:
             resolve_source(source)
-        if pc.tokenizer is not None:
-            load_tokenizer(pc.tokenizer)
+    # The tokenizer the data is (or will be) prepared with, which every variant trains on and its export carries:
+    # data.tokenizer (the bundled one when none is given), or that of the prepared data.dir.
+    with in_section("data"):
+        tokenizer = load_tokenizer(pc.tokenizer) if pc is not None else data_tokenizer(cfg.data_dir)
     for variant in cfg.variants:
-        train_preflight(cfg.train_config(variant))
+        tc = cfg.train_config(variant)
+        train_preflight(tc)
+        check_variant_tokenizer(variant, tc, tokenizer)
     sc = cfg.stream_config([str(cfg.root / "export" / v) for v in cfg.variants])
     with in_section("stream"):
         pairs = validate_stream_config(sc)  # also checks the text (missing, empty, not UTF-8)
-        if sc.tokenizer is not None:
-            load_tokenizer(sc.tokenizer)
+        check_stream_text(sc, tokenizer, cache_size(sc, pairs))
         check_pretrained(cfg, cache_size(sc, pairs))  # None for a dense-only study, as stream-eval has it
-    check_zeroshot_contexts(cfg, pc)
+    check_zeroshot_contexts(cfg, tokenizer)
+
+
+def check_variant_tokenizer(variant: str, tc, tokenizer) -> None:
+    """A variant's own data.tokenizer (recipe, base or variants) and tokenizer_vocab_size against the data's
+    tokenizer: training checks them only when the variant starts, after the variants before it trained."""
+    from sinktrain.data import tokenizer_hash
+
+    where = f"experiment variant {variant!r}"
+    if tc.data.tokenizer is not None:
+        try:
+            own = load_tokenizer(tc.data.tokenizer)
+        except (ValueError, OSError) as e:
+            raise type(e)(f"{where}: data.tokenizer: {e}") from None
+        if tokenizer_hash(own) != tokenizer_hash(tokenizer):
+            raise ValueError(f"{where}: data.tokenizer {tc.data.tokenizer!r} is not the tokenizer the study's data "
+                             f"is prepared with; drop data.tokenizer from the recipe, base or variants.{variant} (the "
+                             f"data's own is used), or prepare the data with it (tokenizer: under data:)")
+    if tc.model.tokenizer_vocab_size != len(tokenizer):
+        ids = len(tokenizer)
+        raise ValueError(f"{where}: model.tokenizer_vocab_size is {tc.model.tokenizer_vocab_size} but the study's "
+                         f"data tokenizer has {ids} ids; set model.tokenizer_vocab_size to {ids}, or prepare the "
+                         f"data with the model's tokenizer (tokenizer: under data:)")
+
+
+def check_stream_text(sc, tokenizer, longest: int | None) -> None:
+    """The variants' side of stream-eval's own checks, with the data's tokenizer (the one each export carries):
+    a stream.tokenizer that disagrees with it, a text no longer than the cache (read up to stream.tokens), a
+    PG19 dataset that cannot be reached. stream-eval finds them only after every variant trained."""
+    from sinktrain.data import tokenizer_hash
+    from sinktrain.data.longtext import is_pg19, load_long_text
+
+    if sc.tokenizer is not None and tokenizer_hash(load_tokenizer(sc.tokenizer)) != tokenizer_hash(tokenizer):
+        raise ValueError(f"stream.tokenizer {sc.tokenizer!r} disagrees with the tokenizer of the study's data, which "
+                         f"every exported variant carries (stream-eval refuses a tokenizer that disagrees with a "
+                         f"model's own); drop stream.tokenizer (each model's own is used)")
+    if is_pg19(sc.text):
+        check_pg19_reachable(sc)  # its length needs the books themselves: stream-eval checks it
+        return
+    text = load_long_text(sc.text, tokenizer, sc.tokens)
+    if longest is None and len(text) < 2:
+        raise ValueError(f"the text has {len(text)} tokens in the data's tokenizer; the dense baseline scores "
+                         f"tokens 1..N-1, so it needs at least 2; use a longer stream.text")
+    if longest is not None and len(text) <= longest:
+        more = " (or a larger stream.tokens)" if sc.tokens is not None and sc.tokens <= longest else ""
+        raise ValueError(f"the text has {len(text)} tokens in the data's tokenizer (the variants'), not more than "
+                         f"the cache size {longest}; use a longer stream.text{more} or a smaller cache")
+
+
+def check_pg19_reachable(sc) -> None:
+    """Open the PG19 dataset as stream-eval will (streamed: no rows are read, so this is cheap), so that an
+    offline machine without a local copy, or a misspelt dataset or split, is refused before the training."""
+    try:
+        import datasets
+    except ImportError:
+        raise ValueError("stream.text pg19 needs the `datasets` package; pip install datasets, or stream local "
+                         "books (stream.text FILE, FOLDER or GLOB)") from None
+    try:
+        datasets.load_dataset(sc.pg19_dataset, split=sc.pg19_split, streaming=True)
+    except (OSError, ValueError) as e:  # ConnectionError offline, a missing local copy, an unknown split
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"cannot read the PG19 dataset {sc.pg19_dataset!r} (split {sc.pg19_split!r}: {first}); "
+                         f"offline, stream local books (stream.text FILE, FOLDER or GLOB) or point "
+                         f"stream.pg19_dataset at a local copy") from None
+
+
+def check_variant_data(cfg: ExperimentConfig) -> None:
+    """Each variant's data checks (its sample length against the validation split, its tokenizer and vocabulary
+    against the manifest), once the data is there and before the first variant trains: training makes them only
+    when the variant starts, hours into the study."""
+    for variant in cfg.variants:
+        with in_section("data", where=f"variant {variant!r}"):
+            open_token_datasets(cfg.train_config(variant))
 
 
 # The top-level keys of the experiment.yaml a study writes (cfg.__dict__: every field, in order; studies started
@@ -124,13 +202,12 @@ def check_pretrained(cfg: ExperimentConfig, longest: int | None) -> None:
         stream_plan(cfg.stream_config(list(cfg.pretrained)), longest)
 
 
-def check_zeroshot_contexts(cfg: ExperimentConfig, pc) -> None:
+def check_zeroshot_contexts(cfg: ExperimentConfig, tokenizer) -> None:
     """Each variant's context holds the longest answer of every zero-shot task, in the data's tokenizer (the one
     the export will carry): otherwise the zeroshot stage could only refuse after every variant trained."""
     zc = cfg.zeroshot_config([str(cfg.root / "export" / v) for v in cfg.variants])
     if zc is None:
         return
-    tokenizer = load_tokenizer(pc.tokenizer) if pc is not None else data_tokenizer(cfg.data_dir)
     longest = longest_answers(zc, [tokenizer])[0]
     for v in cfg.variants:
         model = cfg.train_config(v).model
@@ -374,6 +451,7 @@ def _run_experiment(cfg: ExperimentConfig) -> Path | None:
     # written with the report, so that it always describes the run that made the report's numbers.
     (cfg.root / STAGES_DIR).mkdir(parents=True, exist_ok=True)
     stage_data(cfg)
+    check_variant_data(cfg)
     run_dirs = {v: stage_train(cfg, v) for v in cfg.variants}
     if not is_global_rank_zero():
         return None

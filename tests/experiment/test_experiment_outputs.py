@@ -103,3 +103,69 @@ def test_a_report_that_cannot_be_made_leaves_the_earlier_one(study):
     with pytest.raises(ValueError, match="run.json is not a sinktrain run.json"):
         write_report(cfg, {"vanilla": {"0+32": {"ppl": 2.0}}}, {"vanilla": ROOT / "train/vanilla"})
     assert {f: (ROOT / f).read_bytes() for f in before} == before
+
+
+def _other_tokenizer(folder: Path) -> str:
+    """A tokenizer.json that is not the bundled GPT-NeoX one (a two-word vocabulary)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({"<unk>": 0, "the": 1}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(folder / "other-tokenizer.json"))
+    return str(folder / "other-tokenizer.json")
+
+
+def _garbage_tokenizer(folder: Path) -> str:
+    (folder / "garbage.json").write_text("garbage{{{")
+    return str(folder / "garbage.json")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s, tmp: s["stream"].update(tokens=20), "experiment stream: the text has 20 tokens in the data's "
+     "tokenizer (the variants'), not more than the cache size 32; use a longer stream.text (or a larger "
+     "stream.tokens) or a smaller cache"),
+    (lambda s, tmp: s["stream"].update(tokenizer=_other_tokenizer(tmp)), "experiment stream: stream.tokenizer "
+     "'{tmp}/other-tokenizer.json' disagrees with the tokenizer of the study's data, which every exported variant "
+     "carries"),
+    (lambda s, tmp: s["variants"]["vanilla"].update(data={"tokenizer": _other_tokenizer(tmp)}), "experiment variant "
+     "'vanilla': data.tokenizer '{tmp}/other-tokenizer.json' is not the tokenizer the study's data is prepared with; "
+     "drop data.tokenizer from the recipe, base or variants.vanilla"),
+    (lambda s, tmp: s["variants"]["vanilla"].update(data={"tokenizer": _garbage_tokenizer(tmp)}), "experiment "
+     "variant 'vanilla': data.tokenizer: tokenizer file '{tmp}/garbage.json' could not be loaded"),
+    (lambda s, tmp: s["base"].update(model={"tokenizer_vocab_size": 50000}), "experiment variant 'vanilla': "
+     "model.tokenizer_vocab_size is 50000 but the study's data tokenizer has 50277 ids; set "
+     "model.tokenizer_vocab_size to 50277"),
+    (lambda s, tmp: s["stream"].update(text="pg19:first", pg19_dataset="sinktrain-tests/no-such-pg19"),
+     "experiment stream: cannot read the PG19 dataset 'sinktrain-tests/no-such-pg19' (split 'test': "),
+], ids=["text-within-cache", "stream-tokenizer-not-the-datas", "variant-tokenizer-not-the-datas",
+        "variant-tokenizer-garbage", "vocabulary-not-the-datas", "pg19-offline"])
+def test_what_the_stream_stage_and_training_refused_late_is_refused_before_the_first_stage(tmp_path, capfd, edit,
+                                                                                           message):
+    """Each of these passed the study's checks and was refused only by the stage that met it: the stream stage
+    after every variant trained, a variant's training after the variants before it trained. (The suite runs
+    offline, so the PG19 hub dataset cannot be reached.)"""
+    from test_experiment_hostile import run_study
+
+    study = json.loads(json.dumps(STUDY))
+    edit(study, tmp_path)
+    code, out = run_study(tmp_path, capfd, study)
+    assert code == 2 and len(errors(out)) == 1 and message.format(tmp=tmp_path) in errors(out)[0], out
+    assert "Traceback" not in out and not (tmp_path / "runs").exists()
+
+
+def test_each_variants_data_is_checked_before_the_first_variant_trains(tmp_path, capfd):
+    """A sample longer than the validation split was refused only when that variant started training, after the
+    variants before it had trained (hours, in a real study)."""
+    from test_experiment_hostile import run_study
+
+    study = json.loads(json.dumps(STUDY))
+    study["data"]["val_fraction"] = 0.001
+    study["variants"]["long"] = {"model": {"max_seq_len": 512}}
+    code, out = run_study(tmp_path, capfd, study)
+    root = tmp_path / "runs" / "tiny"
+    val = json.loads((root / "data/manifest.json").read_text())["splits"]["val"]["tokens"]
+    assert code == 2 and errors(out) == [
+        f"sinktrain experiment: error: experiment variant 'long': {root / 'data'}: the val split has {val} tokens, "
+        f"fewer than one sample of 512; prepare more data (or a larger data.val_fraction) or use a shorter "
+        f"sequence"], out
+    assert "Traceback" not in out and not (root / "train").exists()
