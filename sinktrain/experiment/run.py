@@ -244,16 +244,27 @@ def stage_data(cfg: ExperimentConfig) -> None:
 
 # What decides a trained variant's weights. The rest of a training config (where it logs, how often it
 # checkpoints, the speed levers, the micro-batch split of the same global batch, the run's own path) may change
-# without training again.
+# without training again. Deliberately left out, as levers that change rounding at most, not the recipe:
+# trainer.deterministic (deterministic kernels; a run without them already differs from itself in the last bits),
+# optim.impl (DeepSpeed FusedAdam and torch AdamW compute the same update) and trainer.zero_stage (ZeRO shards the
+# same optimizer state and gradients across ranks).
 RECIPE_FIELDS = ("model", "data.tokenizer", "data.seed", "optim.lr", "optim.min_lr", "optim.betas", "optim.eps",
                  "optim.weight_decay", "optim.grad_clip", "schedule", "trainer.precision",
-                 "trainer.global_batch_size", "trainer.max_steps", "seed")
+                 "trainer.global_batch_size", "trainer.max_steps", "seed", "trainer.initial_loss_scale_power")
+# Fields that count only when a run trains in fp16 (16-mixed, or auto, which is 16-mixed on a GPU without bf16):
+# the initial loss scale decides which of the first steps overflow and are skipped, and so the weights; in any
+# other precision it is never read, and a change of it must not train a finished variant again.
+FP16_FIELDS = ("trainer.initial_loss_scale_power",)
+FP16_PRECISIONS = ("16-mixed", "auto")
 
 
 def recipe_changes(saved: dict, current: dict) -> list[str]:
     """The RECIPE_FIELDS (sections: their keys) that differ between a checkpoint's config and this one."""
+    fp16 = any(dotted_value(c, "trainer.precision") in FP16_PRECISIONS for c in (saved, current))
     changes = []
     for name in RECIPE_FIELDS:
+        if name in FP16_FIELDS and not fp16:
+            continue
         old, new = dotted_value(saved, name), dotted_value(current, name)
         if isinstance(old, dict) and isinstance(new, dict):
             changes += [f"{name}.{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))

@@ -169,3 +169,20 @@ def test_each_variants_data_is_checked_before_the_first_variant_trains(tmp_path,
         f"fewer than one sample of 512; prepare more data (or a larger data.val_fraction) or use a shorter "
         f"sequence"], out
     assert "Traceback" not in out and not (root / "train").exists()
+
+
+def test_the_fp16_loss_scale_is_part_of_the_recipe_and_speed_levers_are_not():
+    """trainer.initial_loss_scale_power decides which fp16 steps overflow and are skipped, so the weights: a
+    finished fp16 variant was reused after it changed. In another precision it is never read."""
+    from sinktrain.experiment.run import recipe_changes
+    from sinktrain.train import load_train_config
+
+    recipe = Path(STUDY["recipe"])
+    for precision, expected in (("16-mixed", ["trainer.initial_loss_scale_power 12 -> 10"]),
+                                ("auto", ["trainer.initial_loss_scale_power 12 -> 10"]), ("32-true", []),
+                                ("bf16-mixed", [])):
+        saved = load_train_config(recipe, [f"trainer.precision={precision}"]).to_dict()
+        now = load_train_config(recipe, [f"trainer.precision={precision}", "trainer.initial_loss_scale_power=10",
+                                         "trainer.deterministic=true", "optim.impl=torch",
+                                         "trainer.zero_stage=2"]).to_dict()
+        assert recipe_changes(saved, now) == expected, precision
