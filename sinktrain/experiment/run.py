@@ -80,6 +80,9 @@ def preflight(cfg: ExperimentConfig) -> None:
         tc = cfg.train_config(variant)
         train_preflight(tc)
         check_variant_tokenizer(variant, tc, tokenizer)
+        info = Path(tc.run_dir) / "run.json"
+        if info.is_file():  # read again by the training stage: a damaged one is refused now, not after other training
+            trained_manifest(info)
     sc = cfg.stream_config([str(cfg.root / "export" / v) for v in cfg.variants])
     with in_section("stream"):
         pairs = validate_stream_config(sc)  # also checks the text (missing, empty, not UTF-8)
@@ -274,12 +277,27 @@ def recipe_changes(saved: dict, current: dict) -> list[str]:
     return changes
 
 
+def trained_manifest(info: Path) -> dict | None:
+    """The data manifest a variant's run.json says it trained on (None: it does not say, as no sinktrain run.json
+    lacks it); one line naming the file where it cannot be read (it was the parser's bare message, or an
+    AttributeError traceback for JSON that is not a mapping)."""
+    fix = f"restore it from a copy, or move {info.parent} away and the study trains the variant again"
+    try:
+        data = load_json(info)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{info} cannot be read ({e}); {fix}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{info} is not a sinktrain run.json (it holds {type(data).__name__}, not a mapping); {fix}")
+    manifest = data.get("data_manifest")
+    return manifest if isinstance(manifest, dict) else None
+
+
 def _stale_reason(run_dir: Path, tc, manifest: dict) -> str | None:
     """Why the variant's existing run cannot be reused or continued, or None: it was trained on other data, or
     under another recipe (a finished run is otherwise skipped, and its old weights would be reported under the
     new recipe). An unfinished run under the same recipe resumes, to the study's current max_steps."""
     info = run_dir / "run.json"
-    if info.is_file() and json.loads(info.read_text()).get("data_manifest") != manifest:
+    if info.is_file() and trained_manifest(info) != manifest:
         return "the data was prepared again since this variant was trained"
     ckpt = latest_checkpoint(run_dir) if run_dir.exists() else None
     if ckpt is None:

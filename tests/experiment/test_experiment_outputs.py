@@ -186,3 +186,21 @@ def test_the_fp16_loss_scale_is_part_of_the_recipe_and_speed_levers_are_not():
                                          "trainer.deterministic=true", "optim.impl=torch",
                                          "trainer.zero_stage=2"]).to_dict()
         assert recipe_changes(saved, now) == expected, precision
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("", "cannot be read (Expecting value: line 1 column 1 (char 0))"),
+    ("[1, 2]", "is not a sinktrain run.json (it holds list, not a mapping)"),
+], ids=["empty", "list"])
+def test_a_damaged_training_run_json_is_refused_naming_it(study, capfd, text, problem):
+    """It was the parser's message naming no file, or an AttributeError traceback for `[1, 2]`, from the training
+    stage; it is refused before the first stage (the data stage says nothing)."""
+    info = ROOT / "train/vanilla/run.json"
+    info.write_text(text)
+    before = {f: (ROOT / f).read_bytes() for f in ("report.json", "report.md", "experiment.yaml")}
+    code, out = run(capfd)
+    assert code == 2 and errors(out) == [
+        f"sinktrain experiment: error: {info} {problem}; restore it from a copy, or move {info.parent} away and the "
+        f"study trains the variant again"], out
+    assert "Traceback" not in out and "prepare:" not in out and info.read_text() == text
+    assert {f: (ROOT / f).read_bytes() for f in before} == before
