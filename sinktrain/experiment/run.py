@@ -339,7 +339,10 @@ def stage_export(cfg: ExperimentConfig, variant: str, run_dir: Path) -> Path:
     out = cfg.root / "export" / variant
     ckpt = latest_checkpoint(run_dir)
     stage, inputs = f"export-{variant}", {"checkpoint": str(ckpt), "checkpoint_sha256": tree_sha256(ckpt)}
-    done, damage = is_done(cfg.root, stage, inputs), _export_damage(out)
+    done = is_done(cfg.root, stage, inputs)
+    # Any file the export wrote, not only config.json and the weights: an export whose tokenizer was deleted was
+    # skipped, and stream-eval then refused it for having none.
+    damage = (_export_damage(out) or output_problem(cfg.root, stage, out)) if done else None
     if done and damage is None:
         log(f"export {variant}: done (step {_checkpoint_step(ckpt)}), skipped")
         return out
@@ -348,7 +351,7 @@ def stage_export(cfg: ExperimentConfig, variant: str, run_dir: Path) -> Path:
     log(f"export {variant}: {ckpt} -> {out}")
     forget(cfg.root, stage)
     export_checkpoint(ExportConfig(str(ckpt), str(out), overwrite=True))
-    mark_done(cfg.root, stage, inputs)
+    mark_done(cfg.root, stage, inputs, out)
     return out
 
 

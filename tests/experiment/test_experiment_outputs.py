@@ -204,3 +204,29 @@ def test_a_damaged_training_run_json_is_refused_naming_it(study, capfd, text, pr
         f"study trains the variant again"], out
     assert "Traceback" not in out and "prepare:" not in out and info.read_text() == text
     assert {f: (ROOT / f).read_bytes() for f in before} == before
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("no-tokenizer", "tokenizer.json is missing"),
+    ("edited-tokenizer-config", "tokenizer_config.json changed since it was written"),
+    ("older-marker", "its done-marker holds no record of the files it wrote (an older sinktrain's)"),
+])
+def test_an_export_missing_any_file_it_wrote_is_exported_again(study, capfd, damage, reason):
+    """Only config.json and the weights were checked: an export without its tokenizer was skipped, and the
+    stream stage then failed with "has no tokenizer files; pass stream.tokenizer"."""
+    export = ROOT / "export/vanilla"
+    before = _files(export)
+    if damage == "no-tokenizer":
+        (export / "tokenizer.json").unlink()
+    elif damage == "edited-tokenizer-config":
+        (export / "tokenizer_config.json").write_text("{}")
+    else:
+        marker = ROOT / "stages/export-vanilla.json"
+        marker.write_text(json.dumps({k: v for k, v in json.loads(marker.read_text()).items() if k != "outputs"}))
+    code, out = run(capfd)
+    assert code == 0 and f"export vanilla: {reason}; exporting it again" in out, out
+    assert _files(export) == before and "stream-eval: done" in out, out  # the same export again
+
+
+def _files(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
