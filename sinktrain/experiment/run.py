@@ -3,12 +3,12 @@ own public entry (the same functions its CLI verb calls).
 
 Every input of every stage is checked before the first stage runs (`preflight`); what needs the prepared data
 (each variant's sample length against the validation split) right after the data stage, before the first
-variant trains (`check_variant_data`). Idempotent and resumable: a
-stage is skipped only when its artifact was made from the current inputs (done-markers, markers.py; a training
-run's inputs are its run.json's data manifest); an unfinished training run resumes from its newest complete
-checkpoint (the training stage's own `resume: auto`). A run trained on data that has since been re-prepared, or
-under another recipe (`RECIPE_FIELDS`: model, optimizer, schedule, batch, ...; for an unfinished run all but
-max_steps), is kept aside as `train/<variant>.old-N` and trained again.
+variant trains (`check_variant_data`). Idempotent and resumable: a stage is skipped only when its artifact was
+made from the current inputs (done-markers, markers.py; a training run's inputs are the identity of the data its
+run.json records) and its files are as it wrote them; an unfinished training run resumes from its newest
+complete checkpoint (the training stage's own `resume: auto`). A run trained on data that has since been
+re-prepared, or under another recipe (`RECIPE_FIELDS`: model, optimizer, schedule, batch, ...; for an unfinished
+run all but max_steps), is kept aside as `train/<variant>.old-N` and trained again.
 Under torchrun every rank trains; rank 0 alone prepares data, exports, evaluates and writes the report.
 """
 
@@ -34,6 +34,7 @@ from sinktrain.data import (
 from sinktrain.config_io import dotted_value
 from sinktrain.experiment.config import ExperimentConfig, check_outside_inputs, in_section
 from sinktrain.data.longtext import text_source_sha256
+from sinktrain.data.manifest import dataset_identity
 from sinktrain.experiment.markers import STAGES_DIR, forget, is_done, mark_done, output_problem, tree_sha256
 from sinktrain.experiment.report import write_report
 from sinktrain.export import ExportConfig, export_checkpoint
@@ -292,12 +293,19 @@ def trained_manifest(info: Path) -> dict | None:
     return manifest if isinstance(manifest, dict) else None
 
 
+def same_dataset(trained: dict | None, manifest: dict) -> bool:
+    """Whether a run's recorded manifest describes the same tokens as `manifest` (None: the run does not say)."""
+    return trained is not None and dataset_identity(trained) == dataset_identity(manifest)
+
+
 def _stale_reason(run_dir: Path, tc, manifest: dict) -> str | None:
     """Why the variant's existing run cannot be reused or continued, or None: it was trained on other data, or
     under another recipe (a finished run is otherwise skipped, and its old weights would be reported under the
     new recipe). An unfinished run under the same recipe resumes, to the study's current max_steps."""
     info = run_dir / "run.json"
-    if info.is_file() and trained_manifest(info) != manifest:
+    # The data's identity, not its whole manifest: that also records how it was prepared (batch_size, workers,
+    # overwrite, progress, out_dir), and the same shards prepared again with other such settings retrained it.
+    if info.is_file() and not same_dataset(trained_manifest(info), manifest):
         return "the data was prepared again since this variant was trained"
     ckpt = latest_checkpoint(run_dir) if run_dir.exists() else None
     if ckpt is None:

@@ -230,3 +230,16 @@ def test_an_export_missing_any_file_it_wrote_is_exported_again(study, capfd, dam
 
 def _files(folder: Path) -> dict:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_data_prepared_again_into_the_same_shards_trains_nothing_again(study, capfd):
+    """The whole manifest was compared, with the settings that only say how it was prepared (batch_size, workers,
+    overwrite): byte-identical shards made the variant train again."""
+    shards = {p.name: p.read_bytes() for p in (ROOT / "data").glob("*.bin")}
+    checkpoints = sorted(p.name for p in (ROOT / "train/vanilla/checkpoints").iterdir())
+    code, out = run(capfd, FINISHED, "data.overwrite=true", "data.batch_size=7")
+    assert code == 0 and "train vanilla: done" in out and "stream-eval: done" in out, out
+    assert {p.name: p.read_bytes() for p in (ROOT / "data").glob("*.bin")} == shards
+    assert json.loads((ROOT / "data/manifest.json").read_text())["config"]["batch_size"] == 7  # prepared again
+    assert sorted(p.name for p in (ROOT / "train").iterdir()) == ["vanilla"]  # none kept aside as vanilla.old-1
+    assert sorted(p.name for p in (ROOT / "train/vanilla/checkpoints").iterdir()) == checkpoints
