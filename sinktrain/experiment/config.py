@@ -66,7 +66,7 @@ class ExperimentConfig:
     # fourth model (cli_config.parse_config). A new one is given whole: --set 'variants.big={...}'.
     NAMED_MAPPINGS = ("variants",)  # not annotated: not a field
     data: dict = field(default_factory=dict)
-    """PrepareConfig keys (out_dir is <root>/data), or {dir: an existing data directory}."""
+    """PrepareConfig keys but out_dir (the study's is <root>/data), or {dir: an existing data directory}."""
     stream: dict = field(default_factory=dict)
     """StreamEvalConfig keys (models and out are set by the study)."""
     runs_dir: str = "runs"
@@ -137,6 +137,10 @@ class ExperimentConfig:
         for key in EXPERIMENT_SET:
             if key in self.stream:
                 raise ConfigKeyError(f"experiment stream: {key!r} is set by the experiment; remove it")
+        if "out_dir" in self.data:  # prepare_config sets it: a value here was dropped in silence
+            raise ConfigKeyError(f"experiment data: 'out_dir' is set by the experiment (the study prepares its data "
+                                 f"in {self.root / 'data'}); remove it, or give data prepared elsewhere as data: "
+                                 f"{{dir: ...}}")
         with in_section("data"):  # a range check in the config's own constructor names no section
             self.prepare_config()
         for v in self.variants:

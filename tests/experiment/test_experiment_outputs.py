@@ -243,3 +243,17 @@ def test_data_prepared_again_into_the_same_shards_trains_nothing_again(study, ca
     assert json.loads((ROOT / "data/manifest.json").read_text())["config"]["batch_size"] == 7  # prepared again
     assert sorted(p.name for p in (ROOT / "train").iterdir()) == ["vanilla"]  # none kept aside as vanilla.old-1
     assert sorted(p.name for p in (ROOT / "train/vanilla/checkpoints").iterdir()) == checkpoints
+
+
+def test_a_data_out_dir_in_the_study_is_refused(tmp_path, capfd):
+    """The study prepares its data in <root>/data: data.out_dir was dropped in silence."""
+    from test_experiment_hostile import run_study
+
+    study = json.loads(json.dumps(STUDY))
+    study["data"]["out_dir"] = str(tmp_path / "mydata")
+    code, out = run_study(tmp_path, capfd, study)
+    assert code == 2 and errors(out) == [
+        f"sinktrain experiment: error: experiment data: 'out_dir' is set by the experiment (the study prepares its "
+        f"data in {tmp_path / 'runs' / 'tiny' / 'data'}); remove it, or give data prepared elsewhere as data: "
+        f"{{dir: ...}}"], out
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mydata").exists()
