@@ -205,15 +205,22 @@ def check_outside_inputs(cfg: ExperimentConfig) -> None:
 
 
 @contextmanager
-def in_section(section: str, where: str | None = None):
+def in_section(section: str, where: str | None = None, flags: bool = True, phrases: tuple = ()):
     """Errors of a stage's own checks name its CLI flags (`--device`, `--data-dir`); in a study they are keys of a
     section: say `stream.device`, prefixed with the section, so the user knows what to edit in the study file.
     `where` names the part of the study instead of the section in the prefix (`experiment variant 'sink1'`:
-    the data checks of one variant), the flags still map to keys of `section`."""
+    the data checks of one variant), the flags still map to keys of `section`. `phrases`: (text, study's words)
+    replaced first, for flags that are no key of the section (training's --run-dir); `flags` False maps no other.
+    `sinktrain experiment`'s own flags (--set, --runs_dir) are left as they are."""
     try:
         yield
     except (ValueError, OSError) as e:
-        text = FLAG.sub(lambda m: f"{section}.{m.group(1).replace('-', '_')}", str(e))
+        text = str(e)
+        for said, meant in phrases:
+            text = re.sub(said, meant, text)
+        if flags:
+            text = FLAG.sub(lambda m: m.group(0) if m.group(1) in STUDY_FLAGS
+                            else f"{section}.{m.group(1).replace('-', '_')}", text)
         if not text.startswith("experiment "):  # one already said where it is (a check of the study itself)
             text = f"experiment {where or section}: {text}"
         try:
@@ -224,6 +231,7 @@ def in_section(section: str, where: str | None = None):
 
 
 FLAG = re.compile(r"--([a-z][a-z_-]*)")
+STUDY_FLAGS = ("set", "runs_dir", "runs-dir", "config")
 
 
 def deep_merge(base: dict, over: dict) -> dict:

@@ -343,6 +343,17 @@ def stage_train(cfg: ExperimentConfig, variant: str) -> Path:
     return Path(train(tc, rerun="the same `sinktrain experiment` command"))
 
 
+def in_variant(cfg: ExperimentConfig, variant: str):
+    """Training's refusals say to resume with --resume auto or to start a new --run-dir, neither of which a study
+    takes: a study resumes when it is run again, and trains a variant afresh once its run folder is moved away."""
+    run_dir = cfg.root / "train" / variant
+    return in_section("train", where=f"variant {variant!r}", flags=False, phrases=(
+        (r"(?:pass |with )?--resume auto", "running the study again"),
+        (r"(?:start|use|choose|resume into) (?:a new|another)(?: or empty)? --run[-_]dir",
+         f"move {run_dir} away (the study then trains the variant again)"),
+        (r"--run[-_]dir", "the run folder")))
+
+
 def stage_export(cfg: ExperimentConfig, variant: str, run_dir: Path) -> Path:
     out = cfg.root / "export" / variant
     ckpt = latest_checkpoint(run_dir)
@@ -490,15 +501,25 @@ def _run_experiment(cfg: ExperimentConfig) -> Path | None:
     # Made before any stage writes: it marks the folder as a study's (check_root). The resolved study file is
     # written with the report, so that it always describes the run that made the report's numbers.
     (cfg.root / STAGES_DIR).mkdir(parents=True, exist_ok=True)
-    stage_data(cfg)
+    # A stage's own refusals name its CLI flags (--tokens, --val-fraction); a study user edits keys of the
+    # study's sections (stream.tokens), which in_section names instead.
+    with in_section("data", phrases=(  # the study's data folder is <root>/data, no key of the study
+            (r"pass (?:a directory to|an empty or new) --out_dir", "move it away"),
+            (r"--out_dir", "the study's data folder"))):
+        stage_data(cfg)
     check_variant_data(cfg)
-    run_dirs = {v: stage_train(cfg, v) for v in cfg.variants}
+    run_dirs = {}
+    for v in cfg.variants:
+        with in_variant(cfg, v):
+            run_dirs[v] = stage_train(cfg, v)
     if not is_global_rank_zero():
         return None
     exports = {v: stage_export(cfg, v, run_dirs[v]) for v in cfg.variants}
     model_hashes = {str(d): tree_sha256(d) for d in exports.values()}
-    results = stage_stream(cfg, model_hashes)
-    zeroshot_results = stage_zeroshot(cfg, exports, model_hashes)
+    with in_section("stream"):
+        results = stage_stream(cfg, model_hashes)
+    with in_section("zeroshot"):
+        zeroshot_results = stage_zeroshot(cfg, exports, model_hashes)
     report = write_report(cfg, results, run_dirs, zeroshot_results)
     log(f"report: {report}")
     return report

@@ -257,3 +257,35 @@ def test_a_data_out_dir_in_the_study_is_refused(tmp_path, capfd):
         f"data in {tmp_path / 'runs' / 'tiny' / 'data'}); remove it, or give data prepared elsewhere as data: "
         f"{{dir: ...}}"], out
     assert not (tmp_path / "runs").exists() and not (tmp_path / "mydata").exists()
+
+
+def test_a_later_stages_refusal_names_the_studys_keys_not_the_stages_flags(study, capfd, monkeypatch):
+    """Only the checks before the first stage named the study's keys: a refusal from inside a stage named the
+    flags of its CLI verb (--tokens, --out_dir, --run-dir), which `sinktrain experiment` does not take."""
+    import sinktrain.experiment.run as study_run
+
+    def refused(cfg):  # what stream-eval says of a text within the cache, past the study's own check of it
+        raise ValueError("the text has 20 tokens (tokenizer of x), not more than the cache size 32; use a longer "
+                         "text (or a larger --tokens) or a smaller cache")
+
+    monkeypatch.setattr(study_run, "evaluate", refused)
+    code, out = run(capfd, FINISHED, "stream.sinks=[0]")
+    assert code == 2 and errors(out) == [
+        "sinktrain experiment: error: experiment stream: the text has 20 tokens (tokenizer of x), not more than the "
+        "cache size 32; use a longer text (or a larger stream.tokens) or a smaller cache"], out
+
+    # Training on from a checkpoint that cannot be read: the fix is to move the run away, not a new --run-dir.
+    (ROOT / "train/vanilla/checkpoints/step-00000002/lightning.ckpt").write_bytes(b"garbage")
+    code, out = run(capfd, FINISHED, "base.trainer.max_steps=4")
+    assert code == 2 and errors(out) == [
+        f"sinktrain experiment: error: experiment variant 'vanilla': none of the 1 checkpoints in "
+        f"'{ROOT / 'train/vanilla'}' can be read (see above); resume from a copy of an intact one or move "
+        f"{ROOT / 'train/vanilla'} away (the study then trains the variant again)"], out
+
+    # The study's data folder is no key of the study (data.out_dir is refused).
+    shutil.rmtree(ROOT / "data")
+    (ROOT / "data").write_text("mine")
+    code, out = run(capfd)
+    assert code == 2 and errors(out) == [
+        f"sinktrain experiment: error: experiment data: output '{ROOT / 'data'}' is a file; move it away"], out
+    assert (ROOT / "data").read_text() == "mine"
