@@ -279,9 +279,9 @@ def recipe_changes(saved: dict, current: dict) -> list[str]:
 
 
 def trained_manifest(info: Path) -> dict | None:
-    """The data manifest a variant's run.json says it trained on (None: it does not say, as no sinktrain run.json
-    lacks it); one line naming the file where it cannot be read (it was the parser's bare message, or an
-    AttributeError traceback for JSON that is not a mapping)."""
+    """The data manifest a variant's run.json says it trained on; None where it records none (the variant then
+    trains again, as data it cannot vouch for). One line naming the file where it cannot be read (it was the
+    parser's bare message, or an AttributeError traceback for JSON that is not a mapping)."""
     fix = f"restore it from a copy, or move {info.parent} away and the study trains the variant again"
     try:
         data = load_json(info)
