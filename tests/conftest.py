@@ -23,6 +23,7 @@ SLOWEST_FILES = [
     "train/test_train_distributed.py",   # 170: eight torchrun jobs of two processes
     "stream/test_families.py",           # 105: 140 families, three caches each
     "train/test_train_hostile.py",       # 80
+    "experiment/test_experiment_outputs.py",  # 75
     "experiment/test_experiment.py",     # 65
     "generate/test_sink_cache.py",       # 55
     "stream/test_sources.py",            # 55
