@@ -178,10 +178,12 @@ def check_same_data(target: Path, meta: dict, cfg: TrainConfig) -> None:
 def newest_readable_checkpoint(run_dir: Path, report: bool = True) -> Path | None:
     """The newest complete checkpoint whose files all load; damaged newer ones are named and skipped."""
     found = ckpt.list_checkpoints(run_dir)
+    newest_problem = None
     for i, candidate in enumerate(reversed(found)):
         try:
             ckpt.verify_checkpoint(candidate, strict=True)  # an UnsafeCheckpointError is not skipped: it stops the run
         except ckpt.UnreadableCheckpointError as e:
+            newest_problem = newest_problem or f"{candidate.name}: {e}"
             if report:
                 print(f"train: skipping {candidate.name}: {e}", file=sys.stderr, flush=True)
             continue
@@ -189,8 +191,9 @@ def newest_readable_checkpoint(run_dir: Path, report: bool = True) -> Path | Non
             print(f"train: resuming from {candidate.name}, the newest complete checkpoint", file=sys.stderr, flush=True)
         return candidate
     if found:
-        raise ValueError(f"none of the {len(found)} checkpoints in {str(run_dir)!r} can be read (see above); "
-                         f"resume from a copy of an intact one or start a new --run-dir")
+        # The line names the newest one's problem itself: with report off (a study's preflight) nothing is above it.
+        raise ValueError(f"none of the {len(found)} checkpoints in {str(run_dir)!r} can be read (the newest, "
+                         f"{newest_problem}); resume from a copy of an intact one or start a new --run-dir")
     return None
 
 

@@ -4,6 +4,7 @@ stage run again), and the inputs each stage reads are checked before the first t
 Every test here starts from a copy of one finished study (relative paths, so the copy's done-markers hold)."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -277,10 +278,13 @@ def test_a_later_stages_refusal_names_the_studys_keys_not_the_stages_flags(study
     # Training on from a checkpoint that cannot be read: the fix is to move the run away, not a new --run-dir.
     (ROOT / "train/vanilla/checkpoints/step-00000002/lightning.ckpt").write_bytes(b"garbage")
     code, out = run(capfd, FINISHED, "base.trainer.max_steps=4")
-    assert code == 2 and errors(out) == [
-        f"sinktrain experiment: error: experiment variant 'vanilla': none of the 1 checkpoints in "
-        f"'{ROOT / 'train/vanilla'}' can be read (see above); resume from a copy of an intact one or move "
-        f"{ROOT / 'train/vanilla'} away (the study then trains the variant again)"], out
+    ckpt_file = ROOT / "train/vanilla/checkpoints/step-00000002/lightning.ckpt"
+    assert code == 2 and len(errors(out)) == 1 and re.fullmatch(
+        re.escape(f"sinktrain experiment: error: experiment variant 'vanilla': none of the 1 checkpoints in "
+                  f"'{ROOT / 'train/vanilla'}' can be read (the newest, step-00000002: checkpoint file '{ckpt_file}' "
+                  f"cannot be read (") + r".+" + re.escape(
+            f"); it is truncated or damaged); resume from a copy of an intact one or move {ROOT / 'train/vanilla'} "
+            f"away (the study then trains the variant again)"), errors(out)[0]), out
 
     # The study's data folder is no key of the study (data.out_dir is refused).
     shutil.rmtree(ROOT / "data")
