@@ -123,9 +123,42 @@ def dataset_identity_sha256(data_dir: str | Path) -> str:
 
 def data_tokenizer(data_dir: str | Path):
     """The tokenizer the data in `data_dir` was prepared with: its saved copy, or (data prepared before
-    copies were kept) the spec the manifest records."""
-    from sinktrain.data.tokenizer import load_tokenizer
-
+    copies were kept) the spec the manifest records. Either is refused unless its hash is the manifest's: a
+    tokenizer/ folder edited or swapped after the data was prepared reached training and export unnoticed."""
     manifest = read_manifest(data_dir)
-    saved = Path(data_dir) / manifest["tokenizer"].get("dir", TOKENIZER_DIR)
-    return load_tokenizer(saved if saved.is_dir() else manifest["tokenizer"]["spec"])
+    tok, problem = _checked_tokenizer(Path(data_dir), manifest)
+    if problem:
+        raise ValueError(f"data folder {str(data_dir)!r} is damaged ({problem}); prepare the data again "
+                         f"(sinktrain data prepare ... --overwrite true)")
+    return tok
+
+
+def saved_tokenizer_problem(data_dir: str | Path, manifest: dict) -> str | None:
+    """What is wrong with the tokenizer/ copy a dataset keeps (missing, not loading, or not the tokenizer whose
+    hash the manifest records), else None. Data prepared before copies were kept has nothing to check here."""
+    if "dir" not in manifest["tokenizer"]:
+        return None
+    return _checked_tokenizer(Path(data_dir), manifest)[1]
+
+
+def _checked_tokenizer(data_dir: Path, manifest: dict):
+    from sinktrain.data.tokenizer import load_tokenizer, tokenizer_hash
+
+    recorded = manifest["tokenizer"]
+    if "dir" in recorded:  # written by a prepare that keeps a copy: that copy, and nothing else, is the tokenizer
+        saved = data_dir / recorded["dir"]
+        what = f"its {recorded['dir']}/ folder"
+        if not saved.is_dir():
+            return None, f"{what} is missing"
+        try:
+            tok = load_tokenizer(saved)
+        except (ValueError, OSError) as e:
+            return None, f"{what} does not load: {e}"
+    else:  # prepared before copies were kept: the spec it names must still be that tokenizer
+        what = f"the tokenizer its manifest names, {recorded['spec']!r},"
+        tok = load_tokenizer(recorded["spec"])  # (its own errors say what is wrong: offline, missing file)
+    sha = tokenizer_hash(tok)
+    if sha != recorded["sha256"]:
+        return None, (f"{what} is not the tokenizer its manifest records (sha256 {sha[:12]}…, not "
+                      f"{recorded['sha256'][:12]}…)")
+    return tok, None

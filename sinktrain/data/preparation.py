@@ -27,7 +27,7 @@ from sinktrain.util.atomic import temp_name, write_json_atomic
 from sinktrain.util.outputs import folder_lock, output_lock
 from sinktrain.util.progress import progress
 from sinktrain.data.manifest import (CONTENT_CONFIG_KEYS, FORMAT, MANIFEST, TOKENIZER_DIR, read_manifest,
-                                     source_identity, token_dtype)
+                                     saved_tokenizer_problem, source_identity, token_dtype)
 from sinktrain.data.sources import TXT_DOCUMENTS, Source, iter_documents, resolve_source
 from sinktrain.data.tokenizer import eod_id, load_tokenizer, tokenizer_hash
 
@@ -319,7 +319,8 @@ def _check_out_dir_outside_sources(out_dir: Path, sources: list[Source]) -> None
 
 
 def _damage(out_dir: Path, manifest: dict) -> str | None:
-    """What is wrong with the shards a manifest lists (a missing file, a wrong size), else None."""
+    """What is wrong with the shards a manifest lists (a missing file, a wrong size) or with the tokenizer copy
+    beside them (a hand-edited tokenizer/ is another tokenizer than the one the ids came from), else None."""
     itemsize = np.dtype(manifest["dtype"]).itemsize
     for split, info in manifest["splits"].items():
         paths = [out_dir / name for name in info["files"]]
@@ -330,7 +331,7 @@ def _damage(out_dir: Path, manifest: dict) -> str | None:
         if size != info["tokens"] * itemsize:
             expected = info["tokens"] * itemsize
             return f"the {split} shards hold {size:,} bytes, not the {expected:,} of {info['tokens']:,} tokens"
-    return None
+    return saved_tokenizer_problem(out_dir, manifest)
 
 
 def _remove_tokenizer(out_dir: Path) -> None:
