@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -23,7 +24,7 @@ from typing import Iterator
 import numpy as np
 
 from sinktrain.config_io import Fraction, NonNegativeInt, PositiveInt, Seed, configclass
-from sinktrain.util.atomic import temp_name, write_json_atomic
+from sinktrain.util.atomic import temp_name
 from sinktrain.util.outputs import folder_lock, output_lock
 from sinktrain.util.progress import progress
 from sinktrain.data.manifest import (CONTENT_CONFIG_KEYS, FORMAT, MANIFEST, TOKENIZER_DIR, read_manifest,
@@ -259,11 +260,12 @@ class ShardWriter:
             (self.out_dir / (name + ".tmp")).unlink(missing_ok=True)
 
 
-# Exactly the file names prepare writes: ShardWriter's shards (`.tmp` while written) and the manifest, plus the
-# temporary name write_json_atomic gives it (util/atomic.py temp_name), which a kill just before the
-# rename leaves. Nothing else in a folder is ever deleted.
+# Exactly the file names prepare writes: ShardWriter's shards (`.tmp` while written), the manifest and its
+# temporary name (util/atomic.py temp_name, written whole before the earlier dataset is replaced), the tokenizer
+# folder and its temporary one. Nothing else in a folder is ever deleted.
 _SHARD = re.compile(r"^(train|val)-\d{5}\.bin$")
 _MANIFEST_TMP = temp_name(MANIFEST).name
+_TOKENIZER_TMP = TOKENIZER_DIR + ".tmp"
 # What save_pretrained writes for a fast tokenizer (transformers 5 writes the first two; the others appear for
 # some tokenizers or versions). A `tokenizer` folder holding anything else is the user's.
 _TOKENIZER_FILES = frozenset({"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -279,7 +281,7 @@ def _is_own(path: Path) -> bool:
     entry is ours only if it is a real folder of save_pretrained's files. Symlinks are never ours (writing or
     deleting through one would reach outside --out_dir). (Beside a dataset's manifest, its `tokenizer` entry is
     ours whatever it holds, a link included, which is unlinked, never followed.)"""
-    if path.name == TOKENIZER_DIR:
+    if path.name in (TOKENIZER_DIR, _TOKENIZER_TMP):
         return path.is_dir() and not path.is_symlink() and all(
             child.name in _TOKENIZER_FILES and child.is_file() and not child.is_symlink() for child in path.iterdir())
     return (_SHARD.match(path.name) is not None or _is_partial(path.name)) and path.is_file() and not path.is_symlink()
@@ -334,9 +336,9 @@ def _damage(out_dir: Path, manifest: dict) -> str | None:
     return saved_tokenizer_problem(out_dir, manifest)
 
 
-def _remove_tokenizer(out_dir: Path) -> None:
+def _remove_tokenizer(out_dir: Path, name: str = TOKENIZER_DIR) -> None:
     # A symlink is unlinked, never followed (rmtree would refuse one; save_pretrained would write through it).
-    path = out_dir / TOKENIZER_DIR
+    path = out_dir / name
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     elif path.is_symlink() or path.exists():
@@ -349,17 +351,44 @@ def _remove_partial(out_dir: Path) -> None:
     for path in out_dir.iterdir():
         if _is_partial(path.name) and (path.is_symlink() or path.is_file()):
             path.unlink()
+    tok_tmp = out_dir / _TOKENIZER_TMP
+    if tok_tmp.is_symlink() or tok_tmp.exists():
+        if not (tok_tmp.is_symlink() or _is_own(tok_tmp)):  # a folder of the user's by that name: theirs, kept
+            raise FileExistsError(f"{str(tok_tmp)!r} is in the way of the tokenizer prepare writes there first and "
+                                  f"is not one it left; move it elsewhere")
+        _remove_tokenizer(out_dir, _TOKENIZER_TMP)
 
 
-def _remove_previous(out_dir: Path) -> None:
-    """Delete what an earlier prepare completed here, once the new shards are all written (as `.tmp`): the
-    manifest first, so the directory stops looking complete. Until then an overwritten dataset stays whole,
-    so a source that fails half-way (a file that is not UTF-8, a broken archive) loses nothing."""
-    (out_dir / MANIFEST).unlink(missing_ok=True)
-    _remove_tokenizer(out_dir)
-    for path in out_dir.iterdir():
-        if _SHARD.match(path.name) and path.is_file() and not path.is_symlink():
-            path.unlink()
+def _write_manifest_tmp(out_dir: Path, manifest: dict) -> None:
+    """The new manifest, whole, under its temporary name: renamed into place last, once the shards and the
+    tokenizer are."""
+    (out_dir / _MANIFEST_TMP).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _replace_previous(out_dir: Path, writers: dict) -> None:
+    """Put the new dataset, written whole beside the earlier one (shards as `.tmp`, the tokenizer in
+    tokenizer.tmp/, the manifest as manifest.tmp.json), in place of it: the old manifest goes first, so the folder
+    stops looking complete, the new one comes last. Only renames and unlinks happen here; until the first of them
+    an overwritten dataset is whole, so a failure anywhere before (a source that is not UTF-8, a full disk while
+    the tokenizer or the manifest was saved) loses nothing."""
+    manifest = out_dir / MANIFEST
+    had_dataset = manifest.exists()
+    manifest.unlink(missing_ok=True)
+    try:
+        new = {name for w in writers.values() for name in w.names}
+        for path in out_dir.iterdir():
+            if _SHARD.match(path.name) and path.name not in new and path.is_file() and not path.is_symlink():
+                path.unlink()
+        for w in writers.values():
+            w.commit()
+        _remove_tokenizer(out_dir)
+        os.replace(out_dir / _TOKENIZER_TMP, out_dir / TOKENIZER_DIR)
+        os.replace(out_dir / _MANIFEST_TMP, manifest)
+    except OSError as e:
+        if not had_dataset:
+            raise
+        raise type(e)(f"the earlier dataset in {str(out_dir)!r} was removed, but the new one could not be put in "
+                      f"its place ({e}); prepare it again") from e
 
 
 # ---------------------------------------------------------------- throughput
@@ -553,35 +582,35 @@ def _write(cfg: PrepareConfig, out_dir: Path, made: bool, tok, sources: list[Sou
             # A small corpus (a few whole books) where the coin picked nothing: the last document becomes
             # the validation split rather than leaving training without one.
             writers["val"].write_document(writers["train"].pop_last_document())
-        _remove_previous(out_dir)
-        files = {split: w.commit() for split, w in writers.items()}
+        # The tokenizer travels with the data (and from there into every run and export): later stages read it
+        # from here instead of re-deriving it from a spec. Saved, like the manifest, before anything of an
+        # earlier dataset is touched: a full disk here left --overwrite with neither.
+        tok.save_pretrained(out_dir / _TOKENIZER_TMP)
+        manifest = {
+            "format": FORMAT,
+            "tokenizer": {"spec": cfg.tokenizer or "gpt-neox-20b", "sha256": sha, "vocab_size": vocab_size,
+                          "dir": TOKENIZER_DIR},
+            "dtype": dtype,
+            "eod_id": eod,
+            "seed": cfg.seed,
+            "sources": [{**s.describe(), **counts} for s, counts in zip(sources, per_source)],
+            "splits": {split: {"files": list(w.names), "tokens": w.tokens, "documents": w.documents}
+                       for split, w in writers.items()},
+            "config": asdict(cfg),
+        }
+        _write_manifest_tmp(out_dir, manifest)
+        _replace_previous(out_dir, writers)
     except BaseException:
         for w in writers.values():
             w.abort()
+        (out_dir / _MANIFEST_TMP).unlink(missing_ok=True)
+        _remove_tokenizer(out_dir, _TOKENIZER_TMP)
         if made:  # (output_lock removes the folders above it that it made for its lock file)
             with contextlib.suppress(OSError):  # not empty: something else wrote into it meanwhile
                 out_dir.rmdir()
         raise
     finally:
         bar.close()
-    # The tokenizer travels with the data (and from there into every run and export): later stages read it
-    # from here instead of re-deriving it from a spec.
-    _remove_tokenizer(out_dir)
-    tok.save_pretrained(out_dir / TOKENIZER_DIR)
-
-    manifest = {
-        "format": FORMAT,
-        "tokenizer": {"spec": cfg.tokenizer or "gpt-neox-20b", "sha256": sha, "vocab_size": vocab_size,
-                      "dir": TOKENIZER_DIR},
-        "dtype": dtype,
-        "eod_id": eod,
-        "seed": cfg.seed,
-        "sources": [{**s.describe(), **counts} for s, counts in zip(sources, per_source)],
-        "splits": {split: {"files": files[split], "tokens": w.tokens, "documents": w.documents}
-                   for split, w in writers.items()},
-        "config": asdict(cfg),
-    }
-    write_json_atomic(out_dir / MANIFEST, manifest)
     LAST_RUN_STATS.clear()
     LAST_RUN_STATS.update(done.stats())
     if cfg.progress:

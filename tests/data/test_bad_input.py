@@ -1,7 +1,10 @@
 """Bad input gives one clear error each; a failed or interrupted prepare leaves nothing that looks complete."""
 
+import errno
 import gzip
+import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +12,7 @@ import pytest
 import sinktrain.data.preparation as prepare_module
 from sinktrain.data import TokenDataset, read_manifest
 
-from data_helpers import run_prepare
+from data_helpers import cli, run_prepare, snapshot
 
 
 def test_missing_paths(tmp_path):
@@ -101,16 +104,74 @@ def test_interrupted_prepare_leaves_nothing_complete(tmp_path, persuasion, monke
     assert not list(out.glob("*.tmp"))
     monkeypatch.undo()
 
-    # Crash after the shards are renamed but before the manifest: still not a dataset.
-    def no_manifest(path, obj):
-        raise OSError("disk full")
+    # Crash after the shards are renamed but before the new manifest is: still not a dataset.
+    real_replace = prepare_module.os.replace
 
-    monkeypatch.setattr(prepare_module, "write_json_atomic", no_manifest)
-    with pytest.raises(OSError):
+    def no_manifest(src, dst):
+        if str(dst).endswith("manifest.json"):
+            raise KeyboardInterrupt
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(prepare_module.os, "replace", no_manifest)
+    with pytest.raises(KeyboardInterrupt):
         run_prepare([tmp_path / "book.txt"], out, txt_documents="paragraphs", seed=5, overwrite=True)
+    monkeypatch.undo()
     assert not (out / "manifest.json").exists()
     with pytest.raises(FileNotFoundError, match="an interrupted prepare leaves none; run it again"):
         TokenDataset(out, sample_len=16)
+
+
+def _full_disk(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("fails", ["tokenizer", "manifest"])
+def test_an_overwrite_that_cannot_save_its_tokenizer_or_manifest_keeps_the_earlier_dataset(
+        tmp_path, persuasion, capsys, monkeypatch, fails):
+    """--overwrite deleted the earlier dataset before it saved the new tokenizer and manifest: a full disk there
+    left neither dataset."""
+    from transformers import PreTrainedTokenizerFast
+
+    (tmp_path / "book.txt").write_text(persuasion[:20000])
+    out = run_prepare([tmp_path / "book.txt"], tmp_path / "out", txt_documents="paragraphs")
+    before = snapshot(out)
+
+    def half_saved(self, folder, *args, **kwargs):  # a file or two got out before the disk filled up
+        Path(folder).mkdir()
+        (Path(folder) / "tokenizer.json").write_text('{"trunc')
+        _full_disk()
+
+    if fails == "tokenizer":
+        monkeypatch.setattr(PreTrainedTokenizerFast, "save_pretrained", half_saved)
+    else:
+        monkeypatch.setattr(prepare_module, "_write_manifest_tmp", _full_disk)
+    code, err = cli(capsys, "data", "prepare", "--sources", str(tmp_path / "book.txt"), "--out_dir", str(out),
+                    "--txt_documents", "paragraphs", "--seed", "5", "--overwrite", "true", "--progress", "false")
+    assert code == 2 and err == ("sinktrain data prepare: error: [Errno 28] No space left on device; free space on "
+                                 "that disk (or write the output to another one) and run again")
+    assert snapshot(out) == before  # the earlier dataset, whole; nothing of the new one (no .tmp) beside it
+    assert TokenDataset(out, sample_len=16).num_tokens == read_manifest(out)["splits"]["train"]["tokens"]
+
+
+def test_a_failure_after_the_earlier_dataset_is_removed_says_so(tmp_path, persuasion, capsys, monkeypatch):
+    (tmp_path / "book.txt").write_text(persuasion[:20000])
+    out = run_prepare([tmp_path / "book.txt"], tmp_path / "out", txt_documents="paragraphs")
+    real_replace = prepare_module.os.replace
+
+    def fail_on_tokenizer(src, dst):
+        if Path(dst).name == "tokenizer":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(dst))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(prepare_module.os, "replace", fail_on_tokenizer)
+    code, err = cli(capsys, "data", "prepare", "--sources", str(tmp_path / "book.txt"), "--out_dir", str(out),
+                    "--txt_documents", "paragraphs", "--seed", "5", "--overwrite", "true", "--progress", "false")
+    assert code == 2 and err == (
+        f"sinktrain data prepare: error: the earlier dataset in {str(out)!r} was removed, but the new one could not "
+        f"be put in its place ([Errno 13] Permission denied: {str(out / 'tokenizer')!r}); prepare it again")
+    monkeypatch.undo()
+    assert not (out / "manifest.json").exists() and not list(out.glob("*.tmp*"))
+    assert read_manifest(run_prepare([tmp_path / "book.txt"], out, txt_documents="paragraphs", seed=5))["seed"] == 5
 
 
 def test_truncated_shard_is_refused(tmp_path):

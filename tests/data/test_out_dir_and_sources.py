@@ -105,6 +105,8 @@ def test_what_a_killed_prepare_leaves_is_taken_over(tmp_path, doc):
     expected = (out / "train-00000.bin").read_bytes()
     (out / "manifest.json").unlink()  # killed after the tokenizer was saved, before the manifest
     (out / "val-00003.bin.tmp").write_bytes(b"partial")
+    (out / "tokenizer.tmp").mkdir()  # killed while the new tokenizer was saved
+    (out / "tokenizer.tmp" / "tokenizer.json").write_text('{"trunc')
     run_prepare([doc], out, val_fraction=0)
     assert (out / "train-00000.bin").read_bytes() == expected and read_manifest(out)["seed"] == 1234
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "tokenizer", "train-00000.bin"]
