@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -62,26 +63,56 @@ def read_manifest(data_dir: str | Path) -> dict:
 
 def _shape_problem(manifest: dict) -> str | None:
     """What is missing from a manifest of the right format (a hand-edited or truncated one), else None: every
-    reader (TokenDataset, `data info`, training) may then index the keys below without a KeyError."""
+    reader (TokenDataset, `data info`, training, a rerun of prepare) may then index the keys below, and use their
+    values as the types prepare wrote, without a KeyError, TypeError or AttributeError. A shard name is one that
+    prepare writes: `/etc/passwd` or `../x` would be read (or, by a rerun, checked) outside the data folder."""
     tok = manifest.get("tokenizer")
     if not isinstance(tok, dict) or not {"spec", "sha256", "vocab_size"} <= tok.keys():
         return "no 'tokenizer' with spec, sha256 and vocab_size"
+    if not (isinstance(tok["spec"], str) and isinstance(tok["sha256"], str) and _count(tok["vocab_size"])):
+        return "'tokenizer' spec and sha256 are not strings, or vocab_size not a count"
+    if "dir" in tok and tok["dir"] != TOKENIZER_DIR:  # the tokenizer is read from there: nowhere else
+        return f"tokenizer dir {tok['dir']!r} is not {TOKENIZER_DIR!r}"
     for key in ("dtype", "eod_id", "seed"):
         if key not in manifest:
             return f"no {key!r}"
     if manifest["dtype"] not in ("uint16", "uint32"):
         return f"dtype {manifest['dtype']!r} is not uint16 or uint32"
+    if not _count(manifest["eod_id"]) or not _is_int(manifest["seed"]):
+        return f"eod_id {manifest['eod_id']!r} or seed {manifest['seed']!r} is not an integer"
     splits = manifest.get("splits")
     for split in SPLITS:
         info = splits.get(split) if isinstance(splits, dict) else None
         if not isinstance(info, dict) or not isinstance(info.get("files"), list) or not all(
-                isinstance(info.get(k), int) for k in ("tokens", "documents")):
+                _count(info.get(k)) for k in ("tokens", "documents")):
             return f"no 'splits.{split}' with files, tokens and documents"
+        bad = next((f for f in info["files"] if not (isinstance(f, str) and re.fullmatch(
+            rf"{split}-\d{{5}}\.bin", f))), None)
+        if bad is not None:
+            return f"'splits.{split}.files' lists {bad!r}, not a shard name ({split}-NNNNN.bin)"
     sources = manifest.get("sources")
     if not isinstance(sources, list) or not all(
             isinstance(s, dict) and {"spec", "kind", "documents", "tokens"} <= s.keys() for s in sources):
         return "no 'sources' list of spec, kind, documents and tokens"
+    for i, s in enumerate(sources):
+        if not (isinstance(s["spec"], str) and isinstance(s["kind"], str) and _count(s["documents"])
+                and _count(s["tokens"])):
+            return f"'sources[{i}]' spec or kind is not a string, or documents or tokens not a count"
+        if "files" in s and not (isinstance(s["files"], list) and all(
+                isinstance(f, dict) and isinstance(f.get("path"), str) and _count(f.get("bytes"))
+                and isinstance(f.get("sha256", ""), str) for f in s["files"])):
+            return f"'sources[{i}].files' is not a list of path, bytes and sha256"
+    if not isinstance(manifest.get("config", {}), dict):
+        return f"'config' is {json.dumps(manifest['config'])[:40]}, not a mapping"
     return None
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # (JSON true is no integer)
+
+
+def _count(value) -> bool:
+    return _is_int(value) and value >= 0
 
 
 def manifest_sha256(data_dir: str | Path) -> str:

@@ -27,7 +27,7 @@ from sinktrain.config_io import Fraction, NonNegativeInt, PositiveInt, Seed, con
 from sinktrain.util.atomic import temp_name
 from sinktrain.util.outputs import folder_lock, output_lock
 from sinktrain.util.progress import progress
-from sinktrain.data.manifest import (CONTENT_CONFIG_KEYS, FORMAT, MANIFEST, TOKENIZER_DIR, read_manifest,
+from sinktrain.data.manifest import (CONTENT_CONFIG_KEYS, FORMAT, MANIFEST, SPLITS, TOKENIZER_DIR, read_manifest,
                                      saved_tokenizer_problem, source_identity, token_dtype)
 from sinktrain.data.sources import TXT_DOCUMENTS, Source, iter_documents, resolve_source
 from sinktrain.data.tokenizer import eod_id, load_tokenizer, tokenizer_hash
@@ -324,7 +324,8 @@ def _damage(out_dir: Path, manifest: dict) -> str | None:
     """What is wrong with the shards a manifest lists (a missing file, a wrong size) or with the tokenizer copy
     beside them (a hand-edited tokenizer/ is another tokenizer than the one the ids came from), else None."""
     itemsize = np.dtype(manifest["dtype"]).itemsize
-    for split, info in manifest["splits"].items():
+    for split in SPLITS:  # (read_manifest checked these two; other keys are no shards of ours)
+        info = manifest["splits"][split]
         paths = [out_dir / name for name in info["files"]]
         missing = next((p for p in paths if not p.is_file()), None)
         if missing is not None:

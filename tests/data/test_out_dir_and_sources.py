@@ -2,6 +2,7 @@
 tokenizing; a rerun is a no-op only for the same content and whole shards."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -134,6 +135,53 @@ def test_data_info_on_a_manifest_without_a_key_is_one_line(tmp_path, doc, capsys
     (out / "manifest.json").write_text(json.dumps(manifest))
     code, err = cli(capsys, "data", "info", str(out))
     _one_line_error(code, err, "manifest.json is damaged (no 'tokenizer'", "prepare the data again")
+
+
+def _set(path: str, value):
+    """An edit of a manifest: `value` at `path` (keys and list indices, dotted)."""
+    def edit(manifest):
+        *parents, last = [int(k) if k.isdigit() else k for k in path.split(".")]
+        node = manifest
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    return edit
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (_set("config", None), "'config' is null, not a mapping"),
+    (_set("config", []), "'config' is [], not a mapping"),
+    (_set("splits.train.files", [5]), "'splits.train.files' lists 5, not a shard name (train-NNNNN.bin)"),
+    (_set("splits.train.files", ["/etc/passwd"]), "'splits.train.files' lists '/etc/passwd', not a shard name"),
+    (_set("splits.val.files", ["../x"]), "'splits.val.files' lists '../x', not a shard name (val-NNNNN.bin)"),
+    (_set("splits.val.files", ["train-00000.bin"]), "'splits.val.files' lists 'train-00000.bin', not a shard"),
+    (_set("splits.train.tokens", "5"), "no 'splits.train' with files, tokens and documents"),
+    (_set("sources.0.files", None), "'sources[0].files' is not a list of path, bytes and sha256"),
+    (_set("sources.0.files", [1]), "'sources[0].files' is not a list of path, bytes and sha256"),
+    (_set("sources.0.documents", None), "'sources[0]' spec or kind is not a string, or documents or tokens not"),
+    (_set("tokenizer.dir", "../elsewhere"), "tokenizer dir '../elsewhere' is not 'tokenizer'"),
+    (_set("tokenizer.sha256", 5), "'tokenizer' spec and sha256 are not strings, or vocab_size not a count"),
+    (_set("eod_id", True), "eod_id True or seed 1234 is not an integer"),
+], ids=["config-null", "config-list", "file-int", "file-abs", "file-up", "file-other-split", "tokens-str",
+        "source-files-null", "source-files-int", "source-documents", "tokenizer-dir", "tokenizer-sha", "eod-bool"])
+def test_a_hand_edited_manifest_is_one_line_everywhere(tmp_path, doc, capsys, edit, problem):
+    """`config: null` was an AttributeError in a rerun of prepare, `files: [5]` a TypeError, and `files:
+    ["/etc/passwd"]` a shard read from outside the data folder."""
+    from sinktrain.data import TokenDataset, data_tokenizer
+
+    out = run_prepare([doc], tmp_path / "out", val_fraction=0)
+    manifest = json.loads((out / "manifest.json").read_text())
+    edit(manifest)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    before = snapshot(out)
+    code, err = cli(capsys, "data", "info", str(out))
+    _one_line_error(code, err, f"{out / 'manifest.json'} is damaged ({problem}", "; prepare the data again")
+    for read in (lambda: TokenDataset(out, sample_len=8), lambda: data_tokenizer(out)):
+        with pytest.raises(ValueError, match=re.escape(f"is damaged ({problem}")):
+            read()
+    code, err = _prepare_cli(capsys, [doc], out, "--val_fraction", "0")  # a rerun reads it too
+    _one_line_error(code, err, f"output folder {str(out)!r} is not empty and not a sinktrain dataset")
+    assert snapshot(out) == before
 
 
 # ---------------------------------------------------------------- 3, 4, 7, 8: sources
