@@ -549,6 +549,10 @@ def _write(cfg: PrepareConfig, out_dir: Path, made: bool, tok, sources: list[Sou
 
     doc_index = 0
     try:
+        # Every source is hashed before it is tokenized, and checked unchanged at the end: hashed afterwards, a file
+        # edited during the run was recorded by its new content beside the tokens of its old one.
+        for source in sources:
+            source.describe()
         batches = _batches(documents(), cfg.batch_size, cfg.batch_bytes)
         tokenizer_json = tok.backend_tokenizer.to_str() if cfg.num_workers else ""  # what workers rebuild it from
         for batch, (ids, lengths) in tokenized_batches(batches, tok.backend_tokenizer, cfg.num_workers,
@@ -583,6 +587,10 @@ def _write(cfg: PrepareConfig, out_dir: Path, made: bool, tok, sources: list[Sou
             # A small corpus (a few whole books) where the coin picked nothing: the last document becomes
             # the validation split rather than leaving training without one.
             writers["val"].write_document(writers["train"].pop_last_document())
+        changed = next((f for f in map(Source.changed_file, sources) if f is not None), None)
+        if changed is not None:
+            raise ValueError(f"source file {str(changed)!r} changed while it was prepared, so its tokens and its "
+                             f"recorded sha256 may not agree; prepare again once nothing writes to it")
         # The tokenizer travels with the data (and from there into every run and export): later stages read it
         # from here instead of re-deriving it from a spec. Saved, like the manifest, before anything of an
         # earlier dataset is touched: a full disk here left --overwrite with neither.

@@ -49,18 +49,34 @@ class Source:
     kind: str  # "files" | "hub"
     files: list[Path] = field(default_factory=list)
     _described: dict | None = field(default=None, init=False, repr=False, compare=False)
+    _stats: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     def describe(self) -> dict:
         """spec, kind and, for local files, each file's path, size and sha256: a later `prepare` compares these
         to notice that the same paths now hold different data (an edited book often keeps its size). Computed
-        once per Source: each file is hashed once per run however often this is asked."""
+        once per Source: each file is hashed once per run however often this is asked. `prepare` asks before it
+        tokenizes, and `changed_file` then says whether a file changed since."""
         if self._described is None:
             d = {"spec": self.spec, "kind": self.kind}
             if self.kind == "files":
-                d["files"] = [{"path": str(f), "bytes": f.stat().st_size, "sha256": file_sha256(f)}
-                              for f in self.files]
+                d["files"] = []
+                for f in self.files:
+                    # stat before hashing: a write during the hash changes the mtime after this one
+                    self._stats.append(_file_state(f))
+                    d["files"].append({"path": str(f), "bytes": self._stats[-1][0], "sha256": file_sha256(f)})
             self._described = d
         return self._described
+
+    def changed_file(self) -> Path | None:
+        """The first file whose size, modification time or inode is not what `describe` saw (a file edited, or
+        replaced by an editor's rename, since it was hashed), else None."""
+        for f, seen in zip(self.files, self._stats):
+            try:
+                if _file_state(f) != seen:
+                    return f
+            except OSError:  # deleted
+                return f
+        return None
 
     def reads_from(self, folder: Path) -> bool:
         """Whether files `prepare` writes into `folder` (manifest.json, tokenizer/*.json) are, or on the next run
@@ -79,6 +95,11 @@ class Source:
             written = [folder / "manifest.json", folder / "tokenizer" / "tokenizer.json"]
             return any(_glob_matches(pattern, os.path.abspath(p)) for p in written)
         return False
+
+
+def _file_state(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns, st.st_ino
 
 
 def _glob_matches(pattern: str, path: str) -> bool:

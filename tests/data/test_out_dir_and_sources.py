@@ -322,6 +322,28 @@ def test_an_edited_source_of_the_same_size_is_not_the_same_dataset(tmp_path, doc
     assert "nothing to do" in capsys.readouterr().err and snapshot(out) == before
 
 
+def test_a_source_edited_while_it_is_prepared_is_refused_and_the_earlier_dataset_kept(tmp_path, doc, capsys,
+                                                                                       monkeypatch):
+    """Sources were hashed after they were tokenized: a file edited during the run was recorded by its new sha256
+    beside the tokens of its old text, and a later prepare called that dataset current."""
+    out = run_prepare([doc], tmp_path / "out", val_fraction=0)
+    before = snapshot(out)
+    real = prepare_module.iter_documents
+
+    def edited_once_read(source, **kwargs):
+        yield from real(source, **kwargs)
+        doc.write_text(TEXT + "An afterthought.")  # the user saves the file while prepare runs
+
+    monkeypatch.setattr(prepare_module, "iter_documents", edited_once_read)
+    code, err = _prepare_cli(capsys, [doc], out, "--val_fraction", "0", "--seed", "5", "--overwrite", "true")
+    _one_line_error(code, err, f"source file {str(doc)!r} changed while it was prepared, so its tokens and its "
+                               f"recorded sha256 may not agree; prepare again once nothing writes to it")
+    assert snapshot(out) == before and not list(out.glob("*.tmp*"))  # the earlier dataset, whole, and nothing else
+    code, err = _prepare_cli(capsys, [doc], tmp_path / "new", "--val_fraction", "0")  # nothing there before
+    _one_line_error(code, err, "changed while it was prepared")
+    assert not (tmp_path / "new").exists()
+
+
 def load_first_document(data_dir) -> str:
     from sinktrain.data import data_tokenizer
 
