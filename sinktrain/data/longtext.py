@@ -121,15 +121,32 @@ def is_pg19(source: str) -> bool:
 
 def text_source_sha256(source: str) -> str | None:
     """Content hash of a local source's files, whole (also those past `max_tokens`): a single file's sha256;
-    for several, the sha256 of their sorted [name, sha256] pairs (so it does not depend on where the folder
-    lies). None for PG19 (the dataset names its text)."""
+    for several, the sha256 of their [path below the source's folder, sha256] pairs in the order they are read
+    (so it does not depend on where the folder lies, but does on which file holds which text: sorted bare names
+    gave a/x.txt and b/x.txt with their contents swapped, another token stream, the same hash). None for PG19
+    (the dataset names its text)."""
     if is_pg19(source):
         return None
     paths = _local_paths(source)
     if len(paths) == 1:
         return file_sha256(paths[0])
-    pairs = sorted([p.name, file_sha256(p)] for p in paths)
+    root = _fixed_root(source)
+    pairs = [[p.relative_to(root).as_posix(), file_sha256(p)] for p in paths]
     return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()
+
+
+def _fixed_root(source: str) -> Path:
+    """The folder a folder or glob source's files lie below: the folder itself, or a pattern's leading parts
+    without a wildcard (`books/*/x.txt`: books)."""
+    path = Path(source)
+    if path.is_dir():
+        return path
+    fixed = []
+    for part in path.parts:
+        if any(ch in part for ch in "*?["):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path()
 
 
 def _local_documents(source: str):

@@ -119,3 +119,17 @@ def test_text_source_sha256(two_books, tmp_path_factory):
     (moved / "a_first.txt").write_text("First book, edited.")
     assert text_source_sha256(str(moved)) != expected
     assert text_source_sha256("pg19:first") is None
+
+
+def test_text_source_sha256_knows_which_folder_holds_which_text(tmp_path):
+    """Sorted bare names: a/x.txt and b/x.txt with their texts swapped stream other tokens but had one hash."""
+    for folder, text in (("a", "The first text."), ("b", "The second text.")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.txt").write_text(text)
+    pattern = str(tmp_path / "*" / "x.txt")
+    before = text_source_sha256(pattern)
+    shas = [hashlib.sha256(t.encode()).hexdigest() for t in ("The first text.", "The second text.")]
+    assert before == hashlib.sha256(json.dumps([["a/x.txt", shas[0]], ["b/x.txt", shas[1]]]).encode()).hexdigest()
+    (tmp_path / "a" / "x.txt").write_text("The second text.")
+    (tmp_path / "b" / "x.txt").write_text("The first text.")
+    assert text_source_sha256(pattern) != before
