@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sinktrain.data.utf8 import non_utf8_file
 from sinktrain.util.hashing import file_sha256
 from sinktrain.util.text_files import MISSING, file_problem, read_utf8
 
@@ -109,10 +110,20 @@ def _matching_paths(source: str) -> list[Path]:
 
 
 def check_long_text_source(source: str) -> None:
-    """Raise what `load_long_text` would for a missing local source, without reading it (PG19 is not checked:
-    that needs the hub)."""
-    if not is_pg19(source):
-        _local_paths(source)
+    """Raise what `load_long_text` would for a bad local source (missing, empty, not UTF-8), reading each file once
+    in chunks without tokenizing it: a study checks its text this way before it trains for hours. PG19 is not
+    checked: that needs the hub."""
+    if is_pg19(source):
+        return
+    for path in _local_paths(source):
+        try:
+            bad = non_utf8_file(path)
+        except OSError as e:  # the line read_utf8 gives when it meets the same file
+            raise type(e)(f"text file {str(path)!r} cannot be read ({e.strerror or e}); pass a readable UTF-8 "
+                          f"text file") from None
+        if bad is not None:
+            raise ValueError(f"text file {str(path)!r} is not UTF-8 text (byte 0x{bad[0]:02x} at offset "
+                             f"{bad[1]:,}); convert it first (e.g. iconv -f latin1 -t utf-8)")
 
 
 def is_pg19(source: str) -> bool:

@@ -106,6 +106,26 @@ def test_an_empty_file_is_refused_not_an_empty_document(tok, two_books):
             load_long_text(source, tok)
 
 
+def test_the_check_finds_a_file_that_is_not_utf8_as_loading_it_would(tok, two_books):
+    """The check a study runs before training looked only for missing and empty files: a Latin-1 book was
+    found by the stream stage, after hours of training."""
+    from sinktrain.data.longtext import check_long_text_source
+
+    folder, _ = two_books
+    check_long_text_source(str(folder))  # UTF-8 books pass
+    # the bad byte past the first 1 MiB chunk and its offset counted from the start of the file
+    (folder / "c_latin.txt").write_bytes(("é" * (1 << 19)).encode() + b"ab caf\xe9")
+    offset = (1 << 20) + len("ab caf")
+    for source in (str(folder), str(folder / "c_*.txt")):
+        with pytest.raises(ValueError) as checked:
+            check_long_text_source(source)
+        with pytest.raises(ValueError) as loaded:
+            load_long_text(source, tok)
+        assert str(checked.value) == str(loaded.value) == (
+            f"text file {str(folder / 'c_latin.txt')!r} is not UTF-8 text (byte 0xe9 at offset {offset:,}); "
+            f"convert it first (e.g. iconv -f latin1 -t utf-8)")
+
+
 def test_text_source_sha256(two_books, tmp_path_factory):
     folder, texts = two_books
     one = folder / "a_first.txt"
