@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import fnmatch
 import glob
+import hashlib
 import os
 import sys
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sinktrain.data.tokenizer import looks_like_local_path
-from sinktrain.util.hashing import file_sha256
+from sinktrain.data.utf8 import CHUNK, first_non_utf8
 
 # extension (after stripping compression) -> datasets packaged builder
 BUILDERS = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -50,6 +51,7 @@ class Source:
     files: list[Path] = field(default_factory=list)
     _described: dict | None = field(default=None, init=False, repr=False, compare=False)
     _stats: list = field(default_factory=list, init=False, repr=False, compare=False)
+    _not_utf8: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     def describe(self) -> dict:
         """spec, kind and, for local files, each file's path, size and sha256: a later `prepare` compares these
@@ -63,9 +65,21 @@ class Source:
                 for f in self.files:
                     # stat before hashing: a write during the hash changes the mtime after this one
                     self._stats.append(_file_state(f))
-                    d["files"].append({"path": str(f), "bytes": self._stats[-1][0], "sha256": file_sha256(f)})
+                    sha, bad = _hash_and_check(f)
+                    d["files"].append({"path": str(f), "bytes": self._stats[-1][0], "sha256": sha})
+                    if bad is not None:
+                        self._not_utf8.append((f, *bad))
             self._described = d
         return self._described
+
+    def check_utf8(self) -> None:
+        """Refuse a plain-text or JSON file that is not UTF-8 (found by `describe`'s read of it), before anything
+        is tokenized: it failed only when its turn came, after the sources before it were done."""
+        self.describe()
+        if self._not_utf8:
+            path, byte, offset = self._not_utf8[0]
+            raise ValueError(f"file {str(path)!r} is not valid UTF-8 (byte 0x{byte:02x} at offset {offset:,}); "
+                             f"convert it first (e.g. iconv -f latin1 -t utf-8)")
 
     def changed_file(self) -> Path | None:
         """The first file whose size, modification time or inode is not what `describe` saw (a file edited, or
@@ -95,6 +109,30 @@ class Source:
             written = [folder / "manifest.json", folder / "tokenizer" / "tokenizer.json"]
             return any(_glob_matches(pattern, os.path.abspath(p)) for p in written)
         return False
+
+
+class _HashingReader:
+    """A binary file whose bytes are hashed as they are read."""
+
+    def __init__(self, f):
+        self.f, self.digest = f, hashlib.sha256()
+
+    def read(self, n: int) -> bytes:
+        data = self.f.read(n)
+        self.digest.update(data)
+        return data
+
+
+def _hash_and_check(path: Path) -> tuple[str, tuple[int, int] | None]:
+    """sha256 of `path` and, for an uncompressed text or JSON file, its first byte that is not UTF-8 with its
+    offset (None if all are): one read of the file for both."""
+    with open(path, "rb") as f:
+        reader = _HashingReader(f)
+        plain = builder_for(path) in ("text", "json") and not path.name.lower().endswith(COMPRESSIONS)
+        bad = first_non_utf8(reader) if plain else None
+        for _ in iter(lambda: reader.read(CHUNK), b""):  # the rest (all of it when not decoded)
+            pass
+    return reader.digest.hexdigest(), bad
 
 
 def _file_state(path: Path) -> tuple[int, int, int]:
@@ -148,7 +186,36 @@ def _check_files(files: list[Path]) -> list[Path]:
     zst = next((p for p in files if p.name.lower().endswith(".zst")), None)
     if zst is not None:
         _require_zstandard(zst)
+    for path in files:
+        if path.name.lower().endswith(COMPRESSIONS) and builder_for(path) in ("text", "json"):
+            _check_compressed_start(path)
     return files
+
+
+def _check_compressed_start(path: Path) -> None:
+    """A compressed text or JSON file: its first MiB of text decompressed and decoded (cheap, where the whole would
+    be a full decompression of the corpus), so a garbage archive or a Latin-1 dump is refused before anything is
+    tokenized. Past that, such a file is checked as it is read."""
+    import bz2
+    import gzip
+    import lzma
+
+    name = path.name.lower()
+    try:
+        if name.endswith(".zst"):
+            import zstandard
+
+            f = zstandard.open(path, "rb")
+        else:
+            f = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}[os.path.splitext(name)[1]](path, "rb")
+        with f:
+            bad = first_non_utf8(f, limit=CHUNK)
+    except Exception as e:  # noqa: BLE001 - BadGzipFile, EOFError (truncated), LZMAError, ZstdError: name the file
+        raise ValueError(f"file {str(path)!r} could not be read as {builder_for(path)} ({_first_line(e)}); "
+                         f"fix or remove it from the sources") from e
+    if bad is not None:
+        raise ValueError(f"file {str(path)!r} is not valid UTF-8 (byte 0x{bad[0]:02x} at offset {bad[1]:,} of its "
+                         f"decompressed text); convert it first (e.g. iconv -f latin1 -t utf-8)")
 
 
 def _require_zstandard(path: Path) -> None:

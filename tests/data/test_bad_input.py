@@ -52,9 +52,32 @@ def test_non_utf8_names_the_file_and_leaves_no_shards(tmp_path, name, content):
     with pytest.raises(ValueError, match="is not valid UTF-8"):
         run_prepare([tmp_path / "good.txt", tmp_path / name], tmp_path / "mine")
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == []
-    # With a document limit that the good file satisfies, the bad file is never opened.
-    m = read_manifest(run_prepare([tmp_path / "good.txt", tmp_path / name], tmp_path / "out", max_documents=1))
-    assert m["splits"]["train"]["documents"] + m["splits"]["val"]["documents"] == 1
+    # Refused before tokenizing, so also where a document limit would stop before the file: it is a source all the
+    # same, hashed and recorded in the manifest like the others.
+    with pytest.raises(ValueError, match="is not valid UTF-8"):
+        run_prepare([tmp_path / "good.txt", tmp_path / name], tmp_path / "out", max_documents=1)
+
+
+@pytest.mark.parametrize("name, content, where", [
+    ("z.txt", b"caf\xe9 au lait\n", "byte 0xe9 at offset 3)"),
+    ("z.jsonl", b'{"text": "ok"}\n{"text": "caf\xe9"}\n', "byte 0xe9 at offset 28)"),
+    ("z.txt.gz", gzip.compress(b"caf\xe9 au lait\n"), "byte 0xe9 at offset 3 of its decompressed text)"),
+    ("z.txt.bz2", b"BZh9 not a bzip2 stream", "could not be read as text (OSError: Invalid data stream)"),
+], ids=["txt", "jsonl", "gz", "garbage-bz2"])
+def test_a_source_that_is_not_utf8_is_refused_before_anything_is_tokenized(tmp_path, persuasion, capsys, monkeypatch,
+                                                                            name, content, where):
+    """A Latin-1 file was found only when its turn came: after every source before it was tokenized."""
+    (tmp_path / "big.txt").write_text(persuasion)
+    (tmp_path / name).write_bytes(content)
+    monkeypatch.setattr(prepare_module, "iter_documents", lambda *a, **k: pytest.fail("tokenizing started"))
+    code, err = cli(capsys, "data", "prepare", "--sources", f"[{tmp_path / 'big.txt'}, {tmp_path / name}]",
+                    "--out_dir", str(tmp_path / "out"), "--progress", "false")
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"sinktrain data prepare: error: file {str(tmp_path / name)!r} ") and where in err
+    assert err.endswith("; fix or remove it from the sources" if "could not be read" in where else
+                        "; convert it first (e.g. iconv -f latin1 -t utf-8)")
+    assert ("is not valid UTF-8 (" in err) != ("could not be read" in where)
+    assert not (tmp_path / "out").exists()
 
 
 def test_wrong_text_field(tmp_path):
