@@ -152,6 +152,12 @@ class TokenDataset:
         """Raise ValueError if these token ids were made by another tokenizer than the one training uses."""
         tok = self.manifest["tokenizer"]
         if tokenizer_sha256 is not None and tokenizer_sha256 != tok["sha256"]:
+            from sinktrain.data.manifest import HASHED_BEFORE_ADDED_TOKENS
+            from sinktrain.data.tokenizer import hashed_before_added_tokens
+
+            if hashed_before_added_tokens(tokenizer_sha256, tok["sha256"]):  # (not another tokenizer: say so)
+                raise ValueError(f"{self.data_dir} {HASHED_BEFORE_ADDED_TOKENS}; prepare the data again (sinktrain "
+                                 f"data prepare ... --overwrite true)")
             raise ValueError(
                 f"{self.data_dir} was tokenized with tokenizer {tok['spec']!r} (sha256 {tok['sha256'][:12]}…), "
                 f"not the training tokenizer (sha256 {tokenizer_sha256[:12]}…); "

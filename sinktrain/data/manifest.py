@@ -159,9 +159,16 @@ def data_tokenizer(data_dir: str | Path):
     manifest = read_manifest(data_dir)
     tok, problem = _checked_tokenizer(Path(data_dir), manifest)
     if problem:
-        raise ValueError(f"data folder {str(data_dir)!r} is damaged ({problem}); prepare the data again "
-                         f"(sinktrain data prepare ... --overwrite true)")
+        said = problem if problem == HASHED_BEFORE_ADDED_TOKENS else f"is damaged ({problem})"
+        raise ValueError(f"data folder {str(data_dir)!r} {said}; prepare the data again (sinktrain data prepare ... "
+                         f"--overwrite true)")
     return tok
+
+
+# Data prepared before tokenizer_hash counted added tokens records the old hash: nothing may be wrong with it, but
+# whether its tokenizer is the one it was tokenized with cannot be told any more.
+HASHED_BEFORE_ADDED_TOKENS = ("was prepared by an older sinktrain whose tokenizer hash left out added tokens, so its "
+                              "tokenizer cannot be checked")
 
 
 def saved_tokenizer_problem(data_dir: str | Path, manifest: dict) -> str | None:
@@ -173,7 +180,7 @@ def saved_tokenizer_problem(data_dir: str | Path, manifest: dict) -> str | None:
 
 
 def _checked_tokenizer(data_dir: Path, manifest: dict):
-    from sinktrain.data.tokenizer import load_tokenizer, tokenizer_hash
+    from sinktrain.data.tokenizer import legacy_tokenizer_hash, load_tokenizer, tokenizer_hash
 
     recorded = manifest["tokenizer"]
     if "dir" in recorded:  # written by a prepare that keeps a copy: that copy, and nothing else, is the tokenizer
@@ -190,6 +197,8 @@ def _checked_tokenizer(data_dir: Path, manifest: dict):
         tok = load_tokenizer(recorded["spec"])  # (its own errors say what is wrong: offline, missing file)
     sha = tokenizer_hash(tok)
     if sha != recorded["sha256"]:
+        if legacy_tokenizer_hash(tok) == recorded["sha256"]:
+            return None, HASHED_BEFORE_ADDED_TOKENS
         return None, (f"{what} is not the tokenizer its manifest records (sha256 {sha[:12]}…, not "
                       f"{recorded['sha256'][:12]}…)")
     return tok, None

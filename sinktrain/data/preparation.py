@@ -27,10 +27,11 @@ from sinktrain.config_io import Fraction, NonNegativeInt, PositiveInt, Seed, con
 from sinktrain.util.atomic import temp_name
 from sinktrain.util.outputs import folder_lock, output_lock
 from sinktrain.util.progress import progress
-from sinktrain.data.manifest import (CONTENT_CONFIG_KEYS, FORMAT, MANIFEST, SPLITS, TOKENIZER_DIR, read_manifest,
-                                     saved_tokenizer_problem, source_identity, token_dtype)
+from sinktrain.data.manifest import (CONTENT_CONFIG_KEYS, FORMAT, HASHED_BEFORE_ADDED_TOKENS, MANIFEST, SPLITS,
+                                     TOKENIZER_DIR, read_manifest, saved_tokenizer_problem, source_identity,
+                                     token_dtype)
 from sinktrain.data.sources import TXT_DOCUMENTS, Source, iter_documents, resolve_source
-from sinktrain.data.tokenizer import eod_id, load_tokenizer, tokenizer_hash
+from sinktrain.data.tokenizer import eod_id, legacy_tokenizer_hash, load_tokenizer, tokenizer_hash
 
 # Config keys that change the bytes written; the others (workers, batch size, progress) only change speed.
 OUTPUT_KEYS = ("sources", "tokenizer", "val_fraction", "val_documents", "seed", "text_field", "split",
@@ -499,6 +500,9 @@ def _prepare(cfg: PrepareConfig, redo: str) -> Path:
 
     if existing is not None and not cfg.overwrite:
         if not _same_dataset(existing, cfg, sha, sources):
+            if _same_dataset(existing, cfg, legacy_tokenizer_hash(tok), sources):
+                raise PrepareAgain(out_dir, f"holds this dataset, but it {HASHED_BEFORE_ADDED_TOKENS}",
+                                   "pass --overwrite true to prepare it again")
             raise PrepareAgain(out_dir, "holds a dataset prepared from other sources or settings",
                                "pass --overwrite true or another --out_dir")
         damage = _damage(out_dir, existing)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -86,17 +87,41 @@ def looks_like_local_path(spec: str) -> bool:
     return False
 
 
-_HASHES: dict[str, str] = {}  # sha256 of the serialized tokenizer -> tokenizer_hash (the canonical form is slow)
+# The names export registers for a token-sink model's sinks (export/tokenizer_files.py sink_token_names).
+SINK_TOKEN = re.compile(r"<\|sink_\d+\|>")
+# sha256 of the serialized tokenizer -> (tokenizer_hash, legacy_tokenizer_hash): the canonical form is slow
+_HASHES: dict[str, tuple[str, str]] = {}
+_LEGACY: dict[str, str] = {}  # tokenizer_hash -> legacy_tokenizer_hash of the tokenizers hashed in this process
 
 
 def tokenizer_hash(tok: PreTrainedTokenizerFast) -> str:
-    """sha256 of the tokenizer's canonical JSON (vocab, merges, normalisers): same hash, same token ids."""
+    """sha256 of the tokenizer's canonical JSON (vocab, merges, normalisers, added tokens): same hash, same token
+    ids. The sink tokens export registers (`<|sink_N|>`) are left out, so an exported model's tokenizer hashes as
+    the one it was trained with; any other added token counts (one more special token reads text into other ids)."""
+    return _hashes(tok)[0]
+
+
+def legacy_tokenizer_hash(tok: PreTrainedTokenizerFast) -> str:
+    """The hash sinktrain recorded before added tokens counted (it left them all out): what the manifests of data
+    prepared then hold, recognised to say why such data is refused rather than only that its hash differs."""
+    return _hashes(tok)[1]
+
+
+def hashed_before_added_tokens(sha: str, recorded: str) -> bool:
+    """Whether `recorded` (a manifest's) is the legacy hash of the tokenizer whose tokenizer_hash is `sha`."""
+    return _LEGACY.get(sha) == recorded
+
+
+def _hashes(tok: PreTrainedTokenizerFast) -> tuple[str, str]:
     raw = tok.backend_tokenizer.to_str()
     key = hashlib.sha256(raw.encode()).hexdigest()
     if key not in _HASHES:
         data = json.loads(raw)
-        data.pop("added_tokens", None)  # sink tokens registered at export must not change the hash of the text vocab
-        _HASHES[key] = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+        added = data.pop("added_tokens", None) or []
+        legacy = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+        data["added_tokens"] = [t for t in added if not SINK_TOKEN.fullmatch(str(t.get("content", "")))]
+        _HASHES[key] = (hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest(), legacy)
+        _LEGACY[_HASHES[key][0]] = legacy
     return _HASHES[key]
 
 

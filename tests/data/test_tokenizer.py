@@ -25,3 +25,16 @@ def test_hash_ignores_added_sink_tokens_but_not_the_vocabulary(tmp_path, big_voc
 def test_missing_tokenizer_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist; pass a tokenizer.json path"):
         load_tokenizer(tmp_path / "nope.json")
+
+
+def test_hash_counts_added_tokens_other_than_sinks(tmp_path):
+    """All added tokens were left out of the hash: a tokenizer that gained a special token (which reads its text
+    as one new id) hashed as before, and prepare reused data tokenized without it."""
+    tok = load_tokenizer()
+    before = tokenizer_hash(tok)
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>"]})
+    assert tok("<|im_start|>", add_special_tokens=False)["input_ids"] == [50277]
+    assert tokenizer_hash(tok) != before
+    with_sink = load_tokenizer()
+    with_sink.add_special_tokens({"additional_special_tokens": ["<|sink_0|>", "<|sink_1|>"]})
+    assert tokenizer_hash(with_sink) == before

@@ -6,7 +6,9 @@ import shutil
 
 import pytest
 
-from sinktrain.data import data_tokenizer, read_manifest
+from sinktrain.data import (DEFAULT_TOKENIZER, TokenDataset, data_tokenizer, load_tokenizer, read_manifest,
+                            tokenizer_hash)
+from sinktrain.data.tokenizer import legacy_tokenizer_hash
 
 from data_helpers import cli, run_prepare, snapshot
 
@@ -60,3 +62,48 @@ def test_a_rerun_onto_a_swapped_tokenizer_copy_says_damaged_and_overwrite_repair
     assert snapshot(data) == before  # nothing written, the folder as the user left it
     assert cli(capsys, *argv, "--overwrite", "true")[0] == 0
     assert data_tokenizer(data).convert_tokens_to_ids(token) == 500
+
+
+def test_a_tokenizer_that_gained_a_special_token_is_not_the_same_dataset(tmp_path, capsys):
+    from tokenizers import Tokenizer
+
+    (tmp_path / "doc.txt").write_text(TEXT + "<|im_start|>")
+    tok_file = tmp_path / "tok.json"
+    tok_file.write_bytes(DEFAULT_TOKENIZER.read_bytes())
+    argv = ["data", "prepare", "--sources", str(tmp_path / "doc.txt"), "--out_dir", str(tmp_path / "out"),
+            "--tokenizer", str(tok_file), "--val_fraction", "0", "--progress", "false"]
+    assert cli(capsys, *argv)[0] == 0
+    before = snapshot(tmp_path / "out")
+    raw = Tokenizer.from_file(str(tok_file))
+    raw.add_special_tokens(["<|im_start|>"])  # the text's "<|im_start|>" is now one id, not five
+    raw.save(str(tok_file))
+    code, err = cli(capsys, *argv)
+    assert code == 2 and err.endswith("holds a dataset prepared from other sources or settings; pass --overwrite "
+                                      "true or another --out_dir"), err
+    assert snapshot(tmp_path / "out") == before
+
+
+def test_data_prepared_before_added_tokens_counted_is_refused_with_the_reason(data, capsys):
+    """Its manifest holds the old hash: refused (it cannot be checked), and saying why, not 'another tokenizer'."""
+    manifest = read_manifest(data)
+    tok = load_tokenizer()
+    manifest["tokenizer"]["sha256"] = legacy_tokenizer_hash(tok)
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    reason = "was prepared by an older sinktrain whose tokenizer hash left out added tokens, so its tokenizer cannot "\
+             "be checked"
+    with pytest.raises(ValueError) as caught:
+        data_tokenizer(data)
+    assert str(caught.value) == (f"data folder {str(data)!r} {reason}; prepare the data again (sinktrain data "
+                                 f"prepare ... --overwrite true)")
+    with pytest.raises(ValueError) as caught:
+        TokenDataset(data, sample_len=8).check_compatible(50277, tokenizer_hash(tok))
+    assert str(caught.value) == f"{data} {reason}; prepare the data again (sinktrain data prepare ... --overwrite true)"
+    before = snapshot(data)
+    argv = ["data", "prepare", "--sources", str(data.parent / "doc.txt"), "--out_dir", str(data), "--val_fraction",
+            "0", "--progress", "false"]
+    code, err = cli(capsys, *argv)
+    assert code == 2 and err == (f"sinktrain data prepare: error: {str(data)!r} holds this dataset, but it {reason}; "
+                                 f"pass --overwrite true to prepare it again")
+    assert snapshot(data) == before
+    assert cli(capsys, *argv, "--overwrite", "true")[0] == 0
+    assert read_manifest(data)["tokenizer"]["sha256"] == tokenizer_hash(data_tokenizer(data))
