@@ -30,7 +30,7 @@ from sinktrain.util.progress import progress
 from sinktrain.data.manifest import (CONTENT_CONFIG_KEYS, FORMAT, HASHED_BEFORE_ADDED_TOKENS, MANIFEST, SPLITS,
                                      TOKENIZER_DIR, read_manifest, saved_tokenizer_problem, source_identity,
                                      token_dtype)
-from sinktrain.data.sources import TXT_DOCUMENTS, Source, iter_documents, resolve_source
+from sinktrain.data.sources import TXT_DOCUMENTS, Source, check_distinct, iter_documents, resolve_source
 from sinktrain.data.tokenizer import eod_id, legacy_tokenizer_hash, load_tokenizer, tokenizer_hash
 
 # Config keys that change the bytes written; the others (workers, batch size, progress) only change speed.
@@ -495,6 +495,7 @@ def _prepare(cfg: PrepareConfig, redo: str) -> Path:
     vocab_size, sha, eod = len(tok), tokenizer_hash(tok), eod_id(tok)
     dtype = token_dtype(vocab_size, cfg.dtype)
     sources = [resolve_source(s) for s in cfg.sources]
+    check_distinct(sources)
     _check_out_dir_outside_sources(out_dir, sources)
     existing = _dataset_manifest(out_dir)
 

@@ -260,6 +260,23 @@ def resolve_source(spec: str) -> Source:
     return Source(spec, "hub")
 
 
+def check_distinct(sources: list[Source]) -> None:
+    """Refuse a file that the sources name twice (`[books, books/a.txt]`, `./a.txt` beside `a.txt`, a link to a
+    file beside it): its documents were tokenized twice, and with a document-indexed split could land in both
+    train and validation."""
+    seen: dict[tuple[int, int], tuple[Path, str]] = {}
+    for source in sources:
+        for path in source.files:
+            st = path.stat()
+            key = (st.st_dev, st.st_ino)  # the file itself, however its path is spelt
+            if key in seen:
+                first, spec = seen[key]
+                also = f" (as {str(path)!r})" if str(path) != str(first) else ""
+                raise ValueError(f"file {str(first)!r} is in the sources twice, through {spec!r} and through "
+                                 f"{source.spec!r}{also}; list each file once")
+            seen[key] = (path, source.spec)
+
+
 def _text_of(row: dict, text_field: str, where: str) -> str:
     if text_field not in row:
         raise ValueError(

@@ -236,6 +236,26 @@ def test_an_empty_file_late_in_the_list_fails_before_anything_is_tokenized(tmp_p
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("specs, second, spelt", [
+    (["dir", "dir/a.txt", "./dir/a.txt"], "dir/a.txt", None),
+    (["dir/b.txt", "./dir/b.txt"], "./dir/b.txt", "dir/b.txt"),
+    (["dir/a.txt", "link.txt"], "link.txt", "link.txt"),
+], ids=["folder-and-file", "two-spellings", "link"])
+def test_a_file_the_sources_name_twice_is_refused(tmp_path, capsys, monkeypatch, specs, second, spelt):
+    """Tokenized once per listing: its documents twice in the data, and possibly in both train and val."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "a.txt").write_text(TEXT)
+    (tmp_path / "dir" / "b.txt").write_text(TEXT.upper())
+    (tmp_path / "link.txt").symlink_to(tmp_path / "dir" / "a.txt")
+    code, err = _prepare_cli(capsys, specs, "out")
+    first = "dir/b.txt" if spelt == "dir/b.txt" else "dir/a.txt"
+    also = f" (as {spelt!r})" if spelt and spelt != first else ""
+    _one_line_error(code, err, f"file {first!r} is in the sources twice, through {specs[0]!r} and through "
+                               f"{second!r}{also}; list each file once")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_mistyped_local_path_is_not_a_hub_name(tmp_path, capsys, monkeypatch):
     import datasets
 
