@@ -430,6 +430,11 @@ def _same_dataset(manifest: dict, cfg: PrepareConfig, sha: str, sources: list[So
     stored = manifest.get("config", {})
     described = [{k: v for k, v in s.items() if k in ("spec", "kind", "files")} for s in manifest.get("sources", [])]
     current = [s.describe() for s in sources]
+    if len(current) == len(described):
+        # A hub source that is a local dataset folder is described by its files' hashes since they are recorded;
+        # an earlier manifest's, without them, is compared by its name, as it was then.
+        current = [{k: v for k, v in c.items() if k != "files"} if c["kind"] == "hub" and "files" not in d else c
+                   for d, c in zip(described, current)]
     if all("sha256" in f for s in described + current for f in s.get("files", [])):
         # local files by content: `./data/books/x.txt` is the same source as `data/books/x.txt`
         same = [source_identity(s) for s in described] == [source_identity(s) for s in current]

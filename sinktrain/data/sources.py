@@ -52,23 +52,26 @@ class Source:
     _described: dict | None = field(default=None, init=False, repr=False, compare=False)
     _stats: list = field(default_factory=list, init=False, repr=False, compare=False)
     _not_utf8: list = field(default_factory=list, init=False, repr=False, compare=False)
+    _hashed: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     def describe(self) -> dict:
-        """spec, kind and, for local files, each file's path, size and sha256: a later `prepare` compares these
-        to notice that the same paths now hold different data (an edited book often keeps its size). Computed
-        once per Source: each file is hashed once per run however often this is asked. `prepare` asks before it
-        tokenizes, and `changed_file` then says whether a file changed since."""
+        """spec, kind and, for local files (and the files of a `hub:` source that is a local dataset folder), each
+        file's path, size and sha256: a later `prepare` compares these to notice that the same paths now hold
+        different data (an edited book often keeps its size). Computed once per Source: each file is hashed once
+        per run however often this is asked. `prepare` asks before it tokenizes, and `changed_file` then says
+        whether a file changed since. (A hub repository on the hub is described by its name only.)"""
         if self._described is None:
             d = {"spec": self.spec, "kind": self.kind}
-            if self.kind == "files":
+            self._hashed = self.files if self.kind == "files" else _local_dataset_files(self.spec)
+            if self.kind == "files" or self._hashed:
                 d["files"] = []
-                for f in self.files:
-                    # stat before hashing: a write during the hash changes the mtime after this one
-                    self._stats.append(_file_state(f))
-                    sha, bad = _hash_and_check(f)
-                    d["files"].append({"path": str(f), "bytes": self._stats[-1][0], "sha256": sha})
-                    if bad is not None:
-                        self._not_utf8.append((f, *bad))
+            for f in self._hashed:
+                # stat before hashing: a write during the hash changes the mtime after this one
+                self._stats.append(_file_state(f))
+                sha, bad = _hash_and_check(f, utf8=self.kind == "files")  # (a dataset folder has its README too)
+                d["files"].append({"path": str(f), "bytes": self._stats[-1][0], "sha256": sha})
+                if bad is not None:
+                    self._not_utf8.append((f, *bad))
             self._described = d
         return self._described
 
@@ -84,7 +87,7 @@ class Source:
     def changed_file(self) -> Path | None:
         """The first file whose size, modification time or inode is not what `describe` saw (a file edited, or
         replaced by an editor's rename, since it was hashed), else None."""
-        for f, seen in zip(self.files, self._stats):
+        for f, seen in zip(self._hashed, self._stats):
             try:
                 if _file_state(f) != seen:
                     return f
@@ -123,12 +126,22 @@ class _HashingReader:
         return data
 
 
-def _hash_and_check(path: Path) -> tuple[str, tuple[int, int] | None]:
-    """sha256 of `path` and, for an uncompressed text or JSON file, its first byte that is not UTF-8 with its
-    offset (None if all are): one read of the file for both."""
+def _local_dataset_files(spec: str) -> list[Path]:
+    """The files of a `hub:` source that names a local dataset folder (laid out like a hub repository), which
+    load_dataset reads from there: every file below it but hidden ones (.git), sorted. Empty for a hub name."""
+    folder = Path(os.path.expanduser(spec.removeprefix(HUB_PREFIX)))
+    if not spec.startswith(HUB_PREFIX) or not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*")
+                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def _hash_and_check(path: Path, utf8: bool = True) -> tuple[str, tuple[int, int] | None]:
+    """sha256 of `path` and, for an uncompressed text or JSON file (`utf8`), its first byte that is not UTF-8 with
+    its offset (None if all are): one read of the file for both."""
     with open(path, "rb") as f:
         reader = _HashingReader(f)
-        plain = builder_for(path) in ("text", "json") and not path.name.lower().endswith(COMPRESSIONS)
+        plain = utf8 and builder_for(path) in ("text", "json") and not path.name.lower().endswith(COMPRESSIONS)
         bad = first_non_utf8(reader) if plain else None
         for _ in iter(lambda: reader.read(CHUNK), b""):  # the rest (all of it when not decoded)
             pass

@@ -12,7 +12,9 @@ from sinktrain.data import TokenDataset, read_manifest
 from sinktrain.cli import main
 from sinktrain.data.preparation import usable_cpus
 
-from data_helpers import count_tokens, run_prepare
+from sinktrain.util.hashing import file_sha256
+
+from data_helpers import count_tokens, run_prepare, snapshot
 
 
 @pytest.fixture
@@ -49,6 +51,30 @@ def test_hub_name_goes_through_load_dataset_streaming(tmp_path, dataset_repo, ra
         assert calls[-1] == (str(repo), (None,), {"split": split, "streaming": True})
     ds = TokenDataset(tmp_path / "validation", sample_len=100)
     assert raw_tok.decode(ds.sequential(0).tolist()) == chapters[4][: len(raw_tok.decode(ds.sequential(0).tolist()))]
+
+
+def test_a_local_dataset_folder_that_changes_is_not_the_same_dataset(tmp_path, dataset_repo, capsys):
+    """A hub: source was known by its name only: a local dataset folder rewritten since was called the same data."""
+    repo, chapters = dataset_repo
+    out = run_prepare([f"hub:{repo}"], tmp_path / "out", text_field="content", val_fraction=0)
+    shard = repo / "data" / "train-00001-of-00002.parquet"
+    assert read_manifest(out)["sources"][0]["files"][1] == {
+        "path": str(shard), "bytes": shard.stat().st_size, "sha256": file_sha256(shard)}
+    capsys.readouterr()
+    run_prepare([f"hub:{repo}"], out, text_field="content", val_fraction=0, progress=True)
+    assert "nothing to do" in capsys.readouterr().err
+    before = snapshot(out)
+    pq.write_table(pa.table({"content": chapters[3:1:-1], "meta": ["d", "c"]}), shard)  # the same rows, reordered
+    with pytest.raises(FileExistsError, match="holds a dataset prepared from other sources or settings"):
+        run_prepare([f"hub:{repo}"], out, text_field="content", val_fraction=0)
+    assert snapshot(out) == before
+
+    # A manifest from before these hashes: compared by the name, as then.
+    manifest = read_manifest(out)
+    del manifest["sources"][0]["files"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    run_prepare([f"hub:{repo}"], out, text_field="content", val_fraction=0, progress=True)
+    assert "nothing to do" in capsys.readouterr().err
 
 
 def test_unknown_dataset_name_is_one_clear_error(tmp_path):
