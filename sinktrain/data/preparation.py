@@ -562,7 +562,8 @@ def _write(cfg: PrepareConfig, out_dir: Path, made: bool, tok, sources: list[Sou
         # Every source is hashed before it is tokenized, and checked unchanged at the end: hashed afterwards, a file
         # edited during the run was recorded by its new content beside the tokens of its old one.
         for source in sources:
-            source.check_utf8()  # (describes it: hashes every file, and decodes those that are plain text)
+            source.check_utf8()
+            source.describe()
         batches = _batches(documents(), cfg.batch_size, cfg.batch_bytes)
         tokenizer_json = tok.backend_tokenizer.to_str() if cfg.num_workers else ""  # what workers rebuild it from
         for batch, (ids, lengths) in tokenized_batches(batches, tok.backend_tokenizer, cfg.num_workers,

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import fnmatch
 import glob
-import hashlib
 import os
 import sys
 from dataclasses import dataclass, field
@@ -31,7 +30,8 @@ from pathlib import Path
 from typing import Iterator
 
 from sinktrain.data.tokenizer import looks_like_local_path
-from sinktrain.data.utf8 import CHUNK, first_non_utf8
+from sinktrain.data.utf8 import CHUNK, first_non_utf8, non_utf8_file
+from sinktrain.util.hashing import file_sha256
 
 # extension (after stripping compression) -> datasets packaged builder
 BUILDERS = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -51,7 +51,6 @@ class Source:
     files: list[Path] = field(default_factory=list)
     _described: dict | None = field(default=None, init=False, repr=False, compare=False)
     _stats: list = field(default_factory=list, init=False, repr=False, compare=False)
-    _not_utf8: list = field(default_factory=list, init=False, repr=False, compare=False)
     _hashed: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     def describe(self) -> dict:
@@ -68,21 +67,21 @@ class Source:
             for f in self._hashed:
                 # stat before hashing: a write during the hash changes the mtime after this one
                 self._stats.append(_file_state(f))
-                sha, bad = _hash_and_check(f, utf8=self.kind == "files")  # (a dataset folder has its README too)
-                d["files"].append({"path": str(f), "bytes": self._stats[-1][0], "sha256": sha})
-                if bad is not None:
-                    self._not_utf8.append((f, *bad))
+                d["files"].append({"path": str(f), "bytes": self._stats[-1][0], "sha256": file_sha256(f)})
             self._described = d
         return self._described
 
     def check_utf8(self) -> None:
-        """Refuse a plain-text or JSON file that is not UTF-8 (found by `describe`'s read of it), before anything
-        is tokenized: it failed only when its turn came, after the sources before it were done."""
-        self.describe()
-        if self._not_utf8:
-            path, byte, offset = self._not_utf8[0]
-            raise ValueError(f"file {str(path)!r} is not valid UTF-8 (byte 0x{byte:02x} at offset {offset:,}); "
-                             f"convert it first (e.g. iconv -f latin1 -t utf-8)")
+        """Refuse an uncompressed text or JSON file that is not UTF-8, decoding each whole in 1 MiB chunks, before
+        anything is tokenized: it failed only when its turn came, after the sources before it were done. (Apart
+        from `describe`, which waiting ranks and a rerun that finds its dataset ask as well: only `prepare` itself,
+        about to tokenize, pays for this pass.)"""
+        for path in self.files:
+            if builder_for(path) in ("text", "json") and not path.name.lower().endswith(COMPRESSIONS):
+                bad = non_utf8_file(path)
+                if bad is not None:
+                    raise ValueError(f"file {str(path)!r} is not valid UTF-8 (byte 0x{bad[0]:02x} at offset "
+                                     f"{bad[1]:,}); convert it first (e.g. iconv -f latin1 -t utf-8)")
 
     def changed_file(self) -> Path | None:
         """The first file whose size, modification time or inode is not what `describe` saw (a file edited, or
@@ -114,18 +113,6 @@ class Source:
         return False
 
 
-class _HashingReader:
-    """A binary file whose bytes are hashed as they are read."""
-
-    def __init__(self, f):
-        self.f, self.digest = f, hashlib.sha256()
-
-    def read(self, n: int) -> bytes:
-        data = self.f.read(n)
-        self.digest.update(data)
-        return data
-
-
 def _local_dataset_files(spec: str) -> list[Path]:
     """The files of a `hub:` source that names a local dataset folder (laid out like a hub repository), which
     load_dataset reads from there: every file below it but hidden ones (.git), sorted. Empty for a hub name."""
@@ -134,18 +121,6 @@ def _local_dataset_files(spec: str) -> list[Path]:
         return []
     return sorted(p for p in folder.rglob("*")
                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-
-
-def _hash_and_check(path: Path, utf8: bool = True) -> tuple[str, tuple[int, int] | None]:
-    """sha256 of `path` and, for an uncompressed text or JSON file (`utf8`), its first byte that is not UTF-8 with
-    its offset (None if all are): one read of the file for both."""
-    with open(path, "rb") as f:
-        reader = _HashingReader(f)
-        plain = utf8 and builder_for(path) in ("text", "json") and not path.name.lower().endswith(COMPRESSIONS)
-        bad = first_non_utf8(reader) if plain else None
-        for _ in iter(lambda: reader.read(CHUNK), b""):  # the rest (all of it when not decoded)
-            pass
-    return reader.digest.hexdigest(), bad
 
 
 def _file_state(path: Path) -> tuple[int, int, int]:
