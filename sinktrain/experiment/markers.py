@@ -26,8 +26,8 @@ STAGES_DIR = "stages"
 def tree_sha256(folder: Path) -> str:
     """One hash over every file below `folder` (relative names and contents)."""
     h = hashlib.sha256()
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-        h.update(f"{path.relative_to(folder)}\0{file_sha256(path)}\n".encode())
+    for name, sha in file_hashes(folder).items():
+        h.update(f"{name}\0{sha}\n".encode())
     return h.hexdigest()
 
 
@@ -40,7 +40,7 @@ def marker_path(root: Path, stage: str) -> Path:
 
 
 def file_hashes(folder: Path) -> dict[str, str]:
-    """{relative name: sha256} of every file below `folder`."""
+    """{relative name: sha256} of every file below `folder`, in sorted path order."""
     return {str(p.relative_to(folder)): file_sha256(p) for p in sorted(Path(folder).rglob("*")) if p.is_file()}
 
 
