@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sinktrain.data.utf8 import non_utf8_file
 from sinktrain.util.hashing import file_sha256
-from sinktrain.util.text_files import MISSING, file_problem, read_utf8
+from sinktrain.util.text_files import MISSING, check_utf8_file, file_problem, read_utf8
 
 PG19_PREFIX = "pg19"
 
@@ -116,14 +115,7 @@ def check_long_text_source(source: str) -> None:
     if is_pg19(source):
         return
     for path in _local_paths(source):
-        try:
-            bad = non_utf8_file(path)
-        except OSError as e:  # the line read_utf8 gives when it meets the same file
-            raise type(e)(f"text file {str(path)!r} cannot be read ({e.strerror or e}); pass a readable UTF-8 "
-                          f"text file") from None
-        if bad is not None:
-            raise ValueError(f"text file {str(path)!r} is not UTF-8 text (byte 0x{bad[0]:02x} at offset "
-                             f"{bad[1]:,}); convert it first (e.g. iconv -f latin1 -t utf-8)")
+        check_utf8_file(path, "text file")  # the lines read_utf8 gives when it meets the same file
 
 
 def is_pg19(source: str) -> bool:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sinktrain.data.tokenizer import looks_like_local_path
-from sinktrain.data.utf8 import CHUNK, first_non_utf8, non_utf8_file
+from sinktrain.util.utf8 import CHUNK, first_non_utf8, non_utf8_file
 from sinktrain.util.hashing import file_sha256
 
 # extension (after stripping compression) -> datasets packaged builder

@@ -10,6 +10,8 @@ import json
 import stat
 from pathlib import Path
 
+from sinktrain.util.utf8 import non_utf8_file
+
 MISSING, FOLDER = "does not exist", "is a folder"
 FILE_KINDS = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFIFO: "a FIFO",
               stat.S_IFSOCK: "a socket"}
@@ -41,11 +43,29 @@ def read_utf8(path: str | Path, what: str = "file") -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(f"{what} {str(path)!r} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
-                         f"{e.start:,}); convert it first (e.g. iconv -f latin1 -t utf-8)") from None
+        raise _not_utf8(path, what, e.object[e.start], e.start) from None
     except OSError as e:  # a read error (/proc/self/mem: EIO) was a bare "[Errno 5] Input/output error", no file named
-        raise type(e)(f"{what} {str(path)!r} cannot be read ({e.strerror or e}); pass a readable UTF-8 text "
-                      f"file") from None
+        raise _unreadable(path, what, e) from None
+
+
+def check_utf8_file(path: str | Path, what: str = "file") -> None:
+    """Raise what read_utf8 would for `path`, reading it in chunks instead of whole: a check before the work that
+    reads it (a study's stream text, before hours of training)."""
+    try:
+        bad = non_utf8_file(path)
+    except OSError as e:
+        raise _unreadable(path, what, e) from None
+    if bad is not None:
+        raise _not_utf8(path, what, *bad)
+
+
+def _not_utf8(path, what: str, byte: int, offset: int) -> ValueError:
+    return ValueError(f"{what} {str(path)!r} is not UTF-8 text (byte 0x{byte:02x} at offset {offset:,}); convert "
+                      f"it first (e.g. iconv -f latin1 -t utf-8)")
+
+
+def _unreadable(path, what: str, e: OSError) -> OSError:
+    return type(e)(f"{what} {str(path)!r} cannot be read ({e.strerror or e}); pass a readable UTF-8 text file")
 
 
 def check_utf8_text(text: str, what: str) -> None:
