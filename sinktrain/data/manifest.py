@@ -60,6 +60,8 @@ def read_manifest(data_dir: str | Path) -> dict:
         raise ValueError(f"{path} is damaged ({problem}); prepare the data again")
     return manifest
 
+# The name of every shard prepare writes (`train-00000.bin`): nothing else is read as one, or deleted as one.
+SHARD = re.compile(r"(train|val)-\d{5}\.bin")
 
 def _shape_problem(manifest: dict) -> str | None:
     """What is missing from a manifest of the right format (a hand-edited or truncated one), else None: every
@@ -86,8 +88,8 @@ def _shape_problem(manifest: dict) -> str | None:
         if not isinstance(info, dict) or not isinstance(info.get("files"), list) or not all(
                 _count(info.get(k)) for k in ("tokens", "documents")):
             return f"no 'splits.{split}' with files, tokens and documents"
-        bad = next((f for f in info["files"] if not (isinstance(f, str) and re.fullmatch(
-            rf"{split}-\d{{5}}\.bin", f))), None)
+        bad = next((f for f in info["files"] if not (isinstance(f, str) and (m := SHARD.fullmatch(f))
+                                                      and m.group(1) == split)), None)
         if bad is not None:
             return f"'splits.{split}.files' lists {bad!r}, not a shard name ({split}-NNNNN.bin)"
     sources = manifest.get("sources")

@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -27,7 +26,7 @@ from sinktrain.config_io import Fraction, NonNegativeInt, PositiveInt, Seed, con
 from sinktrain.util.atomic import temp_name
 from sinktrain.util.outputs import folder_lock, output_lock
 from sinktrain.util.progress import progress
-from sinktrain.data.manifest import (CONTENT_CONFIG_KEYS, FORMAT, HASHED_BEFORE_ADDED_TOKENS, MANIFEST, SPLITS,
+from sinktrain.data.manifest import (CONTENT_CONFIG_KEYS, FORMAT, HASHED_BEFORE_ADDED_TOKENS, MANIFEST, SHARD, SPLITS,
                                      TOKENIZER_DIR, read_manifest, saved_tokenizer_problem, source_identity,
                                      token_dtype)
 from sinktrain.data.sources import TXT_DOCUMENTS, Source, check_distinct, iter_documents, resolve_source
@@ -261,10 +260,9 @@ class ShardWriter:
             (self.out_dir / (name + ".tmp")).unlink(missing_ok=True)
 
 
-# Exactly the file names prepare writes: ShardWriter's shards (`.tmp` while written), the manifest and its
-# temporary name (util/atomic.py temp_name, written whole before the earlier dataset is replaced), the tokenizer
-# folder and its temporary one. Nothing else in a folder is ever deleted.
-_SHARD = re.compile(r"^(train|val)-\d{5}\.bin$")
+# Exactly the file names prepare writes: ShardWriter's shards (manifest.SHARD; `.tmp` while written), the
+# manifest and its temporary name (util/atomic.py temp_name, written whole before the earlier dataset is replaced),
+# the tokenizer folder and its temporary one. Nothing else in a folder is ever deleted.
 _MANIFEST_TMP = temp_name(MANIFEST).name
 _TOKENIZER_TMP = TOKENIZER_DIR + ".tmp"
 # What save_pretrained writes for a fast tokenizer (transformers 5 writes the first two; the others appear for
@@ -274,7 +272,7 @@ _TOKENIZER_FILES = frozenset({"tokenizer.json", "tokenizer_config.json", "specia
 
 
 def _is_partial(name: str) -> bool:
-    return name == _MANIFEST_TMP or (name.endswith(".tmp") and bool(_SHARD.match(name[:-len(".tmp")])))
+    return name == _MANIFEST_TMP or (name.endswith(".tmp") and bool(SHARD.fullmatch(name[:-len(".tmp")])))
 
 
 def _is_own(path: Path) -> bool:
@@ -285,7 +283,8 @@ def _is_own(path: Path) -> bool:
     if path.name in (TOKENIZER_DIR, _TOKENIZER_TMP):
         return path.is_dir() and not path.is_symlink() and all(
             child.name in _TOKENIZER_FILES and child.is_file() and not child.is_symlink() for child in path.iterdir())
-    return (_SHARD.match(path.name) is not None or _is_partial(path.name)) and path.is_file() and not path.is_symlink()
+    ours = SHARD.fullmatch(path.name) is not None or _is_partial(path.name)
+    return ours and path.is_file() and not path.is_symlink()
 
 
 def _dataset_manifest(out_dir: Path) -> dict | None:
@@ -379,7 +378,7 @@ def _replace_previous(out_dir: Path, writers: dict) -> None:
     try:
         new = {name for w in writers.values() for name in w.names}
         for path in out_dir.iterdir():
-            if _SHARD.match(path.name) and path.name not in new and path.is_file() and not path.is_symlink():
+            if SHARD.fullmatch(path.name) and path.name not in new and path.is_file() and not path.is_symlink():
                 path.unlink()
         for w in writers.values():
             w.commit()
