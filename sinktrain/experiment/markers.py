@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sinktrain.config_io import write_json_atomic
 from sinktrain.util.hashing import file_sha256
-from sinktrain.util.text_files import load_json
+from sinktrain.util.outputs import read_marker
 
 STAGES_DIR = "stages"
 
@@ -45,10 +45,7 @@ def file_hashes(folder: Path) -> dict[str, str]:
 
 
 def _read_marker(root: Path, stage: str) -> dict | None:
-    try:
-        marker = load_json(marker_path(root, stage))
-    except (OSError, ValueError):  # none yet, or damaged: the stage runs again
-        return None
+    marker = read_marker(marker_path(root, stage))  # None for none yet, or a damaged one: the stage runs again
     return marker if isinstance(marker, dict) else None
 
 
