@@ -11,8 +11,8 @@ digit). Accuracy is reported against the input length (tokens fed up to the quer
 - `sink`: s sinks + w recent entries (one SinkCache for the whole stream);
 - `window`: 0 sinks + C recent entries (window attention);
 - `dense`: everything kept (until --max-tokens);
-- `recompute`: for each query the last C tokens are re-encoded from scratch (sliding window with
-  re-computation), then answered with a fresh cache.
+- `recompute`: each answer token is predicted from a from-scratch forward over the C tokens before it
+  (sliding window with re-computation).
 Lines are fed in chunks of --prefill-chunk tokens (see `Decoder`); answers one token at a time.
 """
 
@@ -208,11 +208,22 @@ def run_cached(session, items: list[Item], sinks: int, window: int | None, max_t
     return rows
 
 
-@torch.no_grad()
-def run_recompute(session, items: list[Item], cache: int, max_tokens: int) -> list[dict]:
-    """Each query re-encodes the last `cache` tokens of the stream from scratch."""
+def recomputed_answer(model, stream: list[int], answer: list[int], cache: int) -> list[int]:
+    """Each answer token's greedy prediction from a from-scratch forward over the `cache` tokens before it, the
+    true answer tokens before it included: every prediction sees exactly C tokens, as re-computation does for
+    every token (one fresh cache for the whole answer gave its last token C + len(answer) - 1)."""
     from sinktrain.stream.sink_cache import SinkCache
 
+    predicted = []
+    for j in range(len(answer)):
+        decoder = Decoder(model, SinkCache(model, 0, None))  # a fresh dense cache: a plain forward of the window
+        predicted.append(int(decoder.forward((stream + answer[:j])[-cache:]).argmax()))
+    return predicted
+
+
+@torch.no_grad()
+def run_recompute(session, items: list[Item], cache: int, max_tokens: int) -> list[dict]:
+    """Each answer token re-encodes the `cache` tokens before it from scratch."""
     tok = session.tokenizer
     stream = session.sink_ids + tok(HEADER, add_special_tokens=False)["input_ids"]
     rows = []
@@ -222,10 +233,8 @@ def run_recompute(session, items: list[Item], cache: int, max_tokens: int) -> li
             continue
         if len(stream) > max_tokens:
             break
-        # A fresh dense cache over the last C tokens: exactly a from-scratch forward of them.
-        decoder = Decoder(session.model, SinkCache(session.model, 0, None))
         answer = answer_tokens(tok, item)
-        predicted = teacher_forced_answer(decoder, stream[-cache:], answer)
+        predicted = recomputed_answer(session.model, stream, answer, cache)
         rows.append(score(tok, item, answer, predicted, len(stream), min(cache, len(stream))))
         stream += answer + close_tokens(tok, item)
     return rows

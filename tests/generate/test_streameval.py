@@ -130,11 +130,40 @@ def test_run_scores_each_cache(tmp_path, capsys):
         logits = model(input_ids=torch.tensor([ids + answer])).logits[0]
     expected = logits[len(ids) - 1 : len(ids) - 1 + len(answer)].argmax(-1).tolist()
     assert res["dense"]["rows"][0]["predicted_ids"] == expected
+    # Recompute: each answer token from one plain forward over the 96 tokens before it.
+    with torch.no_grad():
+        recomputed = [int(model(input_ids=torch.tensor([(ids + answer[:j])[-96:]])).logits[0, -1].argmax())
+                      for j in range(len(answer))]
+    assert res["recompute"]["rows"][0]["predicted_ids"] == recomputed
     # Every method records a query's input length before its answer (sink, window and dense counted the answer).
     for r in res.values():
         assert r["rows"][0]["input_tokens"] == len(ids)
         assert [row["input_tokens"] for row in r["rows"]] == [row["input_tokens"] for row in res["recompute"]["rows"]]
     assert "[streameval] sink:" in capsys.readouterr().err
+
+
+def test_recompute_predicts_each_answer_token_from_exactly_c_tokens():
+    """Sliding window with re-computation: every prediction sees the C tokens before it, the true answer tokens
+    before it included (one fresh cache per query gave the answer's last token C + len(answer) - 1)."""
+    from gen_helpers import tiny
+
+    from sinktrain.generate.streameval import recomputed_answer
+    from sinktrain.stream.model_info import cache_kwarg
+
+    model = tiny("none", seed=7)
+    stream, answer, cache = [(7 * i) % 500 for i in range(200)], [11, 12, 13], 64
+    seen = []
+
+    def keys(module, args, kwargs):
+        seen.append(int(kwargs["input_ids"].shape[-1] + kwargs[cache_kwarg(model)].get_seq_length()))
+
+    hook = model.register_forward_pre_hook(keys, with_kwargs=True)
+    predicted = recomputed_answer(model, stream, answer, cache)
+    hook.remove()
+    assert seen == [cache] * len(answer)
+    with torch.no_grad():
+        assert predicted == [int(model(input_ids=torch.tensor([(stream + answer[:j])[-cache:]])).logits[0, -1].argmax())
+                             for j in range(len(answer))]
 
 
 @pytest.mark.parametrize("args, phrase", [(["--lines", "10"], "lines must be >= 30 and <= 331776, got 10"),
