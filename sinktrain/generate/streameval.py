@@ -134,7 +134,7 @@ def check_dense(tok, sink_ids: list[int], items: list[Item], max_tokens: int, co
     """Refuse, before the weights load, a dense method that would not be dense: its last answer token is predicted
     from every token before it, and a sliding-window layer narrower than that silently drops the oldest (window
     attention, not dense), as positions past a LongRoPE switch change the attention (stream-eval's check_dense)."""
-    from sinktrain.stream.families import adapter_class, narrowest_window
+    from sinktrain.stream.families import adapter_class, dense_bound
 
     cls = adapter_class(config)
     limit = cls.position_limit(config)
@@ -151,15 +151,13 @@ def check_dense(tok, sink_ids: list[int], items: list[Item], max_tokens: int, co
         first, longest = first or fed, max(longest, len(answer))
         keys = fed + len(answer) - 1  # the last answer token's prediction: its keys, its own query's included
         fed += len(answer) + len(close_tokens(tok, item))
-    narrow = narrowest_window(cls, config, keys)
-    if narrow is not None:
-        what = f"sliding-window attention layers of window {narrow}"
-        most = narrow + 1 - longest
-    elif limit is not None and keys > limit[0]:
-        what = f"{limit[1]}, which changes its attention from position {limit[0]} on"
-        most = limit[0] + 1 - longest
-    else:
+    bound = dense_bound(cls, config, keys)
+    if bound is None:
         return
+    fits, switch = bound
+    what = (f"sliding-window attention layers of window {fits}" if switch is None
+            else f"{switch}, which changes its attention from position {fits} on")
+    most = fits + 1 - longest
     shorter = f" or --max-tokens {most}" if first is not None and most >= first else ""
     raise ValueError(f"the dense method attends over up to {keys} tokens, but the model has {what}; drop dense "
                      f"from --methods{shorter}")

@@ -26,7 +26,7 @@ from sinktrain.model.source import ModelSource, check_weight_files, load_config,
     load_pretrained, raw_config, refuse_custom_code, resolve_model_source
 from sinktrain.stream import report
 from sinktrain.stream.config import StreamEvalConfig, cache_size, validate
-from sinktrain.stream.families import adapter_class, adapter_for, check_config, language_config, narrowest_window
+from sinktrain.stream.families import adapter_class, adapter_for, check_config, dense_bound, language_config
 from sinktrain.stream.model_info import sink_token_ids
 from sinktrain.stream.parallel import parallel_logits, parallel_nll
 from sinktrain.stream.recompute import recompute_nll
@@ -167,19 +167,17 @@ def check_dense(spec: str, config, prefix_len: int, text_len: int, trained: int 
     """The dense baseline's last query sees every token of the stream but the one it predicts: a sliding-window
     layer narrower than that would drop keys, and positions past the trained context extrapolate."""
     keys = prefix_len + text_len - 1  # the last query's keys, its own included; it sits at position keys - 1
-    cls = adapter_class(config)
-    narrow = narrowest_window(cls, config, keys)
-    if narrow is not None:
-        most = narrow + 1 - prefix_len
-        raise ValueError(f"{spec}: the dense baseline attends over {keys} tokens, but the model has sliding-window "
-                         f"attention layers of window {narrow}; drop the dense baseline or read at most {most} "
-                         f"text tokens (--tokens {most})")
-    limit = cls.position_limit(config)
-    if limit is not None and keys > limit[0]:
-        most = limit[0] + 1 - prefix_len
-        raise ValueError(f"{spec}: the dense baseline reaches position {keys - 1}, but the model's {limit[1]} changes "
-                         f"its attention from position {limit[0]} on, which the streaming evaluator does not "
-                         f"reproduce; drop the dense baseline or read at most {most} text tokens (--tokens {most})")
+    bound = dense_bound(adapter_class(config), config, keys)
+    if bound is not None:
+        fits, switch = bound
+        most = fits + 1 - prefix_len
+        fix = f"drop the dense baseline or read at most {most} text tokens (--tokens {most})"
+        if switch is None:
+            raise ValueError(f"{spec}: the dense baseline attends over {keys} tokens, but the model has "
+                             f"sliding-window attention layers of window {fits}; {fix}")
+        raise ValueError(f"{spec}: the dense baseline reaches position {keys - 1}, but the model's {switch} changes "
+                         f"its attention from position {fits} on, which the streaming evaluator does not "
+                         f"reproduce; {fix}")
     if trained and keys > trained:
         warn(f"{spec}: the dense baseline reaches position {keys - 1}, past the {trained} positions the model was "
              f"trained on; its perplexity there measures extrapolation")

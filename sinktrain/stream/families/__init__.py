@@ -10,7 +10,13 @@ from __future__ import annotations
 from sinktrain.stream.families.afmoe import AfmoeAdapter
 from sinktrain.stream.families.apertus import ApertusAdapter
 from sinktrain.stream.families.arcee import ArceeAdapter
-from sinktrain.stream.families.base import STATIC_ROPE_TYPES, FamilyAdapter, check_config, narrowest_window
+from sinktrain.stream.families.base import (
+    STATIC_ROPE_TYPES,
+    FamilyAdapter,
+    check_config,
+    dense_bound,
+    narrowest_window,
+)
 from sinktrain.stream.families.bitnet import BitNetAdapter
 from sinktrain.stream.families.bloom import BloomAdapter
 from sinktrain.stream.families.cohere import Cohere2Adapter, Cohere2MoeAdapter, CohereAdapter
@@ -167,4 +173,4 @@ def adapter_for(model) -> FamilyAdapter:
 
 
 __all__ = ["FAMILIES", "STATIC_ROPE_TYPES", "FamilyAdapter", "adapter_class", "adapter_for", "check_config",
-           "language_config", "narrowest_window", "supported_model_types"]
+           "language_config", "dense_bound", "narrowest_window", "supported_model_types"]

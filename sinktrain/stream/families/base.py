@@ -364,3 +364,15 @@ def narrowest_window(adapter_cls, config, keys: int) -> int | None:
     """The narrowest sliding window among the layers of `config` (a language model's) that would drop some of
     `keys` keys, a query's own among them (a window W shows W); None when every layer sees them all."""
     return min((w for w in adapter_cls.sliding_windows(config) if w is not None and w < keys), default=None)
+
+
+def dense_bound(adapter_cls, config, keys: int) -> tuple[int, str | None] | None:
+    """What keeps a query over `keys` keys (its own included) from attending densely, for the dense baselines of
+    stream-eval and streameval: (W, None) for the narrowest sliding window W that drops some of them, else
+    (P, name) for a position switch at P that the query (at position keys - 1) reaches; None when neither.
+    Either way a query fits with at most that many keys."""
+    narrow = narrowest_window(adapter_cls, config, keys)
+    if narrow is not None:
+        return narrow, None
+    limit = adapter_cls.position_limit(config)
+    return limit if limit is not None and keys > limit[0] else None
