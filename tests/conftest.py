@@ -17,19 +17,20 @@ if _workers > 1:
 # pytest-xdist hands out whole files (`--dist loadfile`) in collection order (`make test` passes
 # --no-loadscope-reorder, which would otherwise put the files with the most tests first). The slowest files go
 # first, so that no worker starts a two-minute file while the other has nothing left: the longest-first order
-# keeps both cores busy to the end. Seconds per file on 2 cores (2026-11-27), slowest first:
+# keeps both cores busy to the end. Seconds per file under `make test` on 2 cores (2026-11-28), slowest first:
 SLOWEST_FILES = [
-    "stream/test_smollm2.py",            # 170: a real 135M model decoded token by token, fp32 and float64
-    "train/test_train_distributed.py",   # 170: eight torchrun jobs of two processes
-    "stream/test_families.py",           # 105: 140 families, three caches each
-    "train/test_train_hostile.py",       # 80
-    "experiment/test_experiment_outputs.py",  # 75
-    "experiment/test_experiment.py",     # 65
-    "generate/test_sink_cache.py",       # 55
-    "stream/test_sources.py",            # 55
-    "experiment/test_experiment_hostile.py",  # 45
-    "export/test_export.py",             # 45
-    "train/test_train_speed.py",         # 35
+    "train/test_train_distributed.py",   # 255: eight torchrun jobs of two processes
+    "stream/test_smollm2.py",            # 179: a real 135M model decoded token by token, fp32 and float64
+    "experiment/test_experiment_hostile.py",  # 176
+    "stream/test_families.py",           # 159: 145 family cases, three caches each
+    "train/test_train_hostile.py",       # 142
+    "stream/test_sources.py",            # 122
+    "generate/test_sink_cache.py",       # 109
+    "experiment/test_experiment.py",     # 106
+    "experiment/test_experiment_outputs.py",  # 71
+    "train/test_train_single.py",        # 56
+    "export/test_export.py",             # 54
+    "train/test_train_speed.py",         # 42
 ]
 
 
