@@ -402,6 +402,19 @@ def _gguf_tokenizer(source: ModelSource):
                                                                        trust_remote_code=False))
 
 
+def hub_revision(repo_id: str) -> str | None:
+    """The commit of a hub model that its loaders read: the snapshot folder of config.json in the local HF cache
+    (hub/models--owner--name/snapshots/<commit>/), which the load has just filled or read offline. None when the
+    cache does not hold it (a load that did not go through the cache)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    path = try_to_load_from_cache(repo_id, "config.json")
+    if not isinstance(path, str):  # None, or the marker of a file the hub is known not to have
+        return None
+    snapshot = Path(path).parent
+    return snapshot.name if snapshot.parent.name == "snapshots" else None
+
+
 def _hub_call(source: ModelSource, fn):
     """Run a transformers loader; turn 'not found / offline' into one line naming the model."""
     try:

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sinktrain.model.source import ModelSource, check_weight_files, load_config, load_model_tokenizer, \
-    load_pretrained, raw_config, refuse_custom_code, resolve_model_source
+from sinktrain.model.source import ModelSource, check_weight_files, hub_revision, load_config, \
+    load_model_tokenizer, load_pretrained, raw_config, refuse_custom_code, resolve_model_source
 from sinktrain.stream import report
 from sinktrain.stream.config import StreamEvalConfig, cache_size, validate
 from sinktrain.stream.families import adapter_class, adapter_for, check_config, dense_bound, language_config
@@ -219,9 +219,12 @@ def score(nll_stream: np.ndarray, num_prefix_tokens: int) -> np.ndarray:
 
 def source_record(source: ModelSource) -> dict:
     """Where a model was read from: the spec as given, its kind, and the folder (a zoo name's cached folder, a
-    .gguf file's folder) or hub id."""
+    .gguf file's folder) or hub id; for a hub id also the commit read (its `revision`): the id alone names
+    whatever the repository holds later."""
     record = {"spec": source.spec, "kind": source.kind, "location": source.location}
-    if source.kind != "hub":  # a relative folder reads differently from another working directory
+    if source.kind == "hub":
+        record["revision"] = hub_revision(source.location)
+    else:  # a relative folder reads differently from another working directory
         record["location"] = str(Path(source.location).resolve())
     if source.gguf_file:
         record["gguf_file"] = source.gguf_file

@@ -693,9 +693,12 @@ def test_a_training_run_or_checkpoint_is_sent_to_export(tmp_path, capsys):
                f"export {folder} OUT_DIR) and pass OUT_DIR" in line
 
 
+FAKE_HUB_REVISION = "0123456789abcdef0123456789abcdef01234567"
+
+
 def fake_hub_cache(home, repo_id: str, folder) -> None:
     """The layout huggingface_hub reads offline: hub/models--owner--name/{refs/main, snapshots/<rev>/files}."""
-    rev = "0123456789abcdef0123456789abcdef01234567"
+    rev = FAKE_HUB_REVISION
     repo = home / "hub" / f"models--{repo_id.replace('/', '--')}"
     shutil.copytree(folder, repo / "snapshots" / rev)
     (repo / "refs").mkdir(parents=True)
@@ -712,6 +715,9 @@ def test_hub_id_offline_from_the_hf_cache(llama_dir, tmp_path):
                         env=env, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "tiny-llama" in json.loads((tmp_path / "o" / "results.json").read_text())
+    source = json.loads((tmp_path / "o" / "run.json").read_text())["models"]["tiny-llama"]["source"]
+    assert source == {"spec": "tiny-org/tiny-llama", "kind": "hub", "location": "tiny-org/tiny-llama",
+                      "revision": FAKE_HUB_REVISION}  # the commit read, which the id alone does not name
     missing = subprocess.run([sys.executable, "-c", code, *stream_eval("tiny-org/absent", "--out", tmp_path / "p")],
                              env=env, capture_output=True, text=True)
     err = missing.stderr.strip().splitlines()
