@@ -34,6 +34,19 @@ class ModelSource:
         # files of a folder whose config.json has an auto_map (a `y` would run them); set, it refuses.
         return {"trust_remote_code": False, **({"gguf_file": self.gguf_file} if self.gguf_file else {})}
 
+    def record(self) -> dict:
+        """Where the model was read from, for a verb's run.json: the spec as given, its kind, and the folder (a zoo
+        name's cached folder, a .gguf file's folder) or hub id; for a hub id also the commit read (`revision`):
+        the id alone names whatever the repository holds later."""
+        record = {"spec": self.spec, "kind": self.kind, "location": self.location}
+        if self.kind == "hub":
+            record["revision"] = hub_revision(self.location)
+        else:  # a relative folder reads differently from another working directory
+            record["location"] = str(Path(self.location).resolve())
+        if self.gguf_file:
+            record["gguf_file"] = self.gguf_file
+        return record
+
 
 def resolve_model_source(spec: str | Path) -> ModelSource:
     """Classify `spec` without loading anything heavy; a one-line ValueError/FileNotFoundError if it cannot be

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sinktrain.model.source import ModelSource, check_weight_files, hub_revision, load_config, \
+from sinktrain.model.source import ModelSource, check_weight_files, load_config, \
     load_model_tokenizer, load_pretrained, raw_config, refuse_custom_code, resolve_model_source
 from sinktrain.stream import report
 from sinktrain.stream.config import StreamEvalConfig, cache_size, validate
@@ -217,20 +217,6 @@ def score(nll_stream: np.ndarray, num_prefix_tokens: int) -> np.ndarray:
     return nll_stream[num_prefix_tokens:]
 
 
-def source_record(source: ModelSource) -> dict:
-    """Where a model was read from: the spec as given, its kind, and the folder (a zoo name's cached folder, a
-    .gguf file's folder) or hub id; for a hub id also the commit read (its `revision`): the id alone names
-    whatever the repository holds later."""
-    record = {"spec": source.spec, "kind": source.kind, "location": source.location}
-    if source.kind == "hub":
-        record["revision"] = hub_revision(source.location)
-    else:  # a relative folder reads differently from another working directory
-        record["location"] = str(Path(source.location).resolve())
-    if source.gguf_file:
-        record["gguf_file"] = source.gguf_file
-    return record
-
-
 def versions() -> dict:
     import transformers
 
@@ -299,7 +285,7 @@ def _evaluate_into(out: Path, cfg: StreamEvalConfig, pairs, plans, longest: int 
         results[mname], nlls[mname] = {}, {}
         timing[mname] = {"self_check_max_abs_dlogp": diff}
         texts[mname] = {"tokens": len(p.text), "prefix": p.prefix, "family": adapter.family,
-                        "source": source_record(p.source), "tokenizer_hash": p.tokenizer_hash}
+                        "source": p.source.record(), "tokenizer_hash": p.tokenizer_hash}
         for name in names:
             nll_stream, rate = run_configuration(model, adapter, stream, name, cfg, f"{mname} {name}", longest)
             nll = score(nll_stream, len(p.prefix))

@@ -157,7 +157,11 @@ def score_models(cfg: ZeroShotConfig, sources: dict, manager, checked: dict, scr
 
     out = Path(cfg.out)
     refs, splits = task_refs(cfg, sources, scratch)
-    run_info = {"config": cfg.__dict__, "splits": splits}
+    from sinktrain.model.source import resolve_model_source
+
+    # where each model was read from (a hub id: the commit its config was read at), as stream-eval records it
+    run_info = {"config": cfg.__dict__, "splits": splits,
+                "models": {spec: resolve_model_source(spec).record() for spec in cfg.models}}
     results: dict = {}
     for spec in cfg.models:
         t0 = time.perf_counter()

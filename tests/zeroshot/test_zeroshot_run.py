@@ -4,6 +4,7 @@ equal to an independent scoring of the same PIQA examples, and LAMBADA kept as "
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
 from config_reads import count_config_reads
@@ -76,6 +77,7 @@ def test_zeroshot_cli_writes_results_and_table(model_dirs, tmp_path, capfd, capl
 
     run = json.loads((out / "run.json").read_text())
     assert run["splits"] == {"piqa": "validation", "arc_easy": "validation", "lambada_openai": None}
+    assert run["models"] == {m: {"spec": m, "kind": "folder", "location": str(Path(m).resolve())} for m in models}
     # The task YAMLs written for lm-eval keep its own config and replace only the data source.
     piqa_yaml = (out / "tasks" / "piqa.yaml").read_text()
     assert "lm_eval/tasks/piqa/piqa.yaml" in piqa_yaml and "doc_to_text" not in piqa_yaml
