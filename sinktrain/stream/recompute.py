@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 
 
-
 @torch.no_grad()
 def recompute_nll(model, tokens, cache: int, batch_size: int = 64, progress=None) -> np.ndarray:
     """Per-token NLL [N-1] of tokens[1:] where entry i is predicted from tokens[max(0, i-cache+1) .. i]."""
