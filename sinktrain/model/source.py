@@ -418,10 +418,14 @@ def _gguf_tokenizer(source: ModelSource):
 def hub_revision(repo_id: str) -> str | None:
     """The commit of a hub model that its loaders read: the snapshot folder of config.json in the local HF cache
     (hub/models--owner--name/snapshots/<commit>/), which the load has just filled or read offline. None when the
-    cache does not hold it (a load that did not go through the cache)."""
+    cache does not hold it (a load that did not go through the cache) or cannot be read: the record is written
+    after the work, which it must not fail."""
     from huggingface_hub import try_to_load_from_cache
 
-    path = try_to_load_from_cache(repo_id, "config.json")
+    try:
+        path = try_to_load_from_cache(repo_id, "config.json")
+    except (OSError, ValueError):  # an unreadable cache folder; an id the hub's validator refuses
+        return None
     if not isinstance(path, str):  # None, or the marker of a file the hub is known not to have
         return None
     snapshot = Path(path).parent
