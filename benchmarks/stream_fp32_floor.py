@@ -10,12 +10,13 @@ and formulas; the block changes only the shapes of its products and the key its 
 Each fp32 run is also compared against float64 (the model in float64, rotary angles computed in float64),
 where the two evaluator modes agree to 1e-9 (tests/stream/test_smollm2.py).
 
-    python benchmarks/stream_fp32_floor.py [--tokens 512] [--sinks 4 --window 60] [--out floor.json]
+    python benchmarks/stream_fp32_floor.py [--tokens 512] [--sinks 4 --window 60] [--gemm-reference] [--out floor.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import platform
@@ -71,6 +72,27 @@ def float64_copy(model):
     return m64
 
 
+@contextlib.contextmanager
+def gemm_rows(rows: int = 16):
+    """Every linear layer's input padded with zero rows to at least `rows` rows (and cut back after): a one-token
+    forward then runs on BLAS's matrix-matrix kernel, as the parallel mode's blocks do, instead of its one-row
+    kernel, which sums in another order. Shows how much of the modes' fp32 gap that kernel choice is."""
+    plain = torch.nn.functional.linear
+
+    def padded(x, weight, bias=None):
+        flat = x.reshape(-1, x.shape[-1])
+        if flat.shape[0] >= rows:
+            return plain(x, weight, bias)
+        wide = torch.cat([flat, flat.new_zeros(rows - flat.shape[0], flat.shape[1])])
+        return plain(wide, weight, bias)[: flat.shape[0]].reshape(*x.shape[:-1], weight.shape[0])
+
+    torch.nn.functional.linear = padded  # nn.Linear.forward looks it up on the module at each call
+    try:
+        yield
+    finally:
+        torch.nn.functional.linear = plain
+
+
 def gap(a: np.ndarray, b: np.ndarray) -> dict:
     d = np.abs(a - b)
     return {"max": float(d.max()), "mean": float(d.mean()), "argmax": int(d.argmax())}
@@ -85,6 +107,8 @@ def main(argv=None) -> int:
     p.add_argument("--block-size", type=int_at_least(1), default=128, help="the parallel mode's query block")
     p.add_argument("--other-blocks", type=int_list(1, allow_empty=True), default="1,512",
                    help="parallel mode again at these blocks (comma list)")
+    p.add_argument("--gemm-reference", action="store_true",
+                   help="also run the reference with every linear layer on BLAS's matrix-matrix kernel (see gemm_rows)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     if args.tokens < args.sinks + args.window:  # the results are labelled sinktrain_{s}+{w}
@@ -112,6 +136,9 @@ def main(argv=None) -> int:
     par = parallel_nll(model, stream, s, w, block_size=args.block_size)
     others = {b: parallel_nll(model, stream, s, w, block_size=b)
               for b in args.other_blocks}
+    if args.gemm_reference:
+        with gemm_rows():
+            gemm_ref = reference_nll(model, stream, s, w)
     m64 = float64_copy(model)
     truth = parallel_nll(m64, stream, s, w, block_size=args.block_size)
     truth_dense = transformers_nll(m64, ids, None)
@@ -131,6 +158,7 @@ def main(argv=None) -> int:
             **{f"parallel_block_{b}_vs_block_{args.block_size}": gap(o, par) for b, o in others.items()},
             "parallel_vs_float64": gap(par, truth),
             "reference_vs_float64": gap(ref, truth),
+            **({"parallel_vs_reference_on_gemm": gap(par, gemm_ref)} if args.gemm_reference else {}),
         },
         "seconds": round(time.perf_counter() - t0, 1),
         "command": "python benchmarks/stream_fp32_floor.py " + " ".join(argv or __import__("sys").argv[1:]),
