@@ -17,6 +17,8 @@ FORMAT = "sinktrain-tokens/1"
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val")
 TOKENIZER_DIR = "tokenizer"  # the tokenizer the data was prepared with (save_pretrained folder)
+# The name of every shard prepare writes (`train-00000.bin`): nothing else is read as one, or deleted as one.
+SHARD = re.compile(r"(train|val)-\d{5}\.bin")
 
 
 def token_dtype(vocab_size: int, requested: str = "auto") -> str:
@@ -60,8 +62,6 @@ def read_manifest(data_dir: str | Path) -> dict:
         raise ValueError(f"{path} is damaged ({problem}); prepare the data again")
     return manifest
 
-# The name of every shard prepare writes (`train-00000.bin`): nothing else is read as one, or deleted as one.
-SHARD = re.compile(r"(train|val)-\d{5}\.bin")
 
 def _shape_problem(manifest: dict) -> str | None:
     """What is missing from a manifest of the right format (a hand-edited or truncated one), else None: every

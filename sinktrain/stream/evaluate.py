@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sinktrain.model.source import ModelSource, check_weight_files, load_config, \
-    load_model_tokenizer, load_pretrained, raw_config, refuse_custom_code, resolve_model_source
+from sinktrain.model.source import ModelSource, check_weight_files, load_config, load_model_tokenizer, \
+    load_pretrained, raw_config, refuse_custom_code, resolve_model_source
 from sinktrain.stream import report
 from sinktrain.stream.config import StreamEvalConfig, cache_size, validate
 from sinktrain.stream.families import adapter_class, adapter_for, check_config, dense_bound, language_config

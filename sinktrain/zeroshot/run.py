@@ -153,12 +153,11 @@ def _zeroshot(cfg: ZeroShotConfig) -> dict:
 
 
 def score_models(cfg: ZeroShotConfig, sources: dict, manager, checked: dict, scratch: Path) -> dict:
+    from sinktrain.model.source import resolve_model_source
     from sinktrain.zeroshot.lm import lm_for, load
 
     out = Path(cfg.out)
     refs, splits = task_refs(cfg, sources, scratch)
-    from sinktrain.model.source import resolve_model_source
-
     # where each model was read from (a hub id: the commit its config was read at), as stream-eval records it
     run_info = {"config": cfg.__dict__, "splits": splits,
                 "models": {spec: resolve_model_source(spec).record() for spec in cfg.models}}
