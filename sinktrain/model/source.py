@@ -13,9 +13,11 @@ here, as `exports/x` when `exports/` does) and does not exist is a local error a
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import re
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -330,8 +332,9 @@ def load_pretrained(source: ModelSource, device: str = "cpu", dtype: str = "floa
     auto = auto_model_class(config)
     check_weight_shapes(source, config)  # before transformers' multi-line load report and RuntimeError
     try:
-        model, info = _hub_call(source, lambda: auto.from_pretrained(
-            source.location, config=config, dtype=getattr(torch, dtype), output_loading_info=True, **kwargs))
+        with gguf_name_map_built_once() if source.kind == "gguf" else nullcontext():
+            model, info = _hub_call(source, lambda: auto.from_pretrained(
+                source.location, config=config, dtype=getattr(torch, dtype), output_loading_info=True, **kwargs))
     except RuntimeError as e:  # a mismatch the headers did not show (a hub model, renamed weights)
         if "ignore_mismatched_sizes" not in str(e):
             raise
@@ -346,6 +349,22 @@ def load_pretrained(source: ModelSource, device: str = "cpu", dtype: str = "floa
                          f"not in its checkpoint (e.g. {missing[0]!r}), so they would be random; the checkpoint was "
                          f"saved for another architecture than {type(model).__name__}, or is incomplete")
     return model.to(device).eval()
+
+
+@contextmanager
+def gguf_name_map_built_once():
+    """transformers matches a GGUF's tensor names to the model's by walking the model's modules, and at each one
+    (397 in SmolLM2-135M) asks gguf for its whole tensor-name table, which gguf builds anew every time: 7 of the 17 s
+    that loading SmolLM2's .gguf took. The table is a fixed function of (architecture, block count), so while a
+    GGUF loads each table is built once; gguf's own function is back in place afterwards."""
+    import gguf
+
+    build = gguf.get_tensor_name_map
+    gguf.get_tensor_name_map = functools.cache(build)  # transformers imports it from gguf at each call
+    try:
+        yield
+    finally:
+        gguf.get_tensor_name_map = build
 
 
 def auto_model_class(config):

@@ -565,6 +565,82 @@ def write_gguf(path, tokenizer=None, chat_template=None):
     return path
 
 
+def write_model_gguf(path, model, tokenizer):
+    """`model` (a Llama) as llama.cpp lays it out: its tensors under GGUF's names in float32, the query and key rows
+    of each head in rotary pairs (llama.cpp's order; transformers' loader undoes it), `tokenizer` inside."""
+    from gguf import GGUFWriter
+
+    c = model.config
+    w = GGUFWriter(str(path), "llama")
+    for add, value in ((w.add_context_length, c.max_position_embeddings), (w.add_embedding_length, c.hidden_size),
+                       (w.add_block_count, c.num_hidden_layers), (w.add_feed_forward_length, c.intermediate_size),
+                       (w.add_head_count, c.num_attention_heads), (w.add_head_count_kv, c.num_key_value_heads),
+                       (w.add_layer_norm_rms_eps, c.rms_norm_eps),
+                       (w.add_rope_freq_base, c.rope_parameters["rope_theta"])):
+        add(value)
+    vocab = tokenizer.get_vocab()
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list(sorted(vocab, key=vocab.get))
+    w.add_token_types([1] * len(vocab))
+    w.add_token_merges([m if isinstance(m, str) else " ".join(m)
+                        for m in json.loads(tokenizer.backend_tokenizer.to_str())["model"]["merges"]])
+    w.add_eos_token_id(tokenizer.eos_token_id)
+
+    def paired(rows, heads):  # each head's rows: first half, second half -> (row i, row i + half) pairs
+        return rows.reshape(heads, 2, rows.shape[0] // heads // 2, -1).swapaxes(1, 2).reshape(rows.shape)
+
+    weights = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+    w.add_tensor("token_embd.weight", weights["model.embed_tokens.weight"])
+    names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+             "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+             "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
+    for i in range(c.num_hidden_layers):
+        for ours, theirs in names.items():
+            t = weights[f"model.layers.{i}.{ours}.weight"]
+            if theirs in ("attn_q", "attn_k"):
+                t = paired(t, c.num_attention_heads if theirs == "attn_q" else c.num_key_value_heads)
+            w.add_tensor(f"blk.{i}.{theirs}.weight", np.ascontiguousarray(t))
+    w.add_tensor("output_norm.weight", weights["model.norm.weight"])
+    if not c.tie_word_embeddings:
+        w.add_tensor("output.weight", weights["lm_head.weight"])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_a_gguf_model_loads_exactly_and_streams(small_tok, tmp_path, monkeypatch):
+    """A Llama written as a float32 GGUF loads with the very weights it was written from, and stream-eval takes
+    it. transformers asked gguf for its tensor-name table at each of the model's modules (33 here, 397 for
+    SmolLM2), each built anew: load_pretrained builds it once, and leaves gguf as it was."""
+    import gguf
+    import gguf.tensor_mapping
+    import torch
+
+    from sinktrain.model.source import load_pretrained, resolve_model_source
+
+    model = family_model("llama-gqa-tied", seed=7, vocab_size=len(small_tok))
+    path = write_model_gguf(tmp_path / "tiny-llama.gguf", model, small_tok)
+    built = []
+
+    class Counted(gguf.tensor_mapping.TensorNameMap):
+        def __init__(self, *args):
+            built.append(args)
+            super().__init__(*args)
+
+    monkeypatch.setattr(gguf.tensor_mapping, "TensorNameMap", Counted)
+    table = gguf.get_tensor_name_map
+    loaded = load_pretrained(resolve_model_source(str(path)))
+    assert len(built) == 1 and gguf.get_tensor_name_map is table
+    ids = torch.as_tensor(small_tok("It was a truth universally acknowledged")["input_ids"])[None]
+    with torch.no_grad():
+        assert torch.equal(loaded(input_ids=ids).logits, model(input_ids=ids).logits)
+    assert main(stream_eval(path, "--out", tmp_path / "o")) == 0
+    run = json.loads((tmp_path / "o" / "run.json").read_text())["models"]["tiny-llama.gguf"]
+    assert run["source"]["kind"] == "gguf" and run["family"] == "llama"
+
+
 @pytest.mark.parametrize("verb", ["stream-eval", "generate"])
 def test_a_gguf_cut_short_or_damaged_is_named_before_loading(verb, tmp_path, capsys):
     """A broken download ended in a struct.error traceback (cut in the header), or, cut in the tensor data, in
