@@ -397,31 +397,17 @@ def zeroshot_data_sha256(zc) -> dict:
     return {t: ({str(a): file_sha256(a) for a in src[1]} if src else None) for t, src in zc.task_sources().items()}
 
 
-def stream_results_problem(results, models: list[str]) -> str | None:
-    """What is wrong with a stream-eval results.json for `models` (their names), or None: {model: {"s+w":
-    {"ppl": number, ...}}}, every model there."""
+def results_problem(results, models: list[str], shape: str, entry_ok=lambda entry: True) -> str | None:
+    """What is wrong with a stage's results.json for `models`, or None: {model: {key: {...}}}, every one of `models`
+    there and `entry_ok` true of each entry; `shape` names the key and entry in the message."""
     if not isinstance(results, dict):
         return f"it holds {type(results).__name__}, not a mapping of model to results"
     missing = [m for m in models if m not in results]
     if missing:
         return f"it has no results for {', '.join(missing)}"
-    for model, per in results.items():
-        if not isinstance(per, dict) or not all(
-                isinstance(r, dict) and isinstance(r.get("ppl"), (int, float)) for r in per.values()):
-            return f"its results for {model!r} are not a mapping of configuration to {{ppl: number, ...}}"
-    return None
-
-
-def zeroshot_results_problem(results, models: list[str]) -> str | None:
-    """What is wrong with a zeroshot results.json for `models` (export folders), or None: {model: {task: ...}}."""
-    if not isinstance(results, dict):
-        return f"it holds {type(results).__name__}, not a mapping of model to results"
-    missing = [m for m in models if m not in results]
-    if missing:
-        return f"it has no results for {', '.join(missing)}"
-    bad = [m for m in models if not isinstance(results[m], dict)
-           or not all(isinstance(r, dict) for r in results[m].values())]
-    return f"its results for {bad[0]!r} are not a mapping of task to results" if bad else None
+    bad = [m for m, per in results.items() if not isinstance(per, dict)
+           or not all(isinstance(r, dict) and entry_ok(r) for r in per.values())]
+    return f"its results for {bad[0]!r} are not a mapping of {shape}" if bad else None
 
 
 def reusable_results(root: Path, stage: str, out: Path, problem_of) -> tuple[dict | None, str | None]:
@@ -448,8 +434,9 @@ def stage_stream(cfg: ExperimentConfig, model_hashes: dict[str, str]) -> dict:
     inputs = {"config": json.loads(json.dumps(sc.__dict__)), "models": model_hashes,
               "text_sha256": text_source_sha256(sc.text), "pretrained": {p: local_sha256(p) for p in cfg.pretrained}}
     if (out / "results.json").is_file() and is_done(cfg.root, "stream", inputs):
-        results, problem = reusable_results(cfg.root, "stream", out,
-                                            lambda r: stream_results_problem(r, model_names(sc.models)))
+        results, problem = reusable_results(cfg.root, "stream", out, lambda r: results_problem(
+            r, model_names(sc.models), "configuration to {ppl: number, ...}",
+            lambda entry: isinstance(entry.get("ppl"), (int, float))))
         if problem is None:
             log(f"stream-eval: done ({out / 'results.json'}), skipped")
             return results
@@ -475,7 +462,7 @@ def stage_zeroshot(cfg: ExperimentConfig, exports: dict[str, Path], model_hashes
               "data": zeroshot_data_sha256(zc)}
     if (out / "results.json").is_file() and is_done(cfg.root, "zeroshot", inputs):
         results, problem = reusable_results(cfg.root, "zeroshot", out,
-                                            lambda r: zeroshot_results_problem(r, list(zc.models)))
+                                            lambda r: results_problem(r, list(zc.models), "task to results"))
         if problem is None:
             log(f"zeroshot: done ({out / 'results.json'}), skipped")
             return {by_dir[m]: results[m] for m in zc.models}

@@ -80,6 +80,25 @@ def test_a_damaged_stage_result_is_made_again(study, capfd, stage, damage):
     assert code == 0 and f"{name}: done" in out, out
 
 
+def test_a_results_file_of_the_wrong_shape_is_named():
+    """A stage's results.json whose files are as written can still be one an older sinktrain wrote: the report
+    reads every model's entries, so each must have the shape it reads."""
+    from sinktrain.experiment.run import results_problem
+
+    def ppl(entry):
+        return isinstance(entry.get("ppl"), (int, float))
+
+    stream = "configuration to {ppl: number, ...}"
+    assert results_problem([], ["a"], stream, ppl) == "it holds list, not a mapping of model to results"
+    assert results_problem({"a": {}}, ["a", "b"], stream, ppl) == "it has no results for b"
+    assert results_problem({"a": {"0+32": {"ppl": 3.5}}}, ["a"], stream, ppl) is None
+    assert results_problem({"a": {"0+32": {"ppl": 3.5}}, "b": {"0+32": {"ppl": "x"}}}, ["a"], stream, ppl) == \
+        "its results for 'b' are not a mapping of configuration to {ppl: number, ...}"
+    assert results_problem({"a": {"arc_easy": 3}}, ["a"], "task to results") == \
+        "its results for 'a' are not a mapping of task to results"
+    assert results_problem({"a": {"arc_easy": {"acc": 0.5}}}, ["a"], "task to results") is None
+
+
 def test_a_stage_output_is_reused_only_while_its_files_are_as_written(study, capfd):
     """Any file the stage wrote counts, not only results.json: the report reads the stream's attention
     statistics too."""
