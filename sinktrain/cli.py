@@ -28,17 +28,22 @@ import threading
 from sinktrain.util.errors import Terminated, UserError
 from sinktrain.util.rank import stop_with_launcher
 
-# Stages that contribute verbs, in pipeline order. Imported lazily so `sinktrain --help` stays fast.
-STAGE_CLIS = [
-    "sinktrain.model.cli",
-    "sinktrain.data.cli",
-    "sinktrain.train.cli",
-    "sinktrain.export.cli",
-    "sinktrain.stream.cli",
-    "sinktrain.zeroshot.cli",
-    "sinktrain.generate.cli",
-    "sinktrain.experiment.cli",
-]
+# Each verb and the stage module that adds it, in pipeline order. `sinktrain VERB` imports that stage alone: the
+# stages import torch, transformers, Lightning or lm-eval when they load, all of them together ~7 s on 2 cores
+# before any verb starts (`sinktrain data prepare` needs none of it). `sinktrain --help` imports every stage.
+VERB_STAGES = {
+    "info": "sinktrain.model.cli",
+    "data": "sinktrain.data.cli",
+    "train": "sinktrain.train.cli",
+    "export": "sinktrain.export.cli",
+    "stream-eval": "sinktrain.stream.cli",
+    "zeroshot": "sinktrain.zeroshot.cli",
+    "generate": "sinktrain.generate.cli",
+    "chat": "sinktrain.generate.cli",
+    "streameval": "sinktrain.generate.cli",
+    "experiment": "sinktrain.experiment.cli",
+}
+STAGE_CLIS = list(dict.fromkeys(VERB_STAGES.values()))
 
 # OSError covers the file system's own answers (not a directory, permission denied, disk full), which name the path.
 USER_ERRORS = (ValueError, OSError, UserError)
@@ -51,11 +56,12 @@ DESCRIPTION = ("Pretrain language models with and without learnable attention-si
                "does to streaming inference (StreamingLLM). `sinktrain VERB --help` describes each verb.")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The parser of `verb`'s stage alone (any other verb: of every stage, so that help lists them all)."""
     parser = argparse.ArgumentParser(prog="sinktrain", description=DESCRIPTION)
     parser.add_argument("--debug", action="store_true", help="show the traceback of any error")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for mod in STAGE_CLIS:
+    for mod in [VERB_STAGES[verb]] if verb in VERB_STAGES else STAGE_CLIS:
         try:
             module = importlib.import_module(mod)
         except ModuleNotFoundError as e:
@@ -137,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv or bool(os.environ.get("SINKTRAIN_DEBUG"))
     argv = [a for a in argv if a != "--debug"]  # accepted anywhere on the line
     try:
-        parser = build_parser()  # imports every stage (torch, transformers): seconds in which Ctrl-C is as likely
+        # imports the verb's stage (torch, transformers): seconds in which Ctrl-C is as likely as later
+        parser = build_parser(argv[0] if argv else None)
     except KeyboardInterrupt:
         if debug:
             raise

@@ -28,10 +28,10 @@ def test_the_deepspeed_cpu_notice_is_dropped_and_its_other_warnings_kept():
 
 
 def test_ctrl_c_while_the_stages_import_is_the_interrupted_line(monkeypatch, capsys):
-    """build_parser imports every stage (seconds); a Ctrl-C then printed KeyboardInterrupt's traceback."""
+    """build_parser imports the verb's stage (seconds); a Ctrl-C then printed KeyboardInterrupt's traceback."""
     import sinktrain.cli
 
-    def interrupted():
+    def interrupted(verb=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(sinktrain.cli, "build_parser", interrupted)
@@ -77,3 +77,24 @@ def test_the_top_help_opens_with_what_sinktrain_does(capsys):
         sinktrain.cli.main(["--help"])
     out = capsys.readouterr().out
     assert exit_.value.code == 0 and "learnable attention-sink tokens" in out and "register(subparsers)" not in out
+
+
+def test_a_verb_imports_its_own_stage_alone():
+    """Every verb imported every stage first: ~7 s of torch, transformers, Lightning and lm-eval on 2 cores before
+    `sinktrain data prepare` (which needs none of them) read its first byte. Now a verb's parser is built from the
+    stage that adds it, and the table saying which stage that is lists every verb that help lists."""
+    import argparse
+
+    import sinktrain.cli as cli
+
+    def verbs(parser) -> set[str]:
+        return set(next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices)
+
+    assert verbs(cli.build_parser()) == set(cli.VERB_STAGES)
+    for verb in cli.VERB_STAGES:
+        assert verb in verbs(cli.build_parser(verb))  # added by the one stage the table names
+    code = ("import sys; from sinktrain.cli import main; code = main(['data', 'info', 'no-such-folder']); "
+            "print(code, sorted(m for m in ('torch', 'transformers', 'lightning', 'lm_eval') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "2 []", out.stdout + out.stderr
+    assert "no-such-folder" in out.stderr.strip().splitlines()[-1]
