@@ -57,11 +57,15 @@ DESCRIPTION = ("Pretrain language models with and without learnable attention-si
 
 
 def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
-    """The parser of `verb`'s stage alone (any other verb: of every stage, so that help lists them all)."""
+    """The parser of `verb`'s stage alone (`--version`: of none; anything else: of every stage, so that help lists
+    every verb)."""
+    import sinktrain
+
     parser = argparse.ArgumentParser(prog="sinktrain", description=DESCRIPTION)
     parser.add_argument("--debug", action="store_true", help="show the traceback of any error")
+    parser.add_argument("--version", action="version", version=f"sinktrain {sinktrain.__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for mod in [VERB_STAGES[verb]] if verb in VERB_STAGES else STAGE_CLIS:
+    for mod in [VERB_STAGES[verb]] if verb in VERB_STAGES else [] if verb == "--version" else STAGE_CLIS:
         try:
             module = importlib.import_module(mod)
         except ModuleNotFoundError as e:

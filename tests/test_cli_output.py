@@ -98,3 +98,12 @@ def test_a_verb_imports_its_own_stage_alone():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "2 []", out.stdout + out.stderr
     assert "no-such-folder" in out.stderr.strip().splitlines()[-1]
+
+
+def test_version_is_printed_without_loading_any_stage():
+    import sinktrain
+
+    code = ("import sys; from sinktrain.cli import main\ntry: main(['--version'])\nexcept SystemExit as e: "
+            "print(e.code, sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [f"sinktrain {sinktrain.__version__}", "0 []"]
