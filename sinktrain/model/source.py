@@ -354,9 +354,10 @@ def load_pretrained(source: ModelSource, device: str = "cpu", dtype: str = "floa
 @contextmanager
 def gguf_name_map_built_once():
     """transformers matches a GGUF's tensor names to the model's by walking the model's modules, and at each one
-    (397 in SmolLM2-135M) asks gguf for its whole tensor-name table, which gguf builds anew every time: 7 of the 17 s
-    that loading SmolLM2's .gguf took. The table is a fixed function of (architecture, block count), so while a
-    GGUF loads each table is built once; gguf's own function is back in place afterwards."""
+    (397 in SmolLM2-135M) asks gguf for its whole tensor-name table, which gguf builds anew every time: 7 of the
+    12 s that SmolLM2's .gguf weights took to load (benchmarks/gguf_load.py). The table is a fixed function of
+    (architecture, block count), so while a GGUF loads each table is built once; gguf's own function is back in
+    place afterwards."""
     import gguf
 
     build = gguf.get_tensor_name_map
