@@ -537,16 +537,14 @@ def test_a_gguf_name_that_is_no_gguf_file_is_named(llama_dir, tmp_path, capsys):
     assert main(stream_eval(folder, "--out", tmp_path / "o")) == 0  # a folder so named is a model folder
 
 
-def write_gguf(path, tokenizer=None, chat_template=None):
-    """A small GGUF (llama header, one float32 tensor of 15,360 bytes, the last thing in the file), with
-    `tokenizer`'s byte-level BPE vocabulary and merges stored in it when given."""
+def llama_gguf(path, header: dict, tensors: dict, tokenizer=None, chat_template=None):
+    """A GGUF of the llama architecture: `header` ({"block_count": 1, ...}: each key is a GGUFWriter.add_<key>),
+    `tokenizer`'s byte-level BPE vocabulary and merges and `chat_template` when given, then `tensors` in order."""
     from gguf import GGUFWriter
 
     w = GGUFWriter(str(path), "llama")
-    for add, value in ((w.add_context_length, 64), (w.add_embedding_length, 8), (w.add_block_count, 1),
-                       (w.add_feed_forward_length, 16), (w.add_head_count, 2), (w.add_head_count_kv, 2)):
-        add(value)
-    w.add_layer_norm_rms_eps(1e-5)
+    for key, value in header.items():
+        getattr(w, f"add_{key}")(value)
     if tokenizer is not None:
         vocab = tokenizer.get_vocab()
         w.add_tokenizer_model("gpt2")
@@ -557,7 +555,8 @@ def write_gguf(path, tokenizer=None, chat_template=None):
         w.add_eos_token_id(tokenizer.eos_token_id)
     if chat_template:
         w.add_chat_template(chat_template)
-    w.add_tensor("token_embd.weight", np.zeros((480, 8), np.float32))
+    for name, tensor in tensors.items():
+        w.add_tensor(name, tensor)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -565,32 +564,28 @@ def write_gguf(path, tokenizer=None, chat_template=None):
     return path
 
 
+def write_gguf(path, tokenizer=None, chat_template=None):
+    """A small GGUF (llama header, one float32 tensor of 15,360 bytes, the last thing in the file), with
+    `tokenizer` stored in it when given."""
+    header = dict(context_length=64, embedding_length=8, block_count=1, feed_forward_length=16, head_count=2,
+                  head_count_kv=2, layer_norm_rms_eps=1e-5)
+    return llama_gguf(path, header, {"token_embd.weight": np.zeros((480, 8), np.float32)}, tokenizer, chat_template)
+
+
 def write_model_gguf(path, model, tokenizer):
     """`model` (a Llama) as llama.cpp lays it out: its tensors under GGUF's names in float32, the query and key rows
     of each head in rotary pairs (llama.cpp's order; transformers' loader undoes it), `tokenizer` inside."""
-    from gguf import GGUFWriter
-
     c = model.config
-    w = GGUFWriter(str(path), "llama")
-    for add, value in ((w.add_context_length, c.max_position_embeddings), (w.add_embedding_length, c.hidden_size),
-                       (w.add_block_count, c.num_hidden_layers), (w.add_feed_forward_length, c.intermediate_size),
-                       (w.add_head_count, c.num_attention_heads), (w.add_head_count_kv, c.num_key_value_heads),
-                       (w.add_layer_norm_rms_eps, c.rms_norm_eps),
-                       (w.add_rope_freq_base, c.rope_parameters["rope_theta"])):
-        add(value)
-    vocab = tokenizer.get_vocab()
-    w.add_tokenizer_model("gpt2")
-    w.add_token_list(sorted(vocab, key=vocab.get))
-    w.add_token_types([1] * len(vocab))
-    w.add_token_merges([m if isinstance(m, str) else " ".join(m)
-                        for m in json.loads(tokenizer.backend_tokenizer.to_str())["model"]["merges"]])
-    w.add_eos_token_id(tokenizer.eos_token_id)
+    header = dict(context_length=c.max_position_embeddings, embedding_length=c.hidden_size,
+                  block_count=c.num_hidden_layers, feed_forward_length=c.intermediate_size,
+                  head_count=c.num_attention_heads, head_count_kv=c.num_key_value_heads,
+                  layer_norm_rms_eps=c.rms_norm_eps, rope_freq_base=c.rope_parameters["rope_theta"])
 
     def paired(rows, heads):  # each head's rows: first half, second half -> (row i, row i + half) pairs
         return rows.reshape(heads, 2, rows.shape[0] // heads // 2, -1).swapaxes(1, 2).reshape(rows.shape)
 
     weights = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
-    w.add_tensor("token_embd.weight", weights["model.embed_tokens.weight"])
+    tensors = {"token_embd.weight": weights["model.embed_tokens.weight"]}
     names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
              "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
              "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
@@ -599,15 +594,11 @@ def write_model_gguf(path, model, tokenizer):
             t = weights[f"model.layers.{i}.{ours}.weight"]
             if theirs in ("attn_q", "attn_k"):
                 t = paired(t, c.num_attention_heads if theirs == "attn_q" else c.num_key_value_heads)
-            w.add_tensor(f"blk.{i}.{theirs}.weight", np.ascontiguousarray(t))
-    w.add_tensor("output_norm.weight", weights["model.norm.weight"])
+            tensors[f"blk.{i}.{theirs}.weight"] = np.ascontiguousarray(t)
+    tensors["output_norm.weight"] = weights["model.norm.weight"]
     if not c.tie_word_embeddings:
-        w.add_tensor("output.weight", weights["lm_head.weight"])
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
+        tensors["output.weight"] = weights["lm_head.weight"]
+    return llama_gguf(path, header, tensors, tokenizer)
 
 
 def test_a_gguf_model_loads_exactly_and_streams(small_tok, tmp_path, monkeypatch):
