@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from sinktrain.cli_config import add_config_verb
 
@@ -33,5 +34,5 @@ def run_info(args) -> int:
     m = read_manifest(args.data_dir)
     summary = {k: m[k] for k in ("format", "tokenizer", "dtype", "eod_id", "seed", "splits")}
     summary["sources"] = [{k: s[k] for k in ("spec", "kind", "documents", "tokens")} for s in m["sources"]]
-    print(json.dumps(summary, indent=2))
+    sys.stdout.write(json.dumps(summary, indent=2) + "\n")  # one write: see sinktrain.model.cli.run
     return 0

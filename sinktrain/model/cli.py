@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 
 def register(sub) -> None:
@@ -24,8 +25,9 @@ def run(args) -> int:
     with torch.device("meta"):
         model = build_model(cfg, seed=None)
     counts = count_parameters(model)
-    print(json.dumps({"model": cfg.to_dict(), "sink_token_ids": cfg.sink_token_ids,
-                      "hf_config": hf_config(cfg).to_diff_dict()}, indent=2))
-    print(f"parameters: {counts['total']}")
-    print(f"non_embedding_parameters: {counts['non_embedding']}")
+    # One write, not a print per line: with Python's stdout unbuffered (PYTHONUNBUFFERED), `| grep -q parameters`
+    # stopped reading at its match and the next line's write failed (exit 141 under `set -o pipefail`).
+    sys.stdout.write(json.dumps({"model": cfg.to_dict(), "sink_token_ids": cfg.sink_token_ids,
+                                 "hf_config": hf_config(cfg).to_diff_dict()}, indent=2)
+                     + f"\nparameters: {counts['total']}\nnon_embedding_parameters: {counts['non_embedding']}\n")
     return 0
