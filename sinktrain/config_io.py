@@ -288,11 +288,23 @@ def build_dataclass(cls, data: dict | None, where: str = "config"):
         raise ConfigKeyError(f"{where}: expected a mapping of keys, got {type(data).__name__} {data!r}")
     check_sections(cls, data, where)
     parser = dataclass_parser(cls)
-    try:
-        namespace = parser.parse_object(to_plain(data))
-    except jsonargparse.ArgumentError as e:
-        raise ConfigKeyError(f"{where}: {explain(cls, one_line(e))}") from None
-    return instantiate(cls, parser, namespace)
+    plain = to_plain(data)
+    key = (cls, repr(plain))  # repr tells 1, 1.0 and True apart, as the type checks do
+    if key not in _PARSED:
+        try:
+            namespace = parser.parse_object(plain)
+        except jsonargparse.ArgumentError as e:
+            raise ConfigKeyError(f"{where}: {explain(cls, one_line(e))}") from None
+        if len(_PARSED) >= 256:
+            _PARSED.clear()
+        _PARSED[key] = namespace
+    return instantiate(cls, parser, _PARSED[key].clone())
+
+
+# (dataclass, repr of the plain dict) -> jsonargparse's parse of it. Parsing costs ~30 ms per TrainConfig and a
+# study builds each variant's config several times per run; the dataclass itself is built anew each time (its
+# __post_init__ checks run, and no caller shares a mutable config with another).
+_PARSED: dict = {}
 
 
 def check_sections(cls, data: dict, where: str, prefix: str = "") -> None:
