@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import os
 import re
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -275,7 +276,8 @@ def load_config(source: ModelSource):
                 raise ValueError(f"{where}: {prefix}{key} is {value!r}, but a model needs at least 1; fix "
                                  f"config.json (or export the model again)")
     try:
-        return _hub_call(source, lambda: AutoConfig.from_pretrained(source.location, **source.kwargs()))
+        with gguf_parsed_once() if source.kind == "gguf" else nullcontext():
+            return _hub_call(source, lambda: AutoConfig.from_pretrained(source.location, **source.kwargs()))
     except StrictDataclassError as e:
         # "Validation error for field 'hidden_size':\n    TypeError: Field 'hidden_size' expected int, got str ..."
         # The indented line says what is wrong; for a field it names the key too.
@@ -332,7 +334,7 @@ def load_pretrained(source: ModelSource, device: str = "cpu", dtype: str = "floa
     auto = auto_model_class(config)
     check_weight_shapes(source, config)  # before transformers' multi-line load report and RuntimeError
     try:
-        with gguf_name_map_built_once() if source.kind == "gguf" else nullcontext():
+        with gguf_parsed_once() if source.kind == "gguf" else nullcontext():
             model, info = _hub_call(source, lambda: auto.from_pretrained(
                 source.location, config=config, dtype=getattr(torch, dtype), output_loading_info=True, **kwargs))
     except RuntimeError as e:  # a mismatch the headers did not show (a hub model, renamed weights)
@@ -352,20 +354,39 @@ def load_pretrained(source: ModelSource, device: str = "cpu", dtype: str = "floa
 
 
 @contextmanager
-def gguf_name_map_built_once():
-    """transformers matches a GGUF's tensor names to the model's by walking the model's modules, and at each one
-    (397 in SmolLM2-135M) asks gguf for its whole tensor-name table, which gguf builds anew every time: 7 of the
-    12 s that SmolLM2's .gguf weights took to load (benchmarks/gguf_load.py). The table is a fixed function of
-    (architecture, block count), so while a GGUF loads each table is built once; gguf's own function is back in
-    place afterwards."""
+def gguf_parsed_once():
+    """While a GGUF loads, parse its file once and build gguf's tensor-name tables once.
+
+    - transformers parses the whole file (every metadata field, the 49k vocabulary strings one numpy view each) for
+      the config, again for the config inside the weights' load, again for the weights, and again for the
+      tokenizer: four parses of SmolLM2's, 4 s each. Inside this context `gguf.GGUFReader` hands back the reader of
+      the file parsed last, while the file is the same (path, inode, size, mtime): a reader only reads.
+    - transformers matches a GGUF's tensor names to the model's by walking the model's modules, and at each one
+      (397 in SmolLM2-135M) asks gguf for its whole tensor-name table, which gguf builds anew every time: 7 of the
+      12 s that SmolLM2's weights took. The table is a fixed function of (architecture, block count).
+    transformers imports both from gguf at each call, and gguf's own are back in place when the context ends. The
+    last reader is kept between contexts (config, weights and tokenizer are loaded by separate calls): its memory
+    map of the file, and the parsed fields, until another GGUF is read (benchmarks/gguf_load.py)."""
     import gguf
 
-    build = gguf.get_tensor_name_map
-    gguf.get_tensor_name_map = functools.cache(build)  # transformers imports it from gguf at each call
+    build, reader_class = gguf.get_tensor_name_map, gguf.GGUFReader
+
+    def reader(path, mode="r"):
+        st = os.stat(path)
+        key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, mode)
+        if key not in _GGUF_READER:
+            _GGUF_READER.clear()  # one file at a time: a reader holds its metadata in memory
+            _GGUF_READER[key] = reader_class(path, mode)
+        return _GGUF_READER[key]
+
+    gguf.get_tensor_name_map, gguf.GGUFReader = functools.cache(build), reader
     try:
         yield
     finally:
-        gguf.get_tensor_name_map = build
+        gguf.get_tensor_name_map, gguf.GGUFReader = build, reader_class
+
+
+_GGUF_READER: dict = {}  # (path, inode, size, mtime_ns, mode) -> the gguf.GGUFReader of the GGUF parsed last
 
 
 def auto_model_class(config):
@@ -419,7 +440,6 @@ def _gguf_tokenizer(source: ModelSource):
     any tokenizer.json, tokenizer_config.json, chat_template.jinja ... lying beside the .gguf in place of the
     GGUF's own vocabulary, while the config comes from the GGUF: a foreign tokenizer, and garbage text. So it reads
     from a folder of its own that holds only a link to the file."""
-    import os
     import tempfile
 
     from transformers import AutoTokenizer
@@ -431,8 +451,9 @@ def _gguf_tokenizer(source: ModelSource):
             name = gguf.name
         except OSError:  # no symlinks here (Windows without the right): the absolute path, joined to the folder
             name = str(gguf)
-        return _hub_call(source, lambda: AutoTokenizer.from_pretrained(alone, gguf_file=name,
-                                                                       trust_remote_code=False))
+        with gguf_parsed_once():
+            return _hub_call(source, lambda: AutoTokenizer.from_pretrained(alone, gguf_file=name,
+                                                                           trust_remote_code=False))
 
 
 def hub_revision(repo_id: str) -> str | None:

@@ -72,10 +72,10 @@ def fetch(name: str) -> Path:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from sinktrain.model.source import ModelSource, gguf_name_map_built_once, load_model_tokenizer
+    from sinktrain.model.source import ModelSource, gguf_parsed_once, load_model_tokenizer
 
     print(f"[zoo] converting {gguf.name} to a Hugging Face folder (once) ...", file=sys.stderr, flush=True)
-    with gguf_name_map_built_once():
+    with gguf_parsed_once():
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     # the GGUF's own tokenizer, whatever else lies in its folder (source.load_model_tokenizer)
     tokenizer = load_model_tokenizer(ModelSource(str(gguf), "gguf", str(gguf.parent), gguf.name))

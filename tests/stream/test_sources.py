@@ -603,33 +603,53 @@ def write_model_gguf(path, model, tokenizer):
 
 def test_a_gguf_model_loads_exactly_and_streams(small_tok, tmp_path, monkeypatch):
     """A Llama written as a float32 GGUF loads with the very weights it was written from, and stream-eval takes
-    it. transformers asked gguf for its tensor-name table at each of the model's modules (33 here, 397 for
-    SmolLM2), each built anew: load_pretrained builds it once, and leaves gguf as it was."""
+    it. transformers parsed the file four times (config twice, weights, tokenizer) and asked gguf for its
+    tensor-name table at each of the model's modules (33 here, 397 for SmolLM2), each built anew: sinktrain parses
+    the file once and builds the table once, leaves gguf as it was, and parses a file written again anew."""
     import gguf
     import gguf.tensor_mapping
     import torch
 
-    from sinktrain.model.source import load_pretrained, resolve_model_source
+    from sinktrain.model import source as model_source
+    from sinktrain.model.source import load_config, load_model_tokenizer, load_pretrained, resolve_model_source
 
     model = family_model("llama-gqa-tied", seed=7, vocab_size=len(small_tok))
     path = write_model_gguf(tmp_path / "tiny-llama.gguf", model, small_tok)
-    built = []
+    built, parsed = [], []
 
     class Counted(gguf.tensor_mapping.TensorNameMap):
         def __init__(self, *args):
             built.append(args)
             super().__init__(*args)
 
+    class CountedReader(gguf.GGUFReader):
+        def __init__(self, path, *args):
+            parsed.append(path)
+            super().__init__(path, *args)
+
     monkeypatch.setattr(gguf.tensor_mapping, "TensorNameMap", Counted)
+    monkeypatch.setattr(gguf, "GGUFReader", CountedReader)
+    monkeypatch.setattr(model_source, "_GGUF_READER", {})
     table = gguf.get_tensor_name_map
-    loaded = load_pretrained(resolve_model_source(str(path)))
-    assert len(built) == 1 and gguf.get_tensor_name_map is table
+    spec = resolve_model_source(str(path))
+    loaded = load_pretrained(spec, config=load_config(spec))
+    tok = load_model_tokenizer(spec)
+    assert len(built) == 1 and len(parsed) == 1, (built, parsed)
+    assert gguf.get_tensor_name_map is table and gguf.GGUFReader is CountedReader
+    assert tok("It was a truth")["input_ids"] == small_tok("It was a truth")["input_ids"]
     ids = torch.as_tensor(small_tok("It was a truth universally acknowledged")["input_ids"])[None]
     with torch.no_grad():
         assert torch.equal(loaded(input_ids=ids).logits, model(input_ids=ids).logits)
     assert main(stream_eval(path, "--out", tmp_path / "o")) == 0
+    assert len(parsed) == 1  # the same file: its parse is reused
     run = json.loads((tmp_path / "o" / "run.json").read_text())["models"]["tiny-llama.gguf"]
     assert run["source"]["kind"] == "gguf" and run["family"] == "llama"
+
+    other = family_model("llama-gqa-tied", seed=8, vocab_size=len(small_tok))
+    write_model_gguf(path, other, small_tok)  # another model under the same name
+    with torch.no_grad():
+        assert torch.equal(load_pretrained(spec)(input_ids=ids).logits, other(input_ids=ids).logits)
+    assert len(parsed) == 2
 
 
 @pytest.mark.parametrize("verb", ["stream-eval", "generate"])
