@@ -14,6 +14,7 @@ import yaml
 from sinktrain.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
+OPENING = Path(__file__).with_name("persuasion_opening.txt")  # see test_experiment_hostile
 
 STUDY = {
     "name": "mini",
@@ -31,7 +32,7 @@ STUDY = {
                  "sink1": {"model": {"sink": {"kind": "token", "num_tokens": 1}}}},
     "data": {"sources": [str(REPO / "data/books/bierce_devils_dictionary.txt")], "txt_documents": "paragraphs",
              "val_fraction": 0.05},
-    "stream": {"text": str(REPO / "data/books/austen_persuasion.txt"), "tokens": 400, "cache": 32, "sinks": [0, 1],
+    "stream": {"text": str(OPENING), "tokens": 400, "cache": 32, "sinks": [0, 1],
                "mode": "parallel", "plots": False, "tensorboard": False},
     "zeroshot": {"tasks": ["piqa"], "limit": 4, "batch_size": 4, "data_dir": str(REPO / "data/zeroshot")},
 }
