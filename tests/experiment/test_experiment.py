@@ -14,7 +14,7 @@ import yaml
 from sinktrain.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-OPENING = Path(__file__).with_name("persuasion_opening.txt")  # see test_experiment_hostile
+OPENING = REPO / "tests" / "persuasion_opening.txt"  # see test_experiment_hostile
 
 STUDY = {
     "name": "mini",

@@ -15,7 +15,7 @@ SAMPLE = REPO / "data" / "zeroshot"  # 50 validation rows per task
 # The stream text: the first 20,000 characters of data/books/austen_persuasion.txt (about 4,600 tokens). A study
 # reads its whole text before taking stream.tokens of it, twice per run (the check before training, stream-eval),
 # and the whole book took 0.5 s each time.
-OPENING = Path(__file__).with_name("persuasion_opening.txt")
+OPENING = REPO / "tests" / "persuasion_opening.txt"
 
 STUDY = {
     "name": "tiny",

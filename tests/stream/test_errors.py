@@ -7,11 +7,11 @@ import os
 
 import pytest
 import torch
-from stream_helpers import BOOKS
+from stream_helpers import BOOKS, REPO
 
 from sinktrain.cli import main
 
-BOOK = str(BOOKS / "austen_persuasion.txt")
+BOOK = str(REPO / "tests" / "persuasion_opening.txt")  # its first 20,000 characters (test_sources)
 
 
 def refusal(rc: int, capsys) -> str:

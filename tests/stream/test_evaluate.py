@@ -10,12 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from config_reads import count_config_reads
-from stream_helpers import BOOKS, SINK_ID
+from stream_helpers import BOOKS, REPO, SINK_ID
 
 from sinktrain.cli import main
 from sinktrain.stream import load_model
 
-BOOK = str(BOOKS / "austen_persuasion.txt")
+BOOK = str(REPO / "tests" / "persuasion_opening.txt")  # its first 20,000 characters (test_sources)
 
 
 def teacher_forced(model, ids) -> np.ndarray:

@@ -14,7 +14,7 @@ import socket
 import pytest
 import torch
 import transformers
-from stream_helpers import BOOKS
+from stream_helpers import BOOKS, REPO
 
 import sinktrain
 from sinktrain.cli import main
@@ -23,7 +23,7 @@ from sinktrain.model import zoo
 from sinktrain.stream import StreamEvalConfig, evaluate
 
 evaluate_module = importlib.import_module("sinktrain.stream.evaluate")  # the package re-exports a function by its name
-BOOK = str(BOOKS / "austen_persuasion.txt")
+BOOK = str(REPO / "tests" / "persuasion_opening.txt")  # its first 20,000 characters (test_sources)
 
 
 def run(model_dir, out, *args) -> int:
@@ -217,7 +217,7 @@ def test_run_json_records_where_models_and_text_came_from(model_dirs, tmp_path, 
     single = tmp_path / "single"
     assert run(model_dirs["vanilla"], single, "--sinks", "4") == 0
     info = json.loads((single / "run.json").read_text())
-    assert info["text_sha256"] == hashlib.sha256((BOOKS / "austen_persuasion.txt").read_bytes()).hexdigest()
+    assert info["text_sha256"] == hashlib.sha256(open(BOOK, "rb").read()).hexdigest()
     assert info["cache_size"] == 24 and info["recompute_cache"] is None
     assert "recompute" not in (single / "table.md").read_text()
 
