@@ -3,7 +3,7 @@ stream-eval reads it (config, then weights dequantized to fp32, then tokenizer),
 
 Each round loads it twice in this process: as sinktrain does (the file parsed once for config, weights and
 tokenizer, and gguf's tensor-name table built once: `sinktrain.model.source.gguf_parsed_once`, starting from no
-parsed file) and as plain transformers does (four parses of the file, and the table built again at each of the
+parsed file) and as plain transformers does (three parses of the file, and the table built again at each of the
 model's modules). Both loads must give the same logits as the zoo's converted fp32 folder.
 
     python benchmarks/gguf_load.py [--rounds 2]

@@ -358,9 +358,10 @@ def gguf_parsed_once():
     """While a GGUF loads, parse its file once and build gguf's tensor-name tables once.
 
     - transformers parses the whole file (every metadata field, the 49k vocabulary strings one numpy view each) for
-      the config, again for the config inside the weights' load, again for the weights, and again for the
-      tokenizer: four parses of SmolLM2's, 4 s each. Inside this context `gguf.GGUFReader` hands back the reader of
-      the file parsed last, while the file is the same (path, inode, size, mtime): a reader only reads.
+      the config, again for the weights, and again for the tokenizer (and once more for the config when a weights'
+      load is not handed it): three parses of SmolLM2's, 4 s each. Inside this context `gguf.GGUFReader` hands
+      back the reader of the file parsed last, while the file is the same (path, inode, size, mtime): a reader
+      only reads.
     - transformers matches a GGUF's tensor names to the model's by walking the model's modules, and at each one
       (397 in SmolLM2-135M) asks gguf for its whole tensor-name table, which gguf builds anew every time: 7 of the
       12 s that SmolLM2's weights took. The table is a fixed function of (architecture, block count).

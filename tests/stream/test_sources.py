@@ -605,7 +605,7 @@ def write_model_gguf(path, model, tokenizer):
 
 def test_a_gguf_model_loads_exactly_and_streams(small_tok, tmp_path, monkeypatch):
     """A Llama written as a float32 GGUF loads with the very weights it was written from, and stream-eval takes
-    it. transformers parsed the file four times (config twice, weights, tokenizer) and asked gguf for its
+    it. transformers parsed the file three times (config, weights, tokenizer) and asked gguf for its
     tensor-name table at each of the model's modules (33 here, 397 for SmolLM2), each built anew: sinktrain parses
     the file once and builds the table once, leaves gguf as it was, and parses a file written again anew."""
     import gguf
