@@ -105,8 +105,10 @@ def check_vocabulary(spec: str, tok, config, fix: str = "use the tokenizer the m
 
 
 def stream_prefix(spec: str, config, tok, bos: bool) -> list[int]:
+    from sinktrain.data.tokenizer import has_token
+
     sinks = sink_token_ids(config)
-    if not sinks and "<|sink_0|>" in tok.get_vocab():
+    if not sinks and has_token(tok, "<|sink_0|>"):
         raise ValueError(f"{spec}: the tokenizer defines sink tokens but config.json has no `sinktrain` block with "
                          f"their ids, so the model would stream without its sink; re-export it with sinktrain")
     if bos:

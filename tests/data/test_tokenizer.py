@@ -22,6 +22,17 @@ def test_hash_ignores_added_sink_tokens_but_not_the_vocabulary(tmp_path, big_voc
     assert tokenizer_hash(load_tokenizer(big_vocab_tokenizer_path)) != before
 
 
+def test_has_token_agrees_with_the_vocabulary_added_tokens_included():
+    from sinktrain.data.tokenizer import has_token
+
+    tok = load_tokenizer()
+    words = ["<|endoftext|>", "Hello", "\u0120the", "<|sink_0|>", "no-such-token-here"]
+    assert [has_token(tok, w) for w in words] == [w in tok.get_vocab() for w in words] == [True, True, True, False,
+                                                                                           False]
+    tok.add_special_tokens({"additional_special_tokens": ["<|sink_0|>"]})
+    assert has_token(tok, "<|sink_0|>") and "<|sink_0|>" in tok.get_vocab()
+
+
 def test_missing_tokenizer_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist; pass a tokenizer.json path"):
         load_tokenizer(tmp_path / "nope.json")
