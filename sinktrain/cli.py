@@ -27,23 +27,12 @@ import threading
 
 from sinktrain.util.errors import Terminated, UserError
 from sinktrain.util.rank import stop_with_launcher
+from sinktrain.verbs import VERBS
 
-# Each verb and the stage module that adds it, in pipeline order. `sinktrain VERB` imports that stage alone: the
-# stages import torch, transformers, Lightning or lm-eval when they load, all of them together ~7 s on 2 cores
-# before any verb starts (`sinktrain data prepare` needs none of it). `sinktrain --help` imports every stage.
-VERB_STAGES = {
-    "info": "sinktrain.model.cli",
-    "data": "sinktrain.data.cli",
-    "train": "sinktrain.train.cli",
-    "export": "sinktrain.export.cli",
-    "stream-eval": "sinktrain.stream.cli",
-    "zeroshot": "sinktrain.zeroshot.cli",
-    "generate": "sinktrain.generate.cli",
-    "chat": "sinktrain.generate.cli",
-    "streameval": "sinktrain.generate.cli",
-    "experiment": "sinktrain.experiment.cli",
-}
-STAGE_CLIS = list(dict.fromkeys(VERB_STAGES.values()))
+# Each verb and the stage module that adds it (sinktrain/verbs.py). `sinktrain VERB` imports that stage alone: the
+# stages import torch, transformers, Lightning or lm-eval when they load, ~7 s on 2 cores before any verb starts
+# (`sinktrain data prepare` needs none of it). `sinktrain --help` lists the verbs from the table, importing none.
+VERB_STAGES = {verb: stage for verb, (stage, _) in VERBS.items()}
 
 # OSError covers the file system's own answers (not a directory, permission denied, disk full), which name the path.
 USER_ERRORS = (ValueError, OSError, UserError)
@@ -57,22 +46,19 @@ DESCRIPTION = ("Pretrain language models with and without learnable attention-si
 
 
 def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
-    """The parser of `verb`'s stage alone (`--version`: of none; anything else: of every stage, so that help lists
-    every verb)."""
+    """The parser of `verb`'s stage alone. Anything else (`--help`, `--version`, a mistyped verb) gets the verbs'
+    names and help from the table: enough to list them or to say which one was meant, with no stage imported."""
     import sinktrain
 
     parser = argparse.ArgumentParser(prog="sinktrain", description=DESCRIPTION)
     parser.add_argument("--debug", action="store_true", help="show the traceback of any error")
     parser.add_argument("--version", action="version", version=f"sinktrain {sinktrain.__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for mod in [VERB_STAGES[verb]] if verb in VERB_STAGES else [] if verb == "--version" else STAGE_CLIS:
-        try:
-            module = importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name and mod.startswith(e.name):  # stage not built yet: it adds no verb
-                continue
-            raise
-        module.register(sub)
+    if verb in VERB_STAGES:
+        importlib.import_module(VERB_STAGES[verb]).register(sub)
+    else:
+        for name, (_, text) in VERBS.items():
+            sub.add_parser(name, help=text)
     return parser
 
 

@@ -100,10 +100,35 @@ def test_a_verb_imports_its_own_stage_alone():
     assert "no-such-folder" in out.stderr.strip().splitlines()[-1]
 
 
-def test_version_is_printed_without_loading_any_stage():
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["trian", "--config", "x.yaml"]])
+def test_version_help_and_a_mistyped_verb_load_no_stage(argv):
+    """`sinktrain --help` imported every stage to list the verbs (~10 s on 2 cores), and so did a mistyped verb
+    before argparse named the choices. The verbs and their help now come from sinktrain/verbs.py."""
     import sinktrain
+    from sinktrain.verbs import VERBS
 
-    code = ("import sys; from sinktrain.cli import main\ntry: main(['--version'])\nexcept SystemExit as e: "
-            "print(e.code, sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.splitlines() == [f"sinktrain {sinktrain.__version__}", "0 []"]
+    code = ("import sys; from sinktrain.cli import main\ntry: main(sys.argv[1:])\nexcept SystemExit as e: "
+            "print(e.code, sorted(m for m in ('torch', 'transformers', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True)
+    if argv == ["--version"]:
+        assert out.stdout.splitlines() == [f"sinktrain {sinktrain.__version__}", "0 []"]
+    elif argv == ["--help"]:
+        assert out.stdout.splitlines()[-1] == "0 []", out.stdout
+        listed = " ".join(out.stdout.split())  # argparse wraps the help column
+        for verb, (_, text) in VERBS.items():
+            assert f"{verb} {' '.join(text.split())}" in listed, verb
+    else:
+        assert out.stdout.splitlines() == ["2 []"], out.stdout
+        assert "invalid choice: 'trian'" in out.stderr and "'train'" in out.stderr, out.stderr
+
+
+def test_each_stage_adds_its_verbs_with_the_tables_help():
+    import argparse
+
+    import sinktrain.cli as cli
+    from sinktrain.verbs import verb_help
+
+    for verb in cli.VERB_STAGES:
+        sub = next(a for a in cli.build_parser(verb)._actions if isinstance(a, argparse._SubParsersAction))
+        shown = {action.dest: action.help for action in sub._choices_actions}
+        assert shown[verb] == verb_help(verb), verb

@@ -6,12 +6,13 @@ import json
 import sys
 
 from sinktrain.cli_config import add_config_verb
+from sinktrain.verbs import verb_help
 
 
 def register(sub) -> None:
     from sinktrain.data.preparation import PrepareConfig
 
-    p = sub.add_parser("data", help="tokenize corpora into packed shards; inspect a data directory")
+    p = sub.add_parser("data", help=verb_help("data"))
     verbs = p.add_subparsers(dest="data_verb", required=True, metavar="SUBVERB")
     add_config_verb(verbs, "prepare", PrepareConfig, run_prepare,
                     help="tokenize sources into <out_dir>/manifest.json + train/val shards")

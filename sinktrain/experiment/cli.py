@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from sinktrain.cli_config import add_config_verb
+from sinktrain.verbs import verb_help
 
 
 def register(sub) -> None:
     from sinktrain.experiment.config import ExperimentConfig
 
     add_config_verb(sub, "experiment", ExperimentConfig, run, positionals=("config",),
-                    help="run a whole study: data, train variants, export, stream-eval, report")
+                    help=verb_help("experiment"))
 
 
 def run(cfg) -> int:

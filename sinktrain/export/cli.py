@@ -6,13 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from sinktrain.cli_config import add_config_verb
+from sinktrain.verbs import verb_help
 
 
 def register(sub) -> None:
     from sinktrain.export.folder import ExportConfig
 
     add_config_verb(sub, "export", ExportConfig, run, positionals=("source", "out_dir"),
-                    help="checkpoint -> Hugging Face folder (and optionally push it to the hub)")
+                    help=verb_help("export"))
 
 
 def run(cfg) -> int:

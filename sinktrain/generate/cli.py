@@ -5,17 +5,18 @@ fields' docstrings."""
 from __future__ import annotations
 
 from sinktrain.cli_config import add_config_verb
+from sinktrain.verbs import verb_help
 
 
 def register(sub) -> None:
     from sinktrain.generate.config import ChatConfig, GenerateConfig, StreamEvalQAConfig
 
     add_config_verb(sub, "generate", GenerateConfig, run_generate, positionals=("model",),
-                    help="stream a continuation of a prompt through a sink cache, at constant memory")
+                    help=verb_help("generate"))
     add_config_verb(sub, "chat", ChatConfig, run_chat, positionals=("model",),
-                    help="multi-turn streaming chat through a sink cache (interactive or a JSONL script)")
+                    help=verb_help("chat"))
     add_config_verb(sub, "streameval", StreamEvalQAConfig, run_streameval, positionals=("model",),
-                    help="StreamEval (StreamingLLM §4.3): line-retrieval accuracy against input length")
+                    help=verb_help("streameval"))
 
 
 def run_generate(cfg) -> int:

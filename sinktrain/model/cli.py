@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import sys
 
+from sinktrain.verbs import verb_help
+
 
 def register(sub) -> None:
-    p = sub.add_parser("info", help="print a model preset's config and parameter counts")
+    p = sub.add_parser("info", help=verb_help("info"))
     p.add_argument("--preset", required=True, help="tiny, pythia-14m, -31m, -70m, -160m, -410m")
     p.add_argument("--sink-kind", default="none", help="none | token | softmax1 | logit")
     p.add_argument("--sink-tokens", type=int, default=None, help="number of sink tokens (kind=token; default 1)")

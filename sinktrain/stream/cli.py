@@ -7,13 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from sinktrain.cli_config import add_config_verb
+from sinktrain.verbs import verb_help
 
 
 def register(sub) -> None:
     from sinktrain.stream.config import StreamEvalConfig
 
     add_config_verb(sub, "stream-eval", StreamEvalConfig, run, positionals=("models",),
-                    help="streaming (StreamingLLM) perplexity under s sink + w recent tokens")
+                    help=verb_help("stream-eval"))
 
 
 def run(cfg) -> int:

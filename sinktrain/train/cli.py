@@ -7,13 +7,14 @@ and in every rank under torchrun (`torchrun ... -m sinktrain train ...`).
 from __future__ import annotations
 
 from sinktrain.cli_config import add_config_verb
+from sinktrain.verbs import verb_help
 
 
 def register(sub) -> None:
     from sinktrain.train.config import TrainConfig
 
     add_config_verb(sub, "train", TrainConfig, run,
-                    help="pretrain a model from a recipe (single device, DDP or DeepSpeed ZeRO)")
+                    help=verb_help("train"))
 
 
 def run(cfg) -> int:

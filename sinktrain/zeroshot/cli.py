@@ -4,13 +4,14 @@ keys, typed (`sinktrain zeroshot --help` lists them)."""
 from __future__ import annotations
 
 from sinktrain.cli_config import add_config_verb
+from sinktrain.verbs import verb_help
 
 
 def register(sub) -> None:
     from sinktrain.zeroshot.config import ZeroShotConfig
 
     add_config_verb(sub, "zeroshot", ZeroShotConfig, run, positionals=("models",),
-                    help="zero-shot accuracy (lm-evaluation-harness) on the paper's Table 4 tasks")
+                    help=verb_help("zeroshot"))
 
 
 def run(cfg) -> int:
