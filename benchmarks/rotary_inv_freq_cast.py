@@ -18,7 +18,7 @@ import torch
 from transformers.models.gpt_neox.modeling_gpt_neox import GPTNeoXRotaryEmbedding
 
 from sinktrain.model import ModelConfig
-from sinktrain.model.config import PRESETS
+from sinktrain.model_config import PRESETS
 from sinktrain.model.modeling import hf_config
 
 

@@ -28,7 +28,7 @@ def main() -> None:
     import torch
 
     from sinktrain.model.source import load_model_tokenizer, load_pretrained, resolve_model_source
-    from sinktrain.stream.evaluate import stream_prefix
+    from sinktrain.stream.evaluation import stream_prefix
     from sinktrain.stream.families import adapter_for
     from sinktrain.stream.stats import first_tokens_dependence, no_dependence_reason
 

@@ -1,9 +1,9 @@
 """Every `sinktrain` verb, in pipeline order: the stage module that adds it, and its one-line help.
 
 `sinktrain --help` (and a mistyped verb's error) lists the verbs from this table alone, and `sinktrain VERB` imports
-only the stage that adds VERB: the stages import torch, transformers, Lightning or lm-eval when they load, ~7 s on 2
-cores before anything is printed (`sinktrain data prepare` needs none of it). Each stage's `register` takes its
-verbs' help from here, so the list and the verbs never differ.
+only the stage that adds VERB (its CLI and config, light: torch, transformers, Lightning and lm-eval, ~6 s on 2
+cores, load when the verb runs). Each stage's `register` takes its verbs' help from here, so the list and the verbs
+never differ.
 """
 
 from __future__ import annotations

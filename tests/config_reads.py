@@ -10,7 +10,7 @@ def count_config_reads(monkeypatch) -> list[str]:
 
     source_module = importlib.import_module("sinktrain.model.source")
     # by name: `sinktrain.stream` exports a function called `evaluate`
-    evaluate_module = importlib.import_module("sinktrain.stream.evaluate")
+    evaluate_module = importlib.import_module("sinktrain.stream.evaluation")
     reads, real = [], source_module.load_config
 
     def counting(source):

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def output_of(code: str) -> str:
@@ -132,3 +135,20 @@ def test_each_stage_adds_its_verbs_with_the_tables_help():
         sub = next(a for a in cli.build_parser(verb)._actions if isinstance(a, argparse._SubParsersAction))
         shown = {action.dest: action.help for action in sub._choices_actions}
         assert shown[verb] == verb_help(verb), verb
+
+
+@pytest.mark.parametrize("argv", [[verb, "--help"] for verb in ("data", "train", "export", "stream-eval", "zeroshot",
+                                                                 "generate", "chat", "streameval", "experiment")]
+                         + [["train", "--config", "recipes/tiny-cpu.yaml", "--set", "trainer.max_steps=ten"]])
+def test_a_verbs_help_and_a_refused_config_load_no_torch(argv):
+    """Each verb's --help, and a config value refused by its type, took 5-6 s on 2 cores: every stage's config
+    imported the stage's package, and with it torch and transformers. Only `info` (it builds a model) still does."""
+    code = ("import sys; from sinktrain.cli import main\ntry: code = main(sys.argv[1:])\nexcept SystemExit as e: "
+            "code = e.code\nprint(code, sorted(m for m in ('torch', 'transformers', 'lightning') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=REPO)
+    if argv[-1] == "--help":
+        assert out.stdout.splitlines()[-1] == "0 []", out.stdout[-500:] + out.stderr
+        assert f"usage: sinktrain {argv[0]}" in out.stdout
+    else:
+        assert out.stdout.splitlines() == ["2 []"], out.stdout + out.stderr
+        assert "trainer.max_steps" in out.stderr.strip().splitlines()[-1], out.stderr

@@ -1,7 +1,18 @@
 """The experiment stage: one command runs the whole study (data -> train variants -> export -> stream-eval ->
-report), each stage through its own public entry."""
+report), each stage through its own public entry.
 
-from sinktrain.experiment.config import ExperimentConfig, load_experiment
-from sinktrain.experiment.run import run_experiment
+Names load from their submodules on first use (sinktrain/util/lazy.py): importing the package, or only its config,
+loads no torch or transformers.
+"""
 
-__all__ = ["ExperimentConfig", "load_experiment", "run_experiment"]
+from __future__ import annotations
+
+from sinktrain.util.lazy import lazy_exports
+
+_EXPORTS = {
+    "ExperimentConfig": "config",
+    "load_experiment": "config",
+    "run_experiment": "run",
+}
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
+__all__ = sorted(_EXPORTS)

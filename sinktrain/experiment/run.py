@@ -42,7 +42,7 @@ from sinktrain.model.source import ModelSource, check_weight_files
 from sinktrain.stream import evaluate
 from sinktrain.stream.config import cache_size
 from sinktrain.stream.config import validate as validate_stream_config
-from sinktrain.stream.evaluate import model_names, plan as stream_plan
+from sinktrain.stream.evaluation import model_names, plan as stream_plan
 from sinktrain.train import latest_checkpoint, preflight as train_preflight, train
 from sinktrain.train.checkpoint import read_meta
 from sinktrain.train.datamodule import open_token_datasets

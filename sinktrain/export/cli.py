@@ -10,7 +10,7 @@ from sinktrain.verbs import verb_help
 
 
 def register(sub) -> None:
-    from sinktrain.export.folder import ExportConfig
+    from sinktrain.export.config import ExportConfig
 
     add_config_verb(sub, "export", ExportConfig, run, positionals=("source", "out_dir"),
                     help=verb_help("export"))

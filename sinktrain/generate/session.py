@@ -75,7 +75,7 @@ def load_session(spec: str, opts: CacheOptions, check_tokenizer=None) -> Session
     (`check_tokenizer(tok, sink_ids, config)`, e.g. its chat template; config: the language model's) before loading
     the weights."""
     from sinktrain.model.source import load_model_tokenizer, load_pretrained
-    from sinktrain.stream.evaluate import check_source, check_vocabulary
+    from sinktrain.stream.evaluation import check_source, check_vocabulary
     from sinktrain.stream.families import adapter_class
     from sinktrain.stream.model_info import sink_token_ids
 

@@ -3,7 +3,7 @@
 This is the one stage every other stage may import.
 """
 
-from sinktrain.model.config import PRESETS, ConfigError, ModelConfig, SinkConfig
+from sinktrain.model_config import PRESETS, ConfigError, ModelConfig, SinkConfig
 from sinktrain.model.modeling import (
     SinkGPTNeoXConfig,
     SinkGPTNeoXForCausalLM,

@@ -18,7 +18,7 @@ from torch import nn
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from sinktrain.model import sink_gptneox as attention
-from sinktrain.model.config import ModelConfig
+from sinktrain.model_config import ModelConfig
 from sinktrain.model.sink_gptneox import SinkGPTNeoXConfig, SinkGPTNeoXForCausalLM
 
 

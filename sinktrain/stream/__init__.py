@@ -3,39 +3,33 @@
 Public entry: `evaluate(StreamEvalConfig) -> results`. The three ways to compute the per-token NLLs
 (`reference_nll`, `parallel_nll`, `recompute_nll`), the attention statistics and the table/plot writers are
 exported for the experiment stage.
+
+Names load from their submodules on first use (sinktrain/util/lazy.py): importing the package, or only its config,
+loads no torch or transformers.
 """
 
-from sinktrain.stream.config import StreamEvalConfig, parse_config_name
-from sinktrain.stream.evaluate import evaluate, load_model, score, summarize
-from sinktrain.stream.parallel import parallel_nll
-from sinktrain.stream.recompute import recompute_nll
-from sinktrain.stream.reference import reference_nll
-from sinktrain.stream.report import (
-    plot_attention_maps,
-    plot_log_ppl,
-    plot_sink_attention,
-    write_nll,
-    write_table,
-    write_tensorboard,
-)
-from sinktrain.stream.stats import attention_maps, attention_sink_stats
+from __future__ import annotations
 
-__all__ = [
-    "StreamEvalConfig",
-    "attention_maps",
-    "attention_sink_stats",
-    "evaluate",
-    "load_model",
-    "parallel_nll",
-    "parse_config_name",
-    "plot_attention_maps",
-    "plot_log_ppl",
-    "plot_sink_attention",
-    "recompute_nll",
-    "reference_nll",
-    "score",
-    "summarize",
-    "write_nll",
-    "write_table",
-    "write_tensorboard",
-]
+from sinktrain.util.lazy import lazy_exports
+
+_EXPORTS = {
+    "StreamEvalConfig": "config",
+    "parse_config_name": "config",
+    "evaluate": "evaluation",
+    "load_model": "evaluation",
+    "score": "evaluation",
+    "summarize": "evaluation",
+    "parallel_nll": "parallel",
+    "recompute_nll": "recompute",
+    "reference_nll": "reference",
+    "plot_attention_maps": "report",
+    "plot_log_ppl": "report",
+    "plot_sink_attention": "report",
+    "write_nll": "report",
+    "write_table": "report",
+    "write_tensorboard": "report",
+    "attention_maps": "stats",
+    "attention_sink_stats": "stats",
+}
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -6,15 +6,27 @@ from dataclasses import field, fields
 from typing import Annotated
 
 from sinktrain.config_io import NonNegativeInt, PositiveInt, Range, configclass
-from sinktrain.model.source import DTYPES, check_device
+from sinktrain.util.devices import DTYPES, check_device
 from sinktrain.util.outputs import check_out_dir
+
+
+def check_sizes(sinks: int, window: int | None) -> None:
+    """One line for a cache that cannot stream (see the CLI's bad-input rules)."""
+    if sinks < 0:
+        raise ValueError(f"--sinks must be >= 0, got {sinks}")
+    if window is not None and window < 1:
+        raise ValueError(
+            f"the cache ({sinks + window} entries) must be larger than the sink count ({sinks}); "
+            f"raise --cache above --sinks"
+        )
+
 
 MODES = ("parallel", "reference")
 BASELINES = ("dense", "recompute")
 # What an earlier stream-eval folder holds, finished or left by a version before staging: its per-configuration
 # NLLs. Not results.json: zeroshot and streameval write one too, and --overwrite must not replace their outputs.
 OUT_MARKERS = ("nll/",)
-# Every name stream-eval writes at the top of its folder (evaluate.py, report.py).
+# Every name stream-eval writes at the top of its folder (evaluation.py, report.py).
 OWN_NAMES = ("results.json", "run.json", "attention_stats.json", "table.md", "table.csv", "log_ppl.png",
              "sink_attention.png", "attention_maps_*.png", "nll", "tb")
 

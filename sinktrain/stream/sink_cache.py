@@ -30,18 +30,8 @@ from __future__ import annotations
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
+from sinktrain.stream.config import check_sizes
 from sinktrain.stream.families import FamilyAdapter, adapter_for
-
-
-def check_sizes(sinks: int, window: int | None) -> None:
-    """One line for a cache that cannot stream (see the CLI's bad-input rules)."""
-    if sinks < 0:
-        raise ValueError(f"--sinks must be >= 0, got {sinks}")
-    if window is not None and window < 1:
-        raise ValueError(
-            f"the cache ({sinks + window} entries) must be larger than the sink count ({sinks}); "
-            f"raise --cache above --sinks"
-        )
 
 
 class RotaryTable:

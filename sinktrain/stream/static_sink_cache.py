@@ -21,7 +21,8 @@ import torch
 from transformers.cache_utils import Cache, StaticLayer
 
 from sinktrain.stream.families import FamilyAdapter, adapter_for
-from sinktrain.stream.sink_cache import RotaryTable, RotatedSlotFirst, check_sizes, install_position_hook
+from sinktrain.stream.config import check_sizes
+from sinktrain.stream.sink_cache import RotaryTable, RotatedSlotFirst, install_position_hook
 
 
 class StaticSinkCacheLayer(RotatedSlotFirst, StaticLayer):

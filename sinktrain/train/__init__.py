@@ -4,19 +4,34 @@ Public API (what later stages may import):
     TrainConfig, load_train_config, train                      configure and run (in-process or under torchrun)
     preflight                                                  train's checks that need no data (for the experiment)
     list_checkpoints, latest_checkpoint, load_checkpoint_weights  read a run directory's checkpoints
+
+Names load from their submodules on first use (sinktrain/util/lazy.py): importing the package, or only its config,
+loads no torch or transformers.
 """
 
-from sinktrain.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint_weights
-from sinktrain.train.config import (
-    CheckpointConfig,
-    DataConfig,
-    LoggingConfig,
-    OptimConfig,
-    ScheduleConfig,
-    TrainConfig,
-    TrainerConfig,
-    load_train_config,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sinktrain.util.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from sinktrain.train.config import TrainConfig
+
+_EXPORTS = {
+    "latest_checkpoint": "checkpoint",
+    "list_checkpoints": "checkpoint",
+    "load_checkpoint_weights": "checkpoint",
+    "CheckpointConfig": "config",
+    "DataConfig": "config",
+    "LoggingConfig": "config",
+    "OptimConfig": "config",
+    "ScheduleConfig": "config",
+    "TrainConfig": "config",
+    "TrainerConfig": "config",
+    "load_train_config": "config",
+}
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 
 def train(cfg: TrainConfig, rerun: str = "--resume auto"):
@@ -34,18 +49,4 @@ def preflight(cfg: TrainConfig):
     return _preflight(cfg)
 
 
-__all__ = [
-    "CheckpointConfig",
-    "DataConfig",
-    "LoggingConfig",
-    "OptimConfig",
-    "ScheduleConfig",
-    "TrainConfig",
-    "TrainerConfig",
-    "latest_checkpoint",
-    "list_checkpoints",
-    "load_checkpoint_weights",
-    "load_train_config",
-    "preflight",
-    "train",
-]
+__all__ = sorted([*_EXPORTS, "train", "preflight"])

@@ -26,7 +26,7 @@ from sinktrain.config_io import (
     build_dataclass,
     configclass,
 )
-from sinktrain.model import ModelConfig
+from sinktrain.model_config import ModelConfig
 
 STRATEGIES = ("single", "ddp", "deepspeed")
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")

@@ -3,13 +3,24 @@
 Public entry: `zeroshot(ZeroShotConfig) -> {model: {task: {"acc", "acc_norm", "n"}}}`; `markdown_table`
 renders such results in Table 4's layout (the experiment's report uses it); the per-model checks run before any
 scoring are exported for the experiment's up-front checks.
+
+Names load from their submodules on first use (sinktrain/util/lazy.py): importing the package, or only its config,
+loads no torch or transformers.
 """
 
-from sinktrain.zeroshot.config import ZeroShotConfig
-from sinktrain.zeroshot.checks import check_fits
-from sinktrain.zeroshot.report import limited, markdown_table
-from sinktrain.zeroshot.run import longest_answers, zeroshot
-from sinktrain.zeroshot.tasks import DEFAULT_TASKS, TASKS
+from __future__ import annotations
 
-__all__ = ["DEFAULT_TASKS", "TASKS", "ZeroShotConfig", "check_fits", "limited", "longest_answers",
-           "markdown_table", "zeroshot"]
+from sinktrain.util.lazy import lazy_exports
+
+_EXPORTS = {
+    "ZeroShotConfig": "config",
+    "check_fits": "checks",
+    "limited": "report",
+    "markdown_table": "report",
+    "longest_answers": "run",
+    "zeroshot": "run",
+    "DEFAULT_TASKS": "tasks",
+    "TASKS": "tasks",
+}
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -6,7 +6,7 @@ from dataclasses import field
 from pathlib import Path
 
 from sinktrain.config_io import PositiveInt, configclass
-from sinktrain.model.source import DTYPES, check_device
+from sinktrain.util.devices import DTYPES, check_device
 from sinktrain.util.outputs import check_out_dir, read_marker
 from sinktrain.zeroshot.tasks import DEFAULT_TASKS, local_split, parse_tasks
 

@@ -39,7 +39,7 @@ def check_models(cfg: ZeroShotConfig) -> dict:
     -> {spec: (config, tokenizer)}, handed to the loader so that each is read once (a GGUF header takes seconds)."""
     from sinktrain.model.source import check_weight_files, load_config, refuse_custom_code, resolve_model_source
     from sinktrain.model.weight_shapes import check_weight_shapes
-    from sinktrain.stream.evaluate import check_vocabulary
+    from sinktrain.stream.evaluation import check_vocabulary
 
     checked = {}
     for spec in cfg.models:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import sinktrain.stream.evaluate  # noqa: F401  imported outside any test: its Progress binds sys.stderr at import
+import sinktrain.stream.evaluation  # noqa: F401  imported outside any test: its Progress binds sys.stderr at import
 from sinktrain.cli import main
 
 REPO = Path(__file__).resolve().parents[2]

@@ -525,6 +525,6 @@ def test_hub_flags_without_push_to_hub_are_refused(tiny_run, tmp_path, capsys, n
 
 @pytest.mark.parametrize("name", ["step1000", "main", "feature/x-1", "v1.0"])
 def test_a_valid_branch_name_is_accepted(name):
-    from sinktrain.export.folder import check_branch_name
+    from sinktrain.export.config import check_branch_name
 
     check_branch_name(name)

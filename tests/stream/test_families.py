@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from family_helpers import FAMILY_CASES, VOCAB, family_model, llama_streaming_nll_f64
 
 from sinktrain.stream import parallel_nll, reference_nll
-from sinktrain.stream.evaluate import self_check
+from sinktrain.stream.evaluation import self_check
 from sinktrain.stream.families import adapter_for
 
 TOL = 1e-5  # max |ΔNLL| over all tokens: one wrong token must fail

@@ -22,7 +22,7 @@ from sinktrain.data.tokenizer import tokenizer_hash
 from sinktrain.model import zoo
 from sinktrain.stream import StreamEvalConfig, evaluate
 
-evaluate_module = importlib.import_module("sinktrain.stream.evaluate")  # the package re-exports a function by its name
+evaluate_module = importlib.import_module("sinktrain.stream.evaluation")
 BOOK = str(REPO / "tests" / "persuasion_opening.txt")  # its first 20,000 characters (test_sources)
 
 

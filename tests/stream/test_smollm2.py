@@ -16,7 +16,7 @@ from stream_helpers import BOOKS
 from sinktrain.model import zoo
 from sinktrain.model.source import load_model_tokenizer, load_pretrained, resolve_model_source
 from sinktrain.stream import parallel_nll, reference_nll
-from sinktrain.stream.evaluate import self_check
+from sinktrain.stream.evaluation import self_check
 from sinktrain.stream.families import adapter_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))

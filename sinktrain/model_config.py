@@ -1,7 +1,10 @@
-"""Model configuration: Pythia presets and the sink variant.
+"""Model configuration: Pythia presets and the sink variant (`sinktrain.model` exports these names too).
 
 The sink variant is decided here, once, and travels with every artifact (data sizing, training,
-export metadata, streaming evaluation).
+export metadata, streaming evaluation). This module sits beside `sinktrain/model/` rather than in it because
+importing `sinktrain.model` registers the sink architecture with transformers' Auto classes, which loads
+transformers' modeling code (~5 s on 2 cores), and a training config (`sinktrain train --help`, a refused
+`--set`) needs none of that.
 """
 
 from __future__ import annotations
