@@ -152,3 +152,16 @@ def test_a_verbs_help_and_a_refused_config_load_no_torch(argv):
     else:
         assert out.stdout.splitlines() == ["2 []"], out.stdout + out.stderr
         assert "trainer.max_steps" in out.stderr.strip().splitlines()[-1], out.stderr
+
+
+def test_stream_eval_refuses_a_bad_value_before_loading_torch(tmp_path):
+    """A cache no larger than its sinks was refused only inside evaluate(), after torch and transformers had loaded
+    (5 s); the checks that read no file now run before those imports."""
+    code = ("import sys; from sinktrain.cli import main\ncode = main(sys.argv[1:])\n"
+            "print(code, sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    argv = ["stream-eval", "some-model", "--text", "book.txt", "--cache", "4", "--sinks", "8", "--out", "o"]
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=tmp_path)
+    assert out.stdout.splitlines() == ["2 []"], out.stdout + out.stderr
+    assert out.stderr.strip().splitlines()[-1] == ("sinktrain stream-eval: error: sink count s=8 is not below the "
+                                                   "cache size C=4; w = C - s must be at least 1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -18,6 +18,9 @@ def register(sub) -> None:
 
 
 def run(cfg) -> int:
+    from sinktrain.stream.config import check_values
+
+    check_values(cfg)  # before the evaluator's imports: a value it would refuse is refused in well under a second
     from sinktrain.stream import evaluate
 
     results = evaluate(cfg)

@@ -148,7 +148,9 @@ def check_text(cfg: StreamEvalConfig) -> None:
                                 f"them, a glob or pg19") from e
 
 
-def validate(cfg: StreamEvalConfig) -> list[tuple[int, int]]:
+def check_values(cfg: StreamEvalConfig) -> list[tuple[int, int]]:
+    """The checks that read no file (each value, and the values together); the (s, w) pairs to evaluate. The CLI
+    runs them before the evaluator's imports (torch and transformers, seconds), so a bad value is refused at once."""
     if not cfg.models:
         raise ValueError("no model given; pass at least one model (a folder, a .gguf file, a hub id or a zoo name)")
     if cfg.mode not in MODES:
@@ -158,7 +160,6 @@ def validate(cfg: StreamEvalConfig) -> list[tuple[int, int]]:
         raise ValueError(f"unknown baseline(s) {', '.join(bad)}; choose from {', '.join(BASELINES)}")
     if cfg.dtype not in DTYPES:
         raise ValueError(f"unknown dtype {cfg.dtype!r}; choose one of {', '.join(DTYPES)}")
-    check_device(cfg.device)
     if cfg.tokens is not None and cfg.tokens < 2:
         raise ValueError(f"tokens must be at least 2, got {cfg.tokens}")
     if cfg.block_size < 1 or cfg.recompute_batch < 1:
@@ -169,6 +170,13 @@ def validate(cfg: StreamEvalConfig) -> list[tuple[int, int]]:
     pairs = sink_window_pairs(cfg)
     if not pairs and not cfg.baselines:
         raise ValueError("nothing to evaluate; give sink counts, s+w configurations or baselines")
+    check_device(cfg.device)  # last: it imports torch (~2 s)
+    return pairs
+
+
+def validate(cfg: StreamEvalConfig) -> list[tuple[int, int]]:
+    """Every check before anything loads: `check_values`, then the text and the output folder."""
+    pairs = check_values(cfg)
     check_text(cfg)
     check_out_dir(cfg.out, overwrite=cfg.overwrite, markers=OUT_MARKERS, what="stream-eval output", own=OWN_NAMES,
                   inputs={"model": cfg.models, "--text": cfg.text, "--tokenizer": cfg.tokenizer}, staging="stream-eval")
