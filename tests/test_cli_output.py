@@ -165,3 +165,17 @@ def test_stream_eval_refuses_a_bad_value_before_loading_torch(tmp_path):
     assert out.stderr.strip().splitlines()[-1] == ("sinktrain stream-eval: error: sink count s=8 is not below the "
                                                    "cache size C=4; w = C - s must be at least 1")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("verb", ["generate", "chat", "streameval"])
+def test_the_generation_verbs_refuse_a_bad_cache_before_loading_torch(verb, tmp_path):
+    """Their configs' check() ran inside the verbs' modules, after torch and transformers had loaded (7.5 s)."""
+    code = ("import sys; from sinktrain.cli import main\ncode = main(sys.argv[1:])\n"
+            "print(code, sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    argv = [verb, "some-model", "--cache", "4", "--sinks", "8",
+            *{"generate": ["--prompt", "Once"], "chat": [], "streameval": ["--out", "o"]}[verb]]
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=tmp_path)
+    assert out.stdout.splitlines() == ["2 []"], out.stdout + out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (f"sinktrain {verb}: error: the cache (4 entries) must be larger "
+                                                   f"than the sink count (8); raise --cache above --sinks")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

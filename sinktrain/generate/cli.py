@@ -20,6 +20,7 @@ def register(sub) -> None:
 
 
 def run_generate(cfg) -> int:
+    cfg.check()  # before the imports below (torch, transformers: seconds); generate() checks again (cheap)
     from sinktrain.generate.generate import generate
 
     generate(cfg)
@@ -27,6 +28,7 @@ def run_generate(cfg) -> int:
 
 
 def run_chat(cfg) -> int:
+    cfg.check()  # before the imports below (torch, transformers: seconds); chat() checks again (cheap)
     from sinktrain.generate.chat import chat
 
     chat(cfg)
@@ -34,6 +36,7 @@ def run_chat(cfg) -> int:
 
 
 def run_streameval(cfg) -> int:
+    cfg.check()  # before the imports below (torch, transformers: seconds); streameval() checks again (cheap)
     from sinktrain.generate.streameval import streameval
 
     streameval(cfg)

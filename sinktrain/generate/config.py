@@ -44,12 +44,17 @@ class CacheOptions:
     """float32 | bfloat16 | float16."""
 
     def check(self) -> None:
+        """Every check before the model loads: the verb's options, then the device (it imports torch, ~2 s). The
+        CLI runs it before the verb's own imports (torch, transformers), so a bad value is refused at once."""
+        self.check_options()
+        check_device(self.device)
+
+    def check_options(self) -> None:
         check_sizes(self.sinks, self.cache - self.sinks)
         if self.cache_kind not in CACHE_KINDS:
             raise ValueError(f"--cache-kind must be one of {', '.join(CACHE_KINDS)}, got {self.cache_kind!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
-        check_device(self.device)
 
 
 @configclass()
@@ -79,8 +84,8 @@ class GenerateConfig(CacheOptions, SamplingOptions):
     progress_every: NonNegativeInt = 0
     """Report progress (tokens/s, peak RSS) on stderr every this many tokens (0: tqdm's own pace)."""
 
-    def check(self) -> None:
-        super().check()
+    def check_options(self) -> None:
+        super().check_options()
         if (self.prompt is None) == (self.prompt_file is None):
             raise ValueError("give exactly one of --prompt TEXT and --prompt-file FILE")
         if self.prompt is not None:
@@ -116,8 +121,8 @@ class ChatConfig(CacheOptions, SamplingOptions):
     overwrite: bool = False
     """Replace an existing --out file."""
 
-    def check(self) -> None:
-        super().check()
+    def check_options(self) -> None:
+        super().check_options()
         if self.system is not None:
             check_utf8_text(self.system, "--system")
         if self.script is not None:
@@ -185,8 +190,8 @@ class StreamEvalQAConfig(CacheOptions):
             raise ValueError(f"--methods takes {', '.join(STREAMEVAL_METHODS)}, got {self.methods!r}")
         return list(dict.fromkeys(methods))  # a method named twice runs once
 
-    def check(self) -> None:
-        super().check()
+    def check_options(self) -> None:
+        super().check_options()
         if self.cache_kind != "sink":  # the methods build their own dynamic caches (dense has no fixed size)
             raise ValueError(f"streameval runs the dynamic sink cache only; drop --cache-kind {self.cache_kind}")
         if not self.out:
