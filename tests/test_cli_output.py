@@ -12,6 +12,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def fresh_cli(argv: list[str], modules: tuple[str, ...], cwd=None) -> subprocess.CompletedProcess:
+    """`sinktrain ARGV` in a fresh interpreter; its stdout ends with a line "STATUS [the `modules` it imported]"."""
+    code = ("import sys; from sinktrain.cli import main\ntry: code = main(sys.argv[2:])\nexcept SystemExit as e: "
+            "code = e.code\nprint(code, sorted(m for m in sys.argv[1].split(',') if m in sys.modules))")
+    return subprocess.run([sys.executable, "-c", code, ",".join(modules), *argv], capture_output=True, text=True,
+                          cwd=cwd)
+
+
 def output_of(code: str) -> str:
     """stdout and stderr together (DeepSpeed's logger writes to stdout)."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # a machine without a GPU, whatever this one has
@@ -96,9 +104,7 @@ def test_a_verb_imports_its_own_stage_alone():
     assert verbs(cli.build_parser()) == set(cli.VERB_STAGES)
     for verb in cli.VERB_STAGES:
         assert verb in verbs(cli.build_parser(verb))  # added by the one stage the table names
-    code = ("import sys; from sinktrain.cli import main; code = main(['data', 'info', 'no-such-folder']); "
-            "print(code, sorted(m for m in ('torch', 'transformers', 'lightning', 'lm_eval') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = fresh_cli(["data", "info", "no-such-folder"], ("torch", "transformers", "lightning", "lm_eval"))
     assert out.stdout.strip() == "2 []", out.stdout + out.stderr
     assert "no-such-folder" in out.stderr.strip().splitlines()[-1]
 
@@ -110,9 +116,7 @@ def test_version_help_and_a_mistyped_verb_load_no_stage(argv):
     import sinktrain
     from sinktrain.verbs import VERBS
 
-    code = ("import sys; from sinktrain.cli import main\ntry: main(sys.argv[1:])\nexcept SystemExit as e: "
-            "print(e.code, sorted(m for m in ('torch', 'transformers', 'numpy') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True)
+    out = fresh_cli(argv, ("torch", "transformers", "numpy"))
     if argv == ["--version"]:
         assert out.stdout.splitlines() == [f"sinktrain {sinktrain.__version__}", "0 []"]
     elif argv == ["--help"]:
@@ -143,9 +147,7 @@ def test_each_stage_adds_its_verbs_with_the_tables_help():
 def test_a_verbs_help_and_a_refused_config_load_no_torch(argv):
     """Each verb's --help, and a config value refused by its type, took 5-6 s on 2 cores: every stage's config
     imported the stage's package, and with it torch and transformers. Only `info` (it builds a model) still does."""
-    code = ("import sys; from sinktrain.cli import main\ntry: code = main(sys.argv[1:])\nexcept SystemExit as e: "
-            "code = e.code\nprint(code, sorted(m for m in ('torch', 'transformers', 'lightning') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=REPO)
+    out = fresh_cli(argv, ("torch", "transformers", "lightning"), cwd=REPO)
     if argv[-1] == "--help":
         assert out.stdout.splitlines()[-1] == "0 []", out.stdout[-500:] + out.stderr
         assert f"usage: sinktrain {argv[0]}" in out.stdout
@@ -157,10 +159,8 @@ def test_a_verbs_help_and_a_refused_config_load_no_torch(argv):
 def test_stream_eval_refuses_a_bad_value_before_loading_torch(tmp_path):
     """A cache no larger than its sinks was refused only inside evaluate(), after torch and transformers had loaded
     (5 s); the checks that read no file now run before those imports."""
-    code = ("import sys; from sinktrain.cli import main\ncode = main(sys.argv[1:])\n"
-            "print(code, sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     argv = ["stream-eval", "some-model", "--text", "book.txt", "--cache", "4", "--sinks", "8", "--out", "o"]
-    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=tmp_path)
+    out = fresh_cli(argv, ("torch", "transformers"), cwd=tmp_path)
     assert out.stdout.splitlines() == ["2 []"], out.stdout + out.stderr
     assert out.stderr.strip().splitlines()[-1] == ("sinktrain stream-eval: error: sink count s=8 is not below the "
                                                    "cache size C=4; w = C - s must be at least 1")
@@ -170,11 +170,9 @@ def test_stream_eval_refuses_a_bad_value_before_loading_torch(tmp_path):
 @pytest.mark.parametrize("verb", ["generate", "chat", "streameval"])
 def test_the_generation_verbs_refuse_a_bad_cache_before_loading_torch(verb, tmp_path):
     """Their configs' check() ran inside the verbs' modules, after torch and transformers had loaded (7.5 s)."""
-    code = ("import sys; from sinktrain.cli import main\ncode = main(sys.argv[1:])\n"
-            "print(code, sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     argv = [verb, "some-model", "--cache", "4", "--sinks", "8",
             *{"generate": ["--prompt", "Once"], "chat": [], "streameval": ["--out", "o"]}[verb]]
-    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=tmp_path)
+    out = fresh_cli(argv, ("torch", "transformers"), cwd=tmp_path)
     assert out.stdout.splitlines() == ["2 []"], out.stdout + out.stderr
     assert out.stderr.strip().splitlines()[-1] == (f"sinktrain {verb}: error: the cache (4 entries) must be larger "
                                                    f"than the sink count (8); raise --cache above --sinks")

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 from sinktrain.config_io import NonNegativeFloat, NonNegativeInt, PositiveInt, Range, Seed, configclass
-from sinktrain.util.devices import DTYPES, check_device
 from sinktrain.stream.config import check_sizes
+from sinktrain.util.devices import DTYPES, check_device
 from sinktrain.util.outputs import check_out_dir, check_out_file, check_out_outside, read_marker
 from sinktrain.util.text_files import FOLDER, MISSING, check_utf8_text, file_problem, read_utf8
 

@@ -170,9 +170,8 @@ def test_missing_model_folder(tmp_path, capsys):
 
 
 def test_a_repeated_configuration_is_streamed_once(model_dirs, tmp_path, monkeypatch):
-    import importlib
+    import sinktrain.stream.evaluation as evaluate_module
 
-    evaluate_module = importlib.import_module("sinktrain.stream.evaluation")
     real, streamed = evaluate_module.run_configuration, []
 
     def counting(*args, **kwargs):

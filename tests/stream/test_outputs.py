@@ -5,7 +5,6 @@ attention_stats.json record what was used."""
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import shutil
@@ -20,9 +19,9 @@ import sinktrain
 from sinktrain.cli import main
 from sinktrain.data.tokenizer import tokenizer_hash
 from sinktrain.model import zoo
+import sinktrain.stream.evaluation as evaluate_module
 from sinktrain.stream import StreamEvalConfig, evaluate
 
-evaluate_module = importlib.import_module("sinktrain.stream.evaluation")
 BOOK = str(REPO / "tests" / "persuasion_opening.txt")  # its first 20,000 characters (test_sources)
 
 
