@@ -9,7 +9,7 @@ never differ.
 from __future__ import annotations
 
 VERBS: dict[str, tuple[str, str]] = {
-    "info": ("sinktrain.model.cli",
+    "info": ("sinktrain.model_cli",
              "print a model preset's config and parameter counts"),
     "data": ("sinktrain.data.cli",
              "tokenize corpora into packed shards; inspect a data directory"),

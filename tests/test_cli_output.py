@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from sinktrain.verbs import VERBS
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -114,7 +116,6 @@ def test_version_help_and_a_mistyped_verb_load_no_stage(argv):
     """`sinktrain --help` imported every stage to list the verbs (~10 s on 2 cores), and so did a mistyped verb
     before argparse named the choices. The verbs and their help now come from sinktrain/verbs.py."""
     import sinktrain
-    from sinktrain.verbs import VERBS
 
     out = fresh_cli(argv, ("torch", "transformers", "numpy"))
     if argv == ["--version"]:
@@ -141,19 +142,25 @@ def test_each_stage_adds_its_verbs_with_the_tables_help():
         assert shown[verb] == verb_help(verb), verb
 
 
-@pytest.mark.parametrize("argv", [[verb, "--help"] for verb in ("data", "train", "export", "stream-eval", "zeroshot",
-                                                                 "generate", "chat", "streameval", "experiment")]
-                         + [["train", "--config", "recipes/tiny-cpu.yaml", "--set", "trainer.max_steps=ten"]])
+REFUSED_BEFORE_TORCH = {  # argv -> what its one error line names
+    ("train", "--config", "recipes/tiny-cpu.yaml", "--set", "trainer.max_steps=ten"): "trainer.max_steps",
+    ("info", "--preset", "pythia-1b"): "unknown preset 'pythia-1b'; choose one of tiny,",
+    ("info", "--preset", "tiny", "--sink-kind", "sinks"): "unknown sink kind 'sinks'; choose one of none,",
+}
+
+
+@pytest.mark.parametrize("argv", [[verb, "--help"] for verb in VERBS] + [list(argv) for argv in REFUSED_BEFORE_TORCH])
 def test_a_verbs_help_and_a_refused_config_load_no_torch(argv):
-    """Each verb's --help, and a config value refused by its type, took 5-6 s on 2 cores: every stage's config
-    imported the stage's package, and with it torch and transformers. Only `info` (it builds a model) still does."""
+    """Each verb's --help, and a config value refused by its type, took 5-9 s on 2 cores: every stage's config
+    imported the stage's package, and with it torch and transformers (`info`: the model package, which registers
+    the sink architecture with transformers)."""
     out = fresh_cli(argv, ("torch", "transformers", "lightning"), cwd=REPO)
     if argv[-1] == "--help":
         assert out.stdout.splitlines()[-1] == "0 []", out.stdout[-500:] + out.stderr
         assert f"usage: sinktrain {argv[0]}" in out.stdout
     else:
         assert out.stdout.splitlines() == ["2 []"], out.stdout + out.stderr
-        assert "trainer.max_steps" in out.stderr.strip().splitlines()[-1], out.stderr
+        assert REFUSED_BEFORE_TORCH[tuple(argv)] in out.stderr.strip().splitlines()[-1], out.stderr
 
 
 def test_stream_eval_refuses_a_bad_value_before_loading_torch(tmp_path):

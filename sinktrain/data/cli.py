@@ -35,5 +35,5 @@ def run_info(args) -> int:
     m = read_manifest(args.data_dir)
     summary = {k: m[k] for k in ("format", "tokenizer", "dtype", "eod_id", "seed", "splits")}
     summary["sources"] = [{k: s[k] for k in ("spec", "kind", "documents", "tokens")} for s in m["sources"]]
-    sys.stdout.write(json.dumps(summary, indent=2) + "\n")  # one write: see sinktrain.model.cli.run
+    sys.stdout.write(json.dumps(summary, indent=2) + "\n")  # one write: see sinktrain.model_cli.run
     return 0

@@ -1,4 +1,8 @@
-"""`sinktrain info`: print a preset's resolved config and parameter counts."""
+"""`sinktrain info`: print a preset's resolved config and parameter counts.
+
+Beside sinktrain/model/, not in it, as model_config.py is: importing anything in that package imports the package,
+which registers the sink architecture with transformers (~5 s), and `info --help` or a refused preset need none of
+that."""
 
 from __future__ import annotations
 
@@ -17,14 +21,15 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from sinktrain.model import ModelConfig, SinkConfig, build_model, count_parameters, hf_config
+    from sinktrain.model_config import ModelConfig, SinkConfig
 
     n = args.sink_tokens if args.sink_tokens is not None else (1 if args.sink_kind == "token" else 0)
-    cfg = ModelConfig(preset=args.preset, sink=SinkConfig(kind=args.sink_kind, num_tokens=n))
-    # Count on the meta device: no memory, no init time, same shapes.
+    cfg = ModelConfig(preset=args.preset, sink=SinkConfig(kind=args.sink_kind, num_tokens=n))  # refused before torch
     import torch
 
-    with torch.device("meta"):
+    from sinktrain.model import build_model, count_parameters, hf_config
+
+    with torch.device("meta"):  # counted on the meta device: no memory, no init time, same shapes
         model = build_model(cfg, seed=None)
     counts = count_parameters(model)
     # One write, not a print per line: with Python's stdout unbuffered (PYTHONUNBUFFERED), `| grep -q parameters`
