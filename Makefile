@@ -24,8 +24,9 @@ install: $(STAMP)
 # CI runs on the 2-core development machine, the last 11:34; 8.5 minutes on a faster machine the day before).
 XDIST := -n auto --dist loadfile --no-loadscope-reorder
 
+# --durations: the ten slowest tests close the log (in CI too), so where the time goes is on record for each run.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(XDIST) tests
+	$(BIN)/python -m pytest -q $(XDIST) --durations=10 tests
 
 # The editing loop: everything except the multi-process (torchrun) tests.
 test-fast: $(STAMP)
