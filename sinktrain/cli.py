@@ -30,8 +30,8 @@ from sinktrain.util.rank import stop_with_launcher
 from sinktrain.verbs import VERBS
 
 # Each verb and the stage module that adds it (sinktrain/verbs.py). `sinktrain VERB` imports that stage's CLI and
-# config alone, which need no torch or transformers (`info` aside): those load, ~6 s on 2 cores, only once the verb
-# runs. `sinktrain --help` lists the verbs from the table, importing no stage.
+# config alone, which need no torch or transformers: those load, ~6 s on 2 cores, only once the verb runs.
+# `sinktrain --help` lists the verbs from the table, importing no stage.
 VERB_STAGES = {verb: stage for verb, (stage, _) in VERBS.items()}
 
 # OSError covers the file system's own answers (not a directory, permission denied, disk full), which name the path.
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv or bool(os.environ.get("SINKTRAIN_DEBUG"))
     argv = [a for a in argv if a != "--debug"]  # accepted anywhere on the line
     try:
-        # imports the verb's stage (for `info`, torch and transformers: seconds in which Ctrl-C is as likely as later)
+        # imports the verb's CLI and config (a fraction of a second, in which Ctrl-C can still land)
         parser = build_parser(argv[0] if argv else None)
     except KeyboardInterrupt:
         if debug:
