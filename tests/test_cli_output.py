@@ -163,6 +163,28 @@ def test_a_verbs_help_and_a_refused_config_load_no_torch(argv):
         assert REFUSED_BEFORE_TORCH[tuple(argv)] in out.stderr.strip().splitlines()[-1], out.stderr
 
 
+def test_train_refuses_a_foreign_run_dir_or_a_bad_setting_before_loading_lightning(tmp_path):
+    """train's checks of the run dir, the batch geometry and the CUDA-only levers ran after Lightning and DeepSpeed
+    had loaded (6 s on 2 cores); they need neither, and the user's folder stays as it was."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine\n")
+    train = ["train", "--config", "recipes/tiny-cpu-deepspeed.yaml", "--set", f"data.dir={tmp_path / 'data'}"]
+    refused = {  # the data is never read: these come first
+        ("--run-dir", str(mine)): f"run dir '{mine}' is not empty and not a sinktrain run (it holds 'notes.txt')",
+        ("--run-dir", str(tmp_path / "run"), "--set", "trainer.devices=4"):
+            "world size 4 × micro_batch_size 2 does not divide global_batch_size 4",
+        ("--run-dir", str(tmp_path / "run"), "--set", "optim.impl=fused_adam"):
+            "optim.impl fused_adam runs on CUDA only and this run trains on the CPU; use optim.impl auto",
+    }
+    for argv, line in refused.items():
+        out = fresh_cli([*train, *argv], ("lightning", "deepspeed"), cwd=REPO)
+        assert out.stdout.splitlines()[-1] == "2 []", out.stdout + out.stderr
+        assert line in out.stderr.strip().splitlines()[-1], out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+
+
 def test_stream_eval_refuses_a_bad_value_before_loading_torch(tmp_path):
     """A cache no larger than its sinks was refused only inside evaluate(), after torch and transformers had loaded
     (5 s); the checks that read no file now run before those imports."""

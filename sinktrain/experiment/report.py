@@ -12,7 +12,7 @@ import yaml
 from sinktrain.export import read_metrics
 from sinktrain.plotting import pyplot, save_figure, style_axes
 from sinktrain.train import TrainConfig
-from sinktrain.train.run import read_run_info
+from sinktrain.train.run_dir import read_run_info
 from sinktrain.util.atomic import write_json_atomic, write_text_atomic, write_yaml_atomic
 from sinktrain.util.tables import markdown_table, perplexity_table
 from sinktrain.zeroshot import limited, markdown_table as zeroshot_table

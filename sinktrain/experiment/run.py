@@ -45,7 +45,7 @@ from sinktrain.stream.config import validate as validate_stream_config
 from sinktrain.stream.evaluation import model_names, plan as stream_plan
 from sinktrain.train import latest_checkpoint, preflight as train_preflight, train
 from sinktrain.train.checkpoint import read_meta
-from sinktrain.train.datamodule import open_token_datasets
+from sinktrain.train.checks import open_token_datasets
 from sinktrain.train.run_dir import LOCK_FILE, is_sinktrain_run
 from sinktrain.util.hashing import file_sha256
 from sinktrain.util.outputs import output_lock

@@ -30,6 +30,7 @@ _EXPORTS = {
     "TrainConfig": "config",
     "TrainerConfig": "config",
     "load_train_config": "config",
+    "preflight": "checks",
 }
 __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
@@ -37,16 +38,12 @@ __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 def train(cfg: TrainConfig, rerun: str = "--resume auto"):
     """Pretrain (or resume) the run `cfg` describes; returns the run directory (a Path). `rerun`: what the
     early-stop lines tell the user to run to go on."""
-    from sinktrain.train.run import train as _train  # lightning/deepspeed load only when training
+    from sinktrain.train.checks import preflight
+
+    preflight(cfg)  # a bad run dir or batch geometry is refused before Lightning and DeepSpeed load (~6 s)
+    from sinktrain.train.run import train as _train  # which checks again: it is also called directly
 
     return _train(cfg, rerun=rerun)
 
 
-def preflight(cfg: TrainConfig):
-    """Check `cfg` as `train` would before it reads data: topology, batch geometry, accelerator, run dir."""
-    from sinktrain.train.run import preflight as _preflight
-
-    return _preflight(cfg)
-
-
-__all__ = sorted([*_EXPORTS, "train", "preflight"])
+__all__ = sorted([*_EXPORTS, "train"])

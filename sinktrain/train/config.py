@@ -315,6 +315,17 @@ def resolve_topology(cfg: TrainConfig) -> tuple[int, int]:
     return devices, nodes
 
 
+def on_gpu(cfg: TrainConfig) -> bool:
+    """Whether the run trains on CUDA: accelerator gpu (or cuda), or auto on a machine that has a CUDA GPU."""
+    if cfg.trainer.accelerator in ("gpu", "cuda"):
+        return True
+    if cfg.trainer.accelerator != "auto":
+        return False
+    import torch  # only `auto` asks the machine
+
+    return torch.cuda.is_available()
+
+
 def check_batch_geometry(cfg: TrainConfig, world_size: int) -> int:
     """Gradient-accumulation steps: global_batch / (micro_batch × world). Raises when that is not a whole number."""
     g, m = cfg.trainer.global_batch_size, cfg.trainer.micro_batch_size

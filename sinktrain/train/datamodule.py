@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from sinktrain.train.config import TrainConfig
-from sinktrain.train.strategy import on_gpu
+from sinktrain.train.checks import open_token_datasets
+from sinktrain.train.config import TrainConfig, on_gpu
 
 
 class StepMicroBatches(Dataset):
@@ -79,21 +79,6 @@ class ValMicroBatches(Dataset):
 
     def __len__(self) -> int:
         return self.n
-
-
-def open_token_datasets(cfg: TrainConfig):
-    """(train, val) TokenDatasets checked against the model's tokenizer vocabulary (and hash, when known)."""
-    from sinktrain.data import TokenDataset
-
-    train = TokenDataset(cfg.data.dir, split="train", sample_len=cfg.sample_len, seed=cfg.data.seed)
-    sha = None
-    if cfg.data.tokenizer:
-        from sinktrain.data import load_tokenizer, tokenizer_hash
-
-        sha = tokenizer_hash(load_tokenizer(cfg.data.tokenizer))
-    train.check_compatible(cfg.model.tokenizer_vocab_size, sha)
-    val = TokenDataset(cfg.data.dir, split="val", sample_len=cfg.sample_len, seed=cfg.data.seed)
-    return train, val
 
 
 # Reading who sent a signal needs sigwaitinfo (Linux, most Unixes; not macOS or Windows). Without it the

@@ -19,9 +19,8 @@ from pathlib import Path
 import torch
 
 from sinktrain.model.probe import sink_dependence, sink_score
+from sinktrain.train.run_dir import METRICS_FILE
 from sinktrain.util.atomic import write_text_atomic
-
-METRICS_FILE = "metrics.jsonl"
 
 
 class Throughput:

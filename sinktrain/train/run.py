@@ -8,7 +8,6 @@ dir's lock (run_dir.py) for the whole run.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import signal
@@ -23,14 +22,15 @@ from sinktrain.config_io import dotted_value
 from sinktrain.data import TOKENIZER_DIR, data_tokenizer, dataset_identity_sha256, manifest_sha256
 from sinktrain.train import checkpoint as ckpt
 from sinktrain.train.checkpoint_saver import CheckpointSaver
-from sinktrain.train.config import TrainConfig, check_batch_geometry, resolve_topology
-from sinktrain.train.datamodule import TokenDataModule, open_token_datasets
+from sinktrain.train.config import TrainConfig, on_gpu
+from sinktrain.train.checks import open_token_datasets, preflight
+from sinktrain.train.datamodule import TokenDataModule
 from sinktrain.train.flops import device_peak_tflops, flops_per_token
 from sinktrain.train.metrics import MetricsLog, truncate_metrics
 from sinktrain.train.module import RunHooks, SinkLM
-from sinktrain.train.run_dir import (CONFIG_FILE, RUN_FORMAT, RUN_INFO_FILE, announce_fresh_start,
-                                     check_run_dir_apart, check_run_dir_is_ours, run_dir_lock, trained_manifest_sha256)
-from sinktrain.train.strategy import build_plugins, build_strategy, on_gpu, resolved_precision
+from sinktrain.train.run_dir import (CONFIG_FILE, RUN_FORMAT, RUN_INFO_FILE, announce_fresh_start, read_run_info,
+                                     run_dir_lock, trained_manifest_sha256)
+from sinktrain.train.strategy import build_plugins, build_strategy, resolved_precision
 from sinktrain.util.atomic import write_json_atomic, write_yaml_atomic
 from sinktrain.util.errors import UserError
 from sinktrain.util.outputs import folder_lock
@@ -229,31 +229,6 @@ def check_no_newer_checkpoints(run_dir: Path, target: Path, step: int) -> None:
             f"{'them' if len(later) > 1 else 'it'} out of {str(where)!r} first (or resume into a new --run-dir)")
 
 
-def preflight(cfg: TrainConfig) -> tuple[int, int, int]:
-    """The checks that need neither the data nor a checkpoint: (devices, nodes, grad accumulation).
-    The experiment runs them for every variant before its first stage."""
-    cfg.validate()
-    devices, nodes = resolve_topology(cfg)
-    accum = check_batch_geometry(cfg, devices * nodes)
-    if not cfg.data.dir:
-        raise ValueError("data.dir is not set; point it at a directory written by `sinktrain data prepare`")
-    if on_gpu(cfg) and not torch.cuda.is_available():
-        raise ValueError(f"trainer.accelerator is {cfg.trainer.accelerator} but this machine has no CUDA GPU "
-                         f"(torch.cuda.is_available() is False); use accelerator cpu or auto")
-    # Levers that exist only as CUDA kernels: say so now, before the run dir is written (not at the first step).
-    for key, value, cuda_only in (("optim.impl", cfg.optim.impl, "fused_adam"),
-                                  ("speed.fused_loss", cfg.speed.fused_loss, "liger")):
-        if value == cuda_only and not on_gpu(cfg):
-            raise ValueError(f"{key} {value} runs on CUDA only and this run trains on the CPU; use {key} auto")
-    # One process judges the folder. Another rank would race global rank 0, which creates it and writes run.json
-    # atomically (through run.tmp.json): a listing taken mid-write holds neither an empty folder nor a run.json,
-    # and a sound run dir was refused (seen once in CI). Rank 0's refusal ends the whole torchrun job.
-    if is_global_rank_zero():
-        check_run_dir_apart(Path(cfg.run_dir), Path(cfg.data.dir))
-        check_run_dir_is_ours(Path(cfg.run_dir))
-    return devices, nodes, accum
-
-
 def train(cfg: TrainConfig, rerun: str = "--resume auto") -> Path:
     """Pretrain (or resume) the model `cfg` describes; returns the run directory. `rerun`: how the early-stop
     lines tell the user to go on (a study says: run it again)."""
@@ -284,19 +259,6 @@ def _train(cfg: TrainConfig, devices: int, nodes: int, accum: int, data_dir: Pat
         return _start(cfg, devices, nodes, world, accum, train_tokens, val_tokens, run_dir, rerun)
     with run_dir_lock(run_dir):
         return _start(cfg, devices, nodes, world, accum, train_tokens, val_tokens, run_dir, rerun)
-
-
-def read_run_info(path: Path) -> dict:
-    """An earlier run.json (its schedule_changes go on into the new one); one line naming it if it is damaged."""
-    try:
-        info = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        info = e
-    if not isinstance(info, dict) or not isinstance(info.get("schedule_changes", []), list):
-        why = f"is not valid JSON ({info})" if isinstance(info, Exception) else "is not a sinktrain run.json"
-        raise ValueError(f"{path} {why}; restore it from a copy, or delete it to resume without its record of "
-                         f"earlier schedule changes")
-    return info
 
 
 def _start(cfg: TrainConfig, devices: int, nodes: int, world: int, accum: int, train_tokens, val_tokens,

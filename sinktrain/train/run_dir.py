@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sinktrain.train import checkpoint as ckpt
-from sinktrain.train.metrics import METRICS_FILE
 from sinktrain.util.outputs import check_out_outside
 
 RUN_FORMAT = "sinktrain-run/1"  # run.json's "format"
@@ -26,6 +25,7 @@ CONFIG_FILE = "config.yaml"
 RUN_INFO_FILE = "run.json"
 LOCK_FILE = "run.lock"
 TB_DIR = "tb"
+METRICS_FILE = "metrics.jsonl"  # one JSON row per logged step (train/metrics.py writes it)
 
 
 def is_sinktrain_run(run_dir: Path) -> bool:
@@ -43,6 +43,19 @@ def is_sinktrain_run(run_dir: Path) -> bool:
     if ckpt.list_checkpoints(run_dir):
         return True
     return {p.name for p in run_dir.iterdir()} <= {LOCK_FILE}
+
+
+def read_run_info(path: Path) -> dict:
+    """An earlier run.json (its schedule_changes go on into the new one); one line naming it if it is damaged."""
+    try:
+        info = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        info = e
+    if not isinstance(info, dict) or not isinstance(info.get("schedule_changes", []), list):
+        why = f"is not valid JSON ({info})" if isinstance(info, Exception) else "is not a sinktrain run.json"
+        raise ValueError(f"{path} {why}; restore it from a copy, or delete it to resume without its record of "
+                         f"earlier schedule changes")
+    return info
 
 
 def trained_manifest_sha256(ckpt: Path, meta: dict) -> str | None:

@@ -19,7 +19,7 @@ from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, SingleD
 from lightning.pytorch.utilities import GradClipAlgorithmType
 
 from sinktrain.train.checkpoint import DEEPSPEED_TAG
-from sinktrain.train.config import TrainConfig
+from sinktrain.train.config import TrainConfig, on_gpu
 
 
 def _skip_deepspeed_shm_build() -> None:
@@ -100,12 +100,6 @@ class DeepSpeedAnyDeviceStrategy(DeepSpeedStrategy):
         # norm). Tell DeepSpeed not to.
         kwargs.setdefault("scale_wrt_gas", False)
         return super().backward(closure_loss, optimizer, *args, **kwargs)
-
-
-def on_gpu(cfg: TrainConfig) -> bool:
-    if cfg.trainer.accelerator in ("gpu", "cuda"):
-        return True
-    return cfg.trainer.accelerator == "auto" and torch.cuda.is_available()
 
 
 def resolved_precision(cfg: TrainConfig) -> str:
