@@ -69,15 +69,18 @@ RING_REFUSED = {"mpt", "bloom"}  # ALiBi biases a key by its index, which the ri
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_teacher_forced_through_both_caches_equals_parallel(kind):
-    """Token by token through SinkCache and StaticSinkCache: per-token NLL == stream-eval --mode parallel."""
+    """Token by token through SinkCache and StaticSinkCache: per-token NLL == stream-eval --mode parallel. The family
+    models (the same ones, seed 1) go through SinkCache in tests/stream/test_families.py, whose reference mode
+    decodes with it: here they go through the ring only."""
     model = model_for(kind)
     stream = random_tokens(75, 500)
     window = 12
     for sinks in (0, 1, 4):
         par = parallel_nll(model, stream, sinks, window, block_size=29)
-        dyn = reference_nll(model, stream, sinks, window, cache=SinkCache(model, sinks, window))
         tol = KIND_TOL.get(kind, TOL)
-        assert np.abs(dyn - par).max() <= tol, (kind, sinks)
+        if kind not in FAMILY_KINDS:
+            dyn = reference_nll(model, stream, sinks, window, cache=SinkCache(model, sinks, window))
+            assert np.abs(dyn - par).max() <= tol, (kind, sinks)
         if kind in RING_REFUSED:
             with pytest.raises(ValueError, match="keeps its entries in ring order, but the model's ALiBi bias"):
                 StaticSinkCache(model, sinks, window)

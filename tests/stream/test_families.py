@@ -30,8 +30,8 @@ def random_tokens(n: int, seed: int = 0) -> np.ndarray:
 
 @pytest.mark.parametrize("case", list(FAMILY_CASES))
 def test_parallel_matches_reference(case):
-    model = family_model(case, seed=1)
-    stream = random_tokens(70)  # 50 evictions at 4+16; each of the three caches decodes token by token
+    model = family_model(case, seed=1)  # tests/generate/test_sink_cache.py leaves these models' SinkCache to this test
+    stream = random_tokens(50)  # 30 evictions at 4+16; each of the three caches decodes token by token
     window = 16
     teacher = F.cross_entropy(model(input_ids=torch.as_tensor(stream)[None]).logits[0, :-1].float(),
                               torch.as_tensor(stream[1:]), reduction="none").detach().double().numpy()
