@@ -19,18 +19,18 @@ if _workers > 1:
 # first, so that no worker starts a two-minute file while the other has nothing left: the longest-first order
 # keeps both cores busy to the end. Seconds per file under `make test` on 2 cores (2026-11-28), slowest first:
 SLOWEST_FILES = [
-    "train/test_train_distributed.py",   # 255: eight torchrun jobs of two processes
-    "stream/test_smollm2.py",            # 179: a real 135M model decoded token by token, fp32 and float64
-    "experiment/test_experiment_hostile.py",  # 176
-    "stream/test_families.py",           # 159: 145 family cases, three caches each
-    "train/test_train_hostile.py",       # 142
-    "stream/test_sources.py",            # 122
-    "generate/test_sink_cache.py",       # 109
-    "experiment/test_experiment.py",     # 106
-    "experiment/test_experiment_outputs.py",  # 71
-    "train/test_train_single.py",        # 56
-    "export/test_export.py",             # 54
-    "train/test_train_speed.py",         # 42
+    "train/test_train_distributed.py",   # 162: eight torchrun jobs of two processes
+    "stream/test_smollm2.py",            # 111: a real 135M model decoded token by token, fp32 and float64
+    "train/test_train_hostile.py",       # 94
+    "experiment/test_experiment.py",     # 72
+    "experiment/test_experiment_hostile.py",  # 69
+    "stream/test_families.py",           # 60: 145 family cases, three caches each
+    "export/test_export.py",             # 39
+    "generate/test_sink_cache.py",       # 36
+    "train/test_train_single.py",        # 34
+    "train/test_train_speed.py",         # 30
+    "stream/test_sources.py",            # 28
+    "experiment/test_experiment_outputs.py",  # 26
 ]
 
 
