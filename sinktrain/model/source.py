@@ -86,8 +86,9 @@ def resolve_model_source(spec: str | Path) -> ModelSource:
     if text in zoo.MODELS:
         return ModelSource(text, "folder", str(zoo.fetch(text)))
     # `exports/tiny-snk` with an `exports/` folder here is a mistyped path: a hub lookup would retry for half a minute
-    owner_here = text.count("/") == 1 and Path(text.split("/", 1)[0]).expanduser().is_dir()
-    if text.startswith((".", "/", "~")) or text.count("/") != 1 or not HUB_ID.match(text) or owner_here:
+    local = text.startswith((".", "/", "~"))  # ("/name" has an empty first part, which Path reads as ".")
+    owner_here = not local and text.count("/") == 1 and Path(text.split("/", 1)[0]).expanduser().is_dir()
+    if local or text.count("/") != 1 or not HUB_ID.match(text) or owner_here:
         here = f" (its first folder {text.split('/', 1)[0]!r} is here, so it is a path, not a hub id)" \
             if owner_here else ""
         raise FileNotFoundError(

@@ -755,6 +755,8 @@ def test_zoo_download_never_runs_a_pip_py_of_the_working_folder(tmp_path, monkey
     ("./no/such/folder", "does not exist"),
     ("a/b/c", "does not exist"),
     ("missing.gguf", "GGUF file 'missing.gguf' does not exist"),
+    # one slash, like owner/name: it said "(its first folder '' is here, so it is a path, not a hub id)"
+    ("/nonexistent", "model '/nonexistent' does not exist; pass a model folder"),
 ])
 def test_path_like_names_fail_locally_at_once(spec, phrase, tmp_path, capsys):
     line = one_line_error(capsys, main(stream_eval(spec, "--out", tmp_path / "o")))
