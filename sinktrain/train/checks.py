@@ -1,6 +1,6 @@
 """Train's checks before it trains: the config, the topology, the run dir and the data against the model.
 
-Apart from run.py because they need neither Lightning nor DeepSpeed (importing those takes ~6 s on a laptop CPU):
+Apart from run.py because they need neither Lightning nor DeepSpeed (importing them takes ~6 s on 2 CPU cores):
 `sinktrain train` refuses a bad run dir or batch geometry before they load, and a study checks every variant, and
 finds every stage done on a rerun, without them.
 """

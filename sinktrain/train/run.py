@@ -22,8 +22,8 @@ from sinktrain.config_io import dotted_value
 from sinktrain.data import TOKENIZER_DIR, data_tokenizer, dataset_identity_sha256, manifest_sha256
 from sinktrain.train import checkpoint as ckpt
 from sinktrain.train.checkpoint_saver import CheckpointSaver
-from sinktrain.train.config import TrainConfig, on_gpu
 from sinktrain.train.checks import open_token_datasets, preflight
+from sinktrain.train.config import TrainConfig, on_gpu
 from sinktrain.train.datamodule import TokenDataModule
 from sinktrain.train.flops import device_peak_tflops, flops_per_token
 from sinktrain.train.metrics import MetricsLog, truncate_metrics
