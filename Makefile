@@ -20,8 +20,9 @@ install: $(STAMP)
 
 # One pytest-xdist worker per core, whole test files per worker (module fixtures such as the loaded SmolLM2
 # are built once), the slowest files first (tests/conftest.py orders them; --no-loadscope-reorder keeps that
-# order): on 2 cores the suite takes about half its one-worker time (2026-11-28: 11:10 to 14:58 in the fresh-clone
-# CI runs on the 2-core development machine, the last 14:58; 11:51 in the checkout; 8.5 minutes on a faster machine).
+# order): on 2 cores the suite takes about half its one-worker time (2026-11-28 on the 2-core development machine:
+# 10:21 in the checkout, then 9:37, then 8:08 once the family models' token-by-token decoding was cut by a third;
+# 11:10 to 14:58 in fresh-clone CI runs earlier that day; the machine's speed varies by a fifth from run to run).
 XDIST := -n auto --dist loadfile --no-loadscope-reorder
 
 # --durations: the ten slowest tests close the log (in CI too), so where the time goes is on record for each run.
