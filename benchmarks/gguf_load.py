@@ -21,7 +21,8 @@ import time
 
 import torch
 
-from sinktrain.model import source, zoo
+from sinktrain import model_zoo as zoo
+from sinktrain.model import source
 
 from _args import int_at_least
 

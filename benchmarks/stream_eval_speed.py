@@ -3,7 +3,7 @@ block-parallel, plus the re-computation baseline. CPU: the `tiny` preset (random
 pythia-160m in bf16, and a Llama-family model of SmolLM2-135M's shape (random weights, through the family adapter)
 in fp32 and bf16 with the floor below. Prints one JSON object; --out also writes it to a file.
 
-`--real` adds a real Llama-family model, SmolLM2-135M-Instruct (fetched once, see sinktrain.model.zoo), on a
+`--real` adds a real Llama-family model, SmolLM2-135M-Instruct (fetched once, see sinktrain.model_zoo), on a
 bundled book at 4+252: parallel vs reference tokens/s, their mean and max |ΔNLL|, and the floor of any exact
 evaluator measured in the same run (a plain teacher-forced forward over the same tokens in 2,048-token chunks:
 every token needs one forward anyway). `--memory-tokens 10000,100000` also streams that many tokens in fresh

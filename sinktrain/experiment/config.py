@@ -161,7 +161,7 @@ class ExperimentConfig:
             zc = self.zeroshot_config([str(self.root / "export" / v) for v in self.variants])
             if zc is not None:
                 zc.validate()
-        from sinktrain.model.source import resolve_model_source
+        from sinktrain.model_source import resolve_model_source
 
         for spec in self.pretrained:  # a bad spec fails now, not after training; zoo models are fetched here
             resolve_model_source(spec)

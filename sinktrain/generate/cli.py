@@ -20,7 +20,7 @@ def register(sub) -> None:
 
 
 def run_generate(cfg) -> int:
-    cfg.check()  # before the imports below (torch, transformers: seconds); generate() checks again (cheap)
+    check_first(cfg)
     from sinktrain.generate.generate import generate
 
     generate(cfg)
@@ -28,7 +28,7 @@ def run_generate(cfg) -> int:
 
 
 def run_chat(cfg) -> int:
-    cfg.check()  # before the imports below (torch, transformers: seconds); chat() checks again (cheap)
+    check_first(cfg)
     from sinktrain.generate.chat import chat
 
     chat(cfg)
@@ -36,8 +36,18 @@ def run_chat(cfg) -> int:
 
 
 def run_streameval(cfg) -> int:
-    cfg.check()  # before the imports below (torch, transformers: seconds); streameval() checks again (cheap)
+    check_first(cfg)
     from sinktrain.generate.streameval import streameval
 
     streameval(cfg)
     return 0
+
+
+def check_first(cfg) -> None:
+    """Before a verb's imports (torch, transformers: seconds): its options, then its model's source (a mistyped path
+    is refused here), then the device (which imports torch). The verb checks again (cheap)."""
+    from sinktrain.model_source import check_model_spec
+
+    cfg.check_options()
+    check_model_spec(cfg.model)
+    cfg.check()

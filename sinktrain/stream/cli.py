@@ -18,9 +18,16 @@ def register(sub) -> None:
 
 
 def run(cfg) -> int:
+    from sinktrain.model_source import check_model_spec
     from sinktrain.stream.config import check_values
+    from sinktrain.util.devices import check_device
 
-    check_values(cfg)  # before the evaluator's imports: a value it would refuse is refused in well under a second
+    # Before the evaluator's imports (torch and transformers, seconds): a value it would refuse, then a mistyped
+    # model, is refused in well under a second; then the device, which imports torch. evaluate() checks again.
+    check_values(cfg)
+    for model in cfg.models:
+        check_model_spec(model)
+    check_device(cfg.device)
     from sinktrain.stream import evaluate
 
     results = evaluate(cfg)

@@ -149,8 +149,9 @@ def check_text(cfg: StreamEvalConfig) -> None:
 
 
 def check_values(cfg: StreamEvalConfig) -> list[tuple[int, int]]:
-    """The checks that read no file (each value, and the values together); the (s, w) pairs to evaluate. The CLI
-    runs them before the evaluator's imports (torch and transformers, seconds), so a bad value is refused at once."""
+    """The checks that read no file and load nothing (each value, and the values together); the (s, w) pairs to
+    evaluate. The CLI runs them before the evaluator's imports (torch and transformers, seconds), so a bad value is
+    refused at once."""
     if not cfg.models:
         raise ValueError("no model given; pass at least one model (a folder, a .gguf file, a hub id or a zoo name)")
     if cfg.mode not in MODES:
@@ -170,13 +171,13 @@ def check_values(cfg: StreamEvalConfig) -> list[tuple[int, int]]:
     pairs = sink_window_pairs(cfg)
     if not pairs and not cfg.baselines:
         raise ValueError("nothing to evaluate; give sink counts, s+w configurations or baselines")
-    check_device(cfg.device)  # last: it imports torch (~2 s)
     return pairs
 
 
 def validate(cfg: StreamEvalConfig) -> list[tuple[int, int]]:
-    """Every check before anything loads: `check_values`, then the text and the output folder."""
+    """Every check before anything loads: `check_values`, the device, then the text and the output folder."""
     pairs = check_values(cfg)
+    check_device(cfg.device)  # it imports torch (~2 s)
     check_text(cfg)
     check_out_dir(cfg.out, overwrite=cfg.overwrite, markers=OUT_MARKERS, what="stream-eval output", own=OWN_NAMES,
                   inputs={"model": cfg.models, "--text": cfg.text, "--tokenizer": cfg.tokenizer}, staging="stream-eval")

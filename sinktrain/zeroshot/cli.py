@@ -15,6 +15,10 @@ def register(sub) -> None:
 
 
 def run(cfg) -> int:
+    from sinktrain.model_source import check_model_spec
+
+    for model in cfg.models:  # a mistyped model is refused before torch, transformers and lm-eval load (seconds)
+        check_model_spec(model)
     from sinktrain.zeroshot import zeroshot
 
     zeroshot(cfg)

@@ -32,7 +32,7 @@ def sink_ids_of(config) -> list[int]:
 
 def resolve(spec: str):
     """The model's source, resolved without loading weights: a bad spec fails before any model is loaded."""
-    from sinktrain.model.source import resolve_model_source
+    from sinktrain.model_source import resolve_model_source
 
     return resolve_model_source(spec)
 

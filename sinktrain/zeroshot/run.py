@@ -153,7 +153,7 @@ def _zeroshot(cfg: ZeroShotConfig) -> dict:
 
 
 def score_models(cfg: ZeroShotConfig, sources: dict, manager, checked: dict, scratch: Path) -> dict:
-    from sinktrain.model.source import resolve_model_source
+    from sinktrain.model_source import resolve_model_source
     from sinktrain.zeroshot.lm import lm_for, load
 
     out = Path(cfg.out)

@@ -285,7 +285,7 @@ def test_an_output_another_run_is_writing_is_refused_and_kept(tmp_path, capsys, 
     out = tmp_path / "se"
     earlier = earlier_streameval(out, with_marker=True)
     with hold_output(out):
-        assert main(["streameval", "some-model", "--out", str(out), "--overwrite"]) == 2
+        assert main(["streameval", "some-org/some-model", "--out", str(out), "--overwrite"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"sinktrain streameval: error: --out {str(out)!r} is being written by another sinktrain process "
                    f"(pid 4242 on elsewhere); wait for it to end, or choose another --out"]

