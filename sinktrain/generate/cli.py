@@ -44,10 +44,12 @@ def run_streameval(cfg) -> int:
 
 
 def check_first(cfg) -> None:
-    """Before a verb's imports (torch, transformers: seconds): its options, then its model's source (a mistyped path
-    is refused here), then the device (which imports torch). The verb checks again (cheap)."""
+    """cfg.check() with the model's source between its two parts, before a verb's imports (torch, transformers:
+    seconds): its options, then its model (a mistyped path is refused here), then the device (which imports torch).
+    The verb checks again (cheap)."""
     from sinktrain.model_source import check_model_spec
+    from sinktrain.util.devices import check_device
 
     cfg.check_options()
     check_model_spec(cfg.model)
-    cfg.check()
+    check_device(cfg.device)

@@ -45,7 +45,8 @@ class CacheOptions:
 
     def check(self) -> None:
         """Every check before the model loads: the verb's options, then the device (it imports torch, ~2 s). The
-        CLI runs it before the verb's own imports (torch, transformers), so a bad value is refused at once."""
+        CLI makes the same two, with the model's source between them (generate/cli.py check_first), before the
+        verb's own imports (torch, transformers), so a bad value is refused at once."""
         self.check_options()
         check_device(self.device)
 

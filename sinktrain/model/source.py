@@ -14,8 +14,7 @@ import re
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from sinktrain.model_source import (  # noqa: F401  (re-exported: callers take them with the loaders)
-    HUB_ID, ModelSource, check_gguf_layout, hub_revision, resolve_model_source)
+from sinktrain.model_source import ModelSource, resolve_model_source  # noqa: F401  (callers take it with the loaders)
 
 
 def refuse_custom_code(source) -> None:
